@@ -1,0 +1,112 @@
+//! The errors of `careledger-core`.
+
+use std::fmt;
+
+/// A value that failed validation: which field, and what is wrong with it.
+///
+/// The user's fault; the message says how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidInput {
+    field: &'static str,
+    problem: String,
+}
+
+impl InvalidInput {
+    /// A validation failure of `field`.
+    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// The field or value kind that failed.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// Why a command was refused by the business rules. The user's fault: the message
+/// names the rule (and the working agreement it comes from) and what would be accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejection {
+    /// A stable machine-readable code, e.g. `not_in_care_team`.
+    pub code: &'static str,
+    /// A sentence a clinician can act on.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with a code and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong in the ledger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value failed validation (user's fault).
+    #[error("invalid input: {0}")]
+    Invalid(#[from] InvalidInput),
+    /// A business rule refused the command (user's fault).
+    #[error("rejected: {0}")]
+    Rejected(#[from] Rejection),
+    /// The stream's revision was not the expected one (a conflict: re-read and retry).
+    #[error(
+        "revision conflict on patient {patient}: expected {expected}, the stream is at {actual}"
+    )]
+    Conflict {
+        /// The patient stream.
+        patient: String,
+        /// What the writer expected, as text (`no stream`, `revision 4`).
+        expected: String,
+        /// The current revision, as text.
+        actual: String,
+    },
+    /// The idempotency key was used before for different content (a conflict).
+    #[error("idempotency key {key:?} was already used for a different request; use a new key for new content")]
+    IdempotencyMismatch {
+        /// The reused key.
+        key: String,
+    },
+    /// The stored chain failed verification (internal: the data was changed or damaged).
+    #[error("ledger integrity: {0}")]
+    Integrity(crate::verify::Problem),
+    /// The ledger refuses writes after an earlier storage failure until it is reopened.
+    #[error("the ledger stopped accepting writes after a storage failure ({0}); fix the cause and restart")]
+    Poisoned(String),
+    /// The storage engine or the file system failed (internal, or the disk is full or read-only).
+    #[error("storage: {0}")]
+    Storage(String),
+    /// A stored record could not be decoded (internal).
+    #[error("decoding record at position {position}: {detail}")]
+    Decode {
+        /// The record's global position.
+        position: u64,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,415 @@
+//! Identifiers with validating constructors: a value of these types is always well formed.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::error::InvalidInput;
+
+/// Longest identifier accepted for patients, actors, medications and the like.
+pub const MAX_ID_LEN: usize = 64;
+
+fn check_token(kind: &'static str, raw: &str) -> Result<(), InvalidInput> {
+    if raw.is_empty() || raw.len() > MAX_ID_LEN {
+        return Err(InvalidInput::new(
+            kind,
+            format!(
+                "must be 1 to {MAX_ID_LEN} characters long, got {}",
+                raw.len()
+            ),
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    if let Some(bad) = raw.chars().find(|c| !allowed(*c)) {
+        return Err(InvalidInput::new(
+            kind,
+            format!("may hold only letters, digits, '-', '_', '.' and ':'; found {bad:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The opaque id of a patient, naming the patient's stream in the ledger.
+///
+/// A Dutch citizen service number is accepted only when it passes the 11-proof
+/// (see [`Bsn`]); other ids are opaque tokens of letters, digits and `-_.:`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PatientId(String);
+
+impl PatientId {
+    /// Parses a patient id. Nine digits are taken as a BSN and must pass the 11-proof.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        check_token("patient id", raw)?;
+        if raw.len() == 9 && raw.bytes().all(|b| b.is_ascii_digit()) {
+            Bsn::parse(raw)?;
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PatientId {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<PatientId> for String {
+    fn from(id: PatientId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for PatientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Dutch citizen service number (BSN): nine digits that pass the 11-proof.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Bsn([u8; 9]);
+
+impl Bsn {
+    /// Parses a BSN; leading zeros count, so `"012345672"` has nine digits.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let bytes = raw.as_bytes();
+        if bytes.len() != 9 || !bytes.iter().all(u8::is_ascii_digit) {
+            return Err(InvalidInput::new("BSN", "must be exactly 9 digits"));
+        }
+        let mut digits = [0u8; 9];
+        for (slot, b) in digits.iter_mut().zip(bytes) {
+            *slot = b - b'0';
+        }
+        // 11-proof: 9*d1 + 8*d2 + ... + 2*d8 - 1*d9 is divisible by 11 (and not zero).
+        let sum: i64 = digits[..8]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (9 - i as i64) * i64::from(*d))
+            .sum::<i64>()
+            - i64::from(digits[8]);
+        if sum == 0 || sum % 11 != 0 {
+            return Err(InvalidInput::new(
+                "BSN",
+                format!("{raw} fails the 11-proof; check the number for a typing error"),
+            ));
+        }
+        Ok(Self(digits))
+    }
+}
+
+impl fmt::Display for Bsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in self.0 {
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The id of a practitioner, a patient acting on their own plan, or a system actor.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ActorId(String);
+
+impl ActorId {
+    /// Parses an actor id: 1 to 64 letters, digits or `-_.:`.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        check_token("actor id", raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ActorId {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<ActorId> for String {
+    fn from(id: ActorId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Dutch healthcare provider code (AGB-code): exactly eight digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AgbCode(String);
+
+impl AgbCode {
+    /// Parses an AGB code.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        if raw.len() != 8 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidInput::new(
+                "AGB code",
+                format!("must be exactly 8 digits, got {raw:?}"),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AgbCode {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<AgbCode> for String {
+    fn from(code: AgbCode) -> String {
+        code.0
+    }
+}
+
+/// A short identifier chosen by the writer for an element of the plan (a lab order,
+/// a lifestyle goal), or an ATC code: same rules as other ids.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ElementId(String);
+
+impl ElementId {
+    /// Parses an element id: 1 to 64 letters, digits or `-_.:`.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        check_token("element id", raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ElementId {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<ElementId> for String {
+    fn from(id: ElementId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ElementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An ATC code (Anatomical Therapeutic Chemical classification), e.g. `C10AA05` for
+/// atorvastatin: a letter, two digits, two letters, two digits; shorter group codes
+/// (`C10AA`) are accepted too.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AtcCode(String);
+
+impl AtcCode {
+    /// Parses an ATC code, upper-casing it.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let code = raw.trim().to_ascii_uppercase();
+        let b = code.as_bytes();
+        let shape_ok = [1usize, 3, 4, 5, 7].contains(&b.len())
+            && b.iter().enumerate().all(|(i, c)| match i {
+                0 | 3 | 4 => c.is_ascii_uppercase(),
+                _ => c.is_ascii_digit(),
+            });
+        if !shape_ok {
+            return Err(InvalidInput::new(
+                "ATC code",
+                format!("{raw:?} is not an ATC code; expected a form like C10AA05"),
+            ));
+        }
+        Ok(Self(code))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AtcCode {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<AtcCode> for String {
+    fn from(code: AtcCode) -> String {
+        code.0
+    }
+}
+
+impl fmt::Display for AtcCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A 128-bit identifier: event ids, correlation and causation ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Uid(pub [u8; 16]);
+
+impl Uid {
+    /// A fresh random (version 4) id.
+    pub fn random() -> Self {
+        Self(*uuid::Uuid::new_v4().as_bytes())
+    }
+
+    /// Parses the hyphenated or simple hexadecimal form.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        uuid::Uuid::parse_str(raw)
+            .map(|u| Self(*u.as_bytes()))
+            .map_err(|_| InvalidInput::new("id", format!("{raw:?} is not a UUID")))
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        uuid::Uuid::from_bytes(self.0).hyphenated().fmt(f)
+    }
+}
+
+/// Free text with a length bound, for reasons, rationales, notes and names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Text(String);
+
+impl Text {
+    /// Longest free text accepted, in bytes.
+    pub const MAX_LEN: usize = 8 * 1024;
+
+    /// Accepts text up to [`Text::MAX_LEN`] bytes without control characters other
+    /// than newline and tab.
+    pub fn new(raw: impl Into<String>) -> Result<Self, InvalidInput> {
+        let raw = raw.into();
+        if raw.len() > Self::MAX_LEN {
+            return Err(InvalidInput::new(
+                "text",
+                format!(
+                    "is {} bytes; at most {} are accepted",
+                    raw.len(),
+                    Self::MAX_LEN
+                ),
+            ));
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(InvalidInput::new(
+                "text",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<String> for Text {
+    type Error = InvalidInput;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::new(raw)
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bsn_passing_the_eleven_proof_is_accepted() {
+        assert!(Bsn::parse("111222333").is_ok());
+        assert!(Bsn::parse("123456782").is_ok());
+    }
+
+    #[test]
+    fn bsn_failing_the_eleven_proof_is_rejected_with_a_reason() {
+        let err = Bsn::parse("123456789").unwrap_err();
+        assert!(err.to_string().contains("11-proof"), "{err}");
+        assert!(Bsn::parse("12345678").is_err());
+        assert!(Bsn::parse("00000000a").is_err());
+        assert!(Bsn::parse("000000000").is_err());
+    }
+
+    #[test]
+    fn nine_digit_patient_id_must_be_a_valid_bsn() {
+        assert!(PatientId::parse("111222333").is_ok());
+        assert!(PatientId::parse("123456789").is_err());
+        assert!(PatientId::parse("pat-0001").is_ok());
+        assert!(PatientId::parse("has space").is_err());
+        assert!(PatientId::parse("").is_err());
+    }
+
+    #[test]
+    fn agb_code_is_eight_digits() {
+        assert!(AgbCode::parse("01234567").is_ok());
+        assert!(AgbCode::parse("1234567").is_err());
+        assert!(AgbCode::parse("1234567x").is_err());
+    }
+
+    #[test]
+    fn atc_code_is_normalised_and_checked() {
+        assert_eq!(AtcCode::parse("c10aa05").unwrap().as_str(), "C10AA05");
+        assert!(AtcCode::parse("C10").is_ok());
+        assert!(AtcCode::parse("10AA05").is_err());
+        assert!(AtcCode::parse("C10AA0").is_err());
+    }
+
+    #[test]
+    fn text_rejects_control_characters_and_oversize() {
+        assert!(Text::new("side effects:\nmyalgia").is_ok());
+        assert!(Text::new("bell\u{7}").is_err());
+        assert!(Text::new("x".repeat(Text::MAX_LEN + 1)).is_err());
+    }
+}

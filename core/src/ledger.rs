@@ -1,0 +1,646 @@
+//! The ledger: the one write path (`append`), reads, group commit and verification.
+//!
+//! **Invariant:** an event, once acknowledged, is never rewritten or deleted; `append` is the
+//! only write path. Appends are serialised by one writer lock (which assigns positions and links
+//! the chain) and made durable by a shared sync: every append whose batch was committed before a
+//! sync starts is covered by that sync (group commit). Readers see only durable events.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{encode_frame, event_hash, Frame};
+use crate::decide::{decide, PatientState, Policy, Warning};
+use crate::error::{Error, InvalidInput, Result};
+use crate::event::Command;
+use crate::ids::{PatientId, Text, Uid};
+use crate::record::{
+    decode_record, encode_record, Actor, Hash, Record, RecordedEvent, Timestamp,
+    RECORD_FORMAT_VERSION,
+};
+use crate::storage::{SledStorage, Storage, WriteBatch};
+use crate::verify::{check_frame, Problem, VerifyReport};
+
+/// Most commands accepted in one append.
+pub const MAX_BATCH: usize = 1000;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+/// How far in the future an `occurred_at` may lie (clock skew between systems), in minutes.
+pub const MAX_FUTURE_MINUTES: i64 = 10;
+
+/// What the writer expects the patient's stream to be at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedRevision {
+    /// No check.
+    Any,
+    /// The patient has no events yet.
+    NoStream,
+    /// The stream is at exactly this revision (its number of events).
+    Exact(u64),
+}
+
+impl std::fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedRevision::Any => f.write_str("any revision"),
+            ExpectedRevision::NoStream => f.write_str("no stream"),
+            ExpectedRevision::Exact(n) => write!(f, "revision {n}"),
+        }
+    }
+}
+
+/// One command with the clinician's time and reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// What to do.
+    pub command: Command,
+    /// When it happened (clinician's word); defaults to the recording time when `None`.
+    pub occurred_at: Option<Timestamp>,
+    /// Why.
+    pub reason: Text,
+}
+
+/// A request to append commands to one patient's stream, atomically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendRequest {
+    /// The patient.
+    pub patient: PatientId,
+    /// The expected revision of the stream.
+    pub expected: ExpectedRevision,
+    /// Who appends.
+    pub actor: Actor,
+    /// The commands, in order; 1 to [`MAX_BATCH`].
+    pub submissions: Vec<Submission>,
+    /// A key that makes retries safe: the same key with the same content writes once.
+    pub idempotency_key: Option<String>,
+    /// Groups this append with others of one workflow; random when `None`.
+    pub correlation_id: Option<Uid>,
+    /// What caused this append, if anything.
+    pub causation_id: Option<Uid>,
+}
+
+/// Where one appended event landed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// Global position.
+    pub position: u64,
+    /// Revision in the patient's stream.
+    pub revision: u64,
+    /// Event id.
+    pub event_id: Uid,
+    /// Hash.
+    pub hash: Hash,
+}
+
+/// The result of a durable append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The events written, in order (one command may record more than one event).
+    pub events: Vec<Appended>,
+    /// The stream's revision after the append.
+    pub revision: u64,
+    /// Warnings for the writer, such as duplicate lab work.
+    pub warnings: Vec<Warning>,
+    /// True when an earlier append with the same idempotency key was returned and nothing written.
+    pub replayed: bool,
+}
+
+/// The head of the chain: the last durable position and its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Head {
+    /// Last position (0 for an empty ledger).
+    pub position: u64,
+    /// Its hash ([`Hash::ZERO`] for an empty ledger).
+    pub hash: Hash,
+}
+
+/// Options for opening a ledger.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerConfig {
+    /// The rules' settings.
+    pub policy: Policy,
+}
+
+type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
+
+/// State owned by the single writer.
+struct Writer {
+    head: Head,
+    patients: HashMap<PatientId, PatientState>,
+}
+
+/// The care-plan ledger.
+pub struct Ledger {
+    storage: Box<dyn Storage>,
+    policy: Policy,
+    writer: Mutex<Writer>,
+    /// Head of what is committed to storage (maybe not yet durable).
+    written: Mutex<Head>,
+    /// Head of what is durable; readers see up to here.
+    durable: Mutex<Head>,
+    durable_position: AtomicU64,
+    sync_lock: Mutex<()>,
+    /// Why writes are refused, if they are.
+    refusal: Mutex<Option<String>>,
+    listeners: Mutex<Vec<DurableListener>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a ledger lock is a bug; the state it guards is still consistent
+    // because every mutation is completed before the guard is dropped.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ledger {
+    /// Opens (or creates) a ledger in `dir` on sled, checking the head of the chain.
+    pub fn open(dir: &Path, config: LedgerConfig) -> Result<Ledger> {
+        let storage = SledStorage::open(dir)?;
+        Self::with_storage(Box::new(storage), config)
+    }
+
+    /// Opens a ledger on any storage. When the head does not verify, the ledger opens for
+    /// reading and verification but refuses writes; [`Ledger::head_problem`] says why.
+    pub fn with_storage(storage: Box<dyn Storage>, config: LedgerConfig) -> Result<Ledger> {
+        let (head, problem) = check_head(storage.as_ref())?;
+        let ledger = Ledger {
+            storage,
+            policy: config.policy,
+            writer: Mutex::new(Writer {
+                head,
+                patients: HashMap::new(),
+            }),
+            written: Mutex::new(head),
+            durable: Mutex::new(head),
+            durable_position: AtomicU64::new(head.position),
+            sync_lock: Mutex::new(()),
+            refusal: Mutex::new(
+                problem.map(|p| format!("the head of the chain does not verify: {p}")),
+            ),
+            listeners: Mutex::new(Vec::new()),
+        };
+        Ok(ledger)
+    }
+
+    /// Why the ledger refuses writes (a damaged head, an earlier storage failure), if it does.
+    pub fn head_problem(&self) -> Option<String> {
+        lock(&self.refusal).clone()
+    }
+
+    /// The durable head.
+    pub fn head(&self) -> Head {
+        *lock(&self.durable)
+    }
+
+    /// Registers a function called with the new durable position after every group commit.
+    /// It runs on the appending thread: keep it short and never block in it.
+    pub fn on_durable(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        lock(&self.listeners).push(Box::new(listener));
+    }
+
+    /// Appends the request's commands atomically and returns once they are durable.
+    pub fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        check_request(&request)?;
+        let fingerprint = request
+            .idempotency_key
+            .as_ref()
+            .map(|_| fingerprint(&request));
+        let (outcome, last_position) = {
+            let mut writer = lock(&self.writer);
+            if let Some(reason) = self.head_problem() {
+                return Err(Error::Poisoned(reason));
+            }
+            if let (Some(key), Some(print)) = (&request.idempotency_key, &fingerprint) {
+                if let Some(stored) = self.storage.idempotency(key.as_bytes())? {
+                    drop(writer);
+                    return self.replay(key, print, &stored);
+                }
+            }
+            let outcome = self.append_locked(&mut writer, &request, fingerprint.as_ref())?;
+            (outcome, writer.head.position)
+        };
+        self.make_durable(last_position)?;
+        Ok(outcome)
+    }
+
+    fn append_locked(
+        &self,
+        writer: &mut Writer,
+        request: &AppendRequest,
+        fingerprint: Option<&Hash>,
+    ) -> Result<AppendOutcome> {
+        let mut state = self.load_state(writer, &request.patient)?;
+        check_expected(&request.patient, request.expected, state.revision())?;
+        let recorded_at = Timestamp::now();
+        let correlation_id = request.correlation_id.unwrap_or_else(Uid::random);
+        let mut head = writer.head;
+        let mut batch = WriteBatch::default();
+        let mut appended = Vec::new();
+        let mut warnings = Vec::new();
+        for submission in &request.submissions {
+            let occurred_at = submission.occurred_at.unwrap_or(recorded_at);
+            check_occurred_at(occurred_at, recorded_at)?;
+            let decision = decide(
+                &state,
+                &self.policy,
+                &request.actor,
+                &submission.command,
+                occurred_at,
+            )?;
+            warnings.extend(decision.warnings);
+            for event in decision.events {
+                let record = Record {
+                    patient: request.patient.clone(),
+                    revision: state.revision() + 1,
+                    event_id: Uid::random(),
+                    recorded_at,
+                    occurred_at,
+                    actor: request.actor.clone(),
+                    reason: submission.reason.clone(),
+                    correlation_id,
+                    causation_id: request.causation_id,
+                    idempotency_key: request.idempotency_key.clone(),
+                    event,
+                };
+                let bytes = encode_record(&record)?;
+                let position = head.position + 1;
+                let hash = event_hash(position, RECORD_FORMAT_VERSION, &head.hash, &bytes);
+                batch.frames.push((
+                    position,
+                    encode_frame(RECORD_FORMAT_VERSION, &head.hash, &hash, &bytes),
+                ));
+                batch
+                    .index
+                    .push((request.patient.clone(), record.revision, position));
+                appended.push(Appended {
+                    position,
+                    revision: record.revision,
+                    event_id: record.event_id,
+                    hash,
+                });
+                let recorded = RecordedEvent {
+                    position,
+                    format_version: RECORD_FORMAT_VERSION,
+                    prev_hash: head.hash,
+                    hash,
+                    record,
+                };
+                state.apply(&recorded);
+                head = Head { position, hash };
+            }
+        }
+        if let (Some(key), Some(print)) = (&request.idempotency_key, fingerprint) {
+            batch.idempotency =
+                Some((key.as_bytes().to_vec(), idempotency_value(print, &appended)));
+        }
+        if let Err(e) = self.storage.commit(batch) {
+            // The batch may or may not be in sled's memory: reload from storage on next use.
+            writer.patients.remove(&request.patient);
+            self.refuse(format!("a write failed: {e}"));
+            return Err(e);
+        }
+        writer.head = head;
+        *lock(&self.written) = head;
+        let revision = state.revision();
+        writer.patients.insert(request.patient.clone(), state);
+        Ok(AppendOutcome {
+            events: appended,
+            revision,
+            warnings,
+            replayed: false,
+        })
+    }
+
+    fn refuse(&self, reason: String) {
+        let mut refusal = lock(&self.refusal);
+        if refusal.is_none() {
+            *refusal = Some(reason);
+        }
+    }
+
+    /// Makes everything up to `position` durable, sharing one sync among concurrent appenders.
+    fn make_durable(&self, position: u64) -> Result<()> {
+        if self.durable_position.load(Ordering::Acquire) >= position {
+            return Ok(());
+        }
+        let _sync = lock(&self.sync_lock);
+        if self.durable_position.load(Ordering::Acquire) >= position {
+            return Ok(());
+        }
+        // Everything committed before this point is covered by the sync below.
+        let target = *lock(&self.written);
+        if let Err(e) = self.storage.sync() {
+            self.refuse(format!("making writes durable failed: {e}"));
+            return Err(e);
+        }
+        *lock(&self.durable) = target;
+        self.durable_position
+            .store(target.position, Ordering::Release);
+        for listener in lock(&self.listeners).iter() {
+            listener(target.position);
+        }
+        Ok(())
+    }
+
+    fn replay(&self, key: &str, print: &Hash, stored: &[u8]) -> Result<AppendOutcome> {
+        let (stored_print, positions) = parse_idempotency_value(stored)
+            .ok_or_else(|| Error::Storage(format!("idempotency entry for {key:?} is malformed")))?;
+        if stored_print != *print {
+            return Err(Error::IdempotencyMismatch {
+                key: key.to_owned(),
+            });
+        }
+        let last = positions.last().copied().unwrap_or(0);
+        self.make_durable(last)?;
+        let mut events = Vec::with_capacity(positions.len());
+        let mut revision = 0;
+        for position in positions {
+            let recorded = self.read_position(position)?;
+            revision = recorded.record.revision;
+            events.push(Appended {
+                position,
+                revision,
+                event_id: recorded.record.event_id,
+                hash: recorded.hash,
+            });
+        }
+        Ok(AppendOutcome {
+            events,
+            revision,
+            warnings: vec![],
+            replayed: true,
+        })
+    }
+
+    fn load_state(&self, writer: &mut Writer, patient: &PatientId) -> Result<PatientState> {
+        if let Some(state) = writer.patients.get(patient) {
+            return Ok(state.clone());
+        }
+        let mut state = PatientState::default();
+        for recorded in self.read_stream_unbounded(patient)? {
+            state.apply(&recorded);
+        }
+        Ok(state)
+    }
+
+    /// The patient's state as the rules see it (care team, active medication...), durable events only.
+    pub fn patient_state(&self, patient: &PatientId) -> Result<PatientState> {
+        let mut state = PatientState::default();
+        for recorded in self.read_stream(patient, 1, usize::MAX)? {
+            state.apply(&recorded);
+        }
+        Ok(state)
+    }
+
+    fn read_stream_unbounded(&self, patient: &PatientId) -> Result<Vec<RecordedEvent>> {
+        let positions = self.storage.stream_positions(patient, 1, usize::MAX)?;
+        positions
+            .into_iter()
+            .map(|p| self.read_position(p))
+            .collect()
+    }
+
+    /// The patient's durable events from `from_revision` (1 is the first), up to `limit`.
+    pub fn read_stream(
+        &self,
+        patient: &PatientId,
+        from_revision: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let durable = self.durable_position.load(Ordering::Acquire);
+        let positions = self
+            .storage
+            .stream_positions(patient, from_revision.max(1), limit)?;
+        positions
+            .into_iter()
+            .take_while(|p| *p <= durable)
+            .map(|p| self.read_position(p))
+            .collect()
+    }
+
+    /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order.
+    pub fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let durable = self.durable_position.load(Ordering::Acquire);
+        if after >= durable {
+            return Ok(vec![]);
+        }
+        let limit = limit.min((durable - after) as usize);
+        self.storage
+            .frames_from(after + 1, limit)?
+            .into_iter()
+            .map(|(position, bytes)| decode_frame(position, &bytes))
+            .collect()
+    }
+
+    /// Visits every durable event from position `from`, in order, without collecting them.
+    pub fn for_each(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(RecordedEvent) -> Result<()>,
+    ) -> Result<()> {
+        let durable = self.durable_position.load(Ordering::Acquire);
+        let mut failure = None;
+        self.storage.scan(from, &mut |position, bytes| {
+            if position > durable {
+                return false;
+            }
+            match decode_frame(position, bytes).and_then(&mut *visit) {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The durable event at `position`.
+    pub fn read_position(&self, position: u64) -> Result<RecordedEvent> {
+        let bytes = self.storage.frame(position)?.ok_or_else(|| Error::Decode {
+            position,
+            detail: "no event is stored at this position".into(),
+        })?;
+        decode_frame(position, &bytes)
+    }
+
+    /// Verifies the whole chain, calling `progress(verified, total)` now and then.
+    pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
+        let total = self.head().position.max(lock(&self.written).position);
+        let mut prev = Hash::ZERO;
+        let mut expected = 1u64;
+        let mut problem = None;
+        self.storage.scan(1, &mut |position, bytes| {
+            if position != expected {
+                let kind = crate::verify::ProblemKind::Gap { found: position };
+                problem = Some(Problem {
+                    position: expected,
+                    kind,
+                });
+                return false;
+            }
+            match check_frame(position, bytes, &prev, true) {
+                Ok(hash) => prev = hash,
+                Err(p) => {
+                    problem = Some(p);
+                    return false;
+                }
+            }
+            if position % 65_536 == 0 {
+                progress(position, total);
+            }
+            expected += 1;
+            true
+        })?;
+        progress(expected - 1, total);
+        Ok(VerifyReport {
+            verified: expected - 1,
+            head_hash: prev,
+            problem,
+        })
+    }
+
+    /// Bytes the ledger occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.storage.size_on_disk()
+    }
+}
+
+/// Checks the last stored frame and its link to the one before.
+fn check_head(storage: &dyn Storage) -> Result<(Head, Option<Problem>)> {
+    let Some((position, bytes)) = storage.last_frame()? else {
+        return Ok((Head::default(), None));
+    };
+    let prev = if position <= 1 {
+        Hash::ZERO
+    } else {
+        match storage.frame(position - 1)? {
+            Some(b) => match Frame::parse(&b) {
+                Some(f) => f.hash,
+                None => Hash::ZERO,
+            },
+            None => Hash::ZERO,
+        }
+    };
+    let head_hash = Frame::parse(&bytes).map(|f| f.hash).unwrap_or_default();
+    let head = Head {
+        position,
+        hash: head_hash,
+    };
+    Ok((head, check_frame(position, &bytes, &prev, true).err()))
+}
+
+fn decode_frame(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
+    let frame = Frame::parse(bytes).ok_or_else(|| Error::Decode {
+        position,
+        detail: "frame header is malformed".into(),
+    })?;
+    let record = decode_record(position, frame.format_version, frame.record)?;
+    Ok(RecordedEvent {
+        position,
+        format_version: frame.format_version,
+        prev_hash: frame.prev_hash,
+        hash: frame.hash,
+        record,
+    })
+}
+
+fn check_request(request: &AppendRequest) -> Result<()> {
+    let n = request.submissions.len();
+    if n == 0 || n > MAX_BATCH {
+        return Err(InvalidInput::new(
+            "events",
+            format!("an append holds 1 to {MAX_BATCH} commands, got {n}"),
+        )
+        .into());
+    }
+    if let Some(key) = &request.idempotency_key {
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+            || key.chars().any(char::is_control)
+        {
+            return Err(InvalidInput::new(
+                "idempotency key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable characters"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn check_expected(patient: &PatientId, expected: ExpectedRevision, actual: u64) -> Result<()> {
+    let ok = match expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => actual == 0,
+        ExpectedRevision::Exact(n) => actual == n,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        patient: patient.to_string(),
+        expected: expected.to_string(),
+        actual: if actual == 0 {
+            "no stream".into()
+        } else {
+            format!("revision {actual}")
+        },
+    })
+}
+
+fn check_occurred_at(occurred_at: Timestamp, recorded_at: Timestamp) -> Result<()> {
+    let limit = recorded_at.micros() + MAX_FUTURE_MINUTES * 60_000_000;
+    if occurred_at.micros() > limit {
+        return Err(InvalidInput::new(
+            "occurred_at",
+            format!("{occurred_at} lies in the future; give the time the fact happened"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// A hash of what an idempotent request asks for, to tell a retry from a different request.
+fn fingerprint(request: &AppendRequest) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"careledger/idempotency/v1\0");
+    let content = (
+        &request.patient,
+        &request.expected,
+        &request.actor,
+        &request.submissions,
+    );
+    match bincode::serde::encode_to_vec(content, bincode::config::standard()) {
+        Ok(bytes) => hasher.update(&bytes),
+        // Encoding plain data cannot fail; fall back to the debug form rather than panic.
+        Err(_) => hasher.update(format!("{content:?}").as_bytes()),
+    };
+    Hash(*hasher.finalize().as_bytes())
+}
+
+fn idempotency_value(print: &Hash, appended: &[Appended]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(32 + 8 * appended.len());
+    value.extend_from_slice(&print.0);
+    for a in appended {
+        value.extend_from_slice(&a.position.to_be_bytes());
+    }
+    value
+}
+
+fn parse_idempotency_value(value: &[u8]) -> Option<(Hash, Vec<u64>)> {
+    if value.len() < 32 || !(value.len() - 32).is_multiple_of(8) {
+        return None;
+    }
+    let print = Hash(value[..32].try_into().ok()?);
+    let positions = value[32..]
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    Some((print, positions))
+}
+
+/// Shared handle type used by the servers.
+pub type SharedLedger = Arc<Ledger>;

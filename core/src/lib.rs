@@ -1,0 +1,28 @@
+//! careledger-core: the write model of the care-plan ledger.
+//!
+//! Domain types with validating constructors ([`ids`], [`role`], [`quantity`]), the event
+//! catalogue ([`event`]), the business rules ([`decide`]), the notify-the-other-party rule
+//! ([`notify`]), and the append-only hash-chained log on sled ([`ledger`], [`chain`],
+//! [`storage`], [`verify`]).
+//!
+//! **Invariant:** this crate knows nothing of HTTP, JSON DTOs or the command line.
+#![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+pub mod chain;
+pub mod decide;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod ledger;
+pub mod notify;
+pub mod quantity;
+pub mod record;
+pub mod role;
+pub mod storage;
+pub mod verify;
+
+pub use error::{Error, InvalidInput, Rejection, Result};
+pub use ledger::{
+    AppendOutcome, AppendRequest, ExpectedRevision, Head, Ledger, LedgerConfig, Submission,
+};
+pub use record::{Actor, Hash, Record, RecordedEvent, Timestamp};

@@ -1,0 +1,231 @@
+//! The narrow storage interface the ledger writes through, and its sled implementation.
+//!
+//! **Invariant:** no sled type appears outside this module. The ledger sees ordered bytes:
+//! frames by position, a per-patient index of positions, and idempotency entries.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::ids::PatientId;
+
+/// One atomic write: event frames, their stream index entries, and an idempotency entry.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    /// `(position, frame bytes)`, ascending and gapless after the current head.
+    pub frames: Vec<(u64, Vec<u8>)>,
+    /// `(patient, revision, position)` for each frame.
+    pub index: Vec<(PatientId, u64, u64)>,
+    /// `(key, value)` to remember an idempotent request.
+    pub idempotency: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Ordered, atomic, durable-on-request byte storage for the ledger.
+pub trait Storage: Send + Sync {
+    /// The frame with the highest position, if any.
+    fn last_frame(&self) -> Result<Option<(u64, Vec<u8>)>>;
+    /// The frame at `position`.
+    fn frame(&self, position: u64) -> Result<Option<Vec<u8>>>;
+    /// Up to `limit` frames from `from` on, ascending.
+    fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// Visits every frame from `from` on, ascending, until `visit` returns false.
+    fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()>;
+    /// Positions of the patient's events from revision `from_revision` on, up to `limit`.
+    fn stream_positions(
+        &self,
+        patient: &PatientId,
+        from_revision: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>>;
+    /// The stored value of an idempotency key.
+    fn idempotency(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies the batch atomically: all of it is visible to reads, or none. Not yet durable.
+    fn commit(&self, batch: WriteBatch) -> Result<()>;
+    /// Makes everything committed so far durable.
+    fn sync(&self) -> Result<()>;
+    /// Bytes the store occupies on disk.
+    fn size_on_disk(&self) -> Result<u64>;
+}
+
+const FRAME: u8 = b'e';
+const STREAM: u8 = b's';
+const IDEMPOTENCY: u8 = b'i';
+
+fn frame_key(position: u64) -> [u8; 9] {
+    let mut key = [FRAME; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn stream_key(patient: &PatientId, revision: u64) -> Vec<u8> {
+    let id = patient.as_str().as_bytes();
+    let mut key = Vec::with_capacity(2 + id.len() + 8);
+    key.push(STREAM);
+    // Ids are at most 64 bytes, so one length byte keeps one patient's keys from
+    // prefixing another's.
+    key.push(id.len() as u8);
+    key.extend_from_slice(id);
+    key.extend_from_slice(&revision.to_be_bytes());
+    key
+}
+
+fn position_of(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::Storage(format!("malformed frame key {key:?}")))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn sled_err(e: sled::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// The ledger's storage in an embedded sled database.
+///
+/// "Durable" means: sled's `flush` (which ends in `sync_file_range`, not enough through a
+/// volatile disk cache), then `fdatasync` of sled's data file and of any new blob files.
+pub struct SledStorage {
+    db: sled::Db,
+    data_file: File,
+    dir: PathBuf,
+    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+}
+
+impl SledStorage {
+    /// Opens or creates the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(None)
+            .open()
+            .map_err(sled_err)?;
+        let data_file = File::open(dir.join("db"))?;
+        Ok(Self {
+            db,
+            data_file,
+            dir: dir.to_owned(),
+            synced_blobs: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn sync_new_blobs(&self) -> Result<()> {
+        let blobs = self.dir.join("blobs");
+        let Ok(entries) = std::fs::read_dir(&blobs) else {
+            return Ok(());
+        };
+        let mut synced = self
+            .synced_blobs
+            .lock()
+            .map_err(|_| Error::Storage("blob set lock poisoned".into()))?;
+        let mut any = false;
+        for entry in entries {
+            let entry = entry?;
+            if synced.insert(entry.file_name()) {
+                File::open(entry.path())?.sync_data()?;
+                any = true;
+            }
+        }
+        if any {
+            File::open(&blobs)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl Storage for SledStorage {
+    fn last_frame(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        match self.db.scan_prefix([FRAME]).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(sled_err)?;
+                Ok(Some((position_of(&k)?, v.to_vec())))
+            }
+        }
+    }
+
+    fn frame(&self, position: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get(frame_key(position))
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        self.scan(from, &mut |position, bytes| {
+            out.push((position, bytes.to_vec()));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+        for item in self.db.range(frame_key(from)..=frame_key(u64::MAX)) {
+            let (k, v) = item.map_err(sled_err)?;
+            if !visit(position_of(&k)?, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn stream_positions(
+        &self,
+        patient: &PatientId,
+        from_revision: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        let start = stream_key(patient, from_revision);
+        let end = stream_key(patient, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.db.range(start..=end).take(limit) {
+            let (_, v) = item.map_err(sled_err)?;
+            let bytes: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Storage("malformed stream index entry".into()))?;
+            out.push(u64::from_be_bytes(bytes));
+        }
+        Ok(out)
+    }
+
+    fn idempotency(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut full = Vec::with_capacity(1 + key.len());
+        full.push(IDEMPOTENCY);
+        full.extend_from_slice(key);
+        Ok(self.db.get(full).map_err(sled_err)?.map(|v| v.to_vec()))
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for (position, frame) in batch.frames {
+            b.insert(&frame_key(position), frame);
+        }
+        for (patient, revision, position) in batch.index {
+            b.insert(stream_key(&patient, revision), &position.to_be_bytes());
+        }
+        if let Some((key, value)) = batch.idempotency {
+            let mut full = Vec::with_capacity(1 + key.len());
+            full.push(IDEMPOTENCY);
+            full.extend_from_slice(&key);
+            b.insert(full, value);
+        }
+        self.db.apply_batch(b).map_err(sled_err)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush().map_err(sled_err)?;
+        self.data_file.sync_data()?;
+        self.sync_new_blobs()
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(sled_err)
+    }
+}
