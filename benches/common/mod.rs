@@ -174,3 +174,15 @@ pub fn fsync_cost_ns(dir: &Path, rounds: u32) -> u64 {
     let _ = std::fs::remove_file(path);
     ns
 }
+
+/// User plus system CPU time of this process so far, in microseconds.
+pub fn cpu_us() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
