@@ -534,37 +534,7 @@ impl Ledger {
     /// Verifies the whole chain, calling `progress(verified, total)` now and then.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
         let total = self.head().position.max(lock(&self.written).position);
-        let mut prev = Hash::ZERO;
-        let mut expected = 1u64;
-        let mut problem = None;
-        self.storage.scan(1, &mut |position, bytes| {
-            if position != expected {
-                let kind = crate::verify::ProblemKind::Gap { found: position };
-                problem = Some(Problem {
-                    position: expected,
-                    kind,
-                });
-                return false;
-            }
-            match check_frame(position, bytes, &prev, true) {
-                Ok(hash) => prev = hash,
-                Err(p) => {
-                    problem = Some(p);
-                    return false;
-                }
-            }
-            if position % 65_536 == 0 {
-                progress(position, total);
-            }
-            expected += 1;
-            true
-        })?;
-        progress(expected - 1, total);
-        Ok(VerifyReport {
-            verified: expected - 1,
-            head_hash: prev,
-            problem,
-        })
+        crate::verify::verify_chain(self.storage.as_ref(), total, progress)
     }
 
     /// Bytes the ledger occupies on disk.
