@@ -8,6 +8,8 @@
 //!
 //! Sizes: `CARELEDGER_SCALE_SIZES=10000,100000` (default `10000,100000,1000000`).
 //! One size only, in this process: `cargo bench --bench scale -- --size 100000`.
+//! A fixed workload for instruction counts (batches of 100 commands, 20,000 events):
+//! `valgrind --tool=callgrind target/release/deps/scale-* --batches-only 20000`.
 
 mod common;
 
@@ -28,6 +30,15 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(10_000);
         one_size(size);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--batches-only") {
+        // A fixed amount of work for instruction counts: `valgrind --tool=callgrind`.
+        let events = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(dir.path());
+        found_patients(&ledger, 100);
+        fill(&ledger, 100, events, 100);
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -103,6 +114,7 @@ fn group_commit() {
         (8, 1, 20_000),
         (64, 1, 40_000),
         (1, 100, 500),
+        (4, 100, 1_000),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Arc::new(open(dir.path()));
