@@ -34,7 +34,10 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--batches-only") {
         // A fixed amount of work for instruction counts: `valgrind --tool=callgrind`.
-        let events = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+        let events = args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20_000);
         let dir = tempfile::tempdir().unwrap();
         let ledger = open(dir.path());
         found_patients(&ledger, 100);
