@@ -9,7 +9,8 @@
 //! Sizes: `CARELEDGER_SCALE_SIZES=10000,100000` (default `10000,100000,1000000`).
 //! One size only, in this process: `cargo bench --bench scale -- --size 100000`.
 //! A fixed workload for instruction counts (batches of 100 commands, 20,000 events):
-//! `valgrind --tool=callgrind target/release/deps/scale-* --batches-only 20000`.
+//! `valgrind --tool=callgrind target/release/deps/scale-* --batches-only 20000`, and
+//! single-event appends to one patient: `... --single-appends 5000`.
 
 mod common;
 
@@ -42,6 +43,22 @@ fn main() {
         let ledger = open(dir.path());
         found_patients(&ledger, 100);
         fill(&ledger, 100, events, 100);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--single-appends") {
+        // Single-event appends to one patient whose stream grows: instruction counts.
+        let appends = args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5_000);
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(dir.path());
+        found_patients(&ledger, 1);
+        for a in 0..appends {
+            ledger
+                .append(request(patient(0), vec![command(a)]))
+                .unwrap();
+        }
         return;
     }
     if args.iter().any(|a| a == "--list") {
