@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,8 @@ pub const MAX_BATCH: usize = 1000;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 /// How far in the future an `occurred_at` may lie (clock skew between systems), in minutes.
 pub const MAX_FUTURE_MINUTES: i64 = 10;
+/// Longest a sync waits for appenders that are about to commit, so that one sync covers them.
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(1_000);
 
 /// What the writer expects the patient's stream to be at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,7 +146,10 @@ pub struct Ledger {
     /// Head of what is durable; readers see up to here.
     durable: Mutex<Head>,
     durable_position: AtomicU64,
-    sync_lock: Mutex<()>,
+    /// Appenders that have entered `append` and not yet committed their batch (or given up).
+    committing: AtomicU64,
+    /// Who syncs and who waits for it.
+    sync_state: Mutex<SyncState>,
     /// Why writes are refused, if they are.
     refusal: Mutex<Option<String>>,
     listeners: Mutex<Vec<DurableListener>>,
@@ -175,7 +182,8 @@ impl Ledger {
             written: Mutex::new(head),
             durable: Mutex::new(head),
             durable_position: AtomicU64::new(head.position),
-            sync_lock: Mutex::new(()),
+            committing: AtomicU64::new(0),
+            sync_state: Mutex::new(SyncState::default()),
             refusal: Mutex::new(
                 problem.map(|p| format!("the head of the chain does not verify: {p}")),
             ),
@@ -207,6 +215,7 @@ impl Ledger {
             .idempotency_key
             .as_ref()
             .map(|_| fingerprint(&request));
+        let committing = Committing::enter(&self.committing);
         let (outcome, last_position) = {
             let mut writer = lock(&self.writer);
             if let Some(reason) = self.head_problem() {
@@ -215,12 +224,14 @@ impl Ledger {
             if let (Some(key), Some(print)) = (&request.idempotency_key, &fingerprint) {
                 if let Some(stored) = self.storage.idempotency(key.as_bytes())? {
                     drop(writer);
+                    drop(committing);
                     return self.replay(key, print, &stored);
                 }
             }
             let outcome = self.append_locked(&mut writer, &request, fingerprint.as_ref())?;
             (outcome, writer.head.position)
         };
+        drop(committing);
         self.make_durable(last_position)?;
         Ok(outcome)
     }
@@ -231,7 +242,24 @@ impl Ledger {
         request: &AppendRequest,
         fingerprint: Option<&Hash>,
     ) -> Result<AppendOutcome> {
-        let mut state = self.load_state(writer, &request.patient)?;
+        let mut state = self.take_state(writer, &request.patient)?;
+        let before = state.revision();
+        let result = self.decide_and_commit(writer, request, fingerprint, &mut state);
+        // The state goes back unless a failed request had already folded some of its events
+        // into it; then it is folded again from storage on next use.
+        if result.is_ok() || state.revision() == before {
+            writer.patients.insert(request.patient.clone(), state);
+        }
+        result
+    }
+
+    fn decide_and_commit(
+        &self,
+        writer: &mut Writer,
+        request: &AppendRequest,
+        fingerprint: Option<&Hash>,
+        state: &mut PatientState,
+    ) -> Result<AppendOutcome> {
         check_expected(&request.patient, request.expected, state.revision())?;
         let recorded_at = Timestamp::now();
         let correlation_id = request.correlation_id.unwrap_or_else(Uid::random);
@@ -243,7 +271,7 @@ impl Ledger {
             let occurred_at = submission.occurred_at.unwrap_or(recorded_at);
             check_occurred_at(occurred_at, recorded_at)?;
             let decision = decide(
-                &state,
+                state,
                 &self.policy,
                 &request.actor,
                 &submission.command,
@@ -296,15 +324,14 @@ impl Ledger {
                 Some((key.as_bytes().to_vec(), idempotency_value(print, &appended)));
         }
         if let Err(e) = self.storage.commit(batch) {
-            // The batch may or may not be in sled's memory: reload from storage on next use.
-            writer.patients.remove(&request.patient);
+            // The batch may or may not be in sled's memory: the state (already folded forward)
+            // is dropped by the caller and reloaded from storage on next use.
             self.refuse(format!("a write failed: {e}"));
             return Err(e);
         }
         writer.head = head;
         *lock(&self.written) = head;
         let revision = state.revision();
-        writer.patients.insert(request.patient.clone(), state);
         Ok(AppendOutcome {
             events: appended,
             revision,
@@ -321,13 +348,49 @@ impl Ledger {
     }
 
     /// Makes everything up to `position` durable, sharing one sync among concurrent appenders.
+    ///
+    /// One appender at a time leads a sync; the others park until it ends. The leader wakes
+    /// exactly the waiters it covered (they return without taking any lock) and the ones it did
+    /// not (one of them leads the next sync), so that covered appenders start their next append
+    /// while the next sync gathers commits.
     fn make_durable(&self, position: u64) -> Result<()> {
-        if self.durable_position.load(Ordering::Acquire) >= position {
-            return Ok(());
+        loop {
+            if self.durable_position.load(Ordering::Acquire) >= position {
+                return Ok(());
+            }
+            let mut state = lock(&self.sync_state);
+            if self.durable_position.load(Ordering::Acquire) >= position {
+                return Ok(());
+            }
+            if !state.syncing {
+                state.syncing = true;
+                break;
+            }
+            state.waiters.push(std::thread::current());
+            drop(state);
+            // A wake-up between the unlock and the park is not lost: park returns at once.
+            std::thread::park();
         }
-        let _sync = lock(&self.sync_lock);
-        if self.durable_position.load(Ordering::Acquire) >= position {
-            return Ok(());
+        let result = self.lead_sync();
+        let waiters = {
+            let mut state = lock(&self.sync_state);
+            state.syncing = false;
+            std::mem::take(&mut state.waiters)
+        };
+        for waiter in waiters {
+            waiter.unpark();
+        }
+        result
+    }
+
+    /// The leader's part of a group commit: gather, sync, publish.
+    fn lead_sync(&self) -> Result<()> {
+        // Appenders already past their checks are about to commit: let them, so that this one
+        // sync covers them too instead of each paying its own. Bounded, so that a steady stream
+        // of appenders cannot hold the sync back.
+        let deadline = Instant::now() + GROUP_COMMIT_WAIT;
+        while self.committing.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::yield_now();
         }
         // Everything committed before this point is covered by the sync below.
         let target = *lock(&self.written);
@@ -374,9 +437,11 @@ impl Ledger {
         })
     }
 
-    fn load_state(&self, writer: &mut Writer, patient: &PatientId) -> Result<PatientState> {
-        if let Some(state) = writer.patients.get(patient) {
-            return Ok(state.clone());
+    /// Takes the patient's state out of the writer's cache (folding it from storage when absent),
+    /// so that an append works on it in place instead of on a copy.
+    fn take_state(&self, writer: &mut Writer, patient: &PatientId) -> Result<PatientState> {
+        if let Some(state) = writer.patients.remove(patient) {
+            return Ok(state);
         }
         let mut state = PatientState::default();
         for recorded in self.read_stream_unbounded(patient)? {
@@ -469,42 +534,35 @@ impl Ledger {
     /// Verifies the whole chain, calling `progress(verified, total)` now and then.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
         let total = self.head().position.max(lock(&self.written).position);
-        let mut prev = Hash::ZERO;
-        let mut expected = 1u64;
-        let mut problem = None;
-        self.storage.scan(1, &mut |position, bytes| {
-            if position != expected {
-                let kind = crate::verify::ProblemKind::Gap { found: position };
-                problem = Some(Problem {
-                    position: expected,
-                    kind,
-                });
-                return false;
-            }
-            match check_frame(position, bytes, &prev, true) {
-                Ok(hash) => prev = hash,
-                Err(p) => {
-                    problem = Some(p);
-                    return false;
-                }
-            }
-            if position % 65_536 == 0 {
-                progress(position, total);
-            }
-            expected += 1;
-            true
-        })?;
-        progress(expected - 1, total);
-        Ok(VerifyReport {
-            verified: expected - 1,
-            head_hash: prev,
-            problem,
-        })
+        crate::verify::verify_chain(self.storage.as_ref(), total, progress)
     }
 
     /// Bytes the ledger occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.storage.size_on_disk()
+    }
+}
+
+/// The group-commit rendezvous: whether a sync is under way and who waits for it to end.
+#[derive(Default)]
+struct SyncState {
+    syncing: bool,
+    waiters: Vec<Thread>,
+}
+
+/// Counts an appender as committing until it has committed its batch or given up.
+struct Committing<'a>(&'a AtomicU64);
+
+impl<'a> Committing<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Committing(counter)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1,0 +1,150 @@
+//! Criterion benchmarks of the embedded ledger: durable appends (one writer, concurrent
+//! writers sharing group commits, batches of 100 commands), full-chain verification and
+//! reading a patient's stream.
+//!
+//! Run with `cargo bench --bench ledger`; CI only compiles them (`cargo bench --no-run`).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+use common::{command, fill, found_patients, open, patient, request};
+
+fn appends(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("single_writer", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(dir.path());
+        found_patients(&ledger, 1);
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            ledger
+                .append(request(patient(0), vec![command(i)]))
+                .unwrap()
+        });
+    });
+
+    for writers in [8u64, 64] {
+        for shared in [false, true] {
+            let name = if shared {
+                "shared_patient"
+            } else {
+                "own_patient"
+            };
+            group.bench_with_input(
+                BenchmarkId::new(format!("concurrent_{name}"), writers),
+                &writers,
+                |b, &writers| {
+                    let dir = tempfile::tempdir().unwrap();
+                    let ledger = Arc::new(open(dir.path()));
+                    found_patients(&ledger, writers);
+                    b.iter_custom(|iters| concurrent(&ledger, writers, iters, shared));
+                },
+            );
+        }
+    }
+
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("batch_100", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(dir.path());
+        found_patients(&ledger, 100);
+        let mut i = 0u64;
+        b.iter(|| {
+            let subs = (i..i + 100).map(command).collect();
+            let p = patient((i / 100) % 100);
+            i += 100;
+            ledger.append(request(p, subs)).unwrap()
+        });
+    });
+    group.finish();
+}
+
+/// `iters` single-event appends spread over `writers` threads; returns the wall time.
+fn concurrent(
+    ledger: &Arc<careledger_core::Ledger>,
+    writers: u64,
+    iters: u64,
+    shared: bool,
+) -> Duration {
+    let next = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let ledger = Arc::clone(ledger);
+            let next = &next;
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= iters {
+                    break;
+                }
+                let p = if shared { patient(0) } else { patient(w) };
+                ledger.append(request(p, vec![command(i)])).unwrap();
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn verification(c: &mut Criterion) {
+    const EVENTS: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    found_patients(&ledger, 1000);
+    fill(&ledger, 1000, EVENTS - 1000, 100);
+    let total = ledger.head().position;
+    let mut group = c.benchmark_group("verify");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::new("full_chain", total), |b| {
+        b.iter(|| {
+            let report = ledger.verify(&mut |_, _| {}).unwrap();
+            assert!(report.is_intact());
+            report
+        })
+    });
+    group.finish();
+}
+
+fn reads(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    found_patients(&ledger, 100);
+    // 100 patients of about 1,000 events each, interleaved as a practice would write them.
+    fill(&ledger, 100, 99_900, 100);
+    let stream = ledger
+        .read_stream(&patient(7), 1, usize::MAX)
+        .unwrap()
+        .len() as u64;
+    let mut group = c.benchmark_group("read");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(stream));
+    group.bench_function(BenchmarkId::new("patient_stream", stream), |b| {
+        b.iter(|| ledger.read_stream(&patient(7), 1, usize::MAX).unwrap())
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("patient_state", |b| {
+        b.iter(|| ledger.patient_state(&patient(7)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, appends, verification, reads);
+criterion_main!(benches);
