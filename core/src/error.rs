@@ -86,8 +86,9 @@ pub enum Error {
     /// The stored chain failed verification (internal: the data was changed or damaged).
     #[error("ledger integrity: {0}")]
     Integrity(crate::verify::Problem),
-    /// The ledger refuses writes after an earlier storage failure until it is reopened.
-    #[error("the ledger stopped accepting writes after a storage failure ({0}); fix the cause and restart")]
+    /// The ledger refuses writes: its head does not verify (only an operator can help), or an
+    /// earlier storage failure persists (writing resumes by itself once the cause is removed).
+    #[error("the ledger is refusing writes: {0}")]
     Poisoned(String),
     /// The storage engine or the file system failed (internal, or the disk is full or read-only).
     #[error("storage: {0}")]

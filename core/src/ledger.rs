@@ -122,10 +122,22 @@ pub struct Head {
 }
 
 /// Options for opening a ledger.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LedgerConfig {
     /// The rules' settings.
     pub policy: Policy,
+    /// After a storage failure, how often an append may try to reopen the storage. Reopening
+    /// replays sled's log, so it is not tried on every request.
+    pub reopen_interval: Duration,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            reopen_interval: Duration::from_millis(200),
+        }
+    }
 }
 
 type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
@@ -140,6 +152,7 @@ struct Writer {
 pub struct Ledger {
     storage: Box<dyn Storage>,
     policy: Policy,
+    reopen_interval: Duration,
     writer: Mutex<Writer>,
     /// Head of what is committed to storage (maybe not yet durable).
     written: Mutex<Head>,
@@ -151,7 +164,10 @@ pub struct Ledger {
     /// Who syncs and who waits for it.
     sync_state: Mutex<SyncState>,
     /// Why writes are refused, if they are.
-    refusal: Mutex<Option<String>>,
+    refusal: Mutex<Option<Refusal>>,
+    /// Bumped when the storage is reopened after a failure: an append committed in an earlier
+    /// epoch and not yet durable was lost with it and must not be acknowledged.
+    epoch: AtomicU64,
     listeners: Mutex<Vec<DurableListener>>,
 }
 
@@ -175,6 +191,7 @@ impl Ledger {
         let ledger = Ledger {
             storage,
             policy: config.policy,
+            reopen_interval: config.reopen_interval,
             writer: Mutex::new(Writer {
                 head,
                 patients: HashMap::new(),
@@ -184,9 +201,8 @@ impl Ledger {
             durable_position: AtomicU64::new(head.position),
             committing: AtomicU64::new(0),
             sync_state: Mutex::new(SyncState::default()),
-            refusal: Mutex::new(
-                problem.map(|p| format!("the head of the chain does not verify: {p}")),
-            ),
+            refusal: Mutex::new(problem.map(Refusal::damaged)),
+            epoch: AtomicU64::new(0),
             listeners: Mutex::new(Vec::new()),
         };
         Ok(ledger)
@@ -194,7 +210,7 @@ impl Ledger {
 
     /// Why the ledger refuses writes (a damaged head, an earlier storage failure), if it does.
     pub fn head_problem(&self) -> Option<String> {
-        lock(&self.refusal).clone()
+        lock(&self.refusal).as_ref().map(|r| r.reason.clone())
     }
 
     /// The durable head.
@@ -218,9 +234,7 @@ impl Ledger {
         let committing = Committing::enter(&self.committing);
         let (outcome, last_position) = {
             let mut writer = lock(&self.writer);
-            if let Some(reason) = self.head_problem() {
-                return Err(Error::Poisoned(reason));
-            }
+            self.recover_if_failed(&mut writer)?;
             if let (Some(key), Some(print)) = (&request.idempotency_key, &fingerprint) {
                 if let Some(stored) = self.storage.idempotency(key.as_bytes())? {
                     drop(writer);
@@ -229,11 +243,47 @@ impl Ledger {
                 }
             }
             let outcome = self.append_locked(&mut writer, &request, fingerprint.as_ref())?;
-            (outcome, writer.head.position)
+            // Read under the writer lock: a reopen (which bumps the epoch) also takes it.
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            (outcome, (writer.head.position, epoch))
         };
         drop(committing);
-        self.make_durable(last_position)?;
+        self.make_durable(last_position.0, last_position.1)?;
         Ok(outcome)
+    }
+
+    /// Refuses writes while the ledger is damaged; after a storage failure, reopens the storage
+    /// (at most every [`LedgerConfig::reopen_interval`]) so that writing resumes once the cause is removed.
+    fn recover_if_failed(&self, writer: &mut Writer) -> Result<()> {
+        let mut refusal = lock(&self.refusal);
+        let Some(current) = refusal.as_mut() else {
+            return Ok(());
+        };
+        let retry_due = current.retry_after.is_some_and(|at| Instant::now() >= at);
+        if !retry_due {
+            return Err(Error::Poisoned(current.reason.clone()));
+        }
+        if let Err(e) = self.storage.reopen() {
+            current.retry_after = Some(Instant::now() + self.reopen_interval);
+            return Err(Error::Poisoned(format!(
+                "{} (reopening failed: {e})",
+                current.reason
+            )));
+        }
+        // Whatever was committed but not durable before the failure may be gone: start the
+        // writer again from what is on disk, in a new epoch.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let (head, problem) = check_head(self.storage.as_ref())?;
+        writer.head = head;
+        writer.patients.clear();
+        *lock(&self.written) = head;
+        *lock(&self.durable) = head;
+        self.durable_position.store(head.position, Ordering::SeqCst);
+        *refusal = problem.map(Refusal::damaged);
+        match refusal.as_ref() {
+            Some(r) => Err(Error::Poisoned(r.reason.clone())),
+            None => Ok(()),
+        }
     }
 
     fn append_locked(
@@ -343,7 +393,10 @@ impl Ledger {
     fn refuse(&self, reason: String) {
         let mut refusal = lock(&self.refusal);
         if refusal.is_none() {
-            *refusal = Some(reason);
+            *refusal = Some(Refusal {
+                reason,
+                retry_after: Some(Instant::now()),
+            });
         }
     }
 
@@ -353,15 +406,16 @@ impl Ledger {
     /// exactly the waiters it covered (they return without taking any lock) and the ones it did
     /// not (one of them leads the next sync), so that covered appenders start their next append
     /// while the next sync gathers commits.
-    fn make_durable(&self, position: u64) -> Result<()> {
+    fn make_durable(&self, position: u64, epoch: u64) -> Result<()> {
         loop {
-            if self.durable_position.load(Ordering::Acquire) >= position {
-                return Ok(());
+            if self.durable_position.load(Ordering::SeqCst) >= position {
+                return self.same_epoch(epoch);
             }
             let mut state = lock(&self.sync_state);
-            if self.durable_position.load(Ordering::Acquire) >= position {
-                return Ok(());
+            if self.durable_position.load(Ordering::SeqCst) >= position {
+                return self.same_epoch(epoch);
             }
+            self.same_epoch(epoch)?;
             if !state.syncing {
                 state.syncing = true;
                 break;
@@ -380,7 +434,18 @@ impl Ledger {
         for waiter in waiters {
             waiter.unpark();
         }
-        result
+        result.and_then(|()| self.same_epoch(epoch))
+    }
+
+    /// An error when the storage was reopened since `epoch`: the write was lost with the failure.
+    fn same_epoch(&self, epoch: u64) -> Result<()> {
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            return Ok(());
+        }
+        Err(Error::Storage(
+            "the write was lost to a storage failure before it became durable; send it again"
+                .into(),
+        ))
     }
 
     /// The leader's part of a group commit: gather, sync, publish.
@@ -416,7 +481,7 @@ impl Ledger {
             });
         }
         let last = positions.last().copied().unwrap_or(0);
-        self.make_durable(last)?;
+        self.make_durable(last, self.epoch.load(Ordering::SeqCst))?;
         let mut events = Vec::with_capacity(positions.len());
         let mut revision = 0;
         for position in positions {
@@ -540,6 +605,23 @@ impl Ledger {
     /// Bytes the ledger occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.storage.size_on_disk()
+    }
+}
+
+/// Why the ledger refuses writes.
+struct Refusal {
+    reason: String,
+    /// When a reopen of the storage may be tried; `None` when the ledger is damaged and only an
+    /// operator can help.
+    retry_after: Option<Instant>,
+}
+
+impl Refusal {
+    fn damaged(problem: Problem) -> Self {
+        Refusal {
+            reason: format!("the head of the chain does not verify: {problem}"),
+            retry_after: None,
+        }
     }
 }
 

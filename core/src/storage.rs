@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::ids::PatientId;
@@ -47,6 +47,9 @@ pub trait Storage: Send + Sync {
     fn sync(&self) -> Result<()>;
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> Result<u64>;
+    /// Drops what is in memory and opens the store again from disk, after a failure. Whatever
+    /// was committed but not made durable may be lost; whole batches only.
+    fn reopen(&self) -> Result<()>;
 }
 
 const FRAME: u8 = b'e';
@@ -93,16 +96,24 @@ const CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 ///
 /// "Durable" means: sled's `flush` (which ends in `sync_file_range`, not enough through a
 /// volatile disk cache), then `fdatasync` of sled's data file and of any new blob files.
+///
+/// sled latches the first IO error (a full disk, a file system remounted read-only) and fails
+/// every later write; [`Storage::reopen`] drops the database and opens it again from disk, which
+/// is how writing resumes once the cause is removed.
 pub struct SledStorage {
-    db: sled::Db,
-    data_file: File,
     dir: PathBuf,
+    open: RwLock<Option<Arc<OpenDb>>>,
     synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
 }
 
-impl SledStorage {
-    /// Opens or creates the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
+/// An open sled database and its data file, kept open for `fdatasync`.
+struct OpenDb {
+    db: sled::Db,
+    data_file: File,
+}
+
+impl OpenDb {
+    fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
             .path(dir)
@@ -111,11 +122,28 @@ impl SledStorage {
             .open()
             .map_err(sled_err)?;
         let data_file = File::open(dir.join("db"))?;
+        Ok(Self { db, data_file })
+    }
+}
+
+impl SledStorage {
+    /// Opens or creates the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let open = OpenDb::open(dir)?;
         Ok(Self {
-            db,
-            data_file,
             dir: dir.to_owned(),
+            open: RwLock::new(Some(Arc::new(open))),
             synced_blobs: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The open database; an error while it is closed between a failure and a reopen.
+    fn db(&self) -> Result<Arc<OpenDb>> {
+        let guard = self.open.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone().ok_or_else(|| {
+            Error::Storage(
+                "the store is closed after a storage failure; it reopens on the next write".into(),
+            )
         })
     }
 
@@ -145,7 +173,7 @@ impl SledStorage {
 
 impl Storage for SledStorage {
     fn last_frame(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        match self.db.scan_prefix([FRAME]).next_back() {
+        match self.db()?.db.scan_prefix([FRAME]).next_back() {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item.map_err(sled_err)?;
@@ -156,6 +184,7 @@ impl Storage for SledStorage {
 
     fn frame(&self, position: u64) -> Result<Option<Vec<u8>>> {
         Ok(self
+            .db()?
             .db
             .get(frame_key(position))
             .map_err(sled_err)?
@@ -172,7 +201,7 @@ impl Storage for SledStorage {
     }
 
     fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
-        for item in self.db.range(frame_key(from)..=frame_key(u64::MAX)) {
+        for item in self.db()?.db.range(frame_key(from)..=frame_key(u64::MAX)) {
             let (k, v) = item.map_err(sled_err)?;
             if !visit(position_of(&k)?, &v) {
                 break;
@@ -190,7 +219,7 @@ impl Storage for SledStorage {
         let start = stream_key(patient, from_revision);
         let end = stream_key(patient, u64::MAX);
         let mut out = Vec::new();
-        for item in self.db.range(start..=end).take(limit) {
+        for item in self.db()?.db.range(start..=end).take(limit) {
             let (_, v) = item.map_err(sled_err)?;
             let bytes: [u8; 8] = v
                 .as_ref()
@@ -205,7 +234,12 @@ impl Storage for SledStorage {
         let mut full = Vec::with_capacity(1 + key.len());
         full.push(IDEMPOTENCY);
         full.extend_from_slice(key);
-        Ok(self.db.get(full).map_err(sled_err)?.map(|v| v.to_vec()))
+        Ok(self
+            .db()?
+            .db
+            .get(full)
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<()> {
@@ -222,16 +256,25 @@ impl Storage for SledStorage {
             full.extend_from_slice(&key);
             b.insert(full, value);
         }
-        self.db.apply_batch(b).map_err(sled_err)
+        self.db()?.db.apply_batch(b).map_err(sled_err)
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.flush().map_err(sled_err)?;
-        self.data_file.sync_data()?;
+        let open = self.db()?;
+        open.db.flush().map_err(sled_err)?;
+        open.data_file.sync_data()?;
         self.sync_new_blobs()
     }
 
+    fn reopen(&self) -> Result<()> {
+        let mut guard = self.open.write().unwrap_or_else(|p| p.into_inner());
+        // Drop the failed database first: sled holds an exclusive lock on its files.
+        *guard = None;
+        *guard = Some(Arc::new(OpenDb::open(&self.dir)?));
+        Ok(())
+    }
+
     fn size_on_disk(&self) -> Result<u64> {
-        self.db.size_on_disk().map_err(sled_err)
+        self.db()?.db.size_on_disk().map_err(sled_err)
     }
 }

@@ -1,0 +1,189 @@
+//! Disk trouble: a full disk or a read-only file system makes appends fail with a clear error,
+//! damages nothing already stored, and writing resumes once the cause is removed.
+//!
+//! The ledger lives on a small tmpfs mounted for the test (the test machines run as root).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use careledger_core::event::{Command, SharedCare};
+use careledger_core::ids::{ActorId, PatientId, Text, Uid};
+use careledger_core::role::Role;
+use careledger_core::{
+    Actor, AppendRequest, Error, ExpectedRevision, Ledger, LedgerConfig, Submission,
+};
+
+/// A tmpfs of a given size, unmounted on drop.
+struct Tmpfs {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let status = Process::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
+        );
+        Tmpfs { _dir: dir, path }
+    }
+
+    fn remount(&self, options: &str) {
+        let status = Process::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {options}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Process::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Reopening after a failure is tried on every append, so the test needs no waiting.
+fn config() -> LedgerConfig {
+    LedgerConfig {
+        reopen_interval: std::time::Duration::ZERO,
+        ..LedgerConfig::default()
+    }
+}
+
+fn gp() -> Actor {
+    Actor {
+        id: ActorId::parse("gp-1").unwrap(),
+        role: Role::Gp,
+        name: Text::new("Dr. A. Jansen").unwrap(),
+    }
+}
+
+/// Founds a new patient's care team: two events of about 300 bytes.
+fn found(n: u64) -> AppendRequest {
+    AppendRequest {
+        patient: PatientId::parse(&format!("patient-{n}")).unwrap(),
+        expected: ExpectedRevision::NoStream,
+        actor: gp(),
+        submissions: vec![Submission {
+            command: Command::StartSharedCare(SharedCare {
+                arrangement: Text::new("CVRM by the GP, heart failure by cardiology. ".repeat(4))
+                    .unwrap(),
+            }),
+            occurred_at: None,
+            reason: Text::new("return letter").unwrap(),
+        }],
+        idempotency_key: None,
+        correlation_id: None,
+        causation_id: None,
+    }
+}
+
+/// Appends until the first failure; returns the acknowledged event ids and the error.
+fn append_until_failure(ledger: &Ledger, next: &mut u64, limit: u64) -> (Vec<Uid>, Option<Error>) {
+    let mut acked = Vec::new();
+    while *next < limit {
+        match ledger.append(found(*next)) {
+            Ok(outcome) => acked.extend(outcome.events.iter().map(|e| e.event_id)),
+            Err(e) => return (acked, Some(e)),
+        }
+        *next += 1;
+    }
+    (acked, None)
+}
+
+fn stored_ids(dir: &Path) -> (HashSet<Uid>, u64) {
+    let ledger = Ledger::open(dir, config()).unwrap();
+    let report = ledger.verify(&mut |_, _| {}).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problem);
+    let events = ledger.read_all(0, usize::MAX).unwrap();
+    (
+        events.iter().map(|e| e.record.event_id).collect(),
+        report.verified,
+    )
+}
+
+#[test]
+fn full_disk_fails_appends_clearly_keeps_what_was_stored_and_resumes_when_space_returns() {
+    let fs = Tmpfs::mount("2m");
+    let dir = fs.path.join("ledger");
+    let ledger = Ledger::open(&dir, config()).unwrap();
+    let mut next = 0;
+    let (mut acked, error) = append_until_failure(&ledger, &mut next, 100_000);
+    let error = error.expect("a 2 MiB file system fills up");
+    assert!(
+        error.to_string().contains("No space left on device"),
+        "the error names the cause: {error}"
+    );
+    // While the disk stays full, appends keep failing with the cause in the message.
+    let again = ledger.append(found(next)).unwrap_err();
+    assert!(
+        matches!(again, Error::Poisoned(_) | Error::Storage(_)),
+        "{again}"
+    );
+    assert!(again.to_string().contains("No space left"), "{again}");
+
+    fs.remount("size=64m");
+    let limit = next + 200;
+    let (more, error) = append_until_failure(&ledger, &mut next, limit);
+    assert!(
+        error.is_none(),
+        "writing resumes once space returns: {error:?}"
+    );
+    assert_eq!(more.len(), 400);
+    acked.extend(more);
+    drop(ledger);
+
+    let (stored, count) = stored_ids(&dir);
+    let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(missing.is_empty(), "acknowledged events lost: {missing:?}");
+    assert_eq!(
+        count % 2,
+        0,
+        "no partial batch: each append wrote two events"
+    );
+}
+
+#[test]
+fn read_only_data_directory_is_refused_clearly_and_opens_again_when_writable() {
+    let fs = Tmpfs::mount("64m");
+    let dir = fs.path.join("ledger");
+    let ledger = Ledger::open(&dir, config()).unwrap();
+    let mut next = 0;
+    let (acked, error) = append_until_failure(&ledger, &mut next, 50);
+    assert!(error.is_none());
+    drop(ledger);
+
+    fs.remount("ro");
+    let error = Ledger::open(&dir, config())
+        .err()
+        .expect("a read-only directory cannot hold a ledger");
+    assert!(
+        error.to_string().contains("Read-only file system"),
+        "the error names the cause: {error}"
+    );
+
+    fs.remount("rw");
+    let ledger = Ledger::open(&dir, config()).unwrap();
+    let limit = next + 50;
+    let (more, error) = append_until_failure(&ledger, &mut next, limit);
+    assert!(error.is_none(), "writing resumes: {error:?}");
+    assert_eq!(more.len(), 100);
+    drop(ledger);
+
+    let (stored, count) = stored_ids(&dir);
+    assert!(
+        acked.iter().all(|id| stored.contains(id)),
+        "acknowledged events lost"
+    );
+    assert_eq!(count, 200);
+}
