@@ -351,6 +351,9 @@ mod tests {
         fn size_on_disk(&self) -> Result<u64> {
             self.inner.size_on_disk()
         }
+        fn reopen(&self) -> Result<()> {
+            self.inner.reopen()
+        }
     }
 
     fn submission(command: Command) -> Submission {
