@@ -1,1 +1,151 @@
-//! placeholder
+//! careledger-projections: read models folded from the ledger's recorded events.
+//!
+//! - [`plan`]: the current individual care plan (IZP) of each patient, with provenance;
+//! - [`audit`]: the audit trail, filterable, with the notification status of each change;
+//! - [`notifications`]: the notify-the-other-party messages;
+//! - [`signals`]: duplicate lab work, annual lab due, target not met, home-measurement trends;
+//! - [`store`]: the projections persisted in their own sled database with their checkpoint.
+//!
+//! **Invariant:** projections do no IO and read no clock: [`ReadModel::apply`] is a pure fold over
+//! recorded events, and "now" is passed in by the caller wherever time matters.
+#![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+pub mod audit;
+pub mod notifications;
+pub mod plan;
+pub mod signals;
+pub mod store;
+mod summary;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use careledger_core::ids::{ActorId, PatientId, Text};
+use careledger_core::record::{Hash, RecordedEvent, Timestamp};
+use careledger_core::role::{Line, Role};
+
+pub use audit::{AuditEntry, AuditFilter};
+pub use notifications::{Notification, NotificationStatus};
+pub use plan::CarePlan;
+pub use signals::Signal;
+pub use store::{ProjectionError, Projections};
+
+/// Settings of the read models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionConfig {
+    /// An open notification becomes overdue after this many days.
+    pub overdue_after_days: u32,
+    /// The same lab test within this many days is duplicate lab work (agreement 7).
+    pub duplicate_lab_window_days: u32,
+    /// Self-measured readings averaged by the trend signal.
+    pub trend_readings: u32,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        Self {
+            overdue_after_days: 7,
+            duplicate_lab_window_days: 30,
+            trend_readings: 3,
+        }
+    }
+}
+
+/// Where an element of the plan comes from: the event that set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Global position of the event.
+    pub position: u64,
+    /// Its hash, which proves it.
+    pub hash: Hash,
+    /// Who recorded it.
+    pub actor: ActorId,
+    /// Their display name.
+    pub actor_name: Text,
+    /// The role they acted in.
+    pub role: Role,
+    /// Their line.
+    pub line: Line,
+    /// When the ledger recorded it.
+    pub recorded_at: Timestamp,
+    /// When it happened, by the clinician's word.
+    pub occurred_at: Timestamp,
+    /// Why.
+    pub reason: Text,
+}
+
+impl Provenance {
+    /// The provenance of a recorded event.
+    pub fn of(recorded: &RecordedEvent) -> Self {
+        let r = &recorded.record;
+        Self {
+            position: recorded.position,
+            hash: recorded.hash,
+            actor: r.actor.id.clone(),
+            actor_name: r.actor.name.clone(),
+            role: r.actor.role,
+            line: r.actor.line(),
+            recorded_at: r.recorded_at,
+            occurred_at: r.occurred_at,
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+/// Everything derived for one patient.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientView {
+    /// The current plan.
+    pub plan: CarePlan,
+    /// The audit trail, in ledger order.
+    pub audit: Vec<AuditEntry>,
+    /// Notify-the-other-party messages, in ledger order.
+    pub notifications: Vec<Notification>,
+    /// Lab history for the duplicate-lab signal: (test, occurred_at, position).
+    pub(crate) lab_history: Vec<(careledger_core::quantity::Measure, Timestamp, u64)>,
+    /// Self-measured readings for the trend signal: (position, scaled value).
+    pub(crate) home_readings: Vec<(u64, i64)>,
+    /// The last annual panel order: (occurred_at, position).
+    pub(crate) last_annual_panel: Option<(Timestamp, u64)>,
+}
+
+/// All read models: one [`PatientView`] per patient, and the position folded up to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadModel {
+    /// The last position applied.
+    pub checkpoint: u64,
+    /// Per patient.
+    pub patients: BTreeMap<PatientId, PatientView>,
+}
+
+impl ReadModel {
+    /// Folds one recorded event in. Events are applied in position order; applying an event at
+    /// or below the checkpoint is a programmer error.
+    pub fn apply(&mut self, recorded: &RecordedEvent) {
+        assert!(
+            recorded.position > self.checkpoint,
+            "events are applied once, in order"
+        );
+        let view = self
+            .patients
+            .entry(recorded.record.patient.clone())
+            .or_default();
+        let shared_care_before = view.plan.shared_care.is_some();
+        let notified = notifications::derive(view, recorded, shared_care_before);
+        audit::record(view, recorded, notified.as_ref());
+        plan::apply(&mut view.plan, recorded);
+        if let Some(n) = notified {
+            view.notifications.push(n);
+        }
+        notifications::apply_acknowledgement(view, recorded);
+        signals::track(view, recorded);
+        signals::track_home(view, recorded);
+        self.checkpoint = recorded.position;
+    }
+
+    /// One patient's view.
+    pub fn patient(&self, patient: &PatientId) -> Option<&PatientView> {
+        self.patients.get(patient)
+    }
+}

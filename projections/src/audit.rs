@@ -1,0 +1,188 @@
+//! The audit trail: every change to a patient's plan, who made it, when, why, what it changed,
+//! the hash that proves it, and whether the other line was told and acknowledged.
+
+use serde::{Deserialize, Serialize};
+
+use careledger_core::event::Event;
+use careledger_core::ids::{ActorId, Text};
+use careledger_core::record::{Hash, RecordedEvent, Timestamp};
+use careledger_core::role::{Line, Role};
+
+use crate::notifications::{Notification, NotificationStatus};
+use crate::plan::TargetValue;
+use crate::{summary, PatientView};
+
+/// Whether the other line was told of a change, and whether they acknowledged it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Told {
+    /// The line told.
+    pub recipient: Line,
+    /// Open or acknowledged (by whom, when).
+    pub status: NotificationStatus,
+}
+
+/// One entry of the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Global position.
+    pub position: u64,
+    /// The event's hash.
+    pub hash: Hash,
+    /// Revision in the patient's stream.
+    pub revision: u64,
+    /// Event kind (`target_set`).
+    pub kind: String,
+    /// The plan element (`target:ldl`, `medication:C10AA05`).
+    pub element: String,
+    /// One sentence.
+    pub summary: String,
+    /// The element before the change, where it had a value.
+    pub from: Option<String>,
+    /// The element after the change.
+    pub to: Option<String>,
+    /// Who.
+    pub actor: ActorId,
+    /// Their name.
+    pub actor_name: Text,
+    /// Their role.
+    pub role: Role,
+    /// Their line.
+    pub line: Line,
+    /// When recorded (server clock).
+    pub recorded_at: Timestamp,
+    /// When it happened (clinician's word).
+    pub occurred_at: Timestamp,
+    /// Why.
+    pub reason: Text,
+    /// The notification to the other line, if the change required one.
+    pub notification: Option<Told>,
+    /// The position of the correction that marks this entry as entered in error.
+    pub corrected_by: Option<u64>,
+    /// For a correction: the position it marks.
+    pub corrects: Option<u64>,
+}
+
+/// Filters on the audit trail; empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// The element (`target:ldl`, `medication:C10AA05`), or a prefix ending in `:` (`medication:`).
+    pub element: Option<String>,
+    /// The actor.
+    pub actor: Option<ActorId>,
+    /// The actor's line.
+    pub line: Option<Line>,
+    /// Recorded at or after.
+    pub from: Option<Timestamp>,
+    /// Recorded before.
+    pub until: Option<Timestamp>,
+}
+
+impl AuditFilter {
+    /// True when the entry passes every given filter.
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        let element_ok = self.element.as_deref().is_none_or(|want| {
+            if want.ends_with(':') {
+                e.element.starts_with(want)
+            } else {
+                e.element == want
+            }
+        });
+        element_ok
+            && self.actor.as_ref().is_none_or(|a| *a == e.actor)
+            && self.line.is_none_or(|l| l == e.line)
+            && self.from.is_none_or(|t| e.recorded_at >= t)
+            && self.until.is_none_or(|t| e.recorded_at < t)
+    }
+}
+
+/// The patient's audit trail through a filter, in ledger order.
+pub fn query<'v>(view: &'v PatientView, filter: &AuditFilter) -> Vec<&'v AuditEntry> {
+    view.audit.iter().filter(|e| filter.matches(e)).collect()
+}
+
+fn target_text(t: &TargetValue) -> String {
+    format!("{} {}", t.comparator.symbol(), t.value)
+}
+
+/// What the element was and becomes, read from the plan before the event is applied.
+fn change(view: &PatientView, event: &Event) -> (Option<String>, Option<String>) {
+    let plan = &view.plan;
+    match event {
+        Event::TargetSet(t) => (
+            plan.targets
+                .get(&t.value.measure())
+                .map(|e| target_text(&e.effective)),
+            Some(format!("{} {}", t.comparator.symbol(), t.value)),
+        ),
+        Event::TargetWithdrawn(w) => (
+            plan.targets
+                .get(&w.measure)
+                .map(|e| target_text(&e.effective)),
+            Some("guideline default".into()),
+        ),
+        Event::MedicationStarted(m) => {
+            (None, Some(format!("{} {} {}", m.name, m.dose, m.frequency)))
+        }
+        Event::MedicationDoseChanged(c) => (
+            plan.medications
+                .get(&c.atc)
+                .map(|m| format!("{} {} {}", m.name, m.dose, m.frequency)),
+            Some(format!("{} {}", c.dose, c.frequency)),
+        ),
+        Event::MedicationStopped(s) => (
+            plan.medications
+                .get(&s.atc)
+                .map(|m| format!("{} {} {}", m.name, m.dose, m.frequency)),
+            Some("stopped".into()),
+        ),
+        Event::SharedCareStarted(_) => (Some("no shared care".into()), Some("shared care".into())),
+        Event::SharedCareEnded(_) => (Some("shared care".into()), Some("no shared care".into())),
+        Event::LifestyleGoalClosed(c) => (
+            Some("open".into()),
+            Some(format!("{:?}", c.outcome).to_lowercase()),
+        ),
+        _ => (None, None),
+    }
+}
+
+/// Adds the entry for an event (called before the plan folds the event in).
+pub(crate) fn record(
+    view: &mut PatientView,
+    recorded: &RecordedEvent,
+    notified: Option<&Notification>,
+) {
+    let r = &recorded.record;
+    let (from, to) = change(view, &r.event);
+    let corrects = match &r.event {
+        Event::EnteredInError(c) => Some(c.position),
+        _ => None,
+    };
+    if let Some(target) = corrects {
+        if let Some(entry) = view.audit.iter_mut().find(|e| e.position == target) {
+            entry.corrected_by = Some(recorded.position);
+        }
+    }
+    view.audit.push(AuditEntry {
+        position: recorded.position,
+        hash: recorded.hash,
+        revision: r.revision,
+        kind: r.event.kind().to_owned(),
+        element: summary::element(&r.event),
+        summary: summary::sentence(recorded),
+        from,
+        to,
+        actor: r.actor.id.clone(),
+        actor_name: r.actor.name.clone(),
+        role: r.actor.role,
+        line: r.actor.line(),
+        recorded_at: r.recorded_at,
+        occurred_at: r.occurred_at,
+        reason: r.reason.clone(),
+        notification: notified.map(|n| Told {
+            recipient: n.recipient,
+            status: n.status.clone(),
+        }),
+        corrected_by: None,
+        corrects,
+    });
+}
