@@ -1,1 +1,5 @@
-fn main() {}
+//! The `careledger` binary: see `careledger --help`.
+
+fn main() -> std::process::ExitCode {
+    careledger_api::cli::main()
+}

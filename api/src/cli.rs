@@ -1,0 +1,544 @@
+//! The `careledger` command-line tool.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+
+use careledger_core::ids::{ActorId, Text};
+use careledger_core::record::Timestamp;
+use careledger_core::role::Line;
+use careledger_core::{Ledger, LedgerConfig};
+use careledger_projections::audit::{self, AuditFilter};
+use careledger_projections::notifications::{self, Which};
+use careledger_projections::plan::TargetStatus;
+use careledger_projections::{signals, ProjectionConfig, Projections};
+
+use crate::actors::{ActorStore, ApiActor, ApiRole};
+use crate::server::{self, DataDir};
+use crate::{demo, dto, view};
+
+/// careledger: an event-sourced, hash-chained care-plan ledger for shared care between the GP
+/// practice (first line) and the hospital specialist (second line).
+#[derive(Parser)]
+#[command(name = "careledger", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Data {
+    /// The data directory (holds ledger/, projections/ and actors/).
+    #[arg(long, default_value = "careledger-data", env = "CARELEDGER_DATA")]
+    data: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct PatientArgs {
+    #[command(flatten)]
+    data: Data,
+    /// The patient id (a BSN or another id).
+    #[arg(long)]
+    patient: String,
+    /// Print JSON for programs instead of text for people.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the HTTP server (stop it with Ctrl-C or SIGTERM; in-flight writes finish first).
+    Serve {
+        #[command(flatten)]
+        data: Data,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "CARELEDGER_ADDR")]
+        addr: String,
+    },
+    /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
+    Demo {
+        #[command(flatten)]
+        data: Data,
+    },
+    /// Verify the whole hash chain: prints the count and head hash; exits 1 naming the first bad position.
+    Verify {
+        #[command(flatten)]
+        data: Data,
+    },
+    /// Print a patient's current care plan (targets, medication, lab, goals) with provenance.
+    Plan(PatientArgs),
+    /// Print a patient's audit trail: who changed what, when, why, and whether the other line was told.
+    Audit {
+        #[command(flatten)]
+        args: PatientArgs,
+        /// Only this element, e.g. target:ldl or medication:C10AA05 (or a prefix like medication:).
+        #[arg(long)]
+        element: Option<String>,
+        /// Only this actor.
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Print a patient's notify-the-other-party messages.
+    Notifications {
+        #[command(flatten)]
+        args: PatientArgs,
+        /// open, overdue or all.
+        #[arg(long, default_value = "all")]
+        status: String,
+    },
+    /// Manage the actors who may use the API.
+    Actors {
+        #[command(subcommand)]
+        command: ActorsCommand,
+    },
+    /// Rebuild the read models from the ledger, from position 1.
+    Rebuild {
+        #[command(flatten)]
+        data: Data,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActorsCommand {
+    /// Add an actor and print their bearer token (shown once; only its hash is stored).
+    Add {
+        #[command(flatten)]
+        data: Data,
+        /// Actor id, e.g. gp-jansen.
+        #[arg(long)]
+        id: String,
+        /// Display name, e.g. "A. Jansen".
+        #[arg(long)]
+        name: String,
+        /// gp, practice_nurse, practice_assistant, cardiologist, vascular_internist,
+        /// elderly_care_physician, pharmacist, patient, auditor or subscriber.
+        #[arg(long)]
+        role: String,
+    },
+    /// List actors (without tokens).
+    List {
+        #[command(flatten)]
+        data: Data,
+    },
+}
+
+/// Runs the tool; errors go to stderr with exit code 1 (2 for usage errors, by clap).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { data, addr } => serve(&data.data, &addr),
+        Command::Demo { data } => run_demo(&data.data),
+        Command::Verify { data } => verify(&data.data),
+        Command::Plan(args) => plan(&args),
+        Command::Audit {
+            args,
+            element,
+            actor,
+        } => audit_cmd(&args, element, actor),
+        Command::Notifications { args, status } => notifications_cmd(&args, &status),
+        Command::Actors { command } => actors(command),
+        Command::Rebuild { data } => rebuild(&data.data),
+    }
+}
+
+fn serve(data: &Path, addr: &str) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let dir = tokio::task::block_in_place(|| DataDir::open(data)).map_err(|e| anyhow!("{e}"))?;
+        if let Some(problem) = dir.ledger.head_problem() {
+            tracing::error!(%problem, "the ledger refuses writes; /health reports it");
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
+        server::serve(listener, dir.state(), server::shutdown_signal()).await?;
+        dir.projections.flush().map_err(|e| anyhow!("{e}"))?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::open(data).map_err(|e| anyhow!("{e}"))?;
+    let report = demo::run(&dir.ledger, &dir.actors).map_err(|e| anyhow!("{e}"))?;
+    dir.projections
+        .catch_up(&dir.ledger)
+        .map_err(|e| anyhow!("{e}"))?;
+    println!("Wrote {} events to {}:", report.events, data.display());
+    for line in &report.lines {
+        println!("  {line}");
+    }
+    if !report.tokens.is_empty() {
+        println!("\nDemo actors and their bearer tokens (shown once):");
+        for (id, role, token) in &report.tokens {
+            println!("  {id:<20} {role:<20} {token}");
+        }
+    }
+    let head = dir.ledger.head();
+    println!("\nHead: position {}, hash {}", head.position, head.hash);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(data: &Path) -> anyhow::Result<ExitCode> {
+    let (ledger_dir, _, _) = server::paths(data);
+    if !ledger_dir.join("db").exists() {
+        return Err(anyhow!(
+            "no ledger in {}; give the data directory with --data",
+            data.display()
+        ));
+    }
+    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+    let started = std::time::Instant::now();
+    let report = ledger.verify(&mut |done, total| {
+        if total > 0 {
+            eprint!("\rverifying: {done}/{total} events");
+            let _ = std::io::stderr().flush();
+        }
+    })?;
+    eprintln!();
+    match &report.problem {
+        None => {
+            println!(
+                "ok: {} events verified in {:.2?}; head hash {}",
+                report.verified,
+                started.elapsed(),
+                report.head_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(problem) => {
+            println!("FAILED: {problem}");
+            println!(
+                "{} events before it verified; last good hash {}",
+                report.verified, report.head_hash
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Opens the ledger and the read models, caught up.
+fn open_read_models(data: &Path) -> anyhow::Result<(Ledger, Projections)> {
+    let (ledger_dir, projections_dir, _) = server::paths(data);
+    if !ledger_dir.join("db").exists() {
+        return Err(anyhow!(
+            "no ledger in {}; give the data directory with --data",
+            data.display()
+        ));
+    }
+    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+    let projections = Projections::open(&projections_dir, ProjectionConfig::default())?;
+    projections.catch_up(&ledger)?;
+    Ok((ledger, projections))
+}
+
+fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
+    let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
+    let (_ledger, projections) = open_read_models(&args.data.data)?;
+    let model = projections.read();
+    let view = model
+        .patient(&patient)
+        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view::plan(&patient, &view.plan))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = &view.plan;
+    println!("Care plan of patient {patient} (revision {})", p.revision);
+    match &p.shared_care {
+        Some((arrangement, by)) => println!(
+            "Shared care: {arrangement} (since position {}, {})",
+            by.position, by.actor_name
+        ),
+        None => println!("Shared care: no"),
+    }
+    println!("\nCare team:");
+    for m in &p.care_team {
+        println!(
+            "  {:<20} {:<22} {:<12} lead {:?}, {:?}",
+            m.name.as_str(),
+            m.role.to_string(),
+            m.line.to_string(),
+            m.lead,
+            m.practitioner
+        );
+    }
+    println!("\nTargets:");
+    for (measure, t) in &p.targets {
+        let status = match p.target_status(*measure) {
+            TargetStatus::Met => "met",
+            TargetStatus::NotMet => "NOT MET",
+            TargetStatus::NoData => "no data",
+        };
+        let latest = p
+            .latest_value(*measure)
+            .map_or("-".into(), |v| v.value.to_string());
+        let by = t.set.as_ref().map_or("guideline default".into(), |s| {
+            format!("{} {} (pos {})", s.role, s.actor_name, s.position)
+        });
+        let replaced = t.replaced.as_ref().map_or(String::new(), |r| {
+            format!("; replaced {} {}", r.comparator.symbol(), r.value)
+        });
+        println!(
+            "  {:<24} {} {:<14} latest {:<14} {status:<8} set by {by}{replaced}",
+            measure.name(),
+            t.effective.comparator.symbol(),
+            t.effective.value.to_string(),
+            latest
+        );
+    }
+    println!("\nActive medication:");
+    for (atc, m) in &p.medications {
+        println!(
+            "  {atc:<8} {:<16} {} {:<10} prescribed by {} {} ({})",
+            m.name.as_str(),
+            m.dose,
+            m.frequency.as_str(),
+            m.started.role,
+            m.started.actor_name,
+            m.started.line
+        );
+    }
+    for pref in &p.preferences {
+        println!(
+            "  preference: {} ({}): {}",
+            pref.name, pref.atc, pref.preference
+        );
+    }
+    println!(
+        "\nAnnual CVRM panel: {}",
+        p.annual_panel
+            .iter()
+            .map(|t| t.test.code())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (id, o) in &p.lab_orders {
+        println!(
+            "  open order {id}: pending {}",
+            o.pending
+                .iter()
+                .map(|t| t.code())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("\nLatest values:");
+    for (m, v) in p.lab_results.iter().chain(p.measurements.iter()) {
+        let flag = if p.is_entered_in_error(v.recorded.position) {
+            " (entered in error)"
+        } else {
+            ""
+        };
+        println!(
+            "  {:<24} {:<14} {} (pos {}){flag}",
+            m.name(),
+            v.value.to_string(),
+            v.recorded.occurred_at,
+            v.recorded.position
+        );
+    }
+    println!("\nLifestyle goals:");
+    for (id, g) in &p.goals {
+        println!(
+            "  {id}: {} ({})",
+            g.description,
+            g.outcome
+                .map_or("open".into(), |o| format!("{o:?}").to_lowercase())
+        );
+    }
+    println!("\nNotes and letters:");
+    for n in &p.notes {
+        println!(
+            "  [{:?}] {} by {} ({})",
+            n.kind, n.subject, n.written.actor_name, n.written.recorded_at
+        );
+    }
+    let signals = signals::signals(view, projections.config(), Timestamp::now());
+    if !signals.is_empty() {
+        println!("\nSignals:");
+        for s in signals {
+            println!("  {}: {}", s.code, s.message);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_cmd(
+    args: &PatientArgs,
+    element: Option<String>,
+    actor: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
+    let (_ledger, projections) = open_read_models(&args.data.data)?;
+    let filter = AuditFilter {
+        element,
+        actor: actor.map(|a| ActorId::parse(&a)).transpose()?,
+        ..AuditFilter::default()
+    };
+    let model = projections.read();
+    let view = model
+        .patient(&patient)
+        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let entries = audit::query(view, &filter);
+    if args.json {
+        let list: Vec<_> = entries.into_iter().map(view::audit_entry).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in entries {
+        println!("#{:<5} {} {}", e.position, e.recorded_at, e.summary);
+        if e.from.is_some() || e.to.is_some() {
+            println!(
+                "       change: {} -> {}",
+                e.from.as_deref().unwrap_or("-"),
+                e.to.as_deref().unwrap_or("-")
+            );
+        }
+        println!(
+            "       by {} ({}, {}), occurred {}, reason: {}",
+            e.actor, e.role, e.line, e.occurred_at, e.reason
+        );
+        if let Some(told) = &e.notification {
+            println!("       {} told: {:?}", told.recipient, told.status);
+        }
+        if let Some(c) = e.corrected_by {
+            println!("       ENTERED IN ERROR (correction at position {c})");
+        }
+        println!("       hash {}", e.hash);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCode> {
+    let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
+    let which = match status {
+        "open" => Which::Open,
+        "overdue" => Which::Overdue,
+        "all" => Which::All,
+        other => {
+            return Err(anyhow!(
+                "--status {other:?} is unknown; use open, overdue or all"
+            ))
+        }
+    };
+    let (_ledger, projections) = open_read_models(&args.data.data)?;
+    let model = projections.read();
+    let view = model
+        .patient(&patient)
+        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let now = Timestamp::now();
+    let config = projections.config();
+    let list: Vec<_> = [Line::First, Line::Second]
+        .into_iter()
+        .flat_map(|l| notifications::for_line(view, l, which, config, now))
+        .collect();
+    if args.json {
+        let json: Vec<_> = list
+            .iter()
+            .map(|n| view::notification(n, n.is_overdue(config, now)))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for n in list {
+        let state = match &n.status {
+            notifications::NotificationStatus::Open if n.is_overdue(config, now) => {
+                "OVERDUE".to_owned()
+            }
+            notifications::NotificationStatus::Open => "open".to_owned(),
+            notifications::NotificationStatus::Acknowledged { by, at, .. } => {
+                format!("acknowledged by {by} at {at}")
+            }
+        };
+        println!(
+            "{:<8} to {:<12} {state:<40} {}",
+            n.id,
+            n.recipient.to_string(),
+            n.summary
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ActorsCommand::Add {
+            data,
+            id,
+            name,
+            role,
+        } => {
+            let role = ApiRole::parse(&role).ok_or_else(|| {
+                anyhow!(
+                    "--role {role:?} is unknown; use one of {}",
+                    ApiRole::names().join(", ")
+                )
+            })?;
+            let store =
+                ActorStore::open(&server::paths(&data.data).2).map_err(|e| anyhow!("{e}"))?;
+            let actor = ApiActor {
+                id: ActorId::parse(&id)?,
+                name: Text::new(name)?,
+                role,
+            };
+            let token = store.add(actor).map_err(|e| anyhow!("{e}"))?;
+            println!("{token}");
+            eprintln!(
+                "Actor {id} added as {}. The token above is shown once; keep it secret.",
+                role.as_str()
+            );
+        }
+        ActorsCommand::List { data } => {
+            let store =
+                ActorStore::open(&server::paths(&data.data).2).map_err(|e| anyhow!("{e}"))?;
+            for a in store.list().map_err(|e| anyhow!("{e}"))? {
+                println!("{:<24} {:<24} {}", a.id, a.role.as_str(), a.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rebuild(data: &Path) -> anyhow::Result<ExitCode> {
+    let (ledger_dir, projections_dir, _) = server::paths(data);
+    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+    let projections = Projections::open(&projections_dir, ProjectionConfig::default())?;
+    let started = std::time::Instant::now();
+    let applied = projections.rebuild(&ledger, &mut |done, total| {
+        eprint!("\rrebuilding: {done}/{total} events");
+        let _ = std::io::stderr().flush();
+    })?;
+    eprintln!();
+    projections.flush()?;
+    println!(
+        "rebuilt the read models from {applied} events in {:.2?}",
+        started.elapsed()
+    );
+    Ok(ExitCode::SUCCESS)
+}

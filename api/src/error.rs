@@ -1,0 +1,167 @@
+//! The API's errors, mapped once to `application/problem+json` bodies (RFC 9457).
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed: bad JSON, wrong types, missing fields (400).
+    #[error("{0}")]
+    Malformed(String),
+    /// No or an unknown bearer token (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this to this patient (403). The message never reveals whether the
+    /// patient exists.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Expected revision or idempotency conflict (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is too large (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Not JSON (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A value is invalid or a business rule refused the command (422).
+    #[error("{message}")]
+    Unprocessable {
+        /// A stable code (`agreement_4`, `invalid_value`).
+        code: String,
+        /// The sentence.
+        message: String,
+    },
+    /// The ledger cannot write now: storage failure or damaged head (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure (500); the detail goes to the log only.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed", "Malformed request"),
+            ApiError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Not authenticated",
+            ),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not permitted"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "Request too large",
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            ApiError::Unprocessable { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "rejected", "Rejected")
+            }
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Ledger unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+impl From<careledger_core::Error> for ApiError {
+    fn from(e: careledger_core::Error) -> Self {
+        use careledger_core::Error as E;
+        match e {
+            E::Invalid(i) => ApiError::Unprocessable {
+                code: "invalid_value".into(),
+                message: i.to_string(),
+            },
+            E::Rejected(r) if matches!(r.code, "not_in_care_team" | "role_mismatch") => {
+                ApiError::Forbidden(r.message)
+            }
+            E::Rejected(r) => ApiError::Unprocessable {
+                code: r.code.into(),
+                message: r.message,
+            },
+            e @ (E::Conflict { .. } | E::IdempotencyMismatch { .. }) => {
+                ApiError::Conflict(e.to_string())
+            }
+            e @ (E::Poisoned(_) | E::Storage(_)) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<careledger_core::InvalidInput> for ApiError {
+    fn from(e: careledger_core::InvalidInput) -> Self {
+        ApiError::Unprocessable {
+            code: "invalid_value".into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<careledger_projections::ProjectionError> for ApiError {
+    fn from(e: careledger_projections::ProjectionError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        let (code, detail) = match &self {
+            ApiError::Unprocessable { code, message } => (code.clone(), message.clone()),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (
+                    kind.to_owned(),
+                    "an internal error occurred; it was logged for the operator".to_owned(),
+                )
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "ledger unavailable");
+                (
+                    kind.to_owned(),
+                    format!("{detail}; retry later with the same Idempotency-Key"),
+                )
+            }
+            other => (kind.to_owned(), other.to_string()),
+        };
+        let body = json!({
+            "type": format!("https://careledger.example/problems/{code}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+            "code": code,
+        });
+        let mut response = (status, body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,607 @@
+//! The HTTP API: routes, authentication, permissions and the SSE subscription.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use careledger_core::ids::{ActorId, PatientId};
+use careledger_core::record::Timestamp;
+use careledger_core::role::Line;
+use careledger_core::{AppendRequest, ExpectedRevision, Ledger, RecordedEvent};
+use careledger_projections::audit::{self, AuditFilter};
+use careledger_projections::notifications::{self, Which};
+use careledger_projections::{signals, Projections};
+
+use crate::actors::{ActorStore, ApiActor, ApiRole};
+use crate::dto;
+use crate::error::ApiError;
+use crate::view;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Time limit of ordinary requests (not of the SSE stream).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an idle SSE connection gets a heartbeat comment.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Largest page of the global log.
+pub const MAX_PAGE: usize = 1000;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// The read models.
+    pub projections: Arc<Projections>,
+    /// Actors and tokens.
+    pub actors: Arc<ActorStore>,
+    /// The durable position, updated after every group commit.
+    pub durable: watch::Receiver<u64>,
+    /// Turns true when the server shuts down, so that open SSE streams end.
+    pub shutdown: watch::Receiver<bool>,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// Wires the state: the ledger's durable listener feeds the watch channel.
+    pub fn new(
+        ledger: Arc<Ledger>,
+        projections: Arc<Projections>,
+        actors: Arc<ActorStore>,
+    ) -> Self {
+        let (tx, rx) = watch::channel(ledger.head().position);
+        ledger.on_durable(move |position| {
+            tx.send_if_modified(|current| {
+                let newer = position > *current;
+                if newer {
+                    *current = position;
+                }
+                newer
+            });
+        });
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        Self {
+            ledger,
+            projections,
+            actors,
+            durable: rx,
+            shutdown,
+            shutdown_tx: Arc::new(shutdown_tx),
+        }
+    }
+
+    /// Ends the open SSE streams; in-flight requests finish.
+    pub fn begin_shutdown(&self) {
+        self.shutdown_tx.send_replace(true);
+    }
+}
+
+/// The router with every route, limits and timeouts.
+pub fn app(state: AppState) -> Router {
+    use tower_http::limit::RequestBodyLimitLayer;
+    use tower_http::timeout::TimeoutLayer;
+    let normal = Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .route("/verify", get(verify))
+        .route("/events", get(global_log))
+        .route(
+            "/patients/{patient}/events",
+            post(append).get(patient_events),
+        )
+        .route("/patients/{patient}/plan", get(plan))
+        .route("/patients/{patient}/audit", get(audit_trail))
+        .route("/patients/{patient}/signals", get(patient_signals))
+        .route(
+            "/patients/{patient}/notifications",
+            get(patient_notifications),
+        )
+        .route(
+            "/patients/{patient}/notifications/{notification}/ack",
+            post(acknowledge),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    Router::new()
+        .route("/events/stream", get(stream))
+        .merge(normal)
+        .fallback(|| async { ApiError::NotFound("no such route; see /openapi.json".into()) })
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The authenticated caller.
+pub struct Caller(pub ApiActor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthenticated("send an Authorization: Bearer <token> header; `careledger actors add` creates a token".into())
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "the Authorization header must be \"Bearer <token>\"".into(),
+                )
+            })?;
+        state
+            .actors
+            .authenticate(token.trim())
+            .map(Caller)
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "the bearer token is not known; ask the operator for a new one".into(),
+                )
+            })
+    }
+}
+
+fn forbidden() -> ApiError {
+    ApiError::Forbidden(
+        "you are not in this patient's care team (or the patient does not exist); a team member must add you".into(),
+    )
+}
+
+/// True when a care-role caller is in the patient's care team (from the plan read model).
+fn in_care_team(state: &AppState, caller: &ApiActor, patient: &PatientId) -> bool {
+    let model = state.projections.read();
+    model.patient(patient).is_some_and(|v| {
+        v.plan
+            .care_team
+            .iter()
+            .any(|m| m.actor == caller.id && ApiRole::Care(m.role) == caller.role)
+    })
+}
+
+/// May the caller read this patient? Auditors read everything; care roles their own patients.
+fn may_read(state: &AppState, caller: &ApiActor, patient: &PatientId) -> Result<(), ApiError> {
+    match caller.role {
+        ApiRole::Auditor => Ok(()),
+        ApiRole::Subscriber => Err(ApiError::Forbidden(
+            "a subscriber reads the event stream (/events) only".into(),
+        )),
+        ApiRole::Care(_) if in_care_team(state, caller, patient) => Ok(()),
+        ApiRole::Care(_) => Err(forbidden()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let head = state.ledger.head();
+    match state.ledger.head_problem() {
+        None => Json(json!({"status": "ok", "head_position": head.position, "head_hash": head.hash.to_hex()})).into_response(),
+        Some(problem) => {
+            let body = json!({"status": "unhealthy", "reason": problem, "head_position": head.position});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    if caller.role == ApiRole::Subscriber {
+        return Err(ApiError::Forbidden(
+            "a subscriber reads the event stream only".into(),
+        ));
+    }
+    let ledger = state.ledger.clone();
+    let report = blocking(move || Ok(ledger.verify(&mut |_, _| {})?)).await?;
+    Ok(Json(json!({
+        "intact": report.is_intact(),
+        "verified": report.verified,
+        "head_hash": report.head_hash.to_hex(),
+        "problem": report.problem.as_ref().map(|p| json!({"position": p.position, "detail": p.to_string()})),
+    })))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<String>,
+    patient: Option<String>,
+}
+
+fn parse_u64(name: &str, raw: Option<&str>, default: u64) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(r) => r.trim().parse().map_err(|_| {
+            ApiError::Malformed(format!(
+                "{name} must be a non-negative whole number, got {r:?}"
+            ))
+        }),
+    }
+}
+
+/// Whether the caller may see an event in the global log.
+fn visible(state: &AppState, caller: &ApiActor, event: &RecordedEvent) -> bool {
+    match caller.role {
+        ApiRole::Auditor | ApiRole::Subscriber => true,
+        ApiRole::Care(_) => in_care_team(state, caller, &event.record.patient),
+    }
+}
+
+async fn global_log(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let after = parse_u64("after", q.after.as_deref(), 0)?;
+    let limit = parse_u64("limit", q.limit.as_deref(), 100)?.clamp(1, MAX_PAGE as u64) as usize;
+    let patient = q.patient.as_deref().map(dto::patient).transpose()?;
+    let ledger = state.ledger.clone();
+    let events = blocking(move || Ok(ledger.read_all(after, limit)?)).await?;
+    let next_after = events.last().map_or(after, |e| e.position);
+    let events: Vec<Value> = events
+        .iter()
+        .filter(|e| patient.as_ref().is_none_or(|p| *p == e.record.patient))
+        .filter(|e| visible(&state, &caller, e))
+        .map(dto::recorded_event)
+        .collect();
+    Ok(Json(
+        json!({"events": events, "next_after": next_after, "head": state.ledger.head().position}),
+    ))
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<ExpectedRevision>, ApiError> {
+    headers
+        .get(header::IF_MATCH)
+        .map(|v| {
+            let raw = v
+                .to_str()
+                .map_err(|_| ApiError::Malformed("If-Match must be text".into()))?;
+            dto::expected_revision(raw)
+        })
+        .transpose()
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as Content-Type: application/json".into(),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
+}
+
+async fn append(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let patient = dto::patient(&patient)?;
+    let actor = caller.as_care_actor().ok_or_else(|| {
+        ApiError::Forbidden(format!(
+            "an {} does not write to the ledger",
+            caller.role.as_str()
+        ))
+    })?;
+    let value = json_body(&headers, &body)?;
+    let parsed = dto::append_body(&value)?;
+    let expected = if_match(&headers)?
+        .or(parsed.expected)
+        .unwrap_or(ExpectedRevision::Any);
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::Malformed("Idempotency-Key must be text".into()))
+        })
+        .transpose()?;
+    let request = AppendRequest {
+        patient,
+        expected,
+        actor,
+        submissions: parsed.submissions,
+        idempotency_key,
+        correlation_id: None,
+        causation_id: None,
+    };
+    let (ledger, projections) = (state.ledger.clone(), state.projections.clone());
+    let outcome = blocking(move || {
+        let outcome = ledger.append(request)?;
+        // Read your writes: the plan reflects this append when the response arrives.
+        projections.catch_up(&ledger)?;
+        Ok(outcome)
+    })
+    .await?;
+    let status = if outcome.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = json!({
+        "revision": outcome.revision,
+        "replayed": outcome.replayed,
+        "events": outcome.events.iter().map(|e| json!({
+            "position": e.position, "revision": e.revision, "event_id": e.event_id.to_string(), "hash": e.hash.to_hex()
+        })).collect::<Vec<_>>(),
+        "warnings": outcome.warnings.iter().map(|w| json!({"code": w.code, "message": w.message})).collect::<Vec<_>>(),
+    });
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(etag) = header::HeaderValue::from_str(&format!("\"{}\"", outcome.revision)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    from_revision: Option<String>,
+    limit: Option<String>,
+}
+
+async fn patient_events(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = dto::patient(&patient)?;
+    may_read(&state, &caller, &patient)?;
+    let from = parse_u64("from_revision", q.from_revision.as_deref(), 1)?;
+    let limit = parse_u64("limit", q.limit.as_deref(), 100)?.clamp(1, MAX_PAGE as u64) as usize;
+    let ledger = state.ledger.clone();
+    let events = blocking(move || Ok(ledger.read_stream(&patient, from, limit)?)).await?;
+    Ok(Json(
+        json!({"events": events.iter().map(dto::recorded_event).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn plan(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = dto::patient(&patient)?;
+    may_read(&state, &caller, &patient)?;
+    let model = state.projections.read();
+    let view = model.patient(&patient).ok_or_else(forbidden)?;
+    Ok(Json(view::plan(&patient, &view.plan)))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    element: Option<String>,
+    actor: Option<String>,
+    line: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+fn audit_filter(q: AuditQuery) -> Result<AuditFilter, ApiError> {
+    let line = q
+        .line
+        .map(|l| match l.as_str() {
+            "first" => Ok(Line::First),
+            "second" => Ok(Line::Second),
+            "patient" => Ok(Line::Patient),
+            other => Err(ApiError::Malformed(format!(
+                "line {other:?} is unknown; use first, second or patient"
+            ))),
+        })
+        .transpose()?;
+    let time = |raw: Option<String>| raw.map(|r| Timestamp::parse_rfc3339(&r)).transpose();
+    Ok(AuditFilter {
+        element: q.element,
+        actor: q.actor.map(|a| ActorId::parse(&a)).transpose()?,
+        line,
+        from: time(q.from)?,
+        until: time(q.until)?,
+    })
+}
+
+async fn audit_trail(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = dto::patient(&patient)?;
+    may_read(&state, &caller, &patient)?;
+    let filter = audit_filter(q)?;
+    let model = state.projections.read();
+    let view = model.patient(&patient).ok_or_else(forbidden)?;
+    let entries: Vec<Value> = audit::query(view, &filter)
+        .into_iter()
+        .map(view::audit_entry)
+        .collect();
+    Ok(Json(
+        json!({"patient": patient.as_str(), "entries": entries}),
+    ))
+}
+
+async fn patient_signals(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = dto::patient(&patient)?;
+    may_read(&state, &caller, &patient)?;
+    let model = state.projections.read();
+    let view = model.patient(&patient).ok_or_else(forbidden)?;
+    let list = signals::signals(view, state.projections.config(), Timestamp::now());
+    Ok(Json(
+        json!({"signals": list.iter().map(view::signal).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NotificationQuery {
+    status: Option<String>,
+}
+
+async fn patient_notifications(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+    Query(q): Query<NotificationQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = dto::patient(&patient)?;
+    may_read(&state, &caller, &patient)?;
+    let which = match q.status.as_deref().unwrap_or("open") {
+        "open" => Which::Open,
+        "overdue" => Which::Overdue,
+        "all" => Which::All,
+        other => {
+            return Err(ApiError::Malformed(format!(
+                "status {other:?} is unknown; use open, overdue or all"
+            )))
+        }
+    };
+    let model = state.projections.read();
+    let view = model.patient(&patient).ok_or_else(forbidden)?;
+    let config = state.projections.config();
+    let now = Timestamp::now();
+    let lines: Vec<Line> = match caller.line() {
+        Some(line) => vec![line],
+        None => vec![Line::First, Line::Second],
+    };
+    let list: Vec<Value> = lines
+        .into_iter()
+        .flat_map(|line| notifications::for_line(view, line, which, config, now))
+        .map(|n| view::notification(n, n.is_overdue(config, now)))
+        .collect();
+    Ok(Json(json!({"notifications": list})))
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((patient, notification)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let position = notification
+        .strip_prefix("n-")
+        .unwrap_or(&notification)
+        .parse::<u64>()
+        .map_err(|_| {
+            ApiError::Malformed(format!(
+                "{notification:?} is not a notification id; ids look like n-42"
+            ))
+        })?;
+    let body = json!({"commands": [{"type": "acknowledge_notification", "notification": position, "reason": "acknowledged"}]});
+    let mut headers = headers;
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    append(
+        State(state),
+        Caller(caller),
+        Path(patient),
+        headers,
+        Bytes::from(body.to_string()),
+    )
+    .await
+}
+
+/// `GET /events/stream`: Server-Sent Events from a position on, catch-up then live.
+async fn stream(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::Malformed("Last-Event-ID must be a position".into()))
+        })
+        .transpose()?;
+    let after = match last_event_id {
+        Some(id) => parse_u64("Last-Event-ID", Some(id), 0)?,
+        None => parse_u64("after", q.after.as_deref(), 0)?,
+    };
+    let patient = q.patient.as_deref().map(dto::patient).transpose()?;
+    if let (Some(p), ApiRole::Care(_)) = (&patient, caller.role) {
+        may_read(&state, &caller, p)?;
+    }
+    let stream = futures::stream::unfold(
+        (state, caller, patient, after, Vec::<SseEvent>::new()),
+        |(mut state, caller, patient, mut after, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop() {
+                    return Some((Ok(event), (state, caller, patient, after, pending)));
+                }
+                let ledger = state.ledger.clone();
+                let from = after;
+                let batch = tokio::task::spawn_blocking(move || ledger.read_all(from, 256)).await;
+                let events = match batch {
+                    Ok(Ok(events)) => events,
+                    _ => return None,
+                };
+                if events.is_empty() {
+                    if state.durable.borrow_and_update().to_owned() > after {
+                        continue;
+                    }
+                    let mut shutdown = state.shutdown.clone();
+                    if *shutdown.borrow_and_update() {
+                        return None;
+                    }
+                    tokio::select! {
+                        changed = state.durable.changed() => if changed.is_err() { return None },
+                        _ = shutdown.changed() => return None,
+                    }
+                    continue;
+                }
+                after = events.last().map_or(after, |e| e.position);
+                let mut out: Vec<SseEvent> = events
+                    .iter()
+                    .filter(|e| patient.as_ref().is_none_or(|p| *p == e.record.patient))
+                    .filter(|e| visible(&state, &caller, e))
+                    .map(|e| {
+                        SseEvent::default()
+                            .id(e.position.to_string())
+                            .event(e.record.event.kind())
+                            .data(dto::recorded_event(e).to_string())
+                    })
+                    .collect();
+                out.reverse();
+                pending = out;
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
+}

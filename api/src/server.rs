@@ -1,0 +1,109 @@
+//! Opening a data directory and serving it until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use careledger_core::{Ledger, LedgerConfig};
+use careledger_projections::{ProjectionConfig, Projections};
+use tokio::net::TcpListener;
+
+use crate::actors::ActorStore;
+use crate::error::ApiError;
+use crate::http::{app, AppState};
+
+/// The parts of a data directory: `<data>/ledger`, `<data>/projections`, `<data>/actors`.
+pub struct DataDir {
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// The read models, caught up with the ledger.
+    pub projections: Arc<Projections>,
+    /// Actors and token hashes.
+    pub actors: Arc<ActorStore>,
+}
+
+/// Where each part lives.
+pub fn paths(data: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        data.join("ledger"),
+        data.join("projections"),
+        data.join("actors"),
+    )
+}
+
+impl DataDir {
+    /// Opens (or creates) every part and catches the projections up.
+    pub fn open(data: &Path) -> Result<Self, ApiError> {
+        let (ledger_dir, projections_dir, actors_dir) = paths(data);
+        let ledger = Arc::new(
+            Ledger::open(&ledger_dir, LedgerConfig::default()).map_err(|e| {
+                ApiError::Internal(format!(
+                    "opening the ledger in {}: {e}",
+                    ledger_dir.display()
+                ))
+            })?,
+        );
+        let projections = Arc::new(Projections::open(
+            &projections_dir,
+            ProjectionConfig::default(),
+        )?);
+        projections.catch_up(&ledger)?;
+        let actors = Arc::new(ActorStore::open(&actors_dir)?);
+        Ok(Self {
+            ledger,
+            projections,
+            actors,
+        })
+    }
+
+    /// The shared state for the router.
+    pub fn state(&self) -> AppState {
+        AppState::new(
+            self.ledger.clone(),
+            self.projections.clone(),
+            self.actors.clone(),
+        )
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let for_shutdown = state.clone();
+    let router = app(state);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        for_shutdown.begin_shutdown();
+    })
+    .await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

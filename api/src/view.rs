@@ -1,0 +1,167 @@
+//! JSON renderings of the read models for the API and `--json` on the command line.
+
+use serde_json::{json, Value};
+
+use careledger_core::event::{GoalOutcome, MeasurementSource, NoteKind, TargetBasis};
+use careledger_core::ids::PatientId;
+use careledger_core::quantity::Quantity;
+use careledger_core::role::{Lead, Practitioner};
+use careledger_projections::audit::AuditEntry;
+use careledger_projections::notifications::{Notification, NotificationStatus};
+use careledger_projections::plan::{CarePlan, TargetStatus};
+use careledger_projections::{Provenance, Signal};
+
+fn quantity(q: &Quantity) -> Value {
+    json!({"value": q.value_text(), "unit": q.measure().unit(), "text": q.to_string()})
+}
+
+/// Provenance as JSON.
+pub fn provenance(p: &Provenance) -> Value {
+    json!({
+        "position": p.position,
+        "hash": p.hash.to_hex(),
+        "actor": p.actor.as_str(),
+        "actor_name": p.actor_name.as_str(),
+        "role": p.role.as_str(),
+        "line": p.line.as_str(),
+        "recorded_at": p.recorded_at.to_string(),
+        "occurred_at": p.occurred_at.to_string(),
+        "reason": p.reason.as_str(),
+    })
+}
+
+fn basis(b: TargetBasis) -> &'static str {
+    match b {
+        TargetBasis::NhgGuideline => "nhg_guideline",
+        TargetBasis::EscGuideline => "esc_guideline",
+        TargetBasis::Individual => "individual",
+    }
+}
+
+fn status(s: TargetStatus) -> &'static str {
+    match s {
+        TargetStatus::Met => "met",
+        TargetStatus::NotMet => "not_met",
+        TargetStatus::NoData => "no_data",
+    }
+}
+
+fn lead(l: Lead) -> &'static str {
+    match l {
+        Lead::Cvrm => "cvrm",
+        Lead::OrganDisease => "organ_disease",
+        Lead::None => "none",
+    }
+}
+
+fn practitioner(p: Practitioner) -> &'static str {
+    match p {
+        Practitioner::Main => "main",
+        Practitioner::Co => "co",
+        Practitioner::NotApplicable => "not_applicable",
+    }
+}
+
+fn source(s: Option<MeasurementSource>) -> Option<&'static str> {
+    s.map(|s| match s {
+        MeasurementSource::Practice => "practice",
+        MeasurementSource::Hospital => "hospital",
+        MeasurementSource::SelfMeasuredAtHome => "self_measured_at_home",
+    })
+}
+
+/// The care plan as JSON.
+pub fn plan(patient: &PatientId, plan: &CarePlan) -> Value {
+    let in_error = |p: &Provenance| plan.is_entered_in_error(p.position);
+    json!({
+        "patient": patient.as_str(),
+        "revision": plan.revision,
+        "care_team": plan.care_team.iter().map(|m| json!({
+            "actor": m.actor.as_str(), "name": m.name.as_str(), "agb": m.agb.as_ref().map(|a| a.as_str()),
+            "role": m.role.as_str(), "line": m.line.as_str(), "lead": lead(m.lead),
+            "practitioner": practitioner(m.practitioner), "provenance": provenance(&m.added),
+        })).collect::<Vec<_>>(),
+        "shared_care": plan.shared_care.as_ref().map(|(text, p)| json!({"arrangement": text.as_str(), "provenance": provenance(p)})),
+        "targets": plan.targets.iter().map(|(measure, t)| json!({
+            "measure": measure.code(),
+            "comparator": t.effective.comparator.symbol(),
+            "target": quantity(&t.effective.value),
+            "basis": basis(t.effective.basis),
+            "rationale": t.rationale.as_str(),
+            "replaced": t.replaced.as_ref().map(|r| json!({"comparator": r.comparator.symbol(), "target": quantity(&r.value), "basis": basis(r.basis)})),
+            "latest": plan.latest_value(*measure).map(|v| json!({"value": quantity(&v.value), "position": v.recorded.position})),
+            "status": status(plan.target_status(*measure)),
+            "provenance": t.set.as_ref().map(provenance),
+            "entered_in_error": t.set.as_ref().is_some_and(in_error),
+        })).collect::<Vec<_>>(),
+        "medications": plan.medications.iter().map(|(atc, m)| json!({
+            "atc": atc.as_str(), "name": m.name.as_str(), "dose": m.dose.to_string(), "frequency": m.frequency.as_str(),
+            "prescribed_by_line": m.started.line.as_str(),
+            "started": provenance(&m.started), "last_change": m.last_change.as_ref().map(provenance),
+            "entered_in_error": in_error(&m.started),
+        })).collect::<Vec<_>>(),
+        "medication_preferences": plan.preferences.iter().map(|p| json!({
+            "atc": p.atc.as_str(), "name": p.name.as_str(), "preference": p.preference.as_str(), "provenance": provenance(&p.recorded),
+        })).collect::<Vec<_>>(),
+        "open_lab_orders": plan.lab_orders.iter().map(|(id, o)| json!({
+            "order": id.as_str(), "tests": o.tests.iter().map(|t| t.code()).collect::<Vec<_>>(),
+            "pending": o.pending.iter().map(|t| t.code()).collect::<Vec<_>>(),
+            "annual_panel": o.annual_panel, "provenance": provenance(&o.ordered),
+        })).collect::<Vec<_>>(),
+        "annual_panel": plan.annual_panel.iter().map(|t| json!({
+            "test": t.test.code(), "added_by_specialist": t.added.as_ref().map(provenance),
+        })).collect::<Vec<_>>(),
+        "lab_results": plan.lab_results.iter().map(|(m, v)| json!({
+            "test": m.code(), "value": quantity(&v.value), "provenance": provenance(&v.recorded), "entered_in_error": in_error(&v.recorded),
+        })).collect::<Vec<_>>(),
+        "measurements": plan.measurements.iter().map(|(m, v)| json!({
+            "measure": m.code(), "value": quantity(&v.value), "source": source(v.source), "provenance": provenance(&v.recorded),
+            "entered_in_error": in_error(&v.recorded),
+        })).collect::<Vec<_>>(),
+        "lifestyle_goals": plan.goals.iter().map(|(id, g)| json!({
+            "goal": id.as_str(), "description": g.description.as_str(),
+            "outcome": g.outcome.map(|o| match o { GoalOutcome::Achieved => "achieved", GoalOutcome::Abandoned => "abandoned", GoalOutcome::Replaced => "replaced" }),
+            "provenance": provenance(&g.set),
+        })).collect::<Vec<_>>(),
+        "notes": plan.notes.iter().map(|n| json!({
+            "kind": match n.kind { NoteKind::Note => "note", NoteKind::ReturnLetter => "return_letter", NoteKind::InterimLetter => "interim_letter" },
+            "subject": n.subject.as_str(), "body": n.body.as_str(), "provenance": provenance(&n.written),
+        })).collect::<Vec<_>>(),
+        "entered_in_error": plan.entered_in_error,
+    })
+}
+
+fn notification_status(s: &NotificationStatus) -> Value {
+    match s {
+        NotificationStatus::Open => json!({"state": "open"}),
+        NotificationStatus::Acknowledged { by, at, position } => {
+            json!({"state": "acknowledged", "by": by.as_str(), "at": at.to_string(), "position": position})
+        }
+    }
+}
+
+/// An audit entry as JSON.
+pub fn audit_entry(e: &AuditEntry) -> Value {
+    json!({
+        "position": e.position, "hash": e.hash.to_hex(), "revision": e.revision,
+        "type": e.kind, "element": e.element, "summary": e.summary, "from": e.from, "to": e.to,
+        "actor": {"id": e.actor.as_str(), "name": e.actor_name.as_str(), "role": e.role.as_str(), "line": e.line.as_str()},
+        "recorded_at": e.recorded_at.to_string(), "occurred_at": e.occurred_at.to_string(), "reason": e.reason.as_str(),
+        "notification": e.notification.as_ref().map(|n| json!({"recipient": n.recipient.as_str(), "status": notification_status(&n.status)})),
+        "corrected_by": e.corrected_by, "corrects": e.corrects,
+    })
+}
+
+/// A notification as JSON.
+pub fn notification(n: &Notification, overdue: bool) -> Value {
+    json!({
+        "id": n.id, "patient": n.patient.as_str(), "recipient": n.recipient.as_str(), "position": n.position,
+        "type": n.kind, "summary": n.summary, "reason": n.reason, "created_at": n.created_at.to_string(),
+        "status": notification_status(&n.status), "overdue": overdue,
+    })
+}
+
+/// A signal as JSON.
+pub fn signal(s: &Signal) -> Value {
+    json!({"code": s.code, "measure": s.measure.map(|m| m.code()), "message": s.message, "positions": s.positions})
+}
