@@ -91,7 +91,6 @@ impl AppState {
 
 /// The router with every route, limits and timeouts.
 pub fn app(state: AppState) -> Router {
-    use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::timeout::TimeoutLayer;
     let normal = Router::new()
         .route("/health", get(health))
@@ -121,7 +120,10 @@ pub fn app(state: AppState) -> Router {
         .route("/events/stream", get(stream))
         .merge(normal)
         .fallback(|| async { ApiError::NotFound("no such route; see /openapi.json".into()) })
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .method_not_allowed_fallback(|| async {
+            ApiError::NotFound("this route does not take that method; see /openapi.json".into())
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -306,8 +308,14 @@ async fn append(
     Caller(caller): Caller,
     Path(patient): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+            "the body exceeds {MAX_BODY_BYTES} bytes; send fewer commands per request"
+        )),
+        _ => ApiError::Malformed(format!("the body could not be read: {e}")),
+    })?;
     let patient = dto::patient(&patient)?;
     let actor = caller.as_care_actor().ok_or_else(|| {
         ApiError::Forbidden(format!(
@@ -531,7 +539,7 @@ async fn acknowledge(
         Caller(caller),
         Path(patient),
         headers,
-        Bytes::from(body.to_string()),
+        Ok(Bytes::from(body.to_string())),
     )
     .await
 }

@@ -1,0 +1,143 @@
+//! Shared set-up for the API tests: a data directory with a care team and actors.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use careledger_api::actors::{ApiActor, ApiRole};
+use careledger_api::http::{app, AppState};
+use careledger_api::server::DataDir;
+use careledger_core::ids::{ActorId, Text};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// A data directory with actors and tokens.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub data: DataDir,
+    pub state: AppState,
+    pub tokens: HashMap<&'static str, String>,
+}
+
+pub const ACTORS: [(&str, &str); 7] = [
+    ("gp-1", "gp"),
+    ("card-1", "cardiologist"),
+    ("nurse-1", "practice_nurse"),
+    ("patient-1", "patient"),
+    ("auditor-1", "auditor"),
+    ("feed-1", "subscriber"),
+    ("gp-other", "gp"),
+];
+
+pub const PATIENT: &str = "999990007";
+
+impl Fixture {
+    /// Actors only; no patient yet.
+    pub fn empty() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        let mut tokens = HashMap::new();
+        for (id, role) in ACTORS {
+            let actor = ApiActor {
+                id: ActorId::parse(id).unwrap(),
+                name: Text::new(format!("Dr. {id}")).unwrap(),
+                role: ApiRole::parse(role).unwrap(),
+            };
+            tokens.insert(id, data.actors.add(actor).unwrap());
+        }
+        let state = data.state();
+        Fixture {
+            dir,
+            data,
+            state,
+            tokens,
+        }
+    }
+
+    /// A patient in shared care: GP (founder), cardiologist, nurse and the patient in the team;
+    /// the cardiologist started atorvastatin.
+    pub async fn with_patient() -> Fixture {
+        let f = Fixture::empty();
+        let founding = json!({"commands": [
+            {"type": "start_shared_care", "arrangement": "CVRM by GP, heart by cardiology", "reason": "letter"},
+            {"type": "add_care_team_member", "actor": "card-1", "name": "J. de Vries", "role": "cardiologist", "lead": "organ_disease", "practitioner": "co"},
+            {"type": "add_care_team_member", "actor": "nurse-1", "name": "M. Bakker", "role": "practice_nurse"},
+            {"type": "add_care_team_member", "actor": "patient-1", "name": "P. de Boer", "role": "patient", "practitioner": "not_applicable"}
+        ]});
+        let (status, body) = f.post("gp-1", PATIENT, &founding, &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let statin = json!({"commands": [{"type": "start_medication", "atc": "C10AA05", "name": "atorvastatin",
+            "dose": "40", "dose_unit": "mg", "frequency": "1x daily", "reason": "secondary prevention"}]});
+        let (status, body) = f.post("card-1", PATIENT, &statin, &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        f
+    }
+
+    pub fn token(&self, actor: &str) -> String {
+        self.tokens[actor].clone()
+    }
+
+    /// Sends a request through the router.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, body, headers)
+    }
+
+    pub async fn get(&self, actor: &str, uri: &str) -> (StatusCode, Value) {
+        let request = Request::get(uri)
+            .header("authorization", format!("Bearer {}", self.token(actor)))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body, _) = self.send(request).await;
+        (status, body)
+    }
+
+    pub async fn post(
+        &self,
+        actor: &str,
+        patient: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = Request::post(format!("/patients/{patient}/events"))
+            .header("authorization", format!("Bearer {}", self.token(actor)))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let (status, body, _) = self
+            .send(request.body(Body::from(body.to_string())).unwrap())
+            .await;
+        (status, body)
+    }
+
+    pub fn head(&self) -> u64 {
+        self.data.ledger.head().position
+    }
+}
+
+/// Asserts an RFC 9457 problem body with the given status.
+pub fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    assert!(
+        body["title"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "a problem says what is wrong: {body}"
+    );
+}

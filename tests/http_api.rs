@@ -1,0 +1,341 @@
+//! The HTTP API through the router: status codes with problem bodies, the care-team and role
+//! rules, conflicts and idempotency.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{assert_problem, Fixture, PATIENT};
+use serde_json::json;
+
+fn stop_statin(reason: &str) -> serde_json::Value {
+    json!({"commands": [{"type": "stop_medication", "atc": "C10AA05", "change_reason": reason, "reason": "myalgia"}]})
+}
+
+#[tokio::test]
+async fn missing_or_unknown_token_is_401_with_a_problem_body() {
+    let f = Fixture::with_patient().await;
+    let request = Request::get(format!("/patients/{PATIENT}/plan"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body, headers) = f.send(request).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let request = Request::get(format!("/patients/{PATIENT}/plan"))
+        .header("authorization", "Bearer 00ff")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body, _) = f.send(request).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn outsider_gets_the_same_403_for_an_existing_and_a_missing_patient() {
+    let f = Fixture::with_patient().await;
+    let (status, existing) = f
+        .get("gp-other", &format!("/patients/{PATIENT}/plan"))
+        .await;
+    assert_problem(status, &existing, StatusCode::FORBIDDEN);
+    let (status, missing) = f.get("gp-other", "/patients/999990019/plan").await;
+    assert_problem(status, &missing, StatusCode::FORBIDDEN);
+    assert_eq!(
+        existing, missing,
+        "a 403 must not reveal whether the patient exists"
+    );
+    let before = f.head();
+    let (status, body) = f
+        .post("gp-other", PATIENT, &stop_statin("side_effects"), &[])
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(f.head(), before);
+}
+
+#[tokio::test]
+async fn roles_that_may_not_write_are_refused_and_nothing_is_written() {
+    let f = Fixture::with_patient().await;
+    let before = f.head();
+    let target = json!({"commands": [{"type": "set_target", "measure": "ldl", "comparator": "<=", "value": "1.8",
+        "unit": "mmol/L", "basis": "esc_guideline", "rationale": "high risk"}]});
+    for (actor, expected) in [
+        ("auditor-1", StatusCode::FORBIDDEN),
+        ("feed-1", StatusCode::FORBIDDEN),
+        ("patient-1", StatusCode::UNPROCESSABLE_ENTITY),
+        ("nurse-1", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, body) = f.post(actor, PATIENT, &target, &[]).await;
+        assert_problem(status, &body, expected);
+    }
+    assert_eq!(f.head(), before);
+    let (status, body) = f.get("feed-1", &format!("/patients/{PATIENT}/plan")).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn patient_reads_own_plan_and_adds_a_home_measurement() {
+    let f = Fixture::with_patient().await;
+    let reading = json!({"commands": [{"type": "record_measurement", "measure": "systolic_bp", "value": "138",
+        "unit": "mm[Hg]", "source": "self_measured_at_home", "reason": "morning reading"}]});
+    let (status, body) = f.post("patient-1", PATIENT, &reading, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, plan) = f
+        .get("patient-1", &format!("/patients/{PATIENT}/plan"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let bp = plan["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["measure"] == "systolic_bp")
+        .unwrap();
+    assert_eq!(bp["value"]["value"], "138");
+    assert_eq!(bp["source"], "self_measured_at_home");
+}
+
+#[tokio::test]
+async fn gp_cannot_stop_cardiologists_statin_for_patient_preference_422_cites_agreement_4() {
+    let f = Fixture::with_patient().await;
+    let before = f.head();
+    let (status, body) = f
+        .post("gp-1", PATIENT, &stop_statin("patient_preference"), &[])
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "agreement_4");
+    assert!(
+        body["detail"].as_str().unwrap().contains("agreement 4"),
+        "{body}"
+    );
+    assert_eq!(f.head(), before);
+    let (status, body) = f
+        .post("gp-1", PATIENT, &stop_statin("side_effects"), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_naming_the_field() {
+    let f = Fixture::with_patient().await;
+    let before = f.head();
+    let cases = [
+        ("{not json", "not valid JSON"),
+        ("[]", "must be a JSON object"),
+        (r#"{"commands": []}"#, "1 to 1000"),
+        (
+            r#"{"commands": [{"type": "teleport"}]}"#,
+            "not a command type",
+        ),
+        (
+            r#"{"commands": [{"type": "withdraw_target", "measure": "ldl", "colour": "red"}]}"#,
+            "commands[0].colour",
+        ),
+        (
+            r#"{"commands": [{"type": "acknowledge_notification", "notification": "seven"}]}"#,
+            "commands[0].notification",
+        ),
+        (
+            r#"{"commands": [{"type": "start_medication", "atc": "C10AA05"}]}"#,
+            "commands[0].name is required",
+        ),
+        (
+            r#"{"expected_revision": -3, "commands": [{"type": "withdraw_target", "measure": "ldl"}]}"#,
+            "expected revision",
+        ),
+    ];
+    for (raw, mentions) in cases {
+        let request = Request::post(format!("/patients/{PATIENT}/events"))
+            .header("authorization", format!("Bearer {}", f.token("gp-1")))
+            .header("content-type", "application/json")
+            .body(Body::from(raw))
+            .unwrap();
+        let (status, body, _) = f.send(request).await;
+        assert_problem(status, &body, StatusCode::BAD_REQUEST);
+        assert!(
+            body["detail"].as_str().unwrap().contains(mentions),
+            "{raw}: {body}"
+        );
+    }
+    assert_eq!(f.head(), before);
+}
+
+#[tokio::test]
+async fn invalid_values_are_422_naming_measure_value_and_range() {
+    let f = Fixture::with_patient().await;
+    let body = json!({"commands": [{"type": "record_measurement", "measure": "systolic_bp", "value": "400",
+        "unit": "mm[Hg]", "source": "practice"}]});
+    let (status, problem) = f.post("nurse-1", PATIENT, &body, &[]).await;
+    assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("systolic blood pressure")
+            && detail.contains("400")
+            && detail.contains("50 to 300"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_media_type_is_415_and_huge_body_is_413() {
+    let f = Fixture::with_patient().await;
+    let request = Request::post(format!("/patients/{PATIENT}/events"))
+        .header("authorization", format!("Bearer {}", f.token("gp-1")))
+        .header("content-type", "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, body, _) = f.send(request).await;
+    assert_problem(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = format!(
+        r#"{{"commands": [{{"type": "add_note", "subject": "{}"}}]}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let request = Request::post(format!("/patients/{PATIENT}/events"))
+        .header("authorization", format!("Bearer {}", f.token("gp-1")))
+        .header("content-type", "application/json")
+        .body(Body::from(huge))
+        .unwrap();
+    let (status, body, _) = f.send(request).await;
+    assert_problem(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn if_match_that_lost_the_race_gets_409_and_writes_nothing() {
+    let f = Fixture::with_patient().await;
+    let (_, plan) = f.get("gp-1", &format!("/patients/{PATIENT}/plan")).await;
+    let revision = plan["revision"].as_u64().unwrap().to_string();
+    let note = |subject: &str| json!({"commands": [{"type": "add_note", "subject": subject}]});
+    let (status, body) = f
+        .post("gp-1", PATIENT, &note("first"), &[("if-match", &revision)])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let before = f.head();
+    let (status, body) = f
+        .post(
+            "card-1",
+            PATIENT,
+            &note("second"),
+            &[("if-match", &revision)],
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    assert_eq!(f.head(), before, "a lost race writes nothing");
+}
+
+#[tokio::test]
+async fn retried_request_with_the_same_idempotency_key_writes_once() {
+    let f = Fixture::with_patient().await;
+    let note = json!({"commands": [{"type": "add_note", "subject": "letter received"}]});
+    let (first_status, first) = f
+        .post("gp-1", PATIENT, &note, &[("idempotency-key", "req-42")])
+        .await;
+    assert_eq!(first_status, StatusCode::CREATED, "{first}");
+    let head = f.head();
+    let (again_status, again) = f
+        .post("gp-1", PATIENT, &note, &[("idempotency-key", "req-42")])
+        .await;
+    assert_eq!(again_status, StatusCode::OK);
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["events"], first["events"]);
+    assert_eq!(f.head(), head, "the retry wrote nothing");
+    let other = json!({"commands": [{"type": "add_note", "subject": "something else"}]});
+    let (status, body) = f
+        .post("gp-1", PATIENT, &other, &[("idempotency-key", "req-42")])
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    assert_eq!(f.head(), head);
+}
+
+#[tokio::test]
+async fn statin_story_notifies_the_cardiologist_who_acknowledges_and_the_auditor_sees_it() {
+    let f = Fixture::with_patient().await;
+    let (status, stopped) = f
+        .post("gp-1", PATIENT, &stop_statin("side_effects"), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let position = stopped["events"][0]["position"].as_u64().unwrap();
+    let (_, open) = f
+        .get("card-1", &format!("/patients/{PATIENT}/notifications"))
+        .await;
+    let n = open["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["position"] == position)
+        .unwrap()
+        .clone();
+    assert_eq!(n["recipient"], "second");
+    assert!(
+        n["summary"].as_str().unwrap().contains("stopped C10AA05"),
+        "{n}"
+    );
+    let request = Request::post(format!(
+        "/patients/{PATIENT}/notifications/{}/ack",
+        n["id"].as_str().unwrap()
+    ))
+    .header("authorization", format!("Bearer {}", f.token("card-1")))
+    .body(Body::empty())
+    .unwrap();
+    let (status, body, _) = f.send(request).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, audit) = f
+        .get(
+            "auditor-1",
+            &format!("/patients/{PATIENT}/audit?element=medication:C10AA05"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let stop = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "medication_stopped")
+        .unwrap();
+    assert_eq!(stop["actor"]["id"], "gp-1");
+    assert_eq!(stop["actor"]["line"], "first");
+    assert_eq!(stop["notification"]["status"]["state"], "acknowledged");
+    assert_eq!(stop["notification"]["status"]["by"], "card-1");
+}
+
+#[tokio::test]
+async fn openapi_document_covers_every_route() {
+    let f = Fixture::empty();
+    let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
+    let (status, doc, _) = f.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path) in careledger_api::openapi::ROUTES {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_verify_report_an_intact_ledger() {
+    let f = Fixture::with_patient().await;
+    let (status, health, _) = f
+        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+    let (status, report) = f.get("auditor-1", "/verify").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["intact"], true);
+    assert_eq!(report["verified"], f.head());
+}
+
+#[tokio::test]
+async fn bad_paging_and_last_event_id_are_400() {
+    let f = Fixture::with_patient().await;
+    let (status, body) = f.get("feed-1", "/events?after=minus-one").await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST);
+    let request = Request::get("/events/stream")
+        .header("authorization", format!("Bearer {}", f.token("feed-1")))
+        .header("last-event-id", "abc")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body, _) = f.send(request).await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST);
+    let (status, page) = f.get("feed-1", "/events?after=0&limit=3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["events"].as_array().unwrap().len(), 3);
+    assert_eq!(page["next_after"], 3);
+}
