@@ -1,1 +1,0 @@
-//! Test and benchmark host for the careledger workspace.

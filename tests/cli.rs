@@ -1,0 +1,111 @@
+//! The `careledger` command line: demo, verify (also after tampering), plan, audit, actors.
+
+use std::process::{Command, Output};
+
+fn careledger(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_careledger"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn demo_writes_every_event_kind_and_verify_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let demo = careledger(&["demo", "--data", data]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let text = stdout(&demo);
+    for kind in careledger_api::dto::COMMAND_TYPES {
+        assert!(text.contains(kind), "the demo records {kind}");
+    }
+    assert!(
+        text.contains("gp-jansen") && text.contains("auditor-1"),
+        "prints the demo actors"
+    );
+    let verify = careledger(&["verify", "--data", data]);
+    assert!(verify.status.success());
+    assert!(stdout(&verify).starts_with("ok: "), "{}", stdout(&verify));
+    let plan = careledger(&["plan", "--data", data, "--patient", "999990007", "--json"]);
+    assert!(plan.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let ldl = plan["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["measure"] == "ldl")
+        .unwrap();
+    assert_eq!(ldl["target"]["value"], "1.8");
+    assert_eq!(ldl["replaced"]["target"]["value"], "2.5");
+    let audit = careledger(&[
+        "audit",
+        "--data",
+        data,
+        "--patient",
+        "999990007",
+        "--element",
+        "medication:C10AA05",
+    ]);
+    assert!(
+        stdout(&audit).contains("stopped C10AA05 because of side effects"),
+        "{}",
+        stdout(&audit)
+    );
+}
+
+#[test]
+fn verify_names_the_position_of_a_changed_byte_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(careledger(&["demo", "--data", data]).status.success());
+    {
+        let db = sled::open(dir.path().join("ledger")).unwrap();
+        let mut key = vec![b'e'];
+        key.extend_from_slice(&17u64.to_be_bytes());
+        let mut frame = db.get(&key).unwrap().unwrap().to_vec();
+        let last = frame.len() - 5;
+        frame[last] ^= 0x01;
+        db.insert(key, frame).unwrap();
+        db.flush().unwrap();
+    }
+    let verify = careledger(&["verify", "--data", data]);
+    assert!(!verify.status.success());
+    let text = stdout(&verify);
+    assert!(text.contains("position 17"), "{text}");
+    assert!(
+        text.contains("hash mismatch") || text.contains("undecodable"),
+        "{text}"
+    );
+}
+
+#[test]
+fn actors_add_prints_a_token_once_and_list_never_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let add = careledger(&[
+        "actors", "add", "--data", data, "--id", "gp-9", "--name", "Dr. Nine", "--role", "gp",
+    ]);
+    assert!(add.status.success());
+    let token = stdout(&add).trim().to_owned();
+    assert_eq!(token.len(), 64);
+    let list = careledger(&["actors", "list", "--data", data]);
+    let listed = stdout(&list);
+    assert!(listed.contains("gp-9") && !listed.contains(&token));
+    let bad = careledger(&[
+        "actors", "add", "--data", data, "--id", "x", "--name", "X", "--role", "wizard",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("auditor"),
+        "names the accepted roles"
+    );
+}
