@@ -110,7 +110,16 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 impl ActorStore {
     /// Opens the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, ApiError> {
-        let db = sled::Config::new().path(dir).open().map_err(internal)?;
+        let db = sled::Config::new().path(dir).open().map_err(|e| {
+            if e.to_string().contains("could not acquire lock") {
+                ApiError::Conflict(format!(
+                    "{} is in use by another process (a running `careledger serve`?); stop it first",
+                    dir.display()
+                ))
+            } else {
+                internal(e)
+            }
+        })?;
         let mut by_token = HashMap::new();
         for item in db.iter() {
             let (_, value) = item.map_err(internal)?;

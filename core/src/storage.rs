@@ -82,6 +82,17 @@ fn position_of(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// Explains sled's lock error: another process (usually a running server) has the directory open.
+fn in_use_or(dir: &Path, e: sled::Error) -> Error {
+    if e.to_string().contains("could not acquire lock") {
+        return Error::Storage(format!(
+            "{} is in use by another process (a running `careledger serve`?); stop it first, or use the HTTP API",
+            dir.display()
+        ));
+    }
+    sled_err(e)
+}
+
 fn sled_err(e: sled::Error) -> Error {
     Error::Storage(e.to_string())
 }
@@ -120,7 +131,7 @@ impl OpenDb {
             .cache_capacity(CACHE_BYTES)
             .flush_every_ms(None)
             .open()
-            .map_err(sled_err)?;
+            .map_err(|e| in_use_or(dir, e))?;
         let data_file = File::open(dir.join("db"))?;
         Ok(Self { db, data_file })
     }
