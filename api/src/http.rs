@@ -124,6 +124,16 @@ pub fn app(state: AppState) -> Router {
             ApiError::NotFound("this route does not take that method; see /openapi.json".into())
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Request spans at DEBUG: the default INFO level logs no paths (they name patients).
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG),
+                )
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
+                ),
+        )
         .with_state(state)
 }
 
