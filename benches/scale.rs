@@ -6,7 +6,9 @@
 //! memory is its own, and reports append latency at that size, full verification time, disk
 //! bytes per event and peak memory.
 //!
-//! Sizes: `CARELEDGER_SCALE_SIZES=10000,100000` (default `10000,100000,1000000`).
+//! Sizes: `CARELEDGER_SCALE_SIZES=10000,100000` (default `10000,100000,1000000`). The sizes
+//! stop after `CARELEDGER_SCALE_LIMIT_S` seconds in all (default 600; the default sizes take
+//! about a minute on a 2-core machine).
 //! One size only, in this process: `cargo bench --bench scale -- --size 100000`.
 //! A fixed workload for instruction counts (batches of 100 commands, 20,000 events):
 //! `valgrind --tool=callgrind target/release/deps/scale-* --batches-only 20000`, and
@@ -85,16 +87,40 @@ fn main() {
         "peak MiB"
     );
     let exe = std::env::current_exe().unwrap();
+    let limit_s = std::env::var("CARELEDGER_SCALE_LIMIT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600u64);
+    let deadline = Instant::now() + Duration::from_secs(limit_s);
     for size in sizes
         .split(',')
         .filter_map(|s| s.trim().parse::<u64>().ok())
     {
-        let status = std::process::Command::new(&exe)
+        let mut child = std::process::Command::new(&exe)
             .arg("--size")
             .arg(size.to_string())
-            .status()
+            .spawn()
             .unwrap();
-        assert!(status.success(), "size {size} failed");
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        match status {
+            Some(status) => assert!(status.success(), "size {size} failed"),
+            None => {
+                println!(
+                    "{size:>9} stopped: the run exceeded {limit_s} s (CARELEDGER_SCALE_LIMIT_S)"
+                );
+                break;
+            }
+        }
     }
 }
 
