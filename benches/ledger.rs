@@ -108,7 +108,7 @@ fn verification(c: &mut Criterion) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+        .measurement_time(Duration::from_secs(6));
     group.throughput(Throughput::Elements(total));
     group.bench_function(BenchmarkId::new("full_chain", total), |b| {
         b.iter(|| {

@@ -6,7 +6,9 @@
 //! memory is its own, and reports append latency at that size, full verification time, disk
 //! bytes per event and peak memory.
 //!
-//! Sizes: `CARELEDGER_SCALE_SIZES=10000,100000` (default `10000,100000,1000000`).
+//! Sizes: `CARELEDGER_SCALE_SIZES=10000,100000` (default `10000,100000,1000000`). The sizes
+//! stop after `CARELEDGER_SCALE_LIMIT_S` seconds in all (default 600; the default sizes take
+//! about a minute on a 2-core machine).
 //! One size only, in this process: `cargo bench --bench scale -- --size 100000`.
 //! A fixed workload for instruction counts (batches of 100 commands, 20,000 events):
 //! `valgrind --tool=callgrind target/release/deps/scale-* --batches-only 20000`, and
@@ -66,6 +68,7 @@ fn main() {
     }
     machine();
     group_commit();
+    sled_floor();
     let sizes =
         std::env::var("CARELEDGER_SCALE_SIZES").unwrap_or_else(|_| "10000,100000,1000000".into());
     println!("\n== growth with ledger size (each size in its own process) ==");
@@ -84,16 +87,40 @@ fn main() {
         "peak MiB"
     );
     let exe = std::env::current_exe().unwrap();
+    let limit_s = std::env::var("CARELEDGER_SCALE_LIMIT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600u64);
+    let deadline = Instant::now() + Duration::from_secs(limit_s);
     for size in sizes
         .split(',')
         .filter_map(|s| s.trim().parse::<u64>().ok())
     {
-        let status = std::process::Command::new(&exe)
+        let mut child = std::process::Command::new(&exe)
             .arg("--size")
             .arg(size.to_string())
-            .status()
+            .spawn()
             .unwrap();
-        assert!(status.success(), "size {size} failed");
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        match status {
+            Some(status) => assert!(status.success(), "size {size} failed"),
+            None => {
+                println!(
+                    "{size:>9} stopped: the run exceeded {limit_s} s (CARELEDGER_SCALE_LIMIT_S)"
+                );
+                break;
+            }
+        }
     }
 }
 
@@ -158,6 +185,53 @@ fn group_commit() {
             cpu_per_event
         );
     }
+}
+
+/// What sled alone costs for the same writes as a batch of 100 single-event commands: per
+/// event one frame of ~350 bytes and one stream-index entry, one `apply_batch` per 100 events,
+/// then a flush and an fdatasync, as the ledger does. No rules, encoding or hashing: the
+/// ceiling the ledger cannot pass on this storage.
+fn sled_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(1024 * 1024 * 1024)
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    let data = std::fs::File::open(dir.path().join("db")).unwrap();
+    let frame = vec![0x5au8; 350];
+    let batches = 500u64;
+    let mut commit = Duration::ZERO;
+    let start = Instant::now();
+    for b in 0..batches {
+        let t = Instant::now();
+        let mut batch = sled::Batch::default();
+        for i in 0..100u64 {
+            let position = b * 100 + i + 1;
+            let mut key = vec![b'e'];
+            key.extend_from_slice(&position.to_be_bytes());
+            batch.insert(key, frame.clone());
+            let mut index = vec![b's', 16];
+            index.extend_from_slice(format!("patient-{:08}", b % 100).as_bytes());
+            index.extend_from_slice(&(b / 100 * 100 + i + 1).to_be_bytes());
+            batch.insert(index, &position.to_be_bytes());
+        }
+        db.apply_batch(batch).unwrap();
+        commit += t.elapsed();
+        db.flush().unwrap();
+        data.sync_data().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let events = (batches * 100) as f64;
+    println!(
+        "{:>22} {:>10} {:>12.0}   (sled apply_batch alone: {:.1} us/event, {:.0} events/s)",
+        "sled only x 100/batch",
+        batches * 100,
+        events / secs,
+        commit.as_secs_f64() * 1e6 / events,
+        events / commit.as_secs_f64()
+    );
 }
 
 fn run_writers(ledger: &Ledger, writers: u64, per_append: u64, appends: u64) -> (Duration, u64) {
