@@ -174,6 +174,7 @@ fn serve(data: &Path, addr: &str) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
         server::serve(listener, dir.state(), server::shutdown_signal()).await?;
+        dir.projections.persist().map_err(|e| anyhow!("{e}"))?;
         dir.projections.flush().map_err(|e| anyhow!("{e}"))?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

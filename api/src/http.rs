@@ -358,8 +358,9 @@ async fn append(
     let (ledger, projections) = (state.ledger.clone(), state.projections.clone());
     let outcome = blocking(move || {
         let outcome = ledger.append(request)?;
-        // Read your writes: the plan reflects this append when the response arrives.
-        projections.catch_up(&ledger)?;
+        // Read your writes: the plan reflects this append when the response arrives. The
+        // projections persist in the background (`server::serve`).
+        projections.apply_new(&ledger)?;
         Ok(outcome)
     })
     .await?;

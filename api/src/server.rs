@@ -73,6 +73,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let for_shutdown = state.clone();
+    let persister = tokio::spawn(persist_projections(state.clone()));
     let router = app(state);
     axum::serve(
         listener,
@@ -83,7 +84,23 @@ pub async fn serve(
         tracing::info!("shutting down: finishing in-flight requests");
         for_shutdown.begin_shutdown();
     })
-    .await
+    .await?;
+    persister.abort();
+    Ok(())
+}
+
+/// Writes the projections' changes to disk every second, so that a restart catches up from a
+/// recent checkpoint; the caller writes the last changes after `serve` returns.
+async fn persist_projections(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let projections = state.projections.clone();
+        let result = tokio::task::spawn_blocking(move || projections.persist()).await;
+        if let Ok(Err(e)) = result {
+            tracing::warn!(error = %e, "persisting the projections failed; they catch up on restart");
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

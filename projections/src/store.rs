@@ -49,6 +49,8 @@ pub struct Projections {
     config: ProjectionConfig,
     model: RwLock<ReadModel>,
     catching_up: Mutex<()>,
+    /// Patients changed in memory since the last `persist`.
+    dirty: Mutex<BTreeSet<PatientId>>,
 }
 
 impl Projections {
@@ -79,6 +81,7 @@ impl Projections {
             config,
             model: RwLock::new(model),
             catching_up: Mutex::new(()),
+            dirty: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -97,47 +100,71 @@ impl Projections {
         self.read().checkpoint
     }
 
-    /// Applies every durable event after the checkpoint; returns how many were applied.
+    /// Applies every durable event after the checkpoint and persists the result; returns how many
+    /// events were applied.
     pub fn catch_up(&self, ledger: &Ledger) -> Result<u64, ProjectionError> {
         self.catch_up_with_progress(ledger, &mut |_, _| {})
     }
 
-    /// As [`Projections::catch_up`], calling `progress(applied, head)` after each step.
+    /// As [`Projections::catch_up`], persisting after each step and calling
+    /// `progress(applied up to, head)`.
     pub fn catch_up_with_progress(
         &self,
         ledger: &Ledger,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, ProjectionError> {
-        let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
         let head = ledger.head().position;
         let mut applied = 0;
         loop {
-            let after = self.checkpoint();
-            let events = ledger.read_all(after, CATCH_UP_BATCH)?;
-            if events.is_empty() {
+            let step = self.apply_step(ledger)?;
+            self.persist()?;
+            if step == 0 {
                 return Ok(applied);
             }
-            let mut changed = BTreeSet::new();
-            {
-                let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
-                for event in &events {
-                    model.apply(event);
-                    changed.insert(event.record.patient.clone());
-                }
-                self.persist(&model, &changed)?;
-            }
-            applied += events.len() as u64;
+            applied += step;
             progress(self.checkpoint(), head);
         }
     }
 
-    fn persist(
-        &self,
-        model: &ReadModel,
-        changed: &BTreeSet<PatientId>,
-    ) -> Result<(), ProjectionError> {
+    /// Applies every durable event after the checkpoint in memory only; [`Projections::persist`]
+    /// writes the changes later. Reads see the events at once.
+    pub fn apply_new(&self, ledger: &Ledger) -> Result<u64, ProjectionError> {
+        let mut applied = 0;
+        loop {
+            let step = self.apply_step(ledger)?;
+            if step == 0 {
+                return Ok(applied);
+            }
+            applied += step;
+        }
+    }
+
+    /// Applies up to one batch of events after the checkpoint; returns how many.
+    fn apply_step(&self, ledger: &Ledger) -> Result<u64, ProjectionError> {
+        let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+        let after = self.checkpoint();
+        let events = ledger.read_all(after, CATCH_UP_BATCH)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
+        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        for event in &events {
+            // Another catch-up may have applied it between our read and our lock.
+            if event.position > model.checkpoint {
+                model.apply(event);
+                dirty.insert(event.record.patient.clone());
+            }
+        }
+        Ok(events.len() as u64)
+    }
+
+    /// Writes the patients changed since the last call and the checkpoint in one atomic batch.
+    pub fn persist(&self) -> Result<(), ProjectionError> {
+        let model = self.model.read().unwrap_or_else(|p| p.into_inner());
+        let changed = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         let mut batch = sled::Batch::default();
-        for patient in changed {
+        for patient in &changed {
             if let Some(view) = model.patients.get(patient) {
                 let bytes = bincode::serde::encode_to_vec(view, bincode::config::standard())
                     .map_err(|e| ProjectionError::Storage(e.to_string()))?;
@@ -159,6 +186,7 @@ impl Projections {
             let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
             self.db.clear().map_err(storage)?;
             *model = ReadModel::default();
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
         self.catch_up_with_progress(ledger, progress)
     }
