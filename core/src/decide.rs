@@ -252,7 +252,7 @@ fn found_team(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
         ));
     }
     match command {
-        Command::AddCareTeamMember(m) if m.actor == actor.id => {
+        Command::AddCareTeamMember(m) if m.actor == actor.id && m.role == actor.role => {
             check_member(m)?;
             Ok(Decision {
                 events: vec![command.clone().into_event()],
@@ -279,8 +279,8 @@ fn found_team(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
         }
         _ => Err(reject(
             "no_care_team",
-            "this patient has no care team yet: first add yourself as a care-team member \
-             (add_care_team_member) or start shared care (start_shared_care)",
+            "this patient has no care team yet: first add yourself, in your own role, as a \
+             care-team member (add_care_team_member) or start shared care (start_shared_care)",
         )),
     }
 }
@@ -642,4 +642,78 @@ fn check_correction(state: &PatientState, position: u64) -> Result<(), Rejection
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SharedCare;
+
+    fn actor(id: &str, role: Role) -> Actor {
+        Actor {
+            id: ActorId::parse(id).unwrap(),
+            role,
+            name: Text::new(id).unwrap(),
+        }
+    }
+
+    fn add_self(a: &Actor, role: Role) -> Command {
+        Command::AddCareTeamMember(Member {
+            actor: a.id.clone(),
+            name: a.name.clone(),
+            agb: None,
+            role,
+            lead: Lead::None,
+            practitioner: Practitioner::Main,
+        })
+    }
+
+    #[test]
+    fn founder_must_join_in_the_role_they_act_in() {
+        let gp = actor("gp-1", Role::Gp);
+        let state = PatientState::default();
+        let now = Timestamp::from_micros(0);
+        let err = decide(
+            &state,
+            &Policy::default(),
+            &gp,
+            &add_self(&gp, Role::Cardiologist),
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "no_care_team");
+        let ok = decide(
+            &state,
+            &Policy::default(),
+            &gp,
+            &add_self(&gp, Role::Gp),
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.events.len(), 1);
+    }
+
+    #[test]
+    fn starting_shared_care_founds_the_team_with_the_founder_as_main_practitioner() {
+        let card = actor("card-1", Role::Cardiologist);
+        let command = Command::StartSharedCare(SharedCare {
+            arrangement: Text::new("x").unwrap(),
+        });
+        let decision = decide(
+            &PatientState::default(),
+            &Policy::default(),
+            &card,
+            &command,
+            Timestamp::from_micros(0),
+        )
+        .unwrap();
+        match &decision.events[..] {
+            [Event::CareTeamMemberAdded(m), Event::SharedCareStarted(_)] => {
+                assert_eq!(m.actor, card.id);
+                assert_eq!(m.lead, Lead::OrganDisease);
+                assert_eq!(m.practitioner, Practitioner::Main);
+            }
+            other => panic!("unexpected events {other:?}"),
+        }
+    }
 }

@@ -731,7 +731,17 @@ fn check_expected(patient: &PatientId, expected: ExpectedRevision, actual: u64) 
     })
 }
 
+/// The earliest `occurred_at` accepted: 1900-01-01T00:00:00Z, in microseconds.
+const EARLIEST_OCCURRED_AT_MICROS: i64 = -2_208_988_800_000_000;
+
 fn check_occurred_at(occurred_at: Timestamp, recorded_at: Timestamp) -> Result<()> {
+    if occurred_at.micros() < EARLIEST_OCCURRED_AT_MICROS {
+        return Err(InvalidInput::new(
+            "occurred_at",
+            format!("{occurred_at} lies before 1900; give the time the fact happened"),
+        )
+        .into());
+    }
     let limit = recorded_at.micros() + MAX_FUTURE_MINUTES * 60_000_000;
     if occurred_at.micros() > limit {
         return Err(InvalidInput::new(
