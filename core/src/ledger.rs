@@ -425,16 +425,9 @@ impl Ledger {
             // A wake-up between the unlock and the park is not lost: park returns at once.
             std::thread::park();
         }
-        let result = self.lead_sync();
-        let waiters = {
-            let mut state = lock(&self.sync_state);
-            state.syncing = false;
-            std::mem::take(&mut state.waiters)
-        };
-        for waiter in waiters {
-            waiter.unpark();
-        }
-        result.and_then(|()| self.same_epoch(epoch))
+        // Hands the lead on even if the sync panics, so that waiting appenders never hang.
+        let _leader = Leader(self);
+        self.lead_sync().and_then(|()| self.same_epoch(epoch))
     }
 
     /// An error when the storage was reopened since `epoch`: the write was lost with the failure.
@@ -621,6 +614,23 @@ impl Refusal {
         Refusal {
             reason: format!("the head of the chain does not verify: {problem}"),
             retry_after: None,
+        }
+    }
+}
+
+/// The leader of a group commit; dropping it ends the lead and wakes every waiter (those
+/// covered return, one of the others leads the next sync).
+struct Leader<'a>(&'a Ledger);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let waiters = {
+            let mut state = lock(&self.0.sync_state);
+            state.syncing = false;
+            std::mem::take(&mut state.waiters)
+        };
+        for waiter in waiters {
+            waiter.unpark();
         }
     }
 }
