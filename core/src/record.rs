@@ -177,8 +177,12 @@ fn bincode_config() -> impl bincode::config::Config {
 
 /// Encodes a record in the current format. Called once per event, at append.
 pub fn encode_record(record: &Record) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(record, bincode_config())
-        .map_err(|e| Error::Storage(format!("encoding record: {e}")))
+    // Most records are 250-400 bytes: reserving up front saves the reallocations of growing
+    // from empty; the bytes are the same.
+    let mut out = Vec::with_capacity(512);
+    bincode::serde::encode_into_std_write(record, &mut out, bincode_config())
+        .map_err(|e| Error::Storage(format!("encoding record: {e}")))?;
+    Ok(out)
 }
 
 /// Decodes record bytes written in `format_version`, upcasting older formats.
