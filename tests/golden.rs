@@ -1,0 +1,161 @@
+//! Golden vectors of the stored format (`tests/data/golden-v1.json`).
+//!
+//! The file was written once (`CARELEDGER_WRITE_GOLDEN=1 cargo test --test golden`) and is
+//! committed. A change to the record encoding, the frame or the hash fails these tests: that
+//! needs a new record format version, an upcaster and a new vector file, never a regenerated one.
+
+use careledger_core::chain::{encode_frame, event_hash, Frame};
+use careledger_core::event::{Command, Member, Target, TargetBasis};
+use careledger_core::ids::{ActorId, PatientId, Text, Uid};
+use careledger_core::quantity::{Comparator, Measure, Quantity};
+use careledger_core::record::{encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION};
+use careledger_core::role::{Lead, Practitioner, Role};
+use careledger_core::verify::check_frame;
+use serde_json::{json, Value};
+
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.json");
+
+fn gp() -> Actor {
+    Actor { id: ActorId::parse("gp-jansen").unwrap(), role: Role::Gp, name: Text::new("A. Jansen").unwrap() }
+}
+
+fn cardiologist() -> Actor {
+    Actor {
+        id: ActorId::parse("card-devries").unwrap(),
+        role: Role::Cardiologist,
+        name: Text::new("J. de Vries").unwrap(),
+    }
+}
+
+/// Three fixed records: a GP founds the team, adds the cardiologist, who sets an LDL target.
+fn records() -> Vec<Record> {
+    let patient = PatientId::parse("999990007").unwrap();
+    let at = |s: i64| Timestamp::from_micros(1_772_355_600_000_000 + s * 1_000_000);
+    let uid = |n: u8| Uid([n; 16]);
+    let member = |a: &Actor, lead, practitioner| {
+        Command::AddCareTeamMember(Member {
+            actor: a.id.clone(),
+            name: a.name.clone(),
+            agb: None,
+            role: a.role,
+            lead,
+            practitioner,
+        })
+        .into_event()
+    };
+    let target = Command::SetTarget(Target {
+        comparator: Comparator::AtMost,
+        value: Quantity::new(Measure::LdlCholesterol, 18).unwrap(),
+        basis: TargetBasis::EscGuideline,
+        rationale: Text::new("high risk after MI").unwrap(),
+    })
+    .into_event();
+    let record = |revision: u64, actor: Actor, event, reason: &str| Record {
+        patient: patient.clone(),
+        revision,
+        event_id: uid(revision as u8),
+        recorded_at: at(revision as i64),
+        occurred_at: at(0),
+        actor,
+        reason: Text::new(reason).unwrap(),
+        correlation_id: uid(0xc0),
+        causation_id: None,
+        idempotency_key: Some("letter-2026-03-01".into()),
+        event,
+    };
+    vec![
+        record(1, gp(), member(&gp(), Lead::Cvrm, Practitioner::Main), "founds the care team"),
+        record(2, gp(), member(&cardiologist(), Lead::OrganDisease, Practitioner::Co), "shared care"),
+        record(3, cardiologist(), target, "return letter"),
+    ]
+}
+
+/// The vectors as this build computes them.
+fn compute() -> Value {
+    let mut prev = Hash::ZERO;
+    let mut vectors = Vec::new();
+    for (i, record) in records().iter().enumerate() {
+        let position = i as u64 + 1;
+        let bytes = encode_record(record).unwrap();
+        let hash = event_hash(position, RECORD_FORMAT_VERSION, &prev, &bytes);
+        let frame = encode_frame(RECORD_FORMAT_VERSION, &prev, &hash, &bytes);
+        vectors.push(json!({
+            "position": position,
+            "record_format": RECORD_FORMAT_VERSION,
+            "record_hex": hex(&bytes),
+            "prev_hash": prev.to_hex(),
+            "hash": hash.to_hex(),
+            "frame_hex": hex(&frame),
+        }));
+        prev = hash;
+    }
+    json!({"format": "careledger golden vectors, frame version 1, record format 1", "vectors": vectors})
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn committed() -> Value {
+    if std::env::var_os("CARELEDGER_WRITE_GOLDEN").is_some() {
+        std::fs::write(PATH, serde_json::to_string_pretty(&compute()).unwrap() + "\n").unwrap();
+    }
+    serde_json::from_str(&std::fs::read_to_string(PATH).expect("tests/data/golden-v1.json is committed")).unwrap()
+}
+
+#[test]
+fn encoding_and_hashing_fixed_records_reproduce_the_committed_bytes() {
+    let committed = committed();
+    let computed = compute();
+    for (want, got) in committed["vectors"].as_array().unwrap().iter().zip(computed["vectors"].as_array().unwrap()) {
+        assert_eq!(want["record_hex"], got["record_hex"], "record bytes changed at position {}", want["position"]);
+        assert_eq!(want["hash"], got["hash"], "hash changed at position {}", want["position"]);
+        assert_eq!(want["frame_hex"], got["frame_hex"], "frame changed at position {}", want["position"]);
+    }
+    assert_eq!(committed["vectors"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn committed_frames_verify_from_their_bytes_alone() {
+    let committed = committed();
+    let mut prev = Hash::ZERO;
+    for v in committed["vectors"].as_array().unwrap() {
+        let position = v["position"].as_u64().unwrap();
+        let frame_bytes = unhex(v["frame_hex"].as_str().unwrap());
+        // What another language does: split the frame, hash tag || position || format || prev || record.
+        let frame = Frame::parse(&frame_bytes).unwrap();
+        assert_eq!(frame.prev_hash, prev, "link at {position}");
+        assert_eq!(frame.computed_hash(position), frame.hash, "hash at {position}");
+        assert_eq!(frame.hash.to_hex(), v["hash"].as_str().unwrap());
+        let mut manual = blake3::Hasher::new();
+        manual.update(b"careledger/event/v1\0");
+        manual.update(&position.to_be_bytes());
+        manual.update(&1u16.to_be_bytes());
+        manual.update(&frame_bytes[3..35]);
+        manual.update(&frame_bytes[67..]);
+        assert_eq!(manual.finalize().to_hex().as_str(), v["hash"].as_str().unwrap(), "the documented recipe");
+        check_frame(position, &frame_bytes, &prev, true).unwrap();
+        prev = frame.hash;
+    }
+}
+
+#[test]
+fn flipping_any_byte_of_a_committed_frame_fails_its_check() {
+    let committed = committed();
+    let mut prev = Hash::ZERO;
+    for v in committed["vectors"].as_array().unwrap() {
+        let position = v["position"].as_u64().unwrap();
+        let frame_bytes = unhex(v["frame_hex"].as_str().unwrap());
+        for i in 0..frame_bytes.len() {
+            let mut tampered = frame_bytes.clone();
+            tampered[i] ^= 0x01;
+            let problem = check_frame(position, &tampered, &prev, true).unwrap_err();
+            assert_eq!(problem.position, position, "byte {i}");
+        }
+        prev = Frame::parse(&frame_bytes).unwrap().hash;
+    }
+}
