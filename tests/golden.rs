@@ -8,7 +8,9 @@ use careledger_core::chain::{encode_frame, event_hash, Frame};
 use careledger_core::event::{Command, Member, Target, TargetBasis};
 use careledger_core::ids::{ActorId, PatientId, Text, Uid};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
-use careledger_core::record::{encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION};
+use careledger_core::record::{
+    encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION,
+};
 use careledger_core::role::{Lead, Practitioner, Role};
 use careledger_core::verify::check_frame;
 use serde_json::{json, Value};
@@ -16,7 +18,11 @@ use serde_json::{json, Value};
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.json");
 
 fn gp() -> Actor {
-    Actor { id: ActorId::parse("gp-jansen").unwrap(), role: Role::Gp, name: Text::new("A. Jansen").unwrap() }
+    Actor {
+        id: ActorId::parse("gp-jansen").unwrap(),
+        role: Role::Gp,
+        name: Text::new("A. Jansen").unwrap(),
+    }
 }
 
 fn cardiologist() -> Actor {
@@ -64,8 +70,18 @@ fn records() -> Vec<Record> {
         event,
     };
     vec![
-        record(1, gp(), member(&gp(), Lead::Cvrm, Practitioner::Main), "founds the care team"),
-        record(2, gp(), member(&cardiologist(), Lead::OrganDisease, Practitioner::Co), "shared care"),
+        record(
+            1,
+            gp(),
+            member(&gp(), Lead::Cvrm, Practitioner::Main),
+            "founds the care team",
+        ),
+        record(
+            2,
+            gp(),
+            member(&cardiologist(), Lead::OrganDisease, Practitioner::Co),
+            "shared care",
+        ),
         record(3, cardiologist(), target, "return letter"),
     ]
 }
@@ -97,24 +113,51 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn committed() -> Value {
     if std::env::var_os("CARELEDGER_WRITE_GOLDEN").is_some() {
-        std::fs::write(PATH, serde_json::to_string_pretty(&compute()).unwrap() + "\n").unwrap();
+        std::fs::write(
+            PATH,
+            serde_json::to_string_pretty(&compute()).unwrap() + "\n",
+        )
+        .unwrap();
     }
-    serde_json::from_str(&std::fs::read_to_string(PATH).expect("tests/data/golden-v1.json is committed")).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(PATH).expect("tests/data/golden-v1.json is committed"),
+    )
+    .unwrap()
 }
 
 #[test]
 fn encoding_and_hashing_fixed_records_reproduce_the_committed_bytes() {
     let committed = committed();
     let computed = compute();
-    for (want, got) in committed["vectors"].as_array().unwrap().iter().zip(computed["vectors"].as_array().unwrap()) {
-        assert_eq!(want["record_hex"], got["record_hex"], "record bytes changed at position {}", want["position"]);
-        assert_eq!(want["hash"], got["hash"], "hash changed at position {}", want["position"]);
-        assert_eq!(want["frame_hex"], got["frame_hex"], "frame changed at position {}", want["position"]);
+    for (want, got) in committed["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(computed["vectors"].as_array().unwrap())
+    {
+        assert_eq!(
+            want["record_hex"], got["record_hex"],
+            "record bytes changed at position {}",
+            want["position"]
+        );
+        assert_eq!(
+            want["hash"], got["hash"],
+            "hash changed at position {}",
+            want["position"]
+        );
+        assert_eq!(
+            want["frame_hex"], got["frame_hex"],
+            "frame changed at position {}",
+            want["position"]
+        );
     }
     assert_eq!(committed["vectors"].as_array().unwrap().len(), 3);
 }
@@ -129,7 +172,11 @@ fn committed_frames_verify_from_their_bytes_alone() {
         // What another language does: split the frame, hash tag || position || format || prev || record.
         let frame = Frame::parse(&frame_bytes).unwrap();
         assert_eq!(frame.prev_hash, prev, "link at {position}");
-        assert_eq!(frame.computed_hash(position), frame.hash, "hash at {position}");
+        assert_eq!(
+            frame.computed_hash(position),
+            frame.hash,
+            "hash at {position}"
+        );
         assert_eq!(frame.hash.to_hex(), v["hash"].as_str().unwrap());
         let mut manual = blake3::Hasher::new();
         manual.update(b"careledger/event/v1\0");
@@ -137,7 +184,11 @@ fn committed_frames_verify_from_their_bytes_alone() {
         manual.update(&1u16.to_be_bytes());
         manual.update(&frame_bytes[3..35]);
         manual.update(&frame_bytes[67..]);
-        assert_eq!(manual.finalize().to_hex().as_str(), v["hash"].as_str().unwrap(), "the documented recipe");
+        assert_eq!(
+            manual.finalize().to_hex().as_str(),
+            v["hash"].as_str().unwrap(),
+            "the documented recipe"
+        );
         check_frame(position, &frame_bytes, &prev, true).unwrap();
         prev = frame.hash;
     }

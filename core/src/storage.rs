@@ -82,9 +82,17 @@ fn position_of(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// How often, and how long apart, opening retries while another handle still holds the lock.
+const LOCK_ATTEMPTS: u32 = 50;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
 /// Explains sled's lock error: another process (usually a running server) has the directory open.
 fn in_use_or(dir: &Path, e: sled::Error) -> Error {
-    if e.to_string().contains("could not acquire lock") {
+    if is_lock_error(&e) {
         return Error::Storage(format!(
             "{} is in use by another process (a running `careledger serve`?); stop it first, or use the HTTP API",
             dir.display()
@@ -126,12 +134,24 @@ struct OpenDb {
 impl OpenDb {
     fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| in_use_or(dir, e))?;
+            .flush_every_ms(None);
+        // sled releases its file lock only when its last background task lets go of the
+        // database, a moment after the handle is dropped: a reopen right after a close (a restart,
+        // a reopen after a storage failure) waits for that, within a bound.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_error(&e) && attempts < LOCK_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(e) => return Err(in_use_or(dir, e)),
+            }
+        };
         let data_file = File::open(dir.join("db"))?;
         Ok(Self { db, data_file })
     }
