@@ -94,6 +94,9 @@ enum Command {
         #[command(subcommand)]
         command: ActorsCommand,
     },
+    /// Drive a bounded load over loopback (appends, plan reads, SSE subscribers) and report
+    /// throughput and latency; `--spawn` starts its own server on a temporary directory.
+    Loadtest(crate::loadtest::LoadArgs),
     /// Rebuild the read models from the ledger, from position 1.
     Rebuild {
         #[command(flatten)]
@@ -161,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notifications { args, status } => notifications_cmd(&args, &status),
         Command::Actors { command } => actors(command),
         Command::Rebuild { data } => rebuild(&data.data),
+        Command::Loadtest(args) => crate::loadtest::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 

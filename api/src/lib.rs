@@ -10,6 +10,7 @@ pub mod demo;
 pub mod dto;
 pub mod error;
 pub mod http;
+pub mod loadtest;
 pub mod openapi;
 pub mod server;
 pub mod view;

@@ -1,0 +1,451 @@
+//! `careledger loadtest`: a bounded load on a server over loopback, reporting throughput and
+//! latency of appends and plan reads, and the delay from an append's acknowledgement to its
+//! delivery to SSE subscribers.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use careledger_core::ids::{ActorId, Text};
+
+use crate::actors::{ApiActor, ApiRole};
+use crate::server::{self, DataDir};
+
+/// What to run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Start a server in this process on a fresh temporary data directory (loopback, free port).
+    #[arg(long, conflicts_with_all = ["url", "token"])]
+    pub spawn: bool,
+    /// Base URL of a running server; only loopback addresses are accepted.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Bearer token of a GP actor on that server.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Concurrent appending connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Patients the appends spread over.
+    #[arg(long, default_value_t = 64)]
+    pub patients: usize,
+    /// Stop after this many appended events.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: u64,
+    /// Stop after this many seconds at most.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Pace the appends to this many events per second in total (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Concurrent plan readers.
+    #[arg(long, default_value_t = 0)]
+    pub plan_readers: usize,
+    /// SSE subscribers on /events/stream.
+    #[arg(long, default_value_t = 0)]
+    pub subscribers: usize,
+}
+
+/// Latencies in microseconds.
+#[derive(Default)]
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn summary(&mut self) -> String {
+        if self.0.is_empty() {
+            return "no samples".into();
+        }
+        self.0.sort_unstable();
+        let at = |q: f64| self.0[((self.0.len() - 1) as f64 * q).round() as usize];
+        let ms = |us: u64| us as f64 / 1000.0;
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(at(0.50)),
+            ms(at(0.99)),
+            ms(at(1.0))
+        )
+    }
+}
+
+fn check_loopback(url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--url must point at this machine (127.0.0.0/8, localhost or ::1); got {host:?}");
+    }
+    Ok(())
+}
+
+/// Runs the load; prints the report; errors when any request failed or a subscriber missed events.
+pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        if args.spawn {
+            let dir = tempfile_dir()?;
+            let data =
+                tokio::task::block_in_place(|| DataDir::open(&dir)).map_err(|e| anyhow!("{e}"))?;
+            let actor = ApiActor {
+                id: ActorId::parse("load-gp")?,
+                name: Text::new("Load GP")?,
+                role: ApiRole::Care(careledger_core::role::Role::Gp),
+            };
+            let token = data.actors.add(actor).map_err(|e| anyhow!("{e}"))?;
+            let auditor = ApiActor {
+                id: ActorId::parse("load-auditor")?,
+                name: Text::new("Load auditor")?,
+                role: ApiRole::Auditor,
+            };
+            let auditor_token = data.actors.add(auditor).map_err(|e| anyhow!("{e}"))?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(server::serve(listener, data.state(), async move {
+                let _ = stopped.await;
+            }));
+            let result = drive(&args, &url, &token, &auditor_token).await;
+            let _ = stop.send(());
+            server.await??;
+            drop(data);
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        } else {
+            let url = args
+                .url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+            check_loopback(&url)?;
+            let token = args
+                .token
+                .clone()
+                .ok_or_else(|| anyhow!("give --token of a GP actor, or use --spawn"))?;
+            drive(&args, &url, &token, &token).await
+        }
+    })
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("{e}"))?;
+    let dir = std::env::temp_dir().join(format!("careledger-load-{}", hex::encode(bytes)));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+struct Shared {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    prefix: String,
+    remaining: AtomicU64,
+    stop: AtomicBool,
+    acked_at: Mutex<HashMap<u64, Instant>>,
+    /// The last position subscribers must reach; 0 while the load runs.
+    until: AtomicU64,
+    errors: Mutex<HashMap<String, u64>>,
+}
+
+impl Shared {
+    fn error(&self, what: String) {
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(what)
+            .or_default() += 1;
+    }
+}
+
+async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections + args.plan_readers + 4)
+        .build()?;
+    let mut prefix = [0u8; 4];
+    getrandom::fill(&mut prefix).map_err(|e| anyhow!("{e}"))?;
+    let shared = Arc::new(Shared {
+        client,
+        url: url.to_owned(),
+        token: token.to_owned(),
+        prefix: format!("load-{}", hex::encode(prefix)),
+        remaining: AtomicU64::new(args.events),
+        stop: AtomicBool::new(false),
+        acked_at: Mutex::new(HashMap::new()),
+        until: AtomicU64::new(0),
+        errors: Mutex::new(HashMap::new()),
+    });
+    let patients = args.patients.max(1);
+    // Found every patient's care team first; this is not measured.
+    for p in 0..patients {
+        let body = json!({"commands": [{"type": "start_shared_care", "arrangement": "load", "reason": "load"}]});
+        let r = shared
+            .client
+            .post(format!("{url}/patients/{}-{p}/events", shared.prefix))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!(
+                "founding patient {p} failed: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
+    let start_position = head(&shared, reader_token).await?;
+    let subscribers: Vec<_> = (0..args.subscribers)
+        .map(|_| {
+            tokio::spawn(subscribe(
+                shared.clone(),
+                reader_token.to_owned(),
+                start_position,
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let per_connection_rate = if args.rate == 0 {
+        0.0
+    } else {
+        args.rate as f64 / args.connections.max(1) as f64
+    };
+    let appenders: Vec<_> = (0..args.connections.max(1))
+        .map(|c| {
+            tokio::spawn(append_loop(
+                shared.clone(),
+                c,
+                patients,
+                deadline,
+                per_connection_rate,
+            ))
+        })
+        .collect();
+    let readers: Vec<_> = (0..args.plan_readers)
+        .map(|r| {
+            tokio::spawn(read_loop(
+                shared.clone(),
+                reader_token.to_owned(),
+                r,
+                patients,
+            ))
+        })
+        .collect();
+    let mut append_latency = Samples::default();
+    for a in appenders {
+        append_latency.0.extend(a.await?.0);
+    }
+    let elapsed = started.elapsed();
+    shared.stop.store(true, Ordering::SeqCst);
+    let mut plan_latency = Samples::default();
+    for r in readers {
+        plan_latency.0.extend(r.await?.0);
+    }
+    let end_position = head(&shared, reader_token).await?;
+    shared.until.store(end_position.max(1), Ordering::SeqCst);
+    let appended = append_latency.0.len() as u64;
+    println!(
+        "appends:     {appended} events in {:.2} s = {:.0} events/s; {}",
+        elapsed.as_secs_f64(),
+        appended as f64 / elapsed.as_secs_f64(),
+        append_latency.summary()
+    );
+    if args.plan_readers > 0 {
+        println!(
+            "plan reads:  {} in {:.2} s = {:.0} reads/s; {}",
+            plan_latency.0.len(),
+            elapsed.as_secs_f64(),
+            plan_latency.0.len() as f64 / elapsed.as_secs_f64(),
+            plan_latency.summary()
+        );
+    }
+    let mut missed = 0;
+    let mut delivery = Samples::default();
+    for s in subscribers {
+        let (positions, delays) = tokio::time::timeout(Duration::from_secs(30), s)
+            .await
+            .map_err(|_| anyhow!("a subscriber did not catch up within 30 s"))???;
+        let expected: Vec<u64> = (start_position + 1..=end_position).collect();
+        if positions != expected {
+            missed += 1;
+        }
+        delivery.0.extend(delays.0);
+    }
+    if args.subscribers > 0 {
+        println!("subscribers: {} each received {} events; {} incomplete or out of order; delivery after acknowledgement: {}", args.subscribers, end_position - start_position, missed, delivery.summary());
+    }
+    let errors = shared
+        .errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if !errors.is_empty() {
+        println!("errors: {errors:?}");
+    }
+    if !errors.is_empty() || missed > 0 {
+        bail!("the load ended with errors or incomplete subscribers");
+    }
+    Ok(())
+}
+
+async fn head(shared: &Shared, token: &str) -> anyhow::Result<u64> {
+    let r: Value = shared
+        .client
+        .get(format!("{}/verify", shared.url))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    r["verified"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("unexpected /verify answer {r}"))
+}
+
+async fn append_loop(
+    shared: Arc<Shared>,
+    connection: usize,
+    patients: usize,
+    deadline: Instant,
+    rate: f64,
+) -> Samples {
+    let mut samples = Samples::default();
+    let mut n = 0u64;
+    let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+    let mut next = Instant::now();
+    while Instant::now() < deadline {
+        if shared
+            .remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
+            .is_err()
+        {
+            break;
+        }
+        if let Some(interval) = interval {
+            next += interval;
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let patient = (connection + n as usize * 7) % patients;
+        n += 1;
+        let body = json!({"commands": [{"type": "record_measurement", "measure": "systolic_bp", "value": format!("{}", 110 + n % 60),
+            "unit": "mm[Hg]", "source": "practice", "reason": "load: routine CVRM check at the practice"}]});
+        let sent = Instant::now();
+        let response = shared
+            .client
+            .post(format!(
+                "{}/patients/{}-{patient}/events",
+                shared.url, shared.prefix
+            ))
+            .bearer_auth(&shared.token)
+            .json(&body)
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status() == 201 => {
+                let acked = Instant::now();
+                samples
+                    .0
+                    .push(acked.duration_since(sent).as_micros() as u64);
+                if let Ok(body) = r.json::<Value>().await {
+                    if let Some(position) = body["events"][0]["position"].as_u64() {
+                        shared
+                            .acked_at
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(position, acked);
+                    }
+                }
+            }
+            Ok(r) => shared.error(format!("append {}", r.status())),
+            Err(e) => shared.error(format!("append transport: {e}")),
+        }
+    }
+    samples
+}
+
+async fn read_loop(shared: Arc<Shared>, token: String, reader: usize, patients: usize) -> Samples {
+    let mut samples = Samples::default();
+    let mut n = reader;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let url = format!(
+            "{}/patients/{}-{}/plan",
+            shared.url,
+            shared.prefix,
+            n % patients
+        );
+        n += 1;
+        let sent = Instant::now();
+        match shared.client.get(url).bearer_auth(&token).send().await {
+            Ok(r) if r.status() == 200 => {
+                let _ = r.bytes().await;
+                samples.0.push(sent.elapsed().as_micros() as u64);
+            }
+            Ok(r) => shared.error(format!("plan {}", r.status())),
+            Err(e) => shared.error(format!("plan transport: {e}")),
+        }
+    }
+    samples
+}
+
+/// A subscriber: reads the stream from `after` until it has seen `shared.until` (once that is
+/// known); returns the positions received, in order, and each one's delay after acknowledgement.
+async fn subscribe(
+    shared: Arc<Shared>,
+    token: String,
+    after: u64,
+) -> anyhow::Result<(Vec<u64>, Samples)> {
+    let response = shared
+        .client
+        .get(format!("{}/events/stream?after={after}", shared.url))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("subscribing failed: {}", response.status());
+    }
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut positions = Vec::new();
+    let mut delays = Samples::default();
+    loop {
+        let until = shared.until.load(Ordering::SeqCst);
+        if until != 0 && positions.last().copied().unwrap_or(after) >= until {
+            return Ok((positions, delays));
+        }
+        // Wake now and then to see whether the end is known, even when no event arrives.
+        let chunk = match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
+            Err(_) => continue,
+            Ok(None) => return Ok((positions, delays)),
+            Ok(Some(chunk)) => chunk?,
+        };
+        let received = Instant::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "));
+            if let Some(position) = id.and_then(|v| v.parse::<u64>().ok()) {
+                if let Some(acked) = shared
+                    .acked_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&position)
+                {
+                    delays
+                        .0
+                        .push(received.saturating_duration_since(*acked).as_micros() as u64);
+                }
+                positions.push(position);
+            }
+        }
+    }
+}
