@@ -188,7 +188,20 @@ impl Projections {
             *model = ReadModel::default();
             self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
-        self.catch_up_with_progress(ledger, progress)
+        // Fold everything in memory and write each patient once at the end: persisting after
+        // every step would encode a growing view again and again.
+        let head = ledger.head().position;
+        let mut applied = 0;
+        loop {
+            let step = self.apply_step(ledger)?;
+            if step == 0 {
+                break;
+            }
+            applied += step;
+            progress(self.checkpoint(), head);
+        }
+        self.persist()?;
+        Ok(applied)
     }
 
     /// Flushes the projections' database (they are rebuildable, so this is for tidy shutdowns).
