@@ -47,6 +47,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The one 403 for a patient the caller may not see, whether or not the patient exists.
+    pub fn not_in_care_team() -> ApiError {
+        ApiError::Forbidden(
+            "you are not in this patient's care team, or the patient does not exist; a team member \
+             must add you (a new patient's team is founded by starting shared care or adding yourself)"
+                .into(),
+        )
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed", "Malformed request"),
@@ -93,9 +102,11 @@ impl From<careledger_core::Error> for ApiError {
                 code: "invalid_value".into(),
                 message: i.to_string(),
             },
-            E::Rejected(r) if matches!(r.code, "not_in_care_team" | "role_mismatch") => {
-                ApiError::Forbidden(r.message)
+            // One answer for "not a member" and "no such patient", so that nobody learns which.
+            E::Rejected(r) if matches!(r.code, "not_in_care_team" | "no_care_team") => {
+                ApiError::not_in_care_team()
             }
+            E::Rejected(r) if r.code == "role_mismatch" => ApiError::Forbidden(r.message),
             E::Rejected(r) => ApiError::Unprocessable {
                 code: r.code.into(),
                 message: r.message,

@@ -169,9 +169,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 fn forbidden() -> ApiError {
-    ApiError::Forbidden(
-        "you are not in this patient's care team (or the patient does not exist); a team member must add you".into(),
-    )
+    ApiError::not_in_care_team()
 }
 
 /// True when a care-role caller is in the patient's care team (from the plan read model).
