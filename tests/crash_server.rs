@@ -48,18 +48,28 @@ async fn start(data: &Path, client: &reqwest::Client) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = client.get(format!("{base}/health")).send().await {
+        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await {
             assert!(r.status().is_success(), "the restarted server is healthy");
-            return Server { child, base };
+            return server;
         }
         assert!(
             Instant::now() < deadline,
             "the server did not start within 20 s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
