@@ -187,3 +187,60 @@ fn read_only_data_directory_is_refused_clearly_and_opens_again_when_writable() {
     );
     assert_eq!(count, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use careledger_api::actors::{ApiActor, ApiRole};
+    use careledger_api::server::DataDir;
+    use tower::ServiceExt;
+
+    let fs = Tmpfs::mount("3m");
+    let data = DataDir::open(&fs.path.join("data")).unwrap();
+    let token = data
+        .actors
+        .add(ApiActor { id: ActorId::parse("gp-1").unwrap(), name: Text::new("Dr. GP").unwrap(), role: ApiRole::Care(Role::Gp) })
+        .unwrap();
+    let state = data.state();
+    let post = |n: u64| {
+        let body = serde_json::json!({"commands": [{"type": "start_shared_care", "arrangement": "CVRM by the GP, heart failure by cardiology. ".repeat(3)}]});
+        Request::post(format!("/patients/patient-{n}/events"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let mut n = 0;
+    let problem = loop {
+        let response = careledger_api::http::app(state.clone()).oneshot(post(n)).await.unwrap();
+        n += 1;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            assert!(response.headers().contains_key("retry-after"));
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            break serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+        }
+        assert_eq!(response.status(), StatusCode::CREATED, "until the disk is full");
+        assert!(n < 100_000, "a 3 MiB file system fills up");
+    };
+    assert!(problem["detail"].as_str().unwrap().contains("No space left"), "{problem}");
+    let stored = data.ledger.head().position;
+
+    fs.remount("size=64m");
+    // The ledger reopens its storage at most every 200 ms: the first writes after the cause is
+    // removed may still be refused; within two seconds they succeed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let response = careledger_api::http::app(state.clone()).oneshot(post(n)).await.unwrap();
+        n += 1;
+        if response.status() == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(std::time::Instant::now() < deadline, "writing resumes once space returns");
+        tokio::task::yield_now().await;
+    }
+    assert!(data.ledger.head().position > stored);
+    assert!(data.ledger.verify(&mut |_, _| {}).unwrap().is_intact());
+}
