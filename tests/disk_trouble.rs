@@ -200,7 +200,11 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     let data = DataDir::open(&fs.path.join("data")).unwrap();
     let token = data
         .actors
-        .add(ApiActor { id: ActorId::parse("gp-1").unwrap(), name: Text::new("Dr. GP").unwrap(), role: ApiRole::Care(Role::Gp) })
+        .add(ApiActor {
+            id: ActorId::parse("gp-1").unwrap(),
+            name: Text::new("Dr. GP").unwrap(),
+            role: ApiRole::Care(Role::Gp),
+        })
         .unwrap();
     let state = data.state();
     let post = |n: u64| {
@@ -213,18 +217,36 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     };
     let mut n = 0;
     let problem = loop {
-        let response = careledger_api::http::app(state.clone()).oneshot(post(n)).await.unwrap();
+        let response = careledger_api::http::app(state.clone())
+            .oneshot(post(n))
+            .await
+            .unwrap();
         n += 1;
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
             assert!(response.headers().contains_key("retry-after"));
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
             break serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
         }
-        assert_eq!(response.status(), StatusCode::CREATED, "until the disk is full");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "until the disk is full"
+        );
         assert!(n < 100_000, "a 3 MiB file system fills up");
     };
-    assert!(problem["detail"].as_str().unwrap().contains("No space left"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{problem}"
+    );
     let stored = data.ledger.head().position;
 
     fs.remount("size=64m");
@@ -232,13 +254,19 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     // removed may still be refused; within two seconds they succeed.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let response = careledger_api::http::app(state.clone()).oneshot(post(n)).await.unwrap();
+        let response = careledger_api::http::app(state.clone())
+            .oneshot(post(n))
+            .await
+            .unwrap();
         n += 1;
         if response.status() == StatusCode::CREATED {
             break;
         }
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(std::time::Instant::now() < deadline, "writing resumes once space returns");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writing resumes once space returns"
+        );
         tokio::task::yield_now().await;
     }
     assert!(data.ledger.head().position > stored);

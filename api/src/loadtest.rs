@@ -153,6 +153,8 @@ struct Shared {
     acked_at: Mutex<HashMap<u64, Instant>>,
     /// The last position subscribers must reach; 0 while the load runs.
     until: AtomicU64,
+    /// Appends acknowledged so far.
+    acked: AtomicU64,
     errors: Mutex<HashMap<String, u64>>,
 }
 
@@ -182,6 +184,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
         stop: AtomicBool::new(false),
         acked_at: Mutex::new(HashMap::new()),
         until: AtomicU64::new(0),
+        acked: AtomicU64::new(0),
         errors: Mutex::new(HashMap::new()),
     });
     let patients = args.patients.max(1);
@@ -241,6 +244,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
             ))
         })
         .collect();
+    let sampler = tokio::spawn(sample_memory(shared.clone(), started));
     let mut append_latency = Samples::default();
     for a in appenders {
         append_latency.0.extend(a.await?.0);
@@ -253,6 +257,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
     }
     let end_position = head(&shared, reader_token).await?;
     shared.until.store(end_position.max(1), Ordering::SeqCst);
+    let memory = sampler.await?;
     let appended = append_latency.0.len() as u64;
     println!(
         "appends:     {appended} events in {:.2} s = {:.0} events/s; {}",
@@ -284,6 +289,16 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
     if args.subscribers > 0 {
         println!("subscribers: {} each received {} events; {} incomplete or out of order; delivery after acknowledgement: {}", args.subscribers, end_position - start_position, missed, delivery.summary());
     }
+    if let (Some(warm), Some(last)) = (memory.get(memory.len() / 3), memory.last()) {
+        let events = last.1.saturating_sub(warm.1);
+        let grown = last.0.saturating_sub(warm.0) * 1024;
+        println!(
+            "memory:      rss after warm-up {} KiB, at the end {} KiB, {events} events appended in between ({} bytes per event)",
+            warm.0,
+            last.0,
+            grown / events.max(1)
+        );
+    }
     let errors = shared
         .errors
         .lock()
@@ -296,6 +311,31 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
         bail!("the load ended with errors or incomplete subscribers");
     }
     Ok(())
+}
+
+/// Resident memory of this process in KiB (`VmRSS`), 0 where `/proc` is not available.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Samples (rss KiB, acknowledged appends) every second until the appenders are done.
+async fn sample_memory(shared: Arc<Shared>, started: Instant) -> Vec<(u64, u64)> {
+    let _ = started;
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while !shared.stop.load(Ordering::SeqCst) {
+        tick.tick().await;
+        samples.push((rss_kib(), shared.acked.load(Ordering::SeqCst)));
+    }
+    samples
 }
 
 async fn head(shared: &Shared, token: &str) -> anyhow::Result<u64> {
@@ -356,6 +396,7 @@ async fn append_loop(
                 samples
                     .0
                     .push(acked.duration_since(sent).as_micros() as u64);
+                shared.acked.fetch_add(1, Ordering::SeqCst);
                 if let Ok(body) = r.json::<Value>().await {
                     if let Some(position) = body["events"][0]["position"].as_u64() {
                         shared
