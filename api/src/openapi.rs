@@ -4,6 +4,199 @@ use serde_json::{json, Value};
 
 use crate::dto::COMMAND_TYPES;
 
+/// The fields of each command type: (name, JSON Schema, required).
+type Fields = &'static [(&'static str, &'static str, bool)];
+
+const S: &str = r#"{"type": "string"}"#;
+const MEASURE: &str = r#"{"type": "string", "enum": ["ldl", "total_cholesterol", "systolic_bp", "diastolic_bp", "hba1c", "egfr", "weight", "glucose", "potassium", "creatinine", "ck", "alt"]}"#;
+const DECIMAL: &str = r#"{"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "a decimal in the measure's unit and precision, e.g. \"1.8\""}"#;
+const TESTS: &str = r#"{"type": "array", "items": {"type": "string"}, "minItems": 1}"#;
+const DOSE_UNIT: &str = r#"{"type": "string", "enum": ["mg", "ug", "mL", "[iU]", "tablet"]}"#;
+const CHANGE_REASON: &str = r#"{"type": "string", "enum": ["side_effects", "target_not_reached", "patient_preference", "other"]}"#;
+const POSITION: &str = r#"{"type": "integer", "minimum": 1}"#;
+
+/// Every command and its fields; `reason` and `occurred_at` are common to all.
+const COMMANDS: [(&str, Fields); 19] = [
+    (
+        "add_care_team_member",
+        &[
+            ("actor", S, true),
+            ("name", S, true),
+            (
+                "agb",
+                r#"{"type": "string", "pattern": "^[0-9]{8}$"}"#,
+                false,
+            ),
+            (
+                "role",
+                r#"{"type": "string", "enum": ["gp", "practice_nurse", "practice_assistant", "cardiologist", "vascular_internist", "elderly_care_physician", "pharmacist", "patient"]}"#,
+                true,
+            ),
+            (
+                "lead",
+                r#"{"type": "string", "enum": ["cvrm", "organ_disease", "none"]}"#,
+                false,
+            ),
+            (
+                "practitioner",
+                r#"{"type": "string", "enum": ["main", "co", "not_applicable"]}"#,
+                false,
+            ),
+        ],
+    ),
+    ("remove_care_team_member", &[("actor", S, true)]),
+    ("start_shared_care", &[("arrangement", S, true)]),
+    ("end_shared_care", &[("arrangement", S, true)]),
+    (
+        "set_target",
+        &[
+            ("measure", MEASURE, true),
+            (
+                "comparator",
+                r#"{"type": "string", "enum": ["<=", "<", ">=", ">"]}"#,
+                true,
+            ),
+            ("value", DECIMAL, true),
+            ("unit", S, true),
+            (
+                "basis",
+                r#"{"type": "string", "enum": ["nhg_guideline", "esc_guideline", "individual"]}"#,
+                true,
+            ),
+            ("rationale", S, false),
+        ],
+    ),
+    ("withdraw_target", &[("measure", MEASURE, true)]),
+    (
+        "start_medication",
+        &[
+            ("atc", S, true),
+            ("name", S, true),
+            ("dose", DECIMAL, true),
+            ("dose_unit", DOSE_UNIT, true),
+            ("frequency", S, true),
+        ],
+    ),
+    (
+        "change_dose",
+        &[
+            ("atc", S, true),
+            ("dose", DECIMAL, true),
+            ("dose_unit", DOSE_UNIT, true),
+            ("frequency", S, true),
+            ("change_reason", CHANGE_REASON, true),
+            ("change_reason_text", S, false),
+        ],
+    ),
+    (
+        "stop_medication",
+        &[
+            ("atc", S, true),
+            ("change_reason", CHANGE_REASON, true),
+            ("change_reason_text", S, false),
+        ],
+    ),
+    (
+        "record_medication_preference",
+        &[("atc", S, true), ("name", S, true), ("preference", S, true)],
+    ),
+    (
+        "order_lab",
+        &[
+            ("order", S, true),
+            ("tests", TESTS, true),
+            ("annual_panel", r#"{"type": "boolean"}"#, false),
+        ],
+    ),
+    ("extend_annual_panel", &[("tests", TESTS, true)]),
+    (
+        "record_lab_result",
+        &[
+            ("order", S, false),
+            ("measure", MEASURE, true),
+            ("value", DECIMAL, true),
+            ("unit", S, true),
+        ],
+    ),
+    (
+        "record_measurement",
+        &[
+            ("measure", MEASURE, true),
+            ("value", DECIMAL, true),
+            ("unit", S, true),
+            (
+                "source",
+                r#"{"type": "string", "enum": ["practice", "hospital", "self_measured_at_home"]}"#,
+                true,
+            ),
+        ],
+    ),
+    (
+        "set_lifestyle_goal",
+        &[("goal", S, true), ("description", S, true)],
+    ),
+    (
+        "close_lifestyle_goal",
+        &[
+            ("goal", S, true),
+            (
+                "outcome",
+                r#"{"type": "string", "enum": ["achieved", "abandoned", "replaced"]}"#,
+                true,
+            ),
+        ],
+    ),
+    (
+        "add_note",
+        &[
+            (
+                "kind",
+                r#"{"type": "string", "enum": ["note", "return_letter", "interim_letter"]}"#,
+                false,
+            ),
+            ("subject", S, true),
+            ("body", S, false),
+        ],
+    ),
+    (
+        "acknowledge_notification",
+        &[("notification", POSITION, true)],
+    ),
+    ("mark_entered_in_error", &[("position", POSITION, true)]),
+];
+
+/// One schema per command type, keyed by the `type` discriminator.
+fn command_schemas() -> Value {
+    let mut schemas = serde_json::Map::new();
+    for (kind, fields) in COMMANDS {
+        let mut properties = serde_json::Map::new();
+        properties.insert("type".into(), json!({"const": kind}));
+        properties.insert(
+            "reason".into(),
+            json!({"type": "string", "maxLength": 8192}),
+        );
+        properties.insert(
+            "occurred_at".into(),
+            json!({"type": "string", "format": "date-time"}),
+        );
+        let mut required = vec![json!("type")];
+        for (name, schema, is_required) in fields {
+            properties.insert(
+                (*name).into(),
+                serde_json::from_str(schema).unwrap_or(Value::Null),
+            );
+            if *is_required {
+                required.push(json!(name));
+            }
+        }
+        schemas.insert(
+            format!("Command_{kind}"),
+            json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false}),
+        );
+    }
+    Value::Object(schemas)
+}
+
 fn problem_responses() -> Value {
     let problem = json!({"description": "RFC 9457 problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
     json!({"400": problem, "401": problem, "403": problem, "422": problem, "503": problem})
@@ -57,7 +250,7 @@ pub fn document() -> Value {
         json!({"description": "body too large", "content": {"application/problem+json": {}}});
     append["responses"]["415"] =
         json!({"description": "not JSON", "content": {"application/problem+json": {}}});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "careledger", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Event-sourced, hash-chained care-plan ledger for shared care between GP and specialist."},
@@ -65,10 +258,9 @@ pub fn document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Problem": {"type": "object", "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}, "code": {"type": "string"}}},
-                "Command": {"type": "object", "required": ["type"], "properties": {
-                    "type": {"type": "string", "enum": COMMAND_TYPES},
-                    "reason": {"type": "string"}, "occurred_at": {"type": "string", "format": "date-time"}},
-                    "additionalProperties": true},
+                "Command": {
+                    "oneOf": COMMAND_TYPES.iter().map(|t| json!({"$ref": format!("#/components/schemas/Command_{t}")})).collect::<Vec<_>>(),
+                    "discriminator": {"propertyName": "type"}},
                 "AppendBody": {"type": "object", "required": ["commands"], "properties": {
                     "expected_revision": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "enum": ["no_stream", "any"]}]},
                     "commands": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"$ref": "#/components/schemas/Command"}}}}
@@ -90,5 +282,12 @@ pub fn document() -> Value {
             "/patients/{patient}/notifications": {"get": op("Notifications to the caller's line", json!([patient, query_param("status", "open (default), overdue or all")]), "200")},
             "/patients/{patient}/notifications/{notification}/ack": {"post": op("Acknowledge a notification (records a notification_acknowledged event)", json!([patient, path_param("notification")]), "201")}
         }
-    })
+    });
+    if let (Some(schemas), Value::Object(commands)) = (
+        doc["components"]["schemas"].as_object_mut(),
+        command_schemas(),
+    ) {
+        schemas.extend(commands);
+    }
+    doc
 }
