@@ -52,6 +52,8 @@ pub struct AppState {
     pub durable: watch::Receiver<u64>,
     /// Turns true when the server shuts down, so that open SSE streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// Recently durable events, encoded once for all subscribers.
+    pub feed: Arc<Feed>,
     shutdown_tx: Arc<watch::Sender<bool>>,
 }
 
@@ -73,6 +75,7 @@ impl AppState {
             });
         });
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let feed = Arc::new(Feed::new(ledger.head().position));
         Self {
             ledger,
             projections,
@@ -80,6 +83,7 @@ impl AppState {
             durable: rx,
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
+            feed,
         }
     }
 
@@ -255,11 +259,11 @@ fn parse_u64(name: &str, raw: Option<&str>, default: u64) -> Result<u64, ApiErro
     }
 }
 
-/// Whether the caller may see an event in the global log.
-fn visible(state: &AppState, caller: &ApiActor, event: &RecordedEvent) -> bool {
+/// Whether the caller may see an event of this patient in the global log.
+fn visible(state: &AppState, caller: &ApiActor, patient: &PatientId) -> bool {
     match caller.role {
         ApiRole::Auditor | ApiRole::Subscriber => true,
-        ApiRole::Care(_) => in_care_team(state, caller, &event.record.patient),
+        ApiRole::Care(_) => in_care_team(state, caller, patient),
     }
 }
 
@@ -277,7 +281,7 @@ async fn global_log(
     let events: Vec<Value> = events
         .iter()
         .filter(|e| patient.as_ref().is_none_or(|p| *p == e.record.patient))
-        .filter(|e| visible(&state, &caller, e))
+        .filter(|e| visible(&state, &caller, &e.record.patient))
         .map(dto::recorded_event)
         .collect();
     Ok(Json(
@@ -582,37 +586,23 @@ async fn stream(
                 if let Some(event) = pending.pop() {
                     return Some((Ok(event), (state, caller, patient, after, pending)));
                 }
-                let ledger = state.ledger.clone();
-                let from = after;
-                let batch = tokio::task::spawn_blocking(move || ledger.read_all(from, 256)).await;
-                let events = match batch {
-                    Ok(Ok(events)) => events,
-                    _ => return None,
-                };
-                if events.is_empty() {
-                    if state.durable.borrow_and_update().to_owned() > after {
-                        continue;
-                    }
-                    let mut shutdown = state.shutdown.clone();
-                    if *shutdown.borrow_and_update() {
+                let items = next_items(&state, after).await?;
+                if items.is_empty() {
+                    if !wait_for_more(&mut state, after).await {
                         return None;
-                    }
-                    tokio::select! {
-                        changed = state.durable.changed() => if changed.is_err() { return None },
-                        _ = shutdown.changed() => return None,
                     }
                     continue;
                 }
-                after = events.last().map_or(after, |e| e.position);
-                let mut out: Vec<SseEvent> = events
+                after = items.last().map_or(after, |e| e.position);
+                let mut out: Vec<SseEvent> = items
                     .iter()
-                    .filter(|e| patient.as_ref().is_none_or(|p| *p == e.record.patient))
-                    .filter(|e| visible(&state, &caller, e))
+                    .filter(|e| patient.as_ref().is_none_or(|p| *p == e.patient))
+                    .filter(|e| visible(&state, &caller, &e.patient))
                     .map(|e| {
                         SseEvent::default()
                             .id(e.position.to_string())
-                            .event(e.record.event.kind())
-                            .data(dto::recorded_event(e).to_string())
+                            .event(e.kind)
+                            .data(e.data.as_str())
                     })
                     .collect();
                 out.reverse();
@@ -621,4 +611,145 @@ async fn stream(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
+}
+
+/// A durable event encoded once for every subscriber.
+pub struct FeedItem {
+    position: u64,
+    patient: PatientId,
+    kind: &'static str,
+    data: String,
+}
+
+impl FeedItem {
+    fn of(event: &RecordedEvent) -> FeedItem {
+        FeedItem {
+            position: event.position,
+            patient: event.record.patient.clone(),
+            kind: event.record.event.kind(),
+            data: dto::recorded_event(event).to_string(),
+        }
+    }
+}
+
+/// Recently durable events, read from the ledger and encoded once by one task
+/// ([`run_feed`]) for all SSE subscribers; older positions are read from the ledger.
+pub struct Feed {
+    recent: std::sync::RwLock<std::collections::VecDeque<Arc<FeedItem>>>,
+    fed: watch::Sender<u64>,
+    active: std::sync::atomic::AtomicBool,
+}
+
+/// Events the feed keeps for subscribers that are a little behind.
+const FEED_CAPACITY: usize = 8192;
+
+impl Feed {
+    fn new(position: u64) -> Self {
+        Feed {
+            recent: std::sync::RwLock::new(std::collections::VecDeque::new()),
+            fed: watch::channel(position).0,
+            active: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The items after `after`, if the feed holds `after + 1` (or nothing newer exists yet).
+    fn after(&self, after: u64) -> Option<Vec<Arc<FeedItem>>> {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        let first = recent.front()?.position;
+        let last = recent.back()?.position;
+        if after + 1 < first {
+            return None;
+        }
+        if after >= last {
+            return Some(Vec::new());
+        }
+        let start = (after + 1 - first) as usize;
+        Some(recent.range(start..).take(256).cloned().collect())
+    }
+}
+
+/// The items after `after`: from the feed when it holds them, otherwise from the ledger.
+async fn next_items(state: &AppState, after: u64) -> Option<Vec<Arc<FeedItem>>> {
+    if state.feed.active.load(std::sync::atomic::Ordering::Acquire) {
+        if let Some(items) = state.feed.after(after) {
+            if !items.is_empty() || *state.feed.fed.borrow() <= after {
+                return Some(items);
+            }
+        }
+    }
+    let ledger = state.ledger.clone();
+    let events = tokio::task::spawn_blocking(move || ledger.read_all(after, 256))
+        .await
+        .ok()?
+        .ok()?;
+    Some(events.iter().map(|e| Arc::new(FeedItem::of(e))).collect())
+}
+
+/// Waits until something after `after` may be there; false when the server shuts down.
+async fn wait_for_more(state: &mut AppState, after: u64) -> bool {
+    let mut shutdown = state.shutdown.clone();
+    if *shutdown.borrow_and_update() {
+        return false;
+    }
+    if state.feed.active.load(std::sync::atomic::Ordering::Acquire) {
+        let mut fed = state.feed.fed.subscribe();
+        if *fed.borrow_and_update() > after {
+            return true;
+        }
+        tokio::select! {
+            changed = fed.changed() => changed.is_ok(),
+            _ = shutdown.changed() => false,
+        }
+    } else {
+        if *state.durable.borrow_and_update() > after {
+            return true;
+        }
+        tokio::select! {
+            changed = state.durable.changed() => changed.is_ok(),
+            _ = shutdown.changed() => false,
+        }
+    }
+}
+
+/// Reads each newly durable event once, encodes it, and publishes it to the subscribers.
+pub async fn run_feed(state: AppState) {
+    let mut durable = state.durable.clone();
+    let mut fed = state.ledger.head().position;
+    state.feed.fed.send_replace(fed);
+    state
+        .feed
+        .active
+        .store(true, std::sync::atomic::Ordering::Release);
+    loop {
+        while *durable.borrow_and_update() > fed {
+            let ledger = state.ledger.clone();
+            let from = fed;
+            let Ok(Ok(events)) =
+                tokio::task::spawn_blocking(move || ledger.read_all(from, 1024)).await
+            else {
+                state
+                    .feed
+                    .active
+                    .store(false, std::sync::atomic::Ordering::Release);
+                return;
+            };
+            if events.is_empty() {
+                break;
+            }
+            let items: Vec<Arc<FeedItem>> =
+                events.iter().map(|e| Arc::new(FeedItem::of(e))).collect();
+            fed = items.last().map_or(fed, |i| i.position);
+            {
+                let mut recent = state.feed.recent.write().unwrap_or_else(|p| p.into_inner());
+                recent.extend(items);
+                while recent.len() > FEED_CAPACITY {
+                    recent.pop_front();
+                }
+            }
+            state.feed.fed.send_replace(fed);
+        }
+        if durable.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -74,6 +74,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let for_shutdown = state.clone();
     let persister = tokio::spawn(persist_projections(state.clone()));
+    let feed = tokio::spawn(crate::http::run_feed(state.clone()));
     let router = app(state);
     axum::serve(
         listener,
@@ -86,6 +87,7 @@ pub async fn serve(
     })
     .await?;
     persister.abort();
+    feed.abort();
     Ok(())
 }
 
