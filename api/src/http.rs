@@ -172,6 +172,33 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller who may read the patient named in the path (`/patients/{patient}/...`).
+pub struct Readable {
+    /// The caller.
+    pub caller: ApiActor,
+    /// The patient.
+    pub patient: PatientId,
+}
+
+impl FromRequestParts<AppState> for Readable {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Malformed(e.to_string()))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| name == "patient")
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| ApiError::NotFound("no patient in this path".into()))?;
+        let patient = dto::patient(raw)?;
+        may_read(state, &caller, &patient)?;
+        Ok(Readable { caller, patient })
+    }
+}
+
 fn forbidden() -> ApiError {
     ApiError::not_in_care_team()
 }
@@ -394,12 +421,9 @@ struct StreamQuery {
 
 async fn patient_events(
     State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(patient): Path<String>,
+    Readable { patient, .. }: Readable,
     Query(q): Query<StreamQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let patient = dto::patient(&patient)?;
-    may_read(&state, &caller, &patient)?;
     let from = parse_u64("from_revision", q.from_revision.as_deref(), 1)?;
     let limit = parse_u64("limit", q.limit.as_deref(), 100)?.clamp(1, MAX_PAGE as u64) as usize;
     let ledger = state.ledger.clone();
@@ -411,11 +435,8 @@ async fn patient_events(
 
 async fn plan(
     State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(patient): Path<String>,
+    Readable { patient, .. }: Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let patient = dto::patient(&patient)?;
-    may_read(&state, &caller, &patient)?;
     let model = state.projections.read();
     let view = model.patient(&patient).ok_or_else(forbidden)?;
     Ok(Json(view::plan(&patient, &view.plan)))
@@ -454,12 +475,9 @@ fn audit_filter(q: AuditQuery) -> Result<AuditFilter, ApiError> {
 
 async fn audit_trail(
     State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(patient): Path<String>,
+    Readable { patient, .. }: Readable,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let patient = dto::patient(&patient)?;
-    may_read(&state, &caller, &patient)?;
     let filter = audit_filter(q)?;
     let model = state.projections.read();
     let view = model.patient(&patient).ok_or_else(forbidden)?;
@@ -474,11 +492,8 @@ async fn audit_trail(
 
 async fn patient_signals(
     State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(patient): Path<String>,
+    Readable { patient, .. }: Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let patient = dto::patient(&patient)?;
-    may_read(&state, &caller, &patient)?;
     let model = state.projections.read();
     let view = model.patient(&patient).ok_or_else(forbidden)?;
     let list = signals::signals(view, state.projections.config(), Timestamp::now());
@@ -494,12 +509,9 @@ struct NotificationQuery {
 
 async fn patient_notifications(
     State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(patient): Path<String>,
+    Readable { caller, patient }: Readable,
     Query(q): Query<NotificationQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let patient = dto::patient(&patient)?;
-    may_read(&state, &caller, &patient)?;
     let which = match q.status.as_deref().unwrap_or("open") {
         "open" => Which::Open,
         "overdue" => Which::Overdue,
