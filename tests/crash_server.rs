@@ -3,80 +3,16 @@
 //! projections that caught up from their checkpoint equal a rebuild from zero.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
+
+use common::process::{careledger, ServerProcess};
 
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 12;
 const PATIENT: &str = "999990007";
-
-fn careledger(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_careledger"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-async fn start(data: &Path, client: &reqwest::Client) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_careledger"))
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await {
-            assert!(r.status().is_success(), "the restarted server is healthy");
-            return server;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not start within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kill(server: &mut Server) {
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
-    server.child.wait().unwrap();
-}
 
 async fn all_events(client: &reqwest::Client, base: &str, token: &str) -> Vec<Value> {
     let mut events = Vec::new();
@@ -168,7 +104,7 @@ async fn sigkilled_server_keeps_every_acknowledged_write_and_catches_up_to_a_reb
         "auditor",
     ]);
     let client = reqwest::Client::new();
-    let mut server = start(dir.path(), &client).await;
+    let mut server = ServerProcess::start(dir.path(), &client).await;
     let founding =
         json!({"commands": [{"type": "start_shared_care", "arrangement": "crash test"}]});
     let r = client
@@ -202,11 +138,11 @@ async fn sigkilled_server_keeps_every_acknowledged_write_and_catches_up_to_a_reb
         seed ^= seed >> 7;
         seed ^= seed << 17;
         tokio::time::sleep(Duration::from_millis(50 + seed % 250)).await;
-        kill(&mut server);
+        server.signal(libc::SIGKILL);
         for w in writers {
             acknowledged.extend(w.await.unwrap());
         }
-        server = start(dir.path(), &client).await;
+        server = ServerProcess::start(dir.path(), &client).await;
 
         let events = all_events(&client, &server.base, &auditor).await;
         let stored: HashSet<&str> = events
@@ -257,8 +193,7 @@ async fn sigkilled_server_keeps_every_acknowledged_write_and_catches_up_to_a_reb
         .json()
         .await
         .unwrap();
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-    server.child.wait().unwrap();
+    server.signal(libc::SIGTERM);
     assert!(careledger(&["rebuild", "--data", data]).status.success());
     let rebuilt: Value = serde_json::from_slice(
         &careledger(&["plan", "--data", data, "--patient", PATIENT, "--json"]).stdout,

@@ -1,19 +1,13 @@
 //! Tampering seen over HTTP: `/verify` names the position of a changed byte, and a server whose
 //! head does not verify reports itself unhealthy, says why, and refuses writes.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use common::process::{careledger, ServerProcess};
 
 use serde_json::{json, Value};
-
-fn careledger(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_careledger"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
 
 fn flip_byte(data: &Path, position: u64) {
     let db = sled::open(data.join("ledger")).unwrap();
@@ -24,43 +18,6 @@ fn flip_byte(data: &Path, position: u64) {
     frame[middle] ^= 0x20;
     db.insert(key, frame).unwrap();
     db.flush().unwrap();
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-async fn start(data: &Path, client: &reqwest::Client) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_careledger"))
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Server(child, base)
 }
 
 /// Demo data plus an auditor; returns (auditor token, GP token, head position).
@@ -94,15 +51,15 @@ async fn verify_endpoint_names_the_position_of_a_changed_byte() {
     let (auditor, _, _) = prepare(dir.path());
     flip_byte(dir.path(), 9);
     let client = reqwest::Client::new();
-    let server = start(dir.path(), &client).await;
+    let server = ServerProcess::start(dir.path(), &client).await;
     let health = client
-        .get(format!("{}/health", server.1))
+        .get(format!("{}/health", server.base))
         .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "the head still verifies");
     let report: Value = client
-        .get(format!("{}/verify", server.1))
+        .get(format!("{}/verify", server.base))
         .bearer_auth(&auditor)
         .send()
         .await
@@ -121,9 +78,9 @@ async fn server_with_a_damaged_head_is_unhealthy_says_why_and_refuses_writes() {
     let (_, gp, head) = prepare(dir.path());
     flip_byte(dir.path(), head);
     let client = reqwest::Client::new();
-    let server = start(dir.path(), &client).await;
+    let server = ServerProcess::start(dir.path(), &client).await;
     let health = client
-        .get(format!("{}/health", server.1))
+        .get(format!("{}/health", server.base))
         .send()
         .await
         .unwrap();
@@ -137,7 +94,7 @@ async fn server_with_a_damaged_head_is_unhealthy_says_why_and_refuses_writes() {
         "{body}"
     );
     let write = client
-        .post(format!("{}/patients/pat-0003/events", server.1))
+        .post(format!("{}/patients/pat-0003/events", server.base))
         .bearer_auth(&gp)
         .json(&json!({"commands": [{"type": "add_note", "subject": "x"}]}))
         .send()

@@ -1,6 +1,8 @@
 //! Shared set-up for the API tests: a data directory with a care team and actors.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::HashMap;
 
 use axum::body::Body;
