@@ -417,7 +417,8 @@ fn audit_cmd(
         return Ok(ExitCode::SUCCESS);
     }
     for e in entries {
-        println!("#{:<5} {} {}", e.position, e.recorded_at, e.summary);
+        let p = &e.provenance;
+        println!("#{:<5} {} {}", p.position, p.recorded_at, e.summary);
         if e.from.is_some() || e.to.is_some() {
             println!(
                 "       change: {} -> {}",
@@ -427,15 +428,21 @@ fn audit_cmd(
         }
         println!(
             "       by {} ({}, {}), occurred {}, reason: {}",
-            e.actor, e.role, e.line, e.occurred_at, e.reason
+            p.actor, p.role, p.line, p.occurred_at, p.reason
         );
         if let Some(told) = &e.notification {
-            println!("       {} told: {:?}", told.recipient, told.status);
+            let status = match &told.status {
+                notifications::NotificationStatus::Open => "not yet acknowledged".to_owned(),
+                notifications::NotificationStatus::Acknowledged { by, at, position } => {
+                    format!("acknowledged by {by} at {at} (position {position})")
+                }
+            };
+            println!("       {} told: {status}", told.recipient);
         }
         if let Some(c) = e.corrected_by {
             println!("       ENTERED IN ERROR (correction at position {c})");
         }
-        println!("       hash {}", e.hash);
+        println!("       hash {}", p.hash);
     }
     Ok(ExitCode::SUCCESS)
 }

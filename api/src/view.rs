@@ -142,11 +142,12 @@ fn notification_status(s: &NotificationStatus) -> Value {
 
 /// An audit entry as JSON.
 pub fn audit_entry(e: &AuditEntry) -> Value {
+    let p = &e.provenance;
     json!({
-        "position": e.position, "hash": e.hash.to_hex(), "revision": e.revision,
+        "position": p.position, "hash": p.hash.to_hex(), "revision": e.revision,
         "type": e.kind, "element": e.element, "summary": e.summary, "from": e.from, "to": e.to,
-        "actor": {"id": e.actor.as_str(), "name": e.actor_name.as_str(), "role": e.role.as_str(), "line": e.line.as_str()},
-        "recorded_at": e.recorded_at.to_string(), "occurred_at": e.occurred_at.to_string(), "reason": e.reason.as_str(),
+        "actor": {"id": p.actor.as_str(), "name": p.actor_name.as_str(), "role": p.role.as_str(), "line": p.line.as_str()},
+        "recorded_at": p.recorded_at.to_string(), "occurred_at": p.occurred_at.to_string(), "reason": p.reason.as_str(),
         "notification": e.notification.as_ref().map(|n| json!({"recipient": n.recipient.as_str(), "status": notification_status(&n.status)})),
         "corrected_by": e.corrected_by, "corrects": e.corrects,
     })

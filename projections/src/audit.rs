@@ -4,13 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use careledger_core::event::Event;
-use careledger_core::ids::{ActorId, Text};
-use careledger_core::record::{Hash, RecordedEvent, Timestamp};
-use careledger_core::role::{Line, Role};
+use careledger_core::ids::ActorId;
+use careledger_core::record::{RecordedEvent, Timestamp};
+use careledger_core::role::Line;
 
 use crate::notifications::{Notification, NotificationStatus};
 use crate::plan::TargetValue;
-use crate::{summary, PatientView};
+use crate::{summary, PatientView, Provenance};
 
 /// Whether the other line was told of a change, and whether they acknowledged it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,10 +24,8 @@ pub struct Told {
 /// One entry of the audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
-    /// Global position.
-    pub position: u64,
-    /// The event's hash.
-    pub hash: Hash,
+    /// Who, in which role and line, when (both clocks), why, and the position and hash that prove it.
+    pub provenance: Provenance,
     /// Revision in the patient's stream.
     pub revision: u64,
     /// Event kind (`target_set`).
@@ -40,26 +38,19 @@ pub struct AuditEntry {
     pub from: Option<String>,
     /// The element after the change.
     pub to: Option<String>,
-    /// Who.
-    pub actor: ActorId,
-    /// Their name.
-    pub actor_name: Text,
-    /// Their role.
-    pub role: Role,
-    /// Their line.
-    pub line: Line,
-    /// When recorded (server clock).
-    pub recorded_at: Timestamp,
-    /// When it happened (clinician's word).
-    pub occurred_at: Timestamp,
-    /// Why.
-    pub reason: Text,
     /// The notification to the other line, if the change required one.
     pub notification: Option<Told>,
     /// The position of the correction that marks this entry as entered in error.
     pub corrected_by: Option<u64>,
     /// For a correction: the position it marks.
     pub corrects: Option<u64>,
+}
+
+impl AuditEntry {
+    /// The event's global position.
+    pub fn position(&self) -> u64 {
+        self.provenance.position
+    }
 }
 
 /// Filters on the audit trail; empty fields match everything.
@@ -88,10 +79,10 @@ impl AuditFilter {
             }
         });
         element_ok
-            && self.actor.as_ref().is_none_or(|a| *a == e.actor)
-            && self.line.is_none_or(|l| l == e.line)
-            && self.from.is_none_or(|t| e.recorded_at >= t)
-            && self.until.is_none_or(|t| e.recorded_at < t)
+            && self.actor.as_ref().is_none_or(|a| *a == e.provenance.actor)
+            && self.line.is_none_or(|l| l == e.provenance.line)
+            && self.from.is_none_or(|t| e.provenance.recorded_at >= t)
+            && self.until.is_none_or(|t| e.provenance.recorded_at < t)
     }
 }
 
@@ -158,26 +149,18 @@ pub(crate) fn record(
         _ => None,
     };
     if let Some(target) = corrects {
-        if let Some(entry) = view.audit.iter_mut().find(|e| e.position == target) {
+        if let Some(entry) = view.audit.iter_mut().find(|e| e.position() == target) {
             entry.corrected_by = Some(recorded.position);
         }
     }
     view.audit.push(AuditEntry {
-        position: recorded.position,
-        hash: recorded.hash,
+        provenance: Provenance::of(recorded),
         revision: r.revision,
         kind: r.event.kind().to_owned(),
         element: summary::element(&r.event),
         summary: summary::sentence(recorded),
         from,
         to,
-        actor: r.actor.id.clone(),
-        actor_name: r.actor.name.clone(),
-        role: r.actor.role,
-        line: r.actor.line(),
-        recorded_at: r.recorded_at,
-        occurred_at: r.occurred_at,
-        reason: r.reason.clone(),
         notification: notified.map(|n| Told {
             recipient: n.recipient,
             status: n.status.clone(),

@@ -101,7 +101,7 @@ pub(crate) fn apply_acknowledgement(view: &mut PatientView, recorded: &RecordedE
     if let Some(entry) = view
         .audit
         .iter_mut()
-        .find(|e| e.position == ack.notification)
+        .find(|e| e.position() == ack.notification)
     {
         if let Some(told) = entry.notification.as_mut() {
             told.status = status;

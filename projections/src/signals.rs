@@ -129,7 +129,7 @@ fn home_trends(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
             .filter(|e| {
                 e.element == format!("measurement:{}", measure.code()) && e.corrected_by.is_none()
             })
-            .filter_map(|e| home_value(view, e.position).map(|v| (v, e.position)))
+            .filter_map(|e| home_value(view, e.position()).map(|v| (v, e.position())))
             .take(n)
             .collect();
         if readings.len() < n {

@@ -37,6 +37,28 @@ fn storage(e: sled::Error) -> ProjectionError {
     ProjectionError::Storage(e.to_string())
 }
 
+/// Opens the projections' database. sled lets go of its file lock a moment after the previous
+/// handle is dropped (a restart, a reopen): wait for that, within a bound.
+fn open_db(dir: &Path) -> Result<sled::Db, ProjectionError> {
+    let mut attempts = 0;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(e) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                return Err(ProjectionError::Storage(format!(
+                    "{} is in use by another process (a running `careledger serve`?); stop it first",
+                    dir.display()
+                )))
+            }
+            Err(e) => return Err(storage(e)),
+        }
+    }
+}
+
 fn patient_key(patient: &PatientId) -> Vec<u8> {
     let mut key = vec![PATIENT_PREFIX];
     key.extend_from_slice(patient.as_str().as_bytes());
@@ -56,7 +78,7 @@ pub struct Projections {
 impl Projections {
     /// Opens the projections' database in `dir` and loads their state.
     pub fn open(dir: &Path, config: ProjectionConfig) -> Result<Self, ProjectionError> {
-        let db = sled::Config::new().path(dir).open().map_err(storage)?;
+        let db = open_db(dir)?;
         let mut model = ReadModel::default();
         if let Some(bytes) = db.get(CHECKPOINT_KEY).map_err(storage)? {
             let raw: [u8; 8] = bytes

@@ -266,7 +266,7 @@ fn acknowledgement_marks_the_notification_and_the_audit_entry() {
         other => panic!("{other:?}"),
     }
     let view = s.view();
-    let entry = view.audit.iter().find(|e| e.position == started).unwrap();
+    let entry = view.audit.iter().find(|e| e.position() == started).unwrap();
     assert!(matches!(
         entry.notification.as_ref().unwrap().status,
         NotificationStatus::Acknowledged { .. }
@@ -389,10 +389,13 @@ fn audit_trail_answers_who_changed_the_statin_and_filters() {
     };
     let entries = audit::query(&view, &filter);
     assert_eq!(entries.len(), 2);
-    let change = entries.iter().find(|e| e.position == changed).unwrap();
+    let change = entries.iter().find(|e| e.position() == changed).unwrap();
     assert_eq!(change.from.as_deref(), Some("atorvastatin 40 mg 1x daily"));
     assert_eq!(change.to.as_deref(), Some("20 mg 1x daily"));
-    assert_eq!((change.actor.clone(), change.line), (gp().id, Line::First));
+    assert_eq!(
+        (change.provenance.actor.clone(), change.provenance.line),
+        (gp().id, Line::First)
+    );
     assert_eq!(
         change.notification.as_ref().unwrap().recipient,
         Line::Second
@@ -404,7 +407,7 @@ fn audit_trail_answers_who_changed_the_statin_and_filters() {
             ..AuditFilter::default()
         },
     );
-    assert!(by_gp.iter().all(|e| e.actor == gp().id));
+    assert!(by_gp.iter().all(|e| e.provenance.actor == gp().id));
     let second = audit::query(
         &view,
         &AuditFilter {
@@ -412,7 +415,7 @@ fn audit_trail_answers_who_changed_the_statin_and_filters() {
             ..AuditFilter::default()
         },
     );
-    assert!(second.iter().all(|e| e.line == Line::Second) && !second.is_empty());
+    assert!(second.iter().all(|e| e.provenance.line == Line::Second) && !second.is_empty());
     let day3 = Timestamp::from_micros(0).plus_days(1);
     let none = audit::query(
         &view,
@@ -453,7 +456,7 @@ fn correction_is_linked_both_ways_and_flagged_in_the_plan() {
     assert_eq!(
         view.audit
             .iter()
-            .find(|e| e.position == wrong)
+            .find(|e| e.position() == wrong)
             .unwrap()
             .corrected_by,
         Some(correction)
@@ -461,7 +464,7 @@ fn correction_is_linked_both_ways_and_flagged_in_the_plan() {
     assert_eq!(
         view.audit
             .iter()
-            .find(|e| e.position == correction)
+            .find(|e| e.position() == correction)
             .unwrap()
             .corrects,
         Some(wrong)
