@@ -8,6 +8,20 @@ use axum::http::Request;
 use common::{Fixture, PATIENT};
 use proptest::prelude::*;
 
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Cases run so far, and the memory after the first ones (the warm-up).
+static CASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static WARM_KIB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The ledger as bytes: every event's position and hash, and the head.
 fn fingerprint(f: &Fixture) -> Vec<(u64, String)> {
     f.data
@@ -121,5 +135,14 @@ proptest! {
             assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()), "{problem}");
             assert_eq!(fingerprint(&f), before, "the ledger is unchanged");
         });
+        // Memory stays bounded: after a warm-up, hostile requests leave nothing behind.
+        use std::sync::atomic::Ordering::SeqCst;
+        let case = CASES.fetch_add(1, SeqCst);
+        if case == 20 {
+            WARM_KIB.store(rss_kib(), SeqCst);
+        } else if case > 20 {
+            let (warm, now) = (WARM_KIB.load(SeqCst), rss_kib());
+            assert!(now <= warm + 64 * 1024, "memory grew from {warm} KiB to {now} KiB over {case} cases");
+        }
     }
 }
