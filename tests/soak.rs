@@ -18,7 +18,7 @@ fn two_minutes_of_writes_reads_and_subscribers_end_without_error_loss_or_leak() 
             "--events",
             "1000000000",
             "--rate",
-            "200",
+            "25",
             "--connections",
             "4",
             "--patients",
