@@ -303,3 +303,123 @@ fn concurrent_writers_on_different_patients_are_all_durable_and_gapless() {
     assert!(acknowledged.iter().all(|id| stored.contains(id)));
     assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
 }
+
+/// Real sled storage whose second sync waits until the append after it has committed, then
+/// fails, as `fdatasync` does when the disk reports an error.
+struct FirstSyncFails {
+    inner: careledger_core::storage::SledStorage,
+    commits: std::sync::Mutex<u32>,
+    committed: std::sync::Condvar,
+    syncs: std::sync::atomic::AtomicU32,
+}
+
+impl careledger_core::storage::Storage for FirstSyncFails {
+    fn last_frame(&self) -> careledger_core::Result<Option<(u64, Vec<u8>)>> {
+        self.inner.last_frame()
+    }
+    fn frame(&self, position: u64) -> careledger_core::Result<Option<Vec<u8>>> {
+        self.inner.frame(position)
+    }
+    fn frames_from(&self, from: u64, limit: usize) -> careledger_core::Result<Vec<(u64, Vec<u8>)>> {
+        self.inner.frames_from(from, limit)
+    }
+    fn scan(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> careledger_core::Result<()> {
+        self.inner.scan(from, visit)
+    }
+    fn stream_positions(
+        &self,
+        patient: &PatientId,
+        from: u64,
+        limit: usize,
+    ) -> careledger_core::Result<Vec<u64>> {
+        self.inner.stream_positions(patient, from, limit)
+    }
+    fn idempotency(&self, key: &[u8]) -> careledger_core::Result<Option<Vec<u8>>> {
+        self.inner.idempotency(key)
+    }
+    fn commit(&self, batch: careledger_core::storage::WriteBatch) -> careledger_core::Result<()> {
+        self.inner.commit(batch)?;
+        *self.commits.lock().unwrap() += 1;
+        self.committed.notify_all();
+        Ok(())
+    }
+    fn sync(&self) -> careledger_core::Result<()> {
+        if self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) != 1 {
+            return self.inner.sync();
+        }
+        let commits = self.commits.lock().unwrap();
+        let (_commits, _) = self
+            .committed
+            .wait_timeout_while(commits, std::time::Duration::from_secs(10), |n| *n < 3)
+            .unwrap();
+        Err(Error::Storage("Input/output error (os error 5)".into()))
+    }
+    fn size_on_disk(&self) -> careledger_core::Result<u64> {
+        self.inner.size_on_disk()
+    }
+    fn reopen(&self) -> careledger_core::Result<()> {
+        self.inner.reopen()
+    }
+}
+
+/// After a failed `fdatasync` the kernel may report success for the next one although the
+/// pages of the first never reached the disk. So a write committed before a failed sync is never
+/// acknowledged, even when a later sync succeeds.
+#[test]
+fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = FirstSyncFails {
+        inner: careledger_core::storage::SledStorage::open(dir.path()).unwrap(),
+        commits: std::sync::Mutex::new(0),
+        committed: std::sync::Condvar::new(),
+        syncs: std::sync::atomic::AtomicU32::new(0),
+    };
+    let config = LedgerConfig {
+        reopen_interval: std::time::Duration::ZERO,
+        ..LedgerConfig::default()
+    };
+    let ledger = Arc::new(Ledger::with_storage(Box::new(storage), config).unwrap());
+    ledger
+        .append(request(
+            "p-1",
+            gp(1),
+            ExpectedRevision::NoStream,
+            vec![found()],
+        ))
+        .unwrap();
+    // The founding's sync succeeded; the next one fails.
+    let first = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || {
+            ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120)]))
+        })
+    };
+    let second = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || {
+            // Commits while the first append's sync is under way, then waits for it.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(130)]))
+        })
+    };
+    let first = first.join().unwrap();
+    let second = second.join().unwrap();
+    let first = first.expect_err("the failed sync is reported");
+    assert!(first.to_string().contains("Input/output error"), "{first}");
+    let second = second.expect_err("a write pending at a failed sync is not acknowledged");
+    assert!(
+        second.to_string().contains("lost to a storage failure")
+            && second.to_string().contains("Input/output error"),
+        "the error says what happened and why: {second}"
+    );
+    // Writing resumes: the storage is reopened from disk and later syncs succeed.
+    let outcome = ledger
+        .append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(140)]))
+        .unwrap();
+    assert!(ledger.read_position(outcome.events[0].position).is_ok());
+    assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
+}

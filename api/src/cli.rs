@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
@@ -170,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn serve(data: &Path, addr: &str) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let dir = tokio::task::block_in_place(|| DataDir::open(data)).map_err(|e| anyhow!("{e}"))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
@@ -178,11 +179,47 @@ fn serve(data: &Path, addr: &str) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
         server::serve(listener, dir.state(), server::shutdown_signal()).await?;
-        dir.projections.persist().map_err(|e| anyhow!("{e}"))?;
-        dir.projections.flush().map_err(|e| anyhow!("{e}"))?;
-        tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+        anyhow::Ok(dir)
+    });
+    // A request stuck on a failing disk must not keep the process alive.
+    runtime.shutdown_timeout(CLOSE_DEADLINE);
+    close_within(served?, CLOSE_DEADLINE)
+}
+
+/// How long stopping may take to save the read models and close the stores.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Saves the read models and closes the stores, giving up after `deadline`: on a failing disk
+/// sled can wait forever for a write that never completes, and a stop must not hang. Giving up
+/// loses nothing acknowledged (every acknowledged event is durable); the read models catch up
+/// from the ledger on the next start.
+fn close_within(dir: DataDir, deadline: Duration) -> anyhow::Result<ExitCode> {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let saved = dir
+            .projections
+            .persist()
+            .and_then(|()| dir.projections.flush());
+        drop(dir);
+        let _ = done.send(saved);
+    });
+    match finished.recv_timeout(deadline) {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "saving the read models failed; they catch up from the ledger on the next start");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(_) => {
+            tracing::error!(
+                "closing the data directory did not finish within {} s (is the disk failing?); stopping anyway: acknowledged events are durable and the read models catch up on the next start",
+                deadline.as_secs()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {

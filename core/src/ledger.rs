@@ -34,6 +34,8 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 pub const MAX_FUTURE_MINUTES: i64 = 10;
 /// Longest a sync waits for appenders that are about to commit, so that one sync covers them.
 const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(1_000);
+/// How many ended epochs are remembered: appenders of an older one have long given up.
+const ENDED_EPOCHS_KEPT: usize = 64;
 
 /// What the writer expects the patient's stream to be at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,9 +167,13 @@ pub struct Ledger {
     sync_state: Mutex<SyncState>,
     /// Why writes are refused, if they are.
     refusal: Mutex<Option<Refusal>>,
-    /// Bumped when the storage is reopened after a failure: an append committed in an earlier
-    /// epoch and not yet durable was lost with it and must not be acknowledged.
+    /// Ended by every storage failure (and by the reopen after it): an append committed in an
+    /// ended epoch and not durable when it ended may be lost and is never acknowledged, even if
+    /// a later sync succeeds. After a failed `fdatasync` the kernel may have dropped the pages
+    /// that did not reach the disk and report success for the next one ("fsyncgate").
     epoch: AtomicU64,
+    /// The durable position at the end of each recent epoch, and the failure that ended it.
+    ended_epochs: Mutex<Vec<EndedEpoch>>,
     listeners: Mutex<Vec<DurableListener>>,
 }
 
@@ -203,6 +209,7 @@ impl Ledger {
             sync_state: Mutex::new(SyncState::default()),
             refusal: Mutex::new(problem.map(Refusal::damaged)),
             epoch: AtomicU64::new(0),
+            ended_epochs: Mutex::new(Vec::new()),
             listeners: Mutex::new(Vec::new()),
         };
         Ok(ledger)
@@ -210,7 +217,7 @@ impl Ledger {
 
     /// Why the ledger refuses writes (a damaged head, an earlier storage failure), if it does.
     pub fn head_problem(&self) -> Option<String> {
-        lock(&self.refusal).as_ref().map(|r| r.reason.clone())
+        lock(&self.refusal).as_ref().map(Refusal::describe)
     }
 
     /// The durable head.
@@ -261,18 +268,16 @@ impl Ledger {
         };
         let retry_due = current.retry_after.is_some_and(|at| Instant::now() >= at);
         if !retry_due {
-            return Err(Error::Poisoned(current.reason.clone()));
+            return Err(Error::Poisoned(current.describe()));
         }
         if let Err(e) = self.storage.reopen() {
             current.retry_after = Some(Instant::now() + self.reopen_interval);
-            return Err(Error::Poisoned(format!(
-                "{} (reopening failed: {e})",
-                current.reason
-            )));
+            current.still_failing = Some(e.to_string());
+            return Err(Error::Poisoned(current.describe()));
         }
         // Whatever was committed but not durable before the failure may be gone: start the
         // writer again from what is on disk, in a new epoch.
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.end_epoch(&Error::Storage("the storage was reopened".into()));
         let (head, problem) = check_head(self.storage.as_ref())?;
         writer.head = head;
         writer.patients.clear();
@@ -376,6 +381,7 @@ impl Ledger {
         if let Err(e) = self.storage.commit(batch) {
             // The batch may or may not be in sled's memory: the state (already folded forward)
             // is dropped by the caller and reloaded from storage on next use.
+            self.end_epoch(&e);
             self.refuse(format!("a write failed: {e}"));
             return Err(e);
         }
@@ -396,6 +402,7 @@ impl Ledger {
             *refusal = Some(Refusal {
                 reason,
                 retry_after: Some(Instant::now()),
+                still_failing: None,
             });
         }
     }
@@ -408,37 +415,67 @@ impl Ledger {
     /// while the next sync gathers commits.
     fn make_durable(&self, position: u64, epoch: u64) -> Result<()> {
         loop {
-            if self.durable_position.load(Ordering::SeqCst) >= position {
-                return self.same_epoch(epoch);
+            if let Some(settled) = self.settled(position, epoch) {
+                return settled;
             }
             let mut state = lock(&self.sync_state);
-            if self.durable_position.load(Ordering::SeqCst) >= position {
-                return self.same_epoch(epoch);
+            if let Some(settled) = self.settled(position, epoch) {
+                return settled;
             }
-            self.same_epoch(epoch)?;
-            if !state.syncing {
-                state.syncing = true;
-                break;
+            if state.syncing {
+                state.waiters.push(std::thread::current());
+                drop(state);
+                // A wake-up between the unlock and the park is not lost: park returns at once.
+                std::thread::park();
+                continue;
             }
-            state.waiters.push(std::thread::current());
+            state.syncing = true;
             drop(state);
-            // A wake-up between the unlock and the park is not lost: park returns at once.
-            std::thread::park();
+            // Hands the lead on even if the sync panics, so that waiting appenders never hang.
+            let _leader = Leader(self);
+            self.lead_sync()?;
         }
-        // Hands the lead on even if the sync panics, so that waiting appenders never hang.
-        let _leader = Leader(self);
-        self.lead_sync().and_then(|()| self.same_epoch(epoch))
     }
 
-    /// An error when the storage was reopened since `epoch`: the write was lost with the failure.
-    fn same_epoch(&self, epoch: u64) -> Result<()> {
+    /// Whether the write at `position`, committed in `epoch`, is settled: `Ok` once it is
+    /// durable, an error when its epoch ended (a storage failure) before it was; `None` while
+    /// it waits for a sync.
+    fn settled(&self, position: u64, epoch: u64) -> Option<Result<()>> {
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            return Ok(());
+            let durable = self.durable_position.load(Ordering::SeqCst);
+            // Checked again: a reopen between the two loads resets the durable position.
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                return (durable >= position).then_some(Ok(()));
+            }
         }
-        Err(Error::Storage(
-            "the write was lost to a storage failure before it became durable; send it again"
-                .into(),
-        ))
+        let ended = lock(&self.ended_epochs);
+        let end = ended.iter().find(|end| end.epoch == epoch);
+        Some(match end {
+            Some(end) if position <= end.durable => Ok(()),
+            Some(end) => Err(Error::Storage(format!(
+                "the write was lost to a storage failure before it became durable ({}); send it again",
+                end.cause
+            ))),
+            None => Err(Error::Storage(
+                "the write was lost to a storage failure before it became durable; send it again"
+                    .into(),
+            )),
+        })
+    }
+
+    /// Ends the current epoch: what is committed and not yet durable is never acknowledged.
+    fn end_epoch(&self, cause: &Error) {
+        let mut ended = lock(&self.ended_epochs);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        ended.push(EndedEpoch {
+            epoch,
+            durable: self.durable_position.load(Ordering::SeqCst),
+            cause: cause.to_string(),
+        });
+        if ended.len() > ENDED_EPOCHS_KEPT {
+            ended.remove(0);
+        }
+        self.epoch.store(epoch + 1, Ordering::SeqCst);
     }
 
     /// The leader's part of a group commit: gather, sync, publish.
@@ -453,6 +490,7 @@ impl Ledger {
         // Everything committed before this point is covered by the sync below.
         let target = *lock(&self.written);
         if let Err(e) = self.storage.sync() {
+            self.end_epoch(&e);
             self.refuse(format!("making writes durable failed: {e}"));
             return Err(e);
         }
@@ -601,12 +639,32 @@ impl Ledger {
     }
 }
 
+/// An epoch ended by a storage failure.
+struct EndedEpoch {
+    epoch: u64,
+    /// The durable position when it ended.
+    durable: u64,
+    cause: String,
+}
+
 /// Why the ledger refuses writes.
 struct Refusal {
     reason: String,
     /// When a reopen of the storage may be tried; `None` when the ledger is damaged and only an
     /// operator can help.
     retry_after: Option<Instant>,
+    /// Why the last attempt to reopen the storage failed.
+    still_failing: Option<String>,
+}
+
+impl Refusal {
+    /// The reason, with what the last reopen attempt found.
+    fn describe(&self) -> String {
+        match &self.still_failing {
+            Some(e) => format!("{} (reopening failed: {e})", self.reason),
+            None => self.reason.clone(),
+        }
+    }
 }
 
 impl Refusal {
@@ -614,6 +672,7 @@ impl Refusal {
         Refusal {
             reason: format!("the head of the chain does not verify: {problem}"),
             retry_after: None,
+            still_failing: None,
         }
     }
 }

@@ -111,6 +111,9 @@ fn sled_err(e: sled::Error) -> Error {
 /// what it caches, so this bounds memory rather than reserving it.
 const CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 
+/// Size of the file written to check that the data directory takes writes again.
+const PROBE_BYTES: usize = 64 * 1024;
+
 /// The ledger's storage in an embedded sled database.
 ///
 /// "Durable" means: sled's `flush` (which ends in `sync_file_range`, not enough through a
@@ -122,6 +125,8 @@ const CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 pub struct SledStorage {
     dir: PathBuf,
     open: RwLock<Option<Arc<OpenDb>>>,
+    /// Why the store is closed, when reopening it failed.
+    closed_because: Mutex<String>,
     synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
 }
 
@@ -164,6 +169,7 @@ impl SledStorage {
         Ok(Self {
             dir: dir.to_owned(),
             open: RwLock::new(Some(Arc::new(open))),
+            closed_because: Mutex::new(String::new()),
             synced_blobs: Mutex::new(HashSet::new()),
         })
     }
@@ -172,10 +178,24 @@ impl SledStorage {
     fn db(&self) -> Result<Arc<OpenDb>> {
         let guard = self.open.read().unwrap_or_else(|p| p.into_inner());
         guard.clone().ok_or_else(|| {
-            Error::Storage(
-                "the store is closed after a storage failure; it reopens on the next write".into(),
-            )
+            let because = self.closed_because.lock().unwrap_or_else(|p| p.into_inner());
+            Error::Storage(format!(
+                "the store is closed after a storage failure ({because}); it reopens on the next write"
+            ))
         })
+    }
+
+    /// Writes, syncs and removes a small file in the store's directory: tells whether the file
+    /// system takes writes again without giving up the open database, which still serves reads.
+    fn probe_writable(&self) -> Result<()> {
+        let path = self.dir.join("write-probe");
+        let result = (|| {
+            let mut file = File::create(&path)?;
+            std::io::Write::write_all(&mut file, &[0u8; PROBE_BYTES])?;
+            file.sync_data()?;
+            std::fs::remove_file(&path)
+        })();
+        result.map_err(|e| Error::Storage(format!("the data directory takes no writes: {e}")))
     }
 
     fn sync_new_blobs(&self) -> Result<()> {
@@ -298,11 +318,25 @@ impl Storage for SledStorage {
     }
 
     fn reopen(&self) -> Result<()> {
+        // While the file system takes no writes (read-only, full), keep the failed database:
+        // reads still work through it, and a reopen would fail anyway.
+        self.probe_writable()?;
         let mut guard = self.open.write().unwrap_or_else(|p| p.into_inner());
         // Drop the failed database first: sled holds an exclusive lock on its files.
         *guard = None;
-        *guard = Some(Arc::new(OpenDb::open(&self.dir)?));
-        Ok(())
+        match OpenDb::open(&self.dir) {
+            Ok(open) => {
+                *guard = Some(Arc::new(open));
+                Ok(())
+            }
+            Err(e) => {
+                *self
+                    .closed_because
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                Err(e)
+            }
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64> {
