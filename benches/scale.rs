@@ -207,16 +207,20 @@ fn sled_floor() {
     for b in 0..batches {
         let t = Instant::now();
         let mut batch = sled::Batch::default();
+        // As the ledger stores a batch: a frame per event, one stream index entry per batch
+        // holding its 100 positions.
+        let mut positions = Vec::with_capacity(800);
         for i in 0..100u64 {
             let position = b * 100 + i + 1;
             let mut key = vec![b'e'];
             key.extend_from_slice(&position.to_be_bytes());
             batch.insert(key, frame.clone());
-            let mut index = vec![b's', 16];
-            index.extend_from_slice(format!("patient-{:08}", b % 100).as_bytes());
-            index.extend_from_slice(&(b / 100 * 100 + i + 1).to_be_bytes());
-            batch.insert(index, &position.to_be_bytes());
+            positions.extend_from_slice(&position.to_be_bytes());
         }
+        let mut index = vec![b's', 16];
+        index.extend_from_slice(format!("patient-{:08}", b % 100).as_bytes());
+        index.extend_from_slice(&(b / 100 * 100 + 1).to_be_bytes());
+        batch.insert(index, positions);
         db.apply_batch(batch).unwrap();
         commit += t.elapsed();
         db.flush().unwrap();

@@ -62,6 +62,7 @@ fn frame_key(position: u64) -> [u8; 9] {
     key
 }
 
+/// The key of a stream index entry: a run of the patient's revisions starting at `revision`.
 fn stream_key(patient: &PatientId, revision: u64) -> Vec<u8> {
     let id = patient.as_str().as_bytes();
     let mut key = Vec::with_capacity(2 + id.len() + 8);
@@ -72,6 +73,35 @@ fn stream_key(patient: &PatientId, revision: u64) -> Vec<u8> {
     key.extend_from_slice(id);
     key.extend_from_slice(&revision.to_be_bytes());
     key
+}
+
+/// The revision at the end of a stream index key.
+fn revision_of(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .len()
+        .checked_sub(8)
+        .and_then(|at| key[at..].try_into().ok())
+        .ok_or_else(|| Error::Storage(format!("malformed stream index key {key:?}")))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Groups index entries into runs of one patient's consecutive revisions: one sled entry per
+/// run, keyed by its first revision, holding the positions (8 bytes each, big-endian). A batch
+/// of 100 commands writes one index entry instead of 100; a run of one is the entry of a single
+/// event.
+fn index_runs(index: &[(PatientId, u64, u64)]) -> Vec<(&PatientId, u64, Vec<u8>)> {
+    let mut runs: Vec<(&PatientId, u64, Vec<u8>)> = Vec::new();
+    for (patient, revision, position) in index {
+        match runs.last_mut() {
+            Some((p, first, positions))
+                if *p == patient && *first + (positions.len() / 8) as u64 == *revision =>
+            {
+                positions.extend_from_slice(&position.to_be_bytes());
+            }
+            _ => runs.push((patient, *revision, position.to_be_bytes().to_vec())),
+        }
+    }
+    runs
 }
 
 fn position_of(key: &[u8]) -> Result<u64> {
@@ -267,16 +297,35 @@ impl Storage for SledStorage {
         from_revision: u64,
         limit: usize,
     ) -> Result<Vec<u64>> {
-        let start = stream_key(patient, from_revision);
+        let open = self.db()?;
         let end = stream_key(patient, u64::MAX);
+        // The run holding `from_revision` may start before it.
+        let start = match open
+            .db
+            .range(stream_key(patient, 0)..=stream_key(patient, from_revision))
+            .next_back()
+        {
+            Some(item) => item.map_err(sled_err)?.0.to_vec(),
+            None => stream_key(patient, from_revision),
+        };
         let mut out = Vec::new();
-        for item in self.db()?.db.range(start..=end).take(limit) {
-            let (_, v) = item.map_err(sled_err)?;
-            let bytes: [u8; 8] = v
-                .as_ref()
-                .try_into()
-                .map_err(|_| Error::Storage("malformed stream index entry".into()))?;
-            out.push(u64::from_be_bytes(bytes));
+        for item in open.db.range(start..=end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, run) = item.map_err(sled_err)?;
+            let first = revision_of(&key)?;
+            if run.is_empty() || run.len() % 8 != 0 {
+                return Err(Error::Storage(format!(
+                    "malformed stream index entry for {patient} at revision {first}"
+                )));
+            }
+            for (offset, bytes) in run.chunks_exact(8).enumerate() {
+                if first + offset as u64 >= from_revision && out.len() < limit {
+                    let bytes: [u8; 8] = bytes.try_into().expect("chunks of 8");
+                    out.push(u64::from_be_bytes(bytes));
+                }
+            }
         }
         Ok(out)
     }
@@ -298,8 +347,8 @@ impl Storage for SledStorage {
         for (position, frame) in batch.frames {
             b.insert(&frame_key(position), frame);
         }
-        for (patient, revision, position) in batch.index {
-            b.insert(stream_key(&patient, revision), &position.to_be_bytes());
+        for (patient, first, positions) in index_runs(&batch.index) {
+            b.insert(stream_key(patient, first), positions);
         }
         if let Some((key, value)) = batch.idempotency {
             let mut full = Vec::with_capacity(1 + key.len());
@@ -341,5 +390,89 @@ impl Storage for SledStorage {
 
     fn size_on_disk(&self) -> Result<u64> {
         self.db()?.db.size_on_disk().map_err(sled_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(id: &str) -> PatientId {
+        PatientId::parse(id).unwrap()
+    }
+
+    /// Commits `runs` of `(patient, revisions)` as separate batches, positions in order.
+    fn store(dir: &Path, batches: &[&[(&str, u64)]]) -> SledStorage {
+        let storage = SledStorage::open(dir).unwrap();
+        let mut position = 0;
+        for batch in batches {
+            let mut write = WriteBatch::default();
+            for (id, revision) in batch.iter() {
+                position += 1;
+                write.frames.push((position, vec![position as u8]));
+                write.index.push((patient(id), *revision, position));
+            }
+            storage.commit(write).unwrap();
+        }
+        storage
+    }
+
+    #[test]
+    fn stream_positions_read_across_runs_from_any_revision_with_any_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        // Patient a: revisions 1 (alone), 2..=4 (a run), 5 (alone), 6..=7 (a run);
+        // patient b in between, and a batch holding both patients.
+        let storage = store(
+            dir.path(),
+            &[
+                &[("a", 1)],
+                &[("a", 2), ("a", 3), ("a", 4)],
+                &[("b", 1), ("b", 2)],
+                &[("a", 5)],
+                &[("a", 6), ("a", 7), ("b", 3)],
+            ],
+        );
+        let a = [1, 2, 3, 4, 7, 8, 9];
+        let b = [5, 6, 10];
+        for (id, positions) in [("a", &a[..]), ("b", &b[..])] {
+            for from in 0..=positions.len() as u64 + 1 {
+                for limit in 0..=positions.len() + 1 {
+                    let expected: Vec<u64> = positions
+                        .iter()
+                        .copied()
+                        .skip(from.saturating_sub(1) as usize)
+                        .take(limit)
+                        .collect();
+                    assert_eq!(
+                        storage
+                            .stream_positions(&patient(id), from, limit)
+                            .unwrap(),
+                        expected,
+                        "patient {id} from {from} limit {limit}"
+                    );
+                }
+            }
+        }
+        assert!(storage
+            .stream_positions(&patient("c"), 1, 10)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_batch_of_one_patient_writes_one_index_entry() {
+        let index = [
+            (patient("a"), 4, 10),
+            (patient("a"), 5, 11),
+            (patient("a"), 6, 12),
+            (patient("b"), 1, 13),
+            (patient("a"), 8, 14),
+        ];
+        let runs = index_runs(&index);
+        let shape: Vec<(&str, u64, usize)> = runs
+            .iter()
+            .map(|(p, first, positions)| (p.as_str(), *first, positions.len() / 8))
+            .collect();
+        assert_eq!(shape, [("a", 4, 3), ("b", 1, 1), ("a", 8, 1)]);
     }
 }
