@@ -322,8 +322,9 @@ impl Storage for SledStorage {
             }
             for (offset, bytes) in run.chunks_exact(8).enumerate() {
                 if first + offset as u64 >= from_revision && out.len() < limit {
-                    let bytes: [u8; 8] = bytes.try_into().expect("chunks of 8");
-                    out.push(u64::from_be_bytes(bytes));
+                    let mut position = [0u8; 8];
+                    position.copy_from_slice(bytes);
+                    out.push(u64::from_be_bytes(position));
                 }
             }
         }
@@ -444,9 +445,7 @@ mod tests {
                         .take(limit)
                         .collect();
                     assert_eq!(
-                        storage
-                            .stream_positions(&patient(id), from, limit)
-                            .unwrap(),
+                        storage.stream_positions(&patient(id), from, limit).unwrap(),
                         expected,
                         "patient {id} from {from} limit {limit}"
                     );

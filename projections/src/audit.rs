@@ -158,7 +158,8 @@ pub(crate) fn record(
         revision: r.revision,
         kind: r.event.kind().to_owned(),
         element: summary::element(&r.event),
-        summary: summary::sentence(recorded),
+        // The notification of the same event already holds the sentence.
+        summary: notified.map_or_else(|| summary::sentence(recorded), |n| n.summary.clone()),
         from,
         to,
         notification: notified.map(|n| Told {

@@ -9,14 +9,26 @@ use std::path::Path;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use careledger_core::ids::PatientId;
-use careledger_core::Ledger;
+use careledger_core::{Ledger, RecordedEvent};
 
 use crate::{PatientView, ProjectionConfig, ReadModel};
 
 /// Events read from the ledger per catch-up step.
 const CATCH_UP_BATCH: usize = 8192;
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// The layout of this database; state stored in another layout is dropped on open and rebuilt
+/// from the ledger by the catch-up.
+const FORMAT_KEY: &[u8] = b"format";
+const FORMAT: &[u8] = b"2";
 const PATIENT_PREFIX: u8 = b'p';
+/// A patient's encoded view is stored in chunks of at most this many bytes. sled 0.34 writes a
+/// log item over a quarter of its 512 KiB segment (a node holding several large values) as a
+/// separate blob file, and rewrites a leaf's values whenever it consolidates it: views of
+/// hundreds of kilobytes as single values made persisting cost whole multi-megabyte nodes per
+/// insert.
+const CHUNK_BYTES: usize = 16384;
+/// From this many changed patients on, `persist` encodes on two threads.
+const PARALLEL_ENCODE: usize = 64;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +49,23 @@ fn storage(e: sled::Error) -> ProjectionError {
     ProjectionError::Storage(e.to_string())
 }
 
+/// sled's segment size for this database: 2 MiB, so that a leaf of 16 chunks stays under
+/// sled's blob threshold (a quarter of a segment) and is written to its log, not to files.
+const SEGMENT_BYTES: usize = 2 << 20;
+
 /// Opens the projections' database. sled lets go of its file lock a moment after the previous
-/// handle is dropped (a restart, a reopen): wait for that, within a bound.
+/// handle is dropped (a restart, a reopen): wait for that, within a bound. A database written
+/// with other sled settings (an earlier version) is removed and created anew: it holds only
+/// derived state, which the catch-up rebuilds from the ledger.
 fn open_db(dir: &Path) -> Result<sled::Db, ProjectionError> {
     let mut attempts = 0;
+    let mut recreated = false;
     loop {
-        match sled::Config::new().path(dir).open() {
+        match sled::Config::new()
+            .path(dir)
+            .segment_size(SEGMENT_BYTES)
+            .open()
+        {
             Ok(db) => return Ok(db),
             Err(e) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
                 attempts += 1;
@@ -54,15 +77,98 @@ fn open_db(dir: &Path) -> Result<sled::Db, ProjectionError> {
                     dir.display()
                 )))
             }
+            Err(sled::Error::Unsupported(_)) if !recreated => {
+                recreated = true;
+                std::fs::remove_dir_all(dir).map_err(|e| {
+                    ProjectionError::Storage(format!(
+                        "{} was written with other settings and could not be removed to be rebuilt: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
             Err(e) => return Err(storage(e)),
         }
     }
 }
 
+/// The prefix of a patient's chunks: the id's length keeps one id from prefixing another's.
 fn patient_key(patient: &PatientId) -> Vec<u8> {
-    let mut key = vec![PATIENT_PREFIX];
-    key.extend_from_slice(patient.as_str().as_bytes());
+    let id = patient.as_str().as_bytes();
+    let mut key = Vec::with_capacity(2 + id.len() + 4);
+    key.push(PATIENT_PREFIX);
+    key.push(id.len() as u8);
+    key.extend_from_slice(id);
     key
+}
+
+fn chunk_key(patient: &PatientId, chunk: u32) -> Vec<u8> {
+    let mut key = patient_key(patient);
+    key.extend_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// The patient id and chunk number of a chunk key.
+fn parse_chunk_key(key: &[u8]) -> Result<(PatientId, u32), ProjectionError> {
+    let malformed = || ProjectionError::Decode(format!("malformed key {key:?}"));
+    let len = *key.get(1).ok_or_else(malformed)? as usize;
+    let id = key.get(2..2 + len).ok_or_else(malformed)?;
+    let chunk: [u8; 4] = key
+        .get(2 + len..)
+        .and_then(|c| c.try_into().ok())
+        .ok_or_else(malformed)?;
+    let id = std::str::from_utf8(id).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+    let patient = PatientId::parse(id).map_err(|e| ProjectionError::Decode(e.to_string()))?;
+    Ok((patient, u32::from_be_bytes(chunk)))
+}
+
+fn decode_view(bytes: &[u8]) -> Result<PatientView, ProjectionError> {
+    let (view, _): (PatientView, usize) =
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map_err(|e| ProjectionError::Decode(e.to_string()))?;
+    Ok(view)
+}
+
+/// Encodes the views of `patients` (those still in the model).
+fn encode_views<'a>(
+    model: &ReadModel,
+    patients: &[&'a PatientId],
+) -> Result<Vec<(&'a PatientId, Vec<u8>)>, ProjectionError> {
+    let mut out = Vec::with_capacity(patients.len());
+    for patient in patients {
+        if let Some(view) = model.patients.get(*patient) {
+            let bytes = bincode::serde::encode_to_vec(view, bincode::config::standard())
+                .map_err(|e| ProjectionError::Storage(e.to_string()))?;
+            out.push((*patient, bytes));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads every patient's view, reassembling its chunks (stored in key order).
+fn load_views(db: &sled::Db, model: &mut ReadModel) -> Result<(), ProjectionError> {
+    let mut current: Option<(PatientId, Vec<u8>)> = None;
+    for item in db.scan_prefix([PATIENT_PREFIX]) {
+        let (key, value) = item.map_err(storage)?;
+        let (patient, chunk) = parse_chunk_key(&key)?;
+        match &mut current {
+            Some((p, bytes)) if *p == patient => bytes.extend_from_slice(&value),
+            _ => {
+                if let Some((p, bytes)) = current.take() {
+                    model.patients.insert(p, decode_view(&bytes)?);
+                }
+                if chunk != 0 {
+                    return Err(ProjectionError::Decode(format!(
+                        "the state of {patient} starts at chunk {chunk}"
+                    )));
+                }
+                current = Some((patient, value.to_vec()));
+            }
+        }
+    }
+    if let Some((p, bytes)) = current {
+        model.patients.insert(p, decode_view(&bytes)?);
+    }
+    Ok(())
 }
 
 /// The persisted read models.
@@ -79,6 +185,11 @@ impl Projections {
     /// Opens the projections' database in `dir` and loads their state.
     pub fn open(dir: &Path, config: ProjectionConfig) -> Result<Self, ProjectionError> {
         let db = open_db(dir)?;
+        if db.get(FORMAT_KEY).map_err(storage)?.as_deref() != Some(FORMAT) {
+            // Empty, or written in an earlier layout: start from zero; the catch-up rebuilds.
+            db.clear().map_err(storage)?;
+            db.insert(FORMAT_KEY, FORMAT).map_err(storage)?;
+        }
         let mut model = ReadModel::default();
         if let Some(bytes) = db.get(CHECKPOINT_KEY).map_err(storage)? {
             let raw: [u8; 8] = bytes
@@ -87,17 +198,7 @@ impl Projections {
                 .map_err(|_| ProjectionError::Decode("checkpoint".into()))?;
             model.checkpoint = u64::from_be_bytes(raw);
         }
-        for item in db.scan_prefix([PATIENT_PREFIX]) {
-            let (key, value) = item.map_err(storage)?;
-            let id = std::str::from_utf8(&key[1..])
-                .map_err(|e| ProjectionError::Decode(e.to_string()))?;
-            let patient =
-                PatientId::parse(id).map_err(|e| ProjectionError::Decode(e.to_string()))?;
-            let (view, _): (PatientView, usize) =
-                bincode::serde::decode_from_slice(&value, bincode::config::standard())
-                    .map_err(|e| ProjectionError::Decode(e.to_string()))?;
-            model.patients.insert(patient, view);
-        }
+        load_views(&db, &mut model)?;
         Ok(Self {
             db,
             config,
@@ -185,12 +286,34 @@ impl Projections {
     pub fn persist(&self) -> Result<(), ProjectionError> {
         let model = self.model.read().unwrap_or_else(|p| p.into_inner());
         let changed = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        // Encoding is most of the work when many patients changed (a rebuild): two threads.
+        let changed: Vec<&PatientId> = changed.iter().collect();
+        let encoded: Vec<Vec<(&PatientId, Vec<u8>)>> = if changed.len() >= PARALLEL_ENCODE {
+            let (first, second) = changed.split_at(changed.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| encode_views(&model, second));
+                let mine = encode_views(&model, first);
+                let other = other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                Ok::<_, ProjectionError>(vec![mine?, other?])
+            })?
+        } else {
+            vec![encode_views(&model, &changed)?]
+        };
         let mut batch = sled::Batch::default();
-        for patient in &changed {
-            if let Some(view) = model.patients.get(patient) {
-                let bytes = bincode::serde::encode_to_vec(view, bincode::config::standard())
-                    .map_err(|e| ProjectionError::Storage(e.to_string()))?;
-                batch.insert(patient_key(patient), bytes);
+        for (patient, bytes) in encoded.iter().flatten() {
+            let mut chunks = 0;
+            for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
+                batch.insert(chunk_key(patient, i as u32), chunk);
+                chunks = i as u32 + 1;
+            }
+            // A view never shrinks by much, but a smaller one must not keep old chunks.
+            for item in self
+                .db
+                .range(chunk_key(patient, chunks)..=chunk_key(patient, u32::MAX))
+            {
+                batch.remove(item.map_err(storage)?.0);
             }
         }
         batch.insert(CHECKPOINT_KEY, &model.checkpoint.to_be_bytes());
@@ -207,21 +330,49 @@ impl Projections {
             let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
             let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
             self.db.clear().map_err(storage)?;
+            self.db.insert(FORMAT_KEY, FORMAT).map_err(storage)?;
             *model = ReadModel::default();
             self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
         // Fold everything in memory and write each patient once at the end: persisting after
-        // every step would encode a growing view again and again.
+        // every step would encode a growing view again and again. One thread reads and decodes
+        // the next batch of events while this one folds the last.
         let head = ledger.head().position;
         let mut applied = 0;
-        loop {
-            let step = self.apply_step(ledger)?;
-            if step == 0 {
-                break;
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(2);
+        std::thread::scope(|scope| -> Result<(), ProjectionError> {
+            let reader = scope.spawn(move || -> Result<(), ProjectionError> {
+                let mut after = 0;
+                loop {
+                    let events = ledger.read_all(after, CATCH_UP_BATCH)?;
+                    let Some(last) = events.last() else {
+                        return Ok(());
+                    };
+                    after = last.position;
+                    if batches.send(events).is_err() {
+                        return Ok(());
+                    }
+                }
+            });
+            for events in received {
+                let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+                let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
+                let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+                for event in &events {
+                    if event.position > model.checkpoint {
+                        model.apply(event);
+                        dirty.insert(event.record.patient.clone());
+                    }
+                }
+                applied += events.len() as u64;
+                let checkpoint = model.checkpoint;
+                drop((model, dirty));
+                progress(checkpoint, head);
             }
-            applied += step;
-            progress(self.checkpoint(), head);
-        }
+            reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         self.persist()?;
         Ok(applied)
     }

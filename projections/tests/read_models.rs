@@ -605,3 +605,56 @@ proptest! {
         prop_assert_eq!(incremental.checkpoint, ledger.head().position);
     }
 }
+
+#[test]
+fn state_in_an_earlier_layout_is_dropped_and_caught_up_again_from_the_ledger() {
+    let s = Story::new(true);
+    for day in 0..50 {
+        s.by(
+            &gp(),
+            vec![Command::AddNote(Note {
+                kind: NoteKind::Note,
+                subject: Text::new(format!("consultation {day} ").repeat(20)).unwrap(),
+                body: Text::new("x".repeat(2000)).unwrap(),
+            })],
+            day,
+        );
+    }
+    let expected = s.view();
+    let dir = s._dir.path().to_owned();
+    let Story {
+        _dir,
+        ledger,
+        projections,
+    } = s;
+    drop(projections);
+    // Reloaded from its chunks (the view is larger than one chunk): the same view.
+    let reopened =
+        Projections::open(&dir.join("projections"), ProjectionConfig::default()).unwrap();
+    let patient = PatientId::parse(PATIENT).unwrap();
+    assert_eq!(reopened.read().patient(&patient).unwrap(), &expected);
+    drop(reopened);
+
+    // A database in the earlier layout (sled's default segments, one value per patient, no
+    // format key) opens empty and catches up from the ledger to the same state.
+    let earlier = dir.join("earlier");
+    {
+        let db = sled::Config::new().path(&earlier).open().unwrap();
+        db.insert(b"checkpoint", &ledger.head().position.to_be_bytes())
+            .unwrap();
+        db.insert(
+            format!("p{PATIENT}").as_bytes(),
+            b"not a view in the current layout".to_vec(),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    let projections = Projections::open(&earlier, ProjectionConfig::default()).unwrap();
+    assert_eq!(
+        projections.checkpoint(),
+        0,
+        "nothing of the earlier layout is trusted"
+    );
+    projections.catch_up(&ledger).unwrap();
+    assert_eq!(projections.read().patient(&patient).unwrap(), &expected);
+}
