@@ -8,11 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -573,12 +571,16 @@ async fn acknowledge(
 }
 
 /// `GET /events/stream`: Server-Sent Events from a position on, catch-up then live.
+///
+/// Each event is framed once (`id`, `event`, `data`) by the feed and shared by every subscriber;
+/// the events that became visible since a subscriber's last wake-up go out in one write. A
+/// comment line (`:heartbeat`) is sent after [`HEARTBEAT`] without events.
 async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| {
@@ -595,54 +597,78 @@ async fn stream(
         may_read(&state, &caller, p)?;
     }
     let stream = futures::stream::unfold(
-        (state, caller, patient, after, Vec::<SseEvent>::new()),
-        |(mut state, caller, patient, mut after, mut pending)| async move {
+        (state, caller, patient, after),
+        |(mut state, caller, patient, mut after)| async move {
             loop {
-                if let Some(event) = pending.pop() {
-                    return Some((Ok(event), (state, caller, patient, after, pending)));
-                }
                 let items = next_items(&state, after).await?;
                 if items.is_empty() {
-                    if !wait_for_more(&mut state, after).await {
-                        return None;
+                    match tokio::time::timeout(HEARTBEAT, wait_for_more(&mut state, after)).await {
+                        Ok(true) => continue,
+                        Ok(false) => return None,
+                        Err(_) => {
+                            let heartbeat = Bytes::from_static(b":heartbeat\n\n");
+                            return Some((Ok(heartbeat), (state, caller, patient, after)));
+                        }
                     }
-                    continue;
                 }
                 after = items.last().map_or(after, |e| e.position);
-                let mut out: Vec<SseEvent> = items
+                let mut shown = items
                     .iter()
                     .filter(|e| patient.as_ref().is_none_or(|p| *p == e.patient))
-                    .filter(|e| visible(&state, &caller, &e.patient))
-                    .map(|e| {
-                        SseEvent::default()
-                            .id(e.position.to_string())
-                            .event(e.kind)
-                            .data(e.data.as_str())
-                    })
-                    .collect();
-                out.reverse();
-                pending = out;
+                    .filter(|e| visible(&state, &caller, &e.patient));
+                let Some(first) = shown.next() else {
+                    continue;
+                };
+                let chunk = match shown.next() {
+                    None => first.frame.clone(),
+                    Some(second) => {
+                        let mut joined = Vec::with_capacity(first.frame.len() * items.len());
+                        joined.extend_from_slice(&first.frame);
+                        joined.extend_from_slice(&second.frame);
+                        for e in shown {
+                            joined.extend_from_slice(&e.frame);
+                        }
+                        Bytes::from(joined)
+                    }
+                };
+                return Some((Ok::<_, Infallible>(chunk), (state, caller, patient, after)));
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// A durable event encoded once for every subscriber.
 pub struct FeedItem {
     position: u64,
     patient: PatientId,
-    kind: &'static str,
-    data: String,
+    /// The whole SSE event: `id`, `event` and one `data` line (the JSON has no newlines).
+    frame: Bytes,
 }
 
 impl FeedItem {
     fn of(event: &RecordedEvent) -> FeedItem {
+        let data = dto::recorded_event(event).to_string();
+        let kind = event.record.event.kind();
+        let mut frame = Vec::with_capacity(data.len() + kind.len() + 40);
+        frame.extend_from_slice(b"id: ");
+        frame.extend_from_slice(event.position.to_string().as_bytes());
+        frame.extend_from_slice(b"\nevent: ");
+        frame.extend_from_slice(kind.as_bytes());
+        frame.extend_from_slice(b"\ndata: ");
+        frame.extend_from_slice(data.as_bytes());
+        frame.extend_from_slice(b"\n\n");
         FeedItem {
             position: event.position,
             patient: event.record.patient.clone(),
-            kind: event.record.event.kind(),
-            data: dto::recorded_event(event).to_string(),
+            frame: Bytes::from(frame),
         }
     }
 }

@@ -150,7 +150,7 @@ struct Shared {
     prefix: String,
     remaining: AtomicU64,
     stop: AtomicBool,
-    acked_at: Mutex<HashMap<u64, Instant>>,
+    acked_at: AckTimes,
     /// The last position subscribers must reach; 0 while the load runs.
     until: AtomicU64,
     /// Appends acknowledged so far.
@@ -182,7 +182,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
         prefix: format!("load-{}", hex::encode(prefix)),
         remaining: AtomicU64::new(args.events),
         stop: AtomicBool::new(false),
-        acked_at: Mutex::new(HashMap::new()),
+        acked_at: AckTimes::new(args.events.min(ACK_SLOTS) as usize + 1024),
         until: AtomicU64::new(0),
         acked: AtomicU64::new(0),
         errors: Mutex::new(HashMap::new()),
@@ -207,6 +207,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
         }
     }
     let start_position = head(&shared, reader_token).await?;
+    shared.acked_at.base.store(start_position, Ordering::SeqCst);
     let subscribers: Vec<_> = (0..args.subscribers)
         .map(|_| {
             tokio::spawn(subscribe(
@@ -399,11 +400,7 @@ async fn append_loop(
                 shared.acked.fetch_add(1, Ordering::SeqCst);
                 if let Ok(body) = r.json::<Value>().await {
                     if let Some(position) = body["events"][0]["position"].as_u64() {
-                        shared
-                            .acked_at
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(position, acked);
+                        shared.acked_at.record(position, acked);
                     }
                 }
             }
@@ -455,7 +452,7 @@ async fn subscribe(
         bail!("subscribing failed: {}", response.status());
     }
     let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
+    let mut buffer: Vec<u8> = Vec::new();
     let mut positions = Vec::new();
     let mut delays = Samples::default();
     loop {
@@ -470,23 +467,79 @@ async fn subscribe(
             Ok(Some(chunk)) => chunk?,
         };
         let received = Instant::now();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id: "));
-            if let Some(position) = id.and_then(|v| v.parse::<u64>().ok()) {
-                if let Some(acked) = shared
-                    .acked_at
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&position)
-                {
+        // Only the new bytes (and the newline before them) can complete a block.
+        let mut search = buffer.len().saturating_sub(1);
+        buffer.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = find_blank_line(&buffer, search) {
+            if let Some(position) = sse_id(&buffer[start..end]) {
+                if let Some(acked) = shared.acked_at.get(position) {
                     delays
                         .0
-                        .push(received.saturating_duration_since(*acked).as_micros() as u64);
+                        .push(received.saturating_duration_since(acked).as_micros() as u64);
                 }
                 positions.push(position);
             }
+            start = end + 2;
+            search = start;
         }
+        buffer.drain(..start);
+    }
+}
+
+/// Where the next `\n\n` at or after `from` starts.
+fn find_blank_line(buffer: &[u8], from: usize) -> Option<usize> {
+    buffer
+        .get(from..)?
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i + from)
+}
+
+/// The `id:` of an SSE block, as a position.
+fn sse_id(block: &[u8]) -> Option<u64> {
+    let line = block
+        .split(|b| *b == b'\n')
+        .find_map(|l| l.strip_prefix(b"id: "))?;
+    std::str::from_utf8(line).ok()?.trim().parse().ok()
+}
+
+/// Most acknowledgement times kept for the delivery delays.
+const ACK_SLOTS: u64 = 4_000_000;
+
+/// When each position after `base` was acknowledged: written once by its appender, read by every
+/// subscriber without a lock (a map behind one mutex made the subscribers queue on it).
+struct AckTimes {
+    start: Instant,
+    base: AtomicU64,
+    /// Nanoseconds after `start`, plus one; zero while unknown.
+    slots: Vec<AtomicU64>,
+}
+
+impl AckTimes {
+    fn new(slots: usize) -> Self {
+        AckTimes {
+            start: Instant::now(),
+            base: AtomicU64::new(u64::MAX),
+            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self, position: u64) -> Option<&AtomicU64> {
+        let first = self.base.load(Ordering::SeqCst).checked_add(1)?;
+        let index = position.checked_sub(first)?;
+        self.slots.get(usize::try_from(index).ok()?)
+    }
+
+    fn record(&self, position: u64, at: Instant) {
+        if let Some(slot) = self.slot(position) {
+            let nanos = at.saturating_duration_since(self.start).as_nanos() as u64;
+            slot.store(nanos + 1, Ordering::Release);
+        }
+    }
+
+    fn get(&self, position: u64) -> Option<Instant> {
+        let nanos = self.slot(position)?.load(Ordering::Acquire);
+        (nanos > 0).then(|| self.start + Duration::from_nanos(nanos - 1))
     }
 }
