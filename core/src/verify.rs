@@ -175,8 +175,9 @@ impl Chunk {
 
 /// Verifies the whole chain in `storage`, calling `progress(verified, total)` now and then.
 ///
-/// The work is split across threads: one scans storage and copies frames out in chunks, the
-/// others recompute hashes, check links and decode records, and this thread collects their
+/// The work is split across threads: one scans storage and copies frames out in chunks, one
+/// checker per core recomputes hashes, checks links and decodes records (the scanner waits for
+/// them most of the time, so the cores stay busy), and this thread collects their
 /// findings in position order. The first problem in position order is reported, exactly as a
 /// sequential check would; the chunk boundaries only decide who checks what. A chunk's first
 /// frame is checked against the stored hash of the frame before it, which the chunk before has
@@ -187,7 +188,7 @@ pub(crate) fn verify_chain(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport> {
     let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get().saturating_sub(1))
+        .map_or(1, |n| n.get())
         .clamp(1, 4);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
