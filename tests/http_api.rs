@@ -339,3 +339,25 @@ async fn bad_paging_and_last_event_id_are_400() {
     assert_eq!(page["events"].as_array().unwrap().len(), 3);
     assert_eq!(page["next_after"], 3);
 }
+
+#[tokio::test]
+async fn a_plan_read_after_a_change_shows_the_change() {
+    let f = Fixture::with_patient().await;
+    let plan_uri = format!("/patients/{PATIENT}/plan");
+    let (status, before) = f.get("gp-1", &plan_uri).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    // Read twice: the second answer is the rendered plan kept for this revision.
+    let (_, again) = f.get("nurse-1", &plan_uri).await;
+    assert_eq!(before, again);
+    let notes = |plan: &serde_json::Value| plan["notes"].as_array().unwrap().len();
+    let note =
+        json!({"commands": [{"type": "add_note", "subject": "discussed statin side effects"}]});
+    let (status, body) = f.post("gp-1", PATIENT, &note, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, after) = f.get("card-1", &plan_uri).await;
+    assert_eq!(notes(&after), notes(&before) + 1, "{after}");
+    assert_eq!(
+        after["revision"].as_u64().unwrap(),
+        before["revision"].as_u64().unwrap() + 1
+    );
+}

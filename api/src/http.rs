@@ -52,6 +52,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Recently durable events, encoded once for all subscribers.
     pub feed: Arc<Feed>,
+    /// Rendered plans, reused until the patient's next event.
+    plans: Arc<PlanCache>,
     shutdown_tx: Arc<watch::Sender<bool>>,
 }
 
@@ -82,6 +84,7 @@ impl AppState {
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
             feed,
+            plans: Arc::new(PlanCache::default()),
         }
     }
 
@@ -437,10 +440,48 @@ async fn patient_events(
 async fn plan(
     State(state): State<AppState>,
     Readable { patient, .. }: Readable,
-) -> Result<Json<Value>, ApiError> {
-    let model = state.projections.read();
-    let view = model.patient(&patient).ok_or_else(forbidden)?;
-    Ok(Json(view::plan(&patient, &view.plan)))
+) -> Result<Response, ApiError> {
+    let bytes = {
+        let model = state.projections.read();
+        let view = model.patient(&patient).ok_or_else(forbidden)?;
+        let revision = view.plan.revision;
+        match state.plans.get(&patient, revision) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = Bytes::from(view::plan(&patient, &view.plan).to_string());
+                state.plans.put(patient, revision, bytes.clone());
+                bytes
+            }
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// Plans rendered to JSON, each with the patient's revision it shows: a plan is a function of
+/// the patient's events alone, so it is rendered once per change and served as shared bytes to
+/// every reader until the patient's next event.
+#[derive(Default)]
+struct PlanCache(std::sync::RwLock<std::collections::HashMap<PatientId, (u64, Bytes)>>);
+
+/// Plans kept at most; beyond that the cache starts again empty.
+const PLAN_CACHE_ENTRIES: usize = 10_000;
+
+impl PlanCache {
+    fn get(&self, patient: &PatientId, revision: u64) -> Option<Bytes> {
+        let plans = self.0.read().unwrap_or_else(|p| p.into_inner());
+        plans
+            .get(patient)
+            .filter(|(cached, _)| *cached == revision)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn put(&self, patient: PatientId, revision: u64, bytes: Bytes) {
+        let mut plans = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if plans.len() >= PLAN_CACHE_ENTRIES && !plans.contains_key(&patient) {
+            plans.clear();
+        }
+        plans.insert(patient, (revision, bytes));
+    }
 }
 
 #[derive(Deserialize)]
