@@ -36,13 +36,27 @@ impl Tmpfs {
         Tmpfs { _dir: dir, path }
     }
 
+    /// Remounts with `options`. sled lets go of its files a moment after the ledger is
+    /// dropped, and a file system with a file open for writing cannot turn read-only: retried
+    /// for up to 5 s.
     fn remount(&self, options: &str) {
-        let status = Process::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.path)
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount {options}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let output = Process::new("mount")
+                .args(["-o", &format!("remount,{options}")])
+                .arg(&self.path)
+                .output()
+                .unwrap();
+            if output.status.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "remount {options}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
