@@ -2,7 +2,7 @@
 //! restart every acknowledged write is there, no batch is partial, the chain verifies, and the
 //! projections that caught up from their checkpoint equal a rebuild from zero.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 mod common;
 
 use std::time::Duration;
@@ -157,16 +157,7 @@ async fn sigkilled_server_keeps_every_acknowledged_write_and_catches_up_to_a_reb
                 );
             }
         }
-        let mut per_correlation: HashMap<&str, usize> = HashMap::new();
-        for e in events.iter().filter(|e| e["type"] == "note_added") {
-            *per_correlation
-                .entry(e["correlation_id"].as_str().unwrap())
-                .or_default() += 1;
-        }
-        assert!(
-            per_correlation.values().all(|n| *n == 3),
-            "round {round}: a batch is partial: {per_correlation:?}"
-        );
+        common::assert_no_partial_batch(&events, 3, &format!("round {round}"));
         let verify: Value = client
             .get(format!("{}/verify", server.base))
             .bearer_auth(&auditor)

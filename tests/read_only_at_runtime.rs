@@ -18,7 +18,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
@@ -285,12 +285,12 @@ impl Scene {
     ) -> HashSet<String> {
         let mut events = Vec::new();
         loop {
-            let (status, page) = get(
-                &self.client,
-                format!("{}/events?after={}&limit=1000", server.base, events.len()),
-                &self.auditor,
-            )
-            .await;
+            let (status, page) = self
+                .get(
+                    server,
+                    &format!("/events?after={}&limit=1000", events.len()),
+                )
+                .await;
             assert_eq!(status, 200, "{page}");
             let batch = page["events"].as_array().unwrap();
             if batch.is_empty() {
@@ -312,28 +312,24 @@ impl Scene {
             missing.len(),
             acknowledged.len()
         );
-        let mut per_correlation: HashMap<&str, usize> = HashMap::new();
-        for e in events.iter().filter(|e| e["type"] == "note_added") {
-            *per_correlation
-                .entry(e["correlation_id"].as_str().unwrap())
-                .or_default() += 1;
-        }
-        assert!(
-            per_correlation.values().all(|n| *n == 2),
-            "{when}: no partial batch: every append wrote two notes: {per_correlation:?}"
-        );
-        let (status, verify) = get(
-            &self.client,
-            format!("{}/verify", server.base),
-            &self.auditor,
-        )
-        .await;
+        common::assert_no_partial_batch(&events, 2, when);
+        let (status, verify) = self.get(server, "/verify").await;
         assert_eq!(
             (status, &verify["intact"]),
             (200, &json!(true)),
             "{when}: {verify}"
         );
         racing.into_iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// A GET as the auditor.
+    async fn get(&self, server: &ServerProcess, path: &str) -> (u16, Value) {
+        get(
+            &self.client,
+            format!("{}{path}", server.base),
+            &self.auditor,
+        )
+        .await
     }
 
     async fn assert_writable(&self, server: &ServerProcess) {
@@ -388,12 +384,7 @@ async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_noth
             .contains("Read-only file system"),
         "{problem}"
     );
-    let (status, health) = get(
-        &scene.client,
-        format!("{}/health", server.base),
-        &scene.auditor,
-    )
-    .await;
+    let (status, health) = scene.get(&server, "/health").await;
     assert_eq!(status, 503, "{health}");
     assert!(
         health["reason"]
@@ -402,19 +393,11 @@ async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_noth
             .contains("Read-only file system"),
         "{health}"
     );
-    let (status, plan) = get(
-        &scene.client,
-        format!("{}/patients/{PATIENT}/plan", server.base),
-        &scene.auditor,
-    )
-    .await;
+    let (status, plan) = scene
+        .get(&server, &format!("/patients/{PATIENT}/plan"))
+        .await;
     assert_eq!(status, 200, "the plan is served from memory: {plan}");
-    let (status, page) = get(
-        &scene.client,
-        format!("{}/events?after=0&limit=10", server.base),
-        &scene.auditor,
-    )
-    .await;
+    let (status, page) = scene.get(&server, "/events?after=0&limit=10").await;
     assert!(
         status == 200 || (status == 503 && page["detail"].as_str().unwrap().contains("Read-only")),
         "reading the ledger works or names the cause: {status} {page}"
@@ -445,12 +428,7 @@ async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_noth
         racing.len(),
         acknowledged.len()
     );
-    let (status, health) = get(
-        &scene.client,
-        format!("{}/health", server.base),
-        &scene.auditor,
-    )
-    .await;
+    let (status, health) = scene.get(&server, "/health").await;
     assert_eq!(status, 200, "{health}");
     scene.assert_writable(&server).await;
 }

@@ -270,16 +270,23 @@ impl Projections {
         if events.is_empty() {
             return Ok(0);
         }
+        self.fold(&events);
+        Ok(events.len() as u64)
+    }
+
+    /// Folds events read from the ledger into the model and marks their patients changed;
+    /// returns the checkpoint after them. Call with `catching_up` held.
+    fn fold(&self, events: &[RecordedEvent]) -> u64 {
         let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
         let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-        for event in &events {
+        for event in events {
             // Another catch-up may have applied it between our read and our lock.
             if event.position > model.checkpoint {
                 model.apply(event);
                 dirty.insert(event.record.patient.clone());
             }
         }
-        Ok(events.len() as u64)
+        model.checkpoint
     }
 
     /// Writes the patients changed since the last call and the checkpoint in one atomic batch.
@@ -355,18 +362,11 @@ impl Projections {
                 }
             });
             for events in received {
-                let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
-                let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
-                let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-                for event in &events {
-                    if event.position > model.checkpoint {
-                        model.apply(event);
-                        dirty.insert(event.record.patient.clone());
-                    }
-                }
+                let checkpoint = {
+                    let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+                    self.fold(&events)
+                };
                 applied += events.len() as u64;
-                let checkpoint = model.checkpoint;
-                drop((model, dirty));
                 progress(checkpoint, head);
             }
             reader

@@ -143,3 +143,18 @@ pub fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) {
         "a problem says what is wrong: {body}"
     );
 }
+
+/// Asserts that every request that wrote notes wrote all `size` of them or none: the
+/// `note_added` events of `events` (from `GET /events`), counted per correlation id.
+pub fn assert_no_partial_batch(events: &[Value], size: usize, when: &str) {
+    let mut per_correlation: HashMap<&str, usize> = HashMap::new();
+    for e in events.iter().filter(|e| e["type"] == "note_added") {
+        *per_correlation
+            .entry(e["correlation_id"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    assert!(
+        per_correlation.values().all(|n| *n == size),
+        "{when}: a batch is partial: {per_correlation:?}"
+    );
+}
