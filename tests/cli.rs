@@ -1,5 +1,7 @@
 //! The `careledger` command line: demo, verify (also after tampering), plan, audit, actors.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn careledger(args: &[&str]) -> Output {
@@ -69,13 +71,10 @@ fn verify_names_the_position_of_a_changed_byte_and_exits_non_zero() {
     assert!(careledger(&["demo", "--data", data]).status.success());
     {
         let db = sled::open(dir.path().join("ledger")).unwrap();
-        let mut key = vec![b'e'];
-        key.extend_from_slice(&17u64.to_be_bytes());
-        let mut frame = db.get(&key).unwrap().unwrap().to_vec();
-        let last = frame.len() - 5;
-        frame[last] ^= 0x01;
-        db.insert(key, frame).unwrap();
-        db.flush().unwrap();
+        common::tamper::change(&db, 17, |frame| {
+            let near_the_end = frame.len() - 5;
+            frame[near_the_end] ^= 0x01;
+        });
     }
     let verify = careledger(&["verify", "--data", data]);
     assert!(!verify.status.success());

@@ -14,6 +14,9 @@ use careledger_core::{
 };
 use proptest::prelude::*;
 
+mod common;
+use common::tamper;
+
 fn gp(n: usize) -> Actor {
     Actor {
         id: ActorId::parse(&format!("gp-{n}")).unwrap(),
@@ -101,12 +104,6 @@ fn open_raw(dir: &Path) -> sled::Db {
     panic!("the ledger's database stayed locked");
 }
 
-fn frame_key(position: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&position.to_be_bytes());
-    key
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -118,11 +115,7 @@ proptest! {
         let position = 1 + (frame_pick as u64 % head);
         {
             let db = open_raw(dir.path());
-            let mut frame = db.get(frame_key(position)).unwrap().unwrap().to_vec();
-            let offset = offset_pick % frame.len();
-            frame[offset] ^= 1 << bit;
-            db.insert(frame_key(position), frame).unwrap();
-            db.flush().unwrap();
+            tamper::flip(&db, position, offset_pick, 1 << bit);
         }
         let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
         let report = ledger.verify(&mut |_, _| {}).unwrap();
@@ -152,21 +145,34 @@ proptest! {
 }
 
 #[test]
-fn deleted_frame_is_reported_as_a_gap_at_its_position() {
-    let dir = tempfile::tempdir().unwrap();
-    build(dir.path(), 2, 4);
-    {
-        let db = open_raw(dir.path());
-        db.remove(frame_key(5)).unwrap();
-        db.flush().unwrap();
+fn deleted_events_are_reported_as_a_gap_at_the_first_missing_position() {
+    // Each append is stored as one value; removing one removes its events.
+    for removed in [1, 4, 12] {
+        let dir = tempfile::tempdir().unwrap();
+        let head = build(dir.path(), 2, 4);
+        let (first, count) = {
+            let db = open_raw(dir.path());
+            let (key, value, _) = tamper::locate(&db, removed);
+            let first = u64::from_be_bytes(key[1..9].try_into().unwrap());
+            let count = careledger_core::storage::frames_in(first, &value).count() as u64;
+            tamper::remove_append(&db, removed);
+            (first, count)
+        };
+        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let report = ledger.verify(&mut |_, _| {}).unwrap();
+        if first + count > head {
+            // The last append removed: the chain is intact up to the new head.
+            assert!(report.is_intact(), "{:?}", report.problem);
+            assert_eq!(report.verified, first - 1);
+            continue;
+        }
+        let problem = report.problem.unwrap();
+        assert_eq!(problem.position, first, "{problem}");
+        assert!(
+            matches!(problem.kind, ProblemKind::Gap { found } if found == first + count),
+            "{problem}"
+        );
     }
-    let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
-    let problem = ledger.verify(&mut |_, _| {}).unwrap().problem.unwrap();
-    assert_eq!(problem.position, 5);
-    assert!(
-        matches!(problem.kind, ProblemKind::Gap { found: 6 }),
-        "{problem}"
-    );
 }
 
 #[test]
@@ -175,11 +181,10 @@ fn damaged_head_is_reported_on_open_and_writes_are_refused() {
     let head = build(dir.path(), 1, 3);
     {
         let db = open_raw(dir.path());
-        let mut frame = db.get(frame_key(head)).unwrap().unwrap().to_vec();
-        let last = frame.len() - 1;
-        frame[last] ^= 0xff;
-        db.insert(frame_key(head), frame).unwrap();
-        db.flush().unwrap();
+        tamper::change(&db, head, |frame| {
+            let last = frame.len() - 1;
+            frame[last] ^= 0xff;
+        });
     }
     let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
     let problem = ledger

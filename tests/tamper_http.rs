@@ -11,13 +11,10 @@ use serde_json::{json, Value};
 
 fn flip_byte(data: &Path, position: u64) {
     let db = sled::open(data.join("ledger")).unwrap();
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&position.to_be_bytes());
-    let mut frame = db.get(&key).unwrap().unwrap().to_vec();
-    let middle = frame.len() / 2;
-    frame[middle] ^= 0x20;
-    db.insert(key, frame).unwrap();
-    db.flush().unwrap();
+    common::tamper::change(&db, position, |frame| {
+        let middle = frame.len() / 2;
+        frame[middle] ^= 0x20;
+    });
 }
 
 /// Demo data plus an auditor; returns (auditor token, GP token, head position).

@@ -112,6 +112,63 @@ fn position_of(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// The first byte of a sled value that holds the frames of several consecutive positions (one
+/// append of several events). A lone frame starts with its version byte
+/// ([`crate::chain::FRAME_VERSION`]), which is never this.
+pub const GROUP_MARKER: u8 = 0xFF;
+
+/// Stores the frames of one append: a lone frame as it is, several as one group value
+/// `GROUP_MARKER ‖ (u32 BE length ‖ frame)…` under the first position's key.
+fn group_value(frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let size = 1 + frames.iter().map(|(_, f)| 4 + f.len()).sum::<usize>();
+    let mut value = Vec::with_capacity(size);
+    value.push(GROUP_MARKER);
+    for (_, frame) in frames {
+        value.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        value.extend_from_slice(frame);
+    }
+    value
+}
+
+/// The frames a stored value holds, with their positions, the first being `first` (the key's).
+/// A group whose lengths no longer fit its bytes yields, at the position where they stop
+/// fitting, the rest of the value as that position's "frame", so that checking it reports the
+/// damage at exactly that position.
+pub fn frames_in(first: u64, value: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let grouped = value.first() == Some(&GROUP_MARKER);
+    let mut rest = if grouped { &value[1..] } else { value };
+    let mut position = first;
+    let mut single = !grouped;
+    std::iter::from_fn(move || {
+        if single {
+            single = false;
+            let frame = rest;
+            rest = &[];
+            return Some((position, frame));
+        }
+        if rest.is_empty() {
+            return None;
+        }
+        let at = position;
+        position += 1;
+        let frame = rest
+            .get(..4)
+            .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+            .and_then(|len| rest.get(4..4 + len));
+        match frame {
+            Some(frame) => {
+                rest = &rest[4 + frame.len()..];
+                Some((at, frame))
+            }
+            None => {
+                let damaged = rest;
+                rest = &[];
+                Some((at, damaged))
+            }
+        }
+    })
+}
+
 /// How often, and how long apart, opening retries while another handle still holds the lock.
 const LOCK_ATTEMPTS: u32 = 50;
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -215,6 +272,23 @@ impl SledStorage {
         })
     }
 
+    /// The stored value whose frames include `position`, with its first position: the last
+    /// frame key at or before `position`.
+    fn value_holding(&self, position: u64) -> Result<Option<(u64, sled::IVec)>> {
+        let found = self
+            .db()?
+            .db
+            .range(frame_key(0)..=frame_key(position))
+            .next_back();
+        match found {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(sled_err)?;
+                Ok(Some((position_of(&k)?, v)))
+            }
+        }
+    }
+
     /// Writes, syncs and removes a small file in the store's directory: tells whether the file
     /// system takes writes again without giving up the open database, which still serves reads.
     fn probe_writable(&self) -> Result<()> {
@@ -258,18 +332,21 @@ impl Storage for SledStorage {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item.map_err(sled_err)?;
-                Ok(Some((position_of(&k)?, v.to_vec())))
+                Ok(frames_in(position_of(&k)?, &v)
+                    .last()
+                    .map(|(position, frame)| (position, frame.to_vec())))
             }
         }
     }
 
     fn frame(&self, position: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .db()?
-            .db
-            .get(frame_key(position))
-            .map_err(sled_err)?
-            .map(|v| v.to_vec()))
+        let Some((first, value)) = self.value_holding(position)? else {
+            return Ok(None);
+        };
+        let frame = frames_in(first, &value)
+            .find(|(p, _)| *p == position)
+            .map(|(_, frame)| frame.to_vec());
+        Ok(frame)
     }
 
     fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
@@ -282,10 +359,18 @@ impl Storage for SledStorage {
     }
 
     fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
-        for item in self.db()?.db.range(frame_key(from)..=frame_key(u64::MAX)) {
+        let open = self.db()?;
+        // The group holding `from` may start before it.
+        let start = match self.value_holding(from)? {
+            Some((first, _)) => first,
+            None => from,
+        };
+        for item in open.db.range(frame_key(start)..=frame_key(u64::MAX)) {
             let (k, v) = item.map_err(sled_err)?;
-            if !visit(position_of(&k)?, &v) {
-                break;
+            for (position, frame) in frames_in(position_of(&k)?, &v) {
+                if position >= from && !visit(position, frame) {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -345,8 +430,10 @@ impl Storage for SledStorage {
 
     fn commit(&self, batch: WriteBatch) -> Result<()> {
         let mut b = sled::Batch::default();
-        for (position, frame) in batch.frames {
-            b.insert(&frame_key(position), frame);
+        match batch.frames.as_slice() {
+            [] => {}
+            [(position, frame)] => b.insert(&frame_key(*position), frame.as_slice()),
+            frames => b.insert(&frame_key(frames[0].0), group_value(frames)),
         }
         for (patient, first, positions) in index_runs(&batch.index) {
             b.insert(stream_key(patient, first), positions);
@@ -456,6 +543,61 @@ mod tests {
             .stream_positions(&patient("c"), 1, 10)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn frames_of_one_append_are_read_by_position_from_anywhere_in_their_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SledStorage::open(dir.path()).unwrap();
+        // Appends of 1, 3 and 2 events: a lone frame and two groups.
+        let mut position = 0;
+        for size in [1usize, 3, 2] {
+            let mut batch = WriteBatch::default();
+            for _ in 0..size {
+                position += 1;
+                batch
+                    .frames
+                    .push((position, vec![FRAME, position as u8, 7]));
+            }
+            storage.commit(batch).unwrap();
+        }
+        let frame = |p: u64| vec![FRAME, p as u8, 7];
+        for p in 1..=6 {
+            assert_eq!(storage.frame(p).unwrap(), Some(frame(p)), "position {p}");
+        }
+        assert_eq!(storage.frame(7).unwrap(), None);
+        assert_eq!(storage.last_frame().unwrap(), Some((6, frame(6))));
+        for from in 1..=7 {
+            let read: Vec<u64> = storage
+                .frames_from(from, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(p, bytes)| {
+                    assert_eq!(bytes, frame(p));
+                    p
+                })
+                .collect();
+            assert_eq!(read, (from..=6).collect::<Vec<_>>(), "from {from}");
+        }
+        assert_eq!(storage.frames_from(2, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_group_whose_lengths_were_changed_yields_the_rest_at_the_position_where_it_breaks() {
+        let frames = [(10, vec![1u8, 2, 3]), (11, vec![4, 5]), (12, vec![6])];
+        let mut value = group_value(&frames);
+        assert_eq!(
+            frames_in(10, &value).collect::<Vec<_>>(),
+            [(10, &[1u8, 2, 3][..]), (11, &[4, 5][..]), (12, &[6][..])]
+        );
+        // The second frame's length now runs past the end of the value.
+        value[1 + 4 + 3 + 3] = 200;
+        let read: Vec<(u64, Vec<u8>)> = frames_in(10, &value)
+            .map(|(p, f)| (p, f.to_vec()))
+            .collect();
+        assert_eq!(read[0], (10, vec![1, 2, 3]));
+        assert_eq!(read[1].0, 11);
+        assert_eq!(read.len(), 2, "nothing is read past the damage");
     }
 
     #[test]

@@ -429,7 +429,7 @@ mod tests {
         build(dir.path(), 5_000);
 
         let intact = verify_damaged(dir.path(), None, None);
-        assert!(intact.is_intact());
+        assert!(intact.is_intact(), "{:?}", intact.problem);
         assert_eq!(intact.verified, 5_000);
 
         for position in [1, 1024, 1025, 2049, 4999, 5000] {
