@@ -207,21 +207,22 @@ fn sled_floor() {
     for b in 0..batches {
         let t = Instant::now();
         let mut batch = sled::Batch::default();
-        // As the ledger stores a batch: one value holding the 100 frames (a group: a marker
-        // byte, then each frame behind its u32 length), one stream index entry holding the 100
+        // As the ledger stores a batch: values of up to 16 frames each (a group: a marker byte,
+        // then each frame behind its u32 length), one stream index entry holding the 100
         // positions.
-        let mut group = Vec::with_capacity(1 + 100 * (4 + frame.len()));
-        group.push(0xFF);
         let mut positions = Vec::with_capacity(800);
-        for i in 0..100u64 {
-            let position = b * 100 + i + 1;
-            group.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-            group.extend_from_slice(&frame);
-            positions.extend_from_slice(&position.to_be_bytes());
+        for first in (0..100u64).step_by(16) {
+            let mut group = Vec::with_capacity(1 + 16 * (4 + frame.len()));
+            group.push(0xFF);
+            for i in first..(first + 16).min(100) {
+                group.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+                group.extend_from_slice(&frame);
+                positions.extend_from_slice(&(b * 100 + i + 1).to_be_bytes());
+            }
+            let mut key = vec![b'e'];
+            key.extend_from_slice(&(b * 100 + first + 1).to_be_bytes());
+            batch.insert(key, group);
         }
-        let mut key = vec![b'e'];
-        key.extend_from_slice(&(b * 100 + 1).to_be_bytes());
-        batch.insert(key, group);
         let mut index = vec![b's', 16];
         index.extend_from_slice(format!("patient-{:08}", b % 100).as_bytes());
         index.extend_from_slice(&(b / 100 * 100 + 1).to_be_bytes());
