@@ -321,10 +321,7 @@ impl Text {
                 ),
             ));
         }
-        if raw
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
+        if has_control_character(&raw) {
             return Err(InvalidInput::new(
                 "text",
                 "must not contain control characters",
@@ -344,6 +341,19 @@ impl Text {
     }
 }
 
+/// Whether `text` holds a control character (Unicode category Cc) other than newline and tab,
+/// checked on the bytes: C0 and DEL are single bytes, C1 (U+0080 to U+009F) is `0xC2` followed by
+/// `0x80..=0x9F`. Every stored record's texts are checked again when it is decoded, so this is
+/// on the path of verification and reads.
+fn has_control_character(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        (b < 0x20 && b != b'\n' && b != b'\t')
+            || b == 0x7F
+            || (b == 0xC2 && matches!(bytes.get(i + 1), Some(0x80..=0x9F)))
+    })
+}
+
 impl TryFrom<String> for Text {
     type Error = InvalidInput;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
@@ -360,6 +370,36 @@ impl From<Text> for String {
 impl fmt::Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod control_character_tests {
+    use super::has_control_character;
+
+    #[test]
+    fn the_byte_check_agrees_with_the_unicode_category_for_every_character_up_to_u_0800() {
+        for code in 0u32..0x800 {
+            let Some(c) = char::from_u32(code) else {
+                continue;
+            };
+            let expected = c.is_control() && c != '\n' && c != '\t';
+            for text in [
+                format!("{c}"),
+                format!("ab{c}"),
+                format!("é{c}z"),
+                format!("{c}{c}"),
+            ] {
+                assert_eq!(
+                    has_control_character(&text),
+                    expected,
+                    "U+{code:04X} in {text:?}"
+                );
+            }
+        }
+        assert!(!has_control_character(
+            "Dr. J. de Vries — cardioloog, ß, 日本"
+        ));
     }
 }
 
