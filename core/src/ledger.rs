@@ -557,10 +557,21 @@ impl Ledger {
 
     fn read_stream_unbounded(&self, patient: &PatientId) -> Result<Vec<RecordedEvent>> {
         let positions = self.storage.stream_positions(patient, 1, usize::MAX)?;
-        positions
-            .into_iter()
-            .map(|p| self.read_position(p))
-            .collect()
+        self.read_positions(&positions)
+    }
+
+    /// The events at `positions` (ascending), each stored value read once.
+    fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
+        let mut events = Vec::with_capacity(positions.len());
+        self.storage.frames_at(positions, &mut |position, frame| {
+            let bytes = frame.ok_or_else(|| Error::Decode {
+                position,
+                detail: "no event is stored at this position".into(),
+            })?;
+            events.push(decode_frame(position, bytes)?);
+            Ok(())
+        })?;
+        Ok(events)
     }
 
     /// The patient's durable events from `from_revision` (1 is the first), up to `limit`.
@@ -571,14 +582,11 @@ impl Ledger {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let durable = self.durable_position.load(Ordering::Acquire);
-        let positions = self
+        let mut positions = self
             .storage
             .stream_positions(patient, from_revision.max(1), limit)?;
-        positions
-            .into_iter()
-            .take_while(|p| *p <= durable)
-            .map(|p| self.read_position(p))
-            .collect()
+        positions.retain(|p| *p <= durable);
+        self.read_positions(&positions)
     }
 
     /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order.

@@ -22,12 +22,22 @@ pub struct WriteBatch {
     pub idempotency: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Called with each requested position and its frame, if stored.
+pub type FrameVisitor<'a> = dyn FnMut(u64, Option<&[u8]>) -> Result<()> + 'a;
+
 /// Ordered, atomic, durable-on-request byte storage for the ledger.
 pub trait Storage: Send + Sync {
     /// The frame with the highest position, if any.
     fn last_frame(&self) -> Result<Option<(u64, Vec<u8>)>>;
     /// The frame at `position`.
     fn frame(&self, position: u64) -> Result<Option<Vec<u8>>>;
+    /// The frames at `positions` (ascending), visited in order; `None` where nothing is stored.
+    fn frames_at(&self, positions: &[u64], visit: &mut FrameVisitor<'_>) -> Result<()> {
+        for &position in positions {
+            visit(position, self.frame(position)?.as_deref())?;
+        }
+        Ok(())
+    }
     /// Up to `limit` frames from `from` on, ascending.
     fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
     /// Visits every frame from `from` on, ascending, until `visit` returns false.
@@ -353,6 +363,26 @@ impl Storage for SledStorage {
             .find(|(p, _)| *p == position)
             .map(|(_, frame)| frame.to_vec());
         Ok(frame)
+    }
+
+    fn frames_at(&self, positions: &[u64], visit: &mut FrameVisitor<'_>) -> Result<()> {
+        // A patient's consecutive positions usually share a stored value: look each value up once.
+        let mut held: Option<(u64, sled::IVec)> = None;
+        for &position in positions {
+            let covers = |(first, value): &(u64, sled::IVec)| {
+                *first <= position && frames_in(*first, value).any(|(p, _)| p == position)
+            };
+            if !held.as_ref().is_some_and(covers) {
+                held = self.value_holding(position)?;
+            }
+            let frame = held.as_ref().and_then(|(first, value)| {
+                frames_in(*first, value)
+                    .find(|(p, _)| *p == position)
+                    .map(|(_, f)| f)
+            });
+            visit(position, frame)?;
+        }
+        Ok(())
     }
 
     fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
