@@ -21,6 +21,8 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::process::{careledger, ServerProcess};
@@ -178,6 +180,7 @@ async fn write_until_refused(
     base: String,
     token: String,
     writer: usize,
+    acks: Arc<AtomicU64>,
 ) -> (Acknowledged, u16, Value) {
     let mut acknowledged = Vec::new();
     for i in 0.. {
@@ -191,12 +194,14 @@ async fn write_until_refused(
             .send()
             .await
             .unwrap();
+        // The status line arrives once the server has decided: the moment of acknowledgement.
+        let arrived = Instant::now();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
         if status != 201 {
             return (acknowledged, status, body);
         }
-        let arrived = Instant::now();
+        acks.fetch_add(1, Ordering::SeqCst);
         for event in body["events"].as_array().unwrap() {
             acknowledged.push((event["event_id"].as_str().unwrap().to_owned(), arrived));
         }
@@ -212,6 +217,8 @@ async fn get(client: &reqwest::Client, url: String, token: &str) -> (u16, Value)
 
 /// A server on the ext4 image with a GP, an auditor and one patient in care.
 struct Scene {
+    /// Appends acknowledged so far, by every writer.
+    acks: Arc<AtomicU64>,
     data: PathBuf,
     client: reqwest::Client,
     gp: String,
@@ -238,6 +245,7 @@ impl Scene {
             String::from_utf8(output.stdout).unwrap().trim().to_owned()
         };
         let scene = Scene {
+            acks: Arc::new(AtomicU64::new(0)),
             gp: add("gp-1", "gp"),
             auditor: add("auditor-1", "auditor"),
             client: reqwest::Client::new(),
@@ -269,6 +277,7 @@ impl Scene {
                     server.base.clone(),
                     self.gp.clone(),
                     w,
+                    self.acks.clone(),
                 ))
             })
             .collect()
@@ -322,6 +331,16 @@ impl Scene {
         racing.into_iter().map(|(id, _)| id.clone()).collect()
     }
 
+    /// Waits (at most 20 s) until `more` appends beyond those acknowledged so far are.
+    async fn until_acknowledged(&self, more: u64) {
+        let target = self.acks.load(Ordering::SeqCst) + more;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.acks.load(Ordering::SeqCst) < target {
+            assert!(Instant::now() < deadline, "the writers make no progress");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// A GET as the auditor.
     async fn get(&self, server: &ServerProcess, path: &str) -> (u16, Value) {
         get(
@@ -352,12 +371,11 @@ async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_noth
     };
     let (scene, mut server) = Scene::start(&fs).await;
     let writers = scene.writers(&server);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    scene.until_acknowledged(200).await;
     let failure = fs.fail();
     let mut acknowledged = Vec::new();
     for writer in writers {
         let (ids, status, problem) = writer.await.unwrap();
-        assert!(!ids.is_empty(), "writes were acknowledged before the error");
         assert_eq!(status, 503, "a write on a read-only disk: {problem}");
         let detail = problem["detail"].as_str().unwrap();
         assert!(
@@ -366,6 +384,10 @@ async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_noth
         );
         acknowledged.extend(ids);
     }
+    assert!(
+        acknowledged.len() >= 400,
+        "200 appends of two notes were acknowledged before the error"
+    );
 
     // Later writes are refused with the cause; reads go on; /health says why.
     let (ids, status, problem) = write_until_refused(
@@ -373,6 +395,7 @@ async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_noth
         server.base.clone(),
         scene.gp.clone(),
         9,
+        scene.acks.clone(),
     )
     .await;
     assert!(ids.is_empty(), "no write succeeds on a read-only disk");
@@ -442,7 +465,7 @@ async fn power_cut_under_concurrent_writers_loses_no_acknowledged_write() {
     let mut acknowledged = Vec::new();
     for round in 0..ROUNDS {
         let writers = scene.writers(&server);
-        tokio::time::sleep(Duration::from_millis(100 + 60 * round as u64)).await;
+        scene.until_acknowledged(25 + 25 * round as u64).await;
         let cut = fs.cut_power();
         for writer in writers {
             let (ids, status, problem) = writer.await.unwrap();
