@@ -249,9 +249,12 @@ impl Ledger {
                     return self.replay(key, print, &stored);
                 }
             }
-            let outcome = self.append_locked(&mut writer, &request, fingerprint.as_ref())?;
-            // Read under the writer lock: a reopen (which bumps the epoch) also takes it.
+            // Read before committing: a sync that fails while this batch is committed ends the
+            // epoch, and this batch, possibly in the pages the failure lost, must then not be
+            // acknowledged by a later sync. A reopen, which also ends the epoch, takes the
+            // writer lock, so it cannot come between.
             let epoch = self.epoch.load(Ordering::SeqCst);
+            let outcome = self.append_locked(&mut writer, &request, fingerprint.as_ref())?;
             (outcome, (writer.head.position, epoch))
         };
         drop(committing);
