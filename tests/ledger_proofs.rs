@@ -313,9 +313,37 @@ fn concurrent_writers_on_different_patients_are_all_durable_and_gapless() {
 /// fails, as `fdatasync` does when the disk reports an error.
 struct FirstSyncFails {
     inner: careledger_core::storage::SledStorage,
-    commits: std::sync::Mutex<u32>,
-    committed: std::sync::Condvar,
+    /// Commits started and finished, and whether the failing sync has failed.
+    state: std::sync::Mutex<(u32, u32, bool)>,
+    changed: std::sync::Condvar,
     syncs: std::sync::atomic::AtomicU32,
+    /// Fail while the third commit is under way instead of after it.
+    during_commit: bool,
+}
+
+impl FirstSyncFails {
+    fn new(dir: &Path, during_commit: bool) -> Self {
+        FirstSyncFails {
+            inner: careledger_core::storage::SledStorage::open(dir).unwrap(),
+            state: std::sync::Mutex::new((0, 0, false)),
+            changed: std::sync::Condvar::new(),
+            syncs: std::sync::atomic::AtomicU32::new(0),
+            during_commit,
+        }
+    }
+
+    fn wait(&self, until: impl Fn(&(u32, u32, bool)) -> bool) {
+        let state = self.state.lock().unwrap();
+        let _ = self
+            .changed
+            .wait_timeout_while(state, std::time::Duration::from_secs(10), |s| !until(s))
+            .unwrap();
+    }
+
+    fn update(&self, change: impl FnOnce(&mut (u32, u32, bool))) {
+        change(&mut self.state.lock().unwrap());
+        self.changed.notify_all();
+    }
 }
 
 impl careledger_core::storage::Storage for FirstSyncFails {
@@ -347,20 +375,30 @@ impl careledger_core::storage::Storage for FirstSyncFails {
         self.inner.idempotency(key)
     }
     fn commit(&self, batch: careledger_core::storage::WriteBatch) -> careledger_core::Result<()> {
+        let mut third = false;
+        self.update(|s| {
+            s.0 += 1;
+            third = s.0 == 3;
+        });
+        if third && self.during_commit {
+            // Let the failure end the ledger's epoch while this batch is being committed.
+            self.wait(|s| s.2);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         self.inner.commit(batch)?;
-        *self.commits.lock().unwrap() += 1;
-        self.committed.notify_all();
+        self.update(|s| s.1 += 1);
         Ok(())
     }
     fn sync(&self) -> careledger_core::Result<()> {
         if self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) != 1 {
             return self.inner.sync();
         }
-        let commits = self.commits.lock().unwrap();
-        let (_commits, _) = self
-            .committed
-            .wait_timeout_while(commits, std::time::Duration::from_secs(10), |n| *n < 3)
-            .unwrap();
+        if self.during_commit {
+            self.wait(|s| s.0 >= 3);
+        } else {
+            self.wait(|s| s.1 >= 3);
+        }
+        self.update(|s| s.2 = true);
         Err(Error::Storage("Input/output error (os error 5)".into()))
     }
     fn size_on_disk(&self) -> careledger_core::Result<u64> {
@@ -372,59 +410,57 @@ impl careledger_core::storage::Storage for FirstSyncFails {
 }
 
 /// After a failed `fdatasync` the kernel may report success for the next one although the
-/// pages of the first never reached the disk. So a write committed before a failed sync is never
-/// acknowledged, even when a later sync succeeds.
+/// pages of the first never reached the disk. So a write committed before a failed sync, or
+/// while it failed, is never acknowledged, even when a later sync succeeds.
 #[test]
 fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = FirstSyncFails {
-        inner: careledger_core::storage::SledStorage::open(dir.path()).unwrap(),
-        commits: std::sync::Mutex::new(0),
-        committed: std::sync::Condvar::new(),
-        syncs: std::sync::atomic::AtomicU32::new(0),
-    };
-    let config = LedgerConfig {
-        reopen_interval: std::time::Duration::ZERO,
-        ..LedgerConfig::default()
-    };
-    let ledger = Arc::new(Ledger::with_storage(Box::new(storage), config).unwrap());
-    ledger
-        .append(request(
-            "p-1",
-            gp(1),
-            ExpectedRevision::NoStream,
-            vec![found()],
-        ))
-        .unwrap();
-    // The founding's sync succeeded; the next one fails.
-    let first = {
-        let ledger = ledger.clone();
-        std::thread::spawn(move || {
-            ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120)]))
-        })
-    };
-    let second = {
-        let ledger = ledger.clone();
-        std::thread::spawn(move || {
-            // Commits while the first append's sync is under way, then waits for it.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(130)]))
-        })
-    };
-    let first = first.join().unwrap();
-    let second = second.join().unwrap();
-    let first = first.expect_err("the failed sync is reported");
-    assert!(first.to_string().contains("Input/output error"), "{first}");
-    let second = second.expect_err("a write pending at a failed sync is not acknowledged");
-    assert!(
-        second.to_string().contains("lost to a storage failure")
-            && second.to_string().contains("Input/output error"),
-        "the error says what happened and why: {second}"
-    );
-    // Writing resumes: the storage is reopened from disk and later syncs succeed.
-    let outcome = ledger
-        .append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(140)]))
-        .unwrap();
-    assert!(ledger.read_position(outcome.events[0].position).is_ok());
-    assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
+    for during_commit in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FirstSyncFails::new(dir.path(), during_commit);
+        let config = LedgerConfig {
+            reopen_interval: std::time::Duration::ZERO,
+            ..LedgerConfig::default()
+        };
+        let ledger = Arc::new(Ledger::with_storage(Box::new(storage), config).unwrap());
+        ledger
+            .append(request(
+                "p-1",
+                gp(1),
+                ExpectedRevision::NoStream,
+                vec![found()],
+            ))
+            .unwrap();
+        // The founding's sync succeeded; the next one fails, once the append after it has
+        // committed (or, `during_commit`, while it commits).
+        let first = {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120)]))
+            })
+        };
+        let second = {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(130)]))
+            })
+        };
+        let first = first.join().unwrap();
+        let second = second.join().unwrap();
+        let first = first.expect_err("the failed sync is reported");
+        assert!(first.to_string().contains("Input/output error"), "{first}");
+        let second = second.expect_err(&format!(
+            "a write pending at a failed sync is not acknowledged (during its commit: {during_commit})"
+        ));
+        assert!(
+            second.to_string().contains("Input/output error"),
+            "the error says why: {second}"
+        );
+        // Writing resumes: the storage is reopened from disk and later syncs succeed.
+        let outcome = ledger
+            .append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(140)]))
+            .unwrap();
+        assert!(ledger.read_position(outcome.events[0].position).is_ok());
+        assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
+    }
 }
