@@ -353,9 +353,6 @@ impl careledger_core::storage::Storage for FirstSyncFails {
     fn frame(&self, position: u64) -> careledger_core::Result<Option<Vec<u8>>> {
         self.inner.frame(position)
     }
-    fn frames_from(&self, from: u64, limit: usize) -> careledger_core::Result<Vec<(u64, Vec<u8>)>> {
-        self.inner.frames_from(from, limit)
-    }
     fn scan(
         &self,
         from: u64,

@@ -38,8 +38,6 @@ pub trait Storage: Send + Sync {
         }
         Ok(())
     }
-    /// Up to `limit` frames from `from` on, ascending.
-    fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
     /// Visits every frame from `from` on, ascending, until `visit` returns false.
     fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()>;
     /// Positions of the patient's events from revision `from_revision` on, up to `limit`.
@@ -385,15 +383,6 @@ impl Storage for SledStorage {
         Ok(())
     }
 
-    fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut out = Vec::with_capacity(limit.min(4096));
-        self.scan(from, &mut |position, bytes| {
-            out.push((position, bytes.to_vec()));
-            out.len() < limit
-        })?;
-        Ok(out)
-    }
-
     fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
         let open = self.db()?;
         // The group holding `from` may start before it.
@@ -612,19 +601,25 @@ mod tests {
             1 + 1 + 3 + 1,
             "groups of at most {GROUP_FRAMES} frames"
         );
-        for from in 1..=last + 1 {
-            let read: Vec<u64> = storage
-                .frames_from(from, 100)
-                .unwrap()
-                .into_iter()
-                .map(|(p, bytes)| {
+        let scanned = |from: u64, limit: usize| {
+            let mut read = Vec::new();
+            storage
+                .scan(from, &mut |p, bytes| {
                     assert_eq!(bytes, frame(p));
-                    p
+                    read.push(p);
+                    read.len() < limit
                 })
-                .collect();
-            assert_eq!(read, (from..=last).collect::<Vec<_>>(), "from {from}");
+                .unwrap();
+            read
+        };
+        for from in 1..=last + 1 {
+            assert_eq!(
+                scanned(from, 100),
+                (from..=last).collect::<Vec<_>>(),
+                "from {from}"
+            );
         }
-        assert_eq!(storage.frames_from(2, 2).unwrap().len(), 2);
+        assert_eq!(scanned(2, 2), [2, 3]);
     }
 
     #[test]

@@ -320,9 +320,6 @@ mod tests {
         fn frame(&self, position: u64) -> Result<Option<Vec<u8>>> {
             self.inner.frame(position)
         }
-        fn frames_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-            self.inner.frames_from(from, limit)
-        }
         fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
             self.inner.scan(from, &mut |position, bytes| {
                 if Some(position) == self.hide {
