@@ -131,8 +131,9 @@ pub const GROUP_MARKER: u8 = 0xFF;
 /// 100 made single appends after a million batched events 2.5 times slower.
 const GROUP_FRAMES: usize = 16;
 
-/// Stores the frames of one append: a lone frame as it is, several as one group value
-/// `GROUP_MARKER ‖ (u32 BE length ‖ frame)…` under the first position's key.
+/// The stored value of several consecutive frames of one append (at most [`GROUP_FRAMES`]):
+/// `GROUP_MARKER ‖ (u32 BE length ‖ frame)…`, kept under the first one's key. A lone frame is
+/// stored as it is.
 fn group_value(frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
     let size = 1 + frames.iter().map(|(_, f)| 4 + f.len()).sum::<usize>();
     let mut value = Vec::with_capacity(size);
