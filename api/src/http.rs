@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -615,7 +615,7 @@ async fn acknowledge(
 ///
 /// Each event is framed once (`id`, `event`, `data`) by the feed and shared by every subscriber;
 /// the events that became visible since a subscriber's last wake-up go out in one write. A
-/// comment line (`:heartbeat`) is sent after [`HEARTBEAT`] without events.
+/// comment line (`:heartbeat`) is sent after [`HEARTBEAT`] in which nothing was sent.
 async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -638,41 +638,45 @@ async fn stream(
         may_read(&state, &caller, p)?;
     }
     let stream = futures::stream::unfold(
-        (state, caller, patient, after),
-        |(mut state, caller, patient, mut after)| async move {
+        (state, caller, patient, after, Instant::now()),
+        |(mut state, caller, patient, mut after, last_sent)| async move {
             loop {
+                let silent = last_sent.elapsed();
+                if silent >= HEARTBEAT {
+                    let heartbeat = Bytes::from_static(b":heartbeat\n\n");
+                    return Some((
+                        Ok(heartbeat),
+                        (state, caller, patient, after, Instant::now()),
+                    ));
+                }
                 let items = next_items(&state, after).await?;
                 if items.is_empty() {
-                    match tokio::time::timeout(HEARTBEAT, wait_for_more(&mut state, after)).await {
-                        Ok(true) => continue,
-                        Ok(false) => return None,
-                        Err(_) => {
-                            let heartbeat = Bytes::from_static(b":heartbeat\n\n");
-                            return Some((Ok(heartbeat), (state, caller, patient, after)));
-                        }
+                    let wait = wait_for_more(&mut state, after);
+                    if let Ok(false) = tokio::time::timeout(HEARTBEAT - silent, wait).await {
+                        return None;
                     }
+                    continue;
                 }
                 after = items.last().map_or(after, |e| e.position);
-                let mut shown = items
+                let shown: Vec<&Arc<FeedItem>> = items
                     .iter()
                     .filter(|e| patient.as_ref().is_none_or(|p| *p == e.patient))
-                    .filter(|e| visible(&state, &caller, &e.patient));
-                let Some(first) = shown.next() else {
-                    continue;
+                    .filter(|e| visible(&state, &caller, &e.patient))
+                    .collect();
+                let chunk = match shown.as_slice() {
+                    [] => continue,
+                    [one] => one.frame.clone(),
+                    many => Bytes::from(
+                        many.iter()
+                            .map(|e| &e.frame[..])
+                            .collect::<Vec<_>>()
+                            .concat(),
+                    ),
                 };
-                let chunk = match shown.next() {
-                    None => first.frame.clone(),
-                    Some(second) => {
-                        let mut joined = Vec::with_capacity(first.frame.len() * items.len());
-                        joined.extend_from_slice(&first.frame);
-                        joined.extend_from_slice(&second.frame);
-                        for e in shown {
-                            joined.extend_from_slice(&e.frame);
-                        }
-                        Bytes::from(joined)
-                    }
-                };
-                return Some((Ok::<_, Infallible>(chunk), (state, caller, patient, after)));
+                return Some((
+                    Ok::<_, Infallible>(chunk),
+                    (state, caller, patient, after, Instant::now()),
+                ));
             }
         },
     );

@@ -453,17 +453,15 @@ impl Ledger {
         }
         let ended = lock(&self.ended_epochs);
         let end = ended.iter().find(|end| end.epoch == epoch);
-        Some(match end {
-            Some(end) if position <= end.durable => Ok(()),
-            Some(end) => Err(Error::Storage(format!(
-                "the write was lost to a storage failure before it became durable ({}); send it again",
-                end.cause
-            ))),
-            None => Err(Error::Storage(
-                "the write was lost to a storage failure before it became durable; send it again"
-                    .into(),
-            )),
-        })
+        if end.is_some_and(|end| position <= end.durable) {
+            return Some(Ok(()));
+        }
+        let cause = end
+            .map(|end| format!(" ({})", end.cause))
+            .unwrap_or_default();
+        Some(Err(Error::Storage(format!(
+            "the write was lost to a storage failure before it became durable{cause}; send it again"
+        ))))
     }
 
     /// Ends the current epoch: what is committed and not yet durable is never acknowledged.
@@ -567,10 +565,7 @@ impl Ledger {
     fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
         let mut events = Vec::with_capacity(positions.len());
         self.storage.frames_at(positions, &mut |position, frame| {
-            let bytes = frame.ok_or_else(|| Error::Decode {
-                position,
-                detail: "no event is stored at this position".into(),
-            })?;
+            let bytes = frame.ok_or_else(|| not_stored(position))?;
             events.push(decode_frame(position, bytes)?);
             Ok(())
         })?;
@@ -637,11 +632,9 @@ impl Ledger {
 
     /// The durable event at `position`.
     pub fn read_position(&self, position: u64) -> Result<RecordedEvent> {
-        let bytes = self.storage.frame(position)?.ok_or_else(|| Error::Decode {
-            position,
-            detail: "no event is stored at this position".into(),
-        })?;
-        decode_frame(position, &bytes)
+        self.read_positions(&[position])?
+            .pop()
+            .ok_or_else(|| not_stored(position))
     }
 
     /// Verifies the whole chain, calling `progress(verified, total)` now and then.
@@ -653,6 +646,13 @@ impl Ledger {
     /// Bytes the ledger occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.storage.size_on_disk()
+    }
+}
+
+fn not_stored(position: u64) -> Error {
+    Error::Decode {
+        position,
+        detail: "no event is stored at this position".into(),
     }
 }
 

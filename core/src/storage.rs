@@ -184,6 +184,13 @@ pub fn frames_in(first: u64, value: &[u8]) -> impl Iterator<Item = (u64, &[u8])>
     })
 }
 
+/// The frame at `position` in a stored value whose first position is `first`.
+fn frame_at(first: u64, value: &[u8], position: u64) -> Option<&[u8]> {
+    frames_in(first, value)
+        .find(|(p, _)| *p == position)
+        .map(|(_, frame)| frame)
+}
+
 /// How often, and how long apart, opening retries while another handle still holds the lock.
 const LOCK_ATTEMPTS: u32 = 50;
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -358,27 +365,24 @@ impl Storage for SledStorage {
         let Some((first, value)) = self.value_holding(position)? else {
             return Ok(None);
         };
-        let frame = frames_in(first, &value)
-            .find(|(p, _)| *p == position)
-            .map(|(_, frame)| frame.to_vec());
-        Ok(frame)
+        Ok(frame_at(first, &value, position).map(<[u8]>::to_vec))
     }
 
     fn frames_at(&self, positions: &[u64], visit: &mut FrameVisitor<'_>) -> Result<()> {
         // A patient's consecutive positions usually share a stored value: look each value up once.
         let mut held: Option<(u64, sled::IVec)> = None;
+        let find = |held: &Option<(u64, sled::IVec)>, position| {
+            held.as_ref()
+                .and_then(|(first, value)| frame_at(*first, value, position))
+                .is_some()
+        };
         for &position in positions {
-            let covers = |(first, value): &(u64, sled::IVec)| {
-                *first <= position && frames_in(*first, value).any(|(p, _)| p == position)
-            };
-            if !held.as_ref().is_some_and(covers) {
+            if !find(&held, position) {
                 held = self.value_holding(position)?;
             }
-            let frame = held.as_ref().and_then(|(first, value)| {
-                frames_in(*first, value)
-                    .find(|(p, _)| *p == position)
-                    .map(|(_, f)| f)
-            });
+            let frame = held
+                .as_ref()
+                .and_then(|(first, value)| frame_at(*first, value, position));
             visit(position, frame)?;
         }
         Ok(())

@@ -22,10 +22,10 @@ const FORMAT_KEY: &[u8] = b"format";
 const FORMAT: &[u8] = b"2";
 const PATIENT_PREFIX: u8 = b'p';
 /// A patient's encoded view is stored in chunks of at most this many bytes. sled 0.34 writes a
-/// log item over a quarter of its 512 KiB segment (a node holding several large values) as a
-/// separate blob file, and rewrites a leaf's values whenever it consolidates it: views of
-/// hundreds of kilobytes as single values made persisting cost whole multi-megabyte nodes per
-/// insert.
+/// log item over a quarter of its segment (a node holding several large values) as a separate
+/// blob file, and rewrites a leaf's values whenever it consolidates it: views of hundreds of
+/// kilobytes as single values made persisting cost whole multi-megabyte nodes per insert. With
+/// [`SEGMENT_BYTES`] a leaf of such chunks stays in the log.
 const CHUNK_BYTES: usize = 16384;
 /// From this many changed patients on, `persist` encodes on two threads.
 const PARALLEL_ENCODE: usize = 64;
