@@ -1,6 +1,7 @@
 //! Identifiers with validating constructors: a value of these types is always well formed.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 
 use crate::error::InvalidInput;
@@ -18,8 +19,12 @@ fn check_token(kind: &'static str, raw: &str) -> Result<(), InvalidInput> {
             ),
         ));
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
-    if let Some(bad) = raw.chars().find(|c| !allowed(*c)) {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':');
+    if !raw.bytes().all(allowed) {
+        let bad = raw
+            .chars()
+            .find(|c| !c.is_ascii() || !allowed(*c as u8))
+            .unwrap_or_default();
         return Err(InvalidInput::new(
             kind,
             format!("may hold only letters, digits, '-', '_', '.' and ':'; found {bad:?}"),
@@ -32,8 +37,7 @@ fn check_token(kind: &'static str, raw: &str) -> Result<(), InvalidInput> {
 ///
 /// A Dutch citizen service number is accepted only when it passes the 11-proof
 /// (see [`Bsn`]); other ids are opaque tokens of letters, digits and `-_.:`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PatientId(String);
 
 impl PatientId {
@@ -113,8 +117,7 @@ impl fmt::Display for Bsn {
 }
 
 /// The id of a practitioner, a patient acting on their own plan, or a system actor.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ActorId(String);
 
 impl ActorId {
@@ -150,8 +153,7 @@ impl fmt::Display for ActorId {
 }
 
 /// A Dutch healthcare provider code (AGB-code): exactly eight digits.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AgbCode(String);
 
 impl AgbCode {
@@ -187,8 +189,7 @@ impl From<AgbCode> for String {
 
 /// A short identifier chosen by the writer for an element of the plan (a lab order,
 /// a lifestyle goal), or an ATC code: same rules as other ids.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ElementId(String);
 
 impl ElementId {
@@ -226,8 +227,7 @@ impl fmt::Display for ElementId {
 /// An ATC code (Anatomical Therapeutic Chemical classification), e.g. `C10AA05` for
 /// atorvastatin: a letter, two digits, two letters, two digits; shorter group codes
 /// (`C10AA`) are accepted too.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AtcCode(String);
 
 impl AtcCode {
@@ -299,8 +299,7 @@ impl fmt::Display for Uid {
 }
 
 /// Free text with a length bound, for reasons, rationales, notes and names.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Text(String);
 
 impl Text {
@@ -311,6 +310,17 @@ impl Text {
     /// than newline and tab.
     pub fn new(raw: impl Into<String>) -> Result<Self, InvalidInput> {
         let raw = raw.into();
+        Self::check(&raw)?;
+        Ok(Self(raw))
+    }
+
+    /// As [`Text::new`], copying the text only once it is accepted.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        Self::check(raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    fn check(raw: &str) -> Result<(), InvalidInput> {
         if raw.len() > Self::MAX_LEN {
             return Err(InvalidInput::new(
                 "text",
@@ -327,7 +337,7 @@ impl Text {
                 "must not contain control characters",
             ));
         }
-        Ok(Self(raw))
+        Ok(())
     }
 
     /// The text.
@@ -347,6 +357,12 @@ impl Text {
 /// on the path of verification and reads.
 fn has_control_character(text: &str) -> bool {
     let bytes = text.as_bytes();
+    // Most texts are printable: one pass the compiler vectorises clears them, and only a text
+    // holding a candidate byte (C0, DEL or 0xC2, the lead byte of C1) is looked at closely.
+    let candidate = |b: u8| b < 0x20 || b == 0x7F || b == 0xC2;
+    if !bytes.iter().fold(false, |seen, &b| seen | candidate(b)) {
+        return false;
+    }
     bytes.iter().enumerate().any(|(i, &b)| {
         (b < 0x20 && b != b'\n' && b != b'\t')
             || b == 0x7F
@@ -371,6 +387,44 @@ impl fmt::Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Serde for a validated string type: stored as the plain string (the same bytes as a
+/// `String`), read back through its parser from the borrowed text, so that decoding a
+/// stored record copies each string once and checks it on the way.
+macro_rules! serde_as_checked_str {
+    ($($ty:ident => $parse:path),+ $(,)?) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Checked;
+                impl Visitor<'_> for Checked {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(concat!("a string holding a valid ", stringify!($ty)))
+                    }
+                    fn visit_str<E: de::Error>(self, raw: &str) -> Result<$ty, E> {
+                        $parse(raw).map_err(E::custom)
+                    }
+                }
+                deserializer.deserialize_str(Checked)
+            }
+        }
+    )+};
+}
+
+serde_as_checked_str! {
+    PatientId => PatientId::parse,
+    ActorId => ActorId::parse,
+    AgbCode => AgbCode::parse,
+    ElementId => ElementId::parse,
+    AtcCode => AtcCode::parse,
+    Text => Text::parse,
 }
 
 #[cfg(test)]
