@@ -40,6 +40,15 @@ pub trait Storage: Send + Sync {
     }
     /// Visits every frame from `from` on, ascending, until `visit` returns false.
     fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()>;
+    /// Visits every stored value from the one holding `from` on, ascending, until `visit`
+    /// returns false: the key's position and the value as stored (one frame, or a group read
+    /// with [`frames_in`]), shared rather than copied, for handing to other threads. The
+    /// default makes each frame of [`Storage::scan`] a value of its own.
+    fn scan_values(&self, from: u64, visit: &mut dyn FnMut(u64, sled::IVec) -> bool) -> Result<()> {
+        self.scan(from, &mut |position, frame| {
+            visit(position, sled::IVec::from(frame))
+        })
+    }
     /// Positions of the patient's events from revision `from_revision` on, up to `limit`.
     fn stream_positions(
         &self,
@@ -401,6 +410,21 @@ impl Storage for SledStorage {
                 if position >= from && !visit(position, frame) {
                     return Ok(());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_values(&self, from: u64, visit: &mut dyn FnMut(u64, sled::IVec) -> bool) -> Result<()> {
+        let open = self.db()?;
+        let start = match self.value_holding(from)? {
+            Some((first, _)) => first,
+            None => from,
+        };
+        for item in open.db.range(frame_key(start)..=frame_key(u64::MAX)) {
+            let (k, v) = item.map_err(sled_err)?;
+            if !visit(position_of(&k)?, v) {
+                break;
             }
         }
         Ok(())

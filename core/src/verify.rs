@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, SyncSender};
 use crate::chain::Frame;
 use crate::error::Result;
 use crate::record::{decode_record, Hash};
-use crate::storage::Storage;
+use crate::storage::{frames_in, Storage};
 
 /// What is wrong at a position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,18 +115,19 @@ pub fn check_frame(
     Ok(frame.hash)
 }
 
-/// Frames handed to a checking thread at a time.
-const CHUNK_FRAMES: usize = 1024;
+/// Stored bytes handed to a checking thread at a time (about a thousand events); small in unit
+/// tests, so that a short chain crosses many chunk boundaries.
+const CHUNK_BYTES: usize = if cfg!(test) { 2 * 1024 } else { 384 * 1024 };
 
-/// Consecutive stored frames, copied out of storage for checking on another thread.
+/// Consecutive stored values, shared with storage rather than copied, for checking on another
+/// thread.
 struct Chunk {
+    /// The position the first frame must have.
+    first: u64,
     /// The stored hash of the frame before the first one ([`Hash::ZERO`] before position 1).
     prev: Hash,
-    /// Position of each frame and where its bytes end in `bytes`.
-    frames: Vec<(u64, usize)>,
-    bytes: Vec<u8>,
-    /// A gap found right after the last frame: the chain stops there.
-    gap: Option<Problem>,
+    /// Each stored value with its key's position: one frame, or a group of them.
+    values: Vec<(u64, sled::IVec)>,
 }
 
 /// What checking one chunk found.
@@ -137,46 +138,54 @@ struct Checked {
 }
 
 impl Chunk {
-    fn new(prev: Hash) -> Self {
+    fn new(first: u64, prev: Hash) -> Self {
         Chunk {
+            first,
             prev,
-            frames: Vec::with_capacity(CHUNK_FRAMES),
-            bytes: Vec::with_capacity(CHUNK_FRAMES * 512),
-            gap: None,
+            values: Vec::with_capacity(1024),
         }
     }
 
-    /// Checks every frame in order, each against the hash of the one before, and decodes it.
+    /// Checks every frame in order, each at the position after the one before and against its
+    /// hash, and decodes it.
     fn check(&self) -> Checked {
         let mut prev = self.prev;
-        let mut start = 0;
+        let mut expected = self.first;
         let mut verified = 0;
-        for &(position, end) in &self.frames {
-            match check_frame(position, &self.bytes[start..end], &prev, true) {
-                Ok(hash) => prev = hash,
-                Err(problem) => {
-                    return Checked {
-                        verified,
-                        last_hash: prev,
-                        problem: Some(problem),
-                    }
+        let stop = |verified, prev, problem| Checked {
+            verified,
+            last_hash: prev,
+            problem: Some(problem),
+        };
+        for (first, value) in &self.values {
+            for (position, frame) in frames_in(*first, value) {
+                if position != expected {
+                    let gap = Problem {
+                        position: expected,
+                        kind: ProblemKind::Gap { found: position },
+                    };
+                    return stop(verified, prev, gap);
                 }
+                match check_frame(position, frame, &prev, true) {
+                    Ok(hash) => prev = hash,
+                    Err(problem) => return stop(verified, prev, problem),
+                }
+                verified += 1;
+                expected += 1;
             }
-            verified += 1;
-            start = end;
         }
         Checked {
             verified,
             last_hash: prev,
-            problem: self.gap.clone(),
+            problem: None,
         }
     }
 }
 
 /// Verifies the whole chain in `storage`, calling `progress(verified, total)` now and then.
 ///
-/// The work is split across threads: one scans storage and copies frames out in chunks, one
-/// checker per core recomputes hashes, checks links and decodes records (the scanner waits for
+/// The work is split across threads: one scans storage and deals out the stored values in
+/// chunks (shared, not copied), one checker per core recomputes hashes, checks links and decodes records (the scanner waits for
 /// them most of the time, so the cores stay busy), and this thread collects their
 /// findings in position order. The first problem in position order is reported, exactly as a
 /// sequential check would; the chunk boundaries only decide who checks what. A chunk's first
@@ -250,14 +259,16 @@ pub(crate) fn verify_chain(
 /// How often (in verified events) verification reports progress.
 const PROGRESS_EVERY: u64 = 65_536;
 
-/// Scans every frame from position 1 and deals them out in chunks, round robin.
+/// Scans every stored value from position 1 and deals them out in chunks, round robin. Each
+/// chunk starts where the last frame of the chunk before ends, so a checker finds a gap or a
+/// damaged group at the position a sequential check would.
 fn scan_chunks(
     storage: &dyn Storage,
     workers: &[SyncSender<Chunk>],
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut expected = 1u64;
-    let mut chunk = Chunk::new(Hash::ZERO);
+    let mut chunk = Chunk::new(1, Hash::ZERO);
+    let mut bytes = 0;
     let mut turn = 0usize;
     let mut closed = false;
     let send = |chunk: Chunk, turn: &mut usize| -> bool {
@@ -265,23 +276,26 @@ fn scan_chunks(
         *turn += 1;
         ok
     };
-    storage.scan(1, &mut |position, bytes| {
+    storage.scan_values(1, &mut |first, value| {
         if stop.load(Ordering::Relaxed) {
             return false;
         }
-        if position != expected {
-            chunk.gap = Some(Problem {
-                position: expected,
-                kind: ProblemKind::Gap { found: position },
+        bytes += value.len();
+        let full = bytes >= CHUNK_BYTES;
+        chunk.values.push((first, value));
+        // The next chunk goes on after this value's last frame (a value without one, which
+        // only damage makes, stays in this chunk for its checker to report).
+        let last = chunk
+            .values
+            .last()
+            .filter(|_| full)
+            .and_then(|(first, value)| {
+                let (position, frame) = frames_in(*first, value).last()?;
+                Some((position, Frame::parse(frame).map_or(Hash::ZERO, |f| f.hash)))
             });
-            return false;
-        }
-        chunk.bytes.extend_from_slice(bytes);
-        chunk.frames.push((position, chunk.bytes.len()));
-        expected += 1;
-        if chunk.frames.len() == CHUNK_FRAMES {
-            let prev = Frame::parse(bytes).map_or(Hash::ZERO, |f| f.hash);
-            let full = std::mem::replace(&mut chunk, Chunk::new(prev));
+        if let Some((position, hash)) = last {
+            let full = std::mem::replace(&mut chunk, Chunk::new(position + 1, hash));
+            bytes = 0;
             if !send(full, &mut turn) {
                 closed = true;
                 return false;
@@ -289,7 +303,7 @@ fn scan_chunks(
         }
         true
     })?;
-    if !closed && (!chunk.frames.is_empty() || chunk.gap.is_some()) {
+    if !closed && !chunk.values.is_empty() {
         send(chunk, &mut turn);
     }
     Ok(())
@@ -306,7 +320,8 @@ mod tests {
     use crate::role::{Lead, Practitioner, Role};
     use crate::storage::{SledStorage, WriteBatch};
 
-    /// Storage that shows a damaged frame, or hides one, when scanned.
+    /// Storage that shows a damaged frame, or hides the stored value holding a position (the
+    /// frames of one append, as removing it from the files would), when scanned.
     struct Damaged {
         inner: SledStorage,
         flip: Option<u64>,
@@ -321,17 +336,27 @@ mod tests {
             self.inner.frame(position)
         }
         fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
-            self.inner.scan(from, &mut |position, bytes| {
-                if Some(position) == self.hide {
+            self.inner.scan(from, visit)
+        }
+        fn scan_values(
+            &self,
+            from: u64,
+            visit: &mut dyn FnMut(u64, sled::IVec) -> bool,
+        ) -> Result<()> {
+            fn holds(first: u64, value: &[u8], position: Option<u64>) -> Option<(u64, &[u8])> {
+                frames_in(first, value).find(|(p, _)| Some(*p) == position)
+            }
+            self.inner.scan_values(from, &mut |first, value| {
+                if holds(first, &value, self.hide).is_some() {
                     return true;
                 }
-                if Some(position) == self.flip {
-                    let mut copy = bytes.to_vec();
-                    let last = copy.len() - 1;
+                if let Some((_, frame)) = holds(first, &value, self.flip) {
+                    let last = frame.as_ptr() as usize - value.as_ptr() as usize + frame.len() - 1;
+                    let mut copy = value.to_vec();
                     copy[last] ^= 1;
-                    return visit(position, &copy);
+                    return visit(first, copy.into());
                 }
-                visit(position, bytes)
+                visit(first, value)
             })
         }
         fn stream_positions(&self, patient: &Pid, from: u64, limit: usize) -> Result<Vec<u64>> {
@@ -362,7 +387,8 @@ mod tests {
         }
     }
 
-    /// A ledger of `events` events (more than one verification range) in `dir`.
+    /// A ledger of `events` events in `dir`, appended 40 at a time: stored values of one frame
+    /// (the first event) and groups of 16 and 8, spread over many chunks of the test's size.
     fn build(dir: &std::path::Path, events: u64) {
         let ledger = Ledger::open(dir, LedgerConfig::default()).unwrap();
         let actor = Actor {
@@ -395,7 +421,7 @@ mod tests {
         });
         let mut written = 1;
         while written < events {
-            let n = (events - written).min(500);
+            let n = (events - written).min(40);
             let subs = (0..n).map(|_| submission(note.clone())).collect();
             ledger.append(request(subs)).unwrap();
             written += n;
@@ -420,16 +446,21 @@ mod tests {
         report
     }
 
+    /// Every position, on both sides of every chunk boundary and at every place in a group.
     #[test]
     fn parallel_verification_reports_the_first_problem_in_position_order() {
+        const EVENTS: u64 = 401;
         let dir = tempfile::tempdir().unwrap();
-        build(dir.path(), 5_000);
+        build(dir.path(), EVENTS);
 
         let intact = verify_damaged(dir.path(), None, None);
         assert!(intact.is_intact(), "{:?}", intact.problem);
-        assert_eq!(intact.verified, 5_000);
+        assert_eq!(intact.verified, EVENTS);
+        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        assert_eq!(intact.head_hash, ledger.head().hash);
+        drop(ledger);
 
-        for position in [1, 1024, 1025, 2049, 4999, 5000] {
+        for position in 1..=EVENTS {
             let report = verify_damaged(dir.path(), Some(position), None);
             let problem = report.problem.expect("a flipped byte is found");
             assert_eq!(problem.position, position);
@@ -437,15 +468,27 @@ mod tests {
             assert_eq!(report.verified, position - 1);
         }
 
-        let report = verify_damaged(dir.path(), None, Some(3000));
-        let problem = report.problem.expect("a hidden frame is a gap");
-        assert_eq!(problem.position, 3000);
-        assert_eq!(problem.kind, ProblemKind::Gap { found: 3001 });
-        assert_eq!(report.verified, 2999);
-
-        // A hidden last frame is the end of the chain, not a problem.
-        let report = verify_damaged(dir.path(), None, Some(5000));
-        assert!(report.is_intact());
-        assert_eq!(report.verified, 4999);
+        // The first event alone, then appends of 40 stored as values of 16, 16 and 8 frames.
+        // A hidden value is a gap at its first position, up to the next stored value; a hidden
+        // last value is the end of the chain, not a problem.
+        let appends = (2..=EVENTS).step_by(40);
+        let firsts = std::iter::once(1).chain(appends.flat_map(|a| [a, a + 16, a + 32]));
+        for first in firsts {
+            let end_of_append = if first == 1 {
+                1
+            } else {
+                (first - 2) / 40 * 40 + 41
+            };
+            let next = (first + 16).min(end_of_append + 1);
+            let report = verify_damaged(dir.path(), None, Some(first));
+            assert_eq!(report.verified, first - 1);
+            if next > EVENTS {
+                assert!(report.is_intact(), "{:?}", report.problem);
+                continue;
+            }
+            let problem = report.problem.expect("a hidden value is a gap");
+            assert_eq!(problem.position, first);
+            assert_eq!(problem.kind, ProblemKind::Gap { found: next });
+        }
     }
 }
