@@ -331,7 +331,7 @@ impl Text {
                 ),
             ));
         }
-        if has_control_character(&raw) {
+        if has_control_character(raw) {
             return Err(InvalidInput::new(
                 "text",
                 "must not contain control characters",
