@@ -63,6 +63,12 @@ fn main() {
         }
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--writers") {
+        // One group-commit case of single-event writers, for profiles and `perf stat`.
+        let writers = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(64);
+        group_commit_cases(&[(writers, 1, 40_000)]);
+        return;
+    }
     if args.iter().any(|a| a == "--list") {
         return;
     }
@@ -156,13 +162,18 @@ fn group_commit() {
         "{:>22} {:>10} {:>12} {:>10} {:>14} {:>14}",
         "case", "events", "events/s", "syncs/s", "appends/sync", "cpu us/event"
     );
-    for (writers, per_append, appends) in [
-        (1u64, 1u64, 2_000u64),
+    group_commit_cases(&[
+        (1, 1, 2_000),
         (8, 1, 20_000),
         (64, 1, 40_000),
         (1, 100, 500),
         (4, 100, 1_000),
-    ] {
+    ]);
+}
+
+/// Runs `(writers, events per append, appends)` cases and prints a line for each.
+fn group_commit_cases(cases: &[(u64, u64, u64)]) {
+    for &(writers, per_append, appends) in cases {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Arc::new(open(dir.path()));
         found_patients(&ledger, writers.max(100));

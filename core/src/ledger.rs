@@ -378,8 +378,9 @@ impl Ledger {
             }
         }
         if let (Some(key), Some(print)) = (&request.idempotency_key, fingerprint) {
-            batch.idempotency =
-                Some((key.as_bytes().to_vec(), idempotency_value(print, &appended)));
+            batch
+                .idempotency
+                .push((key.as_bytes().to_vec(), idempotency_value(print, &appended)));
         }
         if let Err(e) = self.storage.commit(batch) {
             // The batch may or may not be in sled's memory: the state (already folded forward)

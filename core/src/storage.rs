@@ -11,15 +11,48 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::ids::PatientId;
 
-/// One atomic write: event frames, their stream index entries, and an idempotency entry.
+/// One atomic write: event frames, their stream index entries, and idempotency entries. The
+/// ledger writes the appends of one group commit as one batch.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     /// `(position, frame bytes)`, ascending and gapless after the current head.
     pub frames: Vec<(u64, Vec<u8>)>,
     /// `(patient, revision, position)` for each frame.
     pub index: Vec<(PatientId, u64, u64)>,
-    /// `(key, value)` to remember an idempotent request.
-    pub idempotency: Option<(Vec<u8>, Vec<u8>)>,
+    /// `(key, value)` to remember each idempotent request.
+    pub idempotency: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl WriteBatch {
+    /// Adds `later`, whose frames follow this batch's, to this batch.
+    pub fn extend(&mut self, later: WriteBatch) {
+        self.frames.extend(later.frames);
+        self.index.extend(later.index);
+        self.idempotency.extend(later.idempotency);
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.idempotency.is_empty()
+    }
+}
+
+/// A stored value as storage holds it (one frame, or a group read with [`frames_in`]), shared
+/// rather than copied: cloning it counts a reference.
+#[derive(Clone, Debug)]
+pub struct StoredValue(sled::IVec);
+
+impl std::ops::Deref for StoredValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for StoredValue {
+    fn from(bytes: Vec<u8>) -> Self {
+        StoredValue(bytes.into())
+    }
 }
 
 /// Called with each requested position and its frame, if stored.
@@ -44,9 +77,13 @@ pub trait Storage: Send + Sync {
     /// returns false: the key's position and the value as stored (one frame, or a group read
     /// with [`frames_in`]), shared rather than copied, for handing to other threads. The
     /// default makes each frame of [`Storage::scan`] a value of its own.
-    fn scan_values(&self, from: u64, visit: &mut dyn FnMut(u64, sled::IVec) -> bool) -> Result<()> {
+    fn scan_values(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(u64, StoredValue) -> bool,
+    ) -> Result<()> {
         self.scan(from, &mut |position, frame| {
-            visit(position, sled::IVec::from(frame))
+            visit(position, StoredValue(frame.into()))
         })
     }
     /// Positions of the patient's events from revision `from_revision` on, up to `limit`.
@@ -129,8 +166,8 @@ fn position_of(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// The first byte of a sled value that holds the frames of several consecutive positions (one
-/// append of several events). A lone frame starts with its version byte
+/// The first byte of a sled value that holds the frames of several consecutive positions
+/// (events committed together: an append of several, or the appends of one group commit). A lone frame starts with its version byte
 /// ([`crate::chain::FRAME_VERSION`]), which is never this.
 pub const GROUP_MARKER: u8 = 0xFF;
 
@@ -140,7 +177,7 @@ pub const GROUP_MARKER: u8 = 0xFF;
 /// 100 made single appends after a million batched events 2.5 times slower.
 const GROUP_FRAMES: usize = 16;
 
-/// The stored value of several consecutive frames of one append (at most [`GROUP_FRAMES`]):
+/// The stored value of several consecutive frames committed together (at most [`GROUP_FRAMES`]):
 /// `GROUP_MARKER ‖ (u32 BE length ‖ frame)…`, kept under the first one's key. A lone frame is
 /// stored as it is.
 fn group_value(frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
@@ -415,7 +452,11 @@ impl Storage for SledStorage {
         Ok(())
     }
 
-    fn scan_values(&self, from: u64, visit: &mut dyn FnMut(u64, sled::IVec) -> bool) -> Result<()> {
+    fn scan_values(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(u64, StoredValue) -> bool,
+    ) -> Result<()> {
         let open = self.db()?;
         let start = match self.value_holding(from)? {
             Some((first, _)) => first,
@@ -423,7 +464,7 @@ impl Storage for SledStorage {
         };
         for item in open.db.range(frame_key(start)..=frame_key(u64::MAX)) {
             let (k, v) = item.map_err(sled_err)?;
-            if !visit(position_of(&k)?, v) {
+            if !visit(position_of(&k)?, StoredValue(v)) {
                 break;
             }
         }
@@ -493,7 +534,7 @@ impl Storage for SledStorage {
         for (patient, first, positions) in index_runs(&batch.index) {
             b.insert(stream_key(patient, first), positions);
         }
-        if let Some((key, value)) = batch.idempotency {
+        for (key, value) in batch.idempotency {
             let mut full = Vec::with_capacity(1 + key.len());
             full.push(IDEMPOTENCY);
             full.extend_from_slice(&key);

@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, SyncSender};
 use crate::chain::Frame;
 use crate::error::Result;
 use crate::record::{decode_record, Hash};
-use crate::storage::{frames_in, Storage};
+use crate::storage::{frames_in, Storage, StoredValue};
 
 /// What is wrong at a position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +127,7 @@ struct Chunk {
     /// The stored hash of the frame before the first one ([`Hash::ZERO`] before position 1).
     prev: Hash,
     /// Each stored value with its key's position: one frame, or a group of them.
-    values: Vec<(u64, sled::IVec)>,
+    values: Vec<(u64, StoredValue)>,
 }
 
 /// What checking one chunk found.
@@ -341,7 +341,7 @@ mod tests {
         fn scan_values(
             &self,
             from: u64,
-            visit: &mut dyn FnMut(u64, sled::IVec) -> bool,
+            visit: &mut dyn FnMut(u64, StoredValue) -> bool,
         ) -> Result<()> {
             fn holds(first: u64, value: &[u8], position: Option<u64>) -> Option<(u64, &[u8])> {
                 frames_in(first, value).find(|(p, _)| Some(*p) == position)
