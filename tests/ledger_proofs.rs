@@ -146,7 +146,7 @@ proptest! {
 
 #[test]
 fn deleted_events_are_reported_as_a_gap_at_the_first_missing_position() {
-    // Each append is stored as one value; removing one removes its events.
+    // Removing a stored value removes the frames written together in it.
     for removed in [1, 4, 12] {
         let dir = tempfile::tempdir().unwrap();
         let head = build(dir.path(), 2, 4);
@@ -155,13 +155,13 @@ fn deleted_events_are_reported_as_a_gap_at_the_first_missing_position() {
             let (key, value, _) = tamper::locate(&db, removed);
             let first = u64::from_be_bytes(key[1..9].try_into().unwrap());
             let count = careledger_core::storage::frames_in(first, &value).count() as u64;
-            tamper::remove_append(&db, removed);
+            tamper::remove_value(&db, removed);
             (first, count)
         };
         let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
         let report = ledger.verify(&mut |_, _| {}).unwrap();
         if first + count > head {
-            // The last append removed: the chain is intact up to the new head.
+            // The last value removed: the chain is intact up to the new head.
             assert!(report.is_intact(), "{:?}", report.problem);
             assert_eq!(report.verified, first - 1);
             continue;
@@ -309,26 +309,27 @@ fn concurrent_writers_on_different_patients_are_all_durable_and_gapless() {
     assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
 }
 
-/// Real sled storage whose second sync waits until the append after it has committed, then
-/// fails, as `fdatasync` does when the disk reports an error.
+/// Real sled storage whose second sync fails, as `fdatasync` does when the disk reports an
+/// error, while another append is about to be staged (the ledger looks up the append's
+/// idempotency key right before staging it; the lookup goes on once the sync has failed) or,
+/// `while_writing`, while staged appends are being written to storage.
 struct FirstSyncFails {
     inner: careledger_core::storage::SledStorage,
-    /// Commits started and finished, and whether the failing sync has failed.
+    /// Idempotency lookups and writes begun, and whether the failing sync has failed.
     state: std::sync::Mutex<(u32, u32, bool)>,
     changed: std::sync::Condvar,
     syncs: std::sync::atomic::AtomicU32,
-    /// Fail while the third commit is under way instead of after it.
-    during_commit: bool,
+    while_writing: bool,
 }
 
 impl FirstSyncFails {
-    fn new(dir: &Path, during_commit: bool) -> Self {
+    fn new(dir: &Path, while_writing: bool) -> Self {
         FirstSyncFails {
             inner: careledger_core::storage::SledStorage::open(dir).unwrap(),
             state: std::sync::Mutex::new((0, 0, false)),
             changed: std::sync::Condvar::new(),
             syncs: std::sync::atomic::AtomicU32::new(0),
-            during_commit,
+            while_writing,
         }
     }
 
@@ -369,31 +370,35 @@ impl careledger_core::storage::Storage for FirstSyncFails {
         self.inner.stream_positions(patient, from, limit)
     }
     fn idempotency(&self, key: &[u8]) -> careledger_core::Result<Option<Vec<u8>>> {
+        self.update(|s| s.0 += 1);
+        if !self.while_writing {
+            // Let the failure end the ledger's epoch while this append is about to be staged.
+            self.wait(|s| s.2);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         self.inner.idempotency(key)
     }
     fn commit(&self, batch: careledger_core::storage::WriteBatch) -> careledger_core::Result<()> {
         let mut third = false;
         self.update(|s| {
-            s.0 += 1;
-            third = s.0 == 3;
+            s.1 += 1;
+            third = s.1 == 3;
         });
-        if third && self.during_commit {
-            // Let the failure end the ledger's epoch while this batch is being committed.
+        if third {
+            // Let the failure end the ledger's epoch while these appends are being written.
             self.wait(|s| s.2);
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        self.inner.commit(batch)?;
-        self.update(|s| s.1 += 1);
-        Ok(())
+        self.inner.commit(batch)
     }
     fn sync(&self) -> careledger_core::Result<()> {
         if self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) != 1 {
             return self.inner.sync();
         }
-        if self.during_commit {
-            self.wait(|s| s.0 >= 3);
-        } else {
+        if self.while_writing {
             self.wait(|s| s.1 >= 3);
+        } else {
+            self.wait(|s| s.0 >= 1);
         }
         self.update(|s| s.2 = true);
         Err(Error::Storage("Input/output error (os error 5)".into()))
@@ -407,13 +412,13 @@ impl careledger_core::storage::Storage for FirstSyncFails {
 }
 
 /// After a failed `fdatasync` the kernel may report success for the next one although the
-/// pages of the first never reached the disk. So a write committed before a failed sync, or
-/// while it failed, is never acknowledged, even when a later sync succeeds.
+/// pages of the first never reached the disk. So a write staged or written before a failed
+/// sync, or while it failed, is never acknowledged, even when a later sync succeeds.
 #[test]
 fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
-    for during_commit in [false, true] {
+    for while_writing in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let storage = FirstSyncFails::new(dir.path(), during_commit);
+        let storage = FirstSyncFails::new(dir.path(), while_writing);
         let config = LedgerConfig {
             reopen_interval: std::time::Duration::ZERO,
             ..LedgerConfig::default()
@@ -427,32 +432,43 @@ fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
                 vec![found()],
             ))
             .unwrap();
-        // The founding's sync succeeded; the next one fails, once the append after it has
-        // committed (or, `during_commit`, while it commits).
-        let first = {
+        // The founding's sync succeeded; the next one, which writes and syncs `first`, fails
+        // while `second` is about to be staged behind it (or, `while_writing`, while `third`,
+        // for a patient the writer has not seen yet, writes the staged `second` to storage).
+        let append_after = |millis: u64, request: AppendRequest| {
             let ledger = ledger.clone();
             std::thread::spawn(move || {
-                ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120)]))
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                ledger.append(request)
             })
         };
-        let second = {
-            let ledger = ledger.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(130)]))
-            })
-        };
+        let first = append_after(
+            0,
+            request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120)]),
+        );
+        let mut keyed = request("p-1", gp(1), ExpectedRevision::Any, vec![bp(130)]);
+        keyed.idempotency_key = Some("second".into());
+        let second = append_after(50, keyed);
+        let third = while_writing.then(|| {
+            append_after(
+                100,
+                request("p-2", gp(1), ExpectedRevision::NoStream, vec![found()]),
+            )
+        });
         let first = first.join().unwrap();
         let second = second.join().unwrap();
         let first = first.expect_err("the failed sync is reported");
         assert!(first.to_string().contains("Input/output error"), "{first}");
-        let second = second.expect_err(&format!(
-            "a write pending at a failed sync is not acknowledged (during its commit: {during_commit})"
-        ));
-        assert!(
-            second.to_string().contains("Input/output error"),
-            "the error says why: {second}"
-        );
+        let pending = std::iter::once(second).chain(third.map(|t| t.join().unwrap()));
+        for (which, outcome) in ["second", "third"].into_iter().zip(pending) {
+            let error = outcome.expect_err(&format!(
+                "the {which} append, pending at a failed sync, is not acknowledged (while writing: {while_writing})"
+            ));
+            assert!(
+                error.to_string().contains("Input/output error"),
+                "the error says why: {error}"
+            );
+        }
         // Writing resumes: the storage is reopened from disk and later syncs succeed.
         let outcome = ledger
             .append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(140)]))

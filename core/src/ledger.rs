@@ -146,8 +146,21 @@ type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
 
 /// State owned by the single writer.
 struct Writer {
+    /// The last position numbered, staged ones included.
     head: Head,
     patients: HashMap<PatientId, PatientState>,
+    staged: Staged,
+}
+
+/// Appends numbered, linked and folded into the writer's state, not yet written to storage.
+/// The leader of the next group commit writes them as one atomic batch, then syncs: sled
+/// writes its log buffer out twice for every batch it applies (each write waiting for the
+/// disk), so one batch per sync instead of one per append.
+#[derive(Default)]
+struct Staged {
+    batch: WriteBatch,
+    /// The epoch the appends were staged in.
+    epoch: u64,
 }
 
 /// The care-plan ledger.
@@ -156,12 +169,12 @@ pub struct Ledger {
     policy: Policy,
     reopen_interval: Duration,
     writer: Mutex<Writer>,
-    /// Head of what is committed to storage (maybe not yet durable).
+    /// Head of what is written to storage (maybe not yet durable).
     written: Mutex<Head>,
     /// Head of what is durable; readers see up to here.
     durable: Mutex<Head>,
     durable_position: AtomicU64,
-    /// Appenders that have entered `append` and not yet committed their batch (or given up).
+    /// Appenders that have entered `append` and not yet staged their events (or given up).
     committing: AtomicU64,
     /// Who syncs and who waits for it.
     sync_state: Mutex<SyncState>,
@@ -201,6 +214,7 @@ impl Ledger {
             writer: Mutex::new(Writer {
                 head,
                 patients: HashMap::new(),
+                staged: Staged::default(),
             }),
             written: Mutex::new(head),
             durable: Mutex::new(head),
@@ -242,19 +256,34 @@ impl Ledger {
         let (outcome, last_position) = {
             let mut writer = lock(&self.writer);
             self.recover_if_failed(&mut writer)?;
-            if let (Some(key), Some(print)) = (&request.idempotency_key, &fingerprint) {
-                if let Some(stored) = self.storage.idempotency(key.as_bytes())? {
-                    drop(writer);
-                    drop(committing);
-                    return self.replay(key, print, &stored);
-                }
-            }
-            // Read before committing: a sync that fails while this batch is committed ends the
-            // epoch, and this batch, possibly in the pages the failure lost, must then not be
+            // Read before staging: a sync that fails while this append is written ends the
+            // epoch, and this append, possibly in the pages the failure lost, must then not be
             // acknowledged by a later sync. A reopen, which also ends the epoch, takes the
             // writer lock, so it cannot come between.
             let epoch = self.epoch.load(Ordering::SeqCst);
-            let outcome = self.append_locked(&mut writer, &request, fingerprint.as_ref())?;
+            if !writer.staged.batch.is_empty() && writer.staged.epoch != epoch {
+                // A storage failure ended the epoch of the staged appends; the reopen that
+                // follows starts the writer again from what storage holds.
+                return Err(Error::Storage(
+                    "a storage failure ended the writes waiting to be stored; send the request again"
+                        .into(),
+                ));
+            }
+            if let (Some(key), Some(print)) = (&request.idempotency_key, &fingerprint) {
+                let staged = (writer.staged.batch.idempotency.iter())
+                    .find(|(k, _)| k == key.as_bytes())
+                    .map(|(_, v)| v.clone());
+                let found = match staged {
+                    Some(value) => Some(value),
+                    None => self.storage.idempotency(key.as_bytes())?,
+                };
+                if let Some(value) = found {
+                    drop(writer);
+                    drop(committing);
+                    return self.replay(key, print, &value, epoch);
+                }
+            }
+            let outcome = self.append_locked(&mut writer, &request, fingerprint.as_ref(), epoch)?;
             (outcome, (writer.head.position, epoch))
         };
         drop(committing);
@@ -284,6 +313,7 @@ impl Ledger {
         let (head, problem) = check_head(self.storage.as_ref())?;
         writer.head = head;
         writer.patients.clear();
+        writer.staged = Staged::default();
         *lock(&self.written) = head;
         *lock(&self.durable) = head;
         self.durable_position.store(head.position, Ordering::SeqCst);
@@ -299,10 +329,11 @@ impl Ledger {
         writer: &mut Writer,
         request: &AppendRequest,
         fingerprint: Option<&Hash>,
+        epoch: u64,
     ) -> Result<AppendOutcome> {
         let mut state = self.take_state(writer, &request.patient)?;
         let before = state.revision();
-        let result = self.decide_and_commit(writer, request, fingerprint, &mut state);
+        let result = self.decide_and_stage(writer, request, fingerprint, &mut state, epoch);
         // The state goes back unless a failed request had already folded some of its events
         // into it; then it is folded again from storage on next use.
         if result.is_ok() || state.revision() == before {
@@ -311,12 +342,13 @@ impl Ledger {
         result
     }
 
-    fn decide_and_commit(
+    fn decide_and_stage(
         &self,
         writer: &mut Writer,
         request: &AppendRequest,
         fingerprint: Option<&Hash>,
         state: &mut PatientState,
+        epoch: u64,
     ) -> Result<AppendOutcome> {
         check_expected(&request.patient, request.expected, state.revision())?;
         let recorded_at = Timestamp::now();
@@ -382,15 +414,11 @@ impl Ledger {
                 .idempotency
                 .push((key.as_bytes().to_vec(), idempotency_value(print, &appended)));
         }
-        if let Err(e) = self.storage.commit(batch) {
-            // The batch may or may not be in sled's memory: the state (already folded forward)
-            // is dropped by the caller and reloaded from storage on next use.
-            self.end_epoch(&e);
-            self.refuse(format!("a write failed: {e}"));
-            return Err(e);
+        if writer.staged.batch.is_empty() {
+            writer.staged.epoch = epoch;
         }
+        writer.staged.batch.extend(batch);
         writer.head = head;
-        *lock(&self.written) = head;
         let revision = state.revision();
         Ok(AppendOutcome {
             events: appended,
@@ -489,7 +517,8 @@ impl Ledger {
         while self.committing.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::yield_now();
         }
-        // Everything committed before this point is covered by the sync below.
+        self.write_staged(&mut lock(&self.writer))?;
+        // Everything written before this point is covered by the sync below.
         let target = *lock(&self.written);
         if let Err(e) = self.storage.sync() {
             self.end_epoch(&e);
@@ -505,7 +534,30 @@ impl Ledger {
         Ok(())
     }
 
-    fn replay(&self, key: &str, print: &Hash, stored: &[u8]) -> Result<AppendOutcome> {
+    /// Writes the staged appends to storage as one atomic batch (not yet durable).
+    fn write_staged(&self, writer: &mut Writer) -> Result<()> {
+        if writer.staged.batch.is_empty()
+            || writer.staged.epoch != self.epoch.load(Ordering::SeqCst)
+        {
+            // Nothing staged, or the appends of an ended epoch: those are never acknowledged,
+            // and the reopen after the failure starts the writer again from storage.
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut writer.staged.batch);
+        if let Err(e) = self.storage.commit(batch) {
+            // The batch may or may not be in sled's memory. Writes are refused until the
+            // storage is reopened and the writer's state read again from it.
+            self.end_epoch(&e);
+            self.refuse(format!("a write failed: {e}"));
+            return Err(e);
+        }
+        *lock(&self.written) = writer.head;
+        Ok(())
+    }
+
+    /// Answers a retry of the append that wrote or staged `stored` (the idempotency entry)
+    /// in `epoch`, once that append is durable.
+    fn replay(&self, key: &str, print: &Hash, stored: &[u8], epoch: u64) -> Result<AppendOutcome> {
         let (stored_print, positions) = parse_idempotency_value(stored)
             .ok_or_else(|| Error::Storage(format!("idempotency entry for {key:?} is malformed")))?;
         if stored_print != *print {
@@ -514,7 +566,7 @@ impl Ledger {
             });
         }
         let last = positions.last().copied().unwrap_or(0);
-        self.make_durable(last, self.epoch.load(Ordering::SeqCst))?;
+        self.make_durable(last, epoch)?;
         let mut events = Vec::with_capacity(positions.len());
         let mut revision = 0;
         for position in positions {
@@ -541,6 +593,9 @@ impl Ledger {
         if let Some(state) = writer.patients.remove(patient) {
             return Ok(state);
         }
+        // Storage must hold every event the state is folded from: the patient's state was
+        // dropped after a failed request, and staged appends may be the patient's.
+        self.write_staged(writer)?;
         let mut state = PatientState::default();
         for recorded in self.read_stream_unbounded(patient)? {
             state.apply(&recorded);

@@ -139,10 +139,10 @@ fn revision_of(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// Groups index entries into runs of one patient's consecutive revisions: one sled entry per
-/// run, keyed by its first revision, holding the positions (8 bytes each, big-endian). A batch
-/// of 100 commands writes one index entry instead of 100; a run of one is the entry of a single
-/// event.
+/// Groups index entries into runs of one patient's consecutive revisions, next to each other in
+/// the batch: one sled entry per run, keyed by its first revision, holding the positions (8
+/// bytes each, big-endian). A batch of 100 commands writes one index entry instead of 100; a
+/// run of one is the entry of a single event.
 fn index_runs(index: &[(PatientId, u64, u64)]) -> Vec<(&PatientId, u64, Vec<u8>)> {
     let mut runs: Vec<(&PatientId, u64, Vec<u8>)> = Vec::new();
     for (patient, revision, position) in index {
@@ -167,8 +167,8 @@ fn position_of(key: &[u8]) -> Result<u64> {
 }
 
 /// The first byte of a sled value that holds the frames of several consecutive positions
-/// (events committed together: an append of several, or the appends of one group commit). A lone frame starts with its version byte
-/// ([`crate::chain::FRAME_VERSION`]), which is never this.
+/// written together (an append of several events, or the appends of one group commit). A lone
+/// frame starts with its version byte ([`crate::chain::FRAME_VERSION`]), which is never this.
 pub const GROUP_MARKER: u8 = 0xFF;
 
 /// Most frames in one group value. sled rewrites a leaf whole when it consolidates it, and writes

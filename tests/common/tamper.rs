@@ -1,5 +1,6 @@
 //! Changing stored events as someone with access to the ledger's files would, for the tamper
-//! tests. A stored value holds one frame, or the frames of one append (see docs/hash-format.md).
+//! tests. A stored value holds one frame, or up to 16 frames written together (see
+//! docs/hash-format.md).
 
 use std::ops::Range;
 
@@ -42,8 +43,8 @@ pub fn flip(db: &sled::Db, position: u64, offset: usize, mask: u8) {
     });
 }
 
-/// Removes the stored value holding `position`: the frames of its whole append.
-pub fn remove_append(db: &sled::Db, position: u64) {
+/// Removes the stored value holding `position`: one frame, or a group written together.
+pub fn remove_value(db: &sled::Db, position: u64) {
     let (key, _, _) = locate(db, position);
     db.remove(key).unwrap();
     db.flush().unwrap();
