@@ -132,13 +132,18 @@ fn decode_view(bytes: &[u8]) -> Result<PatientView, ProjectionError> {
 fn encode_views<'a>(
     model: &ReadModel,
     patients: &[&'a PatientId],
-) -> Result<Vec<(&'a PatientId, Vec<u8>)>, ProjectionError> {
+) -> Result<Vec<(&'a PatientId, Vec<sled::IVec>)>, ProjectionError> {
     let mut out = Vec::with_capacity(patients.len());
+    // One buffer for all views, cut into the stored chunks: each byte is copied once, into the
+    // chunk sled keeps, and no view-sized buffer is allocated per patient.
+    let mut buffer = Vec::new();
     for patient in patients {
         if let Some(view) = model.patients.get(*patient) {
-            let bytes = bincode::serde::encode_to_vec(view, bincode::config::standard())
+            buffer.clear();
+            bincode::serde::encode_into_std_write(view, &mut buffer, bincode::config::standard())
                 .map_err(|e| ProjectionError::Storage(e.to_string()))?;
-            out.push((*patient, bytes));
+            let chunks = buffer.chunks(CHUNK_BYTES).map(sled::IVec::from).collect();
+            out.push((*patient, chunks));
         }
     }
     Ok(out)
@@ -295,7 +300,7 @@ impl Projections {
         let changed = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         // Encoding is most of the work when many patients changed (a rebuild): two threads.
         let changed: Vec<&PatientId> = changed.iter().collect();
-        let encoded: Vec<Vec<(&PatientId, Vec<u8>)>> = if changed.len() >= PARALLEL_ENCODE {
+        let encoded: Vec<Vec<(&PatientId, Vec<sled::IVec>)>> = if changed.len() >= PARALLEL_ENCODE {
             let (first, second) = changed.split_at(changed.len() / 2);
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| encode_views(&model, second));
@@ -309,11 +314,10 @@ impl Projections {
             vec![encode_views(&model, &changed)?]
         };
         let mut batch = sled::Batch::default();
-        for (patient, bytes) in encoded.iter().flatten() {
-            let mut chunks = 0;
-            for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
+        for (patient, view) in encoded.into_iter().flatten() {
+            let chunks = view.len() as u32;
+            for (i, chunk) in view.into_iter().enumerate() {
                 batch.insert(chunk_key(patient, i as u32), chunk);
-                chunks = i as u32 + 1;
             }
             // A view never shrinks by much, but a smaller one must not keep old chunks.
             for item in self
