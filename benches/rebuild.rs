@@ -1,7 +1,11 @@
 //! Projection rebuild from zero: events folded per second into the plan, audit trail,
 //! notifications and signals, including writing them to the projections' database.
 //!
-//! `cargo bench --bench rebuild` (sizes: `CARELEDGER_REBUILD_EVENTS`, default 100000).
+//! `cargo bench --bench rebuild` (sizes: `CARELEDGER_REBUILD_EVENTS`, default 100000). The ledger
+//! is built once; it is rebuilt three times in fresh processes that open it from disk, as
+//! `careledger rebuild` does, then three times in one process. With `CARELEDGER_REBUILD_DIR` the
+//! ledger is kept in that directory, and `rebuild-<hash> --rebuild-only <dir>` rebuilds from it
+//! alone (for profiles).
 
 mod common;
 
@@ -10,30 +14,64 @@ use std::time::Instant;
 use careledger_projections::{ProjectionConfig, Projections};
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--rebuild-only") {
+        // A fresh process, as `careledger rebuild` is: open the ledger, rebuild, report.
+        let dir = std::path::PathBuf::from(&args[i + 1]);
+        let ledger = common::open(&dir.join("ledger"));
+        rebuild_once(
+            &ledger,
+            &dir.join(format!("projections-{}", std::process::id())),
+            "fresh process",
+        );
+        return;
+    }
     let events: u64 = std::env::var("CARELEDGER_REBUILD_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let patients = (events / 500).max(1);
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = common::open(&dir.path().join("ledger"));
-    common::found_patients(&ledger, patients);
-    common::fill(&ledger, patients, events, 100);
-    let head = ledger.head().position;
+    let temporary = tempfile::tempdir().unwrap();
+    // `CARELEDGER_REBUILD_DIR` keeps the ledger there, for profiling `--rebuild-only <dir>`.
+    let kept = std::env::var_os("CARELEDGER_REBUILD_DIR").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temporary.path());
+    {
+        let ledger = common::open(&dir.join("ledger"));
+        common::found_patients(&ledger, patients);
+        common::fill(&ledger, patients, events, 100);
+        println!("{events} events over {patients} patients");
+    }
+    // Each in a process of its own, the ledger opened from disk: what `careledger rebuild` does.
+    let exe = std::env::current_exe().unwrap();
+    for _ in 0..3 {
+        let status = std::process::Command::new(&exe)
+            .arg("--rebuild-only")
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // Then three runs in this process, one after the other.
+    let ledger = common::open(&dir.join("ledger"));
     for run in 1..=3 {
-        let projections = Projections::open(
-            &dir.path().join(format!("projections-{run}")),
-            ProjectionConfig::default(),
-        )
-        .unwrap();
-        let started = Instant::now();
-        let applied = projections.rebuild(&ledger, &mut |_, _| {}).unwrap();
-        let elapsed = started.elapsed();
-        assert_eq!(applied, head);
-        println!(
-            "rebuild run {run}: {applied} events over {patients} patients in {:.2} s = {:.0} events/s",
-            elapsed.as_secs_f64(),
-            applied as f64 / elapsed.as_secs_f64()
+        rebuild_once(
+            &ledger,
+            &dir.join(format!("projections-{run}")),
+            &format!("run {run} in one process"),
         );
     }
+}
+
+/// Rebuilds the read models from `ledger` into a new projections database at `at`.
+fn rebuild_once(ledger: &careledger_core::Ledger, at: &std::path::Path, what: &str) {
+    let projections = Projections::open(at, ProjectionConfig::default()).unwrap();
+    let started = Instant::now();
+    let applied = projections.rebuild(ledger, &mut |_, _| {}).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(applied, ledger.head().position);
+    println!(
+        "rebuild, {what}: {applied} events in {:.3} s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        applied as f64 / elapsed.as_secs_f64()
+    );
 }
