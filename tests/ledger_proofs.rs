@@ -202,6 +202,118 @@ fn damaged_head_is_reported_on_open_and_writes_are_refused() {
     assert!(matches!(refused, Error::Poisoned(_)), "{refused}");
 }
 
+/// Retries of one request racing each other (a client resending after a timeout, two gateways
+/// delivering the same message) write it once, whether the first is still waiting for its group
+/// commit or already stored; every caller gets the same events.
+#[test]
+fn concurrent_retries_with_one_idempotency_key_write_once() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).unwrap());
+    let founded = ledger
+        .append(request(
+            "p-1",
+            gp(1),
+            ExpectedRevision::NoStream,
+            vec![found()],
+        ))
+        .unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (ledger, barrier) = (ledger.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                (0..ROUNDS)
+                    .map(|round| {
+                        let mut retry = request(
+                            "p-1",
+                            gp(1),
+                            ExpectedRevision::Any,
+                            vec![bp(120 + round as i64)],
+                        );
+                        retry.idempotency_key = Some(format!("message-{round}"));
+                        barrier.wait();
+                        ledger.append(retry).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let outcomes: Vec<Vec<_>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for round in 0..ROUNDS {
+        let round: Vec<_> = outcomes.iter().map(|o| &o[round]).collect();
+        let written = round.iter().filter(|o| !o.replayed).count();
+        assert_eq!(
+            written, 1,
+            "one caller writes, the others are answered with its events"
+        );
+        assert!(round.iter().all(|o| o.events == round[0].events));
+    }
+    let events = ledger.read_all(0, usize::MAX).unwrap();
+    assert_eq!(events.len(), founded.events.len() + ROUNDS);
+    assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
+}
+
+/// A request that fails after some of its events were folded into the patient's state makes
+/// the writer fold that state again from storage, while other appends to the same patient may
+/// still be waiting for their group commit: no revision is lost or given twice.
+#[test]
+fn failed_requests_among_concurrent_appends_keep_revisions_gapless() {
+    const THREADS: usize = 8;
+    const WRITES: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).unwrap());
+    let founding = ledger
+        .append(request(
+            "p-1",
+            gp(1),
+            ExpectedRevision::NoStream,
+            vec![found()],
+        ))
+        .unwrap()
+        .events
+        .len();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                let mut written = 0;
+                for w in 0..WRITES {
+                    if (t + w) % 3 == 0 {
+                        // The first measurement is folded, the second is refused: nothing is written.
+                        let mut failing =
+                            request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120), bp(125)]);
+                        let tomorrow = careledger_core::Timestamp::now().plus_days(1);
+                        failing.submissions[1].occurred_at = Some(tomorrow);
+                        assert!(ledger.append(failing).is_err());
+                    }
+                    let outcome = ledger
+                        .append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(130)]))
+                        .unwrap();
+                    written += outcome.events.len();
+                }
+                written
+            })
+        })
+        .collect();
+    let written: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let patient = PatientId::parse("p-1").unwrap();
+    let stream = ledger.read_stream(&patient, 1, usize::MAX).unwrap();
+    let revisions: Vec<u64> = stream.iter().map(|e| e.record.revision).collect();
+    assert_eq!(
+        revisions,
+        (1..=(founding + written) as u64).collect::<Vec<_>>()
+    );
+    let all = ledger.read_all(0, usize::MAX).unwrap();
+    assert_eq!(
+        all.len(),
+        stream.len(),
+        "every event is the patient's, none lost"
+    );
+    assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
+}
+
 #[test]
 fn concurrent_writers_with_exact_revisions_win_each_revision_once() {
     let dir = tempfile::tempdir().unwrap();
