@@ -487,13 +487,10 @@ async fn subscribe(
     }
 }
 
-/// Where the next `\n\n` at or after `from` starts.
+/// Where the next `\n\n` at or after `from` starts (a vectorised search: a thousand subscribers
+/// scan every byte the server sends, on the same cores as the server).
 fn find_blank_line(buffer: &[u8], from: usize) -> Option<usize> {
-    buffer
-        .get(from..)?
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|i| i + from)
+    memchr::memmem::find(buffer.get(from..)?, b"\n\n").map(|i| i + from)
 }
 
 /// The `id:` of an SSE block, as a position.
@@ -541,5 +538,33 @@ impl AckTimes {
     fn get(&self, position: u64) -> Option<Instant> {
         let nanos = self.slot(position)?.load(Ordering::Acquire);
         (nanos > 0).then(|| self.start + Duration::from_nanos(nanos - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_blank_line, sse_id};
+
+    #[test]
+    fn sse_blocks_are_found_where_they_end_and_give_their_id() {
+        let stream =
+            b"id: 7\nevent: recorded\ndata: {}\n\nid: 8\ndata: {\"a\":1}\n\n: heartbeat\n\nid: 9\n";
+        let first = find_blank_line(stream, 0).unwrap();
+        assert_eq!(&stream[first..first + 2], b"\n\n");
+        assert_eq!(sse_id(&stream[..first]), Some(7));
+        let second = find_blank_line(stream, first + 2).unwrap();
+        assert_eq!(sse_id(&stream[first + 2..second]), Some(8));
+        let third = find_blank_line(stream, second + 2).unwrap();
+        assert_eq!(
+            sse_id(&stream[second + 2..third]),
+            None,
+            "a comment has no id"
+        );
+        assert_eq!(
+            find_blank_line(stream, third + 2),
+            None,
+            "the last block is incomplete"
+        );
+        assert_eq!(find_blank_line(stream, stream.len() + 1), None);
     }
 }
