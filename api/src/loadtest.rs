@@ -155,6 +155,8 @@ struct Shared {
     until: AtomicU64,
     /// Appends acknowledged so far.
     acked: AtomicU64,
+    /// Subscribers whose subscription was answered (or failed): the load starts when all are.
+    subscribed: AtomicU64,
     errors: Mutex<HashMap<String, u64>>,
 }
 
@@ -185,6 +187,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
         acked_at: AckTimes::new(args.events.min(ACK_SLOTS) as usize + 1024),
         until: AtomicU64::new(0),
         acked: AtomicU64::new(0),
+        subscribed: AtomicU64::new(0),
         errors: Mutex::new(HashMap::new()),
     });
     let patients = args.patients.max(1);
@@ -217,6 +220,14 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
             ))
         })
         .collect();
+    // Delivery delays are measured on live subscriptions: the load starts once every subscriber
+    // is connected (1,000 connections take a while), or after 30 s.
+    let connecting = Instant::now();
+    while shared.subscribed.load(Ordering::SeqCst) < args.subscribers as u64
+        && connecting.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let per_connection_rate = if args.rate == 0 {
@@ -447,7 +458,9 @@ async fn subscribe(
         .get(format!("{}/events/stream?after={after}", shared.url))
         .bearer_auth(&token)
         .send()
-        .await?;
+        .await;
+    shared.subscribed.fetch_add(1, Ordering::SeqCst);
+    let response = response?;
     if !response.status().is_success() {
         bail!("subscribing failed: {}", response.status());
     }

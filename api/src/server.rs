@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use careledger_core::{Ledger, LedgerConfig};
 use careledger_projections::{ProjectionConfig, Projections};
 use tokio::net::TcpListener;
@@ -76,6 +77,13 @@ pub async fn serve(
     let persister = tokio::spawn(persist_projections(state.clone()));
     let feed = tokio::spawn(crate::http::run_feed(state.clone()));
     let router = app(state);
+    // Small writes (an SSE event, a 201) go out at once: with Nagle's algorithm a write waits
+    // for the ACK of the one before, which the client may delay by 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
