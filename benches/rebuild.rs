@@ -24,6 +24,10 @@ fn main() {
             &dir.join(format!("projections-{}", std::process::id())),
             "fresh process",
         );
+        println!(
+            "  peak memory of that process: {} MiB",
+            common::peak_rss_kib() / 1024
+        );
         return;
     }
     let events: u64 = std::env::var("CARELEDGER_REBUILD_EVENTS")
