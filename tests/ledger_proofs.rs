@@ -71,6 +71,21 @@ fn note(subject: &str) -> Command {
     })
 }
 
+/// A ledger shared by writer threads, with `patient` founded by `gp(actor)`; also returns how
+/// many events the founding wrote.
+fn shared_ledger(dir: &Path, patient: &str, actor: usize) -> (Arc<Ledger>, usize) {
+    let ledger = Arc::new(Ledger::open(dir, LedgerConfig::default()).unwrap());
+    let founded = ledger
+        .append(request(
+            patient,
+            gp(actor),
+            ExpectedRevision::NoStream,
+            vec![found()],
+        ))
+        .unwrap();
+    (ledger, founded.events.len())
+}
+
 /// A ledger with `patients` patients and `per_patient` measurements each.
 fn build(dir: &Path, patients: usize, per_patient: usize) -> u64 {
     let ledger = Ledger::open(dir, LedgerConfig::default()).unwrap();
@@ -210,15 +225,7 @@ fn concurrent_retries_with_one_idempotency_key_write_once() {
     const THREADS: usize = 8;
     const ROUNDS: usize = 30;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).unwrap());
-    let founded = ledger
-        .append(request(
-            "p-1",
-            gp(1),
-            ExpectedRevision::NoStream,
-            vec![found()],
-        ))
-        .unwrap();
+    let (ledger, founding) = shared_ledger(dir.path(), "p-1", 1);
     let barrier = Arc::new(std::sync::Barrier::new(THREADS));
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
@@ -251,7 +258,7 @@ fn concurrent_retries_with_one_idempotency_key_write_once() {
         assert!(round.iter().all(|o| o.events == round[0].events));
     }
     let events = ledger.read_all(0, usize::MAX).unwrap();
-    assert_eq!(events.len(), founded.events.len() + ROUNDS);
+    assert_eq!(events.len(), founding + ROUNDS);
     assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
 }
 
@@ -263,17 +270,7 @@ fn failed_requests_among_concurrent_appends_keep_revisions_gapless() {
     const THREADS: usize = 8;
     const WRITES: usize = 30;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).unwrap());
-    let founding = ledger
-        .append(request(
-            "p-1",
-            gp(1),
-            ExpectedRevision::NoStream,
-            vec![found()],
-        ))
-        .unwrap()
-        .events
-        .len();
+    let (ledger, founding) = shared_ledger(dir.path(), "p-1", 1);
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let ledger = ledger.clone();
@@ -317,15 +314,7 @@ fn failed_requests_among_concurrent_appends_keep_revisions_gapless() {
 #[test]
 fn concurrent_writers_with_exact_revisions_win_each_revision_once() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).unwrap());
-    ledger
-        .append(request(
-            "shared",
-            gp(0),
-            ExpectedRevision::NoStream,
-            vec![found()],
-        ))
-        .unwrap();
+    let (ledger, _) = shared_ledger(dir.path(), "shared", 0);
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let ledger = ledger.clone();

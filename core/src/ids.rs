@@ -56,19 +56,6 @@ impl PatientId {
     }
 }
 
-impl TryFrom<String> for PatientId {
-    type Error = InvalidInput;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<PatientId> for String {
-    fn from(id: PatientId) -> String {
-        id.0
-    }
-}
-
 impl fmt::Display for PatientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -133,19 +120,6 @@ impl ActorId {
     }
 }
 
-impl TryFrom<String> for ActorId {
-    type Error = InvalidInput;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<ActorId> for String {
-    fn from(id: ActorId) -> String {
-        id.0
-    }
-}
-
 impl fmt::Display for ActorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -174,19 +148,6 @@ impl AgbCode {
     }
 }
 
-impl TryFrom<String> for AgbCode {
-    type Error = InvalidInput;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<AgbCode> for String {
-    fn from(code: AgbCode) -> String {
-        code.0
-    }
-}
-
 /// A short identifier chosen by the writer for an element of the plan (a lab order,
 /// a lifestyle goal), or an ATC code: same rules as other ids.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -202,19 +163,6 @@ impl ElementId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl TryFrom<String> for ElementId {
-    type Error = InvalidInput;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<ElementId> for String {
-    fn from(id: ElementId) -> String {
-        id.0
     }
 }
 
@@ -252,19 +200,6 @@ impl AtcCode {
     /// The code as text.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl TryFrom<String> for AtcCode {
-    type Error = InvalidInput;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<AtcCode> for String {
-    fn from(code: AtcCode) -> String {
-        code.0
     }
 }
 
@@ -368,19 +303,6 @@ fn has_control_character(text: &str) -> bool {
             || b == 0x7F
             || (b == 0xC2 && matches!(bytes.get(i + 1), Some(0x80..=0x9F)))
     })
-}
-
-impl TryFrom<String> for Text {
-    type Error = InvalidInput;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::new(raw)
-    }
-}
-
-impl From<Text> for String {
-    fn from(t: Text) -> String {
-        t.0
-    }
 }
 
 impl fmt::Display for Text {

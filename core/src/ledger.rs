@@ -428,11 +428,14 @@ impl Ledger {
         })
     }
 
-    fn refuse(&self, reason: String) {
+    /// After a failed write or sync: ends the epoch, so that nothing pending is acknowledged,
+    /// and refuses writes until the storage is reopened.
+    fn storage_failed(&self, doing: &str, e: &Error) {
+        self.end_epoch(e);
         let mut refusal = lock(&self.refusal);
         if refusal.is_none() {
             *refusal = Some(Refusal {
-                reason,
+                reason: format!("{doing} failed: {e}"),
                 retry_after: Some(Instant::now()),
                 still_failing: None,
             });
@@ -521,8 +524,7 @@ impl Ledger {
         // Everything written before this point is covered by the sync below.
         let target = *lock(&self.written);
         if let Err(e) = self.storage.sync() {
-            self.end_epoch(&e);
-            self.refuse(format!("making writes durable failed: {e}"));
+            self.storage_failed("making writes durable", &e);
             return Err(e);
         }
         *lock(&self.durable) = target;
@@ -547,8 +549,7 @@ impl Ledger {
         if let Err(e) = self.storage.commit(batch) {
             // The batch may or may not be in sled's memory. Writes are refused until the
             // storage is reopened and the writer's state read again from it.
-            self.end_epoch(&e);
-            self.refuse(format!("a write failed: {e}"));
+            self.storage_failed("a write", &e);
             return Err(e);
         }
         *lock(&self.written) = writer.head;
@@ -738,9 +739,7 @@ impl Refusal {
             None => self.reason.clone(),
         }
     }
-}
 
-impl Refusal {
     fn damaged(problem: Problem) -> Self {
         Refusal {
             reason: format!("the head of the chain does not verify: {problem}"),

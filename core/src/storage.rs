@@ -435,21 +435,11 @@ impl Storage for SledStorage {
     }
 
     fn scan(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
-        let open = self.db()?;
-        // The group holding `from` may start before it.
-        let start = match self.value_holding(from)? {
-            Some((first, _)) => first,
-            None => from,
-        };
-        for item in open.db.range(frame_key(start)..=frame_key(u64::MAX)) {
-            let (k, v) = item.map_err(sled_err)?;
-            for (position, frame) in frames_in(position_of(&k)?, &v) {
-                if position >= from && !visit(position, frame) {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
+        self.scan_values(from, &mut |first, value| {
+            frames_in(first, &value)
+                .filter(|(position, _)| *position >= from)
+                .all(|(position, frame)| visit(position, frame))
+        })
     }
 
     fn scan_values(
@@ -458,6 +448,7 @@ impl Storage for SledStorage {
         visit: &mut dyn FnMut(u64, StoredValue) -> bool,
     ) -> Result<()> {
         let open = self.db()?;
+        // The group holding `from` may start before it.
         let start = match self.value_holding(from)? {
             Some((first, _)) => first,
             None => from,

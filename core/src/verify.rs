@@ -185,9 +185,9 @@ impl Chunk {
 /// Verifies the whole chain in `storage`, calling `progress(verified, total)` now and then.
 ///
 /// The work is split across threads: one scans storage and deals out the stored values in
-/// chunks (shared, not copied), one checker per core recomputes hashes, checks links and decodes records (the scanner waits for
-/// them most of the time, so the cores stay busy), and this thread collects their
-/// findings in position order. The first problem in position order is reported, exactly as a
+/// chunks (shared, not copied), one checker per core recomputes hashes, checks links and
+/// decodes records (the scanner waits for them most of the time, so the cores stay busy), and
+/// this thread collects their findings in position order. The first problem in position order is reported, exactly as a
 /// sequential check would; the chunk boundaries only decide who checks what. A chunk's first
 /// frame is checked against the stored hash of the frame before it, which the chunk before has
 /// verified (or else reports the first problem itself).

@@ -91,6 +91,13 @@ fn open_db(dir: &Path) -> Result<sled::Db, ProjectionError> {
     }
 }
 
+/// Empties the database, leaving only the mark of this layout.
+fn start_empty(db: &sled::Db) -> Result<(), ProjectionError> {
+    db.clear().map_err(storage)?;
+    db.insert(FORMAT_KEY, FORMAT).map_err(storage)?;
+    Ok(())
+}
+
 /// The prefix of a patient's chunks: the id's length keeps one id from prefixing another's.
 fn patient_key(patient: &PatientId) -> Vec<u8> {
     let id = patient.as_str().as_bytes();
@@ -192,8 +199,7 @@ impl Projections {
         let db = open_db(dir)?;
         if db.get(FORMAT_KEY).map_err(storage)?.as_deref() != Some(FORMAT) {
             // Empty, or written in an earlier layout: start from zero; the catch-up rebuilds.
-            db.clear().map_err(storage)?;
-            db.insert(FORMAT_KEY, FORMAT).map_err(storage)?;
+            start_empty(&db)?;
         }
         let mut model = ReadModel::default();
         if let Some(bytes) = db.get(CHECKPOINT_KEY).map_err(storage)? {
@@ -340,8 +346,7 @@ impl Projections {
         {
             let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
             let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
-            self.db.clear().map_err(storage)?;
-            self.db.insert(FORMAT_KEY, FORMAT).map_err(storage)?;
+            start_empty(&self.db)?;
             *model = ReadModel::default();
             self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
