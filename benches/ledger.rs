@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the embedded ledger: durable appends (one writer, concurrent
-//! writers sharing group commits, batches of 100 commands), full-chain verification and
-//! reading a patient's stream.
+//! writers sharing group commits, batches of 100 commands), full-chain verification, reading a
+//! patient's stream, and the projections: rebuilding them from zero and reading a plan.
 //!
 //! Run with `cargo bench --bench ledger`; CI only compiles them (`cargo bench --no-run`).
 
@@ -146,5 +146,38 @@ fn reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, appends, verification, reads);
+fn projections(c: &mut Criterion) {
+    use careledger_projections::{ProjectionConfig, Projections};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("ledger"));
+    found_patients(&ledger, 40);
+    // 40 patients of about 500 events each; a rebuild is a few tens of milliseconds.
+    fill(&ledger, 40, 19_960, 100);
+    let total = ledger.head().position;
+    let projections =
+        Projections::open(&dir.path().join("projections"), ProjectionConfig::default()).unwrap();
+    let mut group = c.benchmark_group("projections");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    // Clears the read models, folds every event and writes every patient's view.
+    group.throughput(Throughput::Elements(total));
+    group.bench_function(BenchmarkId::new("rebuild_from_zero", total), |b| {
+        b.iter(|| projections.rebuild(&ledger, &mut |_, _| {}).unwrap())
+    });
+    // What `GET /patients/{id}/plan` does when the rendered plan is not cached: the patient's
+    // view from the read model, rendered to JSON.
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("plan", |b| {
+        b.iter(|| {
+            let model = projections.read();
+            let view = model.patient(&patient(7)).unwrap();
+            careledger_api::view::plan(&patient(7), &view.plan).to_string()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, appends, verification, reads, projections);
 criterion_main!(benches);
