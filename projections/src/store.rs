@@ -19,7 +19,7 @@ const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// The layout of this database; state stored in another layout is dropped on open and rebuilt
 /// from the ledger by the catch-up.
 const FORMAT_KEY: &[u8] = b"format";
-const FORMAT: &[u8] = b"2";
+const FORMAT: &[u8] = b"3";
 const PATIENT_PREFIX: u8 = b'p';
 /// A patient's encoded view is stored in chunks of at most this many bytes. sled 0.34 writes a
 /// log item over a quarter of its segment (a node holding several large values) as a separate
@@ -128,9 +128,46 @@ fn parse_chunk_key(key: &[u8]) -> Result<(PatientId, u32), ProjectionError> {
     Ok((patient, u32::from_be_bytes(chunk)))
 }
 
-fn decode_view(bytes: &[u8]) -> Result<PatientView, ProjectionError> {
+/// LZ4 expands at most this many times: a stored size beyond it is damage, not data.
+const MAX_EXPANSION: usize = 255;
+
+/// A view as stored: its bincode encoding compressed as one LZ4 block, behind the encoding's
+/// length (u32, little-endian). The audit trail repeats names, reasons and sentences: a view
+/// compresses about sixfold, and sled writes each stored byte more than twice.
+fn compress_view(encoded: &[u8], out: &mut Vec<u8>) -> Result<(), ProjectionError> {
+    let len = u32::try_from(encoded.len()).map_err(|_| {
+        ProjectionError::Storage(format!(
+            "a patient's read model of {} bytes is over 4 GiB",
+            encoded.len()
+        ))
+    })?;
+    out.clear();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.resize(
+        4 + lz4_flex::block::get_maximum_output_size(encoded.len()),
+        0,
+    );
+    let written = lz4_flex::block::compress_into(encoded, &mut out[4..])
+        .map_err(|e| ProjectionError::Storage(format!("compressing a read model: {e}")))?;
+    out.truncate(4 + written);
+    Ok(())
+}
+
+fn decode_view(stored: &[u8]) -> Result<PatientView, ProjectionError> {
+    let (len, compressed) = stored.split_first_chunk::<4>().ok_or_else(|| {
+        ProjectionError::Decode(format!("a stored view of {} bytes", stored.len()))
+    })?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > compressed.len().saturating_mul(MAX_EXPANSION) {
+        return Err(ProjectionError::Decode(format!(
+            "a stored view claims {len} bytes from {} compressed",
+            compressed.len()
+        )));
+    }
+    let encoded = lz4_flex::block::decompress(compressed, len)
+        .map_err(|e| ProjectionError::Decode(format!("decompressing a stored view: {e}")))?;
     let (view, _): (PatientView, usize) =
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        bincode::serde::decode_from_slice(&encoded, bincode::config::standard())
             .map_err(|e| ProjectionError::Decode(e.to_string()))?;
     Ok(view)
 }
@@ -141,15 +178,20 @@ fn encode_views<'a>(
     patients: &[&'a PatientId],
 ) -> Result<Vec<(&'a PatientId, Vec<sled::IVec>)>, ProjectionError> {
     let mut out = Vec::with_capacity(patients.len());
-    // One buffer for all views, cut into the stored chunks: each byte is copied once, into the
-    // chunk sled keeps, and no view-sized buffer is allocated per patient.
-    let mut buffer = Vec::new();
+    // Two buffers for all views, the compressed one cut into the stored chunks: no view-sized
+    // buffer is allocated per patient.
+    let mut encoded = Vec::new();
+    let mut compressed = Vec::new();
     for patient in patients {
         if let Some(view) = model.patients.get(*patient) {
-            buffer.clear();
-            bincode::serde::encode_into_std_write(view, &mut buffer, bincode::config::standard())
+            encoded.clear();
+            bincode::serde::encode_into_std_write(view, &mut encoded, bincode::config::standard())
                 .map_err(|e| ProjectionError::Storage(e.to_string()))?;
-            let chunks = buffer.chunks(CHUNK_BYTES).map(sled::IVec::from).collect();
+            compress_view(&encoded, &mut compressed)?;
+            let chunks = compressed
+                .chunks(CHUNK_BYTES)
+                .map(sled::IVec::from)
+                .collect();
             out.push((*patient, chunks));
         }
     }
@@ -356,10 +398,15 @@ impl Projections {
         let head = ledger.head().position;
         let mut applied = 0;
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(2);
+        // Folded batches go back to the reader to be freed there: glibc frees fastest in the
+        // thread that allocated (a free from another thread takes the owning arena's lock, which
+        // the reader holds while it decodes the next batch): 122-140 -> 107-122 ms at 100k.
+        let (folded, returned) = std::sync::mpsc::channel::<Vec<RecordedEvent>>();
         std::thread::scope(|scope| -> Result<(), ProjectionError> {
             let reader = scope.spawn(move || -> Result<(), ProjectionError> {
                 let mut after = 0;
                 loop {
+                    returned.try_iter().for_each(drop);
                     let events = ledger.read_all(after, CATCH_UP_BATCH)?;
                     let Some(last) = events.last() else {
                         return Ok(());
@@ -376,6 +423,7 @@ impl Projections {
                     self.fold(&events)
                 };
                 applied += events.len() as u64;
+                let _ = folded.send(events);
                 progress(checkpoint, head);
             }
             reader
@@ -389,5 +437,42 @@ impl Projections {
     /// Flushes the projections' database (they are rebuildable, so this is for tidy shutdowns).
     pub fn flush(&self) -> Result<(), ProjectionError> {
         self.db.flush().map(|_| ()).map_err(storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(view: &PatientView) -> Vec<u8> {
+        let encoded =
+            bincode::serde::encode_to_vec(view, bincode::config::standard()).unwrap_or_default();
+        let mut out = Vec::new();
+        compress_view(&encoded, &mut out).unwrap_or_default();
+        out
+    }
+
+    #[test]
+    fn a_stored_view_reads_back_and_damage_is_an_error_not_a_crash() {
+        let view = PatientView {
+            home_readings: vec![(42, 130); 2_000],
+            ..PatientView::default()
+        };
+        let bytes = stored(&view);
+        assert!(bytes.len() < 600, "repetitive state compresses");
+        assert_eq!(decode_view(&bytes).ok(), Some(view));
+
+        // A length beyond what LZ4 can expand to, a short record, and a cut block.
+        let mut huge = bytes.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() / 2);
+        for damaged in [huge, bytes[..3].to_vec(), cut] {
+            assert!(
+                matches!(decode_view(&damaged), Err(ProjectionError::Decode(_))),
+                "{} damaged bytes must be reported as unreadable",
+                damaged.len()
+            );
+        }
     }
 }
