@@ -3,9 +3,10 @@
 //!
 //! `cargo bench --bench rebuild` (sizes: `CARELEDGER_REBUILD_EVENTS`, default 100000). The ledger
 //! is built once; it is rebuilt three times in fresh processes that open it from disk, as
-//! `careledger rebuild` does, then three times in one process. With `CARELEDGER_REBUILD_DIR` the
-//! ledger is kept in that directory, and `rebuild-<hash> --rebuild-only <dir>` rebuilds from it
-//! alone (for profiles).
+//! `careledger rebuild` does, then three times in one process. Each run also times opening the
+//! rebuilt projections again, which loads every stored view (what a restart costs). With
+//! `CARELEDGER_REBUILD_DIR` the ledger is kept in that directory, and
+//! `rebuild-<hash> --rebuild-only <dir>` rebuilds from it alone (for profiles).
 
 mod common;
 
@@ -75,6 +76,17 @@ fn rebuild_once(ledger: &careledger_core::Ledger, at: &std::path::Path, what: &s
     assert_eq!(applied, ledger.head().position);
     println!(
         "rebuild, {what}: {applied} events in {:.3} s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        applied as f64 / elapsed.as_secs_f64()
+    );
+    // What a restart costs afterwards: opening the projections loads every stored view.
+    drop(projections);
+    let started = Instant::now();
+    let reopened = Projections::open(at, ProjectionConfig::default()).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(reopened.checkpoint(), applied);
+    println!(
+        "  loading the stored read models again: {:.3} s = {:.0} events/s",
         elapsed.as_secs_f64(),
         applied as f64 / elapsed.as_secs_f64()
     );
