@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -637,49 +637,20 @@ async fn stream(
     if let (Some(p), ApiRole::Care(_)) = (&patient, caller.role) {
         may_read(&state, &caller, p)?;
     }
-    let stream = futures::stream::unfold(
-        (state, caller, patient, after, Instant::now()),
-        |(mut state, caller, patient, mut after, last_sent)| async move {
-            loop {
-                let silent = last_sent.elapsed();
-                if silent >= HEARTBEAT {
-                    let heartbeat = Bytes::from_static(b":heartbeat\n\n");
-                    return Some((
-                        Ok(heartbeat),
-                        (state, caller, patient, after, Instant::now()),
-                    ));
-                }
-                let items = next_items(&state, after).await?;
-                if items.is_empty() {
-                    let wait = wait_for_more(&mut state, after);
-                    if let Ok(false) = tokio::time::timeout(HEARTBEAT - silent, wait).await {
-                        return None;
-                    }
-                    continue;
-                }
-                after = items.last().map_or(after, |e| e.position);
-                let shown: Vec<&Arc<FeedItem>> = items
-                    .iter()
-                    .filter(|e| patient.as_ref().is_none_or(|p| *p == e.patient))
-                    .filter(|e| visible(&state, &caller, &e.patient))
-                    .collect();
-                let chunk = match shown.as_slice() {
-                    [] => continue,
-                    [one] => one.frame.clone(),
-                    many => Bytes::from(
-                        many.iter()
-                            .map(|e| &e.frame[..])
-                            .collect::<Vec<_>>()
-                            .concat(),
-                    ),
-                };
-                return Some((
-                    Ok::<_, Infallible>(chunk),
-                    (state, caller, patient, after, Instant::now()),
-                ));
-            }
-        },
-    );
+    let subscription = Subscription {
+        fed: state.feed.fed.subscribe(),
+        shutdown: state.shutdown.clone(),
+        state,
+        caller,
+        patient,
+        after,
+        last_sent: tokio::time::Instant::now(),
+        heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
+    };
+    let stream = futures::stream::unfold(subscription, |mut sub| async move {
+        let chunk = sub.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), sub))
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -771,29 +742,103 @@ async fn next_items(state: &AppState, after: u64) -> Option<Vec<Arc<FeedItem>>> 
     Some(events.iter().map(|e| Arc::new(FeedItem::of(e))).collect())
 }
 
+/// One SSE subscriber's place in the stream.
+struct Subscription {
+    state: AppState,
+    caller: ApiActor,
+    patient: Option<PatientId>,
+    /// The last position sent (or skipped as not the caller's to see).
+    after: u64,
+    last_sent: tokio::time::Instant,
+    /// Fires [`HEARTBEAT`] after the last write. Re-armed only when it fires, so a busy stream
+    /// does not touch the runtime's timers on every write.
+    heartbeat: std::pin::Pin<Box<tokio::time::Sleep>>,
+    fed: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// The next bytes to send: the events visible since the last call, in one chunk, or a
+    /// heartbeat after [`HEARTBEAT`] of silence; `None` ends the stream (shutdown, or the ledger
+    /// could not be read).
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            let items = next_items(&self.state, self.after).await?;
+            if items.is_empty() {
+                let more = wait_for_more(
+                    &self.state.feed,
+                    &mut self.fed,
+                    &mut self.state.durable,
+                    &mut self.shutdown,
+                    self.after,
+                );
+                tokio::select! {
+                    more = more => {
+                        if !more {
+                            return None;
+                        }
+                    }
+                    () = &mut self.heartbeat => {
+                        let quiet_until = self.last_sent + HEARTBEAT;
+                        if tokio::time::Instant::now() >= quiet_until {
+                            return Some(self.sent(Bytes::from_static(b":heartbeat\n\n")));
+                        }
+                        self.heartbeat.as_mut().reset(quiet_until);
+                    }
+                }
+                continue;
+            }
+            self.after = items.last().map_or(self.after, |e| e.position);
+            let shown: Vec<&Arc<FeedItem>> = items
+                .iter()
+                .filter(|e| self.patient.as_ref().is_none_or(|p| *p == e.patient))
+                .filter(|e| visible(&self.state, &self.caller, &e.patient))
+                .collect();
+            let chunk = match shown.as_slice() {
+                [] => continue,
+                [one] => one.frame.clone(),
+                many => Bytes::from(
+                    many.iter()
+                        .map(|e| &e.frame[..])
+                        .collect::<Vec<_>>()
+                        .concat(),
+                ),
+            };
+            return Some(self.sent(chunk));
+        }
+    }
+
+    fn sent(&mut self, chunk: Bytes) -> Bytes {
+        self.last_sent = tokio::time::Instant::now();
+        chunk
+    }
+}
+
 /// Waits until something after `after` may be there; false when the server shuts down.
-async fn wait_for_more(state: &mut AppState, after: u64) -> bool {
-    let mut shutdown = state.shutdown.clone();
+async fn wait_for_more(
+    feed: &Feed,
+    fed: &mut watch::Receiver<u64>,
+    durable: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+    after: u64,
+) -> bool {
     if *shutdown.borrow_and_update() {
         return false;
     }
-    if state.feed.active.load(std::sync::atomic::Ordering::Acquire) {
-        let mut fed = state.feed.fed.subscribe();
+    let changed = if feed.active.load(std::sync::atomic::Ordering::Acquire) {
         if *fed.borrow_and_update() > after {
             return true;
         }
-        tokio::select! {
-            changed = fed.changed() => changed.is_ok(),
-            _ = shutdown.changed() => false,
-        }
+        fed.changed()
     } else {
-        if *state.durable.borrow_and_update() > after {
+        if *durable.borrow_and_update() > after {
             return true;
         }
-        tokio::select! {
-            changed = state.durable.changed() => changed.is_ok(),
-            _ = shutdown.changed() => false,
-        }
+        durable.changed()
+    };
+    tokio::select! {
+        changed = changed => changed.is_ok(),
+        _ = shutdown.changed() => false,
     }
 }
 
@@ -837,5 +882,116 @@ pub async fn run_feed(state: AppState) {
         if durable.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use careledger_core::LedgerConfig;
+    use careledger_projections::ProjectionConfig;
+
+    fn subscription(state: AppState) -> Subscription {
+        Subscription {
+            fed: state.feed.fed.subscribe(),
+            shutdown: state.shutdown.clone(),
+            caller: ApiActor {
+                id: ActorId::parse("gp-system").unwrap_or_else(|e| panic!("{e}")),
+                name: careledger_core::ids::Text::new("GP system")
+                    .unwrap_or_else(|e| panic!("{e}")),
+                role: ApiRole::Subscriber,
+            },
+            state,
+            patient: None,
+            after: 0,
+            last_sent: tokio::time::Instant::now(),
+            heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
+        }
+    }
+
+    fn founding() -> AppendRequest {
+        use careledger_core::event::{Command, Member};
+        use careledger_core::ids::Text;
+        use careledger_core::role::{Lead, Practitioner, Role};
+        use careledger_core::{Actor, Submission};
+        let text = |t: &str| Text::new(t).unwrap_or_else(|e| panic!("{e}"));
+        let gp = Actor {
+            id: ActorId::parse("agb-01012345").unwrap_or_else(|e| panic!("{e}")),
+            role: Role::Gp,
+            name: text("Dr. J. de Vries"),
+        };
+        AppendRequest {
+            patient: PatientId::parse("patient-1").unwrap_or_else(|e| panic!("{e}")),
+            expected: ExpectedRevision::NoStream,
+            submissions: vec![Submission {
+                command: Command::AddCareTeamMember(Member {
+                    actor: gp.id.clone(),
+                    name: gp.name.clone(),
+                    agb: None,
+                    role: Role::Gp,
+                    lead: Lead::Cvrm,
+                    practitioner: Practitioner::Main,
+                }),
+                occurred_at: None,
+                reason: text("takes on cardiovascular risk management"),
+            }],
+            actor: gp,
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// The heartbeat timer is armed once per quiet period, not per write: an idle stream still
+    /// gets its heartbeat after exactly [`HEARTBEAT`] of silence, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_gets_a_heartbeat_after_the_quiet_period_and_not_before() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let projections =
+            Projections::open(&dir.path().join("projections"), ProjectionConfig::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        let actors = ActorStore::open(&dir.path().join("actors")).unwrap_or_else(|e| panic!("{e}"));
+        let state = AppState::new(Arc::new(ledger), Arc::new(projections), Arc::new(actors));
+        let mut sub = subscription(state.clone());
+
+        let started = tokio::time::Instant::now();
+        let early =
+            tokio::time::timeout(HEARTBEAT - Duration::from_secs(1), sub.next_chunk()).await;
+        assert!(
+            early.is_err(),
+            "nothing is sent before the quiet period ends"
+        );
+        let chunk = sub.next_chunk().await;
+        assert_eq!(chunk.as_deref(), Some(&b":heartbeat\n\n"[..]));
+        let quiet = started.elapsed();
+        assert!(
+            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
+            "heartbeat after {quiet:?}"
+        );
+
+        // An event part-way through the next quiet period goes out at once and starts it anew:
+        // the timer that fires at the old deadline is re-armed, not answered with a heartbeat.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let ledger = state.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.append(founding()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = sub.next_chunk().await.unwrap_or_default();
+        assert!(event.starts_with(b"id: 1\n"), "{event:?}");
+        let sent = tokio::time::Instant::now();
+        assert_eq!(
+            sub.next_chunk().await.as_deref(),
+            Some(&b":heartbeat\n\n"[..])
+        );
+        let quiet = sent.elapsed();
+        assert!(
+            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
+            "heartbeat {quiet:?} after the event"
+        );
+        state.begin_shutdown();
+        assert_eq!(sub.next_chunk().await, None);
     }
 }

@@ -468,16 +468,21 @@ async fn subscribe(
     let mut buffer: Vec<u8> = Vec::new();
     let mut positions = Vec::new();
     let mut delays = Samples::default();
+    // Wake now and then to see whether the end is known, even when no event arrives (one timer
+    // for the whole subscription: a timeout per read armed a timer for every chunk).
+    let mut look = tokio::time::interval(Duration::from_millis(100));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let until = shared.until.load(Ordering::SeqCst);
         if until != 0 && positions.last().copied().unwrap_or(after) >= until {
             return Ok((positions, delays));
         }
-        // Wake now and then to see whether the end is known, even when no event arrives.
-        let chunk = match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
-            Err(_) => continue,
-            Ok(None) => return Ok((positions, delays)),
-            Ok(Some(chunk)) => chunk?,
+        let chunk = tokio::select! {
+            chunk = stream.next() => match chunk {
+                None => return Ok((positions, delays)),
+                Some(chunk) => chunk?,
+            },
+            _ = look.tick() => continue,
         };
         let received = Instant::now();
         // Only the new bytes (and the newline before them) can complete a block.
@@ -503,7 +508,10 @@ async fn subscribe(
 /// Where the next `\n\n` at or after `from` starts (a vectorised search: a thousand subscribers
 /// scan every byte the server sends, on the same cores as the server).
 fn find_blank_line(buffer: &[u8], from: usize) -> Option<usize> {
-    memchr::memmem::find(buffer.get(from..)?, b"\n\n").map(|i| i + from)
+    // Built once: `memmem::find` builds its searcher on every call.
+    static BLANK_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n\n"));
+    BLANK_LINE.find(buffer.get(from..)?).map(|i| i + from)
 }
 
 /// The `id:` of an SSE block, as a position.
