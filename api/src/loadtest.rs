@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 use careledger_core::ids::{ActorId, Text};
@@ -453,18 +452,9 @@ async fn subscribe(
     token: String,
     after: u64,
 ) -> anyhow::Result<(Vec<u64>, Samples)> {
-    let response = shared
-        .client
-        .get(format!("{}/events/stream?after={after}", shared.url))
-        .bearer_auth(&token)
-        .send()
-        .await;
+    let connected = RawSse::open(&shared.url, &token, after).await;
     shared.subscribed.fetch_add(1, Ordering::SeqCst);
-    let response = response?;
-    if !response.status().is_success() {
-        bail!("subscribing failed: {}", response.status());
-    }
-    let mut stream = response.bytes_stream();
+    let mut sse = connected?;
     let mut buffer: Vec<u8> = Vec::new();
     let mut positions = Vec::new();
     let mut delays = Samples::default();
@@ -477,17 +467,17 @@ async fn subscribe(
         if until != 0 && positions.last().copied().unwrap_or(after) >= until {
             return Ok((positions, delays));
         }
-        let chunk = tokio::select! {
-            chunk = stream.next() => match chunk {
-                None => return Ok((positions, delays)),
-                Some(chunk) => chunk?,
-            },
-            _ = look.tick() => continue,
-        };
-        let received = Instant::now();
         // Only the new bytes (and the newline before them) can complete a block.
         let mut search = buffer.len().saturating_sub(1);
-        buffer.extend_from_slice(&chunk);
+        tokio::select! {
+            open = sse.read(&mut buffer) => {
+                if !open? {
+                    return Ok((positions, delays));
+                }
+            }
+            _ = look.tick() => continue,
+        }
+        let received = Instant::now();
         let mut start = 0;
         while let Some(end) = find_blank_line(&buffer, search) {
             if let Some(position) = sse_id(&buffer[start..end]) {
@@ -502,6 +492,142 @@ async fn subscribe(
             search = start;
         }
         buffer.drain(..start);
+    }
+}
+
+/// An SSE subscription read straight from its HTTP/1.1 connection. A thousand subscribers share
+/// the cores with the server they measure; an HTTP client library hands each chunk from its
+/// connection task to the reader's task through a channel, two task wake-ups per chunk.
+struct RawSse {
+    socket: tokio::net::TcpStream,
+    /// Bytes read and not yet decoded.
+    raw: Vec<u8>,
+    chunked: Chunked,
+}
+
+impl RawSse {
+    /// `GET /events/stream?after=` with the token; fails unless the answer is 200 and chunked.
+    async fn open(url: &str, token: &str, after: u64) -> anyhow::Result<RawSse> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?}"))?;
+        let host = parsed.host_str().context("the URL has no host")?;
+        let port = parsed
+            .port_or_known_default()
+            .context("the URL has no port")?;
+        let mut socket = tokio::net::TcpStream::connect((host, port)).await?;
+        socket.set_nodelay(true)?;
+        let request = format!(
+            "GET /events/stream?after={after} HTTP/1.1\r\nHost: {host}:{port}\r\n\
+             Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::with_capacity(64 * 1024);
+        let head_end = loop {
+            if let Some(i) = memchr::memmem::find(&raw, b"\r\n\r\n") {
+                break i;
+            }
+            if raw.len() > 16 * 1024 {
+                bail!("subscribing: no end of the response head in 16 KiB");
+            }
+            if socket.read_buf(&mut raw).await? == 0 {
+                bail!("subscribing: the server closed the connection");
+            }
+        };
+        let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        if !status.starts_with("http/1.1 200") {
+            bail!("subscribing failed: {status}");
+        }
+        if !head.lines().any(|l| l == "transfer-encoding: chunked") {
+            bail!("subscribing: the stream is not chunked");
+        }
+        raw.drain(..head_end + 4);
+        Ok(RawSse {
+            socket,
+            raw,
+            chunked: Chunked::default(),
+        })
+    }
+
+    /// Reads what the server sent next and appends its content to `out`; false at the end.
+    /// Cancel-safe: nothing read is lost when the future is dropped.
+    async fn read(&mut self, out: &mut Vec<u8>) -> anyhow::Result<bool> {
+        use tokio::io::AsyncReadExt;
+        let before = out.len();
+        // Bytes that came with the response head, or an incomplete piece read earlier.
+        if self.chunked.decode(&mut self.raw, out)? {
+            return Ok(false);
+        }
+        if out.len() > before {
+            return Ok(true);
+        }
+        if self.raw.capacity() - self.raw.len() < 16 * 1024 {
+            self.raw.reserve(64 * 1024);
+        }
+        if self.socket.read_buf(&mut self.raw).await? == 0 {
+            return Ok(false);
+        }
+        Ok(!self.chunked.decode(&mut self.raw, out)?)
+    }
+}
+
+/// HTTP/1.1 chunked transfer coding, decoded as it arrives.
+#[derive(Default)]
+struct Chunked {
+    /// Bytes of the current chunk still to come; `None` while a size line is expected.
+    remaining: Option<usize>,
+}
+
+impl Chunked {
+    /// Moves the content of every whole piece of `raw` to `out`, keeping an incomplete size line
+    /// or chunk end in `raw`; true once the last (empty) chunk was read.
+    fn decode(&mut self, raw: &mut Vec<u8>, out: &mut Vec<u8>) -> anyhow::Result<bool> {
+        let mut at = 0;
+        let ended = loop {
+            match self.remaining {
+                None => {
+                    let Some(line) = memchr::memmem::find(&raw[at..], b"\r\n") else {
+                        break false;
+                    };
+                    let size = std::str::from_utf8(&raw[at..at + line])
+                        .ok()
+                        .and_then(|l| l.split(';').next())
+                        .and_then(|hex| usize::from_str_radix(hex.trim(), 16).ok())
+                        .with_context(|| {
+                            format!(
+                                "a chunk size line {:?}",
+                                String::from_utf8_lossy(&raw[at..at + line])
+                            )
+                        })?;
+                    at += line + 2;
+                    if size == 0 {
+                        break true;
+                    }
+                    self.remaining = Some(size);
+                }
+                Some(0) => {
+                    if raw.len() - at < 2 {
+                        break false;
+                    }
+                    if &raw[at..at + 2] != b"\r\n" {
+                        bail!("a chunk does not end in CRLF");
+                    }
+                    at += 2;
+                    self.remaining = None;
+                }
+                Some(left) => {
+                    let n = left.min(raw.len() - at);
+                    if n == 0 {
+                        break false;
+                    }
+                    out.extend_from_slice(&raw[at..at + n]);
+                    at += n;
+                    self.remaining = Some(left - n);
+                }
+            }
+        };
+        raw.drain(..at);
+        Ok(ended)
     }
 }
 
@@ -564,7 +690,40 @@ impl AckTimes {
 
 #[cfg(test)]
 mod tests {
-    use super::{find_blank_line, sse_id};
+    use super::{find_blank_line, sse_id, Chunked};
+
+    #[test]
+    fn chunked_content_is_decoded_however_the_bytes_arrive() {
+        let (first, second) = (&b"id: 7\nevent: recorded\ndata: "[..], &b"{}\n\n"[..]);
+        let mut wire = format!("{:x}\r\n", first.len()).into_bytes();
+        wire.extend_from_slice(first);
+        wire.extend_from_slice(format!("\r\n{:x};ext=1\r\n", second.len()).as_bytes());
+        wire.extend_from_slice(second);
+        wire.extend_from_slice(b"\r\n0\r\n\r\n");
+        let content = b"id: 7\nevent: recorded\ndata: {}\n\n";
+        for piece in 1..=wire.len() {
+            let (mut chunked, mut raw, mut out) = (Chunked::default(), Vec::new(), Vec::new());
+            let mut ended = false;
+            // What follows the last chunk (the trailer's empty line) is not content.
+            for bytes in wire.chunks(piece) {
+                raw.extend_from_slice(bytes);
+                ended = chunked.decode(&mut raw, &mut out).unwrap();
+                if ended {
+                    break;
+                }
+            }
+            assert!(ended, "pieces of {piece}: the last chunk ends the stream");
+            assert_eq!(out, content, "pieces of {piece}");
+        }
+        let mut raw = b"zz\r\n".to_vec();
+        assert!(Chunked::default()
+            .decode(&mut raw, &mut Vec::new())
+            .is_err());
+        let mut raw = b"2\r\nabXY".to_vec();
+        assert!(Chunked::default()
+            .decode(&mut raw, &mut Vec::new())
+            .is_err());
+    }
 
     #[test]
     fn sse_blocks_are_found_where_they_end_and_give_their_id() {
