@@ -842,6 +842,10 @@ async fn wait_for_more(
     }
 }
 
+/// Newly durable events the feed reads on its own task; a larger backlog (start-up, a burst) is
+/// read on a blocking thread.
+const DIRECT_READ: u64 = 64;
+
 /// Reads each newly durable event once, encodes it, and publishes it to the subscribers.
 pub async fn run_feed(state: AppState) {
     let mut durable = state.durable.clone();
@@ -853,11 +857,18 @@ pub async fn run_feed(state: AppState) {
         .store(true, std::sync::atomic::Ordering::Release);
     loop {
         while *durable.borrow_and_update() > fed {
-            let ledger = state.ledger.clone();
-            let from = fed;
-            let Ok(Ok(events)) =
+            let backlog = *durable.borrow() - fed;
+            let read = if backlog <= DIRECT_READ {
+                // Events this process committed moments ago are in sled's cache: reading them
+                // takes microseconds, while a hop to a blocking thread and back delayed every
+                // subscriber (1,000 subscribers: delivery p99 20-28 -> 9-17 ms).
+                Ok(state.ledger.read_all(fed, DIRECT_READ as usize))
+            } else {
+                let ledger = state.ledger.clone();
+                let from = fed;
                 tokio::task::spawn_blocking(move || ledger.read_all(from, 1024)).await
-            else {
+            };
+            let Ok(Ok(events)) = read else {
                 state
                     .feed
                     .active
