@@ -35,19 +35,29 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let patients = (events / 500).max(1);
-    let temporary = tempfile::tempdir().unwrap();
-    // `CARELEDGER_REBUILD_DIR` keeps the ledger there, for profiling `--rebuild-only <dir>`.
-    let kept = std::env::var_os("CARELEDGER_REBUILD_DIR").map(std::path::PathBuf::from);
-    let dir = kept.as_deref().unwrap_or(temporary.path());
-    {
+    if let Some(i) = args.iter().position(|a| a == "--build-only") {
+        let dir = std::path::PathBuf::from(&args[i + 1]);
+        let patients = (events / 500).max(1);
         let ledger = common::open(&dir.join("ledger"));
         common::found_patients(&ledger, patients);
         common::fill(&ledger, patients, events, 100);
         println!("{events} events over {patients} patients");
+        return;
     }
-    // Each in a process of its own, the ledger opened from disk: what `careledger rebuild` does.
+    let temporary = tempfile::tempdir().unwrap();
+    // `CARELEDGER_REBUILD_DIR` keeps the ledger there, for profiling `--rebuild-only <dir>`.
+    let kept = std::env::var_os("CARELEDGER_REBUILD_DIR").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temporary.path());
     let exe = std::env::current_exe().unwrap();
+    // The ledger is written by a process of its own, which has ended (its sled threads with it)
+    // before the rebuilds start, as a server has before `careledger rebuild` runs.
+    let status = std::process::Command::new(&exe)
+        .arg("--build-only")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Each in a process of its own, the ledger opened from disk: what `careledger rebuild` does.
     for _ in 0..3 {
         let status = std::process::Command::new(&exe)
             .arg("--rebuild-only")
