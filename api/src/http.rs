@@ -763,6 +763,10 @@ impl Subscription {
     /// could not be read).
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
+            // Also when events flow that this subscriber does not see (another patient's).
+            if tokio::time::Instant::now() >= self.last_sent + HEARTBEAT {
+                return Some(self.heartbeat());
+            }
             let items = next_items(&self.state, self.after).await?;
             if items.is_empty() {
                 let more = wait_for_more(
@@ -781,7 +785,7 @@ impl Subscription {
                     () = &mut self.heartbeat => {
                         let quiet_until = self.last_sent + HEARTBEAT;
                         if tokio::time::Instant::now() >= quiet_until {
-                            return Some(self.sent(Bytes::from_static(b":heartbeat\n\n")));
+                            return Some(self.heartbeat());
                         }
                         self.heartbeat.as_mut().reset(quiet_until);
                     }
@@ -810,6 +814,12 @@ impl Subscription {
 
     fn sent(&mut self, chunk: Bytes) -> Bytes {
         self.last_sent = tokio::time::Instant::now();
+        chunk
+    }
+
+    fn heartbeat(&mut self) -> Bytes {
+        let chunk = self.sent(Bytes::from_static(b":heartbeat\n\n"));
+        self.heartbeat.as_mut().reset(self.last_sent + HEARTBEAT);
         chunk
     }
 }
@@ -918,6 +928,69 @@ mod tests {
             last_sent: tokio::time::Instant::now(),
             heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
         }
+    }
+
+    /// A subscriber that follows one patient gets its heartbeat while other patients' events
+    /// flow past it: they keep its stream busy but send it nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_filtered_stream_gets_heartbeats_while_events_it_does_not_see_flow() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let projections =
+            Projections::open(&dir.path().join("projections"), ProjectionConfig::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        let actors = ActorStore::open(&dir.path().join("actors")).unwrap_or_else(|e| panic!("{e}"));
+        let state = AppState::new(Arc::new(ledger), Arc::new(projections), Arc::new(actors));
+        let mut sub = subscription(state.clone());
+        sub.patient = Some(PatientId::parse("patient-2").unwrap_or_else(|e| panic!("{e}")));
+
+        let ledger = state.ledger.clone();
+        let writer = tokio::spawn(async move {
+            for i in 0..8 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let ledger = ledger.clone();
+                let request = if i == 0 { founding() } else { note() };
+                tokio::task::spawn_blocking(move || ledger.append(request))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        });
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            sub.next_chunk().await.as_deref(),
+            Some(&b":heartbeat\n\n"[..])
+        );
+        let quiet = started.elapsed();
+        assert!(
+            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
+            "heartbeat after {quiet:?}"
+        );
+        assert!(
+            sub.after >= 4,
+            "the other patient's events were read and passed over"
+        );
+        writer.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn note() -> AppendRequest {
+        use careledger_core::event::{Command, Note, NoteKind};
+        use careledger_core::ids::Text;
+        use careledger_core::Submission;
+        let text = |t: &str| Text::new(t).unwrap_or_else(|e| panic!("{e}"));
+        let mut request = founding();
+        request.expected = ExpectedRevision::Any;
+        request.submissions = vec![Submission {
+            command: Command::AddNote(Note {
+                kind: NoteKind::Note,
+                subject: text("CVRM follow-up"),
+                body: text("Blood pressure at target."),
+            }),
+            occurred_at: None,
+            reason: text("quarterly consultation"),
+        }];
+        request
     }
 
     fn founding() -> AppendRequest {
