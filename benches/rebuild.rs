@@ -51,20 +51,18 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     // The ledger is written by a process of its own, which has ended (its sled threads with it)
     // before the rebuilds start, as a server has before `careledger rebuild` runs.
-    let status = std::process::Command::new(&exe)
-        .arg("--build-only")
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // Each in a process of its own, the ledger opened from disk: what `careledger rebuild` does.
-    for _ in 0..3 {
+    let child = |what: &str| {
         let status = std::process::Command::new(&exe)
-            .arg("--rebuild-only")
+            .arg(what)
             .arg(dir)
             .status()
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "{what} failed");
+    };
+    child("--build-only");
+    // Each in a process of its own, the ledger opened from disk: what `careledger rebuild` does.
+    for _ in 0..3 {
+        child("--rebuild-only");
     }
     // Then three runs in this process, one after the other.
     let ledger = common::open(&dir.join("ledger"));

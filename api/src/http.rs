@@ -912,6 +912,29 @@ mod tests {
     use careledger_core::LedgerConfig;
     use careledger_projections::ProjectionConfig;
 
+    /// The state of a server on an empty ledger in `dir`.
+    fn empty_server(dir: &std::path::Path) -> AppState {
+        let ledger = Ledger::open(&dir.join("ledger"), LedgerConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let projections = Projections::open(&dir.join("projections"), ProjectionConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let actors = ActorStore::open(&dir.join("actors")).unwrap_or_else(|e| panic!("{e}"));
+        AppState::new(Arc::new(ledger), Arc::new(projections), Arc::new(actors))
+    }
+
+    /// The next chunk is a heartbeat, one quiet period after `since` (the last write).
+    async fn expect_heartbeat(sub: &mut Subscription, since: tokio::time::Instant) {
+        assert_eq!(
+            sub.next_chunk().await.as_deref(),
+            Some(&b":heartbeat\n\n"[..])
+        );
+        let quiet = since.elapsed();
+        assert!(
+            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
+            "heartbeat {quiet:?} after the last write"
+        );
+    }
+
     fn subscription(state: AppState) -> Subscription {
         Subscription {
             fed: state.feed.fed.subscribe(),
@@ -935,13 +958,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_filtered_stream_gets_heartbeats_while_events_it_does_not_see_flow() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let projections =
-            Projections::open(&dir.path().join("projections"), ProjectionConfig::default())
-                .unwrap_or_else(|e| panic!("{e}"));
-        let actors = ActorStore::open(&dir.path().join("actors")).unwrap_or_else(|e| panic!("{e}"));
-        let state = AppState::new(Arc::new(ledger), Arc::new(projections), Arc::new(actors));
+        let state = empty_server(dir.path());
         let mut sub = subscription(state.clone());
         sub.patient = Some(PatientId::parse("patient-2").unwrap_or_else(|e| panic!("{e}")));
 
@@ -958,15 +975,7 @@ mod tests {
             }
         });
         let started = tokio::time::Instant::now();
-        assert_eq!(
-            sub.next_chunk().await.as_deref(),
-            Some(&b":heartbeat\n\n"[..])
-        );
-        let quiet = started.elapsed();
-        assert!(
-            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
-            "heartbeat after {quiet:?}"
-        );
+        expect_heartbeat(&mut sub, started).await;
         assert!(
             sub.after >= 4,
             "the other patient's events were read and passed over"
@@ -1031,13 +1040,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_stream_gets_a_heartbeat_after_the_quiet_period_and_not_before() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let projections =
-            Projections::open(&dir.path().join("projections"), ProjectionConfig::default())
-                .unwrap_or_else(|e| panic!("{e}"));
-        let actors = ActorStore::open(&dir.path().join("actors")).unwrap_or_else(|e| panic!("{e}"));
-        let state = AppState::new(Arc::new(ledger), Arc::new(projections), Arc::new(actors));
+        let state = empty_server(dir.path());
         let mut sub = subscription(state.clone());
 
         let started = tokio::time::Instant::now();
@@ -1047,13 +1050,7 @@ mod tests {
             early.is_err(),
             "nothing is sent before the quiet period ends"
         );
-        let chunk = sub.next_chunk().await;
-        assert_eq!(chunk.as_deref(), Some(&b":heartbeat\n\n"[..]));
-        let quiet = started.elapsed();
-        assert!(
-            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
-            "heartbeat after {quiet:?}"
-        );
+        expect_heartbeat(&mut sub, started).await;
 
         // An event part-way through the next quiet period goes out at once and starts it anew:
         // the timer that fires at the old deadline is re-armed, not answered with a heartbeat.
@@ -1066,15 +1063,7 @@ mod tests {
         let event = sub.next_chunk().await.unwrap_or_default();
         assert!(event.starts_with(b"id: 1\n"), "{event:?}");
         let sent = tokio::time::Instant::now();
-        assert_eq!(
-            sub.next_chunk().await.as_deref(),
-            Some(&b":heartbeat\n\n"[..])
-        );
-        let quiet = sent.elapsed();
-        assert!(
-            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
-            "heartbeat {quiet:?} after the event"
-        );
+        expect_heartbeat(&mut sub, sent).await;
         state.begin_shutdown();
         assert_eq!(sub.next_chunk().await, None);
     }
