@@ -131,6 +131,17 @@ impl ReadModel {
             .patients
             .entry(recorded.record.patient.clone())
             .or_default();
+        // Every event adds one audit entry to its patient's view. A view can be stored ahead of
+        // the checkpoint stored with it (`Projections::persist` encodes one patient at a time
+        // while appends go on): what it already holds is not applied again.
+        if view
+            .audit
+            .last()
+            .is_some_and(|e| e.position() >= recorded.position)
+        {
+            self.checkpoint = recorded.position;
+            return;
+        }
         let shared_care_before = view.plan.shared_care.is_some();
         let notified = notifications::derive(view, recorded, shared_care_before);
         audit::record(view, recorded, notified.as_ref());

@@ -174,9 +174,10 @@ fn decode_view(stored: &[u8]) -> Result<PatientView, ProjectionError> {
     Ok(view)
 }
 
-/// Encodes the views of `patients` (those still in the model).
+/// Encodes the views of `patients` (those still in the model), each under a read lock of its
+/// own, so that appends wait for one patient's encoding at most, not for all of them.
 fn encode_views<'a>(
-    model: &ReadModel,
+    model: &RwLock<ReadModel>,
     patients: &[&'a PatientId],
 ) -> Result<Vec<(&'a PatientId, Vec<sled::IVec>)>, ProjectionError> {
     let mut out = Vec::with_capacity(patients.len());
@@ -185,17 +186,21 @@ fn encode_views<'a>(
     let mut encoded = Vec::new();
     let mut compressed = Vec::new();
     for patient in patients {
-        if let Some(view) = model.patients.get(*patient) {
-            encoded.clear();
+        encoded.clear();
+        {
+            let model = model.read().unwrap_or_else(|p| p.into_inner());
+            let Some(view) = model.patients.get(*patient) else {
+                continue;
+            };
             bincode::serde::encode_into_std_write(view, &mut encoded, bincode::config::standard())
                 .map_err(|e| ProjectionError::Storage(e.to_string()))?;
-            compress_view(&encoded, &mut compressed)?;
-            let chunks = compressed
-                .chunks(CHUNK_BYTES)
-                .map(sled::IVec::from)
-                .collect();
-            out.push((*patient, chunks));
         }
+        compress_view(&encoded, &mut compressed)?;
+        let chunks = compressed
+            .chunks(CHUNK_BYTES)
+            .map(sled::IVec::from)
+            .collect();
+        out.push((*patient, chunks));
     }
     Ok(out)
 }
@@ -235,6 +240,8 @@ pub struct Projections {
     catching_up: Mutex<()>,
     /// Patients changed in memory since the last `persist`.
     dirty: Mutex<BTreeSet<PatientId>>,
+    /// One `persist` at a time: a later call must not be overtaken by an earlier one's batch.
+    persisting: Mutex<()>,
 }
 
 impl Projections {
@@ -260,6 +267,7 @@ impl Projections {
             model: RwLock::new(model),
             catching_up: Mutex::new(()),
             dirty: Mutex::new(BTreeSet::new()),
+            persisting: Mutex::new(()),
         })
     }
 
@@ -345,23 +353,33 @@ impl Projections {
     }
 
     /// Writes the patients changed since the last call and the checkpoint in one atomic batch.
+    ///
+    /// The checkpoint written is the one the changed patients were taken at; each view is
+    /// encoded afterwards, one patient at a time, and may hold later events (appends go on
+    /// meanwhile). On open those are not applied twice ([`ReadModel::apply`]), and a patient
+    /// changed meanwhile is written again by the next call.
     pub fn persist(&self) -> Result<(), ProjectionError> {
-        let model = self.model.read().unwrap_or_else(|p| p.into_inner());
-        let changed = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        let _one_at_a_time = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
+        let (changed, checkpoint) = {
+            let model = self.model.read().unwrap_or_else(|p| p.into_inner());
+            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            (std::mem::take(&mut *dirty), model.checkpoint)
+        };
+        let model = &self.model;
         // Encoding is most of the work when many patients changed (a rebuild): two threads.
         let changed: Vec<&PatientId> = changed.iter().collect();
         let encoded: Vec<Vec<(&PatientId, Vec<sled::IVec>)>> = if changed.len() >= PARALLEL_ENCODE {
             let (first, second) = changed.split_at(changed.len() / 2);
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| encode_views(&model, second));
-                let mine = encode_views(&model, first);
+                let other = scope.spawn(|| encode_views(model, second));
+                let mine = encode_views(model, first);
                 let other = other
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 Ok::<_, ProjectionError>(vec![mine?, other?])
             })?
         } else {
-            vec![encode_views(&model, &changed)?]
+            vec![encode_views(model, &changed)?]
         };
         let mut batch = sled::Batch::default();
         for (patient, view) in encoded.into_iter().flatten() {
@@ -377,7 +395,7 @@ impl Projections {
                 batch.remove(item.map_err(storage)?.0);
             }
         }
-        batch.insert(CHECKPOINT_KEY, &model.checkpoint.to_be_bytes());
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
         self.db.apply_batch(batch).map_err(storage)
     }
 
@@ -449,6 +467,100 @@ impl Projections {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use careledger_core::event::{Command, Member, Note, NoteKind};
+    use careledger_core::ids::{ActorId, Text};
+    use careledger_core::role::{Lead, Practitioner, Role};
+    use careledger_core::{Actor, AppendRequest, ExpectedRevision, LedgerConfig, Submission};
+
+    fn text(t: &str) -> Text {
+        Text::new(t).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An append by the GP to `patient`: founding its care team, or a note.
+    fn append(ledger: &Ledger, patient: &str, founding: bool) {
+        let gp = Actor {
+            id: ActorId::parse("agb-01012345").unwrap_or_else(|e| panic!("{e}")),
+            role: Role::Gp,
+            name: text("Dr. J. de Vries"),
+        };
+        let command = if founding {
+            Command::AddCareTeamMember(Member {
+                actor: gp.id.clone(),
+                name: gp.name.clone(),
+                agb: None,
+                role: Role::Gp,
+                lead: Lead::Cvrm,
+                practitioner: Practitioner::Main,
+            })
+        } else {
+            Command::AddNote(Note {
+                kind: NoteKind::Note,
+                subject: text("CVRM follow-up"),
+                body: text("Blood pressure at target."),
+            })
+        };
+        ledger
+            .append(AppendRequest {
+                patient: PatientId::parse(patient).unwrap_or_else(|e| panic!("{e}")),
+                expected: ExpectedRevision::Any,
+                actor: gp,
+                submissions: vec![Submission {
+                    command,
+                    occurred_at: None,
+                    reason: text("quarterly consultation"),
+                }],
+                idempotency_key: None,
+                correlation_id: None,
+                causation_id: None,
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `persist` writes the checkpoint its patients were taken at and encodes each view later,
+    /// while appends go on: a stored view can hold events after the stored checkpoint. Opening
+    /// and catching up must not apply those again.
+    #[test]
+    fn a_view_stored_ahead_of_its_checkpoint_catches_up_without_applying_anything_twice() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let at = dir.path().join("projections");
+        append(&ledger, "patient-1", true);
+        append(&ledger, "patient-2", true);
+        let projections =
+            Projections::open(&at, ProjectionConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        projections
+            .catch_up(&ledger)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let taken_at = projections.checkpoint();
+        // Events that land while the views are being encoded, stored with the older checkpoint.
+        for _ in 0..3 {
+            append(&ledger, "patient-1", false);
+        }
+        append(&ledger, "patient-2", false);
+        projections
+            .apply_new(&ledger)
+            .unwrap_or_else(|e| panic!("{e}"));
+        projections.persist().unwrap_or_else(|e| panic!("{e}"));
+        projections
+            .db
+            .insert(CHECKPOINT_KEY, &taken_at.to_be_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(projections);
+
+        let reopened =
+            Projections::open(&at, ProjectionConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reopened.checkpoint(), taken_at);
+        reopened.catch_up(&ledger).unwrap_or_else(|e| panic!("{e}"));
+        let rebuilt = Projections::open(&dir.path().join("rebuilt"), ProjectionConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        rebuilt
+            .rebuild(&ledger, &mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*reopened.read(), *rebuilt.read());
+        let patient = PatientId::parse("patient-1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reopened.read().patients[&patient].audit.len(), 4);
+    }
 
     fn stored(view: &PatientView) -> Vec<u8> {
         let encoded =
