@@ -514,7 +514,9 @@ impl RawSse {
         let port = parsed
             .port_or_known_default()
             .context("the URL has no port")?;
-        let mut socket = tokio::net::TcpStream::connect((host, port)).await?;
+        // `socket_addrs` takes IPv6 hosts without their brackets; the Host header keeps them.
+        let addresses = parsed.socket_addrs(|| None)?;
+        let mut socket = tokio::net::TcpStream::connect(&*addresses).await?;
         socket.set_nodelay(true)?;
         let request = format!(
             "GET /events/stream?after={after} HTTP/1.1\r\nHost: {host}:{port}\r\n\
