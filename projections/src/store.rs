@@ -300,6 +300,12 @@ impl Projections {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, ProjectionError> {
         let head = ledger.head().position;
+        if self.checkpoint() == 0 && head > 0 {
+            // Nothing applied yet (a new database, or one in an earlier layout, dropped): fold
+            // everything in memory and write each patient once, as `rebuild` does, instead of
+            // writing every touched patient's whole view again after each step.
+            return self.rebuild(ledger, progress);
+        }
         let mut applied = 0;
         loop {
             let step = self.apply_step(ledger)?;
