@@ -594,9 +594,12 @@ impl Ledger {
         if let Some(state) = writer.patients.remove(patient) {
             return Ok(state);
         }
-        // Storage must hold every event the state is folded from: the patient's state was
-        // dropped after a failed request, and staged appends may be the patient's.
-        self.write_staged(writer)?;
+        // Storage must hold every event the state is folded from: staged appends may be the
+        // patient's when its state was dropped after a failed request. Only then are they
+        // written ahead of their group commit.
+        if (writer.staged.batch.index.iter()).any(|(p, _, _)| p == patient) {
+            self.write_staged(writer)?;
+        }
         let mut state = PatientState::default();
         for recorded in self.read_stream_unbounded(patient)? {
             state.apply(&recorded);
