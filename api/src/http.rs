@@ -637,16 +637,7 @@ async fn stream(
     if let (Some(p), ApiRole::Care(_)) = (&patient, caller.role) {
         may_read(&state, &caller, p)?;
     }
-    let subscription = Subscription {
-        fed: state.feed.fed.subscribe(),
-        shutdown: state.shutdown.clone(),
-        state,
-        caller,
-        patient,
-        after,
-        last_sent: tokio::time::Instant::now(),
-        heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
-    };
+    let subscription = Subscription::new(state, caller, patient, after);
     let stream = futures::stream::unfold(subscription, |mut sub| async move {
         let chunk = sub.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), sub))
@@ -758,6 +749,20 @@ struct Subscription {
 }
 
 impl Subscription {
+    /// A subscription of `caller` to the events after `after` (of `patient` only, if given).
+    fn new(state: AppState, caller: ApiActor, patient: Option<PatientId>, after: u64) -> Self {
+        Subscription {
+            fed: state.feed.fed.subscribe(),
+            shutdown: state.shutdown.clone(),
+            state,
+            caller,
+            patient,
+            after,
+            last_sent: tokio::time::Instant::now(),
+            heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
+        }
+    }
+
     /// The next bytes to send: the events visible since the last call, in one chunk, or a
     /// heartbeat after [`HEARTBEAT`] of silence; `None` ends the stream (shutdown, or the ledger
     /// could not be read).
@@ -782,12 +787,10 @@ impl Subscription {
                             return None;
                         }
                     }
+                    // Armed at the last heartbeat; the check above sends the next one when
+                    // the quiet period since the last write is over.
                     () = &mut self.heartbeat => {
-                        let quiet_until = self.last_sent + HEARTBEAT;
-                        if tokio::time::Instant::now() >= quiet_until {
-                            return Some(self.heartbeat());
-                        }
-                        self.heartbeat.as_mut().reset(quiet_until);
+                        self.heartbeat.as_mut().reset(self.last_sent + HEARTBEAT);
                     }
                 }
                 continue;
@@ -936,21 +939,12 @@ mod tests {
     }
 
     fn subscription(state: AppState) -> Subscription {
-        Subscription {
-            fed: state.feed.fed.subscribe(),
-            shutdown: state.shutdown.clone(),
-            caller: ApiActor {
-                id: ActorId::parse("gp-system").unwrap_or_else(|e| panic!("{e}")),
-                name: careledger_core::ids::Text::new("GP system")
-                    .unwrap_or_else(|e| panic!("{e}")),
-                role: ApiRole::Subscriber,
-            },
-            state,
-            patient: None,
-            after: 0,
-            last_sent: tokio::time::Instant::now(),
-            heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
-        }
+        let caller = ApiActor {
+            id: ActorId::parse("gp-system").unwrap_or_else(|e| panic!("{e}")),
+            name: careledger_core::ids::Text::new("GP system").unwrap_or_else(|e| panic!("{e}")),
+            role: ApiRole::Subscriber,
+        };
+        Subscription::new(state, caller, None, 0)
     }
 
     /// A subscriber that follows one patient gets its heartbeat while other patients' events
