@@ -21,6 +21,7 @@ fn gp() -> Actor {
         id: ActorId::parse("gp-1").unwrap(),
         role: Role::Gp,
         name: Text::new("Dr. GP").unwrap(),
+        organisation: None,
     }
 }
 

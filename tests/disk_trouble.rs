@@ -79,6 +79,7 @@ fn gp() -> Actor {
         id: ActorId::parse("gp-1").unwrap(),
         role: Role::Gp,
         name: Text::new("Dr. A. Jansen").unwrap(),
+        organisation: None,
     }
 }
 

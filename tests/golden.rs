@@ -1,27 +1,33 @@
-//! Golden vectors of the stored format (`tests/data/golden-v1.json`).
+//! Golden vectors of the stored format: `tests/data/golden-v1.json` (record format 1, written
+//! by earlier builds and still read) and `tests/data/golden-v2.json` (record format 2, written
+//! by this build).
 //!
-//! The file was written once (`CARELEDGER_WRITE_GOLDEN=1 cargo test --test golden`) and is
-//! committed. A change to the record encoding, the frame or the hash fails these tests: that
-//! needs a new record format version, an upcaster and a new vector file, never a regenerated one.
+//! The current format's file was written once (`CARELEDGER_WRITE_GOLDEN=1 cargo test --test
+//! golden`) and is committed. A change to the record encoding, the frame or the hash fails these
+//! tests: that needs a new record format version, an upcaster and a new vector file, never a
+//! regenerated one. Older formats' files are never written again: their frames must keep
+//! verifying and decoding into the records they were written from.
 
 use careledger_core::chain::{encode_frame, event_hash, Frame};
 use careledger_core::event::{Command, Member, Target, TargetBasis};
 use careledger_core::ids::{ActorId, PatientId, Text, Uid};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::{
-    encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION,
+    decode_record, encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION,
 };
 use careledger_core::role::{Lead, Practitioner, Role};
 use careledger_core::verify::check_frame;
 use serde_json::{json, Value};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.json");
+const PATH_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.json");
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v2.json");
 
 fn gp() -> Actor {
     Actor {
         id: ActorId::parse("gp-jansen").unwrap(),
         role: Role::Gp,
         name: Text::new("A. Jansen").unwrap(),
+        organisation: None,
     }
 }
 
@@ -30,6 +36,7 @@ fn cardiologist() -> Actor {
         id: ActorId::parse("card-devries").unwrap(),
         role: Role::Cardiologist,
         name: Text::new("J. de Vries").unwrap(),
+        organisation: None,
     }
 }
 
@@ -67,6 +74,7 @@ fn records() -> Vec<Record> {
         correlation_id: uid(0xc0),
         causation_id: None,
         idempotency_key: Some("letter-2026-03-01".into()),
+        signed_request: None,
         event,
     };
     vec![
@@ -105,7 +113,10 @@ fn compute() -> Value {
         }));
         prev = hash;
     }
-    json!({"format": "careledger golden vectors, frame version 1, record format 1", "vectors": vectors})
+    json!({
+        "format": format!("careledger golden vectors, frame version 1, record format {RECORD_FORMAT_VERSION}"),
+        "vectors": vectors
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -127,10 +138,19 @@ fn committed() -> Value {
         )
         .unwrap();
     }
+    read(PATH)
+}
+
+fn read(path: &str) -> Value {
     serde_json::from_str(
-        &std::fs::read_to_string(PATH).expect("tests/data/golden-v1.json is committed"),
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path} is committed: {e}")),
     )
     .unwrap()
+}
+
+/// Every committed vector file, old formats first.
+fn every_committed() -> Vec<Value> {
+    vec![read(PATH_V1), committed()]
 }
 
 #[test]
@@ -164,7 +184,12 @@ fn encoding_and_hashing_fixed_records_reproduce_the_committed_bytes() {
 
 #[test]
 fn committed_frames_verify_from_their_bytes_alone() {
-    let committed = committed();
+    for committed in every_committed() {
+        frames_verify_from_their_bytes_alone(&committed);
+    }
+}
+
+fn frames_verify_from_their_bytes_alone(committed: &Value) {
     let mut prev = Hash::ZERO;
     for v in committed["vectors"].as_array().unwrap() {
         let position = v["position"].as_u64().unwrap();
@@ -181,7 +206,8 @@ fn committed_frames_verify_from_their_bytes_alone() {
         let mut manual = blake3::Hasher::new();
         manual.update(b"careledger/event/v1\0");
         manual.update(&position.to_be_bytes());
-        manual.update(&1u16.to_be_bytes());
+        let format = v["record_format"].as_u64().unwrap() as u16;
+        manual.update(&format.to_be_bytes());
         manual.update(&frame_bytes[3..35]);
         manual.update(&frame_bytes[67..]);
         assert_eq!(
@@ -195,8 +221,29 @@ fn committed_frames_verify_from_their_bytes_alone() {
 }
 
 #[test]
+fn format_1_records_still_decode_into_the_records_they_were_written_from() {
+    let committed = read(PATH_V1);
+    for (v, written) in committed["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(records())
+    {
+        let position = v["position"].as_u64().unwrap();
+        let bytes = unhex(v["record_hex"].as_str().unwrap());
+        let decoded = decode_record(position, 1, &bytes).unwrap();
+        assert_eq!(decoded, written, "position {position} upcast from format 1");
+    }
+}
+
+#[test]
 fn flipping_any_byte_of_a_committed_frame_fails_its_check() {
-    let committed = committed();
+    for committed in every_committed() {
+        flipping_any_byte_fails(&committed);
+    }
+}
+
+fn flipping_any_byte_fails(committed: &Value) {
     let mut prev = Hash::ZERO;
     for v in committed["vectors"].as_array().unwrap() {
         let position = v["position"].as_u64().unwrap();

@@ -22,6 +22,7 @@ fn gp(n: usize) -> Actor {
         id: ActorId::parse(&format!("gp-{n}")).unwrap(),
         role: Role::Gp,
         name: Text::new("Dr. GP").unwrap(),
+        organisation: None,
     }
 }
 

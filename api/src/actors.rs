@@ -73,6 +73,7 @@ impl ApiActor {
                 id: self.id.clone(),
                 role,
                 name: self.name.clone(),
+                organisation: None,
             }),
             _ => None,
         }

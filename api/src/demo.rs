@@ -44,6 +44,7 @@ fn actor(id: &str) -> Result<Actor, ApiError> {
         id: ActorId::parse(id)?,
         role,
         name: Text::new(*name)?,
+        organisation: None,
     })
 }
 

@@ -1006,6 +1006,7 @@ mod tests {
             id: ActorId::parse("agb-01012345").unwrap_or_else(|e| panic!("{e}")),
             role: Role::Gp,
             name: text("Dr. J. de Vries"),
+            organisation: None,
         };
         AppendRequest {
             patient: PatientId::parse("patient-1").unwrap_or_else(|e| panic!("{e}")),

@@ -18,6 +18,7 @@ pub fn gp() -> Actor {
         id: ActorId::parse("agb-01012345").unwrap(),
         role: Role::Gp,
         name: Text::new("Dr. J. de Vries, huisarts").unwrap(),
+        organisation: None,
     }
 }
 

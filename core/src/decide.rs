@@ -654,6 +654,7 @@ mod tests {
             id: ActorId::parse(id).unwrap(),
             role,
             name: Text::new(id).unwrap(),
+            organisation: None,
         }
     }
 

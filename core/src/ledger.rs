@@ -380,6 +380,7 @@ impl Ledger {
                     correlation_id,
                     causation_id: request.causation_id,
                     idempotency_key: request.idempotency_key.clone(),
+                    signed_request: None,
                     event,
                 };
                 let bytes = encode_record(&record)?;

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod notify;
 pub mod quantity;
 pub mod record;
+mod record_v1;
 pub mod role;
 pub mod storage;
 pub mod verify;

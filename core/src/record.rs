@@ -8,12 +8,16 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::ids::{ActorId, PatientId, Text, Uid};
+use crate::ids::{ActorId, AgbCode, PatientId, Text, Uid};
 use crate::role::{Line, Role};
 
 /// Version of the record encoding written by this build. Bump it, add an upcaster in
 /// [`decode_record`], and add a golden vector when the record layout changes.
-pub const RECORD_FORMAT_VERSION: u16 = 1;
+///
+/// - 1: the first format. Still read: [`crate::record_v1`] decodes it and upcasts it.
+/// - 2: the actor's organisation, the hash of a signed request, notifications acknowledged per
+///   recipient, and the event kinds and payloads of the CVRM catalogue.
+pub const RECORD_FORMAT_VERSION: u16 = 2;
 
 /// A point in time as microseconds since the Unix epoch, UTC. Fixed width, no time zone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -87,9 +91,22 @@ pub struct Actor {
     pub role: Role,
     /// Display name, for messages.
     pub name: Text,
+    /// The organisation the actor acted for: the AGB code of the GP practice or the hospital,
+    /// when the actor registry knows it (record format 2 on; `None` in format 1 records).
+    pub organisation: Option<AgbCode>,
 }
 
 impl Actor {
+    /// An actor acting for no named organisation.
+    pub fn new(id: ActorId, role: Role, name: Text) -> Self {
+        Self {
+            id,
+            role,
+            name,
+            organisation: None,
+        }
+    }
+
     /// The line of the actor's role.
     pub fn line(&self) -> Line {
         self.role.line()
@@ -145,6 +162,10 @@ pub struct Record {
     pub causation_id: Option<Uid>,
     /// The idempotency key of the append that wrote it, if given.
     pub idempotency_key: Option<String>,
+    /// The BLAKE3 hash of the signed HTTP request (RFC 9421 message signature) whose commands
+    /// produced this event, when the client system signed it. The request itself is kept beside
+    /// the chain; this hash binds it to the event. Always `None` in format 1 records.
+    pub signed_request: Option<Hash>,
     /// The fact itself.
     pub event: Event,
 }
@@ -171,7 +192,7 @@ impl RecordedEvent {
     }
 }
 
-fn bincode_config() -> impl bincode::config::Config {
+pub(crate) fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
@@ -188,25 +209,27 @@ pub fn encode_record(record: &Record) -> Result<Vec<u8>> {
 /// Decodes record bytes written in `format_version`, upcasting older formats.
 pub fn decode_record(position: u64, format_version: u16, bytes: &[u8]) -> Result<Record> {
     match format_version {
-        1 => {
-            let (record, read): (Record, usize) =
-                bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(|e| {
-                    Error::Decode {
-                        position,
-                        detail: e.to_string(),
-                    }
-                })?;
-            if read != bytes.len() {
-                return Err(Error::Decode {
-                    position,
-                    detail: format!("{} trailing bytes after the record", bytes.len() - read),
-                });
-            }
-            Ok(record)
-        }
+        1 => decode_exact::<crate::record_v1::RecordV1>(position, bytes).map(Record::from),
+        2 => decode_exact::<Record>(position, bytes),
         other => Err(Error::Decode {
             position,
             detail: format!("record format version {other} is unknown to this build"),
         }),
     }
+}
+
+/// Decodes one value that must use every byte.
+fn decode_exact<T: serde::de::DeserializeOwned>(position: u64, bytes: &[u8]) -> Result<T> {
+    let (value, read): (T, usize) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| Error::Decode {
+            position,
+            detail: e.to_string(),
+        })?;
+    if read != bytes.len() {
+        return Err(Error::Decode {
+            position,
+            detail: format!("{} trailing bytes after the record", bytes.len() - read),
+        });
+    }
+    Ok(value)
 }

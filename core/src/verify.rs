@@ -395,6 +395,7 @@ mod tests {
             id: ActorId::parse("gp-1").unwrap(),
             role: Role::Gp,
             name: Text::new("GP").unwrap(),
+            organisation: None,
         };
         let request = |submissions| AppendRequest {
             patient: PatientId::parse("patient-1").unwrap(),

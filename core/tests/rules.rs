@@ -16,6 +16,7 @@ fn actor(id: &str, role: Role) -> Actor {
         id: ActorId::parse(id).unwrap(),
         role,
         name: Text::new(id).unwrap(),
+        organisation: None,
     }
 }
 

@@ -488,6 +488,7 @@ mod tests {
             id: ActorId::parse("agb-01012345").unwrap_or_else(|e| panic!("{e}")),
             role: Role::Gp,
             name: text("Dr. J. de Vries"),
+            organisation: None,
         };
         let command = if founding {
             Command::AddCareTeamMember(Member {

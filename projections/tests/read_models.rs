@@ -21,6 +21,7 @@ fn actor(id: &str, role: Role, name: &str) -> Actor {
         id: ActorId::parse(id).unwrap(),
         role,
         name: Text::new(name).unwrap(),
+        organisation: None,
     }
 }
 fn gp() -> Actor {
