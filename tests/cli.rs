@@ -58,7 +58,7 @@ fn demo_writes_every_event_kind_and_verify_accepts_it() {
         "medication:C10AA05",
     ]);
     assert!(
-        stdout(&audit).contains("stopped C10AA05 because of side effects"),
+        stdout(&audit).contains("stopped atorvastatin 20 mg 1x daily (C10AA05): side effects"),
         "{}",
         stdout(&audit)
     );

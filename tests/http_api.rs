@@ -262,7 +262,10 @@ async fn statin_story_notifies_the_cardiologist_who_acknowledges_and_the_auditor
         .clone();
     assert_eq!(n["recipient"], "second");
     assert!(
-        n["summary"].as_str().unwrap().contains("stopped C10AA05"),
+        n["summary"]
+            .as_str()
+            .unwrap()
+            .contains("stopped atorvastatin"),
         "{n}"
     );
     let request = Request::post(format!(
@@ -289,8 +292,9 @@ async fn statin_story_notifies_the_cardiologist_who_acknowledges_and_the_auditor
         .unwrap();
     assert_eq!(stop["actor"]["id"], "gp-1");
     assert_eq!(stop["actor"]["line"], "first");
-    assert_eq!(stop["notification"]["status"]["state"], "acknowledged");
-    assert_eq!(stop["notification"]["status"]["by"], "card-1");
+    assert_eq!(stop["notified"][0]["recipient"], "second");
+    assert_eq!(stop["notified"][0]["status"]["state"], "acknowledged");
+    assert_eq!(stop["notified"][0]["status"]["by"], "card-1");
 }
 
 #[tokio::test]

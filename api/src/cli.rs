@@ -467,7 +467,7 @@ fn audit_cmd(
             "       by {} ({}, {}), occurred {}, reason: {}",
             p.actor, p.role, p.line, p.occurred_at, p.reason
         );
-        if let Some(told) = &e.notification {
+        for told in &e.notified {
             let status = match &told.status {
                 notifications::NotificationStatus::Open => "not yet acknowledged".to_owned(),
                 notifications::NotificationStatus::Acknowledged { by, at, position } => {

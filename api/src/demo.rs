@@ -60,11 +60,12 @@ impl Writer<'_> {
         who: &str,
         commands: Vec<Value>,
     ) -> Result<Vec<u64>, ApiError> {
-        let body = dto::append_body(&json!({"commands": commands}))?;
+        let actor = actor(who)?;
+        let body = dto::append_body(&json!({"commands": commands}), actor.line())?;
         let request = AppendRequest {
             patient: PatientId::parse(patient)?,
             expected: ExpectedRevision::Any,
-            actor: actor(who)?,
+            actor,
             submissions: body.submissions,
             idempotency_key: None,
             correlation_id: None,

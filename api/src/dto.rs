@@ -10,9 +10,10 @@ use serde_json::{json, Map, Value};
 
 use careledger_core::event::*;
 use careledger_core::ids::{ActorId, AgbCode, AtcCode, ElementId, PatientId, Text, Uid};
+use careledger_core::notify;
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::{RecordedEvent, Timestamp};
-use careledger_core::role::{Lead, Practitioner, Role};
+use careledger_core::role::{Lead, Line, Practitioner, Role};
 use careledger_core::{ExpectedRevision, InvalidInput, Submission};
 
 use crate::error::ApiError;
@@ -251,12 +252,51 @@ fn change_reason(f: &mut Fields<'_>) -> Result<ChangeReason, ApiError> {
     }
 }
 
+/// `notification` is a notification id (`n-42-second`) or the causing position (`42`);
+/// `recipient` (`first`, `second`, `patient`) may be given beside a position and defaults to
+/// the acting line.
+fn acknowledgement(f: &mut Fields<'_>, acting: Line) -> Result<Acknowledgement, ApiError> {
+    let bad_id = |raw: &str| {
+        ApiError::Malformed(format!(
+            "notification {raw:?} is not a notification id; ids look like n-42-second \
+             (the causing position and the recipient), or give the position as a number"
+        ))
+    };
+    let (position, from_id) = match f.get("notification") {
+        Some(Value::String(raw)) => {
+            let raw = raw.clone();
+            notify::parse_notification_id(&raw).ok_or_else(|| bad_id(&raw))?
+        }
+        _ => (f.u64("notification")?, None),
+    };
+    let given = f
+        .opt_string("recipient")?
+        .map(|raw| {
+            Line::parse(raw).ok_or_else(|| ApiError::Unprocessable {
+                code: "invalid_value".into(),
+                message: format!("recipient {raw:?} is unknown; use first, second or patient"),
+            })
+        })
+        .transpose()?;
+    if let (Some(a), Some(b)) = (from_id, given) {
+        if a != b {
+            return Err(ApiError::Malformed(format!(
+                "the notification id names the {a} but recipient says the {b}; give one of them"
+            )));
+        }
+    }
+    Ok(Acknowledgement {
+        notification: position,
+        recipient: from_id.or(given).unwrap_or(acting),
+    })
+}
+
 fn element(raw: &str) -> Result<ElementId, ApiError> {
     Ok(ElementId::parse(raw)?)
 }
 
 /// Parses one command object of an append body.
-pub fn submission(value: &Value, path: String) -> Result<Submission, ApiError> {
+pub fn submission(value: &Value, path: String, acting: Line) -> Result<Submission, ApiError> {
     let mut f = Fields::of(value, path)?;
     let kind = f.string("type")?;
     let reason = text(f.opt_string("reason")?.unwrap_or_default())?;
@@ -264,7 +304,7 @@ pub fn submission(value: &Value, path: String) -> Result<Submission, ApiError> {
         .opt_string("occurred_at")?
         .map(Timestamp::parse_rfc3339)
         .transpose()?;
-    let command = command(kind, &mut f)?;
+    let command = command(kind, &mut f, acting)?;
     f.done()?;
     Ok(Submission {
         command,
@@ -273,7 +313,7 @@ pub fn submission(value: &Value, path: String) -> Result<Submission, ApiError> {
     })
 }
 
-fn command(kind: &str, f: &mut Fields<'_>) -> Result<Command, ApiError> {
+fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiError> {
     Ok(match kind {
         "add_care_team_member" => Command::AddCareTeamMember(Member {
             actor: ActorId::parse(f.string("actor")?)?,
@@ -367,9 +407,7 @@ fn command(kind: &str, f: &mut Fields<'_>) -> Result<Command, ApiError> {
             subject: text(f.string("subject")?)?,
             body: text(f.opt_string("body")?.unwrap_or_default())?,
         }),
-        "acknowledge_notification" => Command::AcknowledgeNotification(Acknowledgement {
-            notification: f.u64("notification")?,
-        }),
+        "acknowledge_notification" => Command::AcknowledgeNotification(acknowledgement(f, acting)?),
         "mark_entered_in_error" => Command::MarkEnteredInError(Correction {
             position: f.u64("position")?,
         }),
@@ -427,8 +465,9 @@ pub fn expected_revision(raw: &str) -> Result<ExpectedRevision, ApiError> {
     }
 }
 
-/// Parses an append body.
-pub fn append_body(value: &Value) -> Result<AppendBody, ApiError> {
+/// Parses an append body of an actor acting in the `acting` line (the default recipient of an
+/// acknowledgement).
+pub fn append_body(value: &Value, acting: Line) -> Result<AppendBody, ApiError> {
     let mut f = Fields::of(value, "")?;
     let expected = match f.get("expected_revision") {
         None => None,
@@ -459,7 +498,7 @@ pub fn append_body(value: &Value) -> Result<AppendBody, ApiError> {
     let submissions = commands
         .iter()
         .enumerate()
-        .map(|(i, c)| submission(c, format!("commands[{i}]")))
+        .map(|(i, c)| submission(c, format!("commands[{i}]"), acting))
         .collect::<Result<_, _>>()?;
     f.done()?;
     Ok(AppendBody {
@@ -547,7 +586,11 @@ pub fn event_data(event: &Event) -> Value {
         Event::NoteAdded(n) => {
             json!({"kind": name_of(&NOTE_KINDS, n.kind), "subject": n.subject.as_str(), "body": n.body.as_str()})
         }
-        Event::NotificationAcknowledged(a) => json!({"notification": a.notification}),
+        Event::NotificationAcknowledged(a) => json!({
+            "notification": notify::notification_id(a.notification, a.recipient),
+            "position": a.notification,
+            "recipient": a.recipient.as_str(),
+        }),
         Event::EnteredInError(c) => json!({"position": c.position}),
     }
 }

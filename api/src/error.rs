@@ -18,6 +18,15 @@ pub enum ApiError {
     /// patient exists.
     #[error("{0}")]
     Forbidden(String),
+    /// A rule on who may do what refused the command (403): the code names the rule
+    /// (`role_not_permitted`, `not_the_author`), the message what would be allowed.
+    #[error("{message}")]
+    NotPermitted {
+        /// The rule's stable code.
+        code: String,
+        /// The sentence.
+        message: String,
+    },
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
@@ -64,7 +73,9 @@ impl ApiError {
                 "unauthenticated",
                 "Not authenticated",
             ),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not permitted"),
+            ApiError::Forbidden(_) | ApiError::NotPermitted { .. } => {
+                (StatusCode::FORBIDDEN, "forbidden", "Not permitted")
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::TooLarge(_) => (
@@ -106,7 +117,12 @@ impl From<careledger_core::Error> for ApiError {
             E::Rejected(r) if matches!(r.code, "not_in_care_team" | "no_care_team") => {
                 ApiError::not_in_care_team()
             }
-            E::Rejected(r) if r.code == "role_mismatch" => ApiError::Forbidden(r.message),
+            E::Rejected(r) if r.kind == careledger_core::RejectionKind::NotPermitted => {
+                ApiError::NotPermitted {
+                    code: r.code.into(),
+                    message: r.message,
+                }
+            }
             E::Rejected(r) => ApiError::Unprocessable {
                 code: r.code.into(),
                 message: r.message,
@@ -139,7 +155,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.parts();
         let (code, detail) = match &self {
-            ApiError::Unprocessable { code, message } => (code.clone(), message.clone()),
+            ApiError::Unprocessable { code, message }
+            | ApiError::NotPermitted { code, message } => (code.clone(), message.clone()),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (

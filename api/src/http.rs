@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use careledger_core::ids::{ActorId, PatientId};
+use careledger_core::notify;
 use careledger_core::record::Timestamp;
 use careledger_core::role::Line;
 use careledger_core::{AppendRequest, ExpectedRevision, Ledger, RecordedEvent};
@@ -364,7 +365,7 @@ async fn append(
         ))
     })?;
     let value = json_body(&headers, &body)?;
-    let parsed = dto::append_body(&value)?;
+    let parsed = dto::append_body(&value, actor.line())?;
     let expected = if_match(&headers)?
         .or(parsed.expected)
         .unwrap_or(ExpectedRevision::Any);
@@ -586,16 +587,17 @@ async fn acknowledge(
     Path((patient, notification)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let position = notification
-        .strip_prefix("n-")
-        .unwrap_or(&notification)
-        .parse::<u64>()
-        .map_err(|_| {
-            ApiError::Malformed(format!(
-                "{notification:?} is not a notification id; ids look like n-42"
-            ))
-        })?;
-    let body = json!({"commands": [{"type": "acknowledge_notification", "notification": position, "reason": "acknowledged"}]});
+    let Some((position, recipient)) = notify::parse_notification_id(&notification) else {
+        return Err(ApiError::Malformed(format!(
+            "{notification:?} is not a notification id; ids look like n-42-second (the causing \
+             position and the recipient: first, second or patient)"
+        )));
+    };
+    let mut command = json!({"type": "acknowledge_notification", "notification": position, "reason": "acknowledged"});
+    if let Some(recipient) = recipient {
+        command["recipient"] = json!(recipient.as_str());
+    }
+    let body = json!({"commands": [command]});
     let mut headers = headers;
     headers.insert(
         header::CONTENT_TYPE,

@@ -160,7 +160,18 @@ const COMMANDS: [(&str, Fields); 19] = [
     ),
     (
         "acknowledge_notification",
-        &[("notification", POSITION, true)],
+        &[
+            (
+                "notification",
+                r#"{"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^n-[0-9]+(-(first|second|patient))?$"}], "description": "the causing position, or a notification id such as n-42-second"}"#,
+                true,
+            ),
+            (
+                "recipient",
+                r#"{"type": "string", "enum": ["first", "second", "patient"], "description": "whose notification; defaults to the acting line"}"#,
+                false,
+            ),
+        ],
     ),
     ("mark_entered_in_error", &[("position", POSITION, true)]),
 ];

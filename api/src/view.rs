@@ -148,7 +148,7 @@ pub fn audit_entry(e: &AuditEntry) -> Value {
         "type": e.kind, "element": e.element, "summary": e.summary, "from": e.from, "to": e.to,
         "actor": {"id": p.actor.as_str(), "name": p.actor_name.as_str(), "role": p.role.as_str(), "line": p.line.as_str()},
         "recorded_at": p.recorded_at.to_string(), "occurred_at": p.occurred_at.to_string(), "reason": p.reason.as_str(),
-        "notification": e.notification.as_ref().map(|n| json!({"recipient": n.recipient.as_str(), "status": notification_status(&n.status)})),
+        "notified": e.notified.iter().map(|n| json!({"recipient": n.recipient.as_str(), "status": notification_status(&n.status)})).collect::<Vec<_>>(),
         "corrected_by": e.corrected_by, "corrects": e.corrects,
     })
 }
@@ -158,6 +158,7 @@ pub fn notification(n: &Notification, overdue: bool) -> Value {
     json!({
         "id": n.id, "patient": n.patient.as_str(), "recipient": n.recipient.as_str(), "position": n.position,
         "type": n.kind, "summary": n.summary, "reason": n.reason, "created_at": n.created_at.to_string(),
+        "message": {"template": n.message.template, "values": n.message.values},
         "status": notification_status(&n.status), "overdue": overdue,
     })
 }

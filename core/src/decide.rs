@@ -90,8 +90,8 @@ pub struct PatientState {
     lab_seen: BTreeMap<Measure, LabSeen>,
     goals_open: BTreeSet<ElementId>,
     goals_known: BTreeSet<ElementId>,
-    /// Notifications by causing position: (recipient, acknowledged).
-    notifications: BTreeMap<u64, (Line, bool)>,
+    /// Notifications by (causing position, recipient): acknowledged or not.
+    notifications: BTreeMap<(u64, Line), bool>,
     /// Global positions of this patient's events, ascending.
     positions: Vec<u64>,
     corrected: BTreeSet<u64>,
@@ -128,6 +128,19 @@ impl PatientState {
         &self.medications
     }
 
+    /// What the notify rule needs to know of the team before `event` is applied.
+    pub fn notify_context(&self, event: &Event) -> notify::Context {
+        let removed_member_line = match event {
+            Event::CareTeamMemberRemoved(r) => self.members.get(&r.actor).map(|m| m.role.line()),
+            _ => None,
+        };
+        notify::Context {
+            shared_care: self.shared_care,
+            patient_in_team: self.members.values().any(|m| m.role == Role::Patient),
+            removed_member_line,
+        }
+    }
+
     /// Folds one recorded event of this patient into the state.
     ///
     /// Events are applied in revision order; a gap is a programmer error.
@@ -139,8 +152,8 @@ impl PatientState {
             "revisions are applied in order without gaps"
         );
         let author = record.actor.line();
-        if let Some(to) = notify::recipient(&record.event, author, self.shared_care) {
-            self.notifications.insert(recorded.position, (to, false));
+        for to in notify::recipients(&record.event, author, self.notify_context(&record.event)) {
+            self.notifications.insert((recorded.position, to), false);
         }
         self.revision = record.revision;
         self.positions.push(recorded.position);
@@ -202,8 +215,11 @@ impl PatientState {
                 self.goals_open.remove(&closure.goal);
             }
             Event::NotificationAcknowledged(ack) => {
-                if let Some(entry) = self.notifications.get_mut(&ack.notification) {
-                    entry.1 = true;
+                if let Some(acknowledged) = self
+                    .notifications
+                    .get_mut(&(ack.notification, ack.recipient))
+                {
+                    *acknowledged = true;
                 }
             }
             Event::EnteredInError(c) => {
@@ -323,7 +339,7 @@ fn check_member(m: &Member) -> Result<(), Rejection> {
 /// Membership and role checks: who may issue which command.
 fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(), Rejection> {
     let Some(member) = state.member(&actor.id) else {
-        return Err(reject(
+        return Err(Rejection::not_permitted(
             "not_in_care_team",
             format!(
                 "{} is not in this patient's care team; a team member must add you first",
@@ -332,7 +348,7 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         ));
     };
     if member.role != actor.role {
-        return Err(reject(
+        return Err(Rejection::not_permitted(
             "role_mismatch",
             format!(
                 "you act as {} but the care team lists you as {}",
@@ -363,7 +379,7 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         | Command::AcknowledgeNotification(_) => true,
     };
     if !allowed {
-        return Err(reject(
+        return Err(Rejection::not_permitted(
             "role_not_permitted",
             format!(
                 "a {role} may not {}; {}",
@@ -525,9 +541,7 @@ fn check_rules(
                 "a patient adds notes, not letters",
             ));
         }
-        Command::AcknowledgeNotification(ack) => {
-            check_acknowledgement(state, actor, ack.notification)?
-        }
+        Command::AcknowledgeNotification(ack) => check_acknowledgement(state, actor, ack)?,
         Command::MarkEnteredInError(c) => check_correction(state, c.position)?,
         _ => {}
     }
@@ -609,22 +623,47 @@ fn duplicate_lab_warnings(
 fn check_acknowledgement(
     state: &PatientState,
     actor: &Actor,
-    position: u64,
+    ack: &crate::event::Acknowledgement,
 ) -> Result<(), Rejection> {
-    match state.notifications.get(&position) {
-        None => Err(reject(
+    let position = ack.notification;
+    let own = actor.line();
+    if ack.recipient != own {
+        return Err(Rejection::not_permitted(
+            "not_the_recipient",
+            format!(
+                "you act in the {own} and acknowledge only notifications to the {own}, not to the {}",
+                ack.recipient
+            ),
+        ));
+    }
+    let to_anyone = state
+        .notifications
+        .range((position, Line::First)..=(position, Line::Patient))
+        .map(|((_, line), _)| *line)
+        .collect::<Vec<_>>();
+    match state.notifications.get(&(position, own)) {
+        Some(true) => Err(reject(
+            "already_acknowledged",
+            format!(
+                "the notification of position {position} to the {own} was already acknowledged"
+            ),
+        )),
+        Some(false) => Ok(()),
+        None if to_anyone.is_empty() => Err(reject(
             "unknown_notification",
             format!("there is no notification for this patient caused by position {position}"),
         )),
-        Some((recipient, _)) if *recipient != actor.line() => Err(reject(
+        None => Err(Rejection::not_permitted(
             "not_the_recipient",
-            format!("the notification of position {position} is addressed to the {recipient}"),
+            format!(
+                "the notification of position {position} is addressed to the {}, not to the {own}",
+                to_anyone
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
         )),
-        Some((_, true)) => Err(reject(
-            "already_acknowledged",
-            format!("the notification of position {position} was already acknowledged"),
-        )),
-        Some(_) => Ok(()),
     }
 }
 

@@ -34,6 +34,17 @@ impl fmt::Display for InvalidInput {
 
 impl std::error::Error for InvalidInput {}
 
+/// What kind of rule refused a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// A rule on the plan's content (agreement 4, a duplicate order, an unknown element): the
+    /// command could be right from this actor with other content.
+    Rule,
+    /// A rule on who may do what (role, line, membership, authorship): this actor may not do
+    /// this, whatever the content.
+    NotPermitted,
+}
+
 /// Why a command was refused by the business rules. The user's fault: the message
 /// names the rule (and the working agreement it comes from) and what would be accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,14 +54,26 @@ pub struct Rejection {
     pub code: &'static str,
     /// A sentence a clinician can act on.
     pub message: String,
+    /// A content rule or a permission rule.
+    pub kind: RejectionKind,
 }
 
 impl Rejection {
-    /// A rejection with a code and message.
+    /// A refusal by a rule on the plan's content.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
+            kind: RejectionKind::Rule,
+        }
+    }
+
+    /// A refusal by a rule on who may do what.
+    pub fn not_permitted(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            kind: RejectionKind::NotPermitted,
         }
     }
 }

@@ -354,11 +354,14 @@ pub struct Note {
 }
 
 /// Acknowledging a notification. A notification is named by the global position of the
-/// event that caused it (see [`crate::notify`]).
+/// event that caused it and its recipient (see [`crate::notify`]); each recipient acknowledges
+/// its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acknowledgement {
     /// Position of the event whose notification is acknowledged.
     pub notification: u64,
+    /// The recipient whose notification it is: the acknowledging actor's own line.
+    pub recipient: crate::role::Line,
 }
 
 /// Marking an earlier event of the same patient as entered in error. It marks; it does not undo:

@@ -22,7 +22,7 @@ pub mod role;
 pub mod storage;
 pub mod verify;
 
-pub use error::{Error, InvalidInput, Rejection, Result};
+pub use error::{Error, InvalidInput, Rejection, RejectionKind, Result};
 pub use ledger::{
     AppendOutcome, AppendRequest, ExpectedRevision, Head, Ledger, LedgerConfig, Submission,
 };

@@ -1,37 +1,119 @@
-//! The notify-the-other-party rule: which line an event must be reported to.
+//! The notify-the-other-party rule: who must be told about an event.
 //!
 //! One rule, used by `decide` (to check acknowledgements) and by the projections (to derive
-//! the messages), so the two can never disagree. A notification is named by the position of
-//! the event that caused it: each event notifies at most one line.
+//! the messages), so the two can never disagree. One event can notify several recipients (the
+//! other line and the patient); a notification is named by the position of the event that
+//! caused it together with its recipient, and each recipient acknowledges its own.
 
 use crate::event::{Event, NoteKind};
 use crate::role::Line;
 
-/// The line that must be told about `event`, written by `author` while shared care was
-/// `shared_care` (as it stood before the event), or `None`.
+/// What the rule needs to know of the patient's care team, as it stood before the event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// True while shared care is active.
+    pub shared_care: bool,
+    /// True when the patient is a member of their own care team (and can read their plan).
+    pub patient_in_team: bool,
+    /// For a member's removal: the line of the member who leaves.
+    pub removed_member_line: Option<Line>,
+}
+
+/// The recipients of `event`, recorded by someone of the `author` line, in a fixed order
+/// (first line, second line, patient), never the author's own line.
 ///
 /// - medication started, changed or stopped by one line during shared care: the other line
 ///   (agreement 6);
 /// - a target set or withdrawn, a medication preference, a panel extension or a letter by the
-///   specialist: the GP (agreements 2 and 3); the same from the GP during shared care: the specialist;
-/// - a lab result or measurement recorded in the second line: the GP (agreement 5).
-pub fn recipient(event: &Event, author: Line, shared_care: bool) -> Option<Line> {
+///   specialist: the GP (agreements 2 and 3); the same from the GP during shared care: the
+///   specialist;
+/// - a lab result or measurement recorded in the second line: the GP (agreement 5);
+/// - shared care started or ended: the other line (agreement 1);
+/// - a practitioner added to or removed from the care team: their line, when it is not the
+///   author's, and the other line during shared care (agreement 1);
+/// - a new or withdrawn target and every medication change: the patient, when the patient is in
+///   their own care team (seed 004: the patient sees what changed in their own plan).
+pub fn recipients(event: &Event, author: Line, context: Context) -> Vec<Line> {
+    let mut lines = Vec::with_capacity(2);
+    if let Some(other) = other_line(event, author, context) {
+        lines.push(other);
+    }
+    if context.patient_in_team && author != Line::Patient && tells_patient(event) {
+        lines.push(Line::Patient);
+    }
+    lines
+}
+
+/// The practitioner line (other than the author's) that must be told, if any.
+fn other_line(event: &Event, author: Line, context: Context) -> Option<Line> {
     let other = author.other()?;
+    let shared_care = context.shared_care;
     let letter = |kind: NoteKind| matches!(kind, NoteKind::ReturnLetter | NoteKind::InterimLetter);
-    match event {
+    let told = match event {
         Event::MedicationStarted(_)
         | Event::MedicationDoseChanged(_)
-        | Event::MedicationStopped(_) => shared_care.then_some(other),
+        | Event::MedicationStopped(_) => shared_care,
         Event::TargetSet(_)
         | Event::TargetWithdrawn(_)
         | Event::MedicationPreferenceRecorded(_)
-        | Event::AnnualPanelExtended(_) => (author == Line::Second || shared_care).then_some(other),
-        Event::NoteAdded(note) if letter(note.kind) => {
-            (author == Line::Second || shared_care).then_some(other)
+        | Event::AnnualPanelExtended(_) => author == Line::Second || shared_care,
+        Event::NoteAdded(note) if letter(note.kind) => author == Line::Second || shared_care,
+        Event::LabResultRecorded(_) | Event::MeasurementRecorded(_) => author == Line::Second,
+        Event::SharedCareStarted(_) | Event::SharedCareEnded(_) => true,
+        Event::CareTeamMemberAdded(m) => shared_care || m.role.line() == other,
+        Event::CareTeamMemberRemoved(_) => {
+            shared_care || context.removed_member_line == Some(other)
         }
-        Event::LabResultRecorded(_) | Event::MeasurementRecorded(_) => {
-            (author == Line::Second).then_some(other)
-        }
-        _ => None,
+        _ => false,
+    };
+    told.then_some(other)
+}
+
+/// Changes the patient is told about in their own plan.
+fn tells_patient(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::TargetSet(_)
+            | Event::TargetWithdrawn(_)
+            | Event::MedicationStarted(_)
+            | Event::MedicationDoseChanged(_)
+            | Event::MedicationStopped(_)
+    )
+}
+
+/// The id of a notification: `n-<position>-<recipient>` (`n-42-first`, `n-42-patient`).
+pub fn notification_id(position: u64, recipient: Line) -> String {
+    format!("n-{position}-{}", recipient.as_str())
+}
+
+/// Parses a notification id. `n-42` without a recipient (the ids before notifications were per
+/// recipient) names the caller's own notification, so it yields `None` as the recipient.
+pub fn parse_notification_id(raw: &str) -> Option<(u64, Option<Line>)> {
+    let rest = raw.strip_prefix("n-")?;
+    let (position, recipient) = match rest.split_once('-') {
+        Some((p, line)) => (p, Some(Line::parse(line)?)),
+        None => (rest, None),
+    };
+    if position.is_empty() || !position.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((position.parse().ok()?, recipient))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_ids_round_trip_and_accept_the_short_form() {
+        assert_eq!(notification_id(42, Line::Patient), "n-42-patient");
+        assert_eq!(
+            parse_notification_id("n-42-second"),
+            Some((42, Some(Line::Second)))
+        );
+        assert_eq!(parse_notification_id("n-7"), Some((7, None)));
+        assert_eq!(parse_notification_id("n--first"), None);
+        assert_eq!(parse_notification_id("n-4x"), None);
+        assert_eq!(parse_notification_id("n-4-third"), None);
     }
 }

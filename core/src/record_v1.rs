@@ -114,12 +114,10 @@ fn upcast_event(old: EventV1, author: Line) -> Event {
         EventV1::LifestyleGoalSet(p) => Event::LifestyleGoalSet(p),
         EventV1::LifestyleGoalClosed(p) => Event::LifestyleGoalClosed(p),
         EventV1::NoteAdded(p) => Event::NoteAdded(p),
-        EventV1::NotificationAcknowledged(p) => {
-            let _ = author;
-            Event::NotificationAcknowledged(Acknowledgement {
-                notification: p.notification,
-            })
-        }
+        EventV1::NotificationAcknowledged(p) => Event::NotificationAcknowledged(Acknowledgement {
+            notification: p.notification,
+            recipient: author,
+        }),
         EventV1::EnteredInError(p) => Event::EnteredInError(p),
     }
 }

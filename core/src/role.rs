@@ -32,6 +32,13 @@ impl Line {
             Line::Patient => "patient",
         }
     }
+
+    /// Parses the lower-case name (`first`, `second`, `patient`).
+    pub fn parse(raw: &str) -> Option<Line> {
+        [Line::First, Line::Second, Line::Patient]
+            .into_iter()
+            .find(|l| l.as_str() == raw)
+    }
 }
 
 impl fmt::Display for Line {

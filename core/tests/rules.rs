@@ -4,9 +4,10 @@ use careledger_core::event::*;
 use careledger_core::ids::{ActorId, AtcCode, ElementId, PatientId, Text};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::Timestamp;
-use careledger_core::role::{Lead, Practitioner, Role};
+use careledger_core::role::{Lead, Line, Practitioner, Role};
 use careledger_core::{
-    Actor, AppendOutcome, AppendRequest, Error, ExpectedRevision, Ledger, LedgerConfig, Submission,
+    Actor, AppendOutcome, AppendRequest, Error, ExpectedRevision, Ledger, LedgerConfig,
+    RejectionKind, Submission,
 };
 
 const PATIENT: &str = "999990007";
@@ -100,9 +101,11 @@ fn home_bp(value: i64) -> Command {
     })
 }
 
-fn ack(position: u64) -> Command {
+/// An acknowledgement of the notification of `position` to the `recipient` line.
+fn ack_to(position: u64, recipient: Line) -> Command {
     Command::AcknowledgeNotification(Acknowledgement {
         notification: position,
+        recipient,
     })
 }
 
@@ -365,14 +368,51 @@ fn withdrawing_a_target_that_is_not_set_is_rejected() {
 fn notification_is_acknowledged_once_by_its_recipient_line() {
     let g = Given::shared_care();
     let target = g.by(&cardiologist(), vec![ldl_target()]).events[0].position;
+    let refusal = g
+        .when(&cardiologist(), ack_to(target, Line::First))
+        .unwrap_err();
+    match refusal {
+        Error::Rejected(r) => {
+            assert_eq!(r.code, "not_the_recipient");
+            assert_eq!(r.kind, RejectionKind::NotPermitted, "a role refusal: 403");
+        }
+        other => panic!("{other:?}"),
+    }
     rejected(
         &g,
-        g.when(&cardiologist(), ack(target)),
+        g.when(&cardiologist(), ack_to(target, Line::Second)),
         "not_the_recipient",
     );
-    g.when(&gp(), ack(target)).unwrap();
-    rejected(&g, g.when(&nurse(), ack(target)), "already_acknowledged");
-    rejected(&g, g.when(&gp(), ack(1)), "unknown_notification");
+    g.when(&gp(), ack_to(target, Line::First)).unwrap();
+    rejected(
+        &g,
+        g.when(&nurse(), ack_to(target, Line::First)),
+        "already_acknowledged",
+    );
+    rejected(
+        &g,
+        g.when(&gp(), ack_to(1, Line::First)),
+        "unknown_notification",
+    );
+}
+
+#[test]
+fn seed_004_the_patient_in_the_team_is_told_of_a_new_target_and_acknowledges_it_alone() {
+    let g = Given::shared_care(); // the patient is in the team
+    let target = g.by(&cardiologist(), vec![ldl_target()]).events[0].position;
+    // One event, two recipients, each acknowledged on its own.
+    g.when(&gp(), ack_to(target, Line::First)).unwrap();
+    rejected(
+        &g,
+        g.when(&gp(), ack_to(target, Line::Patient)),
+        "not_the_recipient",
+    );
+    g.when(&patient(), ack_to(target, Line::Patient)).unwrap();
+    rejected(
+        &g,
+        g.when(&patient(), ack_to(target, Line::Patient)),
+        "already_acknowledged",
+    );
 }
 
 #[test]

@@ -38,8 +38,8 @@ pub struct AuditEntry {
     pub from: Option<String>,
     /// The element after the change.
     pub to: Option<String>,
-    /// The notification to the other line, if the change required one.
-    pub notification: Option<Told>,
+    /// Who was told of the change (the other line, the patient), and whether they acknowledged.
+    pub notified: Vec<Told>,
     /// The position of the correction that marks this entry as entered in error.
     pub corrected_by: Option<u64>,
     /// For a correction: the position it marks.
@@ -137,11 +137,7 @@ fn change(view: &PatientView, event: &Event) -> (Option<String>, Option<String>)
 }
 
 /// Adds the entry for an event (called before the plan folds the event in).
-pub(crate) fn record(
-    view: &mut PatientView,
-    recorded: &RecordedEvent,
-    notified: Option<&Notification>,
-) {
+pub(crate) fn record(view: &mut PatientView, recorded: &RecordedEvent, notified: &[Notification]) {
     let r = &recorded.record;
     let (from, to) = change(view, &r.event);
     let corrects = match &r.event {
@@ -159,13 +155,18 @@ pub(crate) fn record(
         kind: r.event.kind().to_owned(),
         element: summary::element(&r.event),
         // The notification of the same event already holds the sentence.
-        summary: notified.map_or_else(|| summary::sentence(recorded), |n| n.summary.clone()),
+        summary: notified
+            .first()
+            .map_or_else(|| summary::sentence(recorded), |n| n.summary.clone()),
         from,
         to,
-        notification: notified.map(|n| Told {
-            recipient: n.recipient,
-            status: n.status.clone(),
-        }),
+        notified: notified
+            .iter()
+            .map(|n| Told {
+                recipient: n.recipient,
+                status: n.status.clone(),
+            })
+            .collect(),
         corrected_by: None,
         corrects,
     });

@@ -110,6 +110,27 @@ pub struct PatientView {
     pub(crate) last_annual_panel: Option<(Timestamp, u64)>,
 }
 
+/// What the notify rule needs of the team, read from the view before the event is applied: the
+/// same facts `PatientState::notify_context` reads in the write model.
+fn notify_context(
+    view: &PatientView,
+    recorded: &RecordedEvent,
+) -> careledger_core::notify::Context {
+    let team = &view.plan.care_team;
+    let removed_member_line = match recorded.event() {
+        careledger_core::event::Event::CareTeamMemberRemoved(r) => team
+            .iter()
+            .find(|m| m.actor == r.actor)
+            .map(|m| m.role.line()),
+        _ => None,
+    };
+    careledger_core::notify::Context {
+        shared_care: view.plan.shared_care.is_some(),
+        patient_in_team: team.iter().any(|m| m.role == Role::Patient),
+        removed_member_line,
+    }
+}
+
 /// All read models: one [`PatientView`] per patient, and the position folded up to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadModel {
@@ -142,13 +163,11 @@ impl ReadModel {
             self.checkpoint = recorded.position;
             return;
         }
-        let shared_care_before = view.plan.shared_care.is_some();
-        let notified = notifications::derive(view, recorded, shared_care_before);
-        audit::record(view, recorded, notified.as_ref());
+        let context = notify_context(view, recorded);
+        let notified = notifications::derive(view, recorded, context);
+        audit::record(view, recorded, &notified);
         plan::apply(&mut view.plan, recorded);
-        if let Some(n) = notified {
-            view.notifications.push(n);
-        }
+        view.notifications.extend(notified);
         notifications::apply_acknowledgement(view, recorded);
         signals::track(view, recorded);
         signals::track_home(view, recorded);

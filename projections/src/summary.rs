@@ -4,7 +4,8 @@ use careledger_core::event::{Event, TargetBasis};
 use careledger_core::quantity::Measure;
 use careledger_core::record::RecordedEvent;
 
-fn basis(b: TargetBasis) -> &'static str {
+/// The basis of a target in words.
+pub(crate) fn basis(b: TargetBasis) -> &'static str {
     match b {
         TargetBasis::NhgGuideline => "NHG guideline",
         TargetBasis::EscGuideline => "ESC guideline",
@@ -37,16 +38,23 @@ pub fn element(event: &Event) -> String {
         Event::LifestyleGoalSet(g) => format!("goal:{}", g.goal),
         Event::LifestyleGoalClosed(c) => format!("goal:{}", c.goal),
         Event::NoteAdded(_) => "note".into(),
-        Event::NotificationAcknowledged(a) => format!("notification:{}", a.notification),
+        Event::NotificationAcknowledged(a) => format!(
+            "notification:{}",
+            careledger_core::notify::notification_id(a.notification, a.recipient)
+        ),
         Event::EnteredInError(c) => format!("correction:{}", c.position),
     }
 }
 
 /// "Cardiologist J. de Vries set LDL cholesterol target ≤ 1.8 mmol/L (ESC guideline): high risk".
 pub fn sentence(recorded: &RecordedEvent) -> String {
+    format!("{} {}", who(recorded), what(recorded.event()))
+}
+
+/// The actor with their role: "GP A. Jansen", "Cardiologist J. de Vries".
+pub fn who(recorded: &RecordedEvent) -> String {
     let actor = &recorded.record.actor;
-    let who = format!("{} {}", capitalise(&actor.role.to_string()), actor.name);
-    format!("{who} {}", what(recorded.event()))
+    format!("{} {}", capitalise(&actor.role.to_string()), actor.name)
 }
 
 fn capitalise(s: &str) -> String {
@@ -129,8 +137,8 @@ pub fn what(event: &Event) -> String {
         Event::NoteAdded(n) => format!("added a {:?}: {}", n.kind, n.subject),
         Event::NotificationAcknowledged(a) => {
             format!(
-                "acknowledged the notification of position {}",
-                a.notification
+                "acknowledged the notification of position {} to the {}",
+                a.notification, a.recipient
             )
         }
         Event::EnteredInError(c) => {

@@ -186,19 +186,54 @@ fn medication_change_during_shared_care_notifies_the_other_line() {
     );
     let n = s.notification_of(stopped).unwrap();
     assert_eq!(n.recipient, Line::Second);
-    assert_eq!(n.id, format!("n-{stopped}"));
+    assert_eq!(n.id, format!("n-{stopped}-second"));
     assert_eq!(
         n.summary,
-        "GP A. Jansen stopped C10AA05 because of side effects"
+        "GP A. Jansen stopped atorvastatin 40 mg 1x daily (C10AA05): side effects, clinical reason"
     );
+    assert_eq!(n.message.template, "medication_stopped");
+    assert_eq!(n.message.values["drug"], "atorvastatin");
+    assert_eq!(n.message.values["dose"], "40 mg");
+    assert_eq!(n.message.values["change_reason"], "side effects");
     assert_eq!(n.reason, "clinical reason");
 }
 
 #[test]
-fn medication_change_outside_shared_care_notifies_nobody() {
+fn seed_004_the_patient_is_told_of_a_medication_change_in_their_own_plan() {
+    let s = Story::new(true);
+    let started = s.by(&cardiologist(), vec![start_statin()], 1);
+    let view = s.view();
+    let told: Vec<(Line, &str)> = view
+        .notifications
+        .iter()
+        .filter(|n| n.position == started)
+        .map(|n| (n.recipient, n.id.as_str()))
+        .collect();
+    let first = format!("n-{started}-first");
+    let patient = format!("n-{started}-patient");
+    assert_eq!(
+        told,
+        vec![
+            (Line::First, first.as_str()),
+            (Line::Patient, patient.as_str())
+        ]
+    );
+    let audit = view.audit.iter().find(|e| e.position() == started).unwrap();
+    assert_eq!(audit.notified.len(), 2, "the audit shows both recipients");
+}
+
+#[test]
+fn medication_change_outside_shared_care_notifies_no_other_line_only_the_patient() {
     let s = Story::new(false);
     let started = s.by(&gp(), vec![start_statin()], 1);
-    assert!(s.notification_of(started).is_none());
+    let recipients: Vec<Line> = s
+        .view()
+        .notifications
+        .iter()
+        .filter(|n| n.position == started)
+        .map(|n| n.recipient)
+        .collect();
+    assert_eq!(recipients, vec![Line::Patient]);
 }
 
 #[test]
@@ -211,7 +246,7 @@ fn specialist_target_notifies_the_gp_with_a_readable_summary() {
     );
     let n = s.notification_of(set).unwrap();
     assert_eq!(n.recipient, Line::First);
-    assert_eq!(n.summary, "Cardiologist J. de Vries set LDL cholesterol target ≤ 1.8 mmol/L (ESC guideline): high risk");
+    assert_eq!(n.summary, "Cardiologist J. de Vries set the LDL cholesterol target to ≤ 1.8 mmol/L (ESC guideline): high risk, clinical reason");
     let withdrawn = s.by(
         &cardiologist(),
         vec![Command::WithdrawTarget(TargetWithdrawal {
@@ -255,6 +290,7 @@ fn acknowledgement_marks_the_notification_and_the_audit_entry() {
         &gp(),
         vec![Command::AcknowledgeNotification(Acknowledgement {
             notification: started,
+            recipient: Line::First,
         })],
         2,
     );
@@ -269,7 +305,7 @@ fn acknowledgement_marks_the_notification_and_the_audit_entry() {
     let view = s.view();
     let entry = view.audit.iter().find(|e| e.position() == started).unwrap();
     assert!(matches!(
-        entry.notification.as_ref().unwrap().status,
+        entry.notified[0].status,
         NotificationStatus::Acknowledged { .. }
     ));
 }
@@ -288,7 +324,12 @@ fn open_notification_becomes_overdue_after_the_configured_days() {
         notifications::for_line(&view, Line::First, Which::Overdue, &config, late).len(),
         1
     );
-    assert!(notifications::for_line(&view, Line::Second, Which::All, &config, late).is_empty());
+    assert!(
+        notifications::for_line(&view, Line::Second, Which::All, &config, late)
+            .iter()
+            .all(|n| n.position != started),
+        "the line that started it is not told"
+    );
 }
 
 #[test]
@@ -397,10 +438,7 @@ fn audit_trail_answers_who_changed_the_statin_and_filters() {
         (change.provenance.actor.clone(), change.provenance.line),
         (gp().id, Line::First)
     );
-    assert_eq!(
-        change.notification.as_ref().unwrap().recipient,
-        Line::Second
-    );
+    assert_eq!(change.notified[0].recipient, Line::Second);
     let by_gp = audit::query(
         &view,
         &AuditFilter {
@@ -547,6 +585,7 @@ fn menu(i: u8) -> (Actor, Command) {
             gp(),
             Command::AcknowledgeNotification(Acknowledgement {
                 notification: u64::from(i),
+                recipient: Line::First,
             }),
         ),
         6 => (
