@@ -411,6 +411,10 @@ fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiE
         "mark_entered_in_error" => Command::MarkEnteredInError(Correction {
             position: f.u64("position")?,
         }),
+        "hand_over_lead" => Command::HandOverLead(LeadHandover {
+            lead: pick("lead", f.string("lead")?, &LEADS)?,
+            to: ActorId::parse(f.string("to")?)?,
+        }),
         other => {
             return Err(ApiError::Malformed(format!(
                 "{other:?} is not a command type; use one of {}",
@@ -421,7 +425,7 @@ fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiE
 }
 
 /// Every command type accepted by `POST /patients/{id}/events`.
-pub const COMMAND_TYPES: [&str; 19] = [
+pub const COMMAND_TYPES: [&str; 20] = [
     "add_care_team_member",
     "remove_care_team_member",
     "start_shared_care",
@@ -441,6 +445,7 @@ pub const COMMAND_TYPES: [&str; 19] = [
     "add_note",
     "acknowledge_notification",
     "mark_entered_in_error",
+    "hand_over_lead",
 ];
 
 /// An append body: `{"expected_revision": ..., "commands": [...]}`.
@@ -546,6 +551,7 @@ pub fn event_data(event: &Event) -> Value {
             "role": m.role.as_str(), "line": m.role.line().as_str(),
             "lead": name_of(&LEADS, m.lead), "practitioner": name_of(&PRACTITIONERS, m.practitioner)}),
         Event::CareTeamMemberRemoved(r) => json!({"actor": r.actor.as_str()}),
+        Event::LeadHandedOver(h) => json!({"lead": name_of(&LEADS, h.lead), "to": h.to.as_str()}),
         Event::SharedCareStarted(s) | Event::SharedCareEnded(s) => {
             json!({"arrangement": s.arrangement.as_str()})
         }

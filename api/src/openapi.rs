@@ -16,7 +16,7 @@ const CHANGE_REASON: &str = r#"{"type": "string", "enum": ["side_effects", "targ
 const POSITION: &str = r#"{"type": "integer", "minimum": 1}"#;
 
 /// Every command and its fields; `reason` and `occurred_at` are common to all.
-const COMMANDS: [(&str, Fields); 19] = [
+const COMMANDS: [(&str, Fields); 20] = [
     (
         "add_care_team_member",
         &[
@@ -174,6 +174,21 @@ const COMMANDS: [(&str, Fields); 19] = [
         ],
     ),
     ("mark_entered_in_error", &[("position", POSITION, true)]),
+    (
+        "hand_over_lead",
+        &[
+            (
+                "lead",
+                r#"{"type": "string", "enum": ["cvrm", "organ_disease"]}"#,
+                true,
+            ),
+            (
+                "to",
+                r#"{"type": "string", "description": "the member who takes the lead"}"#,
+                true,
+            ),
+        ],
+    ),
 ];
 
 /// One schema per command type, keyed by the `type` discriminator.

@@ -76,6 +76,11 @@ pub fn plan(patient: &PatientId, plan: &CarePlan) -> Value {
     json!({
         "patient": patient.as_str(),
         "revision": plan.revision,
+        "leads": plan.leads().iter().map(|(l, main)| json!({
+            "lead": lead(*l),
+            "main_practitioner": main.map(|m| json!({"actor": m.actor.as_str(), "name": m.name.as_str(), "role": m.role.as_str()})),
+            "status": if main.is_some() { "assigned" } else { "unassigned" },
+        })).collect::<Vec<_>>(),
         "care_team": plan.care_team.iter().map(|m| json!({
             "actor": m.actor.as_str(), "name": m.name.as_str(), "agb": m.agb.as_ref().map(|a| a.as_str()),
             "role": m.role.as_str(), "line": m.line.as_str(), "lead": lead(m.lead),

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Rejection;
 use crate::event::{Command, Event, Member, NoteKind};
+use crate::governance;
 use crate::ids::{ActorId, AtcCode, ElementId, Text};
 use crate::notify;
 use crate::quantity::Measure;
@@ -173,6 +174,17 @@ impl PatientState {
             Event::CareTeamMemberRemoved(r) => {
                 self.members.remove(&r.actor);
             }
+            Event::LeadHandedOver(h) => {
+                for member in self.members.values_mut() {
+                    if member.lead == h.lead && member.practitioner == Practitioner::Main {
+                        member.practitioner = Practitioner::Co;
+                    }
+                }
+                if let Some(member) = self.members.get_mut(&h.to) {
+                    member.lead = h.lead;
+                    member.practitioner = Practitioner::Main;
+                }
+            }
             Event::SharedCareStarted(_) => self.shared_care = true,
             Event::SharedCareEnded(_) => self.shared_care = false,
             Event::TargetSet(t) => {
@@ -248,57 +260,26 @@ pub fn decide(
     occurred_at: Timestamp,
 ) -> Result<Decision, Rejection> {
     if state.is_empty() {
-        return found_team(actor, command);
+        return governance::found(actor, command);
     }
-    authorize(state, actor, command)?;
+    if actor.role == Role::CareGroupAdmin {
+        if !governance::admin_may(command) {
+            return Err(Rejection::not_permitted(
+                "care_group_admin_corrects_the_team",
+                format!(
+                    "a care-group administrator corrects who is in the care team and who leads                      (add_care_team_member, remove_care_team_member, hand_over_lead,                      end_shared_care), not {}",
+                    command.kind()
+                ),
+            ));
+        }
+    } else {
+        authorize(state, actor, command)?;
+    }
     let warnings = check_rules(state, policy, actor, command, occurred_at)?;
     Ok(Decision {
         events: vec![command.clone().into_event()],
         warnings,
     })
-}
-
-/// The first event of a patient founds the care team: the founder adds themselves, or starts
-/// shared care and is added as its first member.
-fn found_team(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
-    if actor.role == Role::Patient {
-        return Err(reject(
-            "not_in_care_team",
-            "a patient's care team is founded by a practitioner; ask your GP or specialist to add you",
-        ));
-    }
-    match command {
-        Command::AddCareTeamMember(m) if m.actor == actor.id && m.role == actor.role => {
-            check_member(m)?;
-            Ok(Decision {
-                events: vec![command.clone().into_event()],
-                warnings: vec![],
-            })
-        }
-        Command::StartSharedCare(_) => {
-            let founder = Member {
-                actor: actor.id.clone(),
-                name: actor.name.clone(),
-                agb: None,
-                role: actor.role,
-                lead: default_lead(actor.role),
-                practitioner: Practitioner::Main,
-            };
-            let events = vec![
-                Event::CareTeamMemberAdded(founder),
-                command.clone().into_event(),
-            ];
-            Ok(Decision {
-                events,
-                warnings: vec![],
-            })
-        }
-        _ => Err(reject(
-            "no_care_team",
-            "this patient has no care team yet: first add yourself, in your own role, as a \
-             care-team member (add_care_team_member) or start shared care (start_shared_care)",
-        )),
-    }
 }
 
 /// The lead a role has by default: the GP leads CVRM, the specialist the organ disease.
@@ -310,7 +291,7 @@ pub fn default_lead(role: Role) -> Lead {
     }
 }
 
-fn check_member(m: &Member) -> Result<(), Rejection> {
+pub(crate) fn check_member(m: &Member) -> Result<(), Rejection> {
     let line = m.role.line();
     let fits = match m.lead {
         Lead::Cvrm => line == Line::First,
@@ -365,7 +346,8 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         | Command::StopMedication(_)
         | Command::RecordMedicationPreference(_)
         | Command::StartSharedCare(_)
-        | Command::EndSharedCare(_) => role.prescribes(),
+        | Command::EndSharedCare(_)
+        | Command::HandOverLead(_) => role.prescribes(),
         Command::ExtendAnnualPanel(_) => role.line() == Line::Second,
         Command::AddCareTeamMember(_)
         | Command::RemoveCareTeamMember(_)
@@ -428,13 +410,10 @@ fn check_rules(
                 ));
             }
             check_member(m)?;
+            governance::check_addition(state, actor, m)?;
         }
-        Command::RemoveCareTeamMember(r) if !state.members.contains_key(&r.actor) => {
-            return Err(reject(
-                "not_in_care_team",
-                format!("{} is not in the care team", r.actor),
-            ));
-        }
+        Command::RemoveCareTeamMember(r) => governance::check_removal(state, actor, r)?,
+        Command::HandOverLead(h) => governance::check_handover(state, actor, h)?,
         Command::StartSharedCare(_) if state.shared_care => {
             return Err(reject(
                 "shared_care_active",

@@ -372,6 +372,18 @@ pub struct Correction {
     pub position: u64,
 }
 
+/// Handing a lead over to another member: the main practitioner of the lead gives it to a
+/// practitioner of the same line in the team, who becomes its main practitioner; the one
+/// handing over stays in the team as co-practitioner. A lead with no main practitioner (a plan
+/// founded by the other line) is taken by a practitioner of its line handing it to themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadHandover {
+    /// The lead handed over: CVRM or the organ disease.
+    pub lead: Lead,
+    /// The member who takes it.
+    pub to: ActorId,
+}
+
 macro_rules! catalogue {
     ($( $(#[$doc:meta])* $command:ident => $event:ident ( $payload:ty ), $kind:literal, $event_kind:literal; )*) => {
         /// What a writer asks the ledger to do; `decide` turns it into events or a rejection.
@@ -446,6 +458,8 @@ catalogue! {
     AcknowledgeNotification => NotificationAcknowledged(Acknowledgement), "acknowledge_notification", "notification_acknowledged";
     /// An earlier event is marked as entered in error.
     MarkEnteredInError => EnteredInError(Correction), "mark_entered_in_error", "entered_in_error";
+    /// The main practitioner of a lead hands it over (agreement 1, seed 001).
+    HandOverLead => LeadHandedOver(LeadHandover), "hand_over_lead", "lead_handed_over";
 }
 
 #[cfg(test)]

@@ -360,6 +360,15 @@ impl Ledger {
         for submission in &request.submissions {
             let occurred_at = submission.occurred_at.unwrap_or(recorded_at);
             check_occurred_at(occurred_at, recorded_at)?;
+            if request.actor.role == crate::role::Role::CareGroupAdmin
+                && submission.reason.is_empty()
+            {
+                return Err(crate::error::Rejection::new(
+                    "reason_required",
+                    "a care-group administrator's correction states its reason (\"reason\")",
+                )
+                .into());
+            }
             let decision = decide(
                 state,
                 &self.policy,

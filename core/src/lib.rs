@@ -12,6 +12,7 @@ pub mod chain;
 pub mod decide;
 pub mod error;
 pub mod event;
+pub mod governance;
 pub mod ids;
 pub mod ledger;
 pub mod notify;

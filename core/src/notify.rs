@@ -28,12 +28,16 @@ pub struct Context {
 ///   specialist: the GP (agreements 2 and 3); the same from the GP during shared care: the
 ///   specialist;
 /// - a lab result or measurement recorded in the second line: the GP (agreement 5);
-/// - shared care started or ended: the other line (agreement 1);
+/// - shared care started or ended, a lead handed over: the other line (agreement 1);
 /// - a practitioner added to or removed from the care team: their line, when it is not the
 ///   author's, and the other line during shared care (agreement 1);
 /// - a new or withdrawn target and every medication change: the patient, when the patient is in
-///   their own care team (seed 004: the patient sees what changed in their own plan).
+///   their own care team (seed 004: the patient sees what changed in their own plan);
+/// - anything a care group's administrator records: both lines (a correction of the team).
 pub fn recipients(event: &Event, author: Line, context: Context) -> Vec<Line> {
+    if author == Line::CareGroup {
+        return vec![Line::First, Line::Second];
+    }
     let mut lines = Vec::with_capacity(2);
     if let Some(other) = other_line(event, author, context) {
         lines.push(other);
@@ -59,7 +63,7 @@ fn other_line(event: &Event, author: Line, context: Context) -> Option<Line> {
         | Event::AnnualPanelExtended(_) => author == Line::Second || shared_care,
         Event::NoteAdded(note) if letter(note.kind) => author == Line::Second || shared_care,
         Event::LabResultRecorded(_) | Event::MeasurementRecorded(_) => author == Line::Second,
-        Event::SharedCareStarted(_) | Event::SharedCareEnded(_) => true,
+        Event::SharedCareStarted(_) | Event::SharedCareEnded(_) | Event::LeadHandedOver(_) => true,
         Event::CareTeamMemberAdded(m) => shared_care || m.role.line() == other,
         Event::CareTeamMemberRemoved(_) => {
             shared_care || context.removed_member_line == Some(other)

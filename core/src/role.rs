@@ -12,6 +12,8 @@ pub enum Line {
     Second,
     /// The patient, acting on their own plan.
     Patient,
+    /// The care group (zorggroep) that governs the shared-care arrangement: in neither line.
+    CareGroup,
 }
 
 impl Line {
@@ -20,7 +22,7 @@ impl Line {
         match self {
             Line::First => Some(Line::Second),
             Line::Second => Some(Line::First),
-            Line::Patient => None,
+            Line::Patient | Line::CareGroup => None,
         }
     }
 
@@ -30,12 +32,13 @@ impl Line {
             Line::First => "first",
             Line::Second => "second",
             Line::Patient => "patient",
+            Line::CareGroup => "care_group",
         }
     }
 
     /// Parses the lower-case name (`first`, `second`, `patient`).
     pub fn parse(raw: &str) -> Option<Line> {
-        [Line::First, Line::Second, Line::Patient]
+        [Line::First, Line::Second, Line::Patient, Line::CareGroup]
             .into_iter()
             .find(|l| l.as_str() == raw)
     }
@@ -47,6 +50,7 @@ impl fmt::Display for Line {
             Line::First => "first line",
             Line::Second => "second line",
             Line::Patient => "patient",
+            Line::CareGroup => "care group",
         })
     }
 }
@@ -70,11 +74,14 @@ pub enum Role {
     Pharmacist,
     /// The patient.
     Patient,
+    /// A care group's administrator: in no care team and no line; corrects a wrongly founded
+    /// record (who is in the team, who leads), always with a reason, and the team is told.
+    CareGroupAdmin,
 }
 
 impl Role {
     /// Every role, for listings and property tests.
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::Gp,
         Role::PracticeNurse,
         Role::PracticeAssistant,
@@ -83,6 +90,7 @@ impl Role {
         Role::ElderlyCarePhysician,
         Role::Pharmacist,
         Role::Patient,
+        Role::CareGroupAdmin,
     ];
 
     /// The line this role works in.
@@ -95,7 +103,16 @@ impl Role {
             | Role::Pharmacist => Line::First,
             Role::Cardiologist | Role::VascularInternist => Line::Second,
             Role::Patient => Line::Patient,
+            Role::CareGroupAdmin => Line::CareGroup,
         }
+    }
+
+    /// True for the roles that may found a care team: the GP and the specialists.
+    pub fn founds_care_teams(self) -> bool {
+        matches!(
+            self,
+            Role::Gp | Role::Cardiologist | Role::VascularInternist
+        )
     }
 
     /// True for roles that may prescribe and set targets.
@@ -117,6 +134,7 @@ impl Role {
             Role::ElderlyCarePhysician => "elderly_care_physician",
             Role::Pharmacist => "pharmacist",
             Role::Patient => "patient",
+            Role::CareGroupAdmin => "care_group_admin",
         }
     }
 
@@ -137,6 +155,7 @@ impl fmt::Display for Role {
             Role::ElderlyCarePhysician => "elderly-care physician",
             Role::Pharmacist => "pharmacist",
             Role::Patient => "patient",
+            Role::CareGroupAdmin => "care-group administrator",
         })
     }
 }

@@ -194,6 +194,22 @@ pub struct CarePlan {
     pub entered_in_error: Vec<u64>,
 }
 
+impl CarePlan {
+    /// Each lead with its main practitioner, `None` while unassigned (a plan founded by the
+    /// cardiologist has no CVRM lead until a GP takes it; both lines see that).
+    pub fn leads(&self) -> [(Lead, Option<&TeamEntry>); 2] {
+        let main = |lead| {
+            self.care_team
+                .iter()
+                .find(|m| m.lead == lead && m.practitioner == Practitioner::Main)
+        };
+        [
+            (Lead::Cvrm, main(Lead::Cvrm)),
+            (Lead::OrganDisease, main(Lead::OrganDisease)),
+        ]
+    }
+}
+
 impl Default for CarePlan {
     fn default() -> Self {
         let default_target = |comparator, measure, scaled| {
@@ -301,6 +317,17 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent) {
             added: p,
         }),
         Event::CareTeamMemberRemoved(r) => plan.care_team.retain(|t| t.actor != r.actor),
+        Event::LeadHandedOver(h) => {
+            for member in &mut plan.care_team {
+                if member.lead == h.lead && member.practitioner == Practitioner::Main {
+                    member.practitioner = Practitioner::Co;
+                }
+                if member.actor == h.to {
+                    member.lead = h.lead;
+                    member.practitioner = Practitioner::Main;
+                }
+            }
+        }
         Event::SharedCareStarted(s) => plan.shared_care = Some((s.arrangement.clone(), p)),
         Event::SharedCareEnded(_) => plan.shared_care = None,
         Event::TargetSet(t) => {

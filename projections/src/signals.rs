@@ -49,7 +49,49 @@ pub fn signals(view: &PatientView, config: &ProjectionConfig, now: Timestamp) ->
     out.extend(annual_lab_due(view, now));
     out.extend(targets_not_met(view));
     out.extend(home_trends(view, config));
+    out.extend(leads_unassigned(view));
     out
+}
+
+/// A lead without a main practitioner (agreement 1): the CVRM lead of a plan the cardiologist
+/// founded stays unassigned until a GP takes it, and both lines see it here.
+fn leads_unassigned(view: &PatientView) -> Vec<Signal> {
+    use careledger_core::role::Lead;
+    let plan = &view.plan;
+    if plan.care_team.is_empty() {
+        return Vec::new();
+    }
+    // The organ disease needs a lead only where the second line takes part.
+    let second_line = plan.shared_care.is_some()
+        || plan
+            .care_team
+            .iter()
+            .any(|m| m.line == careledger_core::role::Line::Second);
+    plan.leads()
+        .iter()
+        .filter(|(lead, main)| main.is_none() && (*lead == Lead::Cvrm || second_line))
+        .map(|(lead, _)| {
+            let (code, text) = match lead {
+                Lead::Cvrm => (
+                    "cvrm_lead_unassigned",
+                    "no GP leads CVRM for this patient yet: a GP in the team takes the lead \
+                     (hand_over_lead to themselves), or the team adds the patient's GP as main \
+                     practitioner (agreement 1)",
+                ),
+                _ => (
+                    "organ_disease_lead_unassigned",
+                    "no specialist leads the organ disease for this patient: a specialist in the \
+                     team takes the lead (hand_over_lead to themselves) (agreement 1)",
+                ),
+            };
+            Signal {
+                code: code.into(),
+                measure: None,
+                message: text.into(),
+                positions: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 fn duplicate_lab(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {

@@ -24,6 +24,7 @@ pub fn element(event: &Event) -> String {
     match event {
         Event::CareTeamMemberAdded(m) => format!("care_team:{}", m.actor),
         Event::CareTeamMemberRemoved(r) => format!("care_team:{}", r.actor),
+        Event::LeadHandedOver(h) => format!("care_team:{}", h.to),
         Event::SharedCareStarted(_) | Event::SharedCareEnded(_) => "shared_care".into(),
         Event::TargetSet(t) => format!("target:{}", t.value.measure().code()),
         Event::TargetWithdrawn(w) => format!("target:{}", w.measure.code()),
@@ -77,6 +78,15 @@ pub fn what(event: &Event) -> String {
             )
         }
         Event::CareTeamMemberRemoved(r) => format!("removed {} from the care team", r.actor),
+        Event::LeadHandedOver(h) => format!(
+            "handed the lead on {} to {}, now its main practitioner",
+            match h.lead {
+                careledger_core::role::Lead::Cvrm => "CVRM",
+                careledger_core::role::Lead::OrganDisease => "the organ disease",
+                careledger_core::role::Lead::None => "nothing",
+            },
+            h.to
+        ),
         Event::SharedCareStarted(s) => format!("started shared care: {}", s.arrangement),
         Event::SharedCareEnded(s) => format!("ended shared care: {}", s.arrangement),
         Event::TargetSet(t) => format!(
