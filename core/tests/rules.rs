@@ -614,3 +614,233 @@ fn idempotency_key_replays_the_same_request_and_refuses_different_content() {
     ));
     assert_eq!(g.ledger.head(), head);
 }
+
+// Care-team governance (agreement 1, seed 001).
+
+fn assistant() -> Actor {
+    actor("assistant-1", Role::PracticeAssistant)
+}
+fn second_gp() -> Actor {
+    actor("gp-2", Role::Gp)
+}
+fn admin() -> Actor {
+    actor("admin-1", Role::CareGroupAdmin)
+}
+
+fn hand_over(lead: Lead, to: &Actor) -> Command {
+    Command::HandOverLead(LeadHandover {
+        lead,
+        to: to.id.clone(),
+    })
+}
+
+fn remove(a: &Actor) -> Command {
+    Command::RemoveCareTeamMember(MemberRemoval {
+        actor: a.id.clone(),
+    })
+}
+
+/// A refusal by a rule on who may do what: its code, a 403 kind, and nothing written.
+fn not_permitted(given: &Given, result: Result<AppendOutcome, Error>, code: &str) {
+    let head = given.ledger.head().position;
+    match result {
+        Err(Error::Rejected(r)) => {
+            assert_eq!(r.code, code, "{}", r.message);
+            assert_eq!(r.kind, RejectionKind::NotPermitted, "{code} is a 403");
+        }
+        other => panic!("expected refusal {code}, got {other:?}"),
+    }
+    assert_eq!(given.ledger.head().position, head);
+}
+
+/// The GP founds the team as main practitioner for CVRM and adds the cardiologist as main
+/// practitioner for the organ disease, and the practice assistant.
+fn governed_team() -> Given {
+    let g = Given::empty();
+    g.by(&gp(), vec![member(&gp(), Lead::Cvrm, Practitioner::Main)]);
+    g.by(
+        &gp(),
+        vec![
+            member(&cardiologist(), Lead::OrganDisease, Practitioner::Main),
+            member(&assistant(), Lead::None, Practitioner::Co),
+        ],
+    );
+    g
+}
+
+#[test]
+fn agreement_1_only_a_gp_or_a_specialist_founds_a_care_team() {
+    for founder in [actor("pharm-1", Role::Pharmacist), assistant(), nurse()] {
+        let g = Given::empty();
+        not_permitted(
+            &g,
+            g.when(&founder, member(&founder, Lead::None, Practitioner::Main)),
+            "founder_not_permitted",
+        );
+        not_permitted(
+            &g,
+            g.when(
+                &founder,
+                Command::StartSharedCare(SharedCare {
+                    arrangement: Text::new("x").unwrap(),
+                }),
+            ),
+            "founder_not_permitted",
+        );
+    }
+    let g = Given::empty();
+    g.when(
+        &cardiologist(),
+        member(&cardiologist(), Lead::OrganDisease, Practitioner::Main),
+    )
+    .unwrap();
+}
+
+#[test]
+fn agreement_1_a_practice_assistant_cannot_remove_the_main_gp_nor_add_a_second_main() {
+    let g = governed_team();
+    not_permitted(
+        &g,
+        g.when(&assistant(), remove(&gp())),
+        "only_main_practitioner_removes",
+    );
+    rejected(
+        &g,
+        g.when(
+            &assistant(),
+            member(&second_gp(), Lead::Cvrm, Practitioner::Main),
+        ),
+        "lead_has_main_practitioner",
+    );
+}
+
+#[test]
+fn agreement_1_only_the_main_practitioner_hands_the_lead_over_and_removes_their_lines_practitioners(
+) {
+    let g = governed_team();
+    g.by(
+        &gp(),
+        vec![member(&second_gp(), Lead::None, Practitioner::Co)],
+    );
+    not_permitted(
+        &g,
+        g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
+        "only_main_practitioner_hands_over",
+    );
+    not_permitted(
+        &g,
+        g.when(&cardiologist(), remove(&second_gp())),
+        "other_lines_member",
+    );
+    // The main GP hands CVRM over and stays as co-practitioner; now only the new main removes.
+    let handed = g
+        .by(&gp(), vec![hand_over(Lead::Cvrm, &second_gp())])
+        .events[0]
+        .position;
+    not_permitted(
+        &g,
+        g.when(&gp(), remove(&assistant())),
+        "only_main_practitioner_removes",
+    );
+    g.when(&second_gp(), remove(&assistant())).unwrap();
+    // The other line was told of the handover.
+    g.when(&cardiologist(), ack_to(handed, Line::Second))
+        .unwrap();
+}
+
+#[test]
+fn agreement_1_a_main_practitioner_hands_the_lead_over_before_leaving() {
+    let g = governed_team();
+    g.by(
+        &gp(),
+        vec![member(&second_gp(), Lead::None, Practitioner::Co)],
+    );
+    rejected(
+        &g,
+        g.when(&gp(), remove(&gp())),
+        "main_practitioner_hands_over_first",
+    );
+    g.by(&gp(), vec![hand_over(Lead::Cvrm, &second_gp())]);
+    g.when(&gp(), remove(&gp())).unwrap();
+}
+
+#[test]
+fn agreement_1_a_plan_founded_by_the_cardiologist_has_no_cvrm_lead_until_a_gp_takes_it() {
+    let g = Given::empty();
+    g.by(
+        &cardiologist(),
+        vec![Command::StartSharedCare(SharedCare {
+            arrangement: Text::new("heart failure by cardiology").unwrap(),
+        })],
+    );
+    let added = g
+        .by(
+            &cardiologist(),
+            vec![
+                member(&gp(), Lead::None, Practitioner::Co),
+                member(&second_gp(), Lead::None, Practitioner::Co),
+            ],
+        )
+        .events[0]
+        .position;
+    // The GP's line is told it was added to the team.
+    g.when(&gp(), ack_to(added, Line::First)).unwrap();
+    // The cardiologist cannot take CVRM; a GP takes it by handing it to themselves.
+    rejected(
+        &g,
+        g.when(&cardiologist(), hand_over(Lead::Cvrm, &cardiologist())),
+        "lead_does_not_fit_line",
+    );
+    not_permitted(
+        &g,
+        g.when(&second_gp(), hand_over(Lead::Cvrm, &gp())),
+        "only_main_practitioner_hands_over",
+    );
+    g.when(&gp(), hand_over(Lead::Cvrm, &gp())).unwrap();
+    not_permitted(
+        &g,
+        g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
+        "only_main_practitioner_hands_over",
+    );
+}
+
+#[test]
+fn agreement_1_a_care_group_admin_corrects_a_wrongly_founded_team_with_a_reason_and_both_lines_are_told(
+) {
+    let g = governed_team();
+    // The admin is in no team and corrects only who is in it and who leads.
+    not_permitted(
+        &g,
+        g.when(&admin(), ldl_target()),
+        "care_group_admin_corrects_the_team",
+    );
+    let without_reason = g.ledger.append(AppendRequest {
+        patient: PatientId::parse(PATIENT).unwrap(),
+        expected: ExpectedRevision::Any,
+        actor: admin(),
+        submissions: vec![Submission {
+            command: member(&second_gp(), Lead::None, Practitioner::Co),
+            occurred_at: None,
+            reason: Text::default(),
+        }],
+        idempotency_key: None,
+        correlation_id: None,
+        causation_id: None,
+    });
+    rejected(&g, without_reason, "reason_required");
+    let fixed = g.by(
+        &admin(),
+        vec![
+            member(&second_gp(), Lead::None, Practitioner::Co),
+            hand_over(Lead::Cvrm, &second_gp()),
+            remove(&gp()),
+        ],
+    );
+    let removal = fixed.events[2].position;
+    // Both lines are told of the correction.
+    g.when(&second_gp(), ack_to(removal, Line::First)).unwrap();
+    g.when(&cardiologist(), ack_to(removal, Line::Second))
+        .unwrap();
+    // The removed GP is out of the team.
+    not_permitted(&g, g.when(&gp(), ldl_target()), "not_in_care_team");
+}
