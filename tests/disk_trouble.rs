@@ -215,11 +215,11 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     let data = DataDir::open(&fs.path.join("data")).unwrap();
     let token = data
         .actors
-        .add(ApiActor {
-            id: ActorId::parse("gp-1").unwrap(),
-            name: Text::new("Dr. GP").unwrap(),
-            role: ApiRole::Care(Role::Gp),
-        })
+        .add(ApiActor::new(
+            ActorId::parse("gp-1").unwrap(),
+            Text::new("Dr. GP").unwrap(),
+            ApiRole::Care(Role::Gp),
+        ))
         .unwrap();
     let state = data.state();
     let post = |n: u64| {

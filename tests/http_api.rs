@@ -59,8 +59,8 @@ async fn roles_that_may_not_write_are_refused_and_nothing_is_written() {
     for (actor, expected) in [
         ("auditor-1", StatusCode::FORBIDDEN),
         ("feed-1", StatusCode::FORBIDDEN),
-        ("patient-1", StatusCode::UNPROCESSABLE_ENTITY),
-        ("nurse-1", StatusCode::UNPROCESSABLE_ENTITY),
+        ("patient-1", StatusCode::FORBIDDEN),
+        ("nurse-1", StatusCode::FORBIDDEN),
     ] {
         let (status, body) = f.post(actor, PATIENT, &target, &[]).await;
         assert_problem(status, &body, expected);
@@ -363,5 +363,143 @@ async fn a_plan_read_after_a_change_shows_the_change() {
     assert_eq!(
         after["revision"].as_u64().unwrap(),
         before["revision"].as_u64().unwrap() + 1
+    );
+}
+
+// Care-team governance through the API (agreement 1): the actor registry's part.
+
+fn add_member(actor: &str, role: &str) -> serde_json::Value {
+    json!({"commands": [{"type": "add_care_team_member", "actor": actor, "name": "Someone",
+        "role": role, "practitioner": if role == "patient" { "not_applicable" } else { "co" }}]})
+}
+
+#[tokio::test]
+async fn agreement_1_members_are_registered_actors_added_in_the_role_they_hold() {
+    let f = Fixture::with_patient().await;
+    let head = f.head();
+    let (status, body) = f
+        .post("gp-1", PATIENT, &add_member("nobody-9", "gp"), &[])
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "unknown_actor", "{body}");
+    let (status, body) = f
+        .post(
+            "gp-1",
+            PATIENT,
+            &add_member("gp-other", "cardiologist"),
+            &[],
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "role_not_held", "{body}");
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("registered as gp"));
+    assert_eq!(f.head(), head, "nothing was written");
+    let (status, body) = f
+        .post("gp-1", PATIENT, &add_member("gp-other", "gp"), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn agreement_1_a_patient_actor_joins_and_reads_only_their_own_record() {
+    use careledger_api::actors::{ApiActor, ApiRole};
+    use careledger_core::ids::{ActorId, PatientId, Text};
+    use careledger_core::role::Role;
+    let f = Fixture::with_patient().await;
+    let other = "999990019";
+    f.data
+        .actors
+        .add(
+            ApiActor::new(
+                ActorId::parse("patient-2").unwrap(),
+                Text::new("Q. Jansen").unwrap(),
+                ApiRole::Care(Role::Patient),
+            )
+            .bound_to(PatientId::parse(other).unwrap()),
+        )
+        .unwrap();
+    let (status, body) = f
+        .post("gp-1", PATIENT, &add_member("patient-2", "patient"), &[])
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "patient_of_another_record", "{body}");
+    // patient-1 is bound to PATIENT: added to another patient's team, it is refused too.
+    let founding = json!({"commands": [{"type": "add_care_team_member", "actor": "gp-1",
+        "name": "Dr. gp-1", "role": "gp", "lead": "cvrm", "practitioner": "main"}]});
+    let (status, body) = f.post("gp-1", other, &founding, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = f
+        .post("gp-1", other, &add_member("patient-1", "patient"), &[])
+        .await;
+    assert_eq!(body["code"], "patient_of_another_record", "{status} {body}");
+    let (status, _) = f
+        .get("patient-1", &format!("/patients/{PATIENT}/plan"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = f.get("patient-1", &format!("/patients/{other}/plan")).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn role_refusals_are_403_with_a_code_naming_the_rule_and_content_rules_stay_422() {
+    let f = Fixture::with_patient().await;
+    let target = json!({"commands": [{"type": "set_target", "measure": "ldl", "comparator": "<=",
+        "value": "1.8", "unit": "mmol/L", "basis": "individual", "rationale": "x"}]});
+    let (status, body) = f.post("patient-1", PATIENT, &target, &[]).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "role_not_permitted", "{body}");
+    let (status, body) = f
+        .post("gp-1", PATIENT, &stop_statin("patient_preference"), &[])
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "agreement_4", "{body}");
+}
+
+#[tokio::test]
+async fn agreement_1_a_plan_founded_by_the_cardiologist_shows_both_lines_the_cvrm_lead_unassigned()
+{
+    let f = Fixture::empty();
+    let founding = json!({"commands": [
+        {"type": "start_shared_care", "arrangement": "heart failure by cardiology", "reason": "referral"},
+        {"type": "add_care_team_member", "actor": "gp-1", "name": "A. Jansen", "role": "gp"}]});
+    let (status, body) = f.post("card-1", PATIENT, &founding, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for reader in ["card-1", "gp-1"] {
+        let (status, plan) = f.get(reader, &format!("/patients/{PATIENT}/plan")).await;
+        assert_eq!(status, StatusCode::OK, "{plan}");
+        assert_eq!(plan["leads"][0]["lead"], "cvrm");
+        assert_eq!(plan["leads"][0]["status"], "unassigned", "{plan}");
+        assert_eq!(plan["leads"][1]["main_practitioner"]["actor"], "card-1");
+        let (_, signals) = f.get(reader, &format!("/patients/{PATIENT}/signals")).await;
+        assert!(
+            signals["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["code"] == "cvrm_lead_unassigned"),
+            "{signals}"
+        );
+    }
+    let take = json!({"commands": [{"type": "hand_over_lead", "lead": "cvrm", "to": "gp-1", "reason": "my patient"}]});
+    let (status, body) = f.post("gp-1", PATIENT, &take, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, plan) = f.get("card-1", &format!("/patients/{PATIENT}/plan")).await;
+    assert_eq!(
+        plan["leads"][0]["main_practitioner"]["actor"], "gp-1",
+        "{plan}"
+    );
+    let (_, notes) = f
+        .get("card-1", &format!("/patients/{PATIENT}/notifications"))
+        .await;
+    assert!(
+        notes["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "lead_handed_over"),
+        "the second line is told: {notes}"
     );
 }

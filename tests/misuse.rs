@@ -124,7 +124,7 @@ async fn roles_are_held_to_what_they_may_do() {
             "POST",
             format!("/patients/{PATIENT}/events"),
             Some(target.clone()),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::FORBIDDEN,
         ),
         (
             "feed-1",

@@ -10,7 +10,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use careledger_core::ids::{ActorId, Text};
+use careledger_core::ids::{ActorId, AgbCode, PatientId, Text};
 use careledger_core::role::{Line, Role};
 use careledger_core::Actor;
 
@@ -54,7 +54,14 @@ impl ApiRole {
     }
 }
 
-/// A registered actor.
+/// A registered actor: the actor record.
+///
+/// One record for everything the ledger and its API need to know of an actor: who they are,
+/// the one role they act in, the organisation they act for (the AGB code of the GP practice or
+/// hospital, carried into every record they write), and for a patient actor the one patient
+/// (BSN) they are. Stored with a version mark (`StoredActor`), so that later fields (expiry,
+/// client keys, a subscriber's scope) are added by a new version with an upcast, never by
+/// re-reading old bytes differently.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiActor {
     /// Id.
@@ -63,9 +70,37 @@ pub struct ApiActor {
     pub name: Text,
     /// Role.
     pub role: ApiRole,
+    /// The organisation acted for, when known: AGB code of the practice or hospital.
+    pub organisation: Option<AgbCode>,
+    /// For a patient actor: the patient they are. A patient actor joins and reads only this
+    /// patient's care team.
+    pub patient: Option<PatientId>,
 }
 
 impl ApiActor {
+    /// An actor of no named organisation, bound to no patient (every role but `patient`).
+    pub fn new(id: ActorId, name: Text, role: ApiRole) -> Self {
+        Self {
+            id,
+            name,
+            role,
+            organisation: None,
+            patient: None,
+        }
+    }
+
+    /// The same actor bound to the patient they are (for the `patient` role).
+    pub fn bound_to(mut self, patient: PatientId) -> Self {
+        self.patient = Some(patient);
+        self
+    }
+
+    /// The same actor acting for an organisation.
+    pub fn acting_for(mut self, organisation: AgbCode) -> Self {
+        self.organisation = Some(organisation);
+        self
+    }
+
     /// The core actor for writes; `None` for auditors and subscribers, who never write.
     pub fn as_care_actor(&self) -> Option<Actor> {
         match self.role {
@@ -73,7 +108,7 @@ impl ApiActor {
                 id: self.id.clone(),
                 role,
                 name: self.name.clone(),
-                organisation: None,
+                organisation: self.organisation.clone(),
             }),
             _ => None,
         }
@@ -88,10 +123,60 @@ impl ApiActor {
     }
 }
 
+/// The first stored layout: bincode of (id, name, role) and the token hash, with no mark.
+#[derive(Deserialize)]
+struct StoredActorV1 {
+    id: ActorId,
+    name: Text,
+    role: ApiRole,
+    token_hash: [u8; 32],
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredActor {
     actor: ApiActor,
     token_hash: [u8; 32],
+}
+
+/// Stored values from layout 2 on start with `0x00` and the layout number. A layout 1 value
+/// starts with the length of a non-empty id, never 0.
+const LAYOUT_MARK: u8 = 0x00;
+const LAYOUT: u8 = 2;
+
+fn encode_stored(stored: &StoredActor) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = vec![LAYOUT_MARK, LAYOUT];
+    bytes.extend(
+        bincode::serde::encode_to_vec(stored, bincode::config::standard()).map_err(internal)?,
+    );
+    Ok(bytes)
+}
+
+fn decode_stored(bytes: &[u8]) -> Result<StoredActor, ApiError> {
+    let config = bincode::config::standard();
+    match bytes {
+        [LAYOUT_MARK, LAYOUT, rest @ ..] => {
+            let (stored, _): (StoredActor, usize) =
+                bincode::serde::decode_from_slice(rest, config).map_err(internal)?;
+            Ok(stored)
+        }
+        [LAYOUT_MARK, other, ..] => Err(internal(format!(
+            "an actor is stored in layout {other}, unknown to this build"
+        ))),
+        _ => {
+            let (old, _): (StoredActorV1, usize) =
+                bincode::serde::decode_from_slice(bytes, config).map_err(internal)?;
+            Ok(StoredActor {
+                actor: ApiActor {
+                    id: old.id,
+                    name: old.name,
+                    role: old.role,
+                    organisation: None,
+                    patient: None,
+                },
+                token_hash: old.token_hash,
+            })
+        }
+    }
 }
 
 /// The actor store: sled on disk, a map by token hash in memory.
@@ -124,9 +209,7 @@ impl ActorStore {
         let mut by_token = HashMap::new();
         for item in db.iter() {
             let (_, value) = item.map_err(internal)?;
-            let (stored, _): (StoredActor, usize) =
-                bincode::serde::decode_from_slice(&value, bincode::config::standard())
-                    .map_err(internal)?;
+            let stored = decode_stored(&value)?;
             by_token.insert(stored.token_hash, stored.actor);
         }
         Ok(Self {
@@ -136,7 +219,21 @@ impl ActorStore {
     }
 
     /// Adds an actor and returns its token, which is not stored and cannot be shown again.
+    ///
+    /// A patient actor is bound to the patient they are; no other actor is.
     pub fn add(&self, actor: ApiActor) -> Result<String, ApiError> {
+        let is_patient = actor.role == ApiRole::Care(Role::Patient);
+        if is_patient != actor.patient.is_some() {
+            return Err(ApiError::Unprocessable {
+                code: "patient_binding".into(),
+                message: if is_patient {
+                    "a patient actor is bound to the patient they are: give their BSN (--patient)"
+                        .into()
+                } else {
+                    "only a patient actor is bound to a patient; leave out the patient".into()
+                },
+            });
+        }
         if self.db.contains_key(actor.id.as_str()).map_err(internal)? {
             return Err(ApiError::Conflict(format!(
                 "actor {} exists already; choose another id",
@@ -150,8 +247,7 @@ impl ActorStore {
             actor: actor.clone(),
             token_hash: token_hash(&token),
         };
-        let bytes = bincode::serde::encode_to_vec(&stored, bincode::config::standard())
-            .map_err(internal)?;
+        let bytes = encode_stored(&stored)?;
         self.db.insert(actor.id.as_str(), bytes).map_err(internal)?;
         self.db.flush().map_err(internal)?;
         self.by_token
@@ -168,6 +264,14 @@ impl ActorStore {
             .unwrap_or_else(|p| p.into_inner())
             .get(&token_hash(token))
             .cloned()
+    }
+
+    /// The registered actor with this id, if any.
+    pub fn get(&self, id: &ActorId) -> Result<Option<ApiActor>, ApiError> {
+        match self.db.get(id.as_str()).map_err(internal)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(decode_stored(&bytes)?.actor)),
+        }
     }
 
     /// All actors, by id, without tokens.

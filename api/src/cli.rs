@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
-use careledger_core::ids::{ActorId, Text};
+use careledger_core::ids::{ActorId, AgbCode, Text};
 use careledger_core::record::Timestamp;
 use careledger_core::role::Line;
 use careledger_core::{Ledger, LedgerConfig};
@@ -118,9 +118,17 @@ enum ActorsCommand {
         #[arg(long)]
         name: String,
         /// gp, practice_nurse, practice_assistant, cardiologist, vascular_internist,
-        /// elderly_care_physician, pharmacist, patient, auditor or subscriber.
+        /// elderly_care_physician, pharmacist, patient, care_group_admin, auditor or subscriber.
         #[arg(long)]
         role: String,
+        /// For a patient actor (required there, refused elsewhere): the BSN of the patient they
+        /// are; they join and read only that patient's care team.
+        #[arg(long)]
+        patient: Option<String>,
+        /// The AGB code (8 digits) of the practice or hospital the actor acts for; recorded with
+        /// every event they write.
+        #[arg(long)]
+        organisation: Option<String>,
     },
     /// List actors (without tokens).
     List {
@@ -542,6 +550,8 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
             id,
             name,
             role,
+            patient,
+            organisation,
         } => {
             let role = ApiRole::parse(&role).ok_or_else(|| {
                 anyhow!(
@@ -551,11 +561,14 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
             })?;
             let store =
                 ActorStore::open(&server::paths(&data.data).2).map_err(|e| anyhow!("{e}"))?;
-            let actor = ApiActor {
-                id: ActorId::parse(&id)?,
-                name: Text::new(name)?,
-                role,
-            };
+            let mut actor = ApiActor::new(ActorId::parse(&id)?, Text::new(name)?, role);
+            if let Some(bsn) = patient {
+                actor = actor.bound_to(dto::patient(&bsn).map_err(|e| anyhow!("--patient: {e}"))?);
+            }
+            if let Some(agb) = organisation {
+                actor = actor
+                    .acting_for(AgbCode::parse(&agb).map_err(|e| anyhow!("--organisation: {e}"))?);
+            }
             let token = store.add(actor).map_err(|e| anyhow!("{e}"))?;
             println!("{token}");
             eprintln!(
@@ -567,7 +580,14 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
             let store =
                 ActorStore::open(&server::paths(&data.data).2).map_err(|e| anyhow!("{e}"))?;
             for a in store.list().map_err(|e| anyhow!("{e}"))? {
-                println!("{:<24} {:<24} {}", a.id, a.role.as_str(), a.name);
+                let mut extra = String::new();
+                if let Some(p) = &a.patient {
+                    extra.push_str(&format!("  patient {p}"));
+                }
+                if let Some(o) = &a.organisation {
+                    extra.push_str(&format!("  organisation {}", o.as_str()));
+                }
+                println!("{:<24} {:<24} {}{extra}", a.id, a.role.as_str(), a.name);
             }
         }
     }

@@ -121,11 +121,11 @@ pub fn run(ledger: &Ledger, actors: &ActorStore) -> Result<DemoReport, ApiError>
         }
         let role = ApiRole::parse(role)
             .ok_or_else(|| ApiError::Internal(format!("unknown role {role}")))?;
-        let token = actors.add(ApiActor {
-            id: id.clone(),
-            name: Text::new(name)?,
-            role,
-        })?;
+        let mut actor = ApiActor::new(id.clone(), Text::new(name)?, role);
+        if let Some(bsn) = id.as_str().strip_prefix("patient-") {
+            actor = actor.bound_to(PatientId::parse(bsn)?);
+        }
+        let token = actors.add(actor)?;
         tokens.push((id.to_string(), role.as_str().to_owned(), token));
     }
     let mut w = Writer {
@@ -236,12 +236,21 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Patient 999990019: founded by the cardiologist; the GP joins later; shared care ends.
+/// Patient 999990019: founded by the cardiologist, so CVRM has no lead until the GP, added
+/// later, takes it; shared care ends.
 fn specialist_led_patient(w: &mut Writer<'_>) -> Result<(), ApiError> {
     let p = "999990019";
     w.write(p, "card-devries", vec![json!({"type": "start_shared_care", "arrangement": "atrial fibrillation follow-up by cardiology", "reason": "referral"})])?;
+    w.write(p, "card-devries", vec![member("gp-jansen", "none", "co")?])?;
+    w.write(
+        p,
+        "gp-jansen",
+        vec![
+            json!({"type": "hand_over_lead", "lead": "cvrm", "to": "gp-jansen",
+        "reason": "the patient's GP takes the CVRM lead"}),
+        ],
+    )?;
     w.write(p, "card-devries", vec![
-        member("gp-jansen", "cvrm", "main")?,
         json!({"type": "start_medication", "atc": "C09AA02", "name": "enalapril", "dose": "10", "dose_unit": "mg", "frequency": "2x daily", "reason": "hypertension"}),
         json!({"type": "record_lab_result", "measure": "potassium", "value": "4.6", "unit": "mmol/L", "reason": "hospital lab"}),
     ])?;

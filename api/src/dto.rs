@@ -256,10 +256,11 @@ fn change_reason(f: &mut Fields<'_>) -> Result<ChangeReason, ApiError> {
 /// `recipient` (`first`, `second`, `patient`) may be given beside a position and defaults to
 /// the acting line.
 fn acknowledgement(f: &mut Fields<'_>, acting: Line) -> Result<Acknowledgement, ApiError> {
+    let at = f.at("notification");
     let bad_id = |raw: &str| {
         ApiError::Malformed(format!(
-            "notification {raw:?} is not a notification id; ids look like n-42-second \
-             (the causing position and the recipient), or give the position as a number"
+            "{at} {raw:?} is not a notification id; ids look like n-42-second (the causing \
+             position and the recipient), or give the position as a number"
         ))
     };
     let (position, from_id) = match f.get("notification") {

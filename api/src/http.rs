@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use careledger_core::ids::{ActorId, PatientId};
 use careledger_core::notify;
 use careledger_core::record::Timestamp;
-use careledger_core::role::Line;
+use careledger_core::role::{Line, Role};
 use careledger_core::{AppendRequest, ExpectedRevision, Ledger, RecordedEvent};
 use careledger_projections::audit::{self, AuditFilter};
 use careledger_projections::notifications::{self, Which};
@@ -223,9 +223,71 @@ fn may_read(state: &AppState, caller: &ApiActor, patient: &PatientId) -> Result<
         ApiRole::Subscriber => Err(ApiError::Forbidden(
             "a subscriber reads the event stream (/events) only".into(),
         )),
-        ApiRole::Care(_) if in_care_team(state, caller, patient) => Ok(()),
+        // The care group's administrator corrects wrongly founded teams and must see them.
+        ApiRole::Care(Role::CareGroupAdmin) => Ok(()),
+        ApiRole::Care(_) if is_self(caller, patient) && in_care_team(state, caller, patient) => {
+            Ok(())
+        }
         ApiRole::Care(_) => Err(forbidden()),
     }
+}
+
+/// A patient actor is only ever the patient they are bound to; other actors are bound to none.
+fn is_self(caller: &ApiActor, patient: &PatientId) -> bool {
+    caller.role != ApiRole::Care(Role::Patient) || caller.patient.as_ref() == Some(patient)
+}
+
+/// The actor registry's part of agreement 1: a member is a registered actor, added in the role
+/// they hold, and a patient actor joins only their own care team. Checked before the append, as
+/// `decide` knows nothing of the registry.
+fn check_members_are_registered(
+    actors: &ActorStore,
+    patient: &PatientId,
+    submissions: &[careledger_core::Submission],
+) -> Result<(), ApiError> {
+    for submission in submissions {
+        let careledger_core::event::Command::AddCareTeamMember(m) = &submission.command else {
+            continue;
+        };
+        let refuse = |code: &str, message: String| ApiError::Unprocessable {
+            code: code.into(),
+            message,
+        };
+        let Some(registered) = actors.get(&m.actor)? else {
+            return Err(refuse(
+                "unknown_actor",
+                format!(
+                    "{} is not a registered actor; the operator registers them first \
+                     (careledger actors add --id {} --role {} ...)",
+                    m.actor,
+                    m.actor,
+                    m.role.as_str()
+                ),
+            ));
+        };
+        if registered.role != ApiRole::Care(m.role) {
+            return Err(refuse(
+                "role_not_held",
+                format!(
+                    "{} is registered as {}, not as {}; add them in the role they hold",
+                    m.actor,
+                    registered.role.as_str(),
+                    m.role.as_str()
+                ),
+            ));
+        }
+        if m.role == Role::Patient && registered.patient.as_ref() != Some(patient) {
+            return Err(refuse(
+                "patient_of_another_record",
+                format!(
+                    "{} is a patient actor bound to another patient; a patient joins only their \
+                     own care team",
+                    m.actor
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -292,7 +354,8 @@ fn parse_u64(name: &str, raw: Option<&str>, default: u64) -> Result<u64, ApiErro
 fn visible(state: &AppState, caller: &ApiActor, patient: &PatientId) -> bool {
     match caller.role {
         ApiRole::Auditor | ApiRole::Subscriber => true,
-        ApiRole::Care(_) => in_care_team(state, caller, patient),
+        ApiRole::Care(Role::CareGroupAdmin) => true,
+        ApiRole::Care(_) => is_self(caller, patient) && in_care_team(state, caller, patient),
     }
 }
 
@@ -364,8 +427,12 @@ async fn append(
             caller.role.as_str()
         ))
     })?;
+    if !is_self(&caller, &patient) {
+        return Err(forbidden());
+    }
     let value = json_body(&headers, &body)?;
     let parsed = dto::append_body(&value, actor.line())?;
+    check_members_are_registered(&state.actors, &patient, &parsed.submissions)?;
     let expected = if_match(&headers)?
         .or(parsed.expected)
         .unwrap_or(ExpectedRevision::Any);
@@ -941,11 +1008,11 @@ mod tests {
     }
 
     fn subscription(state: AppState) -> Subscription {
-        let caller = ApiActor {
-            id: ActorId::parse("gp-system").unwrap_or_else(|e| panic!("{e}")),
-            name: careledger_core::ids::Text::new("GP system").unwrap_or_else(|e| panic!("{e}")),
-            role: ApiRole::Subscriber,
-        };
+        let caller = ApiActor::new(
+            ActorId::parse("gp-system").unwrap_or_else(|e| panic!("{e}")),
+            careledger_core::ids::Text::new("GP system").unwrap_or_else(|e| panic!("{e}")),
+            ApiRole::Subscriber,
+        );
         Subscription::new(state, caller, None, 0)
     }
 

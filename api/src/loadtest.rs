@@ -95,17 +95,17 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             let dir = tempfile_dir()?;
             let data =
                 tokio::task::block_in_place(|| DataDir::open(&dir)).map_err(|e| anyhow!("{e}"))?;
-            let actor = ApiActor {
-                id: ActorId::parse("load-gp")?,
-                name: Text::new("Load GP")?,
-                role: ApiRole::Care(careledger_core::role::Role::Gp),
-            };
+            let actor = ApiActor::new(
+                ActorId::parse("load-gp")?,
+                Text::new("Load GP")?,
+                ApiRole::Care(careledger_core::role::Role::Gp),
+            );
             let token = data.actors.add(actor).map_err(|e| anyhow!("{e}"))?;
-            let auditor = ApiActor {
-                id: ActorId::parse("load-auditor")?,
-                name: Text::new("Load auditor")?,
-                role: ApiRole::Auditor,
-            };
+            let auditor = ApiActor::new(
+                ActorId::parse("load-auditor")?,
+                Text::new("Load auditor")?,
+                ApiRole::Auditor,
+            );
             let auditor_token = data.actors.add(auditor).map_err(|e| anyhow!("{e}"))?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("http://{}", listener.local_addr()?);

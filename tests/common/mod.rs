@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode};
 use careledger_api::actors::{ApiActor, ApiRole};
 use careledger_api::http::{app, AppState};
 use careledger_api::server::DataDir;
-use careledger_core::ids::{ActorId, Text};
+use careledger_core::ids::{ActorId, PatientId, Text};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -42,11 +42,14 @@ impl Fixture {
         let data = DataDir::open(dir.path()).unwrap();
         let mut tokens = HashMap::new();
         for (id, role) in ACTORS {
-            let actor = ApiActor {
-                id: ActorId::parse(id).unwrap(),
-                name: Text::new(format!("Dr. {id}")).unwrap(),
-                role: ApiRole::parse(role).unwrap(),
-            };
+            let mut actor = ApiActor::new(
+                ActorId::parse(id).unwrap(),
+                Text::new(format!("Dr. {id}")).unwrap(),
+                ApiRole::parse(role).unwrap(),
+            );
+            if role == "patient" {
+                actor = actor.bound_to(PatientId::parse(PATIENT).unwrap());
+            }
             tokens.insert(id, data.actors.add(actor).unwrap());
         }
         let state = data.state();
