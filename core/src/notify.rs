@@ -35,3 +35,15 @@ pub fn recipient(event: &Event, author: Line, shared_care: bool) -> Option<Line>
         _ => None,
     }
 }
+
+/// The line that must be told about a correction (`entered_in_error`) made in the `corrector`'s
+/// line. `told` lists the lines that were told about the corrected entry and about the entries the
+/// correction voids with it (the dose changes and stop of a corrected medication start), and the
+/// lines that wrote those voided entries.
+///
+/// Whoever was told about an entry is told about its correction (agreement 6), and so is a line
+/// whose own entries a correction voids. The line told is never the corrector's own: an entry is
+/// corrected only in its author's line.
+pub fn correction_recipient(corrector: Line, told: impl IntoIterator<Item = Line>) -> Option<Line> {
+    told.into_iter().find(|line| *line != corrector)
+}
