@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use careledger_core::ids::{ActorId, PatientId};
+use careledger_core::quantity::Measure;
 use careledger_core::record::Timestamp;
 use careledger_core::role::Line;
 use careledger_core::{AppendRequest, ExpectedRevision, Ledger, RecordedEvent};
@@ -109,6 +110,10 @@ pub fn app(state: AppState) -> Router {
         .route("/patients/{patient}/plan", get(plan))
         .route("/patients/{patient}/audit", get(audit_trail))
         .route("/patients/{patient}/signals", get(patient_signals))
+        .route(
+            "/patients/{patient}/measures/{measure}",
+            get(measure_series),
+        )
         .route(
             "/patients/{patient}/notifications",
             get(patient_notifications),
@@ -448,7 +453,8 @@ async fn plan(
         match state.plans.get(&patient, revision) {
             Some(bytes) => bytes,
             None => {
-                let bytes = Bytes::from(view::plan(&patient, &view.plan).to_string());
+                let readings = state.projections.config().trend_readings;
+                let bytes = Bytes::from(view::plan(&patient, &view.plan, readings).to_string());
                 state.plans.put(patient, revision, bytes.clone());
                 bytes
             }
@@ -482,6 +488,23 @@ impl PlanCache {
         }
         plans.insert(patient, (revision, bytes));
     }
+}
+
+/// `GET /patients/{patient}/measures/{measure}`: every value of one measure, in clinical order,
+/// corrected ones marked; read as the plan is.
+async fn measure_series(
+    State(state): State<AppState>,
+    Readable { patient, .. }: Readable,
+    Path((_, raw)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    // An unknown measure names no resource: 404, listing the measures there are.
+    let measure = Measure::parse(&raw).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let model = state.projections.read();
+    let view = model.patient(&patient).ok_or_else(forbidden)?;
+    let readings = state.projections.config().trend_readings;
+    Ok(Json(view::measure_series(
+        &patient, &view.plan, measure, readings,
+    )))
 }
 
 #[derive(Deserialize)]

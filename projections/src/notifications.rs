@@ -26,6 +26,12 @@ pub enum NotificationStatus {
         /// Its position.
         position: u64,
     },
+    /// The causing entry was marked entered in error before anyone acknowledged it; the
+    /// correction's own notification tells the recipient.
+    Withdrawn {
+        /// The correction's position.
+        correction: u64,
+    },
 }
 
 /// A message to the other line about an event.
@@ -60,25 +66,59 @@ impl Notification {
 }
 
 /// The notification an event causes, if any.
+///
+/// A correction (`entered_in_error`) tells the line that was told of the corrected entry, or of
+/// the entries it voids, or that wrote those (`careledger_core::notify::correction_recipient`, as
+/// `decide` does); its sentence names what was corrected.
 pub(crate) fn derive(
     view: &PatientView,
     recorded: &RecordedEvent,
     shared_care: bool,
 ) -> Option<Notification> {
-    let _ = view;
     let record = &recorded.record;
-    let recipient = notify::recipient(&record.event, record.actor.line(), shared_care)?;
+    let author = record.actor.line();
+    let (recipient, summary) = match &record.event {
+        Event::EnteredInError(c) => {
+            let voided = view.plan.voided_by(c.position);
+            let told = std::iter::once(c.position)
+                .chain(voided.iter().map(|(p, _)| *p))
+                .filter_map(|p| view.notifications.iter().find(|n| n.position == p))
+                .map(|n| n.recipient)
+                .chain(voided.iter().map(|(_, line)| *line));
+            let recipient = notify::correction_recipient(author, told)?;
+            (recipient, correction_sentence(view, recorded, c.position))
+        }
+        event => (
+            notify::recipient(event, author, shared_care)?,
+            summary::sentence(recorded),
+        ),
+    };
     Some(Notification {
         id: format!("n-{}", recorded.position),
         patient: record.patient.clone(),
         recipient,
         position: recorded.position,
         kind: record.event.kind().to_owned(),
-        summary: summary::sentence(recorded),
+        summary,
         reason: record.reason.to_string(),
         created_at: record.recorded_at,
         status: NotificationStatus::Open,
     })
+}
+
+/// "GP A. Jansen marked as entered in error: GP A. Jansen started amlodipine ... (position 12)".
+fn correction_sentence(view: &PatientView, recorded: &RecordedEvent, corrected: u64) -> String {
+    let what = view
+        .audit
+        .iter()
+        .find(|e| e.position() == corrected)
+        .map_or_else(String::new, |e| format!(": {}", e.summary));
+    let actor = &recorded.record.actor;
+    format!(
+        "{} {} marked as entered in error (position {corrected}){what}",
+        summary::capitalise(&actor.role.to_string()),
+        actor.name
+    )
 }
 
 /// Marks a notification acknowledged when the event is its acknowledgement.
@@ -91,18 +131,46 @@ pub(crate) fn apply_acknowledgement(view: &mut PatientView, recorded: &RecordedE
         at: recorded.record.recorded_at,
         position: recorded.position,
     };
+    set_status(view, ack.notification, status);
+}
+
+/// A correction withdraws the corrected entry's notification while it is open, and a corrected
+/// acknowledgement leaves its notification open again.
+pub(crate) fn apply_correction(view: &mut PatientView, recorded: &RecordedEvent) {
+    let Event::EnteredInError(c) = recorded.event() else {
+        return;
+    };
+    let open = view
+        .notifications
+        .iter()
+        .any(|n| n.position == c.position && n.status == NotificationStatus::Open);
+    if open {
+        let status = NotificationStatus::Withdrawn {
+            correction: recorded.position,
+        };
+        set_status(view, c.position, status);
+    }
+    let acknowledged = view.notifications.iter().find_map(|n| match n.status {
+        NotificationStatus::Acknowledged { position, .. } if position == c.position => {
+            Some(n.position)
+        }
+        _ => None,
+    });
+    if let Some(notification) = acknowledged {
+        set_status(view, notification, NotificationStatus::Open);
+    }
+}
+
+/// Sets a notification's status, and the same in its audit entry.
+fn set_status(view: &mut PatientView, notification: u64, status: NotificationStatus) {
     if let Some(n) = view
         .notifications
         .iter_mut()
-        .find(|n| n.position == ack.notification)
+        .find(|n| n.position == notification)
     {
         n.status = status.clone();
     }
-    if let Some(entry) = view
-        .audit
-        .iter_mut()
-        .find(|e| e.position() == ack.notification)
-    {
+    if let Some(entry) = view.audit.iter_mut().find(|e| e.position() == notification) {
         if let Some(told) = entry.notification.as_mut() {
             told.status = status;
         }

@@ -49,7 +49,8 @@ pub fn sentence(recorded: &RecordedEvent) -> String {
     format!("{who} {}", what(recorded.event()))
 }
 
-fn capitalise(s: &str) -> String {
+/// The text with its first letter in upper case.
+pub(crate) fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
