@@ -9,7 +9,7 @@ use careledger_core::role::{Lead, Line, Practitioner, Role};
 use careledger_core::{Actor, AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission};
 use careledger_projections::audit::{self, AuditFilter};
 use careledger_projections::notifications::{self, NotificationStatus, Which};
-use careledger_projections::plan::TargetStatus;
+use careledger_projections::plan::{EpisodeStatus, MedicationStepKind, TargetStatus};
 use careledger_projections::{signals, PatientView, ProjectionConfig, Projections, ReadModel};
 use proptest::prelude::*;
 
@@ -731,4 +731,375 @@ fn persisting_while_appends_go_on_loses_nothing_and_applies_nothing_twice() {
     rebuilt.rebuild(&ledger, &mut |_, _| {}).unwrap();
     assert_eq!(*reopened.read(), *rebuilt.read());
     assert_eq!(reopened.checkpoint(), ledger.head().position);
+}
+
+// Corrections and clinical time in every derived fact (see docs/clinical-rules.md).
+
+fn correct(position: u64) -> Command {
+    Command::MarkEnteredInError(Correction { position })
+}
+
+fn codes(view: &PatientView, now_day: i64) -> Vec<String> {
+    let now = Timestamp::from_micros(DAY0).plus_days(now_day);
+    signals::signals(view, &ProjectionConfig::default(), now)
+        .into_iter()
+        .map(|s| s.code)
+        .collect()
+}
+
+fn lab_order(id: &str, tests: &[Measure], annual_panel: bool) -> Command {
+    Command::OrderLab(LabOrder {
+        order: ElementId::parse(id).unwrap(),
+        tests: tests.to_vec(),
+        annual_panel,
+    })
+}
+
+fn change_statin(dose: &str, reason: ChangeReason) -> Command {
+    Command::ChangeDose(DoseChange {
+        atc: statin(),
+        dose: Dose::parse(dose, DoseUnit::Mg).unwrap(),
+        frequency: Text::new("1x daily").unwrap(),
+        reason,
+    })
+}
+
+#[test]
+fn corrections_a_corrected_ldl_is_not_the_latest_value_nor_meets_the_target() {
+    let s = Story::new(false);
+    s.by(
+        &cardiologist(),
+        vec![target(Measure::LdlCholesterol, Comparator::AtMost, 18)],
+        0,
+    );
+    let high = s.by(&gp(), vec![lab(Measure::LdlCholesterol, 24)], 1);
+    let low = s.by(&gp(), vec![lab(Measure::LdlCholesterol, 9)], 2);
+    assert_eq!(
+        s.view().plan.target_status(Measure::LdlCholesterol),
+        TargetStatus::Met
+    );
+    let correction = s.by(&gp(), vec![correct(low)], 3);
+    let plan = s.view().plan;
+    assert_eq!(
+        plan.target_status(Measure::LdlCholesterol),
+        TargetStatus::NotMet
+    );
+    assert_eq!(
+        plan.latest_value(Measure::LdlCholesterol)
+            .unwrap()
+            .recorded
+            .position,
+        high
+    );
+    assert_eq!(
+        plan.lab_results[&Measure::LdlCholesterol].recorded.position,
+        high
+    );
+    // Still in the series, marked with who corrected, when and why.
+    let series = &plan.series[&Measure::LdlCholesterol];
+    assert_eq!(series.len(), 2);
+    let mark = &plan.corrections[&low];
+    assert_eq!((mark.position, mark.actor.clone()), (correction, gp().id));
+    assert!(codes(&s.view(), 4).contains(&"target_not_met".to_owned()));
+}
+
+#[test]
+fn clinical_time_an_older_ldl_entered_later_is_not_the_latest() {
+    let s = Story::new(false);
+    let today = s.by(&gp(), vec![lab(Measure::LdlCholesterol, 17)], 0);
+    let old = s.by(
+        &cardiologist(),
+        vec![lab(Measure::LdlCholesterol, 31)],
+        -200,
+    );
+    let plan = s.view().plan;
+    assert_eq!(
+        plan.latest_value(Measure::LdlCholesterol)
+            .unwrap()
+            .recorded
+            .position,
+        today
+    );
+    assert_eq!(
+        plan.target_status(Measure::LdlCholesterol),
+        TargetStatus::Met
+    );
+    let series: Vec<u64> = plan.series[&Measure::LdlCholesterol]
+        .iter()
+        .map(|v| v.recorded.position)
+        .collect();
+    assert_eq!(
+        series,
+        vec![old, today],
+        "ordered by when the blood was drawn"
+    );
+}
+
+#[test]
+fn clinical_time_a_late_entered_result_lies_in_its_duplicate_lab_window_by_when_it_was_drawn() {
+    let s = Story::new(false);
+    s.by(&gp(), vec![lab(Measure::Hba1c, 50)], 0);
+    s.by(&gp(), vec![lab(Measure::Hba1c, 52)], -200);
+    assert!(!codes(&s.view(), 1).contains(&"duplicate_lab_work".to_owned()));
+    s.by(&cardiologist(), vec![lab(Measure::Hba1c, 51)], -10);
+    assert!(codes(&s.view(), 1).contains(&"duplicate_lab_work".to_owned()));
+}
+
+#[test]
+fn series_keeps_every_value_with_clinical_time_source_and_provenance_and_a_home_trend() {
+    let s = Story::new(false);
+    s.by(
+        &gp(),
+        vec![measurement(
+            Measure::SystolicBloodPressure,
+            150,
+            MeasurementSource::Practice,
+        )],
+        0,
+    );
+    let mut home = Vec::new();
+    for (day, value) in [(1, 150), (2, 148), (3, 152)] {
+        home.push(s.by(
+            &patient(),
+            vec![measurement(
+                Measure::SystolicBloodPressure,
+                value,
+                MeasurementSource::SelfMeasuredAtHome,
+            )],
+            day,
+        ));
+    }
+    let plan = s.view().plan;
+    let series = &plan.series[&Measure::SystolicBloodPressure];
+    assert_eq!(series.len(), 4);
+    assert_eq!(series[0].source, Some(MeasurementSource::Practice));
+    assert_eq!(series[3].recorded.role, Role::Patient);
+    let trend = plan.home_trend(Measure::SystolicBloodPressure, 3).unwrap();
+    assert_eq!(trend.positions, home, "the home readings behind the trend");
+    assert_eq!(trend.mean_scaled, 150);
+}
+
+#[test]
+fn corrections_a_corrected_home_reading_leaves_the_trend_signal() {
+    let s = Story::new(false);
+    let mut home = Vec::new();
+    for (day, value) in [(1, 150), (2, 148), (3, 152)] {
+        home.push(s.by(
+            &patient(),
+            vec![measurement(
+                Measure::SystolicBloodPressure,
+                value,
+                MeasurementSource::SelfMeasuredAtHome,
+            )],
+            day,
+        ));
+    }
+    assert!(codes(&s.view(), 4).contains(&"home_trend_off_target".to_owned()));
+    s.by(&patient(), vec![correct(home[2])], 4);
+    assert!(!codes(&s.view(), 4).contains(&"home_trend_off_target".to_owned()));
+    assert!(s
+        .view()
+        .plan
+        .home_trend(Measure::SystolicBloodPressure, 3)
+        .is_none());
+}
+
+#[test]
+fn corrections_a_corrected_start_leaves_active_medication_and_voids_its_dose_change_and_stop() {
+    let s = Story::new(true);
+    let start = s.by(&gp(), vec![start_statin()], 1);
+    let change = s.by(
+        &cardiologist(),
+        vec![change_statin("20", ChangeReason::SideEffects)],
+        2,
+    );
+    s.by(&gp(), vec![correct(start)], 3);
+    let view = s.view();
+    assert!(view.plan.medications.is_empty());
+    let episode = &view.plan.medication_history[&statin()][0];
+    assert_eq!(
+        view.plan.episode_status(episode),
+        EpisodeStatus::EnteredInError
+    );
+    assert_eq!(episode.steps.len(), 1);
+    let voided = view.audit.iter().find(|e| e.position() == change).unwrap();
+    assert_eq!(voided.voided_with, Some(start));
+    // Started again: a new episode, at its own dose.
+    s.by(&gp(), vec![start_statin()], 4);
+    let plan = s.view().plan;
+    assert_eq!(plan.medications[&statin()].dose.to_string(), "40 mg");
+    assert_eq!(plan.medication_history[&statin()].len(), 2);
+}
+
+#[test]
+fn medication_history_keeps_a_stopped_medication_with_who_when_why_and_its_dose_changes() {
+    let s = Story::new(true);
+    s.by(&cardiologist(), vec![start_statin()], 1);
+    s.by(
+        &gp(),
+        vec![change_statin("20", ChangeReason::SideEffects)],
+        5,
+    );
+    let stop = s.by(
+        &gp(),
+        vec![Command::StopMedication(MedicationStop {
+            atc: statin(),
+            reason: ChangeReason::SideEffects,
+        })],
+        9,
+    );
+    let plan = s.view().plan;
+    assert!(plan.medications.is_empty());
+    let episode = &plan.medication_history[&statin()][0];
+    assert_eq!(plan.episode_status(episode), EpisodeStatus::Stopped);
+    let stopped = plan.standing_stop(episode).unwrap();
+    assert_eq!(stopped.reason, ChangeReason::SideEffects);
+    assert_eq!(
+        (
+            stopped.recorded.position,
+            stopped.recorded.actor.clone(),
+            stopped.recorded.occurred_at
+        ),
+        (stop, gp().id, Timestamp::from_micros(DAY0).plus_days(9))
+    );
+    assert!(matches!(
+        &episode.steps[0].kind,
+        MedicationStepKind::DoseChanged { dose, .. } if dose.to_string() == "20 mg"
+    ));
+    // The stop corrected: the statin is active again, at the changed dose.
+    s.by(&gp(), vec![correct(stop)], 10);
+    let plan = s.view().plan;
+    assert_eq!(plan.medications[&statin()].dose.to_string(), "20 mg");
+}
+
+#[test]
+fn corrections_a_corrected_order_is_not_open_and_counts_no_duplicate_lab_work() {
+    let s = Story::new(false);
+    let first = s.by(
+        &gp(),
+        vec![lab_order("lab-1", &[Measure::LdlCholesterol], true)],
+        0,
+    );
+    s.by(
+        &cardiologist(),
+        vec![lab_order("lab-2", &[Measure::LdlCholesterol], false)],
+        3,
+    );
+    assert!(codes(&s.view(), 4).contains(&"duplicate_lab_work".to_owned()));
+    assert!(!codes(&s.view(), 4).contains(&"annual_lab_due".to_owned()));
+    s.by(&gp(), vec![correct(first)], 4);
+    let view = s.view();
+    assert!(!codes(&view, 4).contains(&"duplicate_lab_work".to_owned()));
+    assert!(
+        codes(&view, 4).contains(&"annual_lab_due".to_owned()),
+        "the annual order was entered in error"
+    );
+    assert_eq!(
+        view.plan
+            .lab_orders
+            .keys()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>(),
+        vec!["lab-2"]
+    );
+}
+
+#[test]
+fn corrections_a_corrected_result_reopens_its_order() {
+    let s = Story::new(false);
+    s.by(
+        &gp(),
+        vec![lab_order("lab-1", &[Measure::LdlCholesterol], false)],
+        0,
+    );
+    let result = s.by(
+        &gp(),
+        vec![Command::RecordLabResult(LabResult {
+            order: Some(ElementId::parse("lab-1").unwrap()),
+            value: q(Measure::LdlCholesterol, 24),
+        })],
+        1,
+    );
+    assert!(s.view().plan.lab_orders.is_empty());
+    s.by(&gp(), vec![correct(result)], 2);
+    let plan = s.view().plan;
+    assert_eq!(
+        plan.lab_orders[&ElementId::parse("lab-1").unwrap()].pending,
+        vec![Measure::LdlCholesterol]
+    );
+}
+
+#[test]
+fn agreement_6_a_correction_tells_the_line_told_of_the_entry_and_withdraws_its_notification() {
+    let s = Story::new(true);
+    let start = s.by(&gp(), vec![start_statin()], 1);
+    let correction = s.by(&gp(), vec![correct(start)], 2);
+    let n = s.notification_of(correction).unwrap();
+    assert_eq!(n.recipient, Line::Second);
+    assert!(
+        n.summary.contains("marked as entered in error"),
+        "{}",
+        n.summary
+    );
+    assert!(n.summary.contains("atorvastatin"), "{}", n.summary);
+    assert_eq!(
+        s.notification_of(start).unwrap().status,
+        NotificationStatus::Withdrawn { correction }
+    );
+    let view = s.view();
+    let open = notifications::for_line(
+        &view,
+        Line::Second,
+        Which::Open,
+        &ProjectionConfig::default(),
+        Timestamp::from_micros(DAY0),
+    );
+    assert_eq!(
+        open.iter().map(|n| n.position).collect::<Vec<_>>(),
+        vec![correction]
+    );
+    let entry = view.audit.iter().find(|e| e.position() == start).unwrap();
+    assert_eq!(entry.correction.as_ref().unwrap().position, correction);
+}
+
+#[test]
+fn agreement_6_a_corrected_acknowledgement_opens_the_notification_again() {
+    let s = Story::new(true);
+    let start = s.by(&cardiologist(), vec![start_statin()], 1);
+    let acked = s.by(
+        &gp(),
+        vec![Command::AcknowledgeNotification(Acknowledgement {
+            notification: start,
+        })],
+        2,
+    );
+    s.by(&gp(), vec![correct(acked)], 3);
+    assert_eq!(
+        s.notification_of(start).unwrap().status,
+        NotificationStatus::Open
+    );
+    let view = s.view();
+    let entry = view.audit.iter().find(|e| e.position() == start).unwrap();
+    assert_eq!(
+        entry.notification.as_ref().unwrap().status,
+        NotificationStatus::Open
+    );
+}
+
+#[test]
+fn corrections_a_corrected_start_of_shared_care_and_care_team_addition_leave_the_plan() {
+    let s = Story::new(true);
+    let shared = s.view().plan.shared_care.as_ref().unwrap().1.position;
+    let nurse = actor("nurse-1", Role::PracticeNurse, "N. Bakker");
+    let added = s.by(&gp(), vec![member(&nurse, Lead::None)], 1);
+    assert_eq!(s.view().plan.care_team.len(), 4);
+    s.by(&gp(), vec![correct(shared)], 2);
+    s.by(&gp(), vec![correct(added)], 2);
+    let plan = s.view().plan;
+    assert!(plan.shared_care.is_none());
+    assert_eq!(plan.care_team.len(), 3);
+    assert!(plan.care_team.iter().all(|m| m.actor != nurse.id));
+    // Medication changes no longer notify on shared-care grounds.
+    let start = s.by(&gp(), vec![start_statin()], 3);
+    assert!(s.notification_of(start).is_none());
 }
