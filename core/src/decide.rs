@@ -1036,18 +1036,21 @@ fn check_nothing_left_dangling(state: &PatientState, position: u64) -> Result<()
         history
             .iter()
             .any(|(p, m)| *p == position && m.is_some())
-            .then_some(actor)
+            .then_some((actor, history))
     });
-    if let Some(actor) = addition {
-        let mut after = state.clone();
-        after.corrected.insert(position);
-        after.refresh_member(actor);
-        let practitioners = after
+    if let Some((actor, history)) = addition {
+        // The member as they stand once this addition no longer counts.
+        let after = history
+            .iter()
+            .rev()
+            .find(|(p, _)| *p != position && !state.corrected.contains(p))
+            .and_then(|(_, m)| m.as_ref());
+        let others = state
             .members
-            .values()
-            .filter(|m| m.role != Role::Patient)
+            .iter()
+            .filter(|(a, m)| *a != actor && m.role != Role::Patient)
             .count();
-        if practitioners == 0 {
+        if others == 0 && after.is_none_or(|m| m.role == Role::Patient) {
             return Err(reject(
                 "no_practitioner_left",
                 format!(
