@@ -1473,6 +1473,37 @@ fn corrections_appending_an_event_then_its_correction_derives_what_never_appendi
         );
         // The marks stay visible.
         prop_assert!(with_view.plan.is_entered_in_error(event));
+        // The rules and the read models agree on which notifications are open.
+        for run in [&with, &without] {
+            let state = run
+                .ledger
+                .patient_state(&PatientId::parse(PATIENT).unwrap())
+                .unwrap();
+            for n in run.view().notifications {
+                let by = if n.recipient == Line::First {
+                    gp()
+                } else {
+                    cardiologist()
+                };
+                let ack = Command::AcknowledgeNotification(Acknowledgement {
+                    notification: n.position,
+                });
+                let accepted = careledger_core::decide::decide(
+                    &state,
+                    &careledger_core::decide::Policy::default(),
+                    &by,
+                    &ack,
+                    Timestamp::from_micros(DAY0),
+                )
+                .is_ok();
+                prop_assert_eq!(
+                    accepted,
+                    n.status == NotificationStatus::Open,
+                    "notification {:?}",
+                    n
+                );
+            }
+        }
         Ok(())
     });
     if let Err(e) = result {
