@@ -1406,7 +1406,7 @@ fn seed() -> u64 {
 fn corrections_appending_an_event_then_its_correction_derives_what_never_appending_it_does() {
     use proptest::test_runner::{Config, RngSeed, TestRunner};
     let config = Config {
-        cases: 24,
+        cases: 32,
         rng_seed: RngSeed::Fixed(seed()),
         failure_persistence: None,
         ..Config::default()
