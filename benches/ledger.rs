@@ -173,7 +173,8 @@ fn projections(c: &mut Criterion) {
         b.iter(|| {
             let model = projections.read();
             let view = model.patient(&patient(7)).unwrap();
-            careledger_api::view::plan(&patient(7), &view.plan).to_string()
+            let readings = projections.config().trend_readings;
+            careledger_api::view::plan(&patient(7), &view.plan, readings).to_string()
         })
     });
     group.finish();

@@ -503,3 +503,181 @@ async fn agreement_1_a_plan_founded_by_the_cardiologist_shows_both_lines_the_cvr
         "the second line is told: {notes}"
     );
 }
+
+// Corrections through the API (agreements 4 and 6) and the series of a measure.
+
+fn amlodipine() -> serde_json::Value {
+    json!({"commands": [{"type": "start_medication", "atc": "C08CA01", "name": "amlodipine",
+        "dose": "5", "dose_unit": "mg", "frequency": "1x daily", "reason": "blood pressure"}]})
+}
+
+fn correct(position: u64, why: &str) -> serde_json::Value {
+    json!({"commands": [{"type": "mark_entered_in_error", "position": position, "reason": why}]})
+}
+
+fn first_position(body: &serde_json::Value) -> u64 {
+    body["events"][0]["position"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn agreement_4_cardiologist_cannot_mark_the_gps_amlodipine_entered_in_error_and_is_pointed_to_the_medication_commands(
+) {
+    let f = Fixture::with_patient().await;
+    let (status, body) = f.post("gp-1", PATIENT, &amlodipine(), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let start = first_position(&body);
+    let before = f.head();
+    let (status, body) = f
+        .post("card-1", PATIENT, &correct(start, "not needed"), &[])
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "correction_by_other_line");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("stop_medication") && detail.contains("agreement 4"),
+        "{detail}"
+    );
+    assert_eq!(f.head(), before);
+    let (_, plan) = f.get("gp-1", &format!("/patients/{PATIENT}/plan")).await;
+    assert!(plan["medications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["atc"] == "C08CA01"));
+}
+
+#[tokio::test]
+async fn agreement_6_only_the_author_corrects_an_acknowledgement() {
+    let f = Fixture::with_patient().await;
+    let (_, body) = f.post("gp-1", PATIENT, &amlodipine(), &[]).await;
+    let start = first_position(&body);
+    let ack = Request::post(format!("/patients/{PATIENT}/notifications/n-{start}/ack"))
+        .header("authorization", format!("Bearer {}", f.token("card-1")))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body, _) = f.send(ack).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let acknowledgement = first_position(&body);
+    let (status, body) = f
+        .post("gp-1", PATIENT, &correct(acknowledgement, "not read"), &[])
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "acknowledgement_by_its_author");
+    let (status, body) = f
+        .post(
+            "card-1",
+            PATIENT,
+            &correct(acknowledgement, "wrong notification"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, open) = f
+        .get("card-1", &format!("/patients/{PATIENT}/notifications"))
+        .await;
+    assert!(open["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["position"] == start));
+}
+
+#[tokio::test]
+async fn agreement_6_a_correction_tells_the_line_told_of_the_entry_and_the_plan_keeps_it_marked() {
+    let f = Fixture::with_patient().await;
+    let (_, body) = f.post("gp-1", PATIENT, &amlodipine(), &[]).await;
+    let start = first_position(&body);
+    let (status, body) = f
+        .post("gp-1", PATIENT, &correct(start, "wrong patient"), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let correction = first_position(&body);
+    let (_, open) = f
+        .get("card-1", &format!("/patients/{PATIENT}/notifications"))
+        .await;
+    let positions: Vec<u64> = open["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["position"].as_u64().unwrap())
+        .collect();
+    assert!(
+        positions.contains(&correction) && !positions.contains(&start),
+        "{open}"
+    );
+    let (_, plan) = f.get("gp-1", &format!("/patients/{PATIENT}/plan")).await;
+    assert!(!plan["medications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["atc"] == "C08CA01"));
+    let episode = plan["medication_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["atc"] == "C08CA01")
+        .unwrap();
+    assert_eq!(episode["status"], "entered_in_error");
+    let mark = &episode["started"]["entered_in_error"];
+    assert_eq!(mark["position"], correction);
+    assert_eq!(mark["actor"], "gp-1");
+    assert_eq!(mark["reason"], "wrong patient");
+}
+
+#[tokio::test]
+async fn series_of_a_measure_is_read_like_the_plan_in_clinical_order_and_names_the_known_measures()
+{
+    let f = Fixture::with_patient().await;
+    let ldl = |value: &str, occurred_at: &str| {
+        json!({"commands": [{"type": "record_lab_result", "measure": "ldl", "value": value, "unit": "mmol/L",
+            "occurred_at": occurred_at, "reason": "CVRM lab"}]})
+    };
+    let (status, body) = f
+        .post("gp-1", PATIENT, &ldl("1.7", "2026-03-01T09:00:00Z"), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let today = first_position(&body);
+    let (status, body) = f
+        .post("card-1", PATIENT, &ldl("3.1", "2025-08-13T09:00:00Z"), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let old = first_position(&body);
+    let uri = format!("/patients/{PATIENT}/measures/ldl");
+    let (status, series) = f.get("patient-1", &uri).await;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    let order: Vec<u64> = series["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["provenance"]["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        vec![old, today],
+        "clinical time, not recording order"
+    );
+    assert_eq!(series["latest"]["provenance"]["position"], today);
+    assert_eq!(series["values"][0]["kind"], "lab_result");
+    assert_eq!(series["values"][0]["provenance"]["line"], "second");
+    let (_, plan) = f.get("gp-1", &format!("/patients/{PATIENT}/plan")).await;
+    let target = plan["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["measure"] == "ldl")
+        .unwrap();
+    assert_eq!(target["latest"]["position"], today);
+    assert_eq!(target["status"], "met");
+    assert!(plan["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["measure"] == "ldl" && s["last"].as_array().unwrap().len() == 2));
+    let (status, body) = f.get("gp-other", &uri).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = f
+        .get("gp-1", &format!("/patients/{PATIENT}/measures/cholesterol"))
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    assert!(body["detail"].as_str().unwrap().contains("ldl"), "{body}");
+}

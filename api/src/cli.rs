@@ -14,7 +14,7 @@ use careledger_core::role::Line;
 use careledger_core::{Ledger, LedgerConfig};
 use careledger_projections::audit::{self, AuditFilter};
 use careledger_projections::notifications::{self, Which};
-use careledger_projections::plan::TargetStatus;
+use careledger_projections::plan::{self, TargetStatus};
 use careledger_projections::{signals, ProjectionConfig, Projections};
 
 use crate::actors::{ActorStore, ApiActor, ApiRole};
@@ -314,7 +314,11 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&view::plan(&patient, &view.plan))?
+            serde_json::to_string_pretty(&view::plan(
+                &patient,
+                &view.plan,
+                projections.config().trend_readings
+            ))?
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -373,6 +377,26 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             m.started.actor_name,
             m.started.line
         );
+    }
+    for (atc, episodes) in &p.medication_history {
+        for episode in episodes {
+            let status = p.episode_status(episode);
+            if status == plan::EpisodeStatus::Active {
+                continue;
+            }
+            let how = match p.standing_stop(episode) {
+                Some(stop) if status == plan::EpisodeStatus::Stopped => format!(
+                    "stopped by {} {} on {} (recorded {}): {}",
+                    stop.recorded.role,
+                    stop.recorded.actor_name,
+                    stop.recorded.occurred_at,
+                    stop.recorded.recorded_at,
+                    stop.reason
+                ),
+                _ => "entered in error".to_owned(),
+            };
+            println!("  history: {atc:<8} {:<16} {how}", episode.name.as_str());
+        }
     }
     for pref in &p.preferences {
         println!(
@@ -481,11 +505,17 @@ fn audit_cmd(
                 notifications::NotificationStatus::Acknowledged { by, at, position } => {
                     format!("acknowledged by {by} at {at} (position {position})")
                 }
+                notifications::NotificationStatus::Withdrawn { correction } => {
+                    format!("withdrawn: entered in error (correction at position {correction})")
+                }
             };
             println!("       {} told: {status}", told.recipient);
         }
         if let Some(c) = e.corrected_by {
             println!("       ENTERED IN ERROR (correction at position {c})");
+        }
+        if let Some(start) = e.voided_with {
+            println!("       VOID: the medication start at position {start} was entered in error");
         }
         println!("       hash {}", p.hash);
     }
@@ -531,6 +561,9 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
             notifications::NotificationStatus::Open => "open".to_owned(),
             notifications::NotificationStatus::Acknowledged { by, at, .. } => {
                 format!("acknowledged by {by} at {at}")
+            }
+            notifications::NotificationStatus::Withdrawn { correction } => {
+                format!("withdrawn by correction {correction}")
             }
         };
         println!(

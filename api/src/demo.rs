@@ -188,6 +188,18 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
         ],
     )?;
     w.write(p, "card-devries", vec![json!({"type": "acknowledge_notification", "notification": changed[0], "reason": "read"})])?;
+    // The cardiologist types 0.9 for 2.9 and corrects it: the wrong value stays visible, marked,
+    // and counts for nothing; the GP, told of the result, is told of the correction.
+    let ldl_typo = w.write(
+        p,
+        "card-devries",
+        vec![json!({"type": "record_lab_result", "measure": "ldl",
+        "value": "0.9", "unit": "mmol/L", "reason": "outpatient lab"})],
+    )?;
+    w.write(p, "card-devries", vec![
+        json!({"type": "mark_entered_in_error", "position": ldl_typo[0], "reason": "typed 0.9 for 2.9"}),
+        json!({"type": "record_lab_result", "measure": "ldl", "value": "2.9", "unit": "mmol/L", "reason": "outpatient lab"}),
+    ])?;
     let stopped = w.write(
         p,
         "gp-jansen",

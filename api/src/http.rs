@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use careledger_core::ids::{ActorId, PatientId};
 use careledger_core::notify;
+use careledger_core::quantity::Measure;
 use careledger_core::record::Timestamp;
 use careledger_core::role::{Line, Role};
 use careledger_core::{AppendRequest, ExpectedRevision, Ledger, RecordedEvent};
@@ -110,6 +111,10 @@ pub fn app(state: AppState) -> Router {
         .route("/patients/{patient}/plan", get(plan))
         .route("/patients/{patient}/audit", get(audit_trail))
         .route("/patients/{patient}/signals", get(patient_signals))
+        .route(
+            "/patients/{patient}/measures/{measure}",
+            get(measure_series),
+        )
         .route(
             "/patients/{patient}/notifications",
             get(patient_notifications),
@@ -516,7 +521,8 @@ async fn plan(
         match state.plans.get(&patient, revision) {
             Some(bytes) => bytes,
             None => {
-                let bytes = Bytes::from(view::plan(&patient, &view.plan).to_string());
+                let readings = state.projections.config().trend_readings;
+                let bytes = Bytes::from(view::plan(&patient, &view.plan, readings).to_string());
                 state.plans.put(patient, revision, bytes.clone());
                 bytes
             }
@@ -550,6 +556,23 @@ impl PlanCache {
         }
         plans.insert(patient, (revision, bytes));
     }
+}
+
+/// `GET /patients/{patient}/measures/{measure}`: every value of one measure, in clinical order,
+/// corrected ones marked; read as the plan is.
+async fn measure_series(
+    State(state): State<AppState>,
+    Readable { patient, .. }: Readable,
+    Path((_, raw)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    // An unknown measure names no resource: 404, listing the measures there are.
+    let measure = Measure::parse(&raw).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let model = state.projections.read();
+    let view = model.patient(&patient).ok_or_else(forbidden)?;
+    let readings = state.projections.config().trend_readings;
+    Ok(Json(view::measure_series(
+        &patient, &view.plan, measure, readings,
+    )))
 }
 
 #[derive(Deserialize)]

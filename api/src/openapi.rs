@@ -243,7 +243,7 @@ fn query_param(name: &str, description: &str) -> Value {
 }
 
 /// Every route the router serves, as (method, path); the document covers exactly these.
-pub const ROUTES: [(&str, &str); 12] = [
+pub const ROUTES: [(&str, &str); 13] = [
     ("get", "/health"),
     ("get", "/openapi.json"),
     ("get", "/verify"),
@@ -254,6 +254,7 @@ pub const ROUTES: [(&str, &str); 12] = [
     ("get", "/patients/{patient}/plan"),
     ("get", "/patients/{patient}/audit"),
     ("get", "/patients/{patient}/signals"),
+    ("get", "/patients/{patient}/measures/{measure}"),
     ("get", "/patients/{patient}/notifications"),
     (
         "post",
@@ -302,8 +303,9 @@ pub fn document() -> Value {
                 "post": append,
                 "get": op("The patient's events with hashes", json!([patient, query_param("from_revision", "first revision (1)"), query_param("limit", "1 to 1000")]), "200")
             },
-            "/patients/{patient}/plan": {"get": op("The current care plan (IZP) with provenance", json!([patient]), "200")},
+            "/patients/{patient}/plan": {"get": op("The current care plan (IZP) with provenance: what stands (entries marked entered in error count for nothing), the medication history, the last values of each measure with their trend, and the corrections with who corrected, when and why", json!([patient]), "200")},
             "/patients/{patient}/audit": {"get": op("The audit trail", json!([patient, query_param("element", "e.g. target:ldl, medication:C10AA05, or a prefix medication:"), query_param("actor", "actor id"), query_param("line", "first, second or patient"), query_param("from", "RFC 3339, recorded at or after"), query_param("until", "RFC 3339, recorded before")]), "200")},
+            "/patients/{patient}/measures/{measure}": {"get": op("Every value of one measure (lab results and measurements) in clinical order (occurred_at, then position), with source and provenance, entries marked entered in error included and marked, the latest value that stands and the trend; 404 names the known measures", json!([patient, path_param("measure")]), "200")},
             "/patients/{patient}/signals": {"get": op("Signals: duplicate lab work, annual lab due, target not met, home trends", json!([patient]), "200")},
             "/patients/{patient}/notifications": {"get": op("Notifications to the caller's line", json!([patient, query_param("status", "open (default), overdue or all")]), "200")},
             "/patients/{patient}/notifications/{notification}/ack": {"post": op("Acknowledge a notification (records a notification_acknowledged event)", json!([patient, path_param("notification")]), "201")}

@@ -2,13 +2,16 @@
 
 use serde_json::{json, Value};
 
-use careledger_core::event::{GoalOutcome, MeasurementSource, NoteKind, TargetBasis};
-use careledger_core::ids::PatientId;
-use careledger_core::quantity::Quantity;
+use careledger_core::event::{ChangeReason, GoalOutcome, MeasurementSource, NoteKind, TargetBasis};
+use careledger_core::ids::{AtcCode, PatientId};
+use careledger_core::quantity::{format_scaled, Measure, Quantity};
 use careledger_core::role::{Lead, Practitioner};
 use careledger_projections::audit::AuditEntry;
 use careledger_projections::notifications::{Notification, NotificationStatus};
-use careledger_projections::plan::{CarePlan, TargetStatus};
+use careledger_projections::plan::{
+    CarePlan, Direction, EpisodeStatus, MedicationEpisode, MedicationStepKind, TargetStatus, Trend,
+    TrendBasis, ValueEntry,
+};
 use careledger_projections::{Provenance, Signal};
 
 fn quantity(q: &Quantity) -> Value {
@@ -70,8 +73,124 @@ fn source(s: Option<MeasurementSource>) -> Option<&'static str> {
     })
 }
 
-/// The care plan as JSON.
-pub fn plan(patient: &PatientId, plan: &CarePlan) -> Value {
+/// Values per measure the plan shows (the newest by clinical time); the rest are at
+/// `GET /patients/{id}/measures/{measure}`.
+pub const PLAN_SERIES_VALUES: usize = 5;
+
+/// The mark on an entry marked entered in error: the correction's position and who corrected,
+/// when and why; `null` for an entry that stands.
+fn correction_mark(plan: &CarePlan, position: u64) -> Value {
+    plan.corrections
+        .get(&position)
+        .map_or(Value::Null, provenance)
+}
+
+fn change_reason(r: &ChangeReason) -> Value {
+    let code = match r {
+        ChangeReason::SideEffects => "side_effects",
+        ChangeReason::TargetNotReached => "target_not_reached",
+        ChangeReason::PatientPreference => "patient_preference",
+        ChangeReason::Other(_) => "other",
+    };
+    json!({"code": code, "text": r.to_string()})
+}
+
+/// One value of a measure's series as JSON, with its correction mark.
+pub fn value_entry(plan: &CarePlan, v: &ValueEntry) -> Value {
+    json!({
+        "value": quantity(&v.value),
+        "kind": if v.source.is_some() { "measurement" } else { "lab_result" },
+        "source": source(v.source),
+        "order": v.order.as_ref().map(|o| o.as_str()),
+        "occurred_at": v.recorded.occurred_at.to_string(),
+        "recorded_at": v.recorded.recorded_at.to_string(),
+        "provenance": provenance(&v.recorded),
+        "entered_in_error": correction_mark(plan, v.recorded.position),
+    })
+}
+
+/// A trend as JSON.
+pub fn trend(measure: Measure, t: &Trend) -> Value {
+    json!({
+        "basis": match t.basis { TrendBasis::SelfMeasuredAtHome => "self_measured_at_home", TrendBasis::AllValues => "all_values" },
+        "readings": t.positions.len(),
+        "positions": t.positions,
+        "mean": format_scaled(t.mean_scaled, measure.decimals()),
+        "unit": measure.unit(),
+        "direction": match t.direction { Direction::Rising => "rising", Direction::Falling => "falling", Direction::Steady => "steady" },
+    })
+}
+
+/// A measure's series as JSON: every value in clinical order (`occurred_at`, then position),
+/// corrected ones marked, with the latest value that stands and the trend.
+pub fn measure_series(
+    patient: &PatientId,
+    plan: &CarePlan,
+    measure: Measure,
+    trend_readings: u32,
+) -> Value {
+    let values = plan
+        .series
+        .get(&measure)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    json!({
+        "patient": patient.as_str(),
+        "measure": measure.code(),
+        "name": measure.name(),
+        "unit": measure.unit(),
+        "latest": plan.latest_value(measure).map(|v| value_entry(plan, v)),
+        "trend": plan.trend(measure, trend_readings).map(|t| trend(measure, &t)),
+        "values": values.iter().map(|v| value_entry(plan, v)).collect::<Vec<_>>(),
+    })
+}
+
+fn series_summary(plan: &CarePlan, measure: Measure, trend_readings: u32) -> Value {
+    let values = plan
+        .series
+        .get(&measure)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let last = &values[values.len().saturating_sub(PLAN_SERIES_VALUES)..];
+    json!({
+        "measure": measure.code(),
+        "unit": measure.unit(),
+        "values": values.len(),
+        "last": last.iter().map(|v| value_entry(plan, v)).collect::<Vec<_>>(),
+        "trend": plan.trend(measure, trend_readings).map(|t| trend(measure, &t)),
+    })
+}
+
+fn episode(plan: &CarePlan, atc: &AtcCode, e: &MedicationEpisode) -> Value {
+    let status = plan.episode_status(e);
+    json!({
+        "atc": atc.as_str(), "name": e.name.as_str(),
+        "status": match status { EpisodeStatus::Active => "active", EpisodeStatus::Stopped => "stopped", EpisodeStatus::EnteredInError => "entered_in_error" },
+        "started": {"dose": e.dose.to_string(), "frequency": e.frequency.as_str(), "provenance": provenance(&e.started),
+            "entered_in_error": correction_mark(plan, e.started.position)},
+        "dose_changes": e.steps.iter().filter_map(|s| match &s.kind {
+            MedicationStepKind::DoseChanged { dose, frequency } => Some(json!({
+                "dose": dose.to_string(), "frequency": frequency.as_str(), "change_reason": change_reason(&s.reason),
+                "provenance": provenance(&s.recorded), "entered_in_error": correction_mark(plan, s.recorded.position),
+            })),
+            MedicationStepKind::Stopped => None,
+        }).collect::<Vec<_>>(),
+        "stopped": plan.standing_stop(e).filter(|_| status == EpisodeStatus::Stopped).map(|s| json!({
+            "change_reason": change_reason(&s.reason), "by": s.recorded.actor.as_str(), "by_name": s.recorded.actor_name.as_str(),
+            "role": s.recorded.role.as_str(), "line": s.recorded.line.as_str(),
+            "occurred_at": s.recorded.occurred_at.to_string(), "recorded_at": s.recorded.recorded_at.to_string(),
+            "provenance": provenance(&s.recorded),
+        })),
+        "stops_entered_in_error": e.steps.iter()
+            .filter(|s| s.kind == MedicationStepKind::Stopped && plan.is_entered_in_error(s.recorded.position))
+            .map(|s| json!({"change_reason": change_reason(&s.reason), "provenance": provenance(&s.recorded),
+                "entered_in_error": correction_mark(plan, s.recorded.position)}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The care plan as JSON; `trend_readings` is the number of readings a trend is taken over.
+pub fn plan(patient: &PatientId, plan: &CarePlan, trend_readings: u32) -> Value {
     let in_error = |p: &Provenance| plan.is_entered_in_error(p.position);
     json!({
         "patient": patient.as_str(),
@@ -132,7 +251,14 @@ pub fn plan(patient: &PatientId, plan: &CarePlan) -> Value {
             "kind": match n.kind { NoteKind::Note => "note", NoteKind::ReturnLetter => "return_letter", NoteKind::InterimLetter => "interim_letter" },
             "subject": n.subject.as_str(), "body": n.body.as_str(), "provenance": provenance(&n.written),
         })).collect::<Vec<_>>(),
-        "entered_in_error": plan.entered_in_error,
+        "series": plan.series.keys().map(|m| series_summary(plan, *m, trend_readings)).collect::<Vec<_>>(),
+        "medication_history": plan.medication_history.iter()
+            .flat_map(|(atc, episodes)| episodes.iter().map(move |e| episode(plan, atc, e)))
+            .collect::<Vec<_>>(),
+        "entered_in_error": plan.entered_in_error().collect::<Vec<_>>(),
+        "corrections": plan.corrections.iter().map(|(position, c)| json!({
+            "position": position, "correction": provenance(c),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -141,6 +267,9 @@ fn notification_status(s: &NotificationStatus) -> Value {
         NotificationStatus::Open => json!({"state": "open"}),
         NotificationStatus::Acknowledged { by, at, position } => {
             json!({"state": "acknowledged", "by": by.as_str(), "at": at.to_string(), "position": position})
+        }
+        NotificationStatus::Withdrawn { correction } => {
+            json!({"state": "withdrawn", "correction": correction})
         }
     }
 }
@@ -155,6 +284,7 @@ pub fn audit_entry(e: &AuditEntry) -> Value {
         "recorded_at": p.recorded_at.to_string(), "occurred_at": p.occurred_at.to_string(), "reason": p.reason.as_str(),
         "notified": e.notified.iter().map(|n| json!({"recipient": n.recipient.as_str(), "status": notification_status(&n.status)})).collect::<Vec<_>>(),
         "corrected_by": e.corrected_by, "corrects": e.corrects,
+        "correction": e.correction.as_ref().map(provenance), "voided_with": e.voided_with,
     })
 }
 

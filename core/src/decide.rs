@@ -66,36 +66,138 @@ pub struct TeamMember {
 pub struct ActiveMedication {
     /// The line that started it; agreement 4 protects it against the other line.
     pub started_by: Line,
-    /// Current dose, as text, to refuse a change to the same dose.
+    /// The position of the start this episode of the medication began with.
+    pub start_position: u64,
+    /// Current dose, to refuse a change to the same dose.
     pub dose: crate::event::Dose,
     /// Current frequency.
     pub frequency: Text,
 }
 
-/// The last time a lab test was ordered or resulted.
+/// When a lab test was ordered or resulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LabSeen {
     occurred_at: Timestamp,
     position: u64,
 }
 
+/// What the rules keep of each of the patient's events: who wrote it, so that a correction can
+/// be checked against its author and line, and whether it is an acknowledgement or a correction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    position: u64,
+    /// Index into `PatientState::authors`.
+    author: u32,
+    line: Line,
+    kind: EntryKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EntryKind {
+    Acknowledgement,
+    Correction,
+    Other,
+}
+
+/// One step of a medication's history, by ATC code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MedicationStep {
+    position: u64,
+    line: Line,
+    step: Step,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    Start(crate::event::Dose, Text),
+    Change(crate::event::Dose, Text),
+    Stop,
+}
+
+/// A notification as the rules see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Told {
+    /// The acknowledgement that stands, if any.
+    acknowledged: Option<u64>,
+    /// The causing event was marked entered in error before anyone acknowledged it.
+    withdrawn: bool,
+}
+
 /// A patient's state as the rules need it: a fold over the patient's recorded events.
+///
+/// An event marked entered in error drops out of every fact the rules derive (membership,
+/// shared care, targets, active medication, lab orders and the duplicate-lab window, open goals,
+/// acknowledgements). Since a correction can arrive long after the fact it retracts, each fact is
+/// kept as its history (events by position) and the current fact is folded again from the
+/// entries that are not corrected, whenever that history or the corrections change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PatientState {
     revision: u64,
+    /// Add (`Some`) and remove (`None`) events per actor, by position.
+    member_history: BTreeMap<ActorId, Vec<(u64, Option<TeamMember>)>>,
     members: BTreeMap<ActorId, TeamMember>,
+    /// Start (`true`) and end (`false`) of shared care, by position.
+    shared_care_history: Vec<(u64, bool)>,
     shared_care: bool,
+    /// Set (`true`) and withdrawn (`false`) per measure, by position.
+    target_history: BTreeMap<Measure, Vec<(u64, bool)>>,
     targets: BTreeSet<Measure>,
+    medication_history: BTreeMap<AtcCode, Vec<MedicationStep>>,
     medications: BTreeMap<AtcCode, ActiveMedication>,
-    lab_orders: BTreeSet<ElementId>,
-    lab_seen: BTreeMap<Measure, LabSeen>,
-    goals_open: BTreeSet<ElementId>,
-    goals_known: BTreeSet<ElementId>,
-    /// Notifications by (causing position, recipient): acknowledged or not.
-    notifications: BTreeMap<(u64, Line), bool>,
-    /// Global positions of this patient's events, ascending.
-    positions: Vec<u64>,
+    /// Every order id ever used, with the order's position: an id stays used after a correction.
+    lab_orders: BTreeMap<ElementId, u64>,
+    lab_seen: BTreeMap<Measure, Vec<LabSeen>>,
+    /// Set (`true`) and closed (`false`) per goal, by position.
+    goal_history: BTreeMap<ElementId, Vec<(u64, bool)>>,
+    /// Notifications by (causing position, recipient).
+    notifications: BTreeMap<(u64, Line), Told>,
+    /// Acknowledgements by position: the notification (causing position, recipient) each
+    /// acknowledges.
+    acknowledgements: BTreeMap<u64, (u64, Line)>,
+    /// This patient's events, ascending by position.
+    entries: Vec<Entry>,
+    authors: Vec<ActorId>,
     corrected: BTreeSet<u64>,
+}
+
+/// The last entry of a history by position that is not corrected.
+fn standing<'h, T>(history: &'h [(u64, T)], corrected: &BTreeSet<u64>) -> Option<&'h T> {
+    history
+        .iter()
+        .rev()
+        .find(|(position, _)| !corrected.contains(position))
+        .map(|(_, value)| value)
+}
+
+/// Folds a medication's history, leaving out corrected steps: the episode active at the end.
+///
+/// A dose change or stop belongs to the episode active when it was recorded; when that
+/// episode's start is corrected, there is no episode for it to act on and it drops out too.
+fn fold_medication(
+    steps: &[MedicationStep],
+    corrected: &BTreeSet<u64>,
+) -> Option<ActiveMedication> {
+    let mut active: Option<ActiveMedication> = None;
+    for s in steps.iter().filter(|s| !corrected.contains(&s.position)) {
+        match &s.step {
+            Step::Start(dose, frequency) => {
+                active = Some(ActiveMedication {
+                    started_by: s.line,
+                    start_position: s.position,
+                    dose: *dose,
+                    frequency: frequency.clone(),
+                })
+            }
+            Step::Change(dose, frequency) => {
+                if let Some(a) = active.as_mut() {
+                    a.dose = *dose;
+                    a.frequency = frequency.clone();
+                }
+            }
+            Step::Stop => active = None,
+        }
+    }
+    active
 }
 
 impl PatientState {
@@ -142,6 +244,139 @@ impl PatientState {
         }
     }
 
+    /// True when the event at `position` was marked entered in error.
+    pub fn is_corrected(&self, position: u64) -> bool {
+        self.corrected.contains(&position)
+    }
+
+    fn entry(&self, position: u64) -> Option<&Entry> {
+        self.entries
+            .binary_search_by_key(&position, |e| e.position)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+    }
+
+    fn author_index(&mut self, actor: &ActorId) -> u32 {
+        match self.authors.iter().position(|a| a == actor) {
+            Some(i) => i as u32,
+            None => {
+                self.authors.push(actor.clone());
+                (self.authors.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The dose changes and stop that belong to the episode started at `start`: a correction of
+    /// that start takes them out of every derived fact with it.
+    pub fn voided_by(&self, start: u64) -> Vec<u64> {
+        let Some(steps) = self
+            .medication_history
+            .values()
+            .find(|steps| steps.iter().any(|s| s.position == start))
+        else {
+            return Vec::new();
+        };
+        if !matches!(
+            steps.iter().find(|s| s.position == start).map(|s| &s.step),
+            Some(Step::Start(..))
+        ) {
+            return Vec::new();
+        }
+        steps
+            .iter()
+            .filter(|s| s.position > start && !self.corrected.contains(&s.position))
+            .take_while(|s| !matches!(s.step, Step::Start(..)))
+            .map(|s| s.position)
+            .collect()
+    }
+
+    /// Who a correction of `position` by the `corrector`'s line must notify: whoever was told
+    /// about the corrected entry or the entries it voids, and whoever wrote the entries it voids
+    /// (see [`notify::correction_recipients`]).
+    fn correction_recipients(&self, corrector: Line, position: u64) -> Vec<Line> {
+        let voided = self.voided_by(position);
+        let told: Vec<Line> = std::iter::once(position)
+            .chain(voided.iter().copied())
+            .flat_map(|p| self.recipients_of(p))
+            .collect();
+        let wrote = voided.iter().filter_map(|p| self.entry(*p).map(|e| e.line));
+        notify::correction_recipients(corrector, told.into_iter().chain(wrote))
+    }
+
+    /// The recipients told of the event at `position`.
+    fn recipients_of(&self, position: u64) -> Vec<Line> {
+        self.notifications
+            .range((position, Line::First)..=(position, Line::CareGroup))
+            .map(|((_, line), _)| *line)
+            .collect()
+    }
+
+    fn refresh_member(&mut self, actor: &ActorId) {
+        let now = self
+            .member_history
+            .get(actor)
+            .and_then(|h| standing(h, &self.corrected))
+            .cloned()
+            .flatten();
+        match now {
+            Some(member) => self.members.insert(actor.clone(), member),
+            None => self.members.remove(actor),
+        };
+    }
+
+    fn refresh_target(&mut self, measure: Measure) {
+        let set = self
+            .target_history
+            .get(&measure)
+            .and_then(|h| standing(h, &self.corrected))
+            .copied()
+            .unwrap_or(false);
+        if set {
+            self.targets.insert(measure);
+        } else {
+            self.targets.remove(&measure);
+        }
+    }
+
+    fn refresh_medication(&mut self, atc: &AtcCode) {
+        let active = self
+            .medication_history
+            .get(atc)
+            .and_then(|steps| fold_medication(steps, &self.corrected));
+        match active {
+            Some(a) => self.medications.insert(atc.clone(), a),
+            None => self.medications.remove(atc),
+        };
+    }
+
+    /// Folds every derived fact again from its history; after a correction.
+    fn refresh_all(&mut self) {
+        let actors: Vec<ActorId> = self.member_history.keys().cloned().collect();
+        for actor in &actors {
+            self.refresh_member(actor);
+        }
+        self.shared_care = standing(&self.shared_care_history, &self.corrected)
+            .copied()
+            .unwrap_or(false);
+        let measures: Vec<Measure> = self.target_history.keys().copied().collect();
+        for measure in measures {
+            self.refresh_target(measure);
+        }
+        let atcs: Vec<AtcCode> = self.medication_history.keys().cloned().collect();
+        for atc in &atcs {
+            self.refresh_medication(atc);
+        }
+    }
+
+    /// True when the lifestyle goal is open: its last standing event sets it.
+    fn goal_open(&self, goal: &ElementId) -> bool {
+        self.goal_history
+            .get(goal)
+            .and_then(|h| standing(h, &self.corrected))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Folds one recorded event of this patient into the state.
     ///
     /// Events are applied in revision order; a gap is a programmer error.
@@ -153,14 +388,39 @@ impl PatientState {
             "revisions are applied in order without gaps"
         );
         let author = record.actor.line();
-        for to in notify::recipients(&record.event, author, self.notify_context(&record.event)) {
-            self.notifications.insert((recorded.position, to), false);
+        let position = recorded.position;
+        let recipients = match &record.event {
+            Event::EnteredInError(c) => self.correction_recipients(author, c.position),
+            event => notify::recipients(event, author, self.notify_context(event)),
+        };
+        for recipient in recipients {
+            let told = Told {
+                acknowledged: None,
+                withdrawn: false,
+            };
+            self.notifications.insert((position, recipient), told);
         }
         self.revision = record.revision;
-        self.positions.push(recorded.position);
+        let kind = match &record.event {
+            Event::NotificationAcknowledged(_) => EntryKind::Acknowledgement,
+            Event::EnteredInError(_) => EntryKind::Correction,
+            _ => EntryKind::Other,
+        };
+        let author_index = self.author_index(&record.actor.id);
+        self.entries.push(Entry {
+            position,
+            author: author_index,
+            line: author,
+            kind,
+        });
         let seen = LabSeen {
             occurred_at: record.occurred_at,
-            position: recorded.position,
+            position,
+        };
+        let medication_step = |step| MedicationStep {
+            position,
+            line: author,
+            step,
         };
         match &record.event {
             Event::CareTeamMemberAdded(m) => {
@@ -169,79 +429,142 @@ impl PatientState {
                     lead: m.lead,
                     practitioner: m.practitioner,
                 };
-                self.members.insert(m.actor.clone(), member);
+                let history = self.member_history.entry(m.actor.clone()).or_default();
+                history.push((position, Some(member)));
+                self.refresh_member(&m.actor);
             }
             Event::CareTeamMemberRemoved(r) => {
-                self.members.remove(&r.actor);
+                let history = self.member_history.entry(r.actor.clone()).or_default();
+                history.push((position, None));
+                self.refresh_member(&r.actor);
+            }
+            Event::SharedCareStarted(_) | Event::SharedCareEnded(_) => {
+                let started = matches!(record.event, Event::SharedCareStarted(_));
+                self.shared_care_history.push((position, started));
+                self.shared_care = started;
             }
             Event::LeadHandedOver(h) => {
-                for member in self.members.values_mut() {
+                // The handover is one entry in the history of each member it changes, so that
+                // its correction gives both their earlier places back.
+                let mut changed = Vec::new();
+                for (id, member) in &self.members {
                     if member.lead == h.lead && member.practitioner == Practitioner::Main {
-                        member.practitioner = Practitioner::Co;
+                        changed.push((
+                            id.clone(),
+                            TeamMember {
+                                practitioner: Practitioner::Co,
+                                ..member.clone()
+                            },
+                        ));
                     }
                 }
-                if let Some(member) = self.members.get_mut(&h.to) {
-                    member.lead = h.lead;
-                    member.practitioner = Practitioner::Main;
+                if let Some(member) = self.members.get(&h.to) {
+                    changed.push((
+                        h.to.clone(),
+                        TeamMember {
+                            lead: h.lead,
+                            practitioner: Practitioner::Main,
+                            ..member.clone()
+                        },
+                    ));
+                }
+                for (id, member) in changed {
+                    let history = self.member_history.entry(id.clone()).or_default();
+                    history.push((position, Some(member)));
+                    self.refresh_member(&id);
                 }
             }
-            Event::SharedCareStarted(_) => self.shared_care = true,
-            Event::SharedCareEnded(_) => self.shared_care = false,
             Event::TargetSet(t) => {
-                self.targets.insert(t.value.measure());
+                let measure = t.value.measure();
+                let history = self.target_history.entry(measure).or_default();
+                history.push((position, true));
+                self.refresh_target(measure);
             }
             Event::TargetWithdrawn(w) => {
-                self.targets.remove(&w.measure);
+                let history = self.target_history.entry(w.measure).or_default();
+                history.push((position, false));
+                self.refresh_target(w.measure);
             }
             Event::MedicationStarted(m) => {
-                let active = ActiveMedication {
-                    started_by: author,
-                    dose: m.dose,
-                    frequency: m.frequency.clone(),
-                };
-                self.medications.insert(m.atc.clone(), active);
+                let step = medication_step(Step::Start(m.dose, m.frequency.clone()));
+                self.medication_history
+                    .entry(m.atc.clone())
+                    .or_default()
+                    .push(step);
+                self.refresh_medication(&m.atc);
             }
             Event::MedicationDoseChanged(c) => {
-                if let Some(active) = self.medications.get_mut(&c.atc) {
-                    active.dose = c.dose;
-                    active.frequency = c.frequency.clone();
-                }
+                let step = medication_step(Step::Change(c.dose, c.frequency.clone()));
+                self.medication_history
+                    .entry(c.atc.clone())
+                    .or_default()
+                    .push(step);
+                self.refresh_medication(&c.atc);
             }
             Event::MedicationStopped(s) => {
-                self.medications.remove(&s.atc);
+                let step = medication_step(Step::Stop);
+                self.medication_history
+                    .entry(s.atc.clone())
+                    .or_default()
+                    .push(step);
+                self.refresh_medication(&s.atc);
             }
             Event::LabOrdered(order) => {
-                self.lab_orders.insert(order.order.clone());
+                self.lab_orders.insert(order.order.clone(), position);
                 for test in &order.tests {
-                    self.lab_seen.insert(*test, seen);
+                    self.lab_seen.entry(*test).or_default().push(seen);
                 }
             }
             Event::LabResultRecorded(result) => {
-                self.lab_seen.insert(result.value.measure(), seen);
+                self.lab_seen
+                    .entry(result.value.measure())
+                    .or_default()
+                    .push(seen);
             }
             Event::LifestyleGoalSet(goal) => {
-                self.goals_open.insert(goal.goal.clone());
-                self.goals_known.insert(goal.goal.clone());
+                let history = self.goal_history.entry(goal.goal.clone()).or_default();
+                history.push((position, true));
             }
             Event::LifestyleGoalClosed(closure) => {
-                self.goals_open.remove(&closure.goal);
+                let history = self.goal_history.entry(closure.goal.clone()).or_default();
+                history.push((position, false));
             }
             Event::NotificationAcknowledged(ack) => {
-                if let Some(acknowledged) = self
+                if let Some(told) = self
                     .notifications
                     .get_mut(&(ack.notification, ack.recipient))
                 {
-                    *acknowledged = true;
+                    told.acknowledged = Some(position);
                 }
+                self.acknowledgements
+                    .insert(position, (ack.notification, ack.recipient));
             }
-            Event::EnteredInError(c) => {
-                self.corrected.insert(c.position);
-            }
+            Event::EnteredInError(c) => self.retract(c.position),
             Event::MedicationPreferenceRecorded(_)
             | Event::AnnualPanelExtended(_)
             | Event::MeasurementRecorded(_)
             | Event::NoteAdded(_) => {}
         }
+    }
+
+    /// Takes the event at `position` out of every derived fact.
+    fn retract(&mut self, position: u64) {
+        self.corrected.insert(position);
+        if let Some(notification) = self.acknowledgements.get(&position).copied() {
+            if let Some(told) = self.notifications.get_mut(&notification) {
+                if told.acknowledged == Some(position) {
+                    told.acknowledged = None;
+                }
+            }
+        }
+        for recipient in self.recipients_of(position) {
+            if let Some(told) = self.notifications.get_mut(&(position, recipient)) {
+                if told.acknowledged.is_none() {
+                    told.withdrawn = true;
+                }
+            }
+        }
+        self.refresh_all();
     }
 }
 
@@ -352,9 +675,10 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         Command::AddCareTeamMember(_)
         | Command::RemoveCareTeamMember(_)
         | Command::OrderLab(_)
-        | Command::RecordLabResult(_)
-        | Command::MarkEnteredInError(_) => role != Role::Patient,
-        Command::RecordMeasurement(_)
+        | Command::RecordLabResult(_) => role != Role::Patient,
+        // Who may correct which entry is a rule on the entry's author (`check_correction`).
+        Command::MarkEnteredInError(_)
+        | Command::RecordMeasurement(_)
         | Command::SetLifestyleGoal(_)
         | Command::CloseLifestyleGoal(_)
         | Command::AddNote(_)
@@ -384,8 +708,8 @@ fn who_may(command: &Command) -> &'static str {
         Command::AddCareTeamMember(_)
         | Command::RemoveCareTeamMember(_)
         | Command::OrderLab(_)
-        | Command::RecordLabResult(_)
-        | Command::MarkEnteredInError(_) => "only practitioners may",
+        | Command::RecordLabResult(_) => "only practitioners may",
+        Command::MarkEnteredInError(_) => "the author or their own line may",
         _ => "only a prescribing practitioner (GP, cardiologist, vascular internist, elderly-care physician) may",
     }
 }
@@ -460,7 +784,7 @@ fn check_rules(
         }
         Command::OrderLab(order) => {
             non_empty_tests(&order.tests)?;
-            if state.lab_orders.contains(&order.order) {
+            if state.lab_orders.contains_key(&order.order) {
                 return Err(reject(
                     "lab_order_exists",
                     format!(
@@ -479,7 +803,7 @@ fn check_rules(
         Command::ExtendAnnualPanel(ext) => non_empty_tests(&ext.tests)?,
         Command::RecordLabResult(result) => {
             if let Some(order) = &result.order {
-                if !state.lab_orders.contains(order) {
+                if !state.lab_orders.contains_key(order) {
                     return Err(reject(
                         "unknown_lab_order",
                         format!("lab order {order} was never placed for this patient"),
@@ -499,7 +823,7 @@ fn check_rules(
                 "a patient records measurements with source \"self_measured_at_home\"",
             ));
         }
-        Command::SetLifestyleGoal(goal) if state.goals_known.contains(&goal.goal) => {
+        Command::SetLifestyleGoal(goal) if state.goal_history.contains_key(&goal.goal) => {
             return Err(reject(
                 "goal_exists",
                 format!(
@@ -508,7 +832,7 @@ fn check_rules(
                 ),
             ));
         }
-        Command::CloseLifestyleGoal(closure) if !state.goals_open.contains(&closure.goal) => {
+        Command::CloseLifestyleGoal(closure) if !state.goal_open(&closure.goal) => {
             return Err(reject(
                 "goal_not_open",
                 format!("lifestyle goal {} is not open", closure.goal),
@@ -521,7 +845,7 @@ fn check_rules(
             ));
         }
         Command::AcknowledgeNotification(ack) => check_acknowledgement(state, actor, ack)?,
-        Command::MarkEnteredInError(c) => check_correction(state, c.position)?,
+        Command::MarkEnteredInError(c) => check_correction(state, actor, c.position)?,
         _ => {}
     }
     Ok(vec![])
@@ -574,6 +898,10 @@ fn non_empty_tests(tests: &[Measure]) -> Result<(), Rejection> {
 }
 
 /// Agreement 7: the same test within the window, in either line, is flagged (not refused).
+///
+/// The window is counted in clinical time (`occurred_at`), both ways: a result entered late
+/// still lies next to the order it duplicates. Orders and results marked entered in error never
+/// count.
 fn duplicate_lab_warnings(
     state: &PatientState,
     policy: &Policy,
@@ -584,14 +912,29 @@ fn duplicate_lab_warnings(
     tests
         .iter()
         .filter_map(|test| {
-            let seen = state.lab_seen.get(test)?;
+            let seen = state
+                .lab_seen
+                .get(test)?
+                .iter()
+                .filter(|s| !state.corrected.contains(&s.position))
+                .filter(|s| s.occurred_at.days_until(occurred_at).abs() < window)
+                .min_by_key(|s| {
+                    (
+                        s.occurred_at.days_until(occurred_at).abs(),
+                        u64::MAX - s.position,
+                    )
+                })?;
             let days = seen.occurred_at.days_until(occurred_at);
-            (days.abs() < window).then(|| Warning {
+            let when = if days >= 0 {
+                format!("{days} day(s) earlier")
+            } else {
+                format!("{} day(s) later", -days)
+            };
+            Some(Warning {
                 code: "duplicate_lab_work",
                 message: format!(
-                    "{test} was already ordered or resulted {} day(s) earlier (position {}); \
-                     working agreement 7 asks to avoid duplicate blood tests within {window} days",
-                    days.max(0),
+                    "{test} was already ordered or resulted {when} (position {}); working \
+                     agreement 7 asks to avoid duplicate blood tests within {window} days",
                     seen.position
                 ),
             })
@@ -617,17 +960,24 @@ fn check_acknowledgement(
     }
     let to_anyone = state
         .notifications
-        .range((position, Line::First)..=(position, Line::Patient))
+        .range((position, Line::First)..=(position, Line::CareGroup))
         .map(|((_, line), _)| *line)
         .collect::<Vec<_>>();
     match state.notifications.get(&(position, own)) {
-        Some(true) => Err(reject(
+        Some(told) if told.acknowledged.is_some() => Err(reject(
             "already_acknowledged",
             format!(
                 "the notification of position {position} to the {own} was already acknowledged"
             ),
         )),
-        Some(false) => Ok(()),
+        Some(told) if told.withdrawn => Err(reject(
+            "notification_withdrawn",
+            format!(
+                "position {position} was marked entered in error, which withdrew its \
+                 notification; acknowledge the notification of the correction instead"
+            ),
+        )),
+        Some(_) => Ok(()),
         None if to_anyone.is_empty() => Err(reject(
             "unknown_notification",
             format!("there is no notification for this patient caused by position {position}"),
@@ -646,18 +996,115 @@ fn check_acknowledgement(
     }
 }
 
-fn check_correction(state: &PatientState, position: u64) -> Result<(), Rejection> {
-    if state.positions.binary_search(&position).is_err() {
+/// Who may mark which entry entered in error (agreements 4 and 6), and what a correction may not
+/// leave behind.
+///
+/// - Only the author, or a member of the author's line, corrects an entry: the other line changes
+///   a prescription through the medication commands that agreement 4 governs.
+/// - An acknowledgement is corrected only by the one who gave it.
+/// - A correction is final: it is not itself corrected (the fact is recorded again instead).
+/// - A stop that a later start of the same medication follows stays: correct the later start first.
+/// - A care-team addition is not corrected when no practitioner would be left in the team.
+fn check_correction(state: &PatientState, actor: &Actor, position: u64) -> Result<(), Rejection> {
+    let Some(entry) = state.entry(position) else {
         return Err(reject(
             "not_this_patients_event",
             format!("position {position} is not an event of this patient; corrections stay within one patient"),
         ));
-    }
+    };
     if state.corrected.contains(&position) {
         return Err(reject(
             "already_corrected",
             format!("position {position} is already marked as entered in error"),
         ));
+    }
+    let by_author = state
+        .authors
+        .get(entry.author as usize)
+        .is_some_and(|author| *author == actor.id);
+    match entry.kind {
+        EntryKind::Correction => {
+            return Err(reject(
+                "correction_is_final",
+                format!(
+                    "position {position} is itself a correction, and a correction is final; if the \
+                     entry it marked was right after all, record that fact again with its clinical \
+                     time (occurred_at)"
+                ),
+            ))
+        }
+        EntryKind::Acknowledgement if !by_author => {
+            return Err(Rejection::not_permitted(
+                "acknowledgement_by_its_author",
+                format!(
+                    "position {position} is an acknowledgement, which only the one who gave it \
+                     corrects"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    if !by_author && entry.line != actor.line() {
+        return Err(Rejection::not_permitted(
+            "correction_by_other_line",
+            format!(
+                "position {position} was entered in the {}; only its author or their own line marks \
+                 it entered in error. To change the other line's medication use change_dose or \
+                 stop_medication with the reason side effects or target not reached (working \
+                 agreement 4); otherwise ask the {} to correct it",
+                entry.line, entry.line
+            ),
+        ));
+    }
+    check_nothing_left_dangling(state, position)
+}
+
+fn check_nothing_left_dangling(state: &PatientState, position: u64) -> Result<(), Rejection> {
+    for (atc, steps) in &state.medication_history {
+        let Some(i) = steps.iter().position(|s| s.position == position) else {
+            continue;
+        };
+        let restarted = matches!(steps[i].step, Step::Stop)
+            && steps[i + 1..].iter().any(|s| {
+                matches!(s.step, Step::Start(..)) && !state.corrected.contains(&s.position)
+            });
+        if restarted {
+            return Err(reject(
+                "restarted_after_stop",
+                format!(
+                    "{atc} was started again after the stop at position {position}; correct that \
+                     later start first, or stop the medication again"
+                ),
+            ));
+        }
+    }
+    let addition = state.member_history.iter().find_map(|(actor, history)| {
+        history
+            .iter()
+            .any(|(p, m)| *p == position && m.is_some())
+            .then_some((actor, history))
+    });
+    if let Some((actor, history)) = addition {
+        // The member as they stand once this addition no longer counts.
+        let after = history
+            .iter()
+            .rev()
+            .find(|(p, _)| *p != position && !state.corrected.contains(p))
+            .and_then(|(_, m)| m.as_ref());
+        let others = state
+            .members
+            .iter()
+            .filter(|(a, m)| *a != actor && m.role != Role::Patient)
+            .count();
+        if others == 0 && after.is_none_or(|m| m.role == Role::Patient) {
+            return Err(reject(
+                "no_practitioner_left",
+                format!(
+                    "correcting the addition at position {position} would leave no practitioner in \
+                     the care team; add the right practitioner first"
+                ),
+            ));
+        }
     }
     Ok(())
 }

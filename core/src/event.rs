@@ -365,7 +365,8 @@ pub struct Acknowledgement {
 }
 
 /// Marking an earlier event of the same patient as entered in error. It marks; it does not undo:
-/// record the right fact next to it.
+/// record the right fact next to it. Only the entry's author or their own line marks it (an
+/// acknowledgement only its author), and a correction is final (`docs/clinical-rules.md`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Correction {
     /// Global position of the event entered in error.

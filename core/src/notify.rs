@@ -104,6 +104,21 @@ pub fn parse_notification_id(raw: &str) -> Option<(u64, Option<Line>)> {
     Some((position.parse().ok()?, recipient))
 }
 
+/// Who must be told about a correction (`entered_in_error`) made in the `corrector`'s line.
+/// `told` lists the lines that were told about the corrected entry and about the entries the
+/// correction voids with it (the dose changes and stop of a corrected medication start), and the
+/// lines that wrote those voided entries.
+///
+/// Whoever was told about an entry is told about its correction (agreement 6), and so is a line
+/// whose own entries a correction voids. The corrector's own line is never among them: an entry is
+/// corrected only in its author's line.
+pub fn correction_recipients(corrector: Line, told: impl IntoIterator<Item = Line>) -> Vec<Line> {
+    let mut lines: Vec<Line> = told.into_iter().filter(|line| *line != corrector).collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

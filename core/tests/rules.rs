@@ -844,3 +844,313 @@ fn agreement_1_a_care_group_admin_corrects_a_wrongly_founded_team_with_a_reason_
     // The removed GP is out of the team.
     not_permitted(&g, g.when(&gp(), ldl_target()), "not_in_care_team");
 }
+
+// Corrections (agreements 4 and 6): what an entry marked entered in error still counts for in
+// the rules, and who may mark it.
+
+fn correct(position: u64) -> Command {
+    Command::MarkEnteredInError(Correction { position })
+}
+
+fn amlodipine() -> Command {
+    Command::StartMedication(Medication {
+        atc: AtcCode::parse("C08CA01").unwrap(),
+        name: Text::new("amlodipine").unwrap(),
+        dose: Dose::parse("5", DoseUnit::Mg).unwrap(),
+        frequency: Text::new("1x daily").unwrap(),
+    })
+}
+
+fn lab_result(measure: Measure, scaled: i64) -> Command {
+    Command::RecordLabResult(LabResult {
+        order: None,
+        value: Quantity::new(measure, scaled).unwrap(),
+    })
+}
+
+#[test]
+fn corrections_a_drug_whose_start_was_corrected_can_be_started_again_and_its_dose_changes_go_with_it(
+) {
+    let g = Given::shared_care();
+    let start = g.by(&gp(), vec![start_statin()]).events[0].position;
+    g.when(&gp(), change_statin("20", ChangeReason::PatientPreference))
+        .unwrap();
+    rejected(
+        &g,
+        g.when(&gp(), start_statin()),
+        "medication_already_active",
+    );
+    g.when(&gp(), correct(start)).unwrap();
+    rejected(
+        &g,
+        g.when(&gp(), change_statin("10", ChangeReason::PatientPreference)),
+        "medication_not_active",
+    );
+    g.when(&gp(), start_statin()).unwrap();
+    // The new start is the active episode, at its own dose: the voided change does not carry over.
+    rejected(
+        &g,
+        g.when(&gp(), change_statin("40", ChangeReason::PatientPreference)),
+        "dose_unchanged",
+    );
+}
+
+#[test]
+fn corrections_a_corrected_order_raises_no_duplicate_lab_warning() {
+    let g = Given::shared_care();
+    let first = g
+        .when_on_day(&gp(), order("lab-1", &[Measure::LdlCholesterol]), 0)
+        .unwrap()
+        .events[0]
+        .position;
+    g.when(&gp(), correct(first)).unwrap();
+    let again = g
+        .when_on_day(
+            &cardiologist(),
+            order("lab-2", &[Measure::LdlCholesterol]),
+            3,
+        )
+        .unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    rejected(
+        &g,
+        g.when(&gp(), order("lab-1", &[Measure::Egfr])),
+        "lab_order_exists",
+    );
+}
+
+#[test]
+fn clinical_time_a_result_entered_late_is_compared_by_when_the_blood_was_drawn() {
+    let g = Given::shared_care();
+    g.when_on_day(&gp(), lab_result(Measure::LdlCholesterol, 24), -200)
+        .unwrap();
+    let today = g
+        .when_on_day(&gp(), order("lab-1", &[Measure::LdlCholesterol]), 0)
+        .unwrap();
+    assert!(today.warnings.is_empty(), "{:?}", today.warnings);
+    let late = g
+        .when_on_day(&cardiologist(), lab_result(Measure::LdlCholesterol, 22), -5)
+        .unwrap();
+    assert_eq!(late.warnings.len(), 1, "the order lies 5 days after it");
+    assert!(
+        late.warnings[0].message.contains("5 day(s) later"),
+        "{}",
+        late.warnings[0].message
+    );
+}
+
+#[test]
+fn agreement_4_the_other_line_cannot_mark_a_prescription_entered_in_error() {
+    let g = Given::shared_care();
+    let start = g.by(&gp(), vec![amlodipine()]).events[0].position;
+    let message = rejected(
+        &g,
+        g.when(&cardiologist(), correct(start)),
+        "correction_by_other_line",
+    );
+    assert!(message.contains("stop_medication"), "{message}");
+    assert!(message.contains("agreement 4"), "{message}");
+}
+
+#[test]
+fn agreement_4_an_entry_is_corrected_by_its_author_or_their_own_line() {
+    let g = Given::shared_care();
+    let by_gp = g.by(&gp(), vec![ldl_target()]).events[0].position;
+    let by_gp_too = g.by(&gp(), vec![order("lab-1", &[Measure::Hba1c])]).events[0].position;
+    let by_patient = g.by(&patient(), vec![home_bp(210)]).events[0].position;
+    rejected(
+        &g,
+        g.when(&gp(), correct(by_patient)),
+        "correction_by_other_line",
+    );
+    g.when(&patient(), correct(by_patient)).unwrap();
+    g.when(&gp(), correct(by_gp)).unwrap();
+    g.when(&nurse(), correct(by_gp_too)).unwrap();
+    let by_card = g.by(&cardiologist(), vec![ldl_target()]).events[0].position;
+    rejected(
+        &g,
+        g.when(&patient(), correct(by_card)),
+        "correction_by_other_line",
+    );
+    rejected(
+        &g,
+        g.when(&nurse(), correct(by_card)),
+        "correction_by_other_line",
+    );
+    g.when(&cardiologist(), correct(by_card)).unwrap();
+}
+
+#[test]
+fn agreement_6_an_acknowledgement_is_corrected_only_by_its_author_and_the_notification_opens_again()
+{
+    let g = Given::shared_care();
+    let target = g.by(&cardiologist(), vec![ldl_target()]).events[0].position;
+    let acked = g.by(&gp(), vec![ack_to(target, Line::First)]).events[0].position;
+    rejected(
+        &g,
+        g.when(&nurse(), correct(acked)),
+        "acknowledgement_by_its_author",
+    );
+    rejected(
+        &g,
+        g.when(&cardiologist(), correct(acked)),
+        "acknowledgement_by_its_author",
+    );
+    g.when(&gp(), correct(acked)).unwrap();
+    g.when(&nurse(), ack_to(target, nurse().line())).unwrap();
+}
+
+#[test]
+fn agreement_6_correcting_an_entry_the_other_line_was_told_of_tells_that_line() {
+    let g = Given::shared_care();
+    let target = g.by(&cardiologist(), vec![ldl_target()]).events[0].position;
+    let correction = g.by(&cardiologist(), vec![correct(target)]).events[0].position;
+    rejected(
+        &g,
+        g.when(&gp(), ack_to(target, gp().line())),
+        "notification_withdrawn",
+    );
+    rejected(
+        &g,
+        g.when(&cardiologist(), ack_to(correction, cardiologist().line())),
+        "not_the_recipient",
+    );
+    g.when(&gp(), ack_to(correction, gp().line())).unwrap();
+    // An entry nobody else was told of: its correction tells nobody.
+    let reading = g.by(&nurse(), vec![home_bp(150)]).events[0].position;
+    let quiet = g.by(&gp(), vec![correct(reading)]).events[0].position;
+    rejected(
+        &g,
+        g.when(&cardiologist(), ack_to(quiet, cardiologist().line())),
+        "unknown_notification",
+    );
+}
+
+#[test]
+fn agreement_6_correcting_a_start_tells_the_line_that_changed_its_dose() {
+    // No shared care: the GP's start told nobody, but the cardiologist's dose change (for side
+    // effects, agreement 4) is voided with it, so the cardiologist is told.
+    let g = Given::empty();
+    g.by(&gp(), vec![member(&gp(), Lead::Cvrm, Practitioner::Main)]);
+    g.by(
+        &gp(),
+        vec![member(
+            &cardiologist(),
+            Lead::OrganDisease,
+            Practitioner::Co,
+        )],
+    );
+    let start = g.by(&gp(), vec![start_statin()]).events[0].position;
+    g.by(
+        &cardiologist(),
+        vec![change_statin("20", ChangeReason::SideEffects)],
+    );
+    let correction = g.by(&gp(), vec![correct(start)]).events[0].position;
+    g.when(&cardiologist(), ack_to(correction, cardiologist().line()))
+        .unwrap();
+}
+
+#[test]
+fn corrections_are_final_a_correction_is_not_itself_corrected() {
+    let g = Given::shared_care();
+    let reading = g.by(&nurse(), vec![home_bp(150)]).events[0].position;
+    let correction = g.by(&nurse(), vec![correct(reading)]).events[0].position;
+    let message = rejected(
+        &g,
+        g.when(&nurse(), correct(correction)),
+        "correction_is_final",
+    );
+    assert!(message.contains("record that fact again"), "{message}");
+}
+
+#[test]
+fn corrections_a_stop_followed_by_a_new_start_stays_until_that_start_is_corrected() {
+    let g = Given::shared_care();
+    g.by(&gp(), vec![start_statin()]);
+    let stop = g
+        .by(&gp(), vec![stop_statin(ChangeReason::PatientPreference)])
+        .events[0]
+        .position;
+    let restart = g.by(&gp(), vec![start_statin()]).events[0].position;
+    rejected(&g, g.when(&gp(), correct(stop)), "restarted_after_stop");
+    g.when(&gp(), correct(restart)).unwrap();
+    g.when(&gp(), correct(stop)).unwrap();
+    // The first episode stands again: the statin is active.
+    rejected(
+        &g,
+        g.when(&gp(), start_statin()),
+        "medication_already_active",
+    );
+}
+
+#[test]
+fn corrections_a_corrected_start_of_shared_care_ends_its_notifications() {
+    let g = Given::empty();
+    g.by(&gp(), vec![member(&gp(), Lead::Cvrm, Practitioner::Main)]);
+    g.by(
+        &gp(),
+        vec![member(
+            &cardiologist(),
+            Lead::OrganDisease,
+            Practitioner::Co,
+        )],
+    );
+    let shared = g
+        .by(
+            &gp(),
+            vec![Command::StartSharedCare(SharedCare {
+                arrangement: Text::new("shared").unwrap(),
+            })],
+        )
+        .events[0]
+        .position;
+    let told = g.by(&gp(), vec![start_statin()]).events[0].position;
+    g.by(&gp(), vec![correct(shared)]);
+    let untold = g.by(&gp(), vec![amlodipine()]).events[0].position;
+    // What was told while shared care stood in the record stays told.
+    g.when(&cardiologist(), ack_to(told, cardiologist().line()))
+        .unwrap();
+    rejected(
+        &g,
+        g.when(&cardiologist(), ack_to(untold, cardiologist().line())),
+        "unknown_notification",
+    );
+    rejected(
+        &g,
+        g.when(
+            &gp(),
+            Command::EndSharedCare(SharedCare {
+                arrangement: Text::new("x").unwrap(),
+            }),
+        ),
+        "shared_care_inactive",
+    );
+}
+
+#[test]
+fn corrections_a_corrected_care_team_addition_takes_the_member_out_of_the_team() {
+    let g = Given::empty();
+    let founded = g
+        .by(&gp(), vec![member(&gp(), Lead::Cvrm, Practitioner::Main)])
+        .events[0]
+        .position;
+    let added = g
+        .by(
+            &gp(),
+            vec![member(
+                &cardiologist(),
+                Lead::OrganDisease,
+                Practitioner::Co,
+            )],
+        )
+        .events[0]
+        .position;
+    g.by(&cardiologist(), vec![ldl_target()]);
+    g.by(&gp(), vec![correct(added)]);
+    rejected(
+        &g,
+        g.when(&cardiologist(), ldl_target()),
+        "not_in_care_team",
+    );
+    rejected(&g, g.when(&gp(), correct(founded)), "no_practitioner_left");
+}

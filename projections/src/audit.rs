@@ -42,6 +42,11 @@ pub struct AuditEntry {
     pub notified: Vec<Told>,
     /// The position of the correction that marks this entry as entered in error.
     pub corrected_by: Option<u64>,
+    /// That correction: who corrected, in which role and line, when (both clocks) and why.
+    pub correction: Option<Provenance>,
+    /// For a dose change or stop of a medication whose start was marked entered in error: that
+    /// start's position. The entry was voided with it and counts for nothing.
+    pub voided_with: Option<u64>,
     /// For a correction: the position it marks.
     pub corrects: Option<u64>,
 }
@@ -145,8 +150,19 @@ pub(crate) fn record(view: &mut PatientView, recorded: &RecordedEvent, notified:
         _ => None,
     };
     if let Some(target) = corrects {
-        if let Some(entry) = view.audit.iter_mut().find(|e| e.position() == target) {
-            entry.corrected_by = Some(recorded.position);
+        let voided: Vec<u64> = view
+            .plan
+            .voided_by(target)
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
+        for entry in view.audit.iter_mut() {
+            if entry.position() == target {
+                entry.corrected_by = Some(recorded.position);
+                entry.correction = Some(Provenance::of(recorded));
+            } else if voided.contains(&entry.position()) {
+                entry.voided_with = Some(target);
+            }
         }
     }
     view.audit.push(AuditEntry {
@@ -168,6 +184,8 @@ pub(crate) fn record(view: &mut PatientView, recorded: &RecordedEvent, notified:
             })
             .collect(),
         corrected_by: None,
+        correction: None,
+        voided_with: None,
         corrects,
     });
 }

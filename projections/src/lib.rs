@@ -102,12 +102,6 @@ pub struct PatientView {
     pub audit: Vec<AuditEntry>,
     /// Notify-the-other-party messages, in ledger order.
     pub notifications: Vec<Notification>,
-    /// Lab history for the duplicate-lab signal: (test, occurred_at, position).
-    pub(crate) lab_history: Vec<(careledger_core::quantity::Measure, Timestamp, u64)>,
-    /// Self-measured readings for the trend signal: (position, scaled value).
-    pub(crate) home_readings: Vec<(u64, i64)>,
-    /// The last annual panel order: (occurred_at, position).
-    pub(crate) last_annual_panel: Option<(Timestamp, u64)>,
 }
 
 /// What the notify rule needs of the team, read from the view before the event is applied: the
@@ -169,8 +163,7 @@ impl ReadModel {
         plan::apply(&mut view.plan, recorded);
         view.notifications.extend(notified);
         notifications::apply_acknowledgement(view, recorded);
-        signals::track(view, recorded);
-        signals::track_home(view, recorded);
+        notifications::apply_correction(view, recorded);
         self.checkpoint = recorded.position;
     }
 

@@ -29,6 +29,12 @@ pub enum NotificationStatus {
         /// Its position.
         position: u64,
     },
+    /// The causing entry was marked entered in error before anyone acknowledged it; the
+    /// correction's own notification tells the recipient.
+    Withdrawn {
+        /// The correction's position.
+        correction: u64,
+    },
 }
 
 /// A notification's text, kept structured: a template id and the values it is filled with, so
@@ -94,6 +100,13 @@ impl Message {
                 v("measure"),
                 v("default"),
                 because("")
+            ),
+            "entered_in_error" => format!(
+                "{} marked as entered in error (position {}){}{}",
+                v("who"),
+                v("corrected"),
+                if v("what").is_empty() { "" } else { ": " },
+                v("what")
             ),
             _ => format!("{}{}", v("summary"), because("")),
         }
@@ -221,17 +234,41 @@ pub(crate) fn message(view: &PatientView, recorded: &RecordedEvent) -> Message {
 }
 
 /// The notifications an event causes: one per recipient, none for most events.
+///
+/// A correction (`entered_in_error`) tells whoever was told of the corrected entry, or of the
+/// entries it voids, or wrote those (`careledger_core::notify::correction_recipients`, as
+/// `decide` does); its text names what was corrected.
 pub(crate) fn derive(
     view: &PatientView,
     recorded: &RecordedEvent,
     context: notify::Context,
 ) -> Vec<Notification> {
     let record = &recorded.record;
-    let recipients = notify::recipients(&record.event, record.actor.line(), context);
+    let author = record.actor.line();
+    let recipients = match &record.event {
+        Event::EnteredInError(c) => {
+            let voided = view.plan.voided_by(c.position);
+            let told: Vec<Line> = std::iter::once(c.position)
+                .chain(voided.iter().map(|(p, _)| *p))
+                .flat_map(|p| {
+                    view.notifications
+                        .iter()
+                        .filter(move |n| n.position == p)
+                        .map(|n| n.recipient)
+                })
+                .collect();
+            let wrote = voided.iter().map(|(_, line)| *line);
+            notify::correction_recipients(author, told.into_iter().chain(wrote))
+        }
+        event => notify::recipients(event, author, context),
+    };
     if recipients.is_empty() {
         return Vec::new();
     }
-    let message = message(view, recorded);
+    let message = match &record.event {
+        Event::EnteredInError(c) => correction_message(view, recorded, c.position),
+        _ => message(view, recorded),
+    };
     let summary = message.english();
     recipients
         .into_iter()
@@ -250,6 +287,24 @@ pub(crate) fn derive(
         .collect()
 }
 
+/// "GP A. Jansen marked as entered in error (position 12): GP A. Jansen started amlodipine ...".
+fn correction_message(view: &PatientView, recorded: &RecordedEvent, corrected: u64) -> Message {
+    let what = view
+        .audit
+        .iter()
+        .find(|e| e.position() == corrected)
+        .map_or_else(String::new, |e| e.summary.clone());
+    let mut values = BTreeMap::new();
+    values.insert("who".to_owned(), summary::who(recorded));
+    values.insert("corrected".to_owned(), corrected.to_string());
+    values.insert("what".to_owned(), what);
+    values.insert("reason".to_owned(), recorded.record.reason.to_string());
+    Message {
+        template: "entered_in_error".to_owned(),
+        values,
+    }
+}
+
 /// Marks a notification acknowledged when the event is its acknowledgement.
 pub(crate) fn apply_acknowledgement(view: &mut PatientView, recorded: &RecordedEvent) {
     let Event::NotificationAcknowledged(ack) = recorded.event() else {
@@ -260,26 +315,66 @@ pub(crate) fn apply_acknowledgement(view: &mut PatientView, recorded: &RecordedE
         at: recorded.record.recorded_at,
         position: recorded.position,
     };
+    set_status(view, ack.notification, Some(ack.recipient), status);
+}
+
+/// A correction withdraws the corrected entry's notifications while they are open, and a
+/// corrected acknowledgement leaves its notification open again.
+pub(crate) fn apply_correction(view: &mut PatientView, recorded: &RecordedEvent) {
+    let Event::EnteredInError(c) = recorded.event() else {
+        return;
+    };
+    let open: Vec<Line> = view
+        .notifications
+        .iter()
+        .filter(|n| n.position == c.position && n.status == NotificationStatus::Open)
+        .map(|n| n.recipient)
+        .collect();
+    for recipient in open {
+        let status = NotificationStatus::Withdrawn {
+            correction: recorded.position,
+        };
+        set_status(view, c.position, Some(recipient), status);
+    }
+    let acknowledged = view.notifications.iter().find_map(|n| match n.status {
+        NotificationStatus::Acknowledged { position, .. } if position == c.position => {
+            Some((n.position, n.recipient))
+        }
+        _ => None,
+    });
+    if let Some((notification, recipient)) = acknowledged {
+        set_status(
+            view,
+            notification,
+            Some(recipient),
+            NotificationStatus::Open,
+        );
+    }
+}
+
+/// Sets a notification's status (of one recipient), and the same in its audit entry.
+fn set_status(
+    view: &mut PatientView,
+    notification: u64,
+    recipient: Option<Line>,
+    status: NotificationStatus,
+) {
     let matches =
-        |position: u64, recipient: Line| position == ack.notification && recipient == ack.recipient;
-    if let Some(n) = view
+        |position: u64, to: Line| position == notification && recipient.is_none_or(|r| r == to);
+    for n in view
         .notifications
         .iter_mut()
-        .find(|n| matches(n.position, n.recipient))
+        .filter(|n| matches(n.position, n.recipient))
     {
         n.status = status.clone();
     }
-    if let Some(entry) = view
-        .audit
-        .iter_mut()
-        .find(|e| e.position() == ack.notification)
-    {
-        if let Some(told) = entry
+    if let Some(entry) = view.audit.iter_mut().find(|e| e.position() == notification) {
+        for told in entry
             .notified
             .iter_mut()
-            .find(|t| t.recipient == ack.recipient)
+            .filter(|t| recipient.is_none_or(|r| r == t.recipient))
         {
-            told.status = status;
+            told.status = status.clone();
         }
     }
 }

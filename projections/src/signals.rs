@@ -1,11 +1,13 @@
 //! Signals for the care team: duplicate lab work, annual lab due, target not met, and trends
 //! in home measurements.
+//!
+//! Signals are derived from the plan's histories when asked for: entries marked entered in
+//! error never count, and lab work and readings are ordered by clinical time (`occurred_at`).
 
 use serde::{Deserialize, Serialize};
 
-use careledger_core::event::{Event, MeasurementSource};
 use careledger_core::quantity::{format_scaled, Measure};
-use careledger_core::record::{RecordedEvent, Timestamp};
+use careledger_core::record::Timestamp;
 
 use crate::plan::TargetStatus;
 use crate::{PatientView, ProjectionConfig};
@@ -23,24 +25,32 @@ pub struct Signal {
     pub positions: Vec<u64>,
 }
 
-/// Keeps the lab history the duplicate-lab signal needs.
-pub(crate) fn track(view: &mut PatientView, recorded: &RecordedEvent) {
-    let at = recorded.record.occurred_at;
-    match recorded.event() {
-        Event::LabOrdered(o) => {
-            if o.annual_panel {
-                view.last_annual_panel = Some((at, recorded.position));
-            }
-            for t in &o.tests {
-                view.lab_history.push((*t, at, recorded.position));
-            }
-        }
-        Event::LabResultRecorded(r) if r.order.is_none() => {
-            view.lab_history
-                .push((r.value.measure(), at, recorded.position));
-        }
-        _ => {}
+/// A lab test ordered, or resulted without an order, at a clinical time: what the duplicate-lab
+/// signal compares. Orders and results marked entered in error are left out.
+fn lab_work(view: &PatientView) -> Vec<(Measure, Timestamp, u64)> {
+    let plan = &view.plan;
+    let mut work: Vec<(Measure, Timestamp, u64)> = plan
+        .lab_order_history
+        .values()
+        .filter(|o| !plan.is_entered_in_error(o.ordered.position))
+        .flat_map(|o| {
+            o.tests
+                .iter()
+                .map(|t| (*t, o.ordered.occurred_at, o.ordered.position))
+        })
+        .collect();
+    for (measure, values) in &plan.series {
+        work.extend(
+            values
+                .iter()
+                .filter(|v| v.source.is_none() && v.order.is_none())
+                .filter(|v| !plan.is_entered_in_error(v.recorded.position))
+                .map(|v| (*measure, v.recorded.occurred_at, v.recorded.position)),
+        );
     }
+    // Clinical time orders lab work; ties by position.
+    work.sort_by_key(|(_, at, position)| (*at, *position));
+    work
 }
 
 /// The patient's signals as of `now`.
@@ -96,9 +106,10 @@ fn leads_unassigned(view: &PatientView) -> Vec<Signal> {
 
 fn duplicate_lab(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
     let window = i64::from(config.duplicate_lab_window_days);
+    let work = lab_work(view);
     let mut out = Vec::new();
-    for (i, (test, at, position)) in view.lab_history.iter().enumerate() {
-        let earlier = view.lab_history[..i]
+    for (i, (test, at, position)) in work.iter().enumerate() {
+        let earlier = work[..i]
             .iter()
             .rev()
             .find(|(t, when, _)| t == test && when.days_until(*at).abs() < window);
@@ -122,7 +133,13 @@ fn annual_lab_due(view: &PatientView, now: Timestamp) -> Option<Signal> {
     if view.plan.care_team.is_empty() {
         return None;
     }
-    let last = view.last_annual_panel;
+    let plan = &view.plan;
+    let last = plan
+        .lab_order_history
+        .values()
+        .filter(|o| o.annual_panel && !plan.is_entered_in_error(o.ordered.position))
+        .map(|o| (o.ordered.occurred_at, o.ordered.position))
+        .max();
     let due = last.is_none_or(|(at, _)| at.days_until(now) > 365);
     due.then(|| Signal {
         code: "annual_lab_due".into(),
@@ -161,23 +178,13 @@ fn targets_not_met(view: &PatientView) -> Vec<Signal> {
 }
 
 fn home_trends(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
-    let n = config.trend_readings.max(1) as usize;
+    let n = config.trend_readings.max(1);
     let mut out = Vec::new();
     for (measure, target) in &view.plan.targets {
-        let readings: Vec<(i64, u64)> = view
-            .audit
-            .iter()
-            .rev()
-            .filter(|e| {
-                e.element == format!("measurement:{}", measure.code()) && e.corrected_by.is_none()
-            })
-            .filter_map(|e| home_value(view, e.position()).map(|v| (v, e.position())))
-            .take(n)
-            .collect();
-        if readings.len() < n {
+        let Some(trend) = view.plan.home_trend(*measure, n) else {
             continue;
-        }
-        let mean = readings.iter().map(|(v, _)| v).sum::<i64>() / n as i64;
+        };
+        let mean = trend.mean_scaled;
         if !target
             .effective
             .comparator
@@ -194,26 +201,9 @@ fn home_trends(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
                     target.effective.comparator.symbol(),
                     target.effective.value
                 ),
-                positions: readings.iter().map(|(_, p)| *p).collect(),
+                positions: trend.positions.iter().rev().copied().collect(),
             });
         }
     }
     out
-}
-
-fn home_value(view: &PatientView, position: u64) -> Option<i64> {
-    view.home_readings
-        .iter()
-        .find(|(p, _)| *p == position)
-        .map(|(_, v)| *v)
-}
-
-/// Records a self-measured reading for the trend signal.
-pub(crate) fn track_home(view: &mut PatientView, recorded: &RecordedEvent) {
-    if let Event::MeasurementRecorded(m) = recorded.event() {
-        if m.source == MeasurementSource::SelfMeasuredAtHome {
-            view.home_readings
-                .push((recorded.position, m.value.scaled()));
-        }
-    }
 }

@@ -58,7 +58,8 @@ pub fn who(recorded: &RecordedEvent) -> String {
     format!("{} {}", capitalise(&actor.role.to_string()), actor.name)
 }
 
-fn capitalise(s: &str) -> String {
+/// The text with its first letter in upper case.
+pub(crate) fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
