@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::clinical::{self, ClinicalState};
 use crate::error::Rejection;
 use crate::event::{Command, Event, Member, NoteKind};
 use crate::ids::{ActorId, AtcCode, ElementId, Text};
@@ -95,6 +96,8 @@ pub struct PatientState {
     /// Global positions of this patient's events, ascending.
     positions: Vec<u64>,
     corrected: BTreeSet<u64>,
+    /// Intolerances, problems, panel additions and order contents (see [`crate::clinical`]).
+    clinical: ClinicalState,
 }
 
 impl PatientState {
@@ -128,6 +131,11 @@ impl PatientState {
         &self.medications
     }
 
+    /// The state of the clinical catalogue: intolerances, problems, panel additions.
+    pub fn clinical(&self) -> &ClinicalState {
+        &self.clinical
+    }
+
     /// Folds one recorded event of this patient into the state.
     ///
     /// Events are applied in revision order; a gap is a programmer error.
@@ -144,6 +152,7 @@ impl PatientState {
         }
         self.revision = record.revision;
         self.positions.push(recorded.position);
+        self.clinical.apply(recorded);
         let seen = LabSeen {
             occurred_at: record.occurred_at,
             position: recorded.position,
@@ -212,7 +221,11 @@ impl PatientState {
             Event::MedicationPreferenceRecorded(_)
             | Event::AnnualPanelExtended(_)
             | Event::MeasurementRecorded(_)
-            | Event::NoteAdded(_) => {}
+            | Event::NoteAdded(_)
+            | Event::IntoleranceRecorded(_)
+            | Event::ProblemRecorded(_)
+            | Event::ProblemResolved(_)
+            | Event::SmokingStatusRecorded(_) => {}
         }
     }
 }
@@ -235,7 +248,8 @@ pub fn decide(
         return found_team(actor, command);
     }
     authorize(state, actor, command)?;
-    let warnings = check_rules(state, policy, actor, command, occurred_at)?;
+    let mut warnings = check_rules(state, policy, actor, command, occurred_at)?;
+    warnings.extend(clinical::check(&state.clinical, command)?);
     Ok(Decision {
         events: vec![command.clone().into_event()],
         warnings,
@@ -349,14 +363,18 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         | Command::StopMedication(_)
         | Command::RecordMedicationPreference(_)
         | Command::StartSharedCare(_)
-        | Command::EndSharedCare(_) => role.prescribes(),
+        | Command::EndSharedCare(_)
+        | Command::RecordProblem(_)
+        | Command::ResolveProblem(_) => role.prescribes(),
         Command::ExtendAnnualPanel(_) => role.line() == Line::Second,
         Command::AddCareTeamMember(_)
         | Command::RemoveCareTeamMember(_)
         | Command::OrderLab(_)
         | Command::RecordLabResult(_)
-        | Command::MarkEnteredInError(_) => role != Role::Patient,
+        | Command::MarkEnteredInError(_)
+        | Command::RecordIntolerance(_) => role != Role::Patient,
         Command::RecordMeasurement(_)
+        | Command::RecordSmokingStatus(_)
         | Command::SetLifestyleGoal(_)
         | Command::CloseLifestyleGoal(_)
         | Command::AddNote(_)
@@ -379,6 +397,7 @@ fn who_may(command: &Command) -> &'static str {
     match command {
         Command::ExtendAnnualPanel(_) => "additions to the annual panel come from the specialist (agreement 2)",
         Command::RecordMeasurement(_)
+        | Command::RecordSmokingStatus(_)
         | Command::SetLifestyleGoal(_)
         | Command::CloseLifestyleGoal(_)
         | Command::AddNote(_)
@@ -387,7 +406,8 @@ fn who_may(command: &Command) -> &'static str {
         | Command::RemoveCareTeamMember(_)
         | Command::OrderLab(_)
         | Command::RecordLabResult(_)
-        | Command::MarkEnteredInError(_) => "only practitioners may",
+        | Command::MarkEnteredInError(_)
+        | Command::RecordIntolerance(_) => "only practitioners may",
         _ => "only a prescribing practitioner (GP, cardiologist, vascular internist, elderly-care physician) may",
     }
 }

@@ -73,6 +73,7 @@ fn start_statin() -> Command {
         name: Text::new("atorvastatin").unwrap(),
         dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
         frequency: Text::new("1x daily").unwrap(),
+        indication: None,
     })
 }
 
