@@ -21,7 +21,7 @@ const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// The layout of this database; state stored in another layout is dropped on open and rebuilt
 /// from the ledger by the catch-up.
 const FORMAT_KEY: &[u8] = b"format";
-const FORMAT: &[u8] = b"3";
+const FORMAT: &[u8] = b"4";
 const PATIENT_PREFIX: u8 = b'p';
 /// A patient's encoded view is stored in chunks of at most this many bytes. sled 0.34 writes a
 /// log item over a quarter of its segment (a node holding several large values) as a separate
