@@ -138,3 +138,29 @@ fn upcast_event(old: EventV1, author: Line) -> Event {
         EventV1::EnteredInError(p) => Event::EnteredInError(p),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::DoseUnit;
+    use crate::record::bincode_config;
+
+    #[test]
+    fn a_format_1_medication_start_reads_as_one_without_an_indication() {
+        let start = Medication {
+            atc: AtcCode::parse("C10AA05").unwrap(),
+            name: Text::new("atorvastatin").unwrap(),
+            dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
+            frequency: Text::new("1x daily").unwrap(),
+            indication: None,
+        };
+        let event = Event::MedicationStarted(start);
+        let current = bincode::serde::encode_to_vec(&event, bincode_config()).unwrap();
+        // Format 1 wrote the same fields without the trailing `None` of the indication.
+        let format_1 = &current[..current.len() - 1];
+        let (old, read): (EventV1, usize) =
+            bincode::serde::decode_from_slice(format_1, bincode_config()).unwrap();
+        assert_eq!(read, format_1.len());
+        assert_eq!(upcast_event(old, Line::First), event);
+    }
+}
