@@ -471,6 +471,20 @@ mod tests {
     }
 
     #[test]
+    fn docs_measures_lists_every_measure_with_its_index_unit_and_loinc_code() {
+        let doc = include_str!("../../docs/measures.md");
+        for (index, m) in Measure::ALL.iter().enumerate() {
+            let row = format!("| {index} | `{}` |", m.code());
+            let line = doc
+                .lines()
+                .find(|l| l.starts_with(&row))
+                .unwrap_or_else(|| panic!("docs/measures.md has no row {row}"));
+            assert!(line.contains(&format!("`{}`", m.unit())), "{line}");
+            assert!(line.contains(&format!("| {} |", m.loinc())), "{line}");
+        }
+    }
+
+    #[test]
     fn nt_probnp_is_recorded_in_ng_per_litre() {
         let q = Quantity::parse(Measure::NtProBnp, "1250", "ng/L").unwrap();
         assert_eq!(q.to_string(), "1250 ng/L");
