@@ -564,3 +564,32 @@ async fn agreement_7_an_annual_order_without_the_specialists_additions_warns_and
         "{plan}"
     );
 }
+
+#[tokio::test]
+async fn openapi_lists_every_measure_with_its_loinc_code_and_the_catalogue_commands() {
+    let f = Fixture::empty();
+    let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
+    let (_, doc, _) = f.send(request).await;
+    let schemas = &doc["components"]["schemas"];
+    let measure = &schemas["Command_record_lab_result"]["properties"]["measure"];
+    let codes: Vec<&str> = measure["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for m in careledger_core::quantity::Measure::ALL {
+        assert!(codes.contains(&m.code()), "{} is documented", m.code());
+        assert!(measure["description"].as_str().unwrap().contains(m.loinc()));
+    }
+    let tests = &schemas["Command_extend_annual_panel"]["properties"]["tests"];
+    assert_eq!(tests["items"]["enum"], measure["enum"]);
+    for kind in careledger_api::dto::COMMAND_TYPES {
+        assert!(
+            schemas[format!("Command_{kind}")].is_object(),
+            "{kind} has a schema"
+        );
+    }
+    let start = &schemas["Command_start_medication"]["properties"];
+    assert!(start["indication_problem"].is_object() && start["indication_text"].is_object());
+}

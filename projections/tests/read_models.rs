@@ -1024,3 +1024,61 @@ fn agreement_7_an_annual_order_without_the_specialists_additions_is_signalled_un
     );
     assert!(!signal_codes(&s.view(), now).contains(&"annual_panel_incomplete".to_owned()));
 }
+
+#[test]
+fn the_catalogue_in_the_plan_survives_persisting_and_equals_a_rebuild_from_zero() {
+    use careledger_core::clinical::{
+        Indication, Intolerance, IntoleranceKind, Problem, ProblemCode, ProblemCodeSystem,
+        SmokingObservation, SmokingStatus,
+    };
+    let s = Story::new(true);
+    s.by(
+        &gp(),
+        vec![
+            Command::RecordProblem(Problem {
+                problem: ElementId::parse("mi").unwrap(),
+                code: ProblemCode::parse(ProblemCodeSystem::Icpc1Nl, "K75").unwrap(),
+                description: Text::new("myocardial infarction").unwrap(),
+            }),
+            Command::RecordIntolerance(Intolerance {
+                atc: AtcCode::parse("C09AA").unwrap(),
+                substance: Text::new("ACE inhibitors").unwrap(),
+                kind: IntoleranceKind::ContraIndication,
+                reaction: Text::new("angio-oedema").unwrap(),
+            }),
+            Command::RecordSmokingStatus(SmokingObservation {
+                status: SmokingStatus::Current,
+            }),
+            Command::StartMedication(Medication {
+                atc: statin(),
+                name: Text::new("atorvastatin").unwrap(),
+                dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
+                frequency: Text::new("1x daily").unwrap(),
+                indication: Some(Indication::Problem(ElementId::parse("mi").unwrap())),
+            }),
+            order_of(
+                "year-1",
+                &[Measure::LdlCholesterol, Measure::NtProBnp],
+                true,
+            ),
+        ],
+        1,
+    );
+    let expected = s.view();
+    assert_eq!(expected.plan.problems.len(), 1);
+    let dir = s._dir.path().to_owned();
+    let Story {
+        _dir,
+        ledger,
+        projections,
+    } = s;
+    projections.persist().unwrap();
+    drop(projections);
+    let patient = PatientId::parse(PATIENT).unwrap();
+    let reopened =
+        Projections::open(&dir.join("projections"), ProjectionConfig::default()).unwrap();
+    assert_eq!(reopened.read().patient(&patient).unwrap(), &expected);
+    let rebuilt = Projections::open(&dir.join("rebuilt"), ProjectionConfig::default()).unwrap();
+    rebuilt.rebuild(&ledger, &mut |_, _| {}).unwrap();
+    assert_eq!(rebuilt.read().patient(&patient).unwrap(), &expected);
+}
