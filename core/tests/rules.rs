@@ -804,3 +804,31 @@ fn smoking_status_is_a_coded_observation_any_member_records() {
     assert_eq!(SmokingStatus::Former.snomed(), "8517006");
     assert_eq!(SmokingStatus::LOINC, "72166-2");
 }
+
+#[test]
+fn a_panel_addition_entered_in_error_is_no_longer_asked_of_the_annual_order() {
+    let g = Given::shared_care();
+    let added = g.by(
+        &cardiologist(),
+        vec![Command::ExtendAnnualPanel(PanelExtension {
+            tests: vec![Measure::NtProBnp],
+        })],
+    );
+    g.by(
+        &cardiologist(),
+        vec![Command::MarkEnteredInError(Correction {
+            position: added.events[0].position,
+        })],
+    );
+    let annual = g
+        .when(
+            &gp(),
+            Command::OrderLab(LabOrder {
+                order: ElementId::parse("year-1").unwrap(),
+                tests: vec![Measure::LdlCholesterol],
+                annual_panel: true,
+            }),
+        )
+        .unwrap();
+    assert!(annual.warnings.is_empty(), "{:?}", annual.warnings);
+}
