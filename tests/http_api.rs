@@ -681,3 +681,235 @@ async fn series_of_a_measure_is_read_like_the_plan_in_clinical_order_and_names_t
     assert_problem(status, &body, StatusCode::NOT_FOUND);
     assert!(body["detail"].as_str().unwrap().contains("ldl"), "{body}");
 }
+
+// ---- The clinical catalogue through JSON ----
+
+fn commands(list: serde_json::Value) -> serde_json::Value {
+    json!({ "commands": list })
+}
+
+#[tokio::test]
+async fn agreement_2_the_specialist_adds_nt_probnp_to_the_annual_panel_and_an_unknown_test_names_the_known_ones(
+) {
+    let f = Fixture::with_patient().await;
+    let extend = commands(json!([{"type": "extend_annual_panel", "tests": ["nt_probnp", "uacr"]}]));
+    let (status, body) = f.post("card-1", PATIENT, &extend, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, plan) = f.get("gp-1", &format!("/patients/{PATIENT}/plan")).await;
+    let panel: Vec<&str> = plan["annual_panel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["test"].as_str().unwrap())
+        .collect();
+    assert!(panel.contains(&"nt_probnp"), "{panel:?}");
+    let unknown = commands(json!([{"type": "extend_annual_panel", "tests": ["bnp"]}]));
+    let (status, body) = f.post("card-1", PATIENT, &unknown, &[]).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["detail"].as_str().unwrap().contains("nt_probnp"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_statin_stopped_for_side_effects_shows_as_an_intolerance_and_restarting_it_warns() {
+    let f = Fixture::with_patient().await;
+    let stop = commands(json!([{"type": "stop_medication", "atc": "C10AA05",
+        "change_reason": "side_effects", "reason": "myalgia, CK raised"}]));
+    let (status, body) = f.post("gp-1", PATIENT, &stop, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, plan) = f.get("card-1", &format!("/patients/{PATIENT}/plan")).await;
+    let intolerance = &plan["intolerances"][0];
+    assert_eq!(intolerance["atc"], "C10AA05");
+    assert_eq!(intolerance["substance"], "atorvastatin");
+    assert_eq!(intolerance["reaction"], "myalgia, CK raised");
+    assert_eq!(intolerance["from_stop"], true);
+    assert_eq!(intolerance["provenance"]["actor"], "gp-1");
+    let restart = commands(
+        json!([{"type": "start_medication", "atc": "C10AA05", "name": "atorvastatin",
+        "dose": "20", "dose_unit": "mg", "frequency": "1x daily"}]),
+    );
+    let (status, body) = f.post("card-1", PATIENT, &restart, &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a warning, not a refusal: {body}"
+    );
+    assert_eq!(body["warnings"][0]["code"], "known_intolerance");
+    let message = body["warnings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("myalgia, CK raised") && message.contains("gp-1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn problems_indications_intolerances_and_smoking_status_read_back_as_written() {
+    let f = Fixture::with_patient().await;
+    let written = json!([
+        {"type": "record_problem", "problem": "mi", "code_system": "icpc_1_nl", "code": "K75",
+         "description": "myocardial infarction 2024"},
+        {"type": "record_problem", "problem": "dm", "code_system": "http://hl7.org/fhir/sid/icpc-1-nl",
+         "code": "T90.02", "description": "diabetes mellitus type 2"},
+        {"type": "start_medication", "atc": "B01AC06", "name": "acetylsalicylic acid", "dose": "80",
+         "dose_unit": "mg", "frequency": "1x daily", "indication_problem": "mi"},
+        {"type": "record_intolerance", "atc": "C09AA", "substance": "ACE inhibitors",
+         "kind": "intolerance", "reaction": "dry cough"},
+        {"type": "record_smoking_status", "status": "former"},
+        {"type": "resolve_problem", "problem": "dm"}
+    ]);
+    let (status, body) = f
+        .post("gp-1", PATIENT, &commands(written.clone()), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let first = body["events"][0]["position"].as_u64().unwrap();
+    let (_, page) = f
+        .get("feed-1", &format!("/events?after={}&limit=6", first - 1))
+        .await;
+    for (event, command) in page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(written.as_array().unwrap())
+    {
+        for (key, value) in command.as_object().unwrap() {
+            if key == "type" || key == "code_system" {
+                continue;
+            }
+            assert_eq!(&event["data"][key], value, "{key} of {}", event["type"]);
+        }
+    }
+    assert_eq!(page["events"][1]["data"]["code_system"], "icpc_1_nl");
+    let (_, plan) = f.get("card-1", &format!("/patients/{PATIENT}/plan")).await;
+    let aspirin = plan["medications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["atc"] == "B01AC06")
+        .unwrap();
+    assert_eq!(aspirin["indication"]["problem"], "mi");
+    assert_eq!(aspirin["indication"]["code"], "ICPC K75");
+    let problems = plan["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2);
+    let dm = problems.iter().find(|p| p["problem"] == "dm").unwrap();
+    assert_eq!(dm["active"], false);
+    assert_eq!(dm["code_system"], "http://hl7.org/fhir/sid/icpc-1-nl");
+    assert_eq!(plan["smoking_status"]["status"], "former");
+    assert_eq!(plan["smoking_status"]["snomed"], "8517006");
+    assert_eq!(plan["smoking_status"]["loinc"], "72166-2");
+    assert_eq!(plan["intolerances"][0]["atc"], "C09AA");
+    let enalapril = commands(
+        json!([{"type": "start_medication", "atc": "C09AA02", "name": "enalapril",
+        "dose": "10", "dose_unit": "mg", "frequency": "1x daily", "indication_text": "hypertension"}]),
+    );
+    let (status, body) = f.post("gp-1", PATIENT, &enalapril, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["warnings"][0]["code"], "known_intolerance",
+        "group code C09AA covers C09AA02"
+    );
+}
+
+#[tokio::test]
+async fn bad_catalogue_input_says_what_is_wrong() {
+    let f = Fixture::with_patient().await;
+    let before = f.head();
+    let cases = [
+        (
+            json!({"type": "record_problem", "problem": "x", "code_system": "icpc_1_nl", "code": "I21",
+            "description": "MI"}),
+            "K75",
+        ),
+        (
+            json!({"type": "record_problem", "problem": "x", "code_system": "snomed", "code": "K75",
+            "description": "MI"}),
+            "icd_10",
+        ),
+        (
+            json!({"type": "record_smoking_status", "status": "sometimes"}),
+            "never, former or current",
+        ),
+        (
+            json!({"type": "start_medication", "atc": "C10AA07", "name": "rosuvastatin", "dose": "10",
+            "dose_unit": "mg", "frequency": "1x daily", "indication_problem": "mi", "indication_text": "MI"}),
+            "exclude each other",
+        ),
+    ];
+    for (command, hint) in cases {
+        let (status, body) = f
+            .post("gp-1", PATIENT, &commands(json!([command])), &[])
+            .await;
+        assert!(status.is_client_error(), "{status} {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(hint),
+            "{hint}: {body}"
+        );
+    }
+    assert_eq!(f.head(), before);
+}
+
+#[tokio::test]
+async fn agreement_7_an_annual_order_without_the_specialists_additions_warns_and_signals() {
+    let f = Fixture::with_patient().await;
+    let extend = commands(json!([{"type": "extend_annual_panel", "tests": ["nt_probnp"]}]));
+    let (status, body) = f.post("card-1", PATIENT, &extend, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let annual = commands(json!([{"type": "order_lab", "order": "year-1",
+        "tests": ["ldl", "hdl", "triglycerides"], "annual_panel": true}]));
+    let (status, body) = f.post("gp-1", PATIENT, &annual, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["warnings"][0]["code"], "annual_panel_incomplete",
+        "{body}"
+    );
+    let (_, signals) = f
+        .get("card-1", &format!("/patients/{PATIENT}/signals"))
+        .await;
+    let codes: Vec<&str> = signals
+        .as_array()
+        .or_else(|| signals["signals"].as_array())
+        .unwrap()
+        .iter()
+        .map(|s| s["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"annual_panel_incomplete"), "{codes:?}");
+    assert!(
+        codes.contains(&"lab_order_open"),
+        "the cardiologist sees the GP's order: {codes:?}"
+    );
+    let (_, plan) = f.get("card-1", &format!("/patients/{PATIENT}/plan")).await;
+    assert!(
+        plan["open_lab_orders"][0]["pending_since"].is_string(),
+        "{plan}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_lists_every_measure_with_its_loinc_code_and_the_catalogue_commands() {
+    let f = Fixture::empty();
+    let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
+    let (_, doc, _) = f.send(request).await;
+    let schemas = &doc["components"]["schemas"];
+    let measure = &schemas["Command_record_lab_result"]["properties"]["measure"];
+    let codes: Vec<&str> = measure["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for m in careledger_core::quantity::Measure::ALL {
+        assert!(codes.contains(&m.code()), "{} is documented", m.code());
+        assert!(measure["description"].as_str().unwrap().contains(m.loinc()));
+    }
+    let tests = &schemas["Command_extend_annual_panel"]["properties"]["tests"];
+    assert_eq!(tests["items"]["enum"], measure["enum"]);
+    for kind in careledger_api::dto::COMMAND_TYPES {
+        assert!(
+            schemas[format!("Command_{kind}")].is_object(),
+            "{kind} has a schema"
+        );
+    }
+    let start = &schemas["Command_start_medication"]["properties"];
+    assert!(start["indication_problem"].is_object() && start["indication_text"].is_object());
+}

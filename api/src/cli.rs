@@ -404,6 +404,7 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             pref.name, pref.atc, pref.preference
         );
     }
+    print_clinical(p);
     println!(
         "\nAnnual CVRM panel: {}",
         p.annual_panel
@@ -414,12 +415,13 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
     );
     for (id, o) in &p.lab_orders {
         println!(
-            "  open order {id}: pending {}",
+            "  open order {id}: {} pending since {}",
             o.pending
                 .iter()
                 .map(|t| t.code())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            o.ordered.occurred_at.to_chrono().format("%Y-%m-%d")
         );
     }
     println!("\nLatest values:");
@@ -461,6 +463,38 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Intolerances, problems and smoking status, each with who recorded it.
+fn print_clinical(p: &careledger_projections::plan::CarePlan) {
+    println!("\nIntolerances and contra-indications:");
+    for i in &p.intolerances {
+        let flag = if p.is_entered_in_error(i.recorded.position) {
+            " (entered in error)"
+        } else {
+            ""
+        };
+        println!(
+            "  {} {} ({}): {}; recorded by {} {} on {}{flag}",
+            i.kind,
+            i.substance,
+            i.atc,
+            i.reaction,
+            i.recorded.role,
+            i.recorded.actor_name,
+            i.recorded.occurred_at.to_chrono().format("%Y-%m-%d")
+        );
+    }
+    println!("\nProblems:");
+    for (id, problem) in &p.problems {
+        let state = problem.resolved.as_ref().map_or("active".into(), |r| {
+            format!("resolved {}", r.occurred_at.to_chrono().format("%Y-%m-%d"))
+        });
+        println!("  {id}: {} {} ({state})", problem.code, problem.description);
+    }
+    if let Some(s) = p.smoking_status() {
+        println!("\nSmoking status: {}", s.status.name());
+    }
 }
 
 fn audit_cmd(

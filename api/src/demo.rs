@@ -158,6 +158,20 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
             member("patient-999990007", "none", "not_applicable")?,
         ],
     )?;
+    w.write(p, "gp-jansen", vec![
+        json!({"type": "record_problem", "problem": "mi", "code_system": "icpc_1_nl", "code": "K75",
+               "description": "myocardial infarction", "reason": "discharge letter"}),
+        json!({"type": "record_smoking_status", "status": "former", "reason": "stopped smoking after the infarction"}),
+        json!({"type": "record_measurement", "measure": "bmi", "value": "27.4", "unit": "kg/m2",
+               "source": "practice", "reason": "CVRM intake"}),
+    ])?;
+    w.write(
+        p,
+        "pharm-visser",
+        vec![json!({"type": "record_intolerance", "atc": "C09AA02",
+        "substance": "enalapril", "kind": "intolerance", "reaction": "dry cough (2019)",
+        "reason": "medication review"})],
+    )?;
     w.write(p, "card-devries", vec![
         json!({"type": "add_note", "kind": "return_letter", "subject": "Return letter after outpatient visit",
                "body": "Stable after MI. Targets and medication preferences below.", "reason": "terugrapportagebrief"}),
@@ -167,17 +181,23 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
                "basis": "individual", "rationale": "heart failure", "reason": "return letter"}),
         json!({"type": "record_medication_preference", "atc": "C10AA07", "name": "rosuvastatin",
                "preference": "rosuvastatin if atorvastatin is not tolerated", "reason": "return letter"}),
-        json!({"type": "extend_annual_panel", "tests": ["ck", "alt"], "reason": "statin monitoring"}),
+        json!({"type": "extend_annual_panel", "tests": ["ck", "alt", "nt_probnp"], "reason": "statin monitoring; heart failure follow-up"}),
+        json!({"type": "record_problem", "problem": "hf", "code_system": "icd_10", "code": "I50.9",
+               "description": "heart failure with reduced ejection fraction", "reason": "return letter"}),
+        json!({"type": "record_measurement", "measure": "lvef", "value": "35", "unit": "%",
+               "source": "hospital", "reason": "echocardiography"}),
         json!({"type": "start_medication", "atc": "C10AA05", "name": "atorvastatin", "dose": "40", "dose_unit": "mg",
-               "frequency": "1x daily", "reason": "secondary prevention"}),
+               "frequency": "1x daily", "indication_problem": "mi", "reason": "secondary prevention"}),
         json!({"type": "record_measurement", "measure": "systolic_bp", "value": "138", "unit": "mm[Hg]",
                "source": "hospital", "reason": "outpatient visit"}),
     ])?;
     w.write(p, "assistant-smit", vec![json!({"type": "order_lab", "order": "lab-2026-01", "annual_panel": true,
-        "tests": ["total_cholesterol", "ldl", "glucose", "creatinine", "egfr", "potassium", "ck", "alt"], "reason": "yearly CVRM lab"})])?;
+        "tests": ["total_cholesterol", "ldl", "hdl", "glucose", "creatinine", "egfr", "potassium", "ck", "alt", "nt_probnp"],
+        "reason": "yearly CVRM lab with the cardiologist's additions"})])?;
     w.write(p, "assistant-smit", vec![
         json!({"type": "record_lab_result", "order": "lab-2026-01", "measure": "ldl", "value": "2.4", "unit": "mmol/L", "reason": "lab"}),
         json!({"type": "record_lab_result", "order": "lab-2026-01", "measure": "ck", "value": "420", "unit": "U/L", "reason": "lab"}),
+        json!({"type": "record_lab_result", "order": "lab-2026-01", "measure": "nt_probnp", "value": "1250", "unit": "ng/L", "reason": "lab"}),
     ])?;
     let changed = w.write(
         p,
@@ -206,8 +226,11 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
         vec![json!({"type": "stop_medication", "atc": "C10AA05",
         "change_reason": "side_effects", "reason": "myalgia persists at 20 mg"})],
     )?;
+    // The stop for side effects records an atorvastatin intolerance; rosuvastatin is of the same
+    // class (C10AA), so its start is warned about, mildly, and accepted.
     w.write(p, "gp-jansen", vec![json!({"type": "start_medication", "atc": "C10AA07", "name": "rosuvastatin", "dose": "10",
-        "dose_unit": "mg", "frequency": "1x daily", "reason": "the cardiologist's preference after atorvastatin intolerance"})])?;
+        "dose_unit": "mg", "frequency": "1x daily", "indication_problem": "mi",
+        "reason": "the cardiologist's preference after atorvastatin intolerance"})])?;
     let _ = stopped;
     w.write(p, "patient-999990007", vec![
         json!({"type": "record_measurement", "measure": "systolic_bp", "value": "142", "unit": "mm[Hg]", "source": "self_measured_at_home", "reason": "home"}),
@@ -216,6 +239,14 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
         json!({"type": "set_lifestyle_goal", "goal": "walk-30", "description": "walk 30 minutes a day", "reason": "own action plan"}),
         json!({"type": "add_note", "kind": "note", "subject": "Dizzy in the mornings", "reason": "for the nurse"}),
     ])?;
+    w.write(
+        p,
+        "gp-jansen",
+        vec![
+            json!({"type": "record_problem", "problem": "dizzy", "code_system": "icpc_1_nl",
+        "code": "N17", "description": "dizziness in the mornings", "reason": "consultation"}),
+        ],
+    )?;
     let weight = w.write(
         p,
         "poh-bakker",
@@ -243,6 +274,7 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
         json!({"type": "record_measurement", "measure": "weight", "value": "81.2", "unit": "kg", "source": "practice", "reason": "consultation"}),
         json!({"type": "close_lifestyle_goal", "goal": "walk-30", "outcome": "achieved", "reason": "walks daily now"}),
     ])?;
+    w.write(p, "gp-jansen", vec![json!({"type": "resolve_problem", "problem": "dizzy", "reason": "gone since the dose of the diuretic was lowered"})])?;
     w.write(p, "card-devries", vec![json!({"type": "withdraw_target", "measure": "systolic_bp", "reason": "heart failure stable; guideline target suffices"})])?;
     w.write(p, "gp-jansen", vec![json!({"type": "remove_care_team_member", "actor": "pharm-visser", "reason": "medication review done"})])?;
     Ok(())

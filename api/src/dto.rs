@@ -8,6 +8,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
+use careledger_core::clinical::{
+    Indication, Intolerance, IntoleranceKind, Problem, ProblemCode, ProblemCodeSystem,
+    ProblemResolution, SmokingObservation, SmokingStatus,
+};
 use careledger_core::event::*;
 use careledger_core::ids::{ActorId, AgbCode, AtcCode, ElementId, PatientId, Text, Uid};
 use careledger_core::notify;
@@ -292,6 +296,37 @@ fn acknowledgement(f: &mut Fields<'_>, acting: Line) -> Result<Acknowledgement, 
     })
 }
 
+const INTOLERANCE_KINDS: [(&str, IntoleranceKind); 2] = [
+    ("intolerance", IntoleranceKind::Intolerance),
+    ("contra_indication", IntoleranceKind::ContraIndication),
+];
+
+/// `indication_problem` (a problem id on the problem list) or `indication_text` (words), or
+/// neither; not both.
+fn indication(f: &mut Fields<'_>) -> Result<Option<Indication>, ApiError> {
+    let problem = f.opt_string("indication_problem")?;
+    let words = f.opt_string("indication_text")?;
+    match (problem, words) {
+        (Some(_), Some(_)) => Err(ApiError::Malformed(format!(
+            "{} and {} exclude each other: name a problem on the problem list or give the \
+             indication in words",
+            f.at("indication_problem"),
+            f.at("indication_text")
+        ))),
+        (Some(p), None) => Ok(Some(Indication::Problem(element(p)?))),
+        (None, Some(w)) => Ok(Some(Indication::Words(text(w)?))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn indication_json(indication: Option<&Indication>) -> Value {
+    match indication {
+        Some(Indication::Problem(p)) => json!({"indication_problem": p.as_str()}),
+        Some(Indication::Words(w)) => json!({"indication_text": w.as_str()}),
+        None => json!({}),
+    }
+}
+
 fn element(raw: &str) -> Result<ElementId, ApiError> {
     Ok(ElementId::parse(raw)?)
 }
@@ -361,6 +396,7 @@ fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiE
             name: text(f.string("name")?)?,
             dose: dose(f)?,
             frequency: text(f.string("frequency")?)?,
+            indication: indication(f)?,
         }),
         "change_dose" => Command::ChangeDose(DoseChange {
             atc: AtcCode::parse(f.string("atc")?)?,
@@ -416,6 +452,30 @@ fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiE
             lead: pick("lead", f.string("lead")?, &LEADS)?,
             to: ActorId::parse(f.string("to")?)?,
         }),
+        "record_intolerance" => Command::RecordIntolerance(Intolerance {
+            atc: AtcCode::parse(f.string("atc")?)?,
+            substance: text(f.string("substance")?)?,
+            kind: pick(
+                "kind",
+                f.opt_string("kind")?.unwrap_or("intolerance"),
+                &INTOLERANCE_KINDS,
+            )?,
+            reaction: text(f.string("reaction")?)?,
+        }),
+        "record_problem" => {
+            let system = ProblemCodeSystem::parse(f.string("code_system")?)?;
+            Command::RecordProblem(Problem {
+                problem: element(f.string("problem")?)?,
+                code: ProblemCode::parse(system, f.string("code")?)?,
+                description: text(f.string("description")?)?,
+            })
+        }
+        "resolve_problem" => Command::ResolveProblem(ProblemResolution {
+            problem: element(f.string("problem")?)?,
+        }),
+        "record_smoking_status" => Command::RecordSmokingStatus(SmokingObservation {
+            status: SmokingStatus::parse(f.string("status")?)?,
+        }),
         other => {
             return Err(ApiError::Malformed(format!(
                 "{other:?} is not a command type; use one of {}",
@@ -426,7 +486,7 @@ fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiE
 }
 
 /// Every command type accepted by `POST /patients/{id}/events`.
-pub const COMMAND_TYPES: [&str; 20] = [
+pub const COMMAND_TYPES: [&str; 24] = [
     "add_care_team_member",
     "remove_care_team_member",
     "start_shared_care",
@@ -447,6 +507,10 @@ pub const COMMAND_TYPES: [&str; 20] = [
     "acknowledge_notification",
     "mark_entered_in_error",
     "hand_over_lead",
+    "record_intolerance",
+    "record_problem",
+    "resolve_problem",
+    "record_smoking_status",
 ];
 
 /// An append body: `{"expected_revision": ..., "commands": [...]}`.
@@ -561,8 +625,11 @@ pub fn event_data(event: &Event) -> Value {
             json!({"comparator": t.comparator.symbol(), "basis": name_of(&BASES, t.basis), "rationale": t.rationale.as_str()}),
         ),
         Event::TargetWithdrawn(w) => json!({"measure": w.measure.code()}),
-        Event::MedicationStarted(m) => json!({"atc": m.atc.as_str(), "name": m.name.as_str(),
+        Event::MedicationStarted(m) => merge(
+            json!({"atc": m.atc.as_str(), "name": m.name.as_str(),
             "dose": m.dose.amount_text(), "dose_unit": m.dose.unit().symbol(), "frequency": m.frequency.as_str()}),
+            indication_json(m.indication.as_ref()),
+        ),
         Event::MedicationDoseChanged(c) => merge(
             json!({"atc": c.atc.as_str(), "dose": c.dose.amount_text(), "dose_unit": c.dose.unit().symbol(), "frequency": c.frequency.as_str()}),
             reason_json(&c.reason),
@@ -599,6 +666,16 @@ pub fn event_data(event: &Event) -> Value {
             "recipient": a.recipient.as_str(),
         }),
         Event::EnteredInError(c) => json!({"position": c.position}),
+        Event::IntoleranceRecorded(i) => {
+            json!({"atc": i.atc.as_str(), "substance": i.substance.as_str(),
+            "kind": i.kind.code(), "reaction": i.reaction.as_str()})
+        }
+        Event::ProblemRecorded(p) => {
+            json!({"problem": p.problem.as_str(), "code_system": p.code.system().code(),
+            "code": p.code.code(), "description": p.description.as_str()})
+        }
+        Event::ProblemResolved(r) => json!({"problem": r.problem.as_str()}),
+        Event::SmokingStatusRecorded(s) => json!({"status": s.status.code()}),
     }
 }
 

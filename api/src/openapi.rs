@@ -2,21 +2,29 @@
 
 use serde_json::{json, Value};
 
+use careledger_core::quantity::Measure;
+
 use crate::dto::COMMAND_TYPES;
 
 /// The fields of each command type: (name, JSON Schema, required).
 type Fields = &'static [(&'static str, &'static str, bool)];
 
 const S: &str = r#"{"type": "string"}"#;
-const MEASURE: &str = r#"{"type": "string", "enum": ["ldl", "total_cholesterol", "systolic_bp", "diastolic_bp", "hba1c", "egfr", "weight", "glucose", "potassium", "creatinine", "ck", "alt"]}"#;
+/// Stands for the measure codes; [`measure_schema`] lists them from `Measure::ALL`.
+const MEASURE: &str = r#"{"type": "string", "format": "measure"}"#;
 const DECIMAL: &str = r#"{"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "a decimal in the measure's unit and precision, e.g. \"1.8\""}"#;
-const TESTS: &str = r#"{"type": "array", "items": {"type": "string"}, "minItems": 1}"#;
+/// Stands for an array of measure codes; [`measure_schema`] fills in the items.
+const TESTS: &str = r#"{"type": "array", "format": "measures"}"#;
 const DOSE_UNIT: &str = r#"{"type": "string", "enum": ["mg", "ug", "mL", "[iU]", "tablet"]}"#;
 const CHANGE_REASON: &str = r#"{"type": "string", "enum": ["side_effects", "target_not_reached", "patient_preference", "other"]}"#;
 const POSITION: &str = r#"{"type": "integer", "minimum": 1}"#;
+const INTOLERANCE_KIND: &str =
+    r#"{"type": "string", "enum": ["intolerance", "contra_indication"], "default": "intolerance"}"#;
+const CODE_SYSTEM: &str = r#"{"type": "string", "enum": ["icpc_1_nl", "icd_10", "http://hl7.org/fhir/sid/icpc-1-nl", "http://hl7.org/fhir/sid/icd-10"], "description": "ICPC-1-NL in general practice (K75, T90.02), ICD-10 in the hospital (I21, I50.9)"}"#;
+const SMOKING_STATUS: &str = r#"{"type": "string", "enum": ["never", "former", "current"], "description": "LOINC 72166-2; SNOMED CT 266919005, 8517006, 77176002"}"#;
 
 /// Every command and its fields; `reason` and `occurred_at` are common to all.
-const COMMANDS: [(&str, Fields); 20] = [
+const COMMANDS: [(&str, Fields); 24] = [
     (
         "add_care_team_member",
         &[
@@ -75,6 +83,8 @@ const COMMANDS: [(&str, Fields); 20] = [
             ("dose", DECIMAL, true),
             ("dose_unit", DOSE_UNIT, true),
             ("frequency", S, true),
+            ("indication_problem", S, false),
+            ("indication_text", S, false),
         ],
     ),
     (
@@ -189,7 +199,47 @@ const COMMANDS: [(&str, Fields); 20] = [
             ),
         ],
     ),
+    (
+        "record_intolerance",
+        &[
+            ("atc", S, true),
+            ("substance", S, true),
+            ("kind", INTOLERANCE_KIND, false),
+            ("reaction", S, true),
+        ],
+    ),
+    (
+        "record_problem",
+        &[
+            ("problem", S, true),
+            ("code_system", CODE_SYSTEM, true),
+            ("code", S, true),
+            ("description", S, true),
+        ],
+    ),
+    ("resolve_problem", &[("problem", S, true)]),
+    ("record_smoking_status", &[("status", SMOKING_STATUS, true)]),
 ];
+
+/// The measure codes with their UCUM unit and LOINC code.
+fn measure_schema() -> Value {
+    let codes: Vec<&str> = Measure::ALL.iter().map(|m| m.code()).collect();
+    let described: Vec<String> = Measure::ALL
+        .iter()
+        .map(|m| format!("{} ({}, LOINC {})", m.code(), m.unit(), m.loinc()))
+        .collect();
+    json!({"type": "string", "enum": codes, "description": described.join("; ")})
+}
+
+fn field_schema(schema: &str) -> Value {
+    if schema == MEASURE {
+        measure_schema()
+    } else if schema == TESTS {
+        json!({"type": "array", "minItems": 1, "items": measure_schema()})
+    } else {
+        serde_json::from_str(schema).unwrap_or(Value::Null)
+    }
+}
 
 /// One schema per command type, keyed by the `type` discriminator.
 fn command_schemas() -> Value {
@@ -207,10 +257,7 @@ fn command_schemas() -> Value {
         );
         let mut required = vec![json!("type")];
         for (name, schema, is_required) in fields {
-            properties.insert(
-                (*name).into(),
-                serde_json::from_str(schema).unwrap_or(Value::Null),
-            );
+            properties.insert((*name).into(), field_schema(schema));
             if *is_required {
                 required.push(json!(name));
             }
@@ -306,7 +353,7 @@ pub fn document() -> Value {
             "/patients/{patient}/plan": {"get": op("The current care plan (IZP) with provenance: what stands (entries marked entered in error count for nothing), the medication history, the last values of each measure with their trend, and the corrections with who corrected, when and why", json!([patient]), "200")},
             "/patients/{patient}/audit": {"get": op("The audit trail", json!([patient, query_param("element", "e.g. target:ldl, medication:C10AA05, or a prefix medication:"), query_param("actor", "actor id"), query_param("line", "first, second or patient"), query_param("from", "RFC 3339, recorded at or after"), query_param("until", "RFC 3339, recorded before")]), "200")},
             "/patients/{patient}/measures/{measure}": {"get": op("Every value of one measure (lab results and measurements) in clinical order (occurred_at, then position), with source and provenance, entries marked entered in error included and marked, the latest value that stands and the trend; 404 names the known measures", json!([patient, path_param("measure")]), "200")},
-            "/patients/{patient}/signals": {"get": op("Signals: duplicate lab work, annual lab due, target not met, home trends", json!([patient]), "200")},
+            "/patients/{patient}/signals": {"get": op("Signals: duplicate lab work, annual lab due, target not met, home trends, open and expired lab orders (pending since), annual panel incomplete, a lead without its main practitioner", json!([patient]), "200")},
             "/patients/{patient}/notifications": {"get": op("Notifications to the caller's line", json!([patient, query_param("status", "open (default), overdue or all")]), "200")},
             "/patients/{patient}/notifications/{notification}/ack": {"post": op("Acknowledge a notification (records a notification_acknowledged event)", json!([patient, path_param("notification")]), "201")}
         }

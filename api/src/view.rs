@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use careledger_core::clinical::Indication;
 use careledger_core::event::{ChangeReason, GoalOutcome, MeasurementSource, NoteKind, TargetBasis};
 use careledger_core::ids::{AtcCode, PatientId};
 use careledger_core::quantity::{format_scaled, Measure, Quantity};
@@ -189,8 +190,51 @@ fn episode(plan: &CarePlan, atc: &AtcCode, e: &MedicationEpisode) -> Value {
     })
 }
 
+fn indication(plan: &CarePlan, i: Option<&Indication>) -> Value {
+    match i {
+        None => Value::Null,
+        Some(Indication::Problem(id)) => json!({
+            "problem": id.as_str(),
+            "code": plan.problems.get(id).map(|p| p.code.to_string()),
+            "description": plan.problems.get(id).map(|p| p.description.as_str()),
+        }),
+        Some(Indication::Words(words)) => json!({"text": words.as_str()}),
+    }
+}
+
+/// The catalogue's parts of the plan: intolerances, problems and smoking status.
+fn clinical(plan: &CarePlan) -> Value {
+    let in_error = |p: &Provenance| plan.is_entered_in_error(p.position);
+    json!({
+        "intolerances": plan.intolerances.iter().map(|i| json!({
+            "atc": i.atc.as_str(), "substance": i.substance.as_str(), "kind": i.kind.code(),
+            "reaction": i.reaction.as_str(), "from_stop": i.from_stop,
+            "provenance": provenance(&i.recorded), "entered_in_error": in_error(&i.recorded),
+        })).collect::<Vec<_>>(),
+        "problems": plan.problems.iter().map(|(id, p)| json!({
+            "problem": id.as_str(), "code_system": p.code.system().uri(), "code": p.code.code(),
+            "description": p.description.as_str(), "active": p.resolved.is_none(),
+            "provenance": provenance(&p.recorded), "resolved": p.resolved.as_ref().map(provenance),
+            "entered_in_error": in_error(&p.recorded),
+        })).collect::<Vec<_>>(),
+        "smoking_status": plan.smoking_status().map(|s| json!({
+            "status": s.status.code(), "text": s.status.name(),
+            "loinc": careledger_core::clinical::SmokingStatus::LOINC, "snomed": s.status.snomed(),
+            "provenance": provenance(&s.recorded),
+        })),
+    })
+}
+
 /// The care plan as JSON; `trend_readings` is the number of readings a trend is taken over.
 pub fn plan(patient: &PatientId, plan: &CarePlan, trend_readings: u32) -> Value {
+    let mut out = plan_core(patient, plan, trend_readings);
+    if let (Some(o), Value::Object(extra)) = (out.as_object_mut(), clinical(plan)) {
+        o.extend(extra);
+    }
+    out
+}
+
+fn plan_core(patient: &PatientId, plan: &CarePlan, trend_readings: u32) -> Value {
     let in_error = |p: &Provenance| plan.is_entered_in_error(p.position);
     json!({
         "patient": patient.as_str(),
@@ -222,6 +266,7 @@ pub fn plan(patient: &PatientId, plan: &CarePlan, trend_readings: u32) -> Value 
             "atc": atc.as_str(), "name": m.name.as_str(), "dose": m.dose.to_string(), "frequency": m.frequency.as_str(),
             "prescribed_by_line": m.started.line.as_str(),
             "started": provenance(&m.started), "last_change": m.last_change.as_ref().map(provenance),
+            "indication": indication(plan, plan.indication(atc)),
             "entered_in_error": in_error(&m.started),
         })).collect::<Vec<_>>(),
         "medication_preferences": plan.preferences.iter().map(|p| json!({
@@ -231,6 +276,7 @@ pub fn plan(patient: &PatientId, plan: &CarePlan, trend_readings: u32) -> Value 
             "order": id.as_str(), "tests": o.tests.iter().map(|t| t.code()).collect::<Vec<_>>(),
             "pending": o.pending.iter().map(|t| t.code()).collect::<Vec<_>>(),
             "annual_panel": o.annual_panel, "provenance": provenance(&o.ordered),
+            "pending_since": o.ordered.occurred_at.to_string(),
         })).collect::<Vec<_>>(),
         "annual_panel": plan.annual_panel.iter().map(|t| json!({
             "test": t.test.code(), "added_by_specialist": t.added.as_ref().map(provenance),

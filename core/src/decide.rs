@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::clinical::{self, ClinicalState};
 use crate::error::Rejection;
 use crate::event::{Command, Event, Member, NoteKind};
 use crate::governance;
@@ -158,6 +159,8 @@ pub struct PatientState {
     entries: Vec<Entry>,
     authors: Vec<ActorId>,
     corrected: BTreeSet<u64>,
+    /// Intolerances, problems, panel additions and order contents (see [`crate::clinical`]).
+    clinical: ClinicalState,
 }
 
 /// The last entry of a history by position that is not corrected.
@@ -377,6 +380,11 @@ impl PatientState {
             .unwrap_or(false)
     }
 
+    /// The state of the clinical catalogue: intolerances, problems, panel additions.
+    pub fn clinical(&self) -> &ClinicalState {
+        &self.clinical
+    }
+
     /// Folds one recorded event of this patient into the state.
     ///
     /// Events are applied in revision order; a gap is a programmer error.
@@ -413,6 +421,7 @@ impl PatientState {
             line: author,
             kind,
         });
+        self.clinical.apply(recorded);
         let seen = LabSeen {
             occurred_at: record.occurred_at,
             position,
@@ -543,7 +552,11 @@ impl PatientState {
             Event::MedicationPreferenceRecorded(_)
             | Event::AnnualPanelExtended(_)
             | Event::MeasurementRecorded(_)
-            | Event::NoteAdded(_) => {}
+            | Event::NoteAdded(_)
+            | Event::IntoleranceRecorded(_)
+            | Event::ProblemRecorded(_)
+            | Event::ProblemResolved(_)
+            | Event::SmokingStatusRecorded(_) => {}
         }
     }
 
@@ -590,7 +603,9 @@ pub fn decide(
             return Err(Rejection::not_permitted(
                 "care_group_admin_corrects_the_team",
                 format!(
-                    "a care-group administrator corrects who is in the care team and who leads                      (add_care_team_member, remove_care_team_member, hand_over_lead,                      end_shared_care), not {}",
+                    "a care-group administrator corrects who is in the care team and who leads \
+                     (add_care_team_member, remove_care_team_member, hand_over_lead, \
+                     end_shared_care), not {}",
                     command.kind()
                 ),
             ));
@@ -598,7 +613,8 @@ pub fn decide(
     } else {
         authorize(state, actor, command)?;
     }
-    let warnings = check_rules(state, policy, actor, command, occurred_at)?;
+    let mut warnings = check_rules(state, policy, actor, command, occurred_at)?;
+    warnings.extend(clinical::check(&state.clinical, command)?);
     Ok(Decision {
         events: vec![command.clone().into_event()],
         warnings,
@@ -670,15 +686,19 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         | Command::RecordMedicationPreference(_)
         | Command::StartSharedCare(_)
         | Command::EndSharedCare(_)
-        | Command::HandOverLead(_) => role.prescribes(),
+        | Command::HandOverLead(_)
+        | Command::RecordProblem(_)
+        | Command::ResolveProblem(_) => role.prescribes(),
         Command::ExtendAnnualPanel(_) => role.line() == Line::Second,
         Command::AddCareTeamMember(_)
         | Command::RemoveCareTeamMember(_)
         | Command::OrderLab(_)
-        | Command::RecordLabResult(_) => role != Role::Patient,
+        | Command::RecordLabResult(_)
+        | Command::RecordIntolerance(_) => role != Role::Patient,
         // Who may correct which entry is a rule on the entry's author (`check_correction`).
         Command::MarkEnteredInError(_)
         | Command::RecordMeasurement(_)
+        | Command::RecordSmokingStatus(_)
         | Command::SetLifestyleGoal(_)
         | Command::CloseLifestyleGoal(_)
         | Command::AddNote(_)
@@ -701,6 +721,7 @@ fn who_may(command: &Command) -> &'static str {
     match command {
         Command::ExtendAnnualPanel(_) => "additions to the annual panel come from the specialist (agreement 2)",
         Command::RecordMeasurement(_)
+        | Command::RecordSmokingStatus(_)
         | Command::SetLifestyleGoal(_)
         | Command::CloseLifestyleGoal(_)
         | Command::AddNote(_)
@@ -708,7 +729,8 @@ fn who_may(command: &Command) -> &'static str {
         Command::AddCareTeamMember(_)
         | Command::RemoveCareTeamMember(_)
         | Command::OrderLab(_)
-        | Command::RecordLabResult(_) => "only practitioners may",
+        | Command::RecordLabResult(_)
+        | Command::RecordIntolerance(_) => "only practitioners may",
         Command::MarkEnteredInError(_) => "the author or their own line may",
         _ => "only a prescribing practitioner (GP, cardiologist, vascular internist, elderly-care physician) may",
     }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clinical::{Indication, Intolerance, Problem, ProblemResolution, SmokingObservation};
 use crate::ids::{ActorId, AgbCode, AtcCode, ElementId, Text};
 use crate::quantity::{Comparator, Measure, Quantity};
 use crate::role::{Lead, Practitioner, Role};
@@ -186,6 +187,8 @@ pub struct Medication {
     pub dose: Dose,
     /// How often ("1x daily").
     pub frequency: Text,
+    /// Why it is given: a problem on the problem list or words; optional.
+    pub indication: Option<Indication>,
 }
 
 /// Why a medication was changed or stopped; agreement 4 admits only the first two across lines.
@@ -461,6 +464,15 @@ catalogue! {
     MarkEnteredInError => EnteredInError(Correction), "mark_entered_in_error", "entered_in_error";
     /// The main practitioner of a lead hands it over (agreement 1, seed 001).
     HandOverLead => LeadHandedOver(LeadHandover), "hand_over_lead", "lead_handed_over";
+    /// An intolerance or contra-indication is recorded directly (a stop for side effects records
+    /// one too, see `clinical`).
+    RecordIntolerance => IntoleranceRecorded(Intolerance), "record_intolerance", "intolerance_recorded";
+    /// A problem (ICPC-1-NL or ICD-10) is put on the problem list.
+    RecordProblem => ProblemRecorded(Problem), "record_problem", "problem_recorded";
+    /// A problem is resolved; it stays on the list as resolved.
+    ResolveProblem => ProblemResolved(ProblemResolution), "resolve_problem", "problem_resolved";
+    /// Smoking status, a coded observation (LOINC 72166-2).
+    RecordSmokingStatus => SmokingStatusRecorded(SmokingObservation), "record_smoking_status", "smoking_status_recorded";
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! careledger-core: the write model of the care-plan ledger.
 //!
 //! Domain types with validating constructors ([`ids`], [`role`], [`quantity`]), the event
-//! catalogue ([`event`]), the business rules ([`decide`]), the notify-the-other-party rule
+//! catalogue ([`event`]) with its clinical payloads ([`clinical`]), the business rules ([`decide`]), the notify-the-other-party rule
 //! ([`notify`]), and the append-only hash-chained log on sled ([`ledger`], [`chain`],
 //! [`storage`], [`verify`]).
 //!
@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod chain;
+pub mod clinical;
 pub mod decide;
 pub mod error;
 pub mod event;

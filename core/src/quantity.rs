@@ -1,4 +1,5 @@
-//! Clinical quantities in fixed point: a measure, its UCUM unit, precision and plausible range.
+//! Clinical quantities in fixed point: a measure, its UCUM unit, precision, plausible range and
+//! LOINC code.
 //!
 //! No floating point anywhere: 1.8 mmol/L is stored as `18` tenths. Each measure has exactly one
 //! unit, so a value in the wrong unit is refused instead of silently converted.
@@ -35,6 +36,24 @@ pub enum Measure {
     CreatineKinase,
     /// Alanine aminotransferase (ALAT).
     Alt,
+    /// NT-proBNP (heart failure follow-up); reported as a mass concentration in ng/L.
+    NtProBnp,
+    /// HDL cholesterol.
+    HdlCholesterol,
+    /// Triglycerides.
+    Triglycerides,
+    /// Non-HDL cholesterol.
+    NonHdlCholesterol,
+    /// Albumin/creatinine ratio in urine.
+    UrineAlbuminCreatinineRatio,
+    /// Serum sodium.
+    Sodium,
+    /// Heart rate.
+    HeartRate,
+    /// Body mass index, as given by the practitioner (not computed from weight and height).
+    Bmi,
+    /// Left ventricular ejection fraction.
+    Lvef,
 }
 
 /// Unit, decimals and plausible range (in scaled units) of a measure.
@@ -45,11 +64,12 @@ struct Spec {
     max: i64,
     name: &'static str,
     code: &'static str,
+    loinc: &'static str,
 }
 
 impl Measure {
     /// Every measure.
-    pub const ALL: [Measure; 12] = [
+    pub const ALL: [Measure; 21] = [
         Measure::LdlCholesterol,
         Measure::TotalCholesterol,
         Measure::SystolicBloodPressure,
@@ -62,19 +82,31 @@ impl Measure {
         Measure::Creatinine,
         Measure::CreatineKinase,
         Measure::Alt,
+        Measure::NtProBnp,
+        Measure::HdlCholesterol,
+        Measure::Triglycerides,
+        Measure::NonHdlCholesterol,
+        Measure::UrineAlbuminCreatinineRatio,
+        Measure::Sodium,
+        Measure::HeartRate,
+        Measure::Bmi,
+        Measure::Lvef,
     ];
 
     fn spec(self) -> Spec {
-        let s = |unit, decimals, min, max, name, code| Spec {
+        // Dutch labs report mmol/L: the LOINC codes are those for moles per volume, except
+        // NT-proBNP (ng/L, a mass concentration). Sources are listed in docs/measures.md.
+        let s = |unit, decimals, min, max, name, code, loinc| Spec {
             unit,
             decimals,
             min,
             max,
             name,
             code,
+            loinc,
         };
         match self {
-            Measure::LdlCholesterol => s("mmol/L", 1, 1, 200, "LDL cholesterol", "ldl"),
+            Measure::LdlCholesterol => s("mmol/L", 1, 1, 200, "LDL cholesterol", "ldl", "22748-8"),
             Measure::TotalCholesterol => s(
                 "mmol/L",
                 1,
@@ -82,6 +114,7 @@ impl Measure {
                 300,
                 "total cholesterol",
                 "total_cholesterol",
+                "14647-2",
             ),
             Measure::SystolicBloodPressure => s(
                 "mm[Hg]",
@@ -90,6 +123,7 @@ impl Measure {
                 300,
                 "systolic blood pressure",
                 "systolic_bp",
+                "8480-6",
             ),
             Measure::DiastolicBloodPressure => s(
                 "mm[Hg]",
@@ -98,15 +132,49 @@ impl Measure {
                 200,
                 "diastolic blood pressure",
                 "diastolic_bp",
+                "8462-4",
             ),
-            Measure::Hba1c => s("mmol/mol", 0, 10, 200, "HbA1c", "hba1c"),
-            Measure::Egfr => s("mL/min/{1.73_m2}", 0, 1, 200, "eGFR", "egfr"),
-            Measure::Weight => s("kg", 1, 10, 5000, "weight", "weight"),
-            Measure::Glucose => s("mmol/L", 1, 5, 500, "glucose", "glucose"),
-            Measure::Potassium => s("mmol/L", 1, 10, 100, "potassium", "potassium"),
-            Measure::Creatinine => s("umol/L", 0, 10, 3000, "creatinine", "creatinine"),
-            Measure::CreatineKinase => s("U/L", 0, 1, 100_000, "creatine kinase", "ck"),
-            Measure::Alt => s("U/L", 0, 1, 10_000, "ALAT", "alt"),
+            Measure::Hba1c => s("mmol/mol", 0, 10, 200, "HbA1c", "hba1c", "59261-8"),
+            Measure::Egfr => s("mL/min/{1.73_m2}", 0, 1, 200, "eGFR", "egfr", "62238-1"),
+            Measure::Weight => s("kg", 1, 10, 5000, "weight", "weight", "29463-7"),
+            Measure::Glucose => s("mmol/L", 1, 5, 500, "glucose", "glucose", "14771-0"),
+            Measure::Potassium => s("mmol/L", 1, 10, 100, "potassium", "potassium", "2823-3"),
+            Measure::Creatinine => s("umol/L", 0, 10, 3000, "creatinine", "creatinine", "14682-9"),
+            Measure::CreatineKinase => s("U/L", 0, 1, 100_000, "creatine kinase", "ck", "2157-6"),
+            Measure::Alt => s("U/L", 0, 1, 10_000, "ALAT", "alt", "1742-6"),
+            Measure::NtProBnp => s("ng/L", 0, 1, 100_000, "NT-proBNP", "nt_probnp", "33762-6"),
+            Measure::HdlCholesterol => s("mmol/L", 2, 10, 500, "HDL cholesterol", "hdl", "14646-4"),
+            Measure::Triglycerides => s(
+                "mmol/L",
+                1,
+                1,
+                500,
+                "triglycerides",
+                "triglycerides",
+                "14927-8",
+            ),
+            Measure::NonHdlCholesterol => s(
+                "mmol/L",
+                1,
+                5,
+                250,
+                "non-HDL cholesterol",
+                "non_hdl",
+                "70204-3",
+            ),
+            Measure::UrineAlbuminCreatinineRatio => s(
+                "mg/mmol",
+                1,
+                0,
+                5000,
+                "urine albumin/creatinine ratio",
+                "uacr",
+                "32294-1",
+            ),
+            Measure::Sodium => s("mmol/L", 0, 100, 180, "sodium", "sodium", "2951-2"),
+            Measure::HeartRate => s("/min", 0, 20, 250, "heart rate", "heart_rate", "8867-4"),
+            Measure::Bmi => s("kg/m2", 1, 100, 800, "BMI", "bmi", "39156-5"),
+            Measure::Lvef => s("%", 0, 5, 90, "LVEF", "lvef", "10230-1"),
         }
     }
 
@@ -128,6 +196,11 @@ impl Measure {
     /// The snake-case code used in JSON and on the command line (`ldl`, `systolic_bp`).
     pub fn code(self) -> &'static str {
         self.spec().code
+    }
+
+    /// The LOINC code of the observation (`22748-8` for LDL cholesterol in mmol/L).
+    pub fn loinc(self) -> &'static str {
+        self.spec().loinc
     }
 
     /// Parses the snake-case code.
@@ -361,6 +434,61 @@ mod tests {
                 assert_eq!(q, back);
             }
         }
+    }
+
+    #[test]
+    fn every_measure_has_a_distinct_code_and_loinc_code() {
+        let codes: std::collections::BTreeSet<_> = Measure::ALL.iter().map(|m| m.code()).collect();
+        let loinc: std::collections::BTreeSet<_> = Measure::ALL.iter().map(|m| m.loinc()).collect();
+        assert_eq!(codes.len(), Measure::ALL.len());
+        assert_eq!(loinc.len(), Measure::ALL.len());
+        for m in Measure::ALL {
+            let (number, check) = m.loinc().split_once('-').unwrap();
+            assert!(number.bytes().all(|b| b.is_ascii_digit()), "{m:?}");
+            assert_eq!(check.len(), 1, "{m:?}");
+            assert_eq!(Measure::parse(m.code()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn loinc_check_digits_are_valid() {
+        // LOINC check digit: Mod 10 over the number's digits (Luhn).
+        for m in Measure::ALL {
+            let (number, check) = m.loinc().split_once('-').unwrap();
+            let mut sum = 0;
+            for (i, b) in number.bytes().rev().enumerate() {
+                let d = u32::from(b - b'0');
+                sum += if i % 2 == 0 {
+                    let x = d * 2;
+                    x / 10 + x % 10
+                } else {
+                    d
+                };
+            }
+            let expected = (10 - sum % 10) % 10;
+            assert_eq!(check, expected.to_string(), "{m:?} {}", m.loinc());
+        }
+    }
+
+    #[test]
+    fn docs_measures_lists_every_measure_with_its_index_unit_and_loinc_code() {
+        let doc = include_str!("../../docs/measures.md");
+        for (index, m) in Measure::ALL.iter().enumerate() {
+            let row = format!("| {index} | `{}` |", m.code());
+            let line = doc
+                .lines()
+                .find(|l| l.starts_with(&row))
+                .unwrap_or_else(|| panic!("docs/measures.md has no row {row}"));
+            assert!(line.contains(&format!("`{}`", m.unit())), "{line}");
+            assert!(line.contains(&format!("| {} |", m.loinc())), "{line}");
+        }
+    }
+
+    #[test]
+    fn nt_probnp_is_recorded_in_ng_per_litre() {
+        let q = Quantity::parse(Measure::NtProBnp, "1250", "ng/L").unwrap();
+        assert_eq!(q.to_string(), "1250 ng/L");
+        assert!(Quantity::parse(Measure::NtProBnp, "1250", "pmol/L").is_err());
     }
 
     #[test]

@@ -9,11 +9,11 @@
 use serde::Deserialize;
 
 use crate::event::{
-    Acknowledgement, Correction, DoseChange, Event, GoalClosure, LabOrder, LabResult,
+    Acknowledgement, Correction, Dose, DoseChange, Event, GoalClosure, LabOrder, LabResult,
     LifestyleGoal, Measurement, Medication, MedicationPreference, MedicationStop, Member,
     MemberRemoval, Note, PanelExtension, SharedCare, Target, TargetWithdrawal,
 };
-use crate::ids::{ActorId, PatientId, Text, Uid};
+use crate::ids::{ActorId, AtcCode, PatientId, Text, Uid};
 use crate::record::{Actor, Record, Timestamp};
 use crate::role::{Line, Role};
 
@@ -32,6 +32,15 @@ pub(crate) struct AcknowledgementV1 {
     notification: u64,
 }
 
+/// A format 1 medication start: no indication.
+#[derive(Deserialize)]
+pub(crate) struct MedicationV1 {
+    atc: AtcCode,
+    name: Text,
+    dose: Dose,
+    frequency: Text,
+}
+
 /// The event catalogue as format 1 wrote it, in its variant order.
 #[derive(Deserialize)]
 pub(crate) enum EventV1 {
@@ -41,7 +50,7 @@ pub(crate) enum EventV1 {
     SharedCareEnded(SharedCare),
     TargetSet(Target),
     TargetWithdrawn(TargetWithdrawal),
-    MedicationStarted(Medication),
+    MedicationStarted(MedicationV1),
     MedicationDoseChanged(DoseChange),
     MedicationStopped(MedicationStop),
     MedicationPreferenceRecorded(MedicationPreference),
@@ -103,7 +112,13 @@ fn upcast_event(old: EventV1, author: Line) -> Event {
         EventV1::SharedCareEnded(p) => Event::SharedCareEnded(p),
         EventV1::TargetSet(p) => Event::TargetSet(p),
         EventV1::TargetWithdrawn(p) => Event::TargetWithdrawn(p),
-        EventV1::MedicationStarted(p) => Event::MedicationStarted(p),
+        EventV1::MedicationStarted(p) => Event::MedicationStarted(Medication {
+            atc: p.atc,
+            name: p.name,
+            dose: p.dose,
+            frequency: p.frequency,
+            indication: None,
+        }),
         EventV1::MedicationDoseChanged(p) => Event::MedicationDoseChanged(p),
         EventV1::MedicationStopped(p) => Event::MedicationStopped(p),
         EventV1::MedicationPreferenceRecorded(p) => Event::MedicationPreferenceRecorded(p),
@@ -119,5 +134,31 @@ fn upcast_event(old: EventV1, author: Line) -> Event {
             recipient: author,
         }),
         EventV1::EnteredInError(p) => Event::EnteredInError(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::DoseUnit;
+    use crate::record::bincode_config;
+
+    #[test]
+    fn a_format_1_medication_start_reads_as_one_without_an_indication() {
+        let start = Medication {
+            atc: AtcCode::parse("C10AA05").unwrap(),
+            name: Text::new("atorvastatin").unwrap(),
+            dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
+            frequency: Text::new("1x daily").unwrap(),
+            indication: None,
+        };
+        let event = Event::MedicationStarted(start);
+        let current = bincode::serde::encode_to_vec(&event, bincode_config()).unwrap();
+        // Format 1 wrote the same fields without the trailing `None` of the indication.
+        let format_1 = &current[..current.len() - 1];
+        let (old, read): (EventV1, usize) =
+            bincode::serde::decode_from_slice(format_1, bincode_config()).unwrap();
+        assert_eq!(read, format_1.len());
+        assert_eq!(upcast_event(old, Line::First), event);
     }
 }

@@ -58,6 +58,7 @@ fn start_statin() -> Command {
         name: Text::new("atorvastatin").unwrap(),
         dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
         frequency: Text::new("1x daily").unwrap(),
+        indication: None,
     })
 }
 
@@ -858,6 +859,7 @@ fn amlodipine() -> Command {
         name: Text::new("amlodipine").unwrap(),
         dose: Dose::parse("5", DoseUnit::Mg).unwrap(),
         frequency: Text::new("1x daily").unwrap(),
+        indication: None,
     })
 }
 
@@ -1153,4 +1155,261 @@ fn corrections_a_corrected_care_team_addition_takes_the_member_out_of_the_team()
         "not_in_care_team",
     );
     rejected(&g, g.when(&gp(), correct(founded)), "no_practitioner_left");
+}
+
+// ---- The clinical catalogue: intolerances, problems, smoking status, lab orders ----
+
+fn start(
+    atc: &str,
+    name: &str,
+    indication: Option<careledger_core::clinical::Indication>,
+) -> Command {
+    Command::StartMedication(Medication {
+        atc: AtcCode::parse(atc).unwrap(),
+        name: Text::new(name).unwrap(),
+        dose: Dose::parse("10", DoseUnit::Mg).unwrap(),
+        frequency: Text::new("1x daily").unwrap(),
+        indication,
+    })
+}
+
+fn stop_with_reason_text(g: &Given, who: &Actor, reason: ChangeReason, words: &str) {
+    g.ledger
+        .append(AppendRequest {
+            patient: PatientId::parse(PATIENT).unwrap(),
+            expected: ExpectedRevision::Any,
+            actor: who.clone(),
+            submissions: vec![Submission {
+                command: stop_statin(reason),
+                occurred_at: Some(Timestamp::from_micros(1_772_355_600_000_000)),
+                reason: Text::new(words).unwrap(),
+            }],
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        })
+        .unwrap();
+}
+
+fn codes(outcome: &AppendOutcome) -> Vec<&'static str> {
+    outcome.warnings.iter().map(|w| w.code).collect()
+}
+
+fn problem(id: &str, system: careledger_core::clinical::ProblemCodeSystem, code: &str) -> Command {
+    use careledger_core::clinical::{Problem, ProblemCode};
+    Command::RecordProblem(Problem {
+        problem: ElementId::parse(id).unwrap(),
+        code: ProblemCode::parse(system, code).unwrap(),
+        description: Text::new("myocardial infarction").unwrap(),
+    })
+}
+
+#[test]
+fn a_statin_stopped_for_side_effects_stays_known_and_restarting_it_is_warned_with_who_when_and_reaction(
+) {
+    let g = Given::shared_care();
+    g.by(&gp(), vec![start_statin()]);
+    stop_with_reason_text(&g, &gp(), ChangeReason::SideEffects, "myalgia, CK raised");
+    let again = g.when(&gp(), start_statin()).unwrap();
+    assert_eq!(codes(&again), ["known_intolerance"]);
+    let message = &again.warnings[0].message;
+    for part in [
+        "atorvastatin",
+        "C10AA05",
+        "myalgia, CK raised",
+        "gp-1",
+        "2026-03-01",
+    ] {
+        assert!(message.contains(part), "{part} missing in {message}");
+    }
+}
+
+#[test]
+fn another_drug_of_the_same_class_gets_a_milder_warning_and_another_class_none() {
+    let g = Given::shared_care();
+    g.by(&gp(), vec![start_statin()]);
+    stop_with_reason_text(&g, &gp(), ChangeReason::SideEffects, "myalgia");
+    let rosuva = g
+        .when(&cardiologist(), start("C10AA07", "rosuvastatin", None))
+        .unwrap();
+    assert_eq!(codes(&rosuva), ["intolerance_in_same_class"]);
+    assert!(rosuva.warnings[0].message.contains("C10AA"));
+    let ezetimibe = g
+        .when(&cardiologist(), start("C10AX09", "ezetimibe", None))
+        .unwrap();
+    assert!(ezetimibe.warnings.is_empty(), "{:?}", ezetimibe.warnings);
+}
+
+#[test]
+fn a_stop_for_another_reason_records_no_intolerance() {
+    let g = Given::shared_care();
+    g.by(&gp(), vec![start_statin()]);
+    stop_with_reason_text(&g, &gp(), ChangeReason::PatientPreference, "prefers none");
+    let again = g.when(&gp(), start_statin()).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+}
+
+#[test]
+fn a_contra_indication_recorded_for_a_group_warns_on_every_substance_in_it() {
+    use careledger_core::clinical::{Intolerance, IntoleranceKind};
+    let g = Given::shared_care();
+    let record = Command::RecordIntolerance(Intolerance {
+        atc: AtcCode::parse("C07").unwrap(),
+        substance: Text::new("beta blocking agents").unwrap(),
+        kind: IntoleranceKind::ContraIndication,
+        reaction: Text::new("severe asthma").unwrap(),
+    });
+    rejected(&g, g.when(&patient(), record.clone()), "role_not_permitted");
+    g.by(&cardiologist(), vec![record]);
+    let metoprolol = g.when(&gp(), start("C07AB02", "metoprolol", None)).unwrap();
+    assert_eq!(codes(&metoprolol), ["known_contra_indication"]);
+    assert!(metoprolol.warnings[0].message.contains("severe asthma"));
+}
+
+#[test]
+fn an_intolerance_entered_in_error_no_longer_warns() {
+    use careledger_core::clinical::{Intolerance, IntoleranceKind};
+    let g = Given::shared_care();
+    let recorded = g.by(
+        &gp(),
+        vec![Command::RecordIntolerance(Intolerance {
+            atc: statin(),
+            substance: Text::new("atorvastatin").unwrap(),
+            kind: IntoleranceKind::Intolerance,
+            reaction: Text::new("myalgia").unwrap(),
+        })],
+    );
+    let position = recorded.events[0].position;
+    g.by(
+        &gp(),
+        vec![Command::MarkEnteredInError(Correction { position })],
+    );
+    let start = g.when(&gp(), start_statin()).unwrap();
+    assert!(start.warnings.is_empty(), "{:?}", start.warnings);
+}
+
+#[test]
+fn agreement_2_the_specialist_adds_nt_probnp_to_the_annual_panel() {
+    let g = Given::shared_care();
+    let extend = Command::ExtendAnnualPanel(PanelExtension {
+        tests: vec![Measure::NtProBnp, Measure::UrineAlbuminCreatinineRatio],
+    });
+    g.when(&cardiologist(), extend).unwrap();
+}
+
+#[test]
+fn agreement_7_an_annual_order_without_the_specialists_additions_is_warned_not_refused() {
+    let g = Given::shared_care();
+    g.by(
+        &cardiologist(),
+        vec![Command::ExtendAnnualPanel(PanelExtension {
+            tests: vec![Measure::NtProBnp],
+        })],
+    );
+    let annual = |id: &str, tests: &[Measure]| {
+        Command::OrderLab(LabOrder {
+            order: ElementId::parse(id).unwrap(),
+            tests: tests.to_vec(),
+            annual_panel: true,
+        })
+    };
+    let incomplete = g
+        .when(&gp(), annual("year-1", &[Measure::LdlCholesterol]))
+        .unwrap();
+    assert_eq!(codes(&incomplete), ["annual_panel_incomplete"]);
+    assert!(incomplete.warnings[0].message.contains("NT-proBNP"));
+    let complete = g
+        .when(
+            &gp(),
+            annual("year-2", &[Measure::HdlCholesterol, Measure::NtProBnp]),
+        )
+        .unwrap();
+    assert!(complete.warnings.is_empty(), "{:?}", complete.warnings);
+}
+
+#[test]
+fn a_result_naming_an_order_must_be_one_of_its_tests() {
+    let g = Given::shared_care();
+    g.by(&gp(), vec![order("lab-1", &[Measure::LdlCholesterol])]);
+    let wrong = Command::RecordLabResult(LabResult {
+        order: Some(ElementId::parse("lab-1").unwrap()),
+        value: Quantity::new(Measure::Sodium, 140).unwrap(),
+    });
+    let message = rejected(&g, g.when(&gp(), wrong), "test_not_in_order");
+    assert!(message.contains("LDL cholesterol"), "{message}");
+}
+
+#[test]
+fn problems_are_recorded_once_resolved_while_active_and_named_by_an_indication() {
+    use careledger_core::clinical::{Indication, ProblemCodeSystem, ProblemResolution};
+    let g = Given::shared_care();
+    let mi = problem("mi", ProblemCodeSystem::Icpc1Nl, "K75");
+    rejected(&g, g.when(&nurse(), mi.clone()), "role_not_permitted");
+    g.by(&gp(), vec![mi.clone()]);
+    g.by(
+        &cardiologist(),
+        vec![problem("hf", ProblemCodeSystem::Icd10, "I50")],
+    );
+    rejected(&g, g.when(&gp(), mi), "problem_exists");
+    let unknown = Some(Indication::Problem(ElementId::parse("dm").unwrap()));
+    rejected(
+        &g,
+        g.when(&gp(), start("C10AA05", "atorvastatin", unknown)),
+        "unknown_problem",
+    );
+    let known = Some(Indication::Problem(ElementId::parse("mi").unwrap()));
+    g.when(&gp(), start("C10AA05", "atorvastatin", known))
+        .unwrap();
+    let words = Some(Indication::Words(Text::new("hypertension").unwrap()));
+    g.when(&gp(), start("C09AA02", "enalapril", words)).unwrap();
+    let resolve = Command::ResolveProblem(ProblemResolution {
+        problem: ElementId::parse("hf").unwrap(),
+    });
+    g.when(&cardiologist(), resolve.clone()).unwrap();
+    rejected(&g, g.when(&cardiologist(), resolve), "problem_not_active");
+}
+
+#[test]
+fn smoking_status_is_a_coded_observation_any_member_records() {
+    use careledger_core::clinical::{SmokingObservation, SmokingStatus};
+    let g = Given::shared_care();
+    let outcome = g
+        .when(
+            &patient(),
+            Command::RecordSmokingStatus(SmokingObservation {
+                status: SmokingStatus::Former,
+            }),
+        )
+        .unwrap();
+    assert!(outcome.warnings.is_empty());
+    assert_eq!(SmokingStatus::Former.snomed(), "8517006");
+    assert_eq!(SmokingStatus::LOINC, "72166-2");
+}
+
+#[test]
+fn a_panel_addition_entered_in_error_is_no_longer_asked_of_the_annual_order() {
+    let g = Given::shared_care();
+    let added = g.by(
+        &cardiologist(),
+        vec![Command::ExtendAnnualPanel(PanelExtension {
+            tests: vec![Measure::NtProBnp],
+        })],
+    );
+    g.by(
+        &cardiologist(),
+        vec![Command::MarkEnteredInError(Correction {
+            position: added.events[0].position,
+        })],
+    );
+    let annual = g
+        .when(
+            &gp(),
+            Command::OrderLab(LabOrder {
+                order: ElementId::parse("year-1").unwrap(),
+                tests: vec![Measure::LdlCholesterol],
+                annual_panel: true,
+            }),
+        )
+        .unwrap();
+    assert!(annual.warnings.is_empty(), "{:?}", annual.warnings);
 }

@@ -3,7 +3,9 @@
 //! - [`plan`]: the current individual care plan (IZP) of each patient, with provenance;
 //! - [`audit`]: the audit trail, filterable, with the notification status of each change;
 //! - [`notifications`]: the notify-the-other-party messages;
-//! - [`signals`]: duplicate lab work, annual lab due, target not met, home-measurement trends;
+//! - [`signals`]: duplicate lab work, annual lab due, target not met, home-measurement trends,
+//!   and the lab-order signals of [`lab`];
+//! - [`clinical`]: intolerances, problems, indications and smoking status in the plan;
 //! - [`store`]: the projections persisted in their own sled database with their checkpoint.
 //!
 //! **Invariant:** projections do no IO and read no clock: [`ReadModel::apply`] is a pure fold over
@@ -11,6 +13,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod audit;
+pub mod clinical;
+pub mod lab;
 pub mod notifications;
 pub mod plan;
 pub mod signals;
@@ -40,6 +44,9 @@ pub struct ProjectionConfig {
     pub duplicate_lab_window_days: u32,
     /// Self-measured readings averaged by the trend signal.
     pub trend_readings: u32,
+    /// A lab order with tests still pending expires after this many days and shows as
+    /// `pending since <date>` (a Dutch lab request form is valid for about three months).
+    pub lab_order_expiry_days: u32,
 }
 
 impl Default for ProjectionConfig {
@@ -48,6 +55,7 @@ impl Default for ProjectionConfig {
             overdue_after_days: 7,
             duplicate_lab_window_days: 30,
             trend_readings: 3,
+            lab_order_expiry_days: 90,
         }
     }
 }
@@ -160,6 +168,8 @@ impl ReadModel {
         let context = notify_context(view, recorded);
         let notified = notifications::derive(view, recorded, context);
         audit::record(view, recorded, &notified);
+        clinical::apply(&mut view.plan, recorded);
+        lab::apply(&mut view.plan, recorded);
         plan::apply(&mut view.plan, recorded);
         view.notifications.extend(notified);
         notifications::apply_acknowledgement(view, recorded);

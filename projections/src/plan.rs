@@ -22,6 +22,10 @@ use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::RecordedEvent;
 use careledger_core::role::{Lead, Line, Practitioner, Role};
 
+use careledger_core::clinical::Indication;
+
+use crate::clinical::{IntoleranceEntry, ProblemEntry, SmokingEntry};
+use crate::lab::AnnualOrder;
 use crate::Provenance;
 
 /// The measures of the yearly CVRM lab panel before any specialist's additions.
@@ -350,6 +354,16 @@ pub struct CarePlan {
     pub(crate) shared_care_history: Vec<(Option<Text>, Provenance)>,
     pub(crate) target_history: BTreeMap<Measure, Vec<TargetStep>>,
     pub(crate) panel_extensions: Vec<(Vec<Measure>, Provenance)>,
+    /// Intolerances and contra-indications, in the order recorded ([`crate::clinical`]).
+    pub intolerances: Vec<IntoleranceEntry>,
+    /// The problem list, active and resolved.
+    pub problems: BTreeMap<ElementId, ProblemEntry>,
+    /// The indication of each medication that was started with one.
+    pub indications: BTreeMap<AtcCode, Indication>,
+    /// Smoking-status observations, in the order recorded.
+    pub smoking_history: Vec<SmokingEntry>,
+    /// The last annual CVRM lab order ([`crate::lab`]).
+    pub last_annual_order: Option<AnnualOrder>,
 }
 
 impl CarePlan {
@@ -417,6 +431,11 @@ impl Default for CarePlan {
             shared_care_history: Vec::new(),
             target_history: BTreeMap::new(),
             panel_extensions: Vec::new(),
+            intolerances: Vec::new(),
+            problems: BTreeMap::new(),
+            indications: BTreeMap::new(),
+            smoking_history: Vec::new(),
+            last_annual_order: None,
         }
     }
 }
@@ -722,7 +741,11 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent) {
             body: n.body.clone(),
             written: p,
         }),
-        Event::NotificationAcknowledged(_) => {}
+        Event::NotificationAcknowledged(_)
+        | Event::IntoleranceRecorded(_)
+        | Event::ProblemRecorded(_)
+        | Event::ProblemResolved(_)
+        | Event::SmokingStatusRecorded(_) => {}
         Event::EnteredInError(c) => retract(plan, c.position, p),
     }
 }

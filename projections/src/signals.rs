@@ -15,7 +15,8 @@ use crate::{PatientView, ProjectionConfig};
 /// A signal worth a clinician's attention.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
-    /// `duplicate_lab_work`, `annual_lab_due`, `target_not_met` or `home_trend_off_target`.
+    /// `duplicate_lab_work`, `annual_lab_due`, `target_not_met`, `home_trend_off_target`,
+    /// `lab_order_open`, `lab_order_expired` or `annual_panel_incomplete`.
     pub code: String,
     /// The measure concerned, if one.
     pub measure: Option<Measure>,
@@ -60,6 +61,7 @@ pub fn signals(view: &PatientView, config: &ProjectionConfig, now: Timestamp) ->
     out.extend(targets_not_met(view));
     out.extend(home_trends(view, config));
     out.extend(leads_unassigned(view));
+    out.extend(crate::lab::signals(view, config, now));
     out
 }
 

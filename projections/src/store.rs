@@ -22,7 +22,8 @@ const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// from the ledger by the catch-up.
 const FORMAT_KEY: &[u8] = b"format";
 /// Layout 4: plans keep their histories (series per measure, medication episodes, lab orders,
-/// corrections) so that a correction retracts what was derived from the entry it marks.
+/// corrections) so that a correction retracts what was derived from the entry it marks, and
+/// the catalogue's intolerances, problems and smoking status.
 const FORMAT: &[u8] = b"4";
 const PATIENT_PREFIX: u8 = b'p';
 /// A patient's encoded view is stored in chunks of at most this many bytes. sled 0.34 writes a

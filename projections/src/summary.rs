@@ -19,7 +19,8 @@ fn tests(list: &[Measure]) -> String {
 
 /// The plan element an event is about, as a filter key: `target:ldl`, `medication:C10AA05`,
 /// `care_team:gp-1`, `lab:ldl`, `goal:walk`, `shared_care`, `annual_panel`, `note`,
-/// `notification:<position>`, `correction:<position>`.
+/// `notification:<position>`, `correction:<position>`, `intolerance:C10AA05`, `problem:mi`,
+/// `smoking_status`.
 pub fn element(event: &Event) -> String {
     match event {
         Event::CareTeamMemberAdded(m) => format!("care_team:{}", m.actor),
@@ -44,6 +45,10 @@ pub fn element(event: &Event) -> String {
             careledger_core::notify::notification_id(a.notification, a.recipient)
         ),
         Event::EnteredInError(c) => format!("correction:{}", c.position),
+        Event::IntoleranceRecorded(i) => format!("intolerance:{}", i.atc),
+        Event::ProblemRecorded(p) => format!("problem:{}", p.problem),
+        Event::ProblemResolved(r) => format!("problem:{}", r.problem),
+        Event::SmokingStatusRecorded(_) => "smoking_status".into(),
     }
 }
 
@@ -154,6 +159,20 @@ pub fn what(event: &Event) -> String {
         }
         Event::EnteredInError(c) => {
             format!("marked position {} as entered in error", c.position)
+        }
+        Event::IntoleranceRecorded(i) => format!(
+            "recorded {} {} ({}): {}",
+            i.kind, i.substance, i.atc, i.reaction
+        ),
+        Event::ProblemRecorded(p) => {
+            format!(
+                "recorded problem {} ({}): {}",
+                p.problem, p.code, p.description
+            )
+        }
+        Event::ProblemResolved(r) => format!("resolved problem {}", r.problem),
+        Event::SmokingStatusRecorded(s) => {
+            format!("recorded smoking status: {}", s.status.name())
         }
     }
 }

@@ -73,6 +73,7 @@ fn start_statin() -> Command {
         name: Text::new("atorvastatin").unwrap(),
         dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
         frequency: Text::new("1x daily").unwrap(),
+        indication: None,
     })
 }
 
@@ -1231,6 +1232,7 @@ fn candidate(kind: u8, param: u8, view: &PatientView) -> Option<(Actor, Command)
                 name: Text::new("amlodipine").unwrap(),
                 dose: Dose::parse("5", DoseUnit::Mg).unwrap(),
                 frequency: Text::new("1x daily").unwrap(),
+                indication: None,
             }),
         ),
         4 => (
@@ -1556,4 +1558,352 @@ fn corrections_appending_an_event_then_its_correction_derives_what_never_appendi
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+// ---- The clinical catalogue: intolerances, problems, smoking status, lab orders ----
+
+/// Appends with the reason in words, as a clinician gives it.
+fn by_because(s: &Story, who: &Actor, command: Command, day: i64, reason: &str) -> u64 {
+    let outcome = s
+        .ledger
+        .append(AppendRequest {
+            patient: PatientId::parse(PATIENT).unwrap(),
+            expected: ExpectedRevision::Any,
+            actor: who.clone(),
+            submissions: vec![Submission {
+                command,
+                occurred_at: Some(Timestamp::from_micros(DAY0).plus_days(day)),
+                reason: Text::new(reason).unwrap(),
+            }],
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        })
+        .unwrap();
+    s.projections.catch_up(&s.ledger).unwrap();
+    outcome.events[0].position
+}
+
+fn signal_codes(view: &PatientView, now: Timestamp) -> Vec<String> {
+    signals::signals(view, &ProjectionConfig::default(), now)
+        .into_iter()
+        .map(|x| x.code)
+        .collect()
+}
+
+fn order_of(id: &str, tests: &[Measure], annual_panel: bool) -> Command {
+    Command::OrderLab(LabOrder {
+        order: ElementId::parse(id).unwrap(),
+        tests: tests.to_vec(),
+        annual_panel,
+    })
+}
+
+fn result_for(order: &str, measure: Measure, scaled: i64) -> Command {
+    Command::RecordLabResult(LabResult {
+        order: Some(ElementId::parse(order).unwrap()),
+        value: q(measure, scaled),
+    })
+}
+
+#[test]
+fn a_statin_stopped_for_side_effects_stays_in_the_plan_as_an_intolerance() {
+    let s = Story::new(true);
+    s.by(&cardiologist(), vec![start_statin()], 1);
+    let stop = Command::StopMedication(MedicationStop {
+        atc: statin(),
+        reason: ChangeReason::SideEffects,
+    });
+    let stopped = by_because(&s, &gp(), stop, 2, "myalgia, CK raised");
+    let plan = s.view().plan;
+    assert!(!plan.medications.contains_key(&statin()));
+    let known: Vec<_> = plan.active_intolerances().collect();
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].atc, statin());
+    assert_eq!(known[0].substance.as_str(), "atorvastatin");
+    assert_eq!(known[0].reaction.as_str(), "myalgia, CK raised");
+    assert!(known[0].from_stop);
+    assert_eq!(known[0].recorded.actor.as_str(), "gp-1");
+    assert_eq!(known[0].recorded.position, stopped);
+}
+
+#[test]
+fn an_intolerance_entered_in_error_stays_listed_but_no_longer_counts() {
+    use careledger_core::clinical::{Intolerance, IntoleranceKind};
+    let s = Story::new(false);
+    let recorded = s.by(
+        &gp(),
+        vec![Command::RecordIntolerance(Intolerance {
+            atc: statin(),
+            substance: Text::new("atorvastatin").unwrap(),
+            kind: IntoleranceKind::Intolerance,
+            reaction: Text::new("myalgia").unwrap(),
+        })],
+        1,
+    );
+    s.by(
+        &gp(),
+        vec![Command::MarkEnteredInError(Correction {
+            position: recorded,
+        })],
+        2,
+    );
+    let plan = s.view().plan;
+    assert_eq!(plan.intolerances.len(), 1);
+    assert_eq!(plan.active_intolerances().count(), 0);
+}
+
+#[test]
+fn problems_and_the_indication_of_a_medication_show_in_the_plan() {
+    use careledger_core::clinical::{
+        Indication, Problem, ProblemCode, ProblemCodeSystem, ProblemResolution,
+    };
+    let s = Story::new(true);
+    let mi = ElementId::parse("mi").unwrap();
+    s.by(
+        &gp(),
+        vec![Command::RecordProblem(Problem {
+            problem: mi.clone(),
+            code: ProblemCode::parse(ProblemCodeSystem::Icpc1Nl, "K75").unwrap(),
+            description: Text::new("myocardial infarction 2024").unwrap(),
+        })],
+        1,
+    );
+    s.by(
+        &cardiologist(),
+        vec![Command::RecordProblem(Problem {
+            problem: ElementId::parse("hf").unwrap(),
+            code: ProblemCode::parse(ProblemCodeSystem::Icd10, "I50").unwrap(),
+            description: Text::new("heart failure").unwrap(),
+        })],
+        1,
+    );
+    s.by(
+        &gp(),
+        vec![Command::StartMedication(Medication {
+            indication: Some(Indication::Problem(mi.clone())),
+            ..match start_statin() {
+                Command::StartMedication(m) => m,
+                _ => unreachable!(),
+            }
+        })],
+        2,
+    );
+    s.by(
+        &cardiologist(),
+        vec![Command::ResolveProblem(ProblemResolution {
+            problem: ElementId::parse("hf").unwrap(),
+        })],
+        3,
+    );
+    let plan = s.view().plan;
+    assert_eq!(
+        plan.indication(&statin()),
+        Some(&Indication::Problem(mi.clone()))
+    );
+    let entry = &plan.problems[&mi];
+    assert_eq!(entry.code.code(), "K75");
+    assert_eq!(
+        entry.code.system().uri(),
+        "http://hl7.org/fhir/sid/icpc-1-nl"
+    );
+    assert!(entry.resolved.is_none());
+    let hf = &plan.problems[&ElementId::parse("hf").unwrap()];
+    assert_eq!(hf.resolved.as_ref().unwrap().actor.as_str(), "card-1");
+}
+
+#[test]
+fn smoking_status_follows_clinical_time_and_skips_entries_in_error() {
+    use careledger_core::clinical::{SmokingObservation, SmokingStatus};
+    let s = Story::new(false);
+    let status = |status| vec![Command::RecordSmokingStatus(SmokingObservation { status })];
+    s.by(&gp(), status(SmokingStatus::Current), 5);
+    // Entered later, but it held earlier: it is not the latest.
+    s.by(&patient(), status(SmokingStatus::Never), 1);
+    assert_eq!(
+        s.view().plan.smoking_status().unwrap().status,
+        SmokingStatus::Current
+    );
+    let wrong = s.by(&gp(), status(SmokingStatus::Former), 6);
+    assert_eq!(
+        s.view().plan.smoking_status().unwrap().status,
+        SmokingStatus::Former
+    );
+    s.by(
+        &gp(),
+        vec![Command::MarkEnteredInError(Correction { position: wrong })],
+        6,
+    );
+    assert_eq!(
+        s.view().plan.smoking_status().unwrap().status,
+        SmokingStatus::Current
+    );
+}
+
+#[test]
+fn a_lab_order_closes_test_by_test_and_when_every_test_has_a_result() {
+    let s = Story::new(false);
+    let id = ElementId::parse("lab-1").unwrap();
+    s.by(
+        &gp(),
+        vec![order_of(
+            "lab-1",
+            &[Measure::LdlCholesterol, Measure::HdlCholesterol],
+            false,
+        )],
+        1,
+    );
+    s.by(
+        &gp(),
+        vec![result_for("lab-1", Measure::LdlCholesterol, 24)],
+        2,
+    );
+    let plan = s.view().plan;
+    assert_eq!(plan.lab_orders[&id].pending, vec![Measure::HdlCholesterol]);
+    s.by(
+        &gp(),
+        vec![result_for("lab-1", Measure::HdlCholesterol, 120)],
+        2,
+    );
+    assert!(!s.view().plan.lab_orders.contains_key(&id));
+}
+
+#[test]
+fn an_order_with_tests_pending_expires_and_shows_pending_since_its_date() {
+    let s = Story::new(false);
+    s.by(
+        &gp(),
+        vec![order_of("lab-1", &[Measure::NtProBnp], false)],
+        1,
+    );
+    let view = s.view();
+    let config = ProjectionConfig::default();
+    let soon = Timestamp::from_micros(DAY0).plus_days(10);
+    let late = Timestamp::from_micros(DAY0).plus_days(1 + i64::from(config.lab_order_expiry_days));
+    let open = careledger_projections::lab::open_orders(&view.plan, &config, soon);
+    assert_eq!(open.len(), 1);
+    assert!(!open[0].expired);
+    let expired = careledger_projections::lab::open_orders(&view.plan, &config, late);
+    assert!(expired[0].expired);
+    let signal = signals::signals(&view, &config, late)
+        .into_iter()
+        .find(|x| x.code == "lab_order_expired")
+        .unwrap();
+    assert!(
+        signal.message.contains("pending since 2026-03-02"),
+        "{}",
+        signal.message
+    );
+}
+
+#[test]
+fn agreement_7_a_lab_order_of_one_line_is_signalled_to_the_other_at_once() {
+    let s = Story::new(true);
+    let now = Timestamp::from_micros(DAY0).plus_days(1);
+    assert!(!signal_codes(&s.view(), now).contains(&"lab_order_open".to_owned()));
+    let ordered = s.by(
+        &gp(),
+        vec![order_of("lab-1", &[Measure::LdlCholesterol], false)],
+        1,
+    );
+    let signal = signals::signals(&s.view(), &ProjectionConfig::default(), now)
+        .into_iter()
+        .find(|x| x.code == "lab_order_open")
+        .unwrap();
+    assert_eq!(signal.positions, vec![ordered]);
+    assert!(signal.message.contains("A. Jansen"), "{}", signal.message);
+    assert!(signal.message.contains("first line"), "{}", signal.message);
+    s.by(
+        &gp(),
+        vec![result_for("lab-1", Measure::LdlCholesterol, 24)],
+        2,
+    );
+    assert!(!signal_codes(&s.view(), now).contains(&"lab_order_open".to_owned()));
+}
+
+#[test]
+fn agreement_7_an_annual_order_without_the_specialists_additions_is_signalled_until_covered() {
+    let s = Story::new(true);
+    let now = Timestamp::from_micros(DAY0).plus_days(20);
+    s.by(
+        &cardiologist(),
+        vec![Command::ExtendAnnualPanel(PanelExtension {
+            tests: vec![Measure::NtProBnp],
+        })],
+        1,
+    );
+    s.by(
+        &gp(),
+        vec![order_of("year-1", &[Measure::LdlCholesterol], true)],
+        2,
+    );
+    let signal = signals::signals(&s.view(), &ProjectionConfig::default(), now)
+        .into_iter()
+        .find(|x| x.code == "annual_panel_incomplete")
+        .unwrap();
+    assert!(signal.message.contains("NT-proBNP"), "{}", signal.message);
+    s.by(
+        &gp(),
+        vec![order_of("extra", &[Measure::NtProBnp], false)],
+        3,
+    );
+    assert!(!signal_codes(&s.view(), now).contains(&"annual_panel_incomplete".to_owned()));
+}
+
+#[test]
+fn the_catalogue_in_the_plan_survives_persisting_and_equals_a_rebuild_from_zero() {
+    use careledger_core::clinical::{
+        Indication, Intolerance, IntoleranceKind, Problem, ProblemCode, ProblemCodeSystem,
+        SmokingObservation, SmokingStatus,
+    };
+    let s = Story::new(true);
+    s.by(
+        &gp(),
+        vec![
+            Command::RecordProblem(Problem {
+                problem: ElementId::parse("mi").unwrap(),
+                code: ProblemCode::parse(ProblemCodeSystem::Icpc1Nl, "K75").unwrap(),
+                description: Text::new("myocardial infarction").unwrap(),
+            }),
+            Command::RecordIntolerance(Intolerance {
+                atc: AtcCode::parse("C09AA").unwrap(),
+                substance: Text::new("ACE inhibitors").unwrap(),
+                kind: IntoleranceKind::ContraIndication,
+                reaction: Text::new("angio-oedema").unwrap(),
+            }),
+            Command::RecordSmokingStatus(SmokingObservation {
+                status: SmokingStatus::Current,
+            }),
+            Command::StartMedication(Medication {
+                atc: statin(),
+                name: Text::new("atorvastatin").unwrap(),
+                dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
+                frequency: Text::new("1x daily").unwrap(),
+                indication: Some(Indication::Problem(ElementId::parse("mi").unwrap())),
+            }),
+            order_of(
+                "year-1",
+                &[Measure::LdlCholesterol, Measure::NtProBnp],
+                true,
+            ),
+        ],
+        1,
+    );
+    let expected = s.view();
+    assert_eq!(expected.plan.problems.len(), 1);
+    let dir = s._dir.path().to_owned();
+    let Story {
+        _dir,
+        ledger,
+        projections,
+    } = s;
+    projections.persist().unwrap();
+    drop(projections);
+    let patient = PatientId::parse(PATIENT).unwrap();
+    let reopened =
+        Projections::open(&dir.join("projections"), ProjectionConfig::default()).unwrap();
+    assert_eq!(reopened.read().patient(&patient).unwrap(), &expected);
+    let rebuilt = Projections::open(&dir.join("rebuilt"), ProjectionConfig::default()).unwrap();
+    rebuilt.rebuild(&ledger, &mut |_, _| {}).unwrap();
+    assert_eq!(rebuilt.read().patient(&patient).unwrap(), &expected);
 }
