@@ -108,7 +108,8 @@ impl Message {
                 if v("what").is_empty() { "" } else { ": " },
                 v("what")
             ),
-            _ => format!("{}{}", v("summary"), because("")),
+            _ if v("reason").trim().is_empty() => v("summary").to_owned(),
+            _ => format!("{}; reason: {}", v("summary"), v("reason").trim()),
         }
     }
 }
