@@ -9,13 +9,19 @@
 //! verifying and decoding into the records they were written from.
 
 use careledger_core::chain::{encode_frame, event_hash, Frame};
-use careledger_core::event::{Command, Member, Target, TargetBasis};
-use careledger_core::ids::{ActorId, PatientId, Text, Uid};
+use careledger_core::clinical::{
+    Indication, Intolerance, IntoleranceKind, SmokingObservation, SmokingStatus,
+};
+use careledger_core::event::{
+    Acknowledgement, Command, Dose, DoseUnit, LeadHandover, Medication, Member, Target,
+    TargetBasis,
+};
+use careledger_core::ids::{ActorId, AgbCode, AtcCode, PatientId, Text, Uid};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::{
     decode_record, encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION,
 };
-use careledger_core::role::{Lead, Practitioner, Role};
+use careledger_core::role::{Lead, Line, Practitioner, Role};
 use careledger_core::verify::check_frame;
 use serde_json::{json, Value};
 
@@ -94,13 +100,94 @@ fn records() -> Vec<Record> {
     ]
 }
 
+/// Records of the kinds and payloads that record format 2 added or changed: a medication with
+/// its indication, an acknowledgement naming its recipient, a lead handover, an intolerance and
+/// a smoking status, by an actor acting for an organisation. Positions 4 to 8, after `records()`.
+fn format_2_records() -> Vec<Record> {
+    let patient = PatientId::parse("999990007").unwrap();
+    let at = |s: i64| Timestamp::from_micros(1_772_355_600_000_000 + s * 1_000_000);
+    let uid = |n: u8| Uid([n; 16]);
+    let mut gp_of_practice = gp();
+    gp_of_practice.organisation = Some(AgbCode::parse("01012345").unwrap());
+    let events = [
+        (
+            cardiologist(),
+            Command::StartMedication(Medication {
+                atc: AtcCode::parse("C10AA05").unwrap(),
+                name: Text::new("atorvastatin").unwrap(),
+                dose: Dose::parse("40", DoseUnit::Mg).unwrap(),
+                frequency: Text::new("1x daily").unwrap(),
+                indication: Some(Indication::Words(
+                    Text::new("secondary prevention after MI").unwrap(),
+                )),
+            }),
+            "return letter",
+        ),
+        (
+            gp_of_practice.clone(),
+            Command::AcknowledgeNotification(Acknowledgement {
+                notification: 3,
+                recipient: Line::First,
+            }),
+            "read",
+        ),
+        (
+            gp_of_practice.clone(),
+            Command::HandOverLead(LeadHandover {
+                lead: Lead::Cvrm,
+                to: ActorId::parse("gp-bakker").unwrap(),
+            }),
+            "practice handover",
+        ),
+        (
+            gp_of_practice.clone(),
+            Command::RecordIntolerance(Intolerance {
+                atc: AtcCode::parse("C10AA05").unwrap(),
+                substance: Text::new("atorvastatin").unwrap(),
+                kind: IntoleranceKind::Intolerance,
+                reaction: Text::new("myalgia, CK raised").unwrap(),
+            }),
+            "side effects",
+        ),
+        (
+            gp_of_practice,
+            Command::RecordSmokingStatus(SmokingObservation {
+                status: SmokingStatus::Former,
+            }),
+            "consultation",
+        ),
+    ];
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, (actor, command, reason))| {
+            let revision = 4 + i as u64;
+            Record {
+                patient: patient.clone(),
+                revision,
+                event_id: uid(revision as u8),
+                recorded_at: at(revision as i64),
+                occurred_at: at(0),
+                actor,
+                reason: Text::new(reason).unwrap(),
+                correlation_id: uid(0xc1),
+                causation_id: Some(uid(0xca)),
+                idempotency_key: None,
+                signed_request: (revision == 5).then_some(Hash([0x5e; 32])),
+                event: command.into_event(),
+            }
+        })
+        .collect()
+}
+
 /// The vectors as this build computes them.
 fn compute() -> Value {
     let mut prev = Hash::ZERO;
     let mut vectors = Vec::new();
-    for (i, record) in records().iter().enumerate() {
+    let all = records().into_iter().chain(format_2_records());
+    for (i, record) in all.enumerate() {
         let position = i as u64 + 1;
-        let bytes = encode_record(record).unwrap();
+        let bytes = encode_record(&record).unwrap();
         let hash = event_hash(position, RECORD_FORMAT_VERSION, &prev, &bytes);
         let frame = encode_frame(RECORD_FORMAT_VERSION, &prev, &hash, &bytes);
         vectors.push(json!({
@@ -179,7 +266,7 @@ fn encoding_and_hashing_fixed_records_reproduce_the_committed_bytes() {
             want["position"]
         );
     }
-    assert_eq!(committed["vectors"].as_array().unwrap().len(), 3);
+    assert_eq!(committed["vectors"].as_array().unwrap().len(), 8);
 }
 
 #[test]
