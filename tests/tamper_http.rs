@@ -55,18 +55,17 @@ async fn verify_endpoint_names_the_position_of_a_changed_byte() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "the head still verifies");
-    let report: Value = client
+    let response = client
         .get(format!("{}/verify", server.base))
         .bearer_auth(&auditor)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(report["intact"], false);
-    assert_eq!(report["verified"], 8);
-    assert_eq!(report["problem"]["position"], 9);
+    assert_eq!(response.status(), 409, "200 only for an intact ledger");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "ledger_not_intact", "{problem}");
+    assert_eq!(problem["verified"], 8);
+    assert_eq!(problem["position"], 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -263,6 +263,12 @@ fn in_use_or(dir: &Path, e: sled::Error) -> Error {
             dir.display()
         ));
     }
+    if matches!(e, sled::Error::Corruption { .. }) {
+        return Error::Storage(format!(
+            "the ledger's files in {} are damaged: sled cannot read them ({e}); restore them from a backup (docs/reliability.md)",
+            dir.display()
+        ));
+    }
     sled_err(e)
 }
 
