@@ -53,11 +53,11 @@ const BODY_HEAD: usize = 8 + 4;
 const CHECK_LEN: usize = 8;
 /// Most hashes in one entry (a group commit holds far fewer; larger counts are damage).
 const MAX_ENTRY_HASHES: u32 = 1 << 20;
-/// The file is extended ahead of its entries by this many written zero bytes (about 30,000
-/// events), synced once: an entry then overwrites blocks that are already allocated, so its
+/// The file is extended ahead of its entries by this many written zero bytes (about 2,000
+/// events; small, so that a nearly full disk is not taken up by it), synced once: an entry then overwrites blocks that are already allocated, so its
 /// `fdatasync` writes data only and need not commit the file's new size through the file
 /// system's journal. Reading stops at the zeros, as at a torn entry.
-const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+const PREALLOCATE_BYTES: u64 = 64 * 1024;
 
 /// Where the anchor of the ledger in `ledger_dir` lives: next to it, `<dir>-anchor`.
 pub fn anchor_path(ledger_dir: &Path) -> PathBuf {

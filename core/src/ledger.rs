@@ -361,7 +361,14 @@ impl Ledger {
         // writer again from what is on disk, in a new epoch.
         self.end_epoch(&Error::Storage("the storage was reopened".into()));
         let (head, problem) = check_head(self.storage.as_ref())?;
-        let problem = self.reload_anchor(head, problem)?;
+        let problem = match self.reload_anchor(head, problem) {
+            Ok(problem) => problem,
+            Err(e) => {
+                current.retry_after = Some(Instant::now() + self.reopen_interval);
+                current.still_failing = Some(e.to_string());
+                return Err(current.error());
+            }
+        };
         writer.head = head;
         writer.patients.clear();
         writer.staged = Staged::default();

@@ -568,7 +568,8 @@ mod tests {
     /// A ledger of `events` events in `dir`, appended 40 at a time: stored values of one frame
     /// (the first event) and groups of 16 and 8, spread over many chunks of the test's size.
     fn build(dir: &std::path::Path, events: u64) {
-        let ledger = Ledger::open(dir, LedgerConfig::default()).unwrap();
+        let storage = Box::new(SledStorage::open(dir).unwrap());
+        let ledger = Ledger::with_storage(storage, LedgerConfig::default()).unwrap();
         let actor = Actor {
             id: ActorId::parse("gp-1").unwrap(),
             role: Role::Gp,
@@ -634,7 +635,8 @@ mod tests {
         let intact = verify_damaged(dir.path(), None, None);
         assert!(intact.is_intact(), "{:?}", intact.problem);
         assert_eq!(intact.verified, EVENTS);
-        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let storage = Box::new(SledStorage::open(dir.path()).unwrap());
+        let ledger = Ledger::with_storage(storage, LedgerConfig::default()).unwrap();
         assert_eq!(intact.head_hash, ledger.head().hash);
         drop(ledger);
 
