@@ -240,6 +240,50 @@ fn flipped_bytes_in_the_stored_files_are_never_reported_intact_and_never_panic()
     }
 }
 
+#[test]
+fn missing_blob_files_are_never_reported_intact_and_never_panic() {
+    let built = tempfile::tempdir().unwrap();
+    let mut acknowledged = build(built.path(), 300);
+    {
+        // Appends of 16 notes of 8 KiB: each stored value (~130 KiB) is over a quarter of sled's
+        // 512 KiB segment, so sled writes it as a blob file of its own.
+        let ledger = Ledger::open(&ledger_dir(built.path()), LedgerConfig::default()).unwrap();
+        for n in 0..4 {
+            let big = Command::AddNote(Note {
+                kind: NoteKind::Note,
+                subject: Text::new(format!("letter {n}")).unwrap(),
+                body: Text::new("x".repeat(Text::MAX_LEN)).unwrap(),
+            });
+            let outcome = ledger.append(request("patient-2", vec![big; 16])).unwrap();
+            acknowledged.extend(outcome.events.iter().map(|e| e.hash));
+        }
+    }
+    let blobs: Vec<PathBuf> = std::fs::read_dir(ledger_dir(built.path()).join("blobs"))
+        .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(
+        !blobs.is_empty(),
+        "sled stored the large values as blob files"
+    );
+    for (i, blob) in blobs.iter().enumerate() {
+        for all in [false, true] {
+            let copy = copy_data(built.path());
+            let relative = blob.strip_prefix(built.path()).unwrap();
+            if all {
+                for other in &blobs {
+                    let _ = std::fs::remove_file(
+                        copy.path().join(other.strip_prefix(built.path()).unwrap()),
+                    );
+                }
+            } else {
+                std::fs::remove_file(copy.path().join(relative)).unwrap();
+            }
+            let case = format!("blob {i} of {} removed (all of them: {all})", blobs.len());
+            assert_never_silent(copy.path(), &acknowledged, &case);
+        }
+    }
+}
+
 /// Opens the ledger's sled database directly, as someone tampering with it would.
 fn open_raw(data: &Path) -> sled::Db {
     for _ in 0..100 {

@@ -66,6 +66,20 @@ async fn verify_endpoint_names_the_position_of_a_changed_byte() {
     assert_eq!(problem["code"], "ledger_not_intact", "{problem}");
     assert_eq!(problem["verified"], 8);
     assert_eq!(problem["position"], 9);
+    // Once verification has found the break in the middle, the server no longer reports
+    // itself healthy (and refuses writes).
+    let health = client
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["class"], "damaged", "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("position 9"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

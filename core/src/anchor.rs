@@ -608,10 +608,10 @@ pub(crate) fn check_live_head(
 /// is kept.
 pub(crate) fn verify_against(
     anchor: &Anchor,
+    last: Option<Anchored>,
     storage: &dyn Storage,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let last = anchor.last();
     if let Some(what) = anchor.damage() {
         report.problem.get_or_insert(Problem {
             position: last.map_or(0, |a| a.position) + 1,
@@ -652,7 +652,11 @@ pub(crate) fn verify_against(
     // A consistent rewrite: find the first position whose hash differs from the anchored one.
     let start = anchor.start().unwrap_or(1);
     let mut anchored = Vec::with_capacity((last.position + 1 - start) as usize);
-    anchor.for_each(&mut |_, hash| anchored.push(*hash))?;
+    anchor.for_each(&mut |position, hash| {
+        if position <= last.position {
+            anchored.push(*hash);
+        }
+    })?;
     let mut first = None;
     storage.scan(start, &mut |position, frame| {
         let Some(expected) = anchored.get((position - start) as usize) else {

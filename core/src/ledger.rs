@@ -765,15 +765,51 @@ impl Ledger {
     /// against its anchor (no acknowledged event missing or changed), calling
     /// `progress(verified, total)` now and then. Damaged files give a report or an error naming
     /// the damage, never a panic.
+    ///
+    /// Damage found here (a gap in the middle, a changed byte, a wrong index entry: what the
+    /// cheap comparison on open cannot see) makes the ledger refuse writes from then on, as
+    /// damage found on open does.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
         let total = self.head().position.max(lock(&self.written).position);
-        crate::anchor::catch_damage("verifying the ledger", || {
+        // The anchor as it was before the scan: entries added while it runs are of events the
+        // scan may not have reached.
+        let anchored = self.anchor.as_ref().and_then(|a| lock(a).last());
+        let report = crate::anchor::catch_damage("verifying the ledger", || {
             let mut report = crate::verify::verify_chain(self.storage.as_ref(), total, progress)?;
             if let Some(anchor) = &self.anchor {
-                crate::anchor::verify_against(&lock(anchor), self.storage.as_ref(), &mut report)?;
+                let anchor = lock(anchor);
+                crate::anchor::verify_against(
+                    &anchor,
+                    anchored,
+                    self.storage.as_ref(),
+                    &mut report,
+                )?;
             }
             Ok(report)
-        })
+        })?;
+        if let Some(problem) = &report.problem {
+            self.found_damage(problem, anchored.map_or(0, |a| a.position), total);
+        }
+        Ok(report)
+    }
+
+    /// Refuses writes from now on because verification found `problem`.
+    fn found_damage(&self, problem: &Problem, last_anchored: u64, head: u64) {
+        let mut refusal = lock(&self.refusal);
+        if refusal.as_ref().is_some_and(|r| r.damage.is_some()) {
+            return;
+        }
+        let missing = match problem.kind {
+            crate::verify::ProblemKind::Missing { missing, .. } => missing,
+            _ => 0,
+        };
+        *refusal = Some(Refusal::damaged(Damage {
+            last_anchored,
+            ledger_head: head,
+            missing,
+            first_differing: Some(problem.position),
+            detail: format!("verification found: {problem}"),
+        }));
     }
 
     /// Remembers the hashes of frames about to be written to storage, for the anchor.
