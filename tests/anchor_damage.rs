@@ -451,6 +451,59 @@ fn a_ledger_older_than_the_anchor_is_anchored_from_its_head_on_first_open() {
     assert_eq!(ledger.damage().map(|d| d.missing), Some(1));
 }
 
+/// The byte offsets where the anchor's entries start (its layout: `docs/hash-format.md`).
+fn anchor_entries(anchor: &Path) -> Vec<usize> {
+    let bytes = std::fs::read(anchor).unwrap();
+    let mut at = 20;
+    let mut starts = Vec::new();
+    while at + 4 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        starts.push(at);
+        at += 4 + len + 8;
+    }
+    starts
+}
+
+#[test]
+fn a_crash_between_the_ledger_sync_and_the_anchor_sync_is_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let acknowledged = build(dir.path(), 300);
+    let anchor = dir.path().join("ledger-anchor");
+    // The last group commit's events reached sled, its anchor entry did not (never
+    // acknowledged): cut the entry off, or leave half of it (a torn write).
+    let entries = anchor_entries(&anchor);
+    let last = *entries.last().unwrap();
+    for keep in [0, 30] {
+        let copy = copy_data(dir.path());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(copy.path().join("ledger-anchor"))
+            .unwrap();
+        file.set_len((last + keep) as u64).unwrap();
+        drop(file);
+        let ledger = Ledger::open(&ledger_dir(copy.path()), LedgerConfig::default()).unwrap();
+        assert!(
+            ledger.damage().is_none(),
+            "keep {keep}: {:?}",
+            ledger.damage()
+        );
+        let report = ledger.verify(&mut |_, _| {}).unwrap();
+        assert!(report.is_intact(), "keep {keep}: {:?}", report.problem);
+        assert_eq!(report.verified, acknowledged.len() as u64);
+        ledger.append(request("patient-1", vec![note(1)])).unwrap();
+        drop(ledger);
+        // The anchor caught up with the ledger: removing the newest event is now found.
+        let db = open_raw(copy.path());
+        tamper::remove_value(&db, acknowledged.len() as u64 + 1);
+        drop(db);
+        let ledger = Ledger::open(&ledger_dir(copy.path()), LedgerConfig::default()).unwrap();
+        assert_eq!(ledger.damage().map(|d| d.missing), Some(1), "keep {keep}");
+    }
+}
+
 /// Demo data; returns (auditor token, GP token, head position).
 fn prepare_demo(data: &Path) -> (String, String, u64) {
     let demo =
