@@ -266,7 +266,7 @@ impl Ledger {
     }
 
     /// The damage found on open (acknowledged events missing or changed, a damaged anchor or
-    /// head), if any: the ledger then serves reads and refuses writes.
+    /// head) or by a verification since, if any: the ledger then serves reads and refuses writes.
     pub fn damage(&self) -> Option<Damage> {
         lock(&self.refusal).as_ref().and_then(|r| r.damage.clone())
     }
