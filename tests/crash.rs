@@ -40,7 +40,11 @@ fn crash_child() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let ledger = Ledger::open(std::path::Path::new(&dir), LedgerConfig::default()).unwrap();
+    let ledger = Ledger::open(
+        &std::path::Path::new(&dir).join("ledger"),
+        LedgerConfig::default(),
+    )
+    .unwrap();
     let stdout = std::io::stdout();
     for n in 0u64.. {
         let patient = PatientId::parse(&format!("patient-{}", n % 5)).unwrap();
@@ -119,11 +123,13 @@ fn every_acknowledged_event_survives_sigkill_and_no_batch_is_partial() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (first_ack, writing) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut acks = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.strip_prefix("ack ") {
+                    let _ = first_ack.send(());
                     let mut parts = rest.split(' ').map(str::to_owned);
                     let correlation = parts.next().unwrap();
                     acks.push((correlation, parts.collect::<Vec<_>>()));
@@ -131,8 +137,10 @@ fn every_acknowledged_event_survives_sigkill_and_no_batch_is_partial() {
             }
             acks
         });
-        // Let the child open the ledger and write for a random 30-230 ms, then kill it.
-        let deadline = Instant::now() + Duration::from_millis(30 + rng.next() % 200);
+        // Once the child writes (on a loaded machine opening the ledger can take longer than
+        // the whole window), let it write for a random 0-200 ms more, then kill it.
+        let _ = writing.recv_timeout(Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_millis(rng.next() % 200);
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -142,7 +150,7 @@ fn every_acknowledged_event_survives_sigkill_and_no_batch_is_partial() {
             acknowledged.insert(correlation, ids);
         }
 
-        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
         let report = ledger.verify(&mut |_, _| {}).unwrap();
         assert!(report.is_intact(), "round {round}: {:?}", report.problem);
         let events = ledger.read_all(0, usize::MAX).unwrap();

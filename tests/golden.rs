@@ -13,8 +13,7 @@ use careledger_core::clinical::{
     Indication, Intolerance, IntoleranceKind, SmokingObservation, SmokingStatus,
 };
 use careledger_core::event::{
-    Acknowledgement, Command, Dose, DoseUnit, LeadHandover, Medication, Member, Target,
-    TargetBasis,
+    Acknowledgement, Command, Dose, DoseUnit, LeadHandover, Medication, Member, Target, TargetBasis,
 };
 use careledger_core::ids::{ActorId, AgbCode, AtcCode, PatientId, Text, Uid};
 use careledger_core::quantity::{Comparator, Measure, Quantity};

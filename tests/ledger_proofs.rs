@@ -75,7 +75,7 @@ fn note(subject: &str) -> Command {
 /// A ledger shared by writer threads, with `patient` founded by `gp(actor)`; also returns how
 /// many events the founding wrote.
 fn shared_ledger(dir: &Path, patient: &str, actor: usize) -> (Arc<Ledger>, usize) {
-    let ledger = Arc::new(Ledger::open(dir, LedgerConfig::default()).unwrap());
+    let ledger = Arc::new(Ledger::open(&dir.join("ledger"), LedgerConfig::default()).unwrap());
     let founded = ledger
         .append(request(
             patient,
@@ -89,7 +89,7 @@ fn shared_ledger(dir: &Path, patient: &str, actor: usize) -> (Arc<Ledger>, usize
 
 /// A ledger with `patients` patients and `per_patient` measurements each.
 fn build(dir: &Path, patients: usize, per_patient: usize) -> u64 {
-    let ledger = Ledger::open(dir, LedgerConfig::default()).unwrap();
+    let ledger = Ledger::open(&dir.join("ledger"), LedgerConfig::default()).unwrap();
     for p in 0..patients {
         let id = format!("patient-{p}");
         ledger
@@ -112,7 +112,7 @@ fn build(dir: &Path, patients: usize, per_patient: usize) -> u64 {
 /// until the ledger's own handle has let go of the lock.
 fn open_raw(dir: &Path) -> sled::Db {
     for _ in 0..100 {
-        match sled::open(dir) {
+        match sled::open(dir.join("ledger")) {
             Ok(db) => return db,
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
         }
@@ -133,7 +133,7 @@ proptest! {
             let db = open_raw(dir.path());
             tamper::flip(&db, position, offset_pick, 1 << bit);
         }
-        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
         let report = ledger.verify(&mut |_, _| {}).unwrap();
         let problem = report.problem.expect("a flipped byte is found");
         prop_assert_eq!(problem.position, position, "{}", problem);
@@ -144,7 +144,7 @@ proptest! {
     #[test]
     fn replay_from_zero_equals_incremental_state(readings in proptest::collection::vec(50i64..300, 1..40), batch in 1usize..8) {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
         ledger.append(request("p", gp(0), ExpectedRevision::NoStream, vec![found()])).unwrap();
         for chunk in readings.chunks(batch) {
             let commands = chunk.iter().map(|r| bp(*r)).collect();
@@ -153,7 +153,7 @@ proptest! {
         let patient = PatientId::parse("p").unwrap();
         let live = ledger.patient_state(&patient).unwrap();
         drop(ledger);
-        let reopened = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let reopened = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
         prop_assert_eq!(reopened.patient_state(&patient).unwrap(), live);
         let intact = reopened.verify(&mut |_, _| {}).unwrap().is_intact();
         prop_assert!(intact);
@@ -174,12 +174,17 @@ fn deleted_events_are_reported_as_a_gap_at_the_first_missing_position() {
             tamper::remove_value(&db, removed);
             (first, count)
         };
-        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
         let report = ledger.verify(&mut |_, _| {}).unwrap();
         if first + count > head {
-            // The last value removed: the chain is intact up to the new head.
-            assert!(report.is_intact(), "{:?}", report.problem);
+            // The last value removed: the chain is intact up to the new head, and the anchor
+            // shows the acknowledged events missing after it.
             assert_eq!(report.verified, first - 1);
+            let problem = report.problem.unwrap();
+            assert!(
+                matches!(problem.kind, ProblemKind::Missing { last_anchored, missing } if last_anchored == head && missing == count),
+                "{problem}"
+            );
             continue;
         }
         let problem = report.problem.unwrap();
@@ -202,7 +207,7 @@ fn damaged_head_is_reported_on_open_and_writes_are_refused() {
             frame[last] ^= 0xff;
         });
     }
-    let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
     let problem = ledger
         .head_problem()
         .expect("the head check on open finds it");
@@ -215,7 +220,7 @@ fn damaged_head_is_reported_on_open_and_writes_are_refused() {
             vec![bp(120)],
         ))
         .unwrap_err();
-    assert!(matches!(refused, Error::Poisoned(_)), "{refused}");
+    assert!(matches!(refused, Error::Damaged(_)), "{refused}");
 }
 
 /// Retries of one request racing each other (a client resending after a timeout, two gateways
@@ -363,7 +368,8 @@ fn concurrent_writers_with_exact_revisions_win_each_revision_once() {
 #[test]
 fn concurrent_writers_on_different_patients_are_all_durable_and_gapless() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).unwrap());
+    let ledger =
+        Arc::new(Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap());
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let ledger = ledger.clone();
@@ -399,7 +405,7 @@ fn concurrent_writers_on_different_patients_are_all_durable_and_gapless() {
         .flat_map(|t| t.join().unwrap())
         .collect();
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
     let events = ledger.read_all(0, usize::MAX).unwrap();
     assert_eq!(events.len(), 8 * 42);
     assert!(events

@@ -55,18 +55,31 @@ async fn verify_endpoint_names_the_position_of_a_changed_byte() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "the head still verifies");
-    let report: Value = client
+    let response = client
         .get(format!("{}/verify", server.base))
         .bearer_auth(&auditor)
         .send()
         .await
-        .unwrap()
-        .json()
+        .unwrap();
+    assert_eq!(response.status(), 409, "200 only for an intact ledger");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "ledger_not_intact", "{problem}");
+    assert_eq!(problem["verified"], 8);
+    assert_eq!(problem["position"], 9);
+    // Once verification has found the break in the middle, the server no longer reports
+    // itself healthy (and refuses writes).
+    let health = client
+        .get(format!("{}/health", server.base))
+        .send()
         .await
         .unwrap();
-    assert_eq!(report["intact"], false);
-    assert_eq!(report["verified"], 8);
-    assert_eq!(report["problem"]["position"], 9);
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["class"], "damaged", "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("position 9"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

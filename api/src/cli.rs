@@ -141,6 +141,7 @@ enum ActorsCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    quiet_storage_panics();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -148,6 +149,19 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// sled panics on some damaged files (in its recovery at open, in iterators); the ledger
+/// catches those and returns an error naming the damage, which `main` prints as one line. The
+/// panic message with its backtrace would only bury that line, so it is not printed.
+fn quiet_storage_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_sled = info.location().is_some_and(|l| l.file().contains("/sled-"));
+        if !in_sled {
+            default(info);
+        }
+    }));
 }
 
 fn init_tracing() {

@@ -50,6 +50,22 @@ pub enum ApiError {
     /// The ledger cannot write now: storage failure or damaged head (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The ledger is damaged: acknowledged events are missing or changed (503, code
+    /// `ledger_damaged`, naming the last anchored position and how many are missing). Writes
+    /// stay refused until an operator restores the events.
+    #[error("{0}")]
+    Damaged(careledger_core::anchor::Damage),
+    /// Verification found the ledger not intact (409, code `ledger_not_intact`): the stored
+    /// ledger conflicts with what it must be; the position says where.
+    #[error("{detail}")]
+    NotIntact {
+        /// The first problem, as a sentence.
+        detail: String,
+        /// Where the ledger first fails.
+        position: u64,
+        /// Events verified before it.
+        verified: u64,
+    },
     /// A bug or an unexpected failure (500); the detail goes to the log only.
     #[error("{0}")]
     Internal(String),
@@ -96,6 +112,16 @@ impl ApiError {
                 "unavailable",
                 "Ledger unavailable",
             ),
+            ApiError::Damaged(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_damaged",
+                "Ledger damaged",
+            ),
+            ApiError::NotIntact { .. } => (
+                StatusCode::CONFLICT,
+                "ledger_not_intact",
+                "Ledger not intact",
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -130,6 +156,7 @@ impl From<careledger_core::Error> for ApiError {
             e @ (E::Conflict { .. } | E::IdempotencyMismatch { .. }) => {
                 ApiError::Conflict(e.to_string())
             }
+            E::Damaged(damage) => ApiError::Damaged(damage),
             e @ (E::Poisoned(_) | E::Storage(_)) => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
@@ -173,13 +200,29 @@ impl IntoResponse for ApiError {
             }
             other => (kind.to_owned(), other.to_string()),
         };
-        let body = json!({
+        let mut body = json!({
             "type": format!("https://careledger.example/problems/{code}"),
             "title": title,
             "status": status.as_u16(),
             "detail": detail,
             "code": code,
         });
+        match &self {
+            ApiError::Damaged(damage) => {
+                tracing::error!(%damage, "ledger damaged");
+                body["last_anchored_position"] = json!(damage.last_anchored);
+                body["ledger_head_position"] = json!(damage.ledger_head);
+                body["missing_events"] = json!(damage.missing);
+                body["first_changed_position"] = json!(damage.first_differing);
+            }
+            ApiError::NotIntact {
+                position, verified, ..
+            } => {
+                body["position"] = json!(position);
+                body["verified"] = json!(verified);
+            }
+            _ => {}
+        }
         let mut response = (status, body.to_string()).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -303,12 +303,29 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
 }
 
+/// 200 while the ledger takes writes; 503 with the reason class (`damaged`: acknowledged
+/// events missing or changed, found on open or by comparing the stored head with the anchor's
+/// last entry; `storage`: a storage failure, which clears by itself once the cause is removed).
 async fn health(State(state): State<AppState>) -> Response {
     let head = state.ledger.head();
-    match state.ledger.head_problem() {
+    let ledger = state.ledger.clone();
+    let checked = tokio::task::spawn_blocking(move || ledger.health()).await;
+    let failure = match checked {
+        Ok(result) => result.err(),
+        Err(e) => Some(careledger_core::Error::Storage(format!(
+            "health check failed: {e}"
+        ))),
+    };
+    match failure {
         None => Json(json!({"status": "ok", "head_position": head.position, "head_hash": head.hash.to_hex()})).into_response(),
-        Some(problem) => {
-            let body = json!({"status": "unhealthy", "reason": problem, "head_position": head.position});
+        Some(careledger_core::Error::Damaged(damage)) => {
+            let body = json!({"status": "unhealthy", "class": "damaged", "reason": damage.to_string(),
+                "head_position": head.position, "last_anchored_position": damage.last_anchored,
+                "missing_events": damage.missing});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        Some(other) => {
+            let body = json!({"status": "unhealthy", "class": "storage", "reason": other.to_string(), "head_position": head.position});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
@@ -329,6 +346,13 @@ async fn verify(
     }
     let ledger = state.ledger.clone();
     let report = blocking(move || Ok(ledger.verify(&mut |_, _| {})?)).await?;
+    if let Some(problem) = &report.problem {
+        return Err(ApiError::NotIntact {
+            detail: problem.to_string(),
+            position: problem.position,
+            verified: report.verified,
+        });
+    }
     Ok(Json(json!({
         "intact": report.is_intact(),
         "verified": report.verified,

@@ -341,9 +341,9 @@ pub fn document() -> Value {
             }
         },
         "paths": {
-            "/health": {"get": {"summary": "Health: 503 with the reason when the head of the chain does not verify", "responses": {"200": {"description": "healthy"}, "503": {"description": "unhealthy"}}}},
+            "/health": {"get": {"summary": "Health: 503 with the reason and its class (damaged: acknowledged events missing or changed, by the anchor or the head check; storage: a storage failure)", "responses": {"200": {"description": "healthy"}, "503": {"description": "unhealthy"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/verify": {"get": op("Verify the whole chain: count, head hash, first problem", json!([]), "200")},
+            "/verify": {"get": op("Verify the whole chain, the per-patient index and the anchor: 200 with count and head hash only when intact, else 409 problem+json with the position", json!([]), "200")},
             "/events": {"get": op("The global log after a position, paged", json!([query_param("after", "position to read after (0 = start)"), query_param("limit", "page size, 1 to 1000"), query_param("patient", "only this patient")]), "200")},
             "/events/stream": {"get": op("Server-Sent Events from a position on: catch-up then live; the SSE id is the position; resume with Last-Event-ID", json!([query_param("after", "position to read after"), query_param("patient", "only this patient"), {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}]), "200")},
             "/patients/{patient}/events": {

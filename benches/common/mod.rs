@@ -93,9 +93,16 @@ pub fn request(patient: PatientId, submissions: Vec<Submission>) -> AppendReques
     }
 }
 
-/// Opens a fresh ledger in `dir`.
+/// Opens a fresh ledger in `dir/ledger`, its anchor in `dir/ledger-anchor`. With
+/// `CARELEDGER_BENCH_NO_ANCHOR=1` the ledger has no anchor (the group commit then writes and syncs
+/// sled only, as before the anchor existed), for measuring the anchor's cost side by side.
 pub fn open(dir: &Path) -> Ledger {
-    Ledger::open(dir, LedgerConfig::default()).unwrap()
+    let ledger = dir.join("ledger");
+    if std::env::var_os("CARELEDGER_BENCH_NO_ANCHOR").is_some_and(|v| v == "1") {
+        let storage = careledger_core::storage::SledStorage::open(&ledger).unwrap();
+        return Ledger::with_storage(Box::new(storage), LedgerConfig::default()).unwrap();
+    }
+    Ledger::open(&ledger, LedgerConfig::default()).unwrap()
 }
 
 /// Founds the care team of patients `0..patients`.

@@ -113,6 +113,11 @@ pub enum Error {
     /// earlier storage failure persists (writing resumes by itself once the cause is removed).
     #[error("the ledger is refusing writes: {0}")]
     Poisoned(String),
+    /// The ledger is damaged: acknowledged events are missing or changed, found by comparing
+    /// it with its anchor or by the head check on open (only an operator can help; the ledger
+    /// serves reads and refuses writes until then).
+    #[error("{0}")]
+    Damaged(crate::anchor::Damage),
     /// The storage engine or the file system failed (internal, or the disk is full or read-only).
     #[error("storage: {0}")]
     Storage(String),

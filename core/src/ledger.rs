@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::anchor::{anchor_path, Anchor, Damage};
 use crate::chain::{encode_frame, event_hash, Frame};
 use crate::decide::{decide, PatientState, Policy, Warning};
 use crate::error::{Error, InvalidInput, Result};
@@ -188,6 +189,9 @@ pub struct Ledger {
     /// The durable position at the end of each recent epoch, and the failure that ended it.
     ended_epochs: Mutex<Vec<EndedEpoch>>,
     listeners: Mutex<Vec<DurableListener>>,
+    /// The hashes of every acknowledged event, outside sled (`None` on a storage given without
+    /// one, as the tests' fault-injecting storages are).
+    anchor: Option<Mutex<Anchor>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -197,16 +201,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Ledger {
-    /// Opens (or creates) a ledger in `dir` on sled, checking the head of the chain.
+    /// Opens (or creates) a ledger in `dir` on sled, with its anchor next to it
+    /// ([`crate::anchor::anchor_path`]), checking the head of the chain and comparing the ledger
+    /// with the anchor. A damaged ledger opens for reading only ([`Ledger::damage`]); files
+    /// so damaged that sled fails inside its own recovery give an error naming them.
     pub fn open(dir: &Path, config: LedgerConfig) -> Result<Ledger> {
-        let storage = SledStorage::open(dir)?;
-        Self::with_storage(Box::new(storage), config)
+        let open = || {
+            let storage = SledStorage::open(dir)?;
+            let anchor = Anchor::open(&anchor_path(dir))?;
+            Self::build(Box::new(storage), Some(anchor), config)
+        };
+        crate::anchor::catch_damage(&format!("opening the ledger in {}", dir.display()), open)
     }
 
-    /// Opens a ledger on any storage. When the head does not verify, the ledger opens for
-    /// reading and verification but refuses writes; [`Ledger::head_problem`] says why.
+    /// Opens a ledger on any storage, with the anchor at `anchor` (created when missing).
+    pub fn with_storage_and_anchor(
+        storage: Box<dyn Storage>,
+        anchor: &Path,
+        config: LedgerConfig,
+    ) -> Result<Ledger> {
+        Self::build(storage, Some(Anchor::open(anchor)?), config)
+    }
+
+    /// Opens a ledger on any storage, without an anchor. When the head does not verify, the
+    /// ledger opens for reading and verification but refuses writes; [`Ledger::head_problem`]
+    /// says why.
     pub fn with_storage(storage: Box<dyn Storage>, config: LedgerConfig) -> Result<Ledger> {
+        Self::build(storage, None, config)
+    }
+
+    fn build(
+        storage: Box<dyn Storage>,
+        mut anchor: Option<Anchor>,
+        config: LedgerConfig,
+    ) -> Result<Ledger> {
         let (head, problem) = check_head(storage.as_ref())?;
+        let damage = compare_with_anchor(storage.as_ref(), anchor.as_mut(), head, problem)?;
         let ledger = Ledger {
             storage,
             policy: config.policy,
@@ -221,10 +251,11 @@ impl Ledger {
             durable_position: AtomicU64::new(head.position),
             committing: AtomicU64::new(0),
             sync_state: Mutex::new(SyncState::default()),
-            refusal: Mutex::new(problem.map(Refusal::damaged)),
+            refusal: Mutex::new(damage.map(Refusal::damaged)),
             epoch: AtomicU64::new(0),
             ended_epochs: Mutex::new(Vec::new()),
             listeners: Mutex::new(Vec::new()),
+            anchor: anchor.map(Mutex::new),
         };
         Ok(ledger)
     }
@@ -232,6 +263,25 @@ impl Ledger {
     /// Why the ledger refuses writes (a damaged head, an earlier storage failure), if it does.
     pub fn head_problem(&self) -> Option<String> {
         lock(&self.refusal).as_ref().map(Refusal::describe)
+    }
+
+    /// The damage found on open (acknowledged events missing or changed, a damaged anchor or
+    /// head) or by a verification since, if any: the ledger then serves reads and refuses writes.
+    pub fn damage(&self) -> Option<Damage> {
+        lock(&self.refusal).as_ref().and_then(|r| r.damage.clone())
+    }
+
+    /// The cheap check behind `/health`: the damage found on open, a storage failure, or a
+    /// stored head that has fallen behind, or differs from, the anchor's last entry.
+    pub fn health(&self) -> std::result::Result<(), Error> {
+        if let Some(refusal) = lock(&self.refusal).as_ref() {
+            return Err(refusal.error());
+        }
+        let Some(anchor) = &self.anchor else {
+            return Ok(());
+        };
+        let last = lock(anchor).last();
+        crate::anchor::check_live_head(self.storage.as_ref(), last).map_err(Error::Damaged)
     }
 
     /// The durable head.
@@ -300,7 +350,7 @@ impl Ledger {
         };
         let retry_due = current.retry_after.is_some_and(|at| Instant::now() >= at);
         if !retry_due {
-            return Err(Error::Poisoned(current.describe()));
+            return Err(current.error());
         }
         if let Err(e) = self.storage.reopen() {
             current.retry_after = Some(Instant::now() + self.reopen_interval);
@@ -311,6 +361,14 @@ impl Ledger {
         // writer again from what is on disk, in a new epoch.
         self.end_epoch(&Error::Storage("the storage was reopened".into()));
         let (head, problem) = check_head(self.storage.as_ref())?;
+        let problem = match self.reload_anchor(head, problem) {
+            Ok(problem) => problem,
+            Err(e) => {
+                current.retry_after = Some(Instant::now() + self.reopen_interval);
+                current.still_failing = Some(e.to_string());
+                return Err(current.error());
+            }
+        };
         writer.head = head;
         writer.patients.clear();
         writer.staged = Staged::default();
@@ -319,7 +377,7 @@ impl Ledger {
         self.durable_position.store(head.position, Ordering::SeqCst);
         *refusal = problem.map(Refusal::damaged);
         match refusal.as_ref() {
-            Some(r) => Err(Error::Poisoned(r.reason.clone())),
+            Some(r) => Err(r.error()),
             None => Ok(()),
         }
     }
@@ -446,6 +504,7 @@ impl Ledger {
         if refusal.is_none() {
             *refusal = Some(Refusal {
                 reason: format!("{doing} failed: {e}"),
+                damage: None,
                 retry_after: Some(Instant::now()),
                 still_failing: None,
             });
@@ -537,6 +596,10 @@ impl Ledger {
             self.storage_failed("making writes durable", &e);
             return Err(e);
         }
+        if let Err(e) = self.anchor_through(target.position) {
+            self.storage_failed("anchoring the writes", &e);
+            return Err(e);
+        }
         *lock(&self.durable) = target;
         self.durable_position
             .store(target.position, Ordering::Release);
@@ -556,6 +619,7 @@ impl Ledger {
             return Ok(());
         }
         let batch = std::mem::take(&mut writer.staged.batch);
+        self.anchor_stage(&batch.frames);
         if let Err(e) = self.storage.commit(batch) {
             // The batch may or may not be in sled's memory. Writes are refused until the
             // storage is reopened and the writer's state read again from it.
@@ -707,10 +771,85 @@ impl Ledger {
             .ok_or_else(|| not_stored(position))
     }
 
-    /// Verifies the whole chain, calling `progress(verified, total)` now and then.
+    /// Verifies the whole chain, the per-patient index against the frames, and the ledger
+    /// against its anchor (no acknowledged event missing or changed), calling
+    /// `progress(verified, total)` now and then. Damaged files give a report or an error naming
+    /// the damage, never a panic.
+    ///
+    /// Damage found here (a gap in the middle, a changed byte, a wrong index entry: what the
+    /// cheap comparison on open cannot see) makes the ledger refuse writes from then on, as
+    /// damage found on open does.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
         let total = self.head().position.max(lock(&self.written).position);
-        crate::verify::verify_chain(self.storage.as_ref(), total, progress)
+        // The anchor as it was before the scan: entries added while it runs are of events the
+        // scan may not have reached.
+        let anchored = self.anchor.as_ref().and_then(|a| lock(a).last());
+        let report = crate::anchor::catch_damage("verifying the ledger", || {
+            let mut report = crate::verify::verify_chain(self.storage.as_ref(), total, progress)?;
+            if let Some(anchor) = &self.anchor {
+                let anchor = lock(anchor);
+                crate::anchor::verify_against(
+                    &anchor,
+                    anchored,
+                    self.storage.as_ref(),
+                    &mut report,
+                )?;
+            }
+            Ok(report)
+        })?;
+        if let Some(problem) = &report.problem {
+            self.found_damage(problem, anchored.map_or(0, |a| a.position), total);
+        }
+        Ok(report)
+    }
+
+    /// Refuses writes from now on because verification found `problem`.
+    fn found_damage(&self, problem: &Problem, last_anchored: u64, head: u64) {
+        let mut refusal = lock(&self.refusal);
+        if refusal.as_ref().is_some_and(|r| r.damage.is_some()) {
+            return;
+        }
+        let missing = match problem.kind {
+            crate::verify::ProblemKind::Missing { missing, .. } => missing,
+            _ => 0,
+        };
+        *refusal = Some(Refusal::damaged(Damage {
+            last_anchored,
+            ledger_head: head,
+            missing,
+            first_differing: Some(problem.position),
+            detail: format!("verification found: {problem}"),
+        }));
+    }
+
+    /// Remembers the hashes of frames about to be written to storage, for the anchor.
+    fn anchor_stage(&self, frames: &[(u64, Vec<u8>)]) {
+        if let Some(anchor) = &self.anchor {
+            lock(anchor).stage(frames);
+        }
+    }
+
+    /// Makes the anchor hold every event up to `position` (written to storage and synced):
+    /// one write and one `fdatasync` for the whole group commit.
+    fn anchor_through(&self, position: u64) -> Result<()> {
+        match &self.anchor {
+            Some(anchor) => lock(anchor).sync_through(position),
+            None => Ok(()),
+        }
+    }
+
+    /// After the storage reopened: reads the anchor again from disk and compares it with the
+    /// ledger, whose head is `head`.
+    fn reload_anchor(&self, head: Head, problem: Option<Problem>) -> Result<Option<Damage>> {
+        let mut fresh = match &self.anchor {
+            Some(anchor) => Some(Anchor::open(lock(anchor).path())?),
+            None => None,
+        };
+        let damage = compare_with_anchor(self.storage.as_ref(), fresh.as_mut(), head, problem)?;
+        if let (Some(anchor), Some(fresh)) = (&self.anchor, fresh) {
+            *lock(anchor) = fresh;
+        }
+        Ok(damage)
     }
 
     /// Bytes the ledger occupies on disk.
@@ -737,6 +876,8 @@ struct EndedEpoch {
 /// Why the ledger refuses writes.
 struct Refusal {
     reason: String,
+    /// Set when the ledger is damaged (acknowledged events missing or changed).
+    damage: Option<Damage>,
     /// When a reopen of the storage may be tried; `None` when the ledger is damaged and only an
     /// operator can help.
     retry_after: Option<Instant>,
@@ -753,11 +894,20 @@ impl Refusal {
         }
     }
 
-    fn damaged(problem: Problem) -> Self {
+    fn damaged(damage: Damage) -> Self {
         Refusal {
-            reason: format!("the head of the chain does not verify: {problem}"),
+            reason: damage.to_string(),
+            damage: Some(damage),
             retry_after: None,
             still_failing: None,
+        }
+    }
+
+    /// The error an append gets: the damage, typed, or the storage failure.
+    fn error(&self) -> Error {
+        match &self.damage {
+            Some(damage) => Error::Damaged(damage.clone()),
+            None => Error::Poisoned(self.describe()),
         }
     }
 }
@@ -824,6 +974,33 @@ fn check_head(storage: &dyn Storage) -> Result<(Head, Option<Problem>)> {
         hash: head_hash,
     };
     Ok((head, check_frame(position, &bytes, &prev, true).err()))
+}
+
+/// The damage that makes a ledger read-only: a head that does not verify, or a ledger that
+/// disagrees with its anchor (which is brought up to the ledger's head when it is behind).
+fn compare_with_anchor(
+    storage: &dyn Storage,
+    anchor: Option<&mut Anchor>,
+    head: Head,
+    head_problem: Option<Problem>,
+) -> Result<Option<Damage>> {
+    let last_anchored = anchor
+        .as_ref()
+        .and_then(|a| a.last())
+        .map_or(0, |a| a.position);
+    let found = match anchor {
+        Some(anchor) => crate::anchor::reconcile(anchor, storage, head.position)?,
+        None => None,
+    };
+    Ok(found.or_else(|| {
+        head_problem.map(|problem| Damage {
+            last_anchored,
+            ledger_head: head.position,
+            missing: 0,
+            first_differing: None,
+            detail: format!("the head of the chain does not verify: {problem}"),
+        })
+    }))
 }
 
 fn decode_frame(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {

@@ -3,11 +3,12 @@
 //! Domain types with validating constructors ([`ids`], [`role`], [`quantity`]), the event
 //! catalogue ([`event`]) with its clinical payloads ([`clinical`]), the business rules ([`decide`]), the notify-the-other-party rule
 //! ([`notify`]), and the append-only hash-chained log on sled ([`ledger`], [`chain`],
-//! [`storage`], [`verify`]).
+//! [`storage`], [`verify`]) with its anchor outside sled ([`anchor`]).
 //!
 //! **Invariant:** this crate knows nothing of HTTP, JSON DTOs or the command line.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod anchor;
 pub mod chain;
 pub mod clinical;
 pub mod decide;

@@ -55,6 +55,9 @@ impl From<Vec<u8>> for StoredValue {
     }
 }
 
+/// Called with each per-patient index entry: patient id, first revision, positions.
+pub type IndexVisitor<'a> = dyn FnMut(&[u8], u64, &[u8]) + 'a;
+
 /// Called with each requested position and its frame, if stored.
 pub type FrameVisitor<'a> = dyn FnMut(u64, Option<&[u8]>) -> Result<()> + 'a;
 
@@ -95,6 +98,13 @@ pub trait Storage: Send + Sync {
     ) -> Result<Vec<u64>>;
     /// The stored value of an idempotency key.
     fn idempotency(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Visits every per-patient index entry in key order: the patient's id, the first revision
+    /// of the run and its positions (8 bytes big-endian each). `Ok(false)` when this storage
+    /// keeps no index it can list; verification then does not check the index.
+    fn scan_index(&self, visit: &mut IndexVisitor<'_>) -> Result<bool> {
+        let _ = visit;
+        Ok(false)
+    }
     /// Applies the batch atomically: all of it is visible to reads, or none. Not yet durable.
     fn commit(&self, batch: WriteBatch) -> Result<()>;
     /// Makes everything committed so far durable.
@@ -250,6 +260,12 @@ fn in_use_or(dir: &Path, e: sled::Error) -> Error {
     if is_lock_error(&e) {
         return Error::Storage(format!(
             "{} is in use by another process (a running `careledger serve`?); stop it first, or use the HTTP API",
+            dir.display()
+        ));
+    }
+    if matches!(e, sled::Error::Corruption { .. }) {
+        return Error::Storage(format!(
+            "the ledger's files in {} are damaged: sled cannot read them ({e}); restore them from a backup (docs/reliability.md)",
             dir.display()
         ));
     }
@@ -512,6 +528,19 @@ impl Storage for SledStorage {
             .get(full)
             .map_err(sled_err)?
             .map(|v| v.to_vec()))
+    }
+
+    fn scan_index(&self, visit: &mut IndexVisitor<'_>) -> Result<bool> {
+        for item in self.db()?.db.scan_prefix([STREAM]) {
+            let (key, run) = item.map_err(sled_err)?;
+            let id = key
+                .get(1)
+                .and_then(|len| key.get(2..2 + *len as usize))
+                .filter(|id| 2 + id.len() + 8 == key.len())
+                .ok_or_else(|| Error::Storage(format!("malformed stream index key {key:?}")))?;
+            visit(id, revision_of(&key)?, &run);
+        }
+        Ok(true)
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<()> {

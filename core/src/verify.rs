@@ -1,12 +1,13 @@
 //! Verification of the whole chain, and what it reports when something is wrong.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 
 use crate::chain::Frame;
 use crate::error::Result;
-use crate::record::{decode_record, Hash};
+use crate::record::{decode_record, Hash, Record};
 use crate::storage::{frames_in, Storage, StoredValue};
 
 /// What is wrong at a position.
@@ -33,6 +34,28 @@ pub enum ProblemKind {
     },
     /// The frame or record cannot be decoded.
     Undecodable(String),
+    /// Acknowledged events are missing at the end: the anchor holds events up to
+    /// `last_anchored`, the ledger ends before `position`.
+    Missing {
+        /// The last position the anchor holds.
+        last_anchored: u64,
+        /// How many acknowledged events are missing.
+        missing: u64,
+    },
+    /// The event's hash differs from the one anchored when it was acknowledged: it was
+    /// rewritten (and the hashes after it recomputed).
+    DiffersFromAnchor {
+        /// The hash the anchor holds.
+        anchored: Hash,
+        /// The hash stored now.
+        stored: Hash,
+        /// The last position the anchor holds.
+        last_anchored: u64,
+    },
+    /// The per-patient index disagrees with the event stored at this position.
+    Index(String),
+    /// The anchor file itself is damaged; what and where.
+    AnchorDamaged(String),
 }
 
 /// The first problem found in the chain.
@@ -62,6 +85,23 @@ impl fmt::Display for Problem {
             ProblemKind::Undecodable(detail) => {
                 write!(f, "undecodable record at position {p}: {detail}")
             }
+            ProblemKind::Missing { last_anchored, missing } => write!(
+                f,
+                "acknowledged events missing: the ledger ends at position {}, the anchor holds acknowledged events up to position {last_anchored}: {missing} acknowledged events are missing",
+                p - 1
+            ),
+            ProblemKind::DiffersFromAnchor { anchored, stored, last_anchored } => write!(
+                f,
+                "changed event at position {p}: its hash is {stored}, the anchor holds {anchored} (the anchor holds acknowledged events up to position {last_anchored}; 0 acknowledged events are missing, events from position {p} were rewritten)"
+            ),
+            ProblemKind::Index(detail) => {
+                write!(f, "per-patient index wrong at position {p}: {detail}")
+            }
+            ProblemKind::AnchorDamaged(detail) => write!(
+                f,
+                "the anchor is damaged after position {}: {detail}",
+                p.saturating_sub(1)
+            ),
         }
     }
 }
@@ -92,6 +132,16 @@ pub fn check_frame(
     prev: &Hash,
     decode: bool,
 ) -> Result<Hash, Problem> {
+    check_frame_record(position, bytes, prev, decode).map(|(hash, _)| hash)
+}
+
+/// [`check_frame`], returning the decoded record too when `decode` is set.
+fn check_frame_record(
+    position: u64,
+    bytes: &[u8],
+    prev: &Hash,
+    decode: bool,
+) -> Result<(Hash, Option<Record>), Problem> {
     let problem = |kind| Problem { position, kind };
     let frame = Frame::parse(bytes)
         .ok_or_else(|| problem(ProblemKind::Undecodable("frame header is malformed".into())))?;
@@ -108,11 +158,115 @@ pub fn check_frame(
             stored: frame.prev_hash,
         }));
     }
-    if decode {
-        decode_record(position, frame.format_version, frame.record)
-            .map_err(|e| problem(ProblemKind::Undecodable(e.to_string())))?;
+    if !decode {
+        return Ok((frame.hash, None));
     }
-    Ok(frame.hash)
+    let record = decode_record(position, frame.format_version, frame.record)
+        .map_err(|e| problem(ProblemKind::Undecodable(e.to_string())))?;
+    Ok((frame.hash, Some(record)))
+}
+
+/// The per-patient index as stored: each patient's positions by revision (0 where the index
+/// holds none), read before the frames so that each frame can be checked against it.
+#[derive(Default)]
+struct Index {
+    streams: HashMap<Vec<u8>, Vec<u64>>,
+    /// Entries at positions up to the limit, each of which some frame must match.
+    entries: u64,
+    /// The first inconsistency inside the index itself (a revision listed twice).
+    problem: Option<Problem>,
+}
+
+impl Index {
+    /// Reads the index from storage; `None` when the storage keeps none to list. Entries past
+    /// `limit` (appends written since verification began) are left out.
+    fn read(storage: &dyn Storage, limit: u64) -> Result<Option<Index>> {
+        let mut index = Index::default();
+        let listed = storage.scan_index(&mut |id, first, run| {
+            let positions = index.streams.entry(id.to_vec()).or_default();
+            for (offset, bytes) in run.chunks_exact(8).enumerate() {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(bytes);
+                let position = u64::from_be_bytes(be);
+                let slot = (first + offset as u64).saturating_sub(1) as usize;
+                if position > limit || first == 0 {
+                    continue;
+                }
+                if positions.len() <= slot {
+                    positions.resize(slot + 1, 0);
+                }
+                if positions[slot] != 0 && index.problem.is_none() {
+                    index.problem = Some(Problem {
+                        position,
+                        kind: ProblemKind::Index(format!(
+                            "revision {} of patient {} is listed twice, at positions {} and {position}",
+                            slot + 1,
+                            String::from_utf8_lossy(id),
+                            positions[slot]
+                        )),
+                    });
+                }
+                positions[slot] = position;
+                index.entries += 1;
+            }
+        })?;
+        Ok(listed.then_some(index))
+    }
+
+    /// Checks that the index maps the record's patient and revision to `position`.
+    fn check(&self, position: u64, record: &Record) -> Result<(), Problem> {
+        let id = record.patient.as_str();
+        let listed = self
+            .streams
+            .get(id.as_bytes())
+            .and_then(|p| p.get(record.revision.saturating_sub(1) as usize))
+            .copied()
+            .unwrap_or(0);
+        if listed == position {
+            return Ok(());
+        }
+        let detail = if listed == 0 {
+            format!(
+                "the index holds no entry for patient {id} revision {}; reads of this patient skip the event",
+                record.revision
+            )
+        } else {
+            format!(
+                "the index maps patient {id} revision {} to position {listed}",
+                record.revision
+            )
+        };
+        Err(Problem {
+            position,
+            kind: ProblemKind::Index(detail),
+        })
+    }
+
+    /// After every frame up to `verified` matched an entry: the first entry no frame matched
+    /// (one past the last event, or a position listed for two revisions).
+    fn unmatched(&self, matched: u64, verified: u64) -> Option<Problem> {
+        if matched == self.entries {
+            return None;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut found = None;
+        for (id, positions) in &self.streams {
+            for (slot, position) in positions.iter().enumerate() {
+                let extra = *position > verified || (*position != 0 && !seen.insert(*position));
+                if extra && found.is_none_or(|(p, _, _)| *position < p) {
+                    found = Some((*position, id, slot + 1));
+                }
+            }
+        }
+        let (position, id, revision) = found?;
+        Some(Problem {
+            position,
+            kind: ProblemKind::Index(format!(
+                "the index lists patient {} revision {revision} at position {position}, which holds no such event",
+                String::from_utf8_lossy(id)
+            )),
+        })
+    }
 }
 
 /// Stored bytes handed to a checking thread at a time (about a thousand events); small in unit
@@ -133,6 +287,8 @@ struct Chunk {
 /// What checking one chunk found.
 struct Checked {
     verified: u64,
+    /// Frames that matched their entry in the per-patient index.
+    indexed: u64,
     last_hash: Hash,
     problem: Option<Problem>,
 }
@@ -147,13 +303,15 @@ impl Chunk {
     }
 
     /// Checks every frame in order, each at the position after the one before and against its
-    /// hash, and decodes it.
-    fn check(&self) -> Checked {
+    /// hash, decodes it, and checks it against the per-patient index up to `limit`.
+    fn check(&self, index: Option<&Index>, limit: u64) -> Checked {
         let mut prev = self.prev;
         let mut expected = self.first;
         let mut verified = 0;
-        let stop = |verified, prev, problem| Checked {
+        let mut indexed = 0;
+        let stop = |verified, indexed, prev, problem| Checked {
             verified,
+            indexed,
             last_hash: prev,
             problem: Some(problem),
         };
@@ -164,11 +322,22 @@ impl Chunk {
                         position: expected,
                         kind: ProblemKind::Gap { found: position },
                     };
-                    return stop(verified, prev, gap);
+                    return stop(verified, indexed, prev, gap);
                 }
-                match check_frame(position, frame, &prev, true) {
-                    Ok(hash) => prev = hash,
-                    Err(problem) => return stop(verified, prev, problem),
+                let record = match check_frame_record(position, frame, &prev, true) {
+                    Ok((hash, record)) => {
+                        prev = hash;
+                        record
+                    }
+                    Err(problem) => return stop(verified, indexed, prev, problem),
+                };
+                if let (Some(index), Some(record)) = (index, &record) {
+                    if position <= limit {
+                        if let Err(problem) = index.check(position, record) {
+                            return stop(verified, indexed, prev, problem);
+                        }
+                        indexed += 1;
+                    }
                 }
                 verified += 1;
                 expected += 1;
@@ -176,6 +345,7 @@ impl Chunk {
         }
         Checked {
             verified,
+            indexed,
             last_hash: prev,
             problem: None,
         }
@@ -200,6 +370,8 @@ pub(crate) fn verify_chain(
         .map_or(1, |n| n.get())
         .clamp(1, 4);
     let stop = AtomicBool::new(false);
+    let index = Index::read(storage, total)?;
+    let index = index.as_ref();
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(workers);
         let mut outputs = Vec::with_capacity(workers);
@@ -208,7 +380,7 @@ pub(crate) fn verify_chain(
             let (checked_tx, checked_rx) = mpsc::channel::<Checked>();
             scope.spawn(move || {
                 for chunk in chunk_rx {
-                    if checked_tx.send(chunk.check()).is_err() {
+                    if checked_tx.send(chunk.check(index, total)).is_err() {
                         break;
                     }
                 }
@@ -224,12 +396,14 @@ pub(crate) fn verify_chain(
             head_hash: Hash::ZERO,
             problem: None,
         };
+        let mut indexed = 0;
         let mut next_progress = PROGRESS_EVERY;
         'collect: for turn in 0.. {
             let Ok(checked) = outputs[turn % workers].recv() else {
                 break 'collect;
             };
             report.verified += checked.verified;
+            indexed += checked.indexed;
             if checked.verified > 0 {
                 report.head_hash = checked.last_hash;
             }
@@ -250,6 +424,10 @@ pub(crate) fn verify_chain(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         if report.problem.is_none() {
             scanned?;
+            if let Some(index) = index {
+                let matched_all = index.unmatched(indexed, report.verified.min(total));
+                report.problem = index.problem.clone().or(matched_all);
+            }
         }
         progress(report.verified, total);
         Ok(report)
@@ -390,7 +568,8 @@ mod tests {
     /// A ledger of `events` events in `dir`, appended 40 at a time: stored values of one frame
     /// (the first event) and groups of 16 and 8, spread over many chunks of the test's size.
     fn build(dir: &std::path::Path, events: u64) {
-        let ledger = Ledger::open(dir, LedgerConfig::default()).unwrap();
+        let storage = Box::new(SledStorage::open(dir).unwrap());
+        let ledger = Ledger::with_storage(storage, LedgerConfig::default()).unwrap();
         let actor = Actor {
             id: ActorId::parse("gp-1").unwrap(),
             role: Role::Gp,
@@ -457,7 +636,8 @@ mod tests {
         let intact = verify_damaged(dir.path(), None, None);
         assert!(intact.is_intact(), "{:?}", intact.problem);
         assert_eq!(intact.verified, EVENTS);
-        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let storage = Box::new(SledStorage::open(dir.path()).unwrap());
+        let ledger = Ledger::with_storage(storage, LedgerConfig::default()).unwrap();
         assert_eq!(intact.head_hash, ledger.head().hash);
         drop(ledger);
 

@@ -145,7 +145,7 @@ fn append_at(
 impl Given {
     fn empty() -> Given {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
         Given { _dir: dir, ledger }
     }
 
