@@ -108,3 +108,44 @@ fn actors_add_prints_a_token_once_and_list_never_shows_it() {
         "names the accepted roles"
     );
 }
+
+#[test]
+fn the_overdue_period_is_a_setting_of_the_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(careledger(&["demo", "--data", data]).status.success());
+    let overdue = |extra: &[&str]| {
+        let mut args = vec![
+            "notifications",
+            "--data",
+            data,
+            "--patient",
+            "999990007",
+            "--status",
+            "overdue",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = careledger(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        listed.as_array().unwrap().len()
+    };
+    // The demo's notifications were written just now: none is a week old.
+    assert_eq!(overdue(&[]), 0);
+    assert!(overdue(&["--overdue-after-days", "0"]) > 0);
+    let refused = careledger(&[
+        "notifications",
+        "--data",
+        data,
+        "--patient",
+        "999990007",
+        "--overdue-after-days",
+        "-3",
+    ]);
+    assert!(!refused.status.success());
+}

@@ -37,10 +37,37 @@ struct Data {
     data: PathBuf,
 }
 
+/// How the read models judge time: the settings a clinician's signals and messages depend on.
+#[derive(clap::Args)]
+struct ReadModelArgs {
+    /// An open notification is overdue after this many days (shown as overdue, listed by
+    /// `status=overdue`); 0 makes every open notification overdue at once.
+    #[arg(long, default_value_t = 7, env = "CARELEDGER_OVERDUE_AFTER_DAYS",
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    overdue_after_days: u32,
+    /// A lab order with tests still pending expires after this many days and shows as
+    /// "pending since" (a Dutch lab request form is valid for about three months).
+    #[arg(long, default_value_t = 90, env = "CARELEDGER_LAB_ORDER_EXPIRY_DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    lab_order_expiry_days: u32,
+}
+
+impl ReadModelArgs {
+    fn config(&self) -> ProjectionConfig {
+        ProjectionConfig {
+            overdue_after_days: self.overdue_after_days,
+            lab_order_expiry_days: self.lab_order_expiry_days,
+            ..ProjectionConfig::default()
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct PatientArgs {
     #[command(flatten)]
     data: Data,
+    #[command(flatten)]
+    read_models: ReadModelArgs,
     /// The patient id (a BSN or another id).
     #[arg(long)]
     patient: String,
@@ -58,6 +85,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "CARELEDGER_ADDR")]
         addr: String,
+        #[command(flatten)]
+        read_models: ReadModelArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -175,7 +204,11 @@ fn init_tracing() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { data, addr } => serve(&data.data, &addr),
+        Command::Serve {
+            data,
+            addr,
+            read_models,
+        } => serve(&data.data, &addr, read_models.config()),
         Command::Demo { data } => run_demo(&data.data),
         Command::Verify { data } => verify(&data.data),
         Command::Plan(args) => plan(&args),
@@ -191,10 +224,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(data: &Path, addr: &str) -> anyhow::Result<ExitCode> {
+fn serve(data: &Path, addr: &str, config: ProjectionConfig) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let served = runtime.block_on(async {
-        let dir = tokio::task::block_in_place(|| DataDir::open(data)).map_err(|e| anyhow!("{e}"))?;
+        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, config))
+            .map_err(|e| anyhow!("{e}"))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
         }
@@ -304,7 +338,10 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the ledger and the read models, caught up.
-fn open_read_models(data: &Path) -> anyhow::Result<(Ledger, Projections)> {
+fn open_read_models(
+    data: &Path,
+    config: ProjectionConfig,
+) -> anyhow::Result<(Ledger, Projections)> {
     let (ledger_dir, projections_dir, _) = server::paths(data);
     if !ledger_dir.join("db").exists() {
         return Err(anyhow!(
@@ -313,14 +350,14 @@ fn open_read_models(data: &Path) -> anyhow::Result<(Ledger, Projections)> {
         ));
     }
     let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
-    let projections = Projections::open(&projections_dir, ProjectionConfig::default())?;
+    let projections = Projections::open(&projections_dir, config)?;
     projections.catch_up(&ledger)?;
     Ok((ledger, projections))
 }
 
 fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
     let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
-    let (_ledger, projections) = open_read_models(&args.data.data)?;
+    let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let model = projections.read();
     let view = model
         .patient(&patient)
@@ -517,7 +554,7 @@ fn audit_cmd(
     actor: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
-    let (_ledger, projections) = open_read_models(&args.data.data)?;
+    let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let filter = AuditFilter {
         element,
         actor: actor.map(|a| ActorId::parse(&a)).transpose()?,
@@ -582,7 +619,7 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
             ))
         }
     };
-    let (_ledger, projections) = open_read_models(&args.data.data)?;
+    let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let model = projections.read();
     let view = model
         .patient(&patient)

@@ -33,8 +33,15 @@ pub fn paths(data: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 impl DataDir {
-    /// Opens (or creates) every part and catches the projections up.
+    /// Opens (or creates) every part and catches the projections up, with the read models'
+    /// default settings.
     pub fn open(data: &Path) -> Result<Self, ApiError> {
+        Self::open_with(data, ProjectionConfig::default())
+    }
+
+    /// Opens (or creates) every part and catches the projections up; `config` sets how the read
+    /// models judge time (overdue notifications, expired lab orders).
+    pub fn open_with(data: &Path, config: ProjectionConfig) -> Result<Self, ApiError> {
         let (ledger_dir, projections_dir, actors_dir) = paths(data);
         let ledger = Arc::new(
             Ledger::open(&ledger_dir, LedgerConfig::default()).map_err(|e| {
@@ -44,10 +51,7 @@ impl DataDir {
                 ))
             })?,
         );
-        let projections = Arc::new(Projections::open(
-            &projections_dir,
-            ProjectionConfig::default(),
-        )?);
+        let projections = Arc::new(Projections::open(&projections_dir, config)?);
         projections.catch_up(&ledger)?;
         let actors = Arc::new(ActorStore::open(&actors_dir)?);
         Ok(Self {

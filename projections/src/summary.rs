@@ -141,16 +141,38 @@ pub fn what(event: &Event) -> String {
             )
         }
         Event::MeasurementRecorded(m) => format!(
-            "recorded {} {} ({:?})",
+            "recorded {} {} ({})",
             m.value.measure().name(),
             m.value,
-            m.source
+            match m.source {
+                careledger_core::event::MeasurementSource::Practice => "at the practice",
+                careledger_core::event::MeasurementSource::Hospital => "at the hospital",
+                careledger_core::event::MeasurementSource::SelfMeasuredAtHome => {
+                    "self-measured at home"
+                }
+            }
         ),
         Event::LifestyleGoalSet(g) => format!("set lifestyle goal {}: {}", g.goal, g.description),
         Event::LifestyleGoalClosed(c) => {
-            format!("closed lifestyle goal {} ({:?})", c.goal, c.outcome)
+            format!(
+                "closed lifestyle goal {} ({})",
+                c.goal,
+                match c.outcome {
+                    careledger_core::event::GoalOutcome::Achieved => "achieved",
+                    careledger_core::event::GoalOutcome::Abandoned => "abandoned",
+                    careledger_core::event::GoalOutcome::Replaced => "replaced",
+                }
+            )
         }
-        Event::NoteAdded(n) => format!("added a {:?}: {}", n.kind, n.subject),
+        Event::NoteAdded(n) => format!(
+            "added {}: {}",
+            match n.kind {
+                careledger_core::event::NoteKind::Note => "a note",
+                careledger_core::event::NoteKind::ReturnLetter => "a return letter",
+                careledger_core::event::NoteKind::InterimLetter => "an interim letter",
+            },
+            n.subject
+        ),
         Event::NotificationAcknowledged(a) => {
             format!(
                 "acknowledged the notification of position {} to the {}",
