@@ -415,6 +415,10 @@ macro_rules! catalogue {
         }
 
         impl Event {
+            /// The snake-case names of the events in variant order: `KINDS[i]` is the kind of
+            /// the variant stored with index `i` (`docs/hash-format.md`, the event catalogue).
+            pub const KINDS: &'static [&'static str] = &[ $( $event_kind, )* ];
+
             /// The snake-case name of the event (`target_set`).
             pub fn kind(&self) -> &'static str {
                 match self { $( Event::$event(_) => $event_kind, )* }
