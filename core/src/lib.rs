@@ -14,6 +14,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod ledger;
+pub mod merkle;
 pub mod notify;
 pub mod quantity;
 pub mod record;
