@@ -15,6 +15,7 @@ pub mod event;
 pub mod ids;
 pub mod ledger;
 pub mod merkle;
+pub mod note;
 pub mod notify;
 pub mod quantity;
 pub mod record;
