@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod chain;
+pub mod checkpoint;
 pub mod decide;
 pub mod error;
 pub mod event;
