@@ -108,3 +108,38 @@ fn actors_add_prints_a_token_once_and_list_never_shows_it() {
         "names the accepted roles"
     );
 }
+
+#[test]
+fn key_show_prints_the_log_key_and_serve_refuses_a_changed_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let missing = careledger(&["key", "show", "--data", data]);
+    assert!(!missing.status.success());
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(message.contains("no log key"), "{message}");
+
+    let key = careledger_core::checkpoint::LogKey::open_or_create(
+        &dir.path().join("log-key"),
+        Some("hospital.example/careledger"),
+    )
+    .unwrap();
+    let shown = careledger(&["key", "show", "--data", data]);
+    assert!(shown.status.success());
+    assert_eq!(stdout(&shown).trim(), key.verifier_key().to_string());
+
+    let refused = careledger(&[
+        "serve",
+        "--data",
+        data,
+        "--addr",
+        "127.0.0.1:0",
+        "--origin",
+        "other.example/log",
+    ]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("hospital.example/careledger") && message.contains("never changes"),
+        "{message}"
+    );
+}

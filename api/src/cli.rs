@@ -49,6 +49,47 @@ struct PatientArgs {
     json: bool,
 }
 
+/// When the server signs checkpoints of its Merkle tree.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CheckpointArgs {
+    /// The log's origin, the first line of every checkpoint and the log key's name, e.g.
+    /// hospital.example/careledger. Fixed on the first start (a random careledger.invalid/log-…
+    /// when not given); a different one later is refused.
+    #[arg(long, env = "CARELEDGER_ORIGIN")]
+    pub origin: Option<String>,
+    /// Sign a checkpoint after this many new events.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        env = "CARELEDGER_CHECKPOINT_EVERY_EVENTS"
+    )]
+    pub checkpoint_every_events: u64,
+    /// Sign a checkpoint after this many seconds when the ledger grew.
+    #[arg(long, default_value_t = 10, env = "CARELEDGER_CHECKPOINT_EVERY_SECS")]
+    pub checkpoint_every_secs: u64,
+    /// Sign no checkpoints (for measurements side by side).
+    #[arg(long)]
+    pub no_checkpoints: bool,
+}
+
+impl CheckpointArgs {
+    /// The checkpointer's settings; `None` when checkpoints are off.
+    pub fn config(&self) -> anyhow::Result<Option<careledger_core::checkpoint::CheckpointConfig>> {
+        if self.no_checkpoints {
+            return Ok(None);
+        }
+        if self.checkpoint_every_secs == 0 {
+            return Err(anyhow!(
+                "--checkpoint-every-secs must be at least 1 (use --no-checkpoints to sign none)"
+            ));
+        }
+        Ok(Some(careledger_core::checkpoint::CheckpointConfig {
+            every_events: self.checkpoint_every_events,
+            every: Duration::from_secs(self.checkpoint_every_secs),
+        }))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start the HTTP server (stop it with Ctrl-C or SIGTERM; in-flight writes finish first).
@@ -58,6 +99,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "CARELEDGER_ADDR")]
         addr: String,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -100,6 +143,21 @@ enum Command {
     Loadtest(crate::loadtest::LoadArgs),
     /// Rebuild the read models from the ledger, from position 1.
     Rebuild {
+        #[command(flatten)]
+        data: Data,
+    },
+    /// The log's signing key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the log's public key as a signed-note verifier key
+    /// (<origin>+<hex key ID>+<base64 key>), for auditors and witnesses.
+    Show {
         #[command(flatten)]
         data: Data,
     },
@@ -153,7 +211,14 @@ fn init_tracing() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { data, addr } => serve(&data.data, &addr),
+        Command::Serve {
+            data,
+            addr,
+            checkpoints,
+        } => serve(&data.data, &addr, &checkpoints),
+        Command::Key {
+            command: KeyCommand::Show { data },
+        } => key_show(&data.data),
         Command::Demo { data } => run_demo(&data.data),
         Command::Verify { data } => verify(&data.data),
         Command::Plan(args) => plan(&args),
@@ -169,12 +234,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(data: &Path, addr: &str) -> anyhow::Result<ExitCode> {
+fn serve(data: &Path, addr: &str, checkpoints: &CheckpointArgs) -> anyhow::Result<ExitCode> {
+    let config = checkpoints.config()?;
     let runtime = tokio::runtime::Runtime::new()?;
+    let mut checkpointer = None;
     let served = runtime.block_on(async {
         let dir = tokio::task::block_in_place(|| DataDir::open(data)).map_err(|e| anyhow!("{e}"))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
+        }
+        if let Some(config) = config {
+            match dir.start_checkpoints(data, checkpoints.origin.as_deref(), config) {
+                Ok(started) => checkpointer = Some(started),
+                // A changed origin is a configuration error: refuse to start.
+                Err(e @ careledger_core::checkpoint::CheckpointError::OriginChanged { .. }) => {
+                    return Err(anyhow!("{e}"));
+                }
+                Err(e) => tracing::error!(error = %e, "signing no checkpoints"),
+            }
         }
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
@@ -183,7 +260,24 @@ fn serve(data: &Path, addr: &str) -> anyhow::Result<ExitCode> {
     });
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
+    // The last checkpoint covers every acknowledged event.
+    if let Some(checkpointer) = checkpointer {
+        checkpointer.finish();
+    }
     close_within(served?, CLOSE_DEADLINE)
+}
+
+fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
+    let path = server::log_key_path(data);
+    if !path.exists() {
+        return Err(anyhow!(
+            "no log key in {}; it is made on the first `careledger serve` (give --data for another directory)",
+            data.display()
+        ));
+    }
+    let key = careledger_core::checkpoint::LogKey::open(&path)?;
+    println!("{}", key.verifier_key());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// How long stopping may take to save the read models and close the stores.
