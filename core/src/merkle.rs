@@ -14,8 +14,9 @@
 //! The tree is maintained incrementally: the writer keeps its right edge ([`Frontier`]) and adds
 //! the hash of every complete subtree of [`STORED_FROM_LEVEL`] or more levels to the batch of the
 //! group commit that completes it, so the tree and the chain are written atomically together.
-//! Subtrees below that level (up to 16 leaves) are hashed from the frames when a proof needs them:
-//! storing them would triple the entries a group commit writes. A root at any size and any proof
+//! Subtrees below that level (up to 64 leaves, one aligned block) are hashed from the frames when
+//! a proof needs them: every sled entry costs a group commit about as much as a frame group, and
+//! storing every level would triple the entries it writes. A root at any size and any proof
 //! then cost O(log n) reads (`docs/hash-format.md`, "The Merkle tree").
 
 use std::cell::RefCell;
@@ -33,9 +34,9 @@ use crate::storage::{Storage, WriteBatch};
 pub const LEAF_PREFIX: u8 = 0x00;
 /// The first byte hashed into an interior node's hash.
 pub const NODE_PREFIX: u8 = 0x01;
-/// The lowest level whose complete subtrees are stored (level 4: subtrees of 16 leaves). Lower
-/// ones are hashed from the frames when needed.
-pub const STORED_FROM_LEVEL: u8 = 4;
+/// The lowest level whose complete subtrees are stored (level 6: subtrees of 64 leaves). Lower
+/// ones are hashed from the frames of their aligned block of 64 when needed.
+pub const STORED_FROM_LEVEL: u8 = 6;
 /// Most leaves whose nodes a catch-up writes in one batch.
 const CATCH_UP_BATCH: u64 = 65_536;
 
@@ -502,7 +503,7 @@ impl Frontier {
 /// the tree, or a catch-up that could not write), are hashed from the frames.
 pub struct StoredTree<'a> {
     storage: &'a dyn Storage,
-    /// The aligned block of 16 leaves read last: its first leaf index and its leaf hashes.
+    /// The aligned block of 64 leaves read last: its first leaf index and its leaf hashes.
     block: RefCell<Option<(u64, Vec<TreeHash>)>>,
 }
 
@@ -517,7 +518,7 @@ impl<'a> StoredTree<'a> {
         }
     }
 
-    /// The leaf hashes of the block of 16 leaves holding leaf `index`, as far as frames exist.
+    /// The leaf hashes of the block of 64 leaves holding leaf `index`, as far as frames exist.
     fn block_of(&self, index: u64) -> Result<std::cell::Ref<'_, (u64, Vec<TreeHash>)>> {
         let first = index / BLOCK * BLOCK;
         let cached = matches!(&*self.block.borrow(), Some((f, leaves)) if *f == first && (index - first) < leaves.len() as u64);
@@ -599,7 +600,7 @@ pub fn open_tree(storage: &dyn Storage, head: u64) -> Result<Frontier> {
         Some(index) => ((index + 1) * BLOCK).min(head),
         None => 0,
     };
-    // Nodes at or above the stored level are complete only on 16-leaf boundaries.
+    // Nodes at or above the stored level are complete only on block boundaries.
     let stored = covered / BLOCK * BLOCK;
     let source = StoredTree::new(storage);
     let mut frontier = Frontier::load(&source, stored)?;
@@ -833,21 +834,21 @@ mod tests {
 
     #[test]
     fn the_frontier_completes_subtrees_from_the_stored_level_up_with_their_indices() {
-        let leaves: Vec<TreeHash> = (0..64u8).map(|i| leaf_hash(&[i])).collect();
+        let leaves: Vec<TreeHash> = (0..=255u8).map(|i| leaf_hash(&[i])).collect();
         let memory = Memory::new(&leaves);
         let mut frontier = Frontier::new();
         let mut completed = Vec::new();
         for leaf in &leaves {
             frontier.push(*leaf, &mut completed);
         }
-        let expected: Vec<TreeNode> = [(4, 0), (4, 1), (5, 0), (4, 2), (4, 3), (5, 1), (6, 0)]
+        let expected: Vec<TreeNode> = [(6, 0), (6, 1), (7, 0), (6, 2), (6, 3), (7, 1), (8, 0)]
             .iter()
             .map(|&(l, i)| (l, i, memory.node(l, i).unwrap().0))
             .collect();
         assert_eq!(completed, expected);
-        let reloaded = Frontier::load(&memory, 37).unwrap();
+        let reloaded = Frontier::load(&memory, 151).unwrap();
         let mut grown = Frontier::new();
-        for leaf in &leaves[..37] {
+        for leaf in &leaves[..151] {
             grown.push(*leaf, &mut Vec::new());
         }
         assert_eq!(reloaded.root(), grown.root());
