@@ -435,10 +435,11 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
         if size > signed {
             match issue(ledger, key, file, size) {
                 Ok(note) => {
-                    lock(&shared.state).signed = size;
-                    shared.issued.notify_all();
+                    // The note first: whoever waits for the size reads it next.
                     *lock(&shared.latest) = Some(note);
                     *lock(&shared.failure) = None;
+                    lock(&shared.state).signed = size;
+                    shared.issued.notify_all();
                 }
                 // The next tick tries again; appends go on regardless.
                 Err(e) => {
