@@ -260,11 +260,7 @@ fn serve(data: &Path, addr: &str, checkpoints: &CheckpointArgs) -> anyhow::Resul
     });
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
-    // The last checkpoint covers every acknowledged event.
-    if let Some(checkpointer) = checkpointer {
-        checkpointer.finish();
-    }
-    close_within(served?, CLOSE_DEADLINE)
+    close_within(served?, checkpointer, CLOSE_DEADLINE)
 }
 
 fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
@@ -283,13 +279,21 @@ fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
 /// How long stopping may take to save the read models and close the stores.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Saves the read models and closes the stores, giving up after `deadline`: on a failing disk
+/// Signs the last checkpoint, saves the read models and closes the stores, giving up after `deadline`: on a failing disk
 /// sled can wait forever for a write that never completes, and a stop must not hang. Giving up
 /// loses nothing acknowledged (every acknowledged event is durable); the read models catch up
 /// from the ledger on the next start.
-fn close_within(dir: DataDir, deadline: Duration) -> anyhow::Result<ExitCode> {
+fn close_within(
+    dir: DataDir,
+    checkpointer: Option<careledger_core::checkpoint::Checkpointer>,
+    deadline: Duration,
+) -> anyhow::Result<ExitCode> {
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // The last checkpoint covers every acknowledged event.
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.finish();
+        }
         let saved = dir
             .projections
             .persist()
