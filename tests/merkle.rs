@@ -26,6 +26,8 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+mod common;
+
 /// RFC 9162 §2.1.1, written from its text: the reference the tree is checked against.
 mod reference {
     use super::*;
@@ -713,4 +715,39 @@ fn golden_vectors_of_the_tree_still_hold_and_their_proofs_verify() {
             Ok(())
         );
     }
+}
+
+#[test]
+fn a_damaged_frame_header_stops_the_tree_there_and_is_named_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    for i in 0..5 {
+        append(&ledger, &patient(i), 40);
+    }
+    let d = event_hashes(&ledger);
+    drop(ledger);
+    let db = open_raw(dir.path());
+    for key in tree_keys(&db) {
+        db.remove(key).unwrap();
+    }
+    // Frame version 0x01 becomes 0x81: the frame at position 100 can no longer be split.
+    common::tamper::flip(&db, 100, 0, 0x80);
+    drop(db);
+
+    let ledger = open(dir.path());
+    assert_eq!(
+        ledger.tree_head(99).unwrap().root.0,
+        reference::mth(&d[..99])
+    );
+    let proof = ledger.inclusion_proof(5, 64).unwrap();
+    assert_eq!(hashes(&proof.path), reference::path(4, &d[..64]));
+    for size in [100, 200] {
+        match ledger.tree_head(size) {
+            Err(Error::Decode { position: 100, .. }) => {}
+            other => panic!("size {size}: expected the damage at position 100, got {other:?}"),
+        }
+    }
+    // Appends go on; the tree beyond the damage stays unanswerable rather than wrong.
+    append(&ledger, &patient(9), 3);
+    assert!(ledger.tree_head(203).is_err());
 }

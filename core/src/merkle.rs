@@ -525,9 +525,15 @@ impl<'a> StoredTree<'a> {
         if !cached {
             let mut leaves = Vec::with_capacity(BLOCK as usize);
             let mut failure = None;
-            // Leaf index i is position i + 1.
+            // Leaf index i is position i + 1. The block's leaves stop at the first frame that is
+            // missing or cannot be split: those before it still serve.
             self.storage.scan(first + 1, &mut |position, bytes| {
+                let expected = first + 1 + leaves.len() as u64;
                 if position > first + BLOCK {
+                    return false;
+                }
+                if position != expected {
+                    failure = Some(not_stored(expected - 1));
                     return false;
                 }
                 match Frame::parse(bytes) {
@@ -543,8 +549,8 @@ impl<'a> StoredTree<'a> {
                 }
                 true
             })?;
-            if let Some(e) = failure {
-                return Err(e);
+            if index - first >= leaves.len() as u64 {
+                return Err(failure.unwrap_or_else(|| not_stored(index)));
             }
             *self.block.borrow_mut() = Some((first, leaves));
         }
