@@ -291,3 +291,26 @@ fn no_checkpoint_is_signed_over_a_ledger_that_does_not_extend_the_last_one() {
         }
     }
 }
+
+#[test]
+fn a_checkpoint_is_issued_on_the_timer_when_the_tree_grew_by_fewer_than_n_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger =
+        Arc::new(Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap());
+    let key = LogKey::from_seed(ORIGIN, &LOG_SEED).unwrap();
+    let vkey = key.verifier_key();
+    let config = CheckpointConfig {
+        every_events: 1_000,
+        every: Duration::from_millis(100),
+    };
+    let checkpointer =
+        Checkpointer::start(ledger.clone(), key, dir.path().join("checkpoint"), config).unwrap();
+    append(&ledger, 3);
+    assert!(
+        checkpointer.wait_for(3, Duration::from_secs(30)),
+        "the timer signs the 3 new events"
+    );
+    let (checkpoint, _) = Checkpoint::open(&checkpointer.latest().unwrap(), &vkey).unwrap();
+    assert_eq!(checkpoint.size(), 3);
+    assert_eq!(checkpointer.failure(), None);
+}
