@@ -46,6 +46,10 @@ pub enum CheckpointError {
         /// What differs.
         problem: String,
     },
+    /// The ledger refuses writes (its head does not verify, or a storage failure persists):
+    /// no checkpoint is signed until it verifies again.
+    #[error("no checkpoint is signed while the ledger refuses writes: {0}")]
+    Refusing(String),
     /// Reading the ledger failed.
     #[error(transparent)]
     Ledger(#[from] crate::error::Error),
@@ -461,6 +465,10 @@ pub fn issue(
     file: &Path,
     size: u64,
 ) -> Result<String, CheckpointError> {
+    // A log signs only what it stands behind: nothing while its head does not verify.
+    if let Some(problem) = ledger.head_problem() {
+        return Err(CheckpointError::Refusing(problem));
+    }
     let head = ledger.tree_head(size)?;
     let note = key.sign(head)?.to_string();
     let aside = file.with_extension("new");
