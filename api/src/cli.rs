@@ -146,10 +146,42 @@ enum Command {
         #[command(flatten)]
         data: Data,
     },
+    /// Merkle proofs over the chain, as JSON with hex hashes (positions start at 1; a
+    /// position's leaf index is position - 1). Reads the ledger directly: stop the server first.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
     /// The log's signing key.
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// That the event at --position is in the tree of --tree-size events (RFC 9162 §2.1.3).
+    Inclusion {
+        #[command(flatten)]
+        data: Data,
+        /// The event's position (1 is the first).
+        #[arg(long)]
+        position: u64,
+        /// The tree size (default: the ledger's head).
+        #[arg(long)]
+        tree_size: Option<u64>,
+    },
+    /// That the tree of --second events extends the tree of --first events (RFC 9162 §2.1.4).
+    Consistency {
+        #[command(flatten)]
+        data: Data,
+        /// The older tree size (at least 1).
+        #[arg(long)]
+        first: u64,
+        /// The newer tree size (default: the ledger's head).
+        #[arg(long)]
+        second: Option<u64>,
     },
 }
 
@@ -219,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key {
             command: KeyCommand::Show { data },
         } => key_show(&data.data),
+        Command::Proof { command } => proof(command),
         Command::Demo { data } => run_demo(&data.data),
         Command::Verify { data } => verify(&data.data),
         Command::Plan(args) => plan(&args),
@@ -261,6 +294,63 @@ fn serve(data: &Path, addr: &str, checkpoints: &CheckpointArgs) -> anyhow::Resul
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
     close_within(served?, checkpointer, CLOSE_DEADLINE)
+}
+
+fn proof(command: ProofCommand) -> anyhow::Result<ExitCode> {
+    let hexes = |path: &[careledger_core::merkle::TreeHash]| -> Vec<String> {
+        path.iter().map(|h| h.to_hex()).collect()
+    };
+    let json = match command {
+        ProofCommand::Inclusion {
+            data,
+            position,
+            tree_size,
+        } => {
+            let ledger = open_ledger(&data.data)?;
+            let size = tree_size.unwrap_or(ledger.head().position);
+            let proof = ledger.inclusion_proof(position, size)?;
+            let root = ledger.tree_head(size)?.root;
+            serde_json::json!({
+                "position": proof.position,
+                "leaf_index": proof.leaf_index,
+                "tree_size": proof.tree_size,
+                "event_hash": proof.event_hash.to_string(),
+                "leaf_hash": careledger_core::merkle::event_leaf(&proof.event_hash).to_hex(),
+                "root": root.to_hex(),
+                "path": hexes(&proof.path),
+            })
+        }
+        ProofCommand::Consistency {
+            data,
+            first,
+            second,
+        } => {
+            let ledger = open_ledger(&data.data)?;
+            let second = second.unwrap_or(ledger.head().position);
+            let proof = ledger.consistency_proof(first, second)?;
+            serde_json::json!({
+                "first": proof.first,
+                "second": proof.second,
+                "first_root": ledger.tree_head(first)?.root.to_hex(),
+                "second_root": ledger.tree_head(second)?.root.to_hex(),
+                "path": hexes(&proof.path),
+            })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the ledger of a data directory that has one.
+fn open_ledger(data: &Path) -> anyhow::Result<Ledger> {
+    let (ledger_dir, _, _) = server::paths(data);
+    if !ledger_dir.join("db").exists() {
+        return Err(anyhow!(
+            "no ledger in {}; give the data directory with --data",
+            data.display()
+        ));
+    }
+    Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
 }
 
 fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
