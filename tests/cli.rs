@@ -149,3 +149,106 @@ fn the_overdue_period_is_a_setting_of_the_read_models() {
     ]);
     assert!(!refused.status.success());
 }
+
+#[test]
+fn key_show_prints_the_log_key_and_serve_refuses_a_changed_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let missing = careledger(&["key", "show", "--data", data]);
+    assert!(!missing.status.success());
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(message.contains("no log key"), "{message}");
+
+    let key = careledger_core::checkpoint::LogKey::open_or_create(
+        &dir.path().join("log-key"),
+        Some("hospital.example/careledger"),
+    )
+    .unwrap();
+    let shown = careledger(&["key", "show", "--data", data]);
+    assert!(shown.status.success());
+    assert_eq!(stdout(&shown).trim(), key.verifier_key().to_string());
+
+    let refused = careledger(&[
+        "serve",
+        "--data",
+        data,
+        "--addr",
+        "127.0.0.1:0",
+        "--origin",
+        "other.example/log",
+    ]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("hospital.example/careledger") && message.contains("never changes"),
+        "{message}"
+    );
+}
+
+#[test]
+fn proof_prints_inclusion_and_consistency_proofs_that_verify_and_names_a_bad_size() {
+    use careledger_core::merkle::{verify_consistency, verify_inclusion, TreeHash};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(careledger(&["demo", "--data", data]).status.success());
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = careledger(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let hash = |v: &serde_json::Value| TreeHash::from_hex(v.as_str().unwrap()).unwrap();
+    let path = |v: &serde_json::Value| v.as_array().unwrap().iter().map(hash).collect::<Vec<_>>();
+
+    let inclusion = json(&["proof", "inclusion", "--data", data, "--position", "3"]);
+    let size = inclusion["tree_size"].as_u64().unwrap();
+    assert!(size >= 3);
+    assert_eq!(inclusion["leaf_index"], 2, "leaf index = position - 1");
+    assert_eq!(
+        verify_inclusion(
+            &hash(&inclusion["leaf_hash"]),
+            2,
+            size,
+            &path(&inclusion["path"]),
+            &hash(&inclusion["root"])
+        ),
+        Ok(())
+    );
+    let consistency = json(&["proof", "consistency", "--data", data, "--first", "2"]);
+    assert_eq!(consistency["second"], size);
+    assert_eq!(
+        verify_consistency(
+            2,
+            size,
+            &hash(&consistency["first_root"]),
+            &hash(&consistency["second_root"]),
+            &path(&consistency["path"])
+        ),
+        Ok(())
+    );
+    assert_eq!(consistency["second_root"], inclusion["root"]);
+
+    let beyond = (size + 1).to_string();
+    let refused = careledger(&[
+        "proof",
+        "inclusion",
+        "--data",
+        data,
+        "--position",
+        "1",
+        "--tree-size",
+        &beyond,
+    ]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("exceeds the ledger's durable size"),
+        "{message}"
+    );
+    let refused = careledger(&["proof", "consistency", "--data", data, "--first", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("tree size 0"));
+}

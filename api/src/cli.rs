@@ -76,6 +76,47 @@ struct PatientArgs {
     json: bool,
 }
 
+/// When the server signs checkpoints of its Merkle tree.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CheckpointArgs {
+    /// The log's origin, the first line of every checkpoint and the log key's name, e.g.
+    /// hospital.example/careledger. Fixed on the first start (a random careledger.invalid/log-…
+    /// when not given); a different one later is refused.
+    #[arg(long, env = "CARELEDGER_ORIGIN")]
+    pub origin: Option<String>,
+    /// Sign a checkpoint after this many new events.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        env = "CARELEDGER_CHECKPOINT_EVERY_EVENTS"
+    )]
+    pub checkpoint_every_events: u64,
+    /// Sign a checkpoint after this many seconds when the ledger grew.
+    #[arg(long, default_value_t = 10, env = "CARELEDGER_CHECKPOINT_EVERY_SECS")]
+    pub checkpoint_every_secs: u64,
+    /// Sign no checkpoints (for measurements side by side).
+    #[arg(long)]
+    pub no_checkpoints: bool,
+}
+
+impl CheckpointArgs {
+    /// The checkpointer's settings; `None` when checkpoints are off.
+    pub fn config(&self) -> anyhow::Result<Option<careledger_core::checkpoint::CheckpointConfig>> {
+        if self.no_checkpoints {
+            return Ok(None);
+        }
+        if self.checkpoint_every_secs == 0 {
+            return Err(anyhow!(
+                "--checkpoint-every-secs must be at least 1 (use --no-checkpoints to sign none)"
+            ));
+        }
+        Ok(Some(careledger_core::checkpoint::CheckpointConfig {
+            every_events: self.checkpoint_every_events,
+            every: Duration::from_secs(self.checkpoint_every_secs),
+        }))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start the HTTP server (stop it with Ctrl-C or SIGTERM; in-flight writes finish first).
@@ -87,6 +128,8 @@ enum Command {
         addr: String,
         #[command(flatten)]
         read_models: ReadModelArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -129,6 +172,53 @@ enum Command {
     Loadtest(crate::loadtest::LoadArgs),
     /// Rebuild the read models from the ledger, from position 1.
     Rebuild {
+        #[command(flatten)]
+        data: Data,
+    },
+    /// Merkle proofs over the chain, as JSON with hex hashes (positions start at 1; a
+    /// position's leaf index is position - 1). Reads the ledger directly: stop the server first.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
+    /// The log's signing key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// That the event at --position is in the tree of --tree-size events (RFC 9162 §2.1.3).
+    Inclusion {
+        #[command(flatten)]
+        data: Data,
+        /// The event's position (1 is the first).
+        #[arg(long)]
+        position: u64,
+        /// The tree size (default: the ledger's head).
+        #[arg(long)]
+        tree_size: Option<u64>,
+    },
+    /// That the tree of --second events extends the tree of --first events (RFC 9162 §2.1.4).
+    Consistency {
+        #[command(flatten)]
+        data: Data,
+        /// The older tree size (at least 1).
+        #[arg(long)]
+        first: u64,
+        /// The newer tree size (default: the ledger's head).
+        #[arg(long)]
+        second: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the log's public key as a signed-note verifier key
+    /// (<origin>+<hex key ID>+<base64 key>), for auditors and witnesses.
+    Show {
         #[command(flatten)]
         data: Data,
     },
@@ -208,7 +298,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             addr,
             read_models,
-        } => serve(&data.data, &addr, read_models.config()),
+            checkpoints,
+        } => serve(&data.data, &addr, read_models.config(), &checkpoints),
+        Command::Key {
+            command: KeyCommand::Show { data },
+        } => key_show(&data.data),
+        Command::Proof { command } => proof(command),
         Command::Demo { data } => run_demo(&data.data),
         Command::Verify { data } => verify(&data.data),
         Command::Plan(args) => plan(&args),
@@ -224,13 +319,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(data: &Path, addr: &str, config: ProjectionConfig) -> anyhow::Result<ExitCode> {
+fn serve(
+    data: &Path,
+    addr: &str,
+    read_models: ProjectionConfig,
+    checkpoints: &CheckpointArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = checkpoints.config()?;
     let runtime = tokio::runtime::Runtime::new()?;
+    let mut checkpointer = None;
     let served = runtime.block_on(async {
-        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, config))
+        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, read_models))
             .map_err(|e| anyhow!("{e}"))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
+        }
+        if let Some(config) = config {
+            match dir.start_checkpoints(data, checkpoints.origin.as_deref(), config) {
+                Ok(started) => checkpointer = Some(started),
+                // A changed origin is a configuration error: refuse to start.
+                Err(e @ careledger_core::checkpoint::CheckpointError::OriginChanged { .. }) => {
+                    return Err(anyhow!("{e}"));
+                }
+                Err(e) => tracing::error!(error = %e, "signing no checkpoints"),
+            }
         }
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
@@ -239,19 +351,97 @@ fn serve(data: &Path, addr: &str, config: ProjectionConfig) -> anyhow::Result<Ex
     });
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
-    close_within(served?, CLOSE_DEADLINE)
+    close_within(served?, checkpointer, CLOSE_DEADLINE)
+}
+
+fn proof(command: ProofCommand) -> anyhow::Result<ExitCode> {
+    let hexes = |path: &[careledger_core::merkle::TreeHash]| -> Vec<String> {
+        path.iter().map(|h| h.to_hex()).collect()
+    };
+    let json = match command {
+        ProofCommand::Inclusion {
+            data,
+            position,
+            tree_size,
+        } => {
+            let ledger = open_ledger(&data.data)?;
+            let size = tree_size.unwrap_or(ledger.head().position);
+            let proof = ledger.inclusion_proof(position, size)?;
+            let root = ledger.tree_head(size)?.root;
+            serde_json::json!({
+                "position": proof.position,
+                "leaf_index": proof.leaf_index,
+                "tree_size": proof.tree_size,
+                "event_hash": proof.event_hash.to_string(),
+                "leaf_hash": careledger_core::merkle::event_leaf(&proof.event_hash).to_hex(),
+                "root": root.to_hex(),
+                "path": hexes(&proof.path),
+            })
+        }
+        ProofCommand::Consistency {
+            data,
+            first,
+            second,
+        } => {
+            let ledger = open_ledger(&data.data)?;
+            let second = second.unwrap_or(ledger.head().position);
+            let proof = ledger.consistency_proof(first, second)?;
+            serde_json::json!({
+                "first": proof.first,
+                "second": proof.second,
+                "first_root": ledger.tree_head(first)?.root.to_hex(),
+                "second_root": ledger.tree_head(second)?.root.to_hex(),
+                "path": hexes(&proof.path),
+            })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the ledger of a data directory that has one.
+fn open_ledger(data: &Path) -> anyhow::Result<Ledger> {
+    let (ledger_dir, _, _) = server::paths(data);
+    if !ledger_dir.join("db").exists() {
+        return Err(anyhow!(
+            "no ledger in {}; give the data directory with --data",
+            data.display()
+        ));
+    }
+    Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
+}
+
+fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
+    let path = server::log_key_path(data);
+    if !path.exists() {
+        return Err(anyhow!(
+            "no log key in {}; it is made on the first `careledger serve` (give --data for another directory)",
+            data.display()
+        ));
+    }
+    let key = careledger_core::checkpoint::LogKey::open(&path)?;
+    println!("{}", key.verifier_key());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// How long stopping may take to save the read models and close the stores.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Saves the read models and closes the stores, giving up after `deadline`: on a failing disk
+/// Signs the last checkpoint, saves the read models and closes the stores, giving up after `deadline`: on a failing disk
 /// sled can wait forever for a write that never completes, and a stop must not hang. Giving up
 /// loses nothing acknowledged (every acknowledged event is durable); the read models catch up
 /// from the ledger on the next start.
-fn close_within(dir: DataDir, deadline: Duration) -> anyhow::Result<ExitCode> {
+fn close_within(
+    dir: DataDir,
+    checkpointer: Option<careledger_core::checkpoint::Checkpointer>,
+    deadline: Duration,
+) -> anyhow::Result<ExitCode> {
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // The last checkpoint covers every acknowledged event.
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.finish();
+        }
         let saved = dir
             .projections
             .persist()

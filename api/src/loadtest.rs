@@ -49,6 +49,9 @@ pub struct LoadArgs {
     /// SSE subscribers on /events/stream.
     #[arg(long, default_value_t = 0)]
     pub subscribers: usize,
+    /// With --spawn: when the server signs checkpoints (as `serve`).
+    #[command(flatten)]
+    pub checkpoints: crate::cli::CheckpointArgs,
 }
 
 /// Latencies in microseconds.
@@ -107,6 +110,13 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                 ApiRole::Auditor,
             );
             let auditor_token = data.actors.add(auditor).map_err(|e| anyhow!("{e}"))?;
+            let checkpointer = match args.checkpoints.config()? {
+                Some(config) => Some(
+                    data.start_checkpoints(&dir, args.checkpoints.origin.as_deref(), config)
+                        .map_err(|e| anyhow!("{e}"))?,
+                ),
+                None => None,
+            };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("http://{}", listener.local_addr()?);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -116,6 +126,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             let result = drive(&args, &url, &token, &auditor_token).await;
             let _ = stop.send(());
             server.await??;
+            if let Some(checkpointer) = checkpointer {
+                checkpointer.finish();
+            }
             drop(data);
             let _ = std::fs::remove_dir_all(&dir);
             result

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
+use careledger_core::checkpoint::{CheckpointConfig, CheckpointError, Checkpointer, LogKey};
 use careledger_core::{Ledger, LedgerConfig};
 use careledger_projections::{ProjectionConfig, Projections};
 use tokio::net::TcpListener;
@@ -30,6 +31,16 @@ pub fn paths(data: &Path) -> (PathBuf, PathBuf, PathBuf) {
         data.join("projections"),
         data.join("actors"),
     )
+}
+
+/// The log's ed25519 signing key, whose name is the log's origin (mode 0600).
+pub fn log_key_path(data: &Path) -> PathBuf {
+    data.join("log-key")
+}
+
+/// The latest signed checkpoint, a signed note, replaced atomically.
+pub fn checkpoint_path(data: &Path) -> PathBuf {
+    data.join("checkpoint")
 }
 
 impl DataDir {
@@ -59,6 +70,18 @@ impl DataDir {
             projections,
             actors,
         })
+    }
+
+    /// Opens the log key (made on first start for `origin`; a different origin later is
+    /// refused) and starts issuing checkpoints into `<data>/checkpoint`.
+    pub fn start_checkpoints(
+        &self,
+        data: &Path,
+        origin: Option<&str>,
+        config: CheckpointConfig,
+    ) -> Result<Checkpointer, CheckpointError> {
+        let key = LogKey::open_or_create(&log_key_path(data), origin)?;
+        Checkpointer::start(self.ledger.clone(), key, checkpoint_path(data), config)
     }
 
     /// The shared state for the router.

@@ -121,6 +121,10 @@ pub enum Error {
     /// The storage engine or the file system failed (internal, or the disk is full or read-only).
     #[error("storage: {0}")]
     Storage(String),
+    /// A Merkle proof cannot be made for these sizes or positions (user's fault), or does not
+    /// verify.
+    #[error("proof: {0}")]
+    Proof(#[from] crate::merkle::ProofError),
     /// A stored record could not be decoded (internal).
     #[error("decoding record at position {position}: {detail}")]
     Decode {

@@ -20,6 +20,7 @@ use crate::decide::{decide, PatientState, Policy, Warning};
 use crate::error::{Error, InvalidInput, Result};
 use crate::event::Command;
 use crate::ids::{PatientId, Text, Uid};
+use crate::merkle::{open_tree, Frontier};
 use crate::record::{
     decode_record, encode_record, Actor, Hash, Record, RecordedEvent, Timestamp,
     RECORD_FORMAT_VERSION,
@@ -151,6 +152,8 @@ struct Writer {
     head: Head,
     patients: HashMap<PatientId, PatientState>,
     staged: Staged,
+    /// The Merkle tree's right edge at what is written to storage.
+    tree: Frontier,
 }
 
 /// Appends numbered, linked and folded into the writer's state, not yet written to storage.
@@ -237,6 +240,7 @@ impl Ledger {
     ) -> Result<Ledger> {
         let (head, problem) = check_head(storage.as_ref())?;
         let damage = compare_with_anchor(storage.as_ref(), anchor.as_mut(), head, problem)?;
+        let tree = open_tree(storage.as_ref(), head.position)?;
         let ledger = Ledger {
             storage,
             policy: config.policy,
@@ -245,6 +249,7 @@ impl Ledger {
                 head,
                 patients: HashMap::new(),
                 staged: Staged::default(),
+                tree,
             }),
             written: Mutex::new(head),
             durable: Mutex::new(head),
@@ -282,6 +287,11 @@ impl Ledger {
         };
         let last = lock(anchor).last();
         crate::anchor::check_live_head(self.storage.as_ref(), last).map_err(Error::Damaged)
+    }
+
+    /// The storage, for the modules that read it directly (the Merkle tree).
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
     }
 
     /// The durable head.
@@ -372,6 +382,7 @@ impl Ledger {
         writer.head = head;
         writer.patients.clear();
         writer.staged = Staged::default();
+        writer.tree = open_tree(self.storage.as_ref(), head.position)?;
         *lock(&self.written) = head;
         *lock(&self.durable) = head;
         self.durable_position.store(head.position, Ordering::SeqCst);
@@ -618,8 +629,11 @@ impl Ledger {
             // and the reopen after the failure starts the writer again from storage.
             return Ok(());
         }
-        let batch = std::mem::take(&mut writer.staged.batch);
+        let mut batch = std::mem::take(&mut writer.staged.batch);
         self.anchor_stage(&batch.frames);
+        // The tree's nodes go into the same atomic batch as the frames they cover. After a
+        // failed commit the reopen reads the tree's edge again from storage.
+        writer.tree.extend(&mut batch);
         if let Err(e) = self.storage.commit(batch) {
             // The batch may or may not be in sled's memory. Writes are refused until the
             // storage is reopened and the writer's state read again from it.

@@ -10,6 +10,7 @@
 
 pub mod anchor;
 pub mod chain;
+pub mod checkpoint;
 pub mod clinical;
 pub mod decide;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod event;
 pub mod governance;
 pub mod ids;
 pub mod ledger;
+pub mod merkle;
+pub mod note;
 pub mod notify;
 pub mod quantity;
 pub mod record;

@@ -21,6 +21,9 @@ pub struct WriteBatch {
     pub index: Vec<(PatientId, u64, u64)>,
     /// `(key, value)` to remember each idempotent request.
     pub idempotency: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `(level, index, hash)` of each complete subtree of the Merkle tree that these frames
+    /// complete (see [`crate::merkle`]).
+    pub tree: Vec<crate::merkle::TreeNode>,
 }
 
 impl WriteBatch {
@@ -29,11 +32,12 @@ impl WriteBatch {
         self.frames.extend(later.frames);
         self.index.extend(later.index);
         self.idempotency.extend(later.idempotency);
+        self.tree.extend(later.tree);
     }
 
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.idempotency.is_empty()
+        self.frames.is_empty() && self.idempotency.is_empty() && self.tree.is_empty()
     }
 }
 
@@ -105,6 +109,18 @@ pub trait Storage: Send + Sync {
         let _ = visit;
         Ok(false)
     }
+
+    /// The stored hash of the Merkle tree's complete subtree at `level` and `index`, if stored.
+    /// A storage that keeps no tree answers `None`, and the ledger hashes it from the frames.
+    fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
+        let _ = (level, index);
+        Ok(None)
+    }
+    /// The index of the last stored subtree at `level`, if any.
+    fn last_tree_node(&self, level: u8) -> Result<Option<u64>> {
+        let _ = level;
+        Ok(None)
+    }
     /// Applies the batch atomically: all of it is visible to reads, or none. Not yet durable.
     fn commit(&self, batch: WriteBatch) -> Result<()>;
     /// Makes everything committed so far durable.
@@ -119,6 +135,15 @@ pub trait Storage: Send + Sync {
 const FRAME: u8 = b'e';
 const STREAM: u8 = b's';
 const IDEMPOTENCY: u8 = b'i';
+const TREE: u8 = b'm';
+
+/// The key of a Merkle tree node: `'m'` ‖ level ‖ index (u64 BE).
+fn tree_key(level: u8, index: u64) -> [u8; 10] {
+    let mut key = [TREE; 10];
+    key[1] = level;
+    key[2..].copy_from_slice(&index.to_be_bytes());
+    key
+}
 
 fn frame_key(position: u64) -> [u8; 9] {
     let mut key = [FRAME; 9];
@@ -543,8 +568,48 @@ impl Storage for SledStorage {
         Ok(true)
     }
 
+    fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
+        let Some(value) = self
+            .db()?
+            .db
+            .get(tree_key(level, index))
+            .map_err(sled_err)?
+        else {
+            return Ok(None);
+        };
+        let hash: [u8; 32] = value.as_ref().try_into().map_err(|_| {
+            Error::Storage(format!(
+                "the Merkle tree node at level {level}, index {index} is {} bytes long, not 32",
+                value.len()
+            ))
+        })?;
+        Ok(Some(hash))
+    }
+
+    fn last_tree_node(&self, level: u8) -> Result<Option<u64>> {
+        let found = self
+            .db()?
+            .db
+            .range(tree_key(level, 0)..=tree_key(level, u64::MAX))
+            .next_back();
+        match found {
+            None => Ok(None),
+            Some(item) => {
+                let (key, _) = item.map_err(sled_err)?;
+                let bytes: [u8; 8] = key
+                    .get(2..10)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| Error::Storage(format!("malformed tree key {key:?}")))?;
+                Ok(Some(u64::from_be_bytes(bytes)))
+            }
+        }
+    }
+
     fn commit(&self, batch: WriteBatch) -> Result<()> {
         let mut b = sled::Batch::default();
+        for (level, index, hash) in &batch.tree {
+            b.insert(&tree_key(*level, *index), &hash[..]);
+        }
         for frames in batch.frames.chunks(GROUP_FRAMES) {
             match frames {
                 [(position, frame)] => b.insert(&frame_key(*position), frame.as_slice()),

@@ -1,0 +1,519 @@
+//! Checkpoints: the tree's size and root signed by the log key, in the C2SP tlog-checkpoint
+//! format as a C2SP signed note (`docs/hash-format.md`, "Checkpoints"), the log key and its
+//! fixed origin, and the [`Checkpointer`] that issues them off the append path.
+//!
+//! A checkpoint's body is three lines: the origin, the tree size (decimal, the positions 1 to
+//! size, so leaf indices 0 to size − 1), and the root hash in standard base64; the log key's
+//! name is the origin.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use crate::ledger::Ledger;
+use crate::merkle::{TreeHash, TreeHead};
+use crate::note::{valid_name, Note, NoteError, NoteSigner, VerifierKey, ED25519};
+
+/// Why the log key, a checkpoint or the checkpointer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// A note, key or signature is malformed or does not verify (bad input or a changed file).
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    /// The origin given differs from the one the log was started with (configuration error).
+    #[error("the log's origin is {stored:?} (fixed when its key was made in {key_file}); {configured:?} was configured. The origin never changes: remove the --origin setting or set it to {stored:?}")]
+    OriginChanged {
+        /// The origin stored with the key.
+        stored: String,
+        /// The origin configured now.
+        configured: String,
+        /// The key file.
+        key_file: String,
+    },
+    /// The ledger no longer holds the tree of the last checkpoint (internal: it was cut or
+    /// rewritten after it was signed). The log signs nothing inconsistent with what it signed.
+    #[error("the ledger does not extend the last signed checkpoint (size {size}): {problem}; no checkpoint is signed until an operator restores the ledger")]
+    Inconsistent {
+        /// The last checkpoint's tree size.
+        size: u64,
+        /// What differs.
+        problem: String,
+    },
+    /// The ledger refuses writes (its head does not verify, or a storage failure persists):
+    /// no checkpoint is signed until it verifies again.
+    #[error("no checkpoint is signed while the ledger refuses writes: {0}")]
+    Refusing(String),
+    /// Reading the ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] crate::error::Error),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A checkpoint's body: origin, tree size and root hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    origin: String,
+    size: u64,
+    root: TreeHash,
+}
+
+impl Checkpoint {
+    /// The checkpoint of `head` for the log `origin`.
+    pub fn new(origin: &str, head: TreeHead) -> Result<Self, NoteError> {
+        if !valid_name(origin) {
+            return Err(NoteError::BadName(origin.to_owned()));
+        }
+        Ok(Self {
+            origin: origin.to_owned(),
+            size: head.size,
+            root: head.root,
+        })
+    }
+
+    /// The origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The tree size: positions 1 to `size` (leaf indices 0 to `size - 1`).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root hash.
+    pub fn root(&self) -> TreeHash {
+        self.root
+    }
+
+    /// The note text: `<origin>\n<size>\n<base64 root>\n`.
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            BASE64.encode(self.root.0)
+        )
+    }
+
+    /// Parses a checkpoint body (extension lines after the third are refused: careledger writes
+    /// none, and no witness vouches for them).
+    pub fn parse_body(text: &str) -> Result<Self, NoteError> {
+        let bad = |problem: &str| NoteError::Malformed(format!("checkpoint body: {problem}"));
+        let lines: Vec<&str> = text
+            .strip_suffix('\n')
+            .ok_or_else(|| bad("it must end in a newline"))?
+            .split('\n')
+            .collect();
+        let [origin, size, root] = lines.as_slice() else {
+            return Err(bad("it must be three lines: origin, tree size, root hash"));
+        };
+        if origin.is_empty() {
+            return Err(bad("the origin is empty"));
+        }
+        let leading_zero = size.len() > 1 && size.starts_with('0');
+        let size: u64 = match size.parse() {
+            Ok(n) if !leading_zero && size.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => {
+                return Err(bad(
+                    "the tree size must be a decimal number without leading zeros",
+                ))
+            }
+        };
+        let root: [u8; 32] = BASE64
+            .decode(root)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("the root hash must be 32 bytes in standard base64"))?;
+        Ok(Self {
+            origin: (*origin).to_owned(),
+            size,
+            root: TreeHash(root),
+        })
+    }
+
+    /// Parses a signed checkpoint and checks the log's signature; cosignatures stay on the note.
+    pub fn open(note: &str, log: &VerifierKey) -> Result<(Self, Note), NoteError> {
+        let note = Note::parse(note)?;
+        let checkpoint = Self::parse_body(note.verify(log)?)?;
+        if checkpoint.origin != log.name() {
+            return Err(NoteError::Malformed(format!(
+                "the checkpoint's origin {:?} is not the log key's name {:?}",
+                checkpoint.origin,
+                log.name()
+            )));
+        }
+        Ok((checkpoint, note))
+    }
+}
+
+/// The log's signing key, whose name is the log's origin. Kept in one file under the data
+/// directory, readable by its owner only, in golang.org/x/mod/sumdb/note's private-key form.
+#[derive(Debug)]
+pub struct LogKey {
+    signer: NoteSigner,
+}
+
+impl LogKey {
+    /// Reads the key in `path`, or makes one for `origin` (or a random
+    /// `careledger.invalid/log-<hex>` when none is given) and writes it there (mode 0600). A
+    /// configured origin other than the stored one is refused: a log's origin never changes.
+    pub fn open_or_create(path: &Path, origin: Option<&str>) -> Result<Self, CheckpointError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let key = Self::read(path, &text)?;
+                match origin {
+                    Some(configured) if configured != key.origin() => {
+                        Err(CheckpointError::OriginChanged {
+                            stored: key.origin().to_owned(),
+                            configured: configured.to_owned(),
+                            key_file: path.display().to_string(),
+                        })
+                    }
+                    _ => Ok(key),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path, origin),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    /// Reads the key in `path`; an error naming the file when there is none.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        Self::read(path, &text)
+    }
+
+    fn read(path: &Path, text: &str) -> Result<Self, CheckpointError> {
+        let signer = NoteSigner::parse_private_key(text).map_err(|e| CheckpointError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })?;
+        Ok(Self { signer })
+    }
+
+    fn create(path: &Path, origin: Option<&str>) -> Result<Self, CheckpointError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| CheckpointError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(format!("no randomness for a new key: {e}")),
+        })?;
+        let origin = match origin {
+            Some(origin) => origin.to_owned(),
+            None => format!("careledger.invalid/log-{}", hex::encode(&seed[..4])),
+        };
+        let signer = NoteSigner::from_seed(&origin, ED25519, &seed)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io(path))?;
+        file.write_all(format!("{}\n", signer.to_private_key_string()).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io(path))?;
+        sync_parent(path)?;
+        Ok(Self { signer })
+    }
+
+    /// A log key from a fixed seed (tests and test vectors).
+    pub fn from_seed(origin: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
+        Ok(Self {
+            signer: NoteSigner::from_seed(origin, ED25519, seed)?,
+        })
+    }
+
+    /// The origin (and key name).
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// The public key as a signed-note verifier key: `<origin>+<hex key ID>+<base64(0x01 ‖ key)>`.
+    pub fn verifier_key(&self) -> VerifierKey {
+        self.signer.verifier_key()
+    }
+
+    /// Signs the checkpoint of `head`.
+    pub fn sign(&self, head: TreeHead) -> Result<Note, NoteError> {
+        let checkpoint = Checkpoint::new(self.origin(), head)?;
+        Note::sign(&checkpoint.body(), &self.signer)
+    }
+}
+
+fn sync_parent(path: &Path) -> Result<(), CheckpointError> {
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// When checkpoints are issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// After this many new events (0: only on the timer and at shutdown).
+    pub every_events: u64,
+    /// After this long, when the tree grew.
+    pub every: Duration,
+}
+
+impl Default for CheckpointConfig {
+    /// Every 1,000 events or 10 seconds, whichever comes first.
+    fn default() -> Self {
+        Self {
+            every_events: 1_000,
+            every: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the checkpointer's thread and the ledger's `on_durable` listener share.
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    /// Notified after each checkpoint issued.
+    issued: Condvar,
+    latest: Mutex<Option<String>>,
+    /// Why the last attempt to issue a checkpoint failed, until one succeeds.
+    failure: Mutex<Option<String>>,
+}
+
+struct State {
+    durable: u64,
+    signed: u64,
+    stop: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Issues checkpoints of the ledger's tree on its own thread: after every
+/// [`CheckpointConfig::every_events`] events or [`CheckpointConfig::every`], when the tree grew,
+/// and at [`Checkpointer::finish`]. The latest is kept in one file, replaced atomically. Appends
+/// only store a number and, every `every_events` events, wake the thread.
+pub struct Checkpointer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts issuing checkpoints of `ledger`'s tree signed with `key`, keeping the latest in
+    /// `file`. Refuses to start when the ledger does not extend the checkpoint already in
+    /// `file` (a log never signs a tree inconsistent with one it signed).
+    pub fn start(
+        ledger: Arc<Ledger>,
+        key: LogKey,
+        file: PathBuf,
+        config: CheckpointConfig,
+    ) -> Result<Self, CheckpointError> {
+        let previous = read_latest(&file, &key)?;
+        let head = ledger.head().position;
+        let signed = match &previous {
+            Some(checkpoint) => check_extends(&ledger, checkpoint, head)?,
+            None => 0,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                durable: head,
+                signed,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            issued: Condvar::new(),
+            latest: Mutex::new(
+                previous
+                    .is_some()
+                    .then(|| std::fs::read_to_string(&file).ok())
+                    .flatten(),
+            ),
+            failure: Mutex::new(None),
+        });
+        let listener = shared.clone();
+        let every_events = config.every_events;
+        ledger.on_durable(move |position| {
+            let mut state = lock(&listener.state);
+            state.durable = position;
+            if every_events > 0 && position >= state.signed + every_events {
+                listener.wake.notify_one();
+            }
+        });
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoints".into())
+            .spawn(move || run(&worker, &ledger, &key, &file, config))
+            .map_err(io(Path::new("checkpoint thread")))?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The latest signed checkpoint, as a note.
+    pub fn latest(&self) -> Option<String> {
+        lock(&self.shared.latest).clone()
+    }
+
+    /// Waits until a checkpoint of at least `size` has been issued, at most `timeout`; true if
+    /// one was.
+    pub fn wait_for(&self, size: u64, timeout: Duration) -> bool {
+        let state = lock(&self.shared.state);
+        let (state, _) = self
+            .shared
+            .issued
+            .wait_timeout_while(state, timeout, |s| s.signed < size)
+            .unwrap_or_else(|p| p.into_inner());
+        state.signed >= size
+    }
+
+    /// Why the last attempt to issue a checkpoint failed, while no later one succeeded.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.failure).clone()
+    }
+
+    /// Issues a last checkpoint if the tree grew since the latest, and stops.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        lock(&self.shared.state).stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The checkpointer's loop: wait for enough events, the timer or the stop, then sign.
+fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: CheckpointConfig) {
+    let mut next_tick = Instant::now() + config.every;
+    loop {
+        let (size, stopping) = {
+            let mut state = lock(&shared.state);
+            loop {
+                let now = Instant::now();
+                let due_by_count =
+                    config.every_events > 0 && state.durable >= state.signed + config.every_events;
+                if state.stop || due_by_count || now >= next_tick {
+                    break;
+                }
+                state = shared
+                    .wake
+                    .wait_timeout(state, next_tick - now)
+                    .map(|(s, _)| s)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            (state.durable, state.stop)
+        };
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + config.every;
+        }
+        let signed = lock(&shared.state).signed;
+        if size > signed {
+            match issue(ledger, key, file, size) {
+                Ok(note) => {
+                    // The note first: whoever waits for the size reads it next.
+                    *lock(&shared.latest) = Some(note);
+                    *lock(&shared.failure) = None;
+                    lock(&shared.state).signed = size;
+                    shared.issued.notify_all();
+                }
+                // The next tick tries again; appends go on regardless.
+                Err(e) => {
+                    *lock(&shared.failure) =
+                        Some(format!("issuing the checkpoint at size {size} failed: {e}"));
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Signs the checkpoint at `size` and stores it in `file` (written aside, synced, renamed).
+pub fn issue(
+    ledger: &Ledger,
+    key: &LogKey,
+    file: &Path,
+    size: u64,
+) -> Result<String, CheckpointError> {
+    // A log signs only what it stands behind: nothing while its head does not verify.
+    if let Some(problem) = ledger.head_problem() {
+        return Err(CheckpointError::Refusing(problem));
+    }
+    let head = ledger.tree_head(size)?;
+    let note = key.sign(head)?.to_string();
+    let aside = file.with_extension("new");
+    let mut out = File::create(&aside).map_err(io(&aside))?;
+    out.write_all(note.as_bytes())
+        .and_then(|()| out.sync_all())
+        .map_err(io(&aside))?;
+    std::fs::rename(&aside, file).map_err(io(file))?;
+    sync_parent(file)?;
+    Ok(note)
+}
+
+/// The checkpoint stored in `file`, checked against the log key; `None` when there is none.
+pub fn read_latest(file: &Path, key: &LogKey) -> Result<Option<Checkpoint>, CheckpointError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(file)(e)),
+    };
+    let (checkpoint, _) = Checkpoint::open(&text, &key.verifier_key())?;
+    Ok(Some(checkpoint))
+}
+
+/// Checks that the ledger, at `head`, still holds the tree of `checkpoint`; returns its size.
+fn check_extends(
+    ledger: &Ledger,
+    checkpoint: &Checkpoint,
+    head: u64,
+) -> Result<u64, CheckpointError> {
+    let size = checkpoint.size();
+    if size > head {
+        return Err(CheckpointError::Inconsistent {
+            size,
+            problem: format!("the ledger holds only {head} events"),
+        });
+    }
+    let root = ledger.tree_head(size)?.root;
+    if root != checkpoint.root() {
+        return Err(CheckpointError::Inconsistent {
+            size,
+            problem: format!(
+                "the root at that size is {root}, the checkpoint signed {}",
+                checkpoint.root()
+            ),
+        });
+    }
+    Ok(size)
+}
