@@ -287,3 +287,63 @@ impl ActorStore {
         Ok(actors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first layout as earlier builds wrote it: (id, name, role) and the token hash.
+    #[derive(Serialize)]
+    struct WrittenByLayout1 {
+        actor: (ActorId, Text, ApiRole),
+        token_hash: [u8; 32],
+    }
+
+    #[test]
+    fn actors_stored_in_the_first_layout_are_still_read_and_authenticate() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "0011";
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let old = WrittenByLayout1 {
+                actor: (
+                    ActorId::parse("gp-jansen").unwrap(),
+                    Text::new("A. Jansen").unwrap(),
+                    ApiRole::Care(Role::Gp),
+                ),
+                token_hash: token_hash(token),
+            };
+            let bytes = bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap();
+            db.insert("gp-jansen", bytes).unwrap();
+            db.flush().unwrap();
+        }
+        let store = ActorStore::open(dir.path()).unwrap();
+        let actor = store.authenticate(token).unwrap();
+        assert_eq!(actor.id.as_str(), "gp-jansen");
+        assert_eq!(actor.role, ApiRole::Care(Role::Gp));
+        assert_eq!((actor.organisation, actor.patient), (None, None));
+        let got = store.get(&ActorId::parse("gp-jansen").unwrap()).unwrap();
+        assert_eq!(got.unwrap().name.as_str(), "A. Jansen");
+    }
+
+    #[test]
+    fn a_patient_actor_needs_its_patient_and_no_other_actor_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ActorStore::open(dir.path()).unwrap();
+        let unbound = ApiActor::new(
+            ActorId::parse("patient-1").unwrap(),
+            Text::new("P. de Boer").unwrap(),
+            ApiRole::Care(Role::Patient),
+        );
+        assert!(store.add(unbound.clone()).is_err());
+        let bsn = PatientId::parse("999990007").unwrap();
+        store.add(unbound.bound_to(bsn.clone())).unwrap();
+        let gp = ApiActor::new(
+            ActorId::parse("gp-1").unwrap(),
+            Text::new("A. Jansen").unwrap(),
+            ApiRole::Care(Role::Gp),
+        )
+        .bound_to(bsn);
+        assert!(store.add(gp).is_err());
+    }
+}
