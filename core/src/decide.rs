@@ -756,7 +756,7 @@ fn check_rules(
                 ));
             }
             check_member(m)?;
-            governance::check_addition(state, actor, m)?;
+            governance::check_addition(state, m)?;
         }
         Command::RemoveCareTeamMember(r) => governance::check_removal(state, actor, r)?,
         Command::HandOverLead(h) => governance::check_handover(state, actor, h)?,

@@ -125,7 +125,7 @@ pub fn admin_may(command: &Command) -> bool {
 }
 
 /// The governance rules on adding a member, once the actor may add members at all.
-pub fn check_addition(state: &PatientState, actor: &Actor, m: &Member) -> Result<(), Rejection> {
+pub fn check_addition(state: &PatientState, m: &Member) -> Result<(), Rejection> {
     if m.practitioner != Practitioner::Main || m.lead == Lead::None {
         return Ok(());
     }
@@ -140,7 +140,6 @@ pub fn check_addition(state: &PatientState, actor: &Actor, m: &Member) -> Result
             ),
         ));
     }
-    let _ = actor;
     Ok(())
 }
 
