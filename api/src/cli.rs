@@ -895,7 +895,12 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
                 if let Some(o) = &a.organisation {
                     extra.push_str(&format!("  organisation {}", o.as_str()));
                 }
-                println!("{:<24} {:<24} {}{extra}", a.id, a.role.as_str(), a.name);
+                println!(
+                    "{:<24} {:<24} {}{extra}",
+                    a.id.as_str(),
+                    a.role.as_str(),
+                    a.name
+                );
             }
         }
     }
