@@ -913,3 +913,37 @@ async fn openapi_lists_every_measure_with_its_loinc_code_and_the_catalogue_comma
     let start = &schemas["Command_start_medication"]["properties"];
     assert!(start["indication_problem"].is_object() && start["indication_text"].is_object());
 }
+
+#[tokio::test]
+async fn the_organisation_an_actor_acts_for_is_recorded_with_every_event_they_write() {
+    use careledger_api::actors::{ApiActor, ApiRole};
+    use careledger_core::ids::{ActorId, AgbCode, Text};
+    use careledger_core::role::Role;
+    let f = Fixture::empty();
+    let token = f
+        .data
+        .actors
+        .add(
+            ApiActor::new(
+                ActorId::parse("gp-practice").unwrap(),
+                Text::new("B. Smit").unwrap(),
+                ApiRole::Care(Role::Gp),
+            )
+            .acting_for(AgbCode::parse("01012345").unwrap()),
+        )
+        .unwrap();
+    let founding = json!({"commands": [{"type": "add_care_team_member", "actor": "gp-practice",
+        "name": "B. Smit", "role": "gp", "lead": "cvrm", "practitioner": "main"}]});
+    let request = Request::post(format!("/patients/{PATIENT}/events"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(founding.to_string()))
+        .unwrap();
+    let (status, body, _) = f.send(request).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, events) = f.get("auditor-1", "/events").await;
+    assert_eq!(status, StatusCode::OK);
+    let actor = &events["events"][0]["actor"];
+    assert_eq!(actor["id"], "gp-practice");
+    assert_eq!(actor["organisation"], "01012345", "{events}");
+}
