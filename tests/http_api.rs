@@ -947,3 +947,71 @@ async fn the_organisation_an_actor_acts_for_is_recorded_with_every_event_they_wr
     assert_eq!(actor["id"], "gp-practice");
     assert_eq!(actor["organisation"], "01012345", "{events}");
 }
+
+#[tokio::test]
+async fn agreement_1_a_care_group_admin_corrects_a_team_over_http_with_a_reason_and_both_lines_are_told(
+) {
+    use careledger_api::actors::{ApiActor, ApiRole};
+    use careledger_core::ids::{ActorId, Text};
+    use careledger_core::role::Role;
+    let f = Fixture::with_patient().await;
+    let token = f
+        .data
+        .actors
+        .add(ApiActor::new(
+            ActorId::parse("admin-1").unwrap(),
+            Text::new("Zorggroep").unwrap(),
+            ApiRole::Care(Role::CareGroupAdmin),
+        ))
+        .unwrap();
+    let post = |body: serde_json::Value| {
+        Request::post(format!("/patients/{PATIENT}/events"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    // The administrator sees the team it is to correct.
+    let request = Request::get(format!("/patients/{PATIENT}/plan"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = f.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let head = f.head();
+    let (status, body, _) = f
+        .send(post(
+            json!({"commands": [{"type": "remove_care_team_member", "actor": "nurse-1"}]}),
+        ))
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "reason_required", "{body}");
+    let target = json!({"commands": [{"type": "set_target", "measure": "ldl", "comparator": "<=",
+        "value": "1.8", "unit": "mmol/L", "basis": "individual", "rationale": "x", "reason": "y"}]});
+    let (status, body, _) = f.send(post(target)).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "care_group_admin_corrects_the_team", "{body}");
+    assert_eq!(f.head(), head, "nothing was written");
+    let (status, body, _) = f
+        .send(post(
+            json!({"commands": [{"type": "remove_care_team_member", "actor": "nurse-1",
+            "reason": "added to the wrong patient's team"}]}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let removal = body["events"][0]["position"].as_u64().unwrap();
+    for (reader, line) in [("gp-1", "first"), ("card-1", "second")] {
+        let (_, listed) = f
+            .get(reader, &format!("/patients/{PATIENT}/notifications"))
+            .await;
+        let id = format!("n-{removal}-{line}");
+        assert!(
+            listed["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["id"] == id.as_str()),
+            "{reader} is told: {listed}"
+        );
+    }
+}
