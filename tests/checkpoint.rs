@@ -315,3 +315,56 @@ fn a_checkpoint_is_issued_on_the_timer_when_the_tree_grew_by_fewer_than_n_events
     assert_eq!(checkpoint.size(), 3);
     assert_eq!(checkpointer.failure(), None);
 }
+
+#[test]
+fn verify_recomputes_the_tree_from_the_chain_and_names_a_changed_stored_subtree_or_a_checkpoint_the_ledger_does_not_hold(
+) {
+    use careledger_core::checkpoint::check_tree;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    let key = LogKey::from_seed(ORIGIN, &LOG_SEED).unwrap();
+    let vkey = key.verifier_key();
+    {
+        let ledger = Ledger::open(&path, LedgerConfig::default()).unwrap();
+        append(&ledger, 70);
+        // Intact: the stored tree and a checkpoint the log signed agree with the chain.
+        let note = key.sign(ledger.tree_head(40).unwrap()).unwrap().to_string();
+        let (signed, _) = Checkpoint::open(&note, &vkey).unwrap();
+        let check = check_tree(&ledger, Some(&signed)).unwrap();
+        assert_eq!(check.problem, None);
+        assert_eq!(
+            (check.size, check.root),
+            (70, ledger.tree_head(70).unwrap().root)
+        );
+        // A checkpoint over another tree, or over more events than the ledger holds.
+        let other = TreeHead {
+            size: 40,
+            root: TreeHash([9; 32]),
+        };
+        let (forged, _) = Checkpoint::open(&key.sign(other).unwrap().to_string(), &vkey).unwrap();
+        let problem = check_tree(&ledger, Some(&forged)).unwrap().problem.unwrap();
+        assert!(problem.contains("rewritten below"), "{problem}");
+        let beyond = TreeHead {
+            size: 90,
+            root: TreeHash([9; 32]),
+        };
+        let (ahead, _) = Checkpoint::open(&key.sign(beyond).unwrap().to_string(), &vkey).unwrap();
+        let problem = check_tree(&ledger, Some(&ahead)).unwrap().problem.unwrap();
+        assert!(problem.contains("missing"), "{problem}");
+    }
+    // A stored subtree changed behind the ledger's back (key prefix 'm', level 6, index 0).
+    {
+        let db = sled::open(&path).unwrap();
+        let mut key = vec![b'm', 6];
+        key.extend_from_slice(&0u64.to_be_bytes());
+        assert!(
+            db.get(&key).unwrap().is_some(),
+            "the first 64 leaves are stored"
+        );
+        db.insert(key, vec![0x5a; 32]).unwrap();
+        db.flush().unwrap();
+    }
+    let ledger = Ledger::open(&path, LedgerConfig::default()).unwrap();
+    let problem = check_tree(&ledger, None).unwrap().problem.unwrap();
+    assert!(problem.contains("stored Merkle tree"), "{problem}");
+}

@@ -508,11 +508,18 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     eprintln!();
     match &report.problem {
         None => {
+            let tree = check_tree(data, &ledger)?;
+            if let Some(problem) = &tree.problem {
+                println!("FAILED: {problem}");
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
-                "ok: {} events verified in {:.2?}; head hash {}",
+                "ok: {} events verified in {:.2?}; head hash {}; Merkle root {} at size {}",
                 report.verified,
                 started.elapsed(),
-                report.head_hash
+                report.head_hash,
+                tree.root,
+                tree.size
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -525,6 +532,26 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The Merkle tree recomputed from the chain against the stored tree and, when the log has
+/// signed one, its last checkpoint (checked against the log key first).
+fn check_tree(
+    data: &Path,
+    ledger: &Ledger,
+) -> anyhow::Result<careledger_core::checkpoint::TreeCheck> {
+    use careledger_core::checkpoint::{read_latest, LogKey};
+    let key_file = server::log_key_path(data);
+    let checkpoint = if key_file.exists() {
+        let key = LogKey::open(&key_file)?;
+        read_latest(&server::checkpoint_path(data), &key)?
+    } else {
+        None
+    };
+    Ok(careledger_core::checkpoint::check_tree(
+        ledger,
+        checkpoint.as_ref(),
+    )?)
 }
 
 /// Opens the ledger and the read models, caught up.

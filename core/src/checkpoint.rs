@@ -517,3 +517,71 @@ fn check_extends(
     }
     Ok(size)
 }
+
+/// What checking the Merkle tree against the chain found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeCheck {
+    /// The tree size checked: the ledger's durable head.
+    pub size: u64,
+    /// The root the chain's hashes give at that size.
+    pub root: TreeHash,
+    /// What disagrees, in one sentence; `None` when the stored tree and the checkpoint agree
+    /// with the chain.
+    pub problem: Option<String>,
+}
+
+/// Recomputes the Merkle tree from the chain's event hashes alone, independent of the stored
+/// subtrees, and checks the stored tree's root at the head, and `checkpoint`'s root at its size,
+/// against it. A stored subtree that was changed would make every proof over it wrong; a ledger
+/// that does not hold the tree of its last signed checkpoint was cut or rewritten below it.
+pub fn check_tree(
+    ledger: &Ledger,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<TreeCheck, CheckpointError> {
+    let mut frontier = crate::merkle::Frontier::new();
+    let mut completed = Vec::new();
+    let wanted = checkpoint.map(Checkpoint::size);
+    let mut at_checkpoint = (wanted == Some(0)).then(|| frontier.root());
+    ledger.for_each(0, &mut |event| {
+        frontier.push(crate::merkle::event_leaf(&event.hash), &mut completed);
+        completed.clear();
+        if Some(frontier.size()) == wanted {
+            at_checkpoint = Some(frontier.root());
+        }
+        Ok(())
+    })?;
+    let size = frontier.size();
+    let root = frontier.root();
+    let stored = ledger.tree_head(size)?.root;
+    let mut problem = None;
+    if stored != root {
+        problem = Some(format!(
+            "the stored Merkle tree gives root {stored} at size {size}, the chain's hashes give \
+             {root}: proofs served from it would not verify. The tree is derived from the \
+             frames: restore the ledger from a backup, or remove its stored tree nodes (key \
+             prefix 'm', docs/hash-format.md) so that the next open builds them again"
+        ));
+    }
+    if let Some(checkpoint) = checkpoint {
+        let problem_at = match at_checkpoint {
+            None => Some(format!(
+                "the last signed checkpoint covers {} events, the ledger holds {size}: \
+                 acknowledged events are missing",
+                checkpoint.size()
+            )),
+            Some(r) if r != checkpoint.root() => Some(format!(
+                "the last signed checkpoint (size {}) has root {}, the chain gives {r}: the \
+                 ledger was rewritten below a checkpoint the log signed",
+                checkpoint.size(),
+                checkpoint.root()
+            )),
+            Some(_) => None,
+        };
+        problem = problem.or(problem_at);
+    }
+    Ok(TreeCheck {
+        size,
+        root,
+        problem,
+    })
+}
