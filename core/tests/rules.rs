@@ -1413,3 +1413,30 @@ fn a_panel_addition_entered_in_error_is_no_longer_asked_of_the_annual_order() {
         .unwrap();
     assert!(annual.warnings.is_empty(), "{:?}", annual.warnings);
 }
+
+#[test]
+fn agreement_1_a_corrected_handover_gives_the_lead_back_to_its_main_practitioner() {
+    let g = governed_team();
+    g.by(
+        &gp(),
+        vec![member(&second_gp(), Lead::None, Practitioner::Co)],
+    );
+    let handover = g
+        .by(&gp(), vec![hand_over(Lead::Cvrm, &second_gp())])
+        .events[0]
+        .position;
+    // The new main practitioner removes; the former one may not.
+    not_permitted(
+        &g,
+        g.when(&gp(), remove(&assistant())),
+        "only_main_practitioner_removes",
+    );
+    g.when(&gp(), correct(handover)).unwrap();
+    // The handover counts for nothing: the GP leads CVRM again, gp-2 is a co-practitioner.
+    not_permitted(
+        &g,
+        g.when(&second_gp(), remove(&assistant())),
+        "only_main_practitioner_removes",
+    );
+    g.when(&gp(), remove(&assistant())).unwrap();
+}
