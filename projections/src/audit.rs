@@ -1,6 +1,8 @@
 //! The audit trail: every change to a patient's plan, who made it, when, why, what it changed,
 //! the hash that proves it, and whether the other line was told and acknowledged.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use careledger_core::event::Event;
@@ -25,7 +27,7 @@ pub struct Told {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Who, in which role and line, when (both clocks), why, and the position and hash that prove it.
-    pub provenance: Provenance,
+    pub provenance: Arc<Provenance>,
     /// Revision in the patient's stream.
     pub revision: u64,
     /// Event kind (`target_set`).
@@ -142,7 +144,12 @@ fn change(view: &PatientView, event: &Event) -> (Option<String>, Option<String>)
 }
 
 /// Adds the entry for an event (called before the plan folds the event in).
-pub(crate) fn record(view: &mut PatientView, recorded: &RecordedEvent, notified: &[Notification]) {
+pub(crate) fn record(
+    view: &mut PatientView,
+    recorded: &RecordedEvent,
+    provenance: &Arc<Provenance>,
+    notified: &[Notification],
+) {
     let r = &recorded.record;
     let (from, to) = change(view, &r.event);
     let corrects = match &r.event {
@@ -166,7 +173,7 @@ pub(crate) fn record(view: &mut PatientView, recorded: &RecordedEvent, notified:
         }
     }
     view.audit.push(AuditEntry {
-        provenance: Provenance::of(recorded),
+        provenance: Arc::clone(provenance),
         revision: r.revision,
         kind: r.event.kind().to_owned(),
         element: summary::element(&r.event),

@@ -167,10 +167,12 @@ impl ReadModel {
         }
         let context = notify_context(view, recorded);
         let notified = notifications::derive(view, recorded, context);
-        audit::record(view, recorded, &notified);
+        // One provenance per event, shared by its audit entry and (for a value) its series entry.
+        let provenance = std::sync::Arc::new(Provenance::of(recorded));
+        audit::record(view, recorded, &provenance, &notified);
         clinical::apply(&mut view.plan, recorded);
         lab::apply(&mut view.plan, recorded);
-        plan::apply(&mut view.plan, recorded);
+        plan::apply(&mut view.plan, recorded, &provenance);
         view.notifications.extend(notified);
         notifications::apply_acknowledgement(view, recorded);
         notifications::apply_correction(view, recorded);

@@ -11,6 +11,7 @@
 //!   is not the latest.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -242,7 +243,9 @@ pub struct ValueEntry {
     /// For a lab result, the order it answers.
     pub order: Option<ElementId>,
     /// Who recorded it, when it was taken (`occurred_at`) and recorded, and why.
-    pub recorded: Provenance,
+    /// Shared with the event's audit entry: a series of readings holds each reading's
+    /// provenance once, not a copy beside the audit trail's.
+    pub recorded: Arc<Provenance>,
 }
 
 impl ValueEntry {
@@ -592,8 +595,8 @@ fn guideline_default(measure: Measure) -> Option<TargetEntry> {
 }
 
 /// Folds one event of the patient into the plan.
-pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent) {
-    let p = Provenance::of(recorded);
+pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, shared: &Arc<Provenance>) {
+    let p = Provenance::clone(shared);
     plan.revision = recorded.record.revision;
     match recorded.event() {
         Event::CareTeamMemberAdded(m) => {
@@ -704,7 +707,7 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent) {
                 value: r.value,
                 source: None,
                 order: r.order.clone(),
-                recorded: p,
+                recorded: Arc::clone(shared),
             };
             add_value(plan, entry);
             if let Some(order) = &r.order {
@@ -716,7 +719,7 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent) {
                 value: m.value,
                 source: Some(m.source),
                 order: None,
-                recorded: p,
+                recorded: Arc::clone(shared),
             };
             add_value(plan, entry);
         }
