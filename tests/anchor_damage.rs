@@ -17,7 +17,7 @@ use careledger_core::verify::ProblemKind;
 use careledger_core::{
     Actor, AppendRequest, Error, ExpectedRevision, Hash, Ledger, LedgerConfig, Submission,
 };
-use common::process::{careledger, ServerProcess};
+use common::process::{careledger, prepare_demo, ServerProcess};
 use common::tamper;
 use serde_json::{json, Value};
 
@@ -503,31 +503,6 @@ fn a_crash_between_the_ledger_sync_and_the_anchor_sync_is_not_damage() {
         let ledger = Ledger::open(&ledger_dir(copy.path()), LedgerConfig::default()).unwrap();
         assert_eq!(ledger.damage().map(|d| d.missing), Some(1), "keep {keep}");
     }
-}
-
-/// Demo data; returns (auditor token, GP token, head position).
-fn prepare_demo(data: &Path) -> (String, String, u64) {
-    let demo =
-        String::from_utf8(careledger(&["demo", "--data", data.to_str().unwrap()]).stdout).unwrap();
-    let token_of = |id: &str| {
-        demo.lines()
-            .find(|l| l.trim_start().starts_with(id))
-            .unwrap()
-            .split_whitespace()
-            .last()
-            .unwrap()
-            .to_owned()
-    };
-    let head = demo
-        .lines()
-        .find_map(|l| l.strip_prefix("Head: position "))
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (token_of("auditor-1"), token_of("gp-jansen"), head)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::process::{careledger, ServerProcess};
+use common::process::{prepare_demo, ServerProcess};
 
 use serde_json::{json, Value};
 
@@ -17,35 +17,10 @@ fn flip_byte(data: &Path, position: u64) {
     });
 }
 
-/// Demo data plus an auditor; returns (auditor token, GP token, head position).
-fn prepare(data: &Path) -> (String, String, u64) {
-    let demo =
-        String::from_utf8(careledger(&["demo", "--data", data.to_str().unwrap()]).stdout).unwrap();
-    let token_of = |id: &str| {
-        demo.lines()
-            .find(|l| l.trim_start().starts_with(id))
-            .unwrap()
-            .split_whitespace()
-            .last()
-            .unwrap()
-            .to_owned()
-    };
-    let head = demo
-        .lines()
-        .find_map(|l| l.strip_prefix("Head: position "))
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (token_of("auditor-1"), token_of("gp-jansen"), head)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_endpoint_names_the_position_of_a_changed_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let (auditor, _, _) = prepare(dir.path());
+    let (auditor, _, _) = prepare_demo(dir.path());
     flip_byte(dir.path(), 9);
     let client = reqwest::Client::new();
     let server = ServerProcess::start(dir.path(), &client).await;
@@ -85,7 +60,7 @@ async fn verify_endpoint_names_the_position_of_a_changed_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_with_a_damaged_head_is_unhealthy_says_why_and_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, gp, head) = prepare(dir.path());
+    let (_, gp, head) = prepare_demo(dir.path());
     flip_byte(dir.path(), head);
     let client = reqwest::Client::new();
     let server = ServerProcess::start(dir.path(), &client).await;

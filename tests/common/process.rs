@@ -73,3 +73,29 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Writes the demo into `data` and returns (auditor token, GP token, head position), read from
+/// what `careledger demo` prints.
+pub fn prepare_demo(data: &std::path::Path) -> (String, String, u64) {
+    let demo =
+        String::from_utf8(careledger(&["demo", "--data", data.to_str().unwrap()]).stdout).unwrap();
+    let token_of = |id: &str| {
+        demo.lines()
+            .find(|l| l.trim_start().starts_with(id))
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    let head = demo
+        .lines()
+        .find_map(|l| l.strip_prefix("Head: position "))
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (token_of("auditor-1"), token_of("gp-jansen"), head)
+}
