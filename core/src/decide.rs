@@ -236,15 +236,8 @@ impl PatientState {
 
     /// What the notify rule needs to know of the team before `event` is applied.
     pub fn notify_context(&self, event: &Event) -> notify::Context {
-        let removed_member_line = match event {
-            Event::CareTeamMemberRemoved(r) => self.members.get(&r.actor).map(|m| m.role.line()),
-            _ => None,
-        };
-        notify::Context {
-            shared_care: self.shared_care,
-            patient_in_team: self.members.values().any(|m| m.role == Role::Patient),
-            removed_member_line,
-        }
+        let team = self.members.iter().map(|(id, m)| (id, m.role));
+        notify::Context::before(event, self.shared_care, team)
     }
 
     /// True when the event at `position` was marked entered in error.

@@ -6,7 +6,8 @@
 //! caused it together with its recipient, and each recipient acknowledges its own.
 
 use crate::event::{Event, NoteKind};
-use crate::role::Line;
+use crate::ids::ActorId;
+use crate::role::{Line, Role};
 
 /// What the rule needs to know of the patient's care team, as it stood before the event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,6 +18,33 @@ pub struct Context {
     pub patient_in_team: bool,
     /// For a member's removal: the line of the member who leaves.
     pub removed_member_line: Option<Line>,
+}
+
+impl Context {
+    /// The context of `event` from the team as it stands before it: whether shared care is
+    /// active, and each member's id and role. The write model and the read models both build it
+    /// here, from their own state, so that the rule sees the same facts in both.
+    pub fn before<'a>(
+        event: &Event,
+        shared_care: bool,
+        team: impl IntoIterator<Item = (&'a ActorId, Role)>,
+    ) -> Context {
+        let leaving = match event {
+            Event::CareTeamMemberRemoved(r) => Some(&r.actor),
+            _ => None,
+        };
+        let mut context = Context {
+            shared_care,
+            ..Context::default()
+        };
+        for (actor, role) in team {
+            context.patient_in_team |= role == Role::Patient;
+            if leaving == Some(actor) {
+                context.removed_member_line = Some(role.line());
+            }
+        }
+        context
+    }
 }
 
 /// The recipients of `event`, recorded by someone of the `author` line, in a fixed order

@@ -118,19 +118,9 @@ fn notify_context(
     view: &PatientView,
     recorded: &RecordedEvent,
 ) -> careledger_core::notify::Context {
-    let team = &view.plan.care_team;
-    let removed_member_line = match recorded.event() {
-        careledger_core::event::Event::CareTeamMemberRemoved(r) => team
-            .iter()
-            .find(|m| m.actor == r.actor)
-            .map(|m| m.role.line()),
-        _ => None,
-    };
-    careledger_core::notify::Context {
-        shared_care: view.plan.shared_care.is_some(),
-        patient_in_team: team.iter().any(|m| m.role == Role::Patient),
-        removed_member_line,
-    }
+    let team = view.plan.care_team.iter().map(|m| (&m.actor, m.role));
+    let shared_care = view.plan.shared_care.is_some();
+    careledger_core::notify::Context::before(recorded.event(), shared_care, team)
 }
 
 /// All read models: one [`PatientView`] per patient, and the position folded up to.
