@@ -1,11 +1,10 @@
 //! End-to-end: a real server on a loopback port, a real SSE subscriber, and a shutdown during a
 //! burst of writes.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, PATIENT};
+use crate::common::{Fixture, PATIENT};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;

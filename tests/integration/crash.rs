@@ -102,17 +102,14 @@ fn every_acknowledged_event_survives_sigkill_and_no_batch_is_partial() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let seed = crate::common::seed();
     let mut rng = Rng(seed | 1);
     let mut acknowledged: HashMap<String, Vec<String>> = HashMap::new();
     for round in 0..ROUNDS {
         let mut child = Process::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "crash_child",
+                "crash::crash_child",
                 "--nocapture",
                 "--test-threads",
                 "1",

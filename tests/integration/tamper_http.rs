@@ -1,11 +1,11 @@
 //! Tampering seen over HTTP: `/verify` names the position of a changed byte, and a server whose
 //! head does not verify reports itself unhealthy, says why, and refuses writes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
-use common::process::{prepare_demo, ServerProcess};
+use crate::common::process::{prepare_demo, ServerProcess};
 
 use serde_json::{json, Value};
 

@@ -26,7 +26,7 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-mod common;
+use crate::common;
 
 /// RFC 9162 §2.1.1, written from its text: the reference the tree is checked against.
 mod reference {
@@ -209,25 +209,11 @@ fn check(d: &[[u8; 32]], m: usize, first: usize) {
     }
 }
 
-fn seed() -> u64 {
-    let seed = std::env::var("CARELEDGER_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (run again with CARELEDGER_TEST_SEED={seed})");
-    seed
-}
-
 #[test]
 fn proofs_agree_with_the_reference_for_random_sizes() {
     let config = Config {
         cases: 64,
-        rng_seed: RngSeed::Fixed(seed()),
+        rng_seed: RngSeed::Fixed(common::seed()),
         failure_persistence: None,
         ..Config::default()
     };

@@ -14,8 +14,7 @@ use careledger_core::{
 };
 use proptest::prelude::*;
 
-mod common;
-use common::tamper;
+use crate::common::tamper;
 
 fn gp(n: usize) -> Actor {
     Actor {

@@ -1,6 +1,6 @@
 //! The `careledger` command line: demo, verify (also after tampering), plan, audit, actors.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -162,3 +162,18 @@ pub fn assert_no_partial_batch(events: &[Value], size: usize, when: &str) {
         "{when}: a batch is partial: {per_correlation:?}"
     );
 }
+
+/// The seed of a randomised test: `CARELEDGER_SEED` when set, else taken from the clock; printed
+/// either way, so that a failure can be replayed with `CARELEDGER_SEED=<seed>`.
+pub fn seed() -> u64 {
+    let seed = std::env::var("CARELEDGER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("seed {seed} (replay with CARELEDGER_SEED={seed})");
+    seed
+}

@@ -128,6 +128,7 @@ fn stored_ids(dir: &Path) -> (HashSet<Uid>, u64) {
 }
 
 #[test]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
 fn full_disk_fails_appends_clearly_keeps_what_was_stored_and_resumes_when_space_returns() {
     let fs = Tmpfs::mount("2m");
     let dir = fs.path.join("ledger");
@@ -169,6 +170,7 @@ fn full_disk_fails_appends_clearly_keeps_what_was_stored_and_resumes_when_space_
 }
 
 #[test]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
 fn read_only_data_directory_is_refused_clearly_and_opens_again_when_writable() {
     let fs = Tmpfs::mount("64m");
     let dir = fs.path.join("ledger");
@@ -204,6 +206,7 @@ fn read_only_data_directory_is_refused_clearly_and_opens_again_when_writable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
 async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};

@@ -5,7 +5,6 @@
 //! real files: a ledger is built through `Ledger::append`, copies of its files are damaged, and
 //! the copies are opened and verified.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +16,8 @@ use careledger_core::verify::ProblemKind;
 use careledger_core::{
     Actor, AppendRequest, Error, ExpectedRevision, Hash, Ledger, LedgerConfig, Submission,
 };
-use common::process::{careledger, prepare_demo, ServerProcess};
-use common::tamper;
+use crate::common::process::{careledger, prepare_demo, ServerProcess};
+use crate::common::tamper;
 use serde_json::{json, Value};
 
 fn gp() -> Actor {

@@ -1,0 +1,26 @@
+//! The workspace's integration tests, in one binary: the ledger and its proofs, the HTTP API
+//! through the router and against real servers, the command-line tool, crash, tamper and damage
+//! proofs, and the golden vectors of `tests/data`.
+//!
+//! Tests that need root (a tmpfs, loop devices) or take minutes are `#[ignore]`d with the reason, so
+//! that `cargo test --workspace` passes for any developer; `.ci/run` runs them explicitly with
+//! `cargo test --test integration -- --ignored`, where they fail when what they need is missing.
+
+mod common;
+
+mod anchor_damage;
+mod checkpoint;
+mod cli;
+mod crash;
+mod crash_server;
+mod disk_trouble;
+mod e2e_server;
+mod golden;
+mod hostile_input;
+mod http_api;
+mod ledger_proofs;
+mod merkle;
+mod misuse;
+mod read_only_at_runtime;
+mod soak;
+mod tamper_http;
