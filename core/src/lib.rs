@@ -2,8 +2,9 @@
 //!
 //! Domain types with validating constructors ([`ids`], [`role`], [`quantity`]), the event
 //! catalogue ([`event`]) with its clinical payloads ([`clinical`]), the business rules ([`decide`]), the notify-the-other-party rule
-//! ([`notify`]), and the append-only hash-chained log on sled ([`ledger`], [`chain`],
-//! [`storage`], [`verify`]) with its anchor outside sled ([`anchor`]).
+//! ([`notify`]), and the append-only hash-chained log on sled ([`ledger`], the facade over the
+//! command handler [`handler`] and the event log [`log`]; [`chain`], [`storage`], [`verify`])
+//! with its anchor outside sled ([`anchor`]).
 //!
 //! **Invariant:** this crate knows nothing of HTTP, JSON DTOs or the command line.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -16,8 +17,10 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod governance;
+pub mod handler;
 pub mod ids;
 pub mod ledger;
+pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod notify;
@@ -30,6 +33,7 @@ pub mod verify;
 
 pub use error::{Error, InvalidInput, Rejection, RejectionKind, Result};
 pub use ledger::{
-    AppendOutcome, AppendRequest, ExpectedRevision, Head, Ledger, LedgerConfig, Submission,
+    AppendOutcome, AppendRequest, Appended, ExpectedRevision, Head, Ledger, LedgerConfig,
+    Submission,
 };
 pub use record::{Actor, Hash, Record, RecordedEvent, Timestamp};

@@ -1,0 +1,818 @@
+//! The event log: hash-chained frames on a [`Storage`], and how they become durable and are read.
+//!
+//! The log numbers frames (positions), links them (each hash covers the one before), stages
+//! them, and makes them durable by group commit; it keeps the anchor and the Merkle tree's edge
+//! in step with what it writes, tells the `on_durable` listeners, serves reads up to the durable
+//! position, and verifies. It knows bytes, not commands: what a frame's record says, and whether
+//! it may be written, is the command handler's business ([`crate::handler`]).
+//!
+//! **Group commit.** Appends are numbered, linked and *staged* under one writer lock. The leader
+//! of the next group commit writes every staged append to storage as one atomic batch (sled
+//! writes its log buffer out twice for every batch it applies, each write waiting for the disk,
+//! so one batch per sync instead of one per append), then syncs it (sled flush + `fdatasync`),
+//! then appends the batch's hashes to the anchor and `fdatasync`s that, and only then publishes
+//! the new durable position and acknowledges the appends it covers.
+//!
+//! **Write epochs.** Every storage failure ends a write epoch: an append staged in an ended
+//! epoch and not durable by then is never acknowledged, even if a later sync succeeds (after a
+//! failed `fdatasync` the kernel may have dropped the pages that did not reach the disk and
+//! report success for the next one). Writes are refused, with the cause, until the storage
+//! reopens.
+//!
+//! **Invariant:** readers never see an event before it is durable: reads stop at the durable
+//! position.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crate::anchor::{Anchor, Damage};
+use crate::chain::{encode_frame, event_hash, Frame};
+use crate::error::{Error, Result};
+use crate::ids::PatientId;
+use crate::merkle::{open_tree, Frontier};
+use crate::record::{decode_record, Hash, RecordedEvent, RECORD_FORMAT_VERSION};
+use crate::storage::{Storage, WriteBatch};
+use crate::verify::{check_frame, Problem, VerifyReport};
+
+/// Longest a sync waits for appenders that are about to commit, so that one sync covers them.
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(1_000);
+/// How many ended epochs are remembered: appenders of an older one have long given up.
+const ENDED_EPOCHS_KEPT: usize = 64;
+
+/// The head of the chain: the last durable position and its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Head {
+    /// Last position (0 for an empty ledger).
+    pub position: u64,
+    /// Its hash ([`Hash::ZERO`] for an empty ledger).
+    pub hash: Hash,
+}
+
+type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
+
+/// What the single writer owns, behind the writer lock: the log's tail, and the state the
+/// command side keeps with it (`C`, the folded patients), so that folding, numbering and
+/// staging are one critical section. `C` is emptied whenever the log starts again from what
+/// storage holds (after a storage failure).
+pub(crate) struct Writer<C> {
+    /// The log's end as the writer sees it.
+    pub(crate) tail: Tail,
+    /// The command side's state.
+    pub(crate) cache: C,
+}
+
+/// The writer's end of the log.
+pub(crate) struct Tail {
+    /// The last position numbered, staged ones included.
+    head: Head,
+    staged: Staged,
+    /// The Merkle tree's right edge at what is written to storage.
+    tree: Frontier,
+}
+
+/// Appends numbered, linked and folded into the writer's state, not yet written to storage.
+/// The leader of the next group commit writes them as one atomic batch, then syncs.
+#[derive(Default)]
+struct Staged {
+    batch: WriteBatch,
+    /// The epoch the appends were staged in.
+    epoch: u64,
+}
+
+impl Tail {
+    /// The last position numbered, staged ones included.
+    pub(crate) fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Starts one request's append after the last numbered position.
+    pub(crate) fn begin(&self) -> Pending {
+        Pending {
+            head: self.head,
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Stages `pending`, whose frames follow the tail's head, in `epoch`, for the next group
+    /// commit.
+    pub(crate) fn stage(&mut self, pending: Pending, epoch: u64) {
+        if self.staged.batch.is_empty() {
+            self.staged.epoch = epoch;
+        }
+        self.staged.batch.extend(pending.batch);
+        self.head = pending.head;
+    }
+
+    /// The value of an idempotency key staged and not yet written, if any.
+    fn staged_idempotency(&self, key: &[u8]) -> Option<Vec<u8>> {
+        (self.staged.batch.idempotency.iter())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// One request's frames, numbered and linked after the tail's head; nothing is staged until
+/// [`Tail::stage`] takes them, so a request refused half-way leaves the log as it was.
+pub(crate) struct Pending {
+    /// The last frame linked, or the tail's head before the first.
+    head: Head,
+    batch: WriteBatch,
+}
+
+/// Where [`Pending::link`] put a record.
+pub(crate) struct Linked {
+    /// Its position.
+    pub(crate) position: u64,
+    /// The hash of the frame before it.
+    pub(crate) prev_hash: Hash,
+    /// Its hash.
+    pub(crate) hash: Hash,
+}
+
+impl Pending {
+    /// Numbers the encoded record `record` (the patient's event at `revision`), hashes it onto
+    /// the chain and adds its frame and its per-patient index entry.
+    pub(crate) fn link(&mut self, patient: &PatientId, revision: u64, record: &[u8]) -> Linked {
+        let position = self.head.position + 1;
+        let prev_hash = self.head.hash;
+        let hash = event_hash(position, RECORD_FORMAT_VERSION, &prev_hash, record);
+        self.batch.frames.push((
+            position,
+            encode_frame(RECORD_FORMAT_VERSION, &prev_hash, &hash, record),
+        ));
+        self.batch.index.push((patient.clone(), revision, position));
+        self.head = Head { position, hash };
+        Linked {
+            position,
+            prev_hash,
+            hash,
+        }
+    }
+
+    /// Stores `value` under the idempotency key `key` with these frames.
+    pub(crate) fn remember(&mut self, key: &[u8], value: Vec<u8>) {
+        self.batch.idempotency.push((key.to_vec(), value));
+    }
+}
+
+/// The event log on one storage, with its anchor.
+pub(crate) struct EventLog<C> {
+    storage: Box<dyn Storage>,
+    /// After a storage failure, how often an append may try to reopen the storage.
+    reopen_interval: Duration,
+    writer: Mutex<Writer<C>>,
+    /// Head of what is written to storage (maybe not yet durable).
+    written: Mutex<Head>,
+    /// Head of what is durable; readers see up to here.
+    durable: Mutex<Head>,
+    durable_position: AtomicU64,
+    /// Appenders that have entered `append` and not yet staged their events (or given up).
+    committing: AtomicU64,
+    /// Who syncs and who waits for it.
+    sync_state: Mutex<SyncState>,
+    /// Why writes are refused, if they are.
+    refusal: Mutex<Option<Refusal>>,
+    /// Ended by every storage failure (and by the reopen after it): an append committed in an
+    /// ended epoch and not durable when it ended may be lost and is never acknowledged, even if
+    /// a later sync succeeds. After a failed `fdatasync` the kernel may have dropped the pages
+    /// that did not reach the disk and report success for the next one ("fsyncgate").
+    epoch: AtomicU64,
+    /// The durable position at the end of each recent epoch, and the failure that ended it.
+    ended_epochs: Mutex<Vec<EndedEpoch>>,
+    listeners: Mutex<Vec<DurableListener>>,
+    /// The hashes of every acknowledged event, outside sled (`None` on a storage given without
+    /// one, as the tests' fault-injecting storages are).
+    anchor: Option<Mutex<Anchor>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a log lock is a bug; the state it guards is still consistent
+    // because every mutation is completed before the guard is dropped.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<C: Default> EventLog<C> {
+    /// Opens the log on `storage`, checking the head of the chain and comparing it with the
+    /// anchor. A damaged log opens for reading only.
+    pub(crate) fn open(
+        storage: Box<dyn Storage>,
+        mut anchor: Option<Anchor>,
+        reopen_interval: Duration,
+    ) -> Result<Self> {
+        let (head, problem) = check_head(storage.as_ref())?;
+        let damage = compare_with_anchor(storage.as_ref(), anchor.as_mut(), head, problem)?;
+        let tree = open_tree(storage.as_ref(), head.position)?;
+        Ok(EventLog {
+            storage,
+            reopen_interval,
+            writer: Mutex::new(Writer {
+                tail: Tail {
+                    head,
+                    staged: Staged::default(),
+                    tree,
+                },
+                cache: C::default(),
+            }),
+            written: Mutex::new(head),
+            durable: Mutex::new(head),
+            durable_position: AtomicU64::new(head.position),
+            committing: AtomicU64::new(0),
+            sync_state: Mutex::new(SyncState::default()),
+            refusal: Mutex::new(damage.map(Refusal::damaged)),
+            epoch: AtomicU64::new(0),
+            ended_epochs: Mutex::new(Vec::new()),
+            listeners: Mutex::new(Vec::new()),
+            anchor: anchor.map(Mutex::new),
+        })
+    }
+
+    /// Takes the writer lock for one append, with the epoch it stages in. Refuses while the log
+    /// is damaged; after a storage failure, reopens the storage (at most every reopen interval)
+    /// so that writing resumes once the cause is removed.
+    pub(crate) fn lock_writer(&self) -> Result<(MutexGuard<'_, Writer<C>>, u64)> {
+        let mut writer = lock(&self.writer);
+        self.recover_if_failed(&mut writer)?;
+        // Read before staging: a sync that fails while this append is written ends the
+        // epoch, and this append, possibly in the pages the failure lost, must then not be
+        // acknowledged by a later sync. A reopen, which also ends the epoch, takes the
+        // writer lock, so it cannot come between.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if !writer.tail.staged.batch.is_empty() && writer.tail.staged.epoch != epoch {
+            // A storage failure ended the epoch of the staged appends; the reopen that
+            // follows starts the writer again from what storage holds.
+            return Err(Error::Storage(
+                "a storage failure ended the writes waiting to be stored; send the request again"
+                    .into(),
+            ));
+        }
+        Ok((writer, epoch))
+    }
+
+    /// Refuses writes while the log is damaged; after a storage failure, reopens the storage
+    /// when a retry is due and starts the writer again from what storage holds.
+    fn recover_if_failed(&self, writer: &mut Writer<C>) -> Result<()> {
+        let mut refusal = lock(&self.refusal);
+        let Some(current) = refusal.as_mut() else {
+            return Ok(());
+        };
+        let retry_due = current.retry_after.is_some_and(|at| Instant::now() >= at);
+        if !retry_due {
+            return Err(current.error());
+        }
+        if let Err(e) = self.storage.reopen() {
+            current.retry_after = Some(Instant::now() + self.reopen_interval);
+            current.still_failing = Some(e.to_string());
+            return Err(Error::Poisoned(current.describe()));
+        }
+        // Whatever was committed but not durable before the failure may be gone: start the
+        // writer again from what is on disk, in a new epoch.
+        self.end_epoch(&Error::Storage("the storage was reopened".into()));
+        let (head, problem) = check_head(self.storage.as_ref())?;
+        let problem = match self.reload_anchor(head, problem) {
+            Ok(problem) => problem,
+            Err(e) => {
+                current.retry_after = Some(Instant::now() + self.reopen_interval);
+                current.still_failing = Some(e.to_string());
+                return Err(current.error());
+            }
+        };
+        writer.tail = Tail {
+            head,
+            staged: Staged::default(),
+            tree: open_tree(self.storage.as_ref(), head.position)?,
+        };
+        writer.cache = C::default();
+        *lock(&self.written) = head;
+        *lock(&self.durable) = head;
+        self.durable_position.store(head.position, Ordering::SeqCst);
+        *refusal = problem.map(Refusal::damaged);
+        match refusal.as_ref() {
+            Some(r) => Err(r.error()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<C> EventLog<C> {
+    /// The storage, for the modules that read it directly (the Merkle tree).
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
+    }
+
+    /// Why the log refuses writes (a damaged head, an earlier storage failure), if it does.
+    pub(crate) fn head_problem(&self) -> Option<String> {
+        lock(&self.refusal).as_ref().map(Refusal::describe)
+    }
+
+    /// The damage found on open or by a verification since, if any.
+    pub(crate) fn damage(&self) -> Option<Damage> {
+        lock(&self.refusal).as_ref().and_then(|r| r.damage.clone())
+    }
+
+    /// The cheap check behind `/health`: the damage found on open, a storage failure, or a
+    /// stored head that has fallen behind, or differs from, the anchor's last entry.
+    pub(crate) fn health(&self) -> Result<()> {
+        if let Some(refusal) = lock(&self.refusal).as_ref() {
+            return Err(refusal.error());
+        }
+        let Some(anchor) = &self.anchor else {
+            return Ok(());
+        };
+        let last = lock(anchor).last();
+        crate::anchor::check_live_head(self.storage.as_ref(), last).map_err(Error::Damaged)
+    }
+
+    /// The durable head.
+    pub(crate) fn head(&self) -> Head {
+        *lock(&self.durable)
+    }
+
+    /// Registers a function called with the new durable position after every group commit.
+    pub(crate) fn on_durable(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        lock(&self.listeners).push(Box::new(listener));
+    }
+
+    /// Counts an appender as about to commit until the guard drops, so that the leader of a
+    /// group commit waits a moment for it.
+    pub(crate) fn committing(&self) -> Committing<'_> {
+        Committing::enter(&self.committing)
+    }
+
+    /// The value stored under an idempotency key, staged or written.
+    pub(crate) fn idempotency(&self, tail: &Tail, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match tail.staged_idempotency(key) {
+            Some(value) => Ok(Some(value)),
+            None => self.storage.idempotency(key),
+        }
+    }
+
+    /// The patient's events as the writer knows them: every one written to storage, staged
+    /// ones included, durable or not.
+    pub(crate) fn writer_stream(
+        &self,
+        tail: &mut Tail,
+        patient: &PatientId,
+    ) -> Result<Vec<RecordedEvent>> {
+        // Storage must hold every event of the patient: staged appends may be the patient's
+        // (when the command side dropped its state after a failed request). Only then are
+        // they written ahead of their group commit.
+        if (tail.staged.batch.index.iter()).any(|(p, _, _)| p == patient) {
+            self.write_staged(tail)?;
+        }
+        let positions = self.storage.stream_positions(patient, 1, usize::MAX)?;
+        self.read_positions(&positions)
+    }
+
+    /// After a failed write or sync: ends the epoch, so that nothing pending is acknowledged,
+    /// and refuses writes until the storage is reopened.
+    fn storage_failed(&self, doing: &str, e: &Error) {
+        self.end_epoch(e);
+        let mut refusal = lock(&self.refusal);
+        if refusal.is_none() {
+            *refusal = Some(Refusal {
+                reason: format!("{doing} failed: {e}"),
+                damage: None,
+                retry_after: Some(Instant::now()),
+                still_failing: None,
+            });
+        }
+    }
+
+    /// Makes everything up to `position` durable, sharing one sync among concurrent appenders.
+    ///
+    /// One appender at a time leads a sync; the others park until it ends. The leader wakes
+    /// exactly the waiters it covered (they return without taking any lock) and the ones it did
+    /// not (one of them leads the next sync), so that covered appenders start their next append
+    /// while the next sync gathers commits.
+    pub(crate) fn make_durable(&self, position: u64, epoch: u64) -> Result<()> {
+        loop {
+            if let Some(settled) = self.settled(position, epoch) {
+                return settled;
+            }
+            let mut state = lock(&self.sync_state);
+            if let Some(settled) = self.settled(position, epoch) {
+                return settled;
+            }
+            if state.syncing {
+                state.waiters.push(std::thread::current());
+                drop(state);
+                // A wake-up between the unlock and the park is not lost: park returns at once.
+                std::thread::park();
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            // Hands the lead on even if the sync panics, so that waiting appenders never hang.
+            let _leader = Leader(self);
+            self.lead_sync()?;
+        }
+    }
+
+    /// Whether the write at `position`, committed in `epoch`, is settled: `Ok` once it is
+    /// durable, an error when its epoch ended (a storage failure) before it was; `None` while
+    /// it waits for a sync.
+    fn settled(&self, position: u64, epoch: u64) -> Option<Result<()>> {
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            let durable = self.durable_position.load(Ordering::SeqCst);
+            // Checked again: a reopen between the two loads resets the durable position.
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                return (durable >= position).then_some(Ok(()));
+            }
+        }
+        let ended = lock(&self.ended_epochs);
+        let end = ended.iter().find(|end| end.epoch == epoch);
+        if end.is_some_and(|end| position <= end.durable) {
+            return Some(Ok(()));
+        }
+        let cause = end
+            .map(|end| format!(" ({})", end.cause))
+            .unwrap_or_default();
+        Some(Err(Error::Storage(format!(
+            "the write was lost to a storage failure before it became durable{cause}; send it again"
+        ))))
+    }
+
+    /// Ends the current epoch: what is committed and not yet durable is never acknowledged.
+    fn end_epoch(&self, cause: &Error) {
+        let mut ended = lock(&self.ended_epochs);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        ended.push(EndedEpoch {
+            epoch,
+            durable: self.durable_position.load(Ordering::SeqCst),
+            cause: cause.to_string(),
+        });
+        if ended.len() > ENDED_EPOCHS_KEPT {
+            ended.remove(0);
+        }
+        self.epoch.store(epoch + 1, Ordering::SeqCst);
+    }
+
+    /// The leader's part of a group commit: gather, write, sync, anchor, publish.
+    fn lead_sync(&self) -> Result<()> {
+        // Appenders already past their checks are about to commit: let them, so that this one
+        // sync covers them too instead of each paying its own. Bounded, so that a steady stream
+        // of appenders cannot hold the sync back.
+        let deadline = Instant::now() + GROUP_COMMIT_WAIT;
+        while self.committing.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        self.write_staged(&mut lock(&self.writer).tail)?;
+        // Everything written before this point is covered by the sync below.
+        let target = *lock(&self.written);
+        if let Err(e) = self.storage.sync() {
+            self.storage_failed("making writes durable", &e);
+            return Err(e);
+        }
+        if let Err(e) = self.anchor_through(target.position) {
+            self.storage_failed("anchoring the writes", &e);
+            return Err(e);
+        }
+        *lock(&self.durable) = target;
+        self.durable_position
+            .store(target.position, Ordering::Release);
+        for listener in lock(&self.listeners).iter() {
+            listener(target.position);
+        }
+        Ok(())
+    }
+
+    /// Writes the staged appends to storage as one atomic batch (not yet durable).
+    fn write_staged(&self, tail: &mut Tail) -> Result<()> {
+        if tail.staged.batch.is_empty() || tail.staged.epoch != self.epoch.load(Ordering::SeqCst) {
+            // Nothing staged, or the appends of an ended epoch: those are never acknowledged,
+            // and the reopen after the failure starts the writer again from storage.
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut tail.staged.batch);
+        self.anchor_stage(&batch.frames);
+        // The tree's nodes go into the same atomic batch as the frames they cover. After a
+        // failed commit the reopen reads the tree's edge again from storage.
+        tail.tree.extend(&mut batch);
+        if let Err(e) = self.storage.commit(batch) {
+            // The batch may or may not be in sled's memory. Writes are refused until the
+            // storage is reopened and the writer's state read again from it.
+            self.storage_failed("a write", &e);
+            return Err(e);
+        }
+        *lock(&self.written) = tail.head;
+        Ok(())
+    }
+
+    /// The events at `positions` (ascending), each stored value read once, durable or not.
+    fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
+        let mut events = Vec::with_capacity(positions.len());
+        self.storage.frames_at(positions, &mut |position, frame| {
+            let bytes = frame.ok_or_else(|| not_stored(position))?;
+            events.push(decode_frame(position, bytes)?);
+            Ok(())
+        })?;
+        Ok(events)
+    }
+
+    /// The patient's durable events from `from_revision` (1 is the first), up to `limit`.
+    pub(crate) fn read_stream(
+        &self,
+        patient: &PatientId,
+        from_revision: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let durable = self.durable_position.load(Ordering::Acquire);
+        let mut positions = self
+            .storage
+            .stream_positions(patient, from_revision.max(1), limit)?;
+        positions.retain(|p| *p <= durable);
+        self.read_positions(&positions)
+    }
+
+    /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order.
+    pub(crate) fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let durable = self.durable_position.load(Ordering::Acquire);
+        if after >= durable {
+            return Ok(vec![]);
+        }
+        let limit = limit.min((durable - after) as usize);
+        // Decoded straight from the scanned bytes: no copy of each frame on the way.
+        let mut events = Vec::with_capacity(limit.min(8192));
+        let mut failure = None;
+        self.storage.scan(after + 1, &mut |position, bytes| {
+            match decode_frame(position, bytes) {
+                Ok(event) => events.push(event),
+                Err(e) => failure = Some(e),
+            }
+            failure.is_none() && events.len() < limit
+        })?;
+        failure.map_or(Ok(events), Err)
+    }
+
+    /// Visits every durable event from position `from`, in order, without collecting them.
+    pub(crate) fn for_each(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(RecordedEvent) -> Result<()>,
+    ) -> Result<()> {
+        let durable = self.durable_position.load(Ordering::Acquire);
+        let mut failure = None;
+        self.storage.scan(from, &mut |position, bytes| {
+            if position > durable {
+                return false;
+            }
+            match decode_frame(position, bytes).and_then(&mut *visit) {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The event at `position`, durable or not.
+    pub(crate) fn read_position(&self, position: u64) -> Result<RecordedEvent> {
+        self.read_positions(&[position])?
+            .pop()
+            .ok_or_else(|| not_stored(position))
+    }
+
+    /// Verifies the whole chain, the per-patient index against the frames, and the log
+    /// against its anchor; damage found makes the log refuse writes from then on.
+    pub(crate) fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
+        let total = self.head().position.max(lock(&self.written).position);
+        // The anchor as it was before the scan: entries added while it runs are of events the
+        // scan may not have reached.
+        let anchored = self.anchor.as_ref().and_then(|a| lock(a).last());
+        let report = crate::anchor::catch_damage("verifying the ledger", || {
+            let mut report = crate::verify::verify_chain(self.storage.as_ref(), total, progress)?;
+            if let Some(anchor) = &self.anchor {
+                let anchor = lock(anchor);
+                crate::anchor::verify_against(
+                    &anchor,
+                    anchored,
+                    self.storage.as_ref(),
+                    &mut report,
+                )?;
+            }
+            Ok(report)
+        })?;
+        if let Some(problem) = &report.problem {
+            self.found_damage(problem, anchored.map_or(0, |a| a.position), total);
+        }
+        Ok(report)
+    }
+
+    /// Refuses writes from now on because verification found `problem`.
+    fn found_damage(&self, problem: &Problem, last_anchored: u64, head: u64) {
+        let mut refusal = lock(&self.refusal);
+        if refusal.as_ref().is_some_and(|r| r.damage.is_some()) {
+            return;
+        }
+        let missing = match problem.kind {
+            crate::verify::ProblemKind::Missing { missing, .. } => missing,
+            _ => 0,
+        };
+        *refusal = Some(Refusal::damaged(Damage {
+            last_anchored,
+            ledger_head: head,
+            missing,
+            first_differing: Some(problem.position),
+            detail: format!("verification found: {problem}"),
+        }));
+    }
+
+    /// Remembers the hashes of frames about to be written to storage, for the anchor.
+    fn anchor_stage(&self, frames: &[(u64, Vec<u8>)]) {
+        if let Some(anchor) = &self.anchor {
+            lock(anchor).stage(frames);
+        }
+    }
+
+    /// Makes the anchor hold every event up to `position` (written to storage and synced):
+    /// one write and one `fdatasync` for the whole group commit.
+    fn anchor_through(&self, position: u64) -> Result<()> {
+        match &self.anchor {
+            Some(anchor) => lock(anchor).sync_through(position),
+            None => Ok(()),
+        }
+    }
+
+    /// After the storage reopened: reads the anchor again from disk and compares it with the
+    /// log, whose head is `head`.
+    fn reload_anchor(&self, head: Head, problem: Option<Problem>) -> Result<Option<Damage>> {
+        let mut fresh = match &self.anchor {
+            Some(anchor) => Some(Anchor::open(lock(anchor).path())?),
+            None => None,
+        };
+        let damage = compare_with_anchor(self.storage.as_ref(), fresh.as_mut(), head, problem)?;
+        if let (Some(anchor), Some(fresh)) = (&self.anchor, fresh) {
+            *lock(anchor) = fresh;
+        }
+        Ok(damage)
+    }
+
+    /// Bytes the log occupies on disk.
+    pub(crate) fn size_on_disk(&self) -> Result<u64> {
+        self.storage.size_on_disk()
+    }
+}
+
+fn not_stored(position: u64) -> Error {
+    Error::Decode {
+        position,
+        detail: "no event is stored at this position".into(),
+    }
+}
+
+/// An epoch ended by a storage failure.
+struct EndedEpoch {
+    epoch: u64,
+    /// The durable position when it ended.
+    durable: u64,
+    cause: String,
+}
+
+/// Why the log refuses writes.
+struct Refusal {
+    reason: String,
+    /// Set when the log is damaged (acknowledged events missing or changed).
+    damage: Option<Damage>,
+    /// When a reopen of the storage may be tried; `None` when the log is damaged and only an
+    /// operator can help.
+    retry_after: Option<Instant>,
+    /// Why the last attempt to reopen the storage failed.
+    still_failing: Option<String>,
+}
+
+impl Refusal {
+    /// The reason, with what the last reopen attempt found.
+    fn describe(&self) -> String {
+        match &self.still_failing {
+            Some(e) => format!("{} (reopening failed: {e})", self.reason),
+            None => self.reason.clone(),
+        }
+    }
+
+    fn damaged(damage: Damage) -> Self {
+        Refusal {
+            reason: damage.to_string(),
+            damage: Some(damage),
+            retry_after: None,
+            still_failing: None,
+        }
+    }
+
+    /// The error an append gets: the damage, typed, or the storage failure.
+    fn error(&self) -> Error {
+        match &self.damage {
+            Some(damage) => Error::Damaged(damage.clone()),
+            None => Error::Poisoned(self.describe()),
+        }
+    }
+}
+
+/// The leader of a group commit; dropping it ends the lead and wakes every waiter (those
+/// covered return, one of the others leads the next sync).
+struct Leader<'a, C>(&'a EventLog<C>);
+
+impl<C> Drop for Leader<'_, C> {
+    fn drop(&mut self) {
+        let waiters = {
+            let mut state = lock(&self.0.sync_state);
+            state.syncing = false;
+            std::mem::take(&mut state.waiters)
+        };
+        for waiter in waiters {
+            waiter.unpark();
+        }
+    }
+}
+
+/// The group-commit rendezvous: whether a sync is under way and who waits for it to end.
+#[derive(Default)]
+struct SyncState {
+    syncing: bool,
+    waiters: Vec<Thread>,
+}
+
+/// Counts an appender as committing until it has committed its batch or given up.
+pub(crate) struct Committing<'a>(&'a AtomicU64);
+
+impl<'a> Committing<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Committing(counter)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Checks the last stored frame and its link to the one before.
+fn check_head(storage: &dyn Storage) -> Result<(Head, Option<Problem>)> {
+    let Some((position, bytes)) = storage.last_frame()? else {
+        return Ok((Head::default(), None));
+    };
+    let prev = if position <= 1 {
+        Hash::ZERO
+    } else {
+        match storage.frame(position - 1)? {
+            Some(b) => match Frame::parse(&b) {
+                Some(f) => f.hash,
+                None => Hash::ZERO,
+            },
+            None => Hash::ZERO,
+        }
+    };
+    let head_hash = Frame::parse(&bytes).map(|f| f.hash).unwrap_or_default();
+    let head = Head {
+        position,
+        hash: head_hash,
+    };
+    Ok((head, check_frame(position, &bytes, &prev, true).err()))
+}
+
+/// The damage that makes a log read-only: a head that does not verify, or a log that
+/// disagrees with its anchor (which is brought up to the log's head when it is behind).
+fn compare_with_anchor(
+    storage: &dyn Storage,
+    anchor: Option<&mut Anchor>,
+    head: Head,
+    head_problem: Option<Problem>,
+) -> Result<Option<Damage>> {
+    let last_anchored = anchor
+        .as_ref()
+        .and_then(|a| a.last())
+        .map_or(0, |a| a.position);
+    let found = match anchor {
+        Some(anchor) => crate::anchor::reconcile(anchor, storage, head.position)?,
+        None => None,
+    };
+    Ok(found.or_else(|| {
+        head_problem.map(|problem| Damage {
+            last_anchored,
+            ledger_head: head.position,
+            missing: 0,
+            first_differing: None,
+            detail: format!("the head of the chain does not verify: {problem}"),
+        })
+    }))
+}
+
+fn decode_frame(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
+    let frame = Frame::parse(bytes).ok_or_else(|| Error::Decode {
+        position,
+        detail: "frame header is malformed".into(),
+    })?;
+    let record = decode_record(position, frame.format_version, frame.record)?;
+    Ok(RecordedEvent {
+        position,
+        format_version: frame.format_version,
+        prev_hash: frame.prev_hash,
+        hash: frame.hash,
+        record,
+    })
+}
