@@ -197,13 +197,11 @@ impl ActorStore {
     /// Opens the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, ApiError> {
         let db = sled::Config::new().path(dir).open().map_err(|e| {
-            if e.to_string().contains("could not acquire lock") {
-                ApiError::Conflict(format!(
-                    "{} is in use by another process (a running `careledger serve`?); stop it first",
-                    dir.display()
-                ))
-            } else {
-                internal(e)
+            match careledger_core::storage::open_error(dir, e) {
+                e @ careledger_core::StorageError::InUse { .. } => {
+                    ApiError::Conflict(e.to_string())
+                }
+                e => internal(e),
             }
         })?;
         let mut by_token = HashMap::new();

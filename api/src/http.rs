@@ -312,9 +312,9 @@ async fn health(State(state): State<AppState>) -> Response {
     let checked = tokio::task::spawn_blocking(move || ledger.health()).await;
     let failure = match checked {
         Ok(result) => result.err(),
-        Err(e) => Some(careledger_core::Error::Storage(format!(
-            "health check failed: {e}"
-        ))),
+        Err(e) => Some(careledger_core::Error::Storage(
+            format!("health check failed: {e}").into(),
+        )),
     };
     match failure {
         None => Json(json!({"status": "ok", "head_position": head.position, "head_hash": head.hash.to_hex()})).into_response(),

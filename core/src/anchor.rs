@@ -34,7 +34,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::chain::Frame;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::record::Hash;
 use crate::storage::Storage;
 use crate::verify::{Problem, ProblemKind, VerifyReport};
@@ -140,7 +140,10 @@ enum Ending {
 
 /// Reads the entries of an anchor file in order, calling `visit(first, hashes)` for each valid
 /// one; returns the offset after the last valid entry and how the read ended.
-fn read_entries(file: &File, visit: &mut dyn FnMut(u64, &[Hash])) -> Result<(u64, Ending)> {
+fn read_entries(
+    file: &File,
+    visit: &mut dyn FnMut(u64, &[Hash]),
+) -> std::io::Result<(u64, Ending)> {
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut header = [0u8; HEADER_LEN as usize];
@@ -174,7 +177,7 @@ fn read_entries(file: &File, visit: &mut dyn FnMut(u64, &[Hash])) -> Result<(u64
         if offset == file_len {
             return Ok((offset, Ending::Clean));
         }
-        let torn_or = |reader: &mut BufReader<&File>, what: String| -> Result<Ending> {
+        let torn_or = |reader: &mut BufReader<&File>, what: String| -> std::io::Result<Ending> {
             Ok(if rest_is_zero(reader)? {
                 Ending::Torn(offset)
             } else {
@@ -226,14 +229,14 @@ fn read_entries(file: &File, visit: &mut dyn FnMut(u64, &[Hash])) -> Result<(u64
 }
 
 /// Reads until `buf` is full or the file ends; the number of bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Ok(filled)
@@ -241,7 +244,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 
 /// Whether everything left to read is zero bytes (a file system that extended the file before
 /// the data reached it).
-fn rest_is_zero(reader: &mut impl Read) -> Result<bool> {
+fn rest_is_zero(reader: &mut impl Read) -> std::io::Result<bool> {
     let mut buf = [0u8; 8192];
     loop {
         let n = read_full(reader, &mut buf)?;
@@ -255,7 +258,7 @@ fn rest_is_zero(reader: &mut impl Read) -> Result<bool> {
 }
 
 /// Whether the file holds only zero bytes from `at` on (and something at all before it).
-fn zeros_from(file: &File, at: u64) -> Result<bool> {
+fn zeros_from(file: &File, at: u64) -> std::io::Result<bool> {
     if at < HEADER_LEN {
         return Ok(false);
     }
@@ -311,8 +314,8 @@ fn encode_entry(first: u64, hashes: &[Hash]) -> Vec<u8> {
     entry
 }
 
-fn anchor_err(path: &Path, doing: &str, e: impl fmt::Display) -> Error {
-    Error::Storage(format!("{doing} the anchor {}: {e}", path.display()))
+fn anchor_err(path: &Path, doing: &str, e: std::io::Error) -> Error {
+    StorageError::io(format!("{doing} the anchor {}", path.display()), e).into()
 }
 
 impl Anchor {
@@ -353,8 +356,12 @@ impl Anchor {
         match ending {
             Ending::Clean => {}
             // Zeros written ahead stay as room for the next entries; torn bytes are cut.
-            Ending::Torn(at) if zeros_from(&anchor.file, at)? => {
-                anchor.allocated = anchor.file.metadata()?.len();
+            Ending::Torn(at)
+                if zeros_from(&anchor.file, at).map_err(|e| anchor_err(path, "reading", e))? =>
+            {
+                anchor.allocated = (anchor.file.metadata())
+                    .map_err(|e| anchor_err(path, "reading", e))?
+                    .len();
             }
             Ending::Torn(at) => anchor.cut(at)?,
             Ending::Damaged(what) => anchor.damage = Some(what),
@@ -455,10 +462,11 @@ impl Anchor {
             return Ok(());
         };
         if let Some(damage) = &self.damage {
-            return Err(Error::Storage(format!(
+            return Err(StorageError::corrupt(format!(
                 "the anchor {} is damaged ({damage}); nothing more is acknowledged",
                 self.path.display()
-            )));
+            ))
+            .into());
         }
         let entry = encode_entry(first, hashes);
         self.reserve(entry.len() as u64)?;
@@ -692,9 +700,10 @@ pub(crate) fn catch_damage<T>(doing: &str, f: impl FnOnce() -> Result<T>) -> Res
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
-            Err(Error::Storage(format!(
+            Err(StorageError::corrupt(format!(
                 "{doing}: the storage engine failed on damaged files ({message}); restore the ledger's files from a backup (docs/reliability.md)"
-            )))
+            ))
+            .into())
         }
     }
 }

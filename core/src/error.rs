@@ -1,6 +1,7 @@
 //! The errors of `careledger-core`.
 
 use std::fmt;
+use std::path::PathBuf;
 
 /// A value that failed validation: which field, and what is wrong with it.
 ///
@@ -118,9 +119,10 @@ pub enum Error {
     /// serves reads and refuses writes until then).
     #[error("{0}")]
     Damaged(crate::anchor::Damage),
-    /// The storage engine or the file system failed (internal, or the disk is full or read-only).
+    /// The storage engine or the file system failed (internal, or the disk is full or
+    /// read-only), or a write was lost to such a failure; [`StorageError`] says which.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(StorageError),
     /// A Merkle proof cannot be made for these sizes or positions (user's fault), or does not
     /// verify.
     #[error("proof: {0}")]
@@ -135,9 +137,98 @@ pub enum Error {
     },
 }
 
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Storage(e.to_string())
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::Storage(e)
+    }
+}
+
+/// A failure of the storage under the ledger: the storage engine, the file system, or the bytes
+/// they hold. Internal, or the disk is full or read-only; the API answers 503.
+///
+/// Its message includes its source's, so that one line says everything; the source is kept
+/// for callers that inspect it (an [`std::io::ErrorKind`], say).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// Another process holds the store's directory (sled locks it; usually a running server).
+    /// The user's to resolve: stop that process, or go through it.
+    #[error(
+        "{} is in use by another process (a running `careledger serve`?); stop it first, or use the HTTP API",
+        dir.display()
+    )]
+    InUse {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// The file system failed: a full disk, a file system remounted read-only, an IO error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and to which file.
+        context: String,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored bytes are damaged or malformed (internal: restore from a backup).
+    #[error("{context}")]
+    Corrupt {
+        /// What is damaged, and where.
+        context: String,
+    },
+    /// A write did not become durable because a storage failure came first: it is not
+    /// acknowledged; send it again.
+    #[error("{context}")]
+    Lost {
+        /// What was lost, and the failure that lost it.
+        context: String,
+    },
+    /// Another failure of the storage engine.
+    #[error("{source}")]
+    Other {
+        /// The storage engine's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StorageError {
+    /// A file system failure while doing `context`.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Damaged or malformed stored bytes, described by `context`.
+    pub fn corrupt(context: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            context: context.into(),
+        }
+    }
+
+    /// Another failure of the storage engine, with its source.
+    pub fn other(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StorageError::Other {
+            source: source.into(),
+        }
+    }
+
+    /// The file system's error kind, when the file system failed.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            StorageError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// A failure described in words only (a storage implementation outside this crate, a task that
+/// could not run): [`StorageError::Other`].
+impl From<String> for StorageError {
+    fn from(message: String) -> Self {
+        StorageError::other(message)
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::decide::{decide, PatientState, Policy, Warning};
-use crate::error::{Error, InvalidInput, Result};
+use crate::error::{Error, InvalidInput, Result, StorageError};
 use crate::event::Command;
 use crate::ids::{PatientId, Text, Uid};
 use crate::log::{EventLog, Writer};
@@ -272,8 +272,9 @@ pub(crate) fn fold(events: &[RecordedEvent]) -> PatientState {
 /// Answers a retry of the append that wrote or staged `stored` (the idempotency entry)
 /// in `epoch`, once that append is durable.
 fn replay(log: &Log, key: &str, print: &Hash, stored: &[u8], epoch: u64) -> Result<AppendOutcome> {
-    let (stored_print, positions) = parse_idempotency_value(stored)
-        .ok_or_else(|| Error::Storage(format!("idempotency entry for {key:?} is malformed")))?;
+    let (stored_print, positions) = parse_idempotency_value(stored).ok_or_else(|| {
+        StorageError::corrupt(format!("idempotency entry for {key:?} is malformed"))
+    })?;
     if stored_print != *print {
         return Err(Error::IdempotencyMismatch {
             key: key.to_owned(),

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::anchor::{Anchor, Damage};
 use crate::chain::{encode_frame, event_hash, Frame};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::ids::PatientId;
 use crate::merkle::{open_tree, Frontier};
 use crate::record::{decode_record, Hash, RecordedEvent, RECORD_FORMAT_VERSION};
@@ -242,10 +242,12 @@ impl<C: Default> EventLog<C> {
         if !writer.tail.staged.batch.is_empty() && writer.tail.staged.epoch != epoch {
             // A storage failure ended the epoch of the staged appends; the reopen that
             // follows starts the writer again from what storage holds.
-            return Err(Error::Storage(
-                "a storage failure ended the writes waiting to be stored; send the request again"
-                    .into(),
-            ));
+            return Err(StorageError::Lost {
+                context:
+                    "a storage failure ended the writes waiting to be stored; send the request again"
+                        .into(),
+            }
+            .into());
         }
         Ok((writer, epoch))
     }
@@ -268,7 +270,7 @@ impl<C: Default> EventLog<C> {
         }
         // Whatever was committed but not durable before the failure may be gone: start the
         // writer again from what is on disk, in a new epoch.
-        self.end_epoch(&Error::Storage("the storage was reopened".into()));
+        self.end_epoch("the storage was reopened".into());
         let (head, problem) = check_head(self.storage.as_ref())?;
         let problem = match self.reload_anchor(head, problem) {
             Ok(problem) => problem,
@@ -368,7 +370,7 @@ impl<C> EventLog<C> {
     /// After a failed write or sync: ends the epoch, so that nothing pending is acknowledged,
     /// and refuses writes until the storage is reopened.
     fn storage_failed(&self, doing: &str, e: &Error) {
-        self.end_epoch(e);
+        self.end_epoch(e.to_string());
         let mut refusal = lock(&self.refusal);
         if refusal.is_none() {
             *refusal = Some(Refusal {
@@ -429,19 +431,22 @@ impl<C> EventLog<C> {
         let cause = end
             .map(|end| format!(" ({})", end.cause))
             .unwrap_or_default();
-        Some(Err(Error::Storage(format!(
-            "the write was lost to a storage failure before it became durable{cause}; send it again"
-        ))))
+        Some(Err(StorageError::Lost {
+            context: format!(
+                "the write was lost to a storage failure before it became durable{cause}; send it again"
+            ),
+        }
+        .into()))
     }
 
     /// Ends the current epoch: what is committed and not yet durable is never acknowledged.
-    fn end_epoch(&self, cause: &Error) {
+    fn end_epoch(&self, cause: String) {
         let mut ended = lock(&self.ended_epochs);
         let epoch = self.epoch.load(Ordering::SeqCst);
         ended.push(EndedEpoch {
             epoch,
             durable: self.durable_position.load(Ordering::SeqCst),
-            cause: cause.to_string(),
+            cause,
         });
         if ended.len() > ENDED_EPOCHS_KEPT {
             ended.remove(0);

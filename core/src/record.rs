@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::event::Event;
 use crate::ids::{ActorId, AgbCode, PatientId, Text, Uid};
 use crate::role::{Line, Role};
@@ -202,7 +202,7 @@ pub fn encode_record(record: &Record) -> Result<Vec<u8>> {
     // from empty; the bytes are the same.
     let mut out = Vec::with_capacity(512);
     bincode::serde::encode_into_std_write(record, &mut out, bincode_config())
-        .map_err(|e| Error::Storage(format!("encoding record: {e}")))?;
+        .map_err(|e| StorageError::other(format!("encoding record: {e}")))?;
     Ok(out)
 }
 

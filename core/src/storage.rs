@@ -8,8 +8,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ids::PatientId;
+
+pub use crate::error::StorageError;
 
 /// One atomic write: event frames, their stream index entries, and idempotency entries. The
 /// ledger writes the appends of one group commit as one batch.
@@ -43,19 +45,32 @@ impl WriteBatch {
 
 /// A stored value as storage holds it (one frame, or a group read with [`frames_in`]), shared
 /// rather than copied: cloning it counts a reference.
-#[derive(Clone, Debug)]
-pub struct StoredValue(sled::IVec);
+#[derive(Clone)]
+pub struct StoredValue(Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl StoredValue {
+    /// Shares `bytes` (a `Vec<u8>`, a storage engine's own buffer) without copying them.
+    pub fn new(bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+        StoredValue(Arc::new(bytes))
+    }
+}
 
 impl std::ops::Deref for StoredValue {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        (*self.0).as_ref()
+    }
+}
+
+impl std::fmt::Debug for StoredValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StoredValue").field(&&**self).finish()
     }
 }
 
 impl From<Vec<u8>> for StoredValue {
     fn from(bytes: Vec<u8>) -> Self {
-        StoredValue(bytes.into())
+        StoredValue::new(bytes)
     }
 }
 
@@ -90,7 +105,7 @@ pub trait Storage: Send + Sync {
         visit: &mut dyn FnMut(u64, StoredValue) -> bool,
     ) -> Result<()> {
         self.scan(from, &mut |position, frame| {
-            visit(position, StoredValue(frame.into()))
+            visit(position, StoredValue::from(frame.to_vec()))
         })
     }
     /// Positions of the patient's events from revision `from_revision` on, up to `limit`.
@@ -170,7 +185,7 @@ fn revision_of(key: &[u8]) -> Result<u64> {
         .len()
         .checked_sub(8)
         .and_then(|at| key[at..].try_into().ok())
-        .ok_or_else(|| Error::Storage(format!("malformed stream index key {key:?}")))?;
+        .ok_or_else(|| StorageError::corrupt(format!("malformed stream index key {key:?}")))?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -197,7 +212,7 @@ fn position_of(key: &[u8]) -> Result<u64> {
     let bytes: [u8; 8] = key
         .get(1..9)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::Storage(format!("malformed frame key {key:?}")))?;
+        .ok_or_else(|| StorageError::corrupt(format!("malformed frame key {key:?}")))?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -276,29 +291,64 @@ fn frame_at(first: u64, value: &[u8], position: u64) -> Option<&[u8]> {
 const LOCK_ATTEMPTS: u32 = 50;
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// sled reports its file lock held by another process as an IO error of kind `Other`, known
+/// only by its message. This is the one place that reads it.
 fn is_lock_error(e: &sled::Error) -> bool {
-    e.to_string().contains("could not acquire lock")
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::Other
+        && io.to_string().contains("could not acquire lock"))
 }
 
-/// Explains sled's lock error: another process (usually a running server) has the directory open.
-fn in_use_or(dir: &Path, e: sled::Error) -> Error {
+/// What opening a sled database in `dir` failed with, as a [`StorageError`]:
+/// [`StorageError::InUse`] when another process holds the directory (usually a running
+/// server), [`StorageError::Corrupt`] when sled cannot read its files.
+///
+/// For the stores of a data directory that open sled themselves (the projections, the API's
+/// actors): they recognise "in use" by the variant, and nothing outside this module reads
+/// sled's messages.
+pub fn open_error(
+    dir: &Path,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> StorageError {
+    let error = error.into();
+    let e = match error.downcast::<sled::Error>() {
+        Ok(e) => *e,
+        Err(other) => return StorageError::Other { source: other },
+    };
     if is_lock_error(&e) {
-        return Error::Storage(format!(
-            "{} is in use by another process (a running `careledger serve`?); stop it first, or use the HTTP API",
-            dir.display()
-        ));
+        return StorageError::InUse {
+            dir: dir.to_owned(),
+        };
     }
     if matches!(e, sled::Error::Corruption { .. }) {
-        return Error::Storage(format!(
-            "the ledger's files in {} are damaged: sled cannot read them ({e}); restore them from a backup (docs/reliability.md)",
+        return StorageError::corrupt(format!(
+            "the files in {} are damaged: sled cannot read them ({e}); restore them from a backup (docs/reliability.md)",
             dir.display()
         ));
     }
-    sled_err(e)
+    from_sled(e)
 }
 
-fn sled_err(e: sled::Error) -> Error {
-    Error::Storage(e.to_string())
+/// A failure of an open sled database as a [`StorageError`], for the stores that use sled
+/// themselves (see [`open_error`]).
+pub fn engine_error(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StorageError {
+    match error.into().downcast::<sled::Error>() {
+        Ok(e) => from_sled(*e),
+        Err(other) => StorageError::Other { source: other },
+    }
+}
+
+/// A failure of sled while the database is open.
+fn sled_err(e: sled::Error) -> crate::error::Error {
+    from_sled(e).into()
+}
+
+fn from_sled(e: sled::Error) -> StorageError {
+    match e {
+        // sled's own wording of an IO error, kept so that messages read as they did.
+        sled::Error::Io(source) => StorageError::io("IO error", source),
+        sled::Error::Corruption { .. } => StorageError::corrupt(e.to_string()),
+        e => StorageError::other(e),
+    }
 }
 
 /// sled's page cache. Verification and stream reads of pages outside it re-read and re-parse
@@ -334,7 +384,8 @@ struct OpenDb {
 
 impl OpenDb {
     fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -350,10 +401,12 @@ impl OpenDb {
                     attempts += 1;
                     std::thread::sleep(LOCK_RETRY);
                 }
-                Err(e) => return Err(in_use_or(dir, e)),
+                Err(e) => return Err(open_error(dir, e).into()),
             }
         };
-        let data_file = File::open(dir.join("db"))?;
+        let path = dir.join("db");
+        let data_file = File::open(&path)
+            .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
         Ok(Self { db, data_file })
     }
 }
@@ -375,9 +428,10 @@ impl SledStorage {
         let guard = self.open.read().unwrap_or_else(|p| p.into_inner());
         guard.clone().ok_or_else(|| {
             let because = self.closed_because.lock().unwrap_or_else(|p| p.into_inner());
-            Error::Storage(format!(
+            StorageError::other(format!(
                 "the store is closed after a storage failure ({because}); it reopens on the next write"
             ))
+            .into()
         })
     }
 
@@ -408,7 +462,7 @@ impl SledStorage {
             file.sync_data()?;
             std::fs::remove_file(&path)
         })();
-        result.map_err(|e| Error::Storage(format!("the data directory takes no writes: {e}")))
+        result.map_err(|e| StorageError::io("the data directory takes no writes", e).into())
     }
 
     fn sync_new_blobs(&self) -> Result<()> {
@@ -416,20 +470,27 @@ impl SledStorage {
         let Ok(entries) = std::fs::read_dir(&blobs) else {
             return Ok(());
         };
-        let mut synced = self
-            .synced_blobs
-            .lock()
-            .map_err(|_| Error::Storage("blob set lock poisoned".into()))?;
+        let failed = |e| {
+            StorageError::io(
+                format!("syncing sled's blob files in {}", blobs.display()),
+                e,
+            )
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
         let mut any = false;
         for entry in entries {
-            let entry = entry?;
+            let entry = entry.map_err(failed)?;
             if synced.insert(entry.file_name()) {
-                File::open(entry.path())?.sync_data()?;
+                File::open(entry.path())
+                    .and_then(|f| f.sync_data())
+                    .map_err(failed)?;
                 any = true;
             }
         }
         if any {
-            File::open(&blobs)?.sync_all()?;
+            File::open(&blobs)
+                .and_then(|d| d.sync_all())
+                .map_err(failed)?;
         }
         Ok(())
     }
@@ -496,7 +557,7 @@ impl Storage for SledStorage {
         };
         for item in open.db.range(frame_key(start)..=frame_key(u64::MAX)) {
             let (k, v) = item.map_err(sled_err)?;
-            if !visit(position_of(&k)?, StoredValue(v)) {
+            if !visit(position_of(&k)?, StoredValue::new(v)) {
                 break;
             }
         }
@@ -528,9 +589,10 @@ impl Storage for SledStorage {
             let (key, run) = item.map_err(sled_err)?;
             let first = revision_of(&key)?;
             if run.is_empty() || run.len() % 8 != 0 {
-                return Err(Error::Storage(format!(
+                return Err(StorageError::corrupt(format!(
                     "malformed stream index entry for {patient} at revision {first}"
-                )));
+                ))
+                .into());
             }
             for (offset, bytes) in run.chunks_exact(8).enumerate() {
                 if first + offset as u64 >= from_revision && out.len() < limit {
@@ -562,7 +624,9 @@ impl Storage for SledStorage {
                 .get(1)
                 .and_then(|len| key.get(2..2 + *len as usize))
                 .filter(|id| 2 + id.len() + 8 == key.len())
-                .ok_or_else(|| Error::Storage(format!("malformed stream index key {key:?}")))?;
+                .ok_or_else(|| {
+                    StorageError::corrupt(format!("malformed stream index key {key:?}"))
+                })?;
             visit(id, revision_of(&key)?, &run);
         }
         Ok(true)
@@ -578,7 +642,7 @@ impl Storage for SledStorage {
             return Ok(None);
         };
         let hash: [u8; 32] = value.as_ref().try_into().map_err(|_| {
-            Error::Storage(format!(
+            StorageError::corrupt(format!(
                 "the Merkle tree node at level {level}, index {index} is {} bytes long, not 32",
                 value.len()
             ))
@@ -599,7 +663,7 @@ impl Storage for SledStorage {
                 let bytes: [u8; 8] = key
                     .get(2..10)
                     .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| Error::Storage(format!("malformed tree key {key:?}")))?;
+                    .ok_or_else(|| StorageError::corrupt(format!("malformed tree key {key:?}")))?;
                 Ok(Some(u64::from_be_bytes(bytes)))
             }
         }
@@ -631,7 +695,9 @@ impl Storage for SledStorage {
     fn sync(&self) -> Result<()> {
         let open = self.db()?;
         open.db.flush().map_err(sled_err)?;
-        open.data_file.sync_data()?;
+        open.data_file.sync_data().map_err(|e| {
+            StorageError::io(format!("syncing {}", self.dir.join("db").display()), e)
+        })?;
         self.sync_new_blobs()
     }
 
@@ -793,6 +859,25 @@ mod tests {
         assert_eq!(read[0], (10, vec![1, 2, 3]));
         assert_eq!(read[1].0, 11);
         assert_eq!(read.len(), 2, "nothing is read past the damage");
+    }
+
+    #[test]
+    fn a_directory_another_handle_holds_is_in_use_by_its_variant() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = sled::open(dir.path()).unwrap();
+        let refused = sled::open(dir.path()).unwrap_err();
+        let error = open_error(dir.path(), refused);
+        assert!(
+            matches!(&error, StorageError::InUse { dir: d } if d == dir.path()),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("in use by another process"));
+        match SledStorage::open(dir.path()) {
+            Err(crate::error::Error::Storage(StorageError::InUse { .. })) => {}
+            other => panic!("expected in use, got {:?}", other.err()),
+        }
+        drop(held);
+        assert!(SledStorage::open(dir.path()).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use careledger_core::ids::PatientId;
+use careledger_core::storage::{open_error, StorageError};
 use careledger_core::{Ledger, RecordedEvent};
 
 use crate::{PatientView, ProjectionConfig, ReadModel};
@@ -39,9 +40,10 @@ const PARALLEL_ENCODE: usize = 8;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectionError {
-    /// The projections' own database failed (internal).
+    /// The projections' own database failed (internal), or another process holds it
+    /// ([`StorageError::InUse`]).
     #[error("projection storage: {0}")]
-    Storage(String),
+    Storage(StorageError),
     /// Persisted state could not be decoded: rebuild the projections (internal).
     #[error("projection state is unreadable ({0}); run `careledger rebuild`")]
     Decode(String),
@@ -51,7 +53,7 @@ pub enum ProjectionError {
 }
 
 fn storage(e: sled::Error) -> ProjectionError {
-    ProjectionError::Storage(e.to_string())
+    ProjectionError::Storage(careledger_core::storage::engine_error(e))
 }
 
 /// sled's segment size for this database: 2 MiB, so that a leaf of 16 chunks stays under
@@ -72,26 +74,25 @@ fn open_db(dir: &Path) -> Result<sled::Db, ProjectionError> {
             .open()
         {
             Ok(db) => return Ok(db),
-            Err(e) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                return Err(ProjectionError::Storage(format!(
-                    "{} is in use by another process (a running `careledger serve`?); stop it first",
-                    dir.display()
-                )))
-            }
             Err(sled::Error::Unsupported(_)) if !recreated => {
                 recreated = true;
                 std::fs::remove_dir_all(dir).map_err(|e| {
-                    ProjectionError::Storage(format!(
-                        "{} was written with other settings and could not be removed to be rebuilt: {e}",
-                        dir.display()
+                    ProjectionError::Storage(StorageError::io(
+                        format!(
+                            "{} was written with other settings and could not be removed to be rebuilt",
+                            dir.display()
+                        ),
+                        e,
                     ))
                 })?;
             }
-            Err(e) => return Err(storage(e)),
+            Err(e) => match open_error(dir, e) {
+                StorageError::InUse { .. } if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                e => return Err(ProjectionError::Storage(e)),
+            },
         }
     }
 }
@@ -141,10 +142,13 @@ const MAX_EXPANSION: usize = 255;
 /// compresses about sixfold, and sled writes each stored byte more than twice.
 fn compress_view(encoded: &[u8], out: &mut Vec<u8>) -> Result<(), ProjectionError> {
     let len = u32::try_from(encoded.len()).map_err(|_| {
-        ProjectionError::Storage(format!(
-            "a patient's read model of {} bytes is over 4 GiB",
-            encoded.len()
-        ))
+        ProjectionError::Storage(
+            format!(
+                "a patient's read model of {} bytes is over 4 GiB",
+                encoded.len()
+            )
+            .into(),
+        )
     })?;
     out.clear();
     out.extend_from_slice(&len.to_le_bytes());
@@ -153,7 +157,7 @@ fn compress_view(encoded: &[u8], out: &mut Vec<u8>) -> Result<(), ProjectionErro
         0,
     );
     let written = lz4_flex::block::compress_into(encoded, &mut out[4..])
-        .map_err(|e| ProjectionError::Storage(format!("compressing a read model: {e}")))?;
+        .map_err(|e| ProjectionError::Storage(format!("compressing a read model: {e}").into()))?;
     out.truncate(4 + written);
     Ok(())
 }
@@ -196,7 +200,7 @@ fn encode_views<'a>(
                 continue;
             };
             bincode::serde::encode_into_std_write(view, &mut encoded, bincode::config::standard())
-                .map_err(|e| ProjectionError::Storage(e.to_string()))?;
+                .map_err(|e| ProjectionError::Storage(StorageError::other(e)))?;
         }
         compress_view(&encoded, &mut compressed)?;
         let chunks = compressed

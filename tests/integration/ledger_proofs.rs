@@ -508,7 +508,8 @@ impl careledger_core::storage::Storage for FirstSyncFails {
             self.wait(|s| s.0 >= 1);
         }
         self.update(|s| s.2 = true);
-        Err(Error::Storage("Input/output error (os error 5)".into()))
+        let eio = std::io::Error::from_raw_os_error(5);
+        Err(careledger_core::StorageError::io("syncing", eio).into())
     }
     fn size_on_disk(&self) -> careledger_core::Result<u64> {
         self.inner.size_on_disk()
