@@ -477,20 +477,23 @@ impl SledStorage {
             )
         };
         let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut any = false;
+        // A blob counts as synced only once it and its directory entry are: after a failed
+        // sync the next one syncs it again.
+        let mut new = Vec::new();
         for entry in entries {
             let entry = entry.map_err(failed)?;
-            if synced.insert(entry.file_name()) {
+            if !synced.contains(&entry.file_name()) {
                 File::open(entry.path())
                     .and_then(|f| f.sync_data())
                     .map_err(failed)?;
-                any = true;
+                new.push(entry.file_name());
             }
         }
-        if any {
+        if !new.is_empty() {
             File::open(&blobs)
                 .and_then(|d| d.sync_all())
                 .map_err(failed)?;
+            synced.extend(new);
         }
         Ok(())
     }
