@@ -140,7 +140,13 @@ impl From<careledger_core::Error> for ApiError {
                 message: i.to_string(),
             },
             // One answer for "not a member" and "no such patient", so that nobody learns which.
-            E::Rejected(r) if matches!(r.code, "not_in_care_team" | "no_care_team") => {
+            E::Rejected(r)
+                if matches!(
+                    r.code,
+                    careledger_core::RejectionCode::NotInCareTeam
+                        | careledger_core::RejectionCode::NoCareTeam
+                ) =>
+            {
                 ApiError::not_in_care_team()
             }
             E::Rejected(r) if r.kind == careledger_core::RejectionKind::NotPermitted => {

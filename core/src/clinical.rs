@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::decide::Warning;
-use crate::error::{InvalidInput, Rejection};
+use crate::decide::{Warning, WarningCode};
+use crate::error::{InvalidInput, Rejection, RejectionCode};
 use crate::event::{ChangeReason, Command, Event};
 use crate::ids::{ActorId, AtcCode, ElementId, Text};
 use crate::quantity::Measure;
@@ -425,7 +425,7 @@ impl ClinicalState {
     }
 }
 
-fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+fn reject(code: RejectionCode, message: impl Into<String>) -> Rejection {
     Rejection::new(code, message)
 }
 
@@ -436,7 +436,7 @@ pub fn check(state: &ClinicalState, command: &Command) -> Result<Vec<Warning>, R
             if let Some(Indication::Problem(problem)) = &m.indication {
                 if !state.problems.contains_key(problem) {
                     return Err(reject(
-                        "unknown_problem",
+                        RejectionCode::UnknownProblem,
                         format!(
                             "the indication names problem {problem}, which is not on this \
                              patient's problem list; record it first (record_problem) or give \
@@ -448,11 +448,11 @@ pub fn check(state: &ClinicalState, command: &Command) -> Result<Vec<Warning>, R
             Ok(intolerance_warnings(state, &m.atc))
         }
         Command::RecordProblem(p) if state.problems.contains_key(&p.problem) => Err(reject(
-            "problem_exists",
+            RejectionCode::ProblemExists,
             format!("problem {} exists already; use a new problem id", p.problem),
         )),
         Command::ResolveProblem(r) if !state.problem_active(&r.problem) => Err(reject(
-            "problem_not_active",
+            RejectionCode::ProblemNotActive,
             format!(
                 "problem {} is not an active problem of this patient",
                 r.problem
@@ -470,7 +470,7 @@ pub fn check(state: &ClinicalState, command: &Command) -> Result<Vec<Warning>, R
             let test = result.value.measure();
             match state.order_tests.get(order) {
                 Some(tests) if !tests.contains(&test) => Err(reject(
-                    "test_not_in_order",
+                    RejectionCode::TestNotInOrder,
                     format!(
                         "lab order {order} did not request {}; it requested {}; record the \
                          result without the order or with the order that requested it",
@@ -505,8 +505,8 @@ pub fn intolerance_warnings(state: &ClinicalState, atc: &AtcCode) -> Vec<Warning
         if same {
             out.push(Warning {
                 code: match known.kind {
-                    IntoleranceKind::Intolerance => "known_intolerance",
-                    IntoleranceKind::ContraIndication => "known_contra_indication",
+                    IntoleranceKind::Intolerance => WarningCode::KnownIntolerance,
+                    IntoleranceKind::ContraIndication => WarningCode::KnownContraIndication,
                 },
                 message: format!(
                     "{} {} ({}) was recorded by {who} on {when}: {}; check before starting {atc}",
@@ -515,7 +515,7 @@ pub fn intolerance_warnings(state: &ClinicalState, atc: &AtcCode) -> Vec<Warning
             });
         } else if same_class {
             out.push(Warning {
-                code: "intolerance_in_same_class",
+                code: WarningCode::IntoleranceInSameClass,
                 message: format!(
                     "{atc} is in the same class ({}) as {} ({}), for which {} was recorded by \
                      {who} on {when}: {}",
@@ -539,7 +539,7 @@ pub fn missing_panel_additions(state: &ClinicalState, tests: &[Measure]) -> Opti
         .filter(|t| !ordered.contains(t))
         .collect();
     (!missing.is_empty()).then(|| Warning {
-        code: "annual_panel_incomplete",
+        code: WarningCode::AnnualPanelIncomplete,
         message: format!(
             "this annual CVRM lab leaves out {}, which the specialist added to the annual panel \
              (agreements 2 and 7); add them to this order to avoid a second blood draw",

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clinical::{self, ClinicalState};
-use crate::error::Rejection;
+use crate::error::{Rejection, RejectionCode};
 use crate::event::{Command, Event, Member, NoteKind};
 use crate::governance;
 use crate::ids::{ActorId, AtcCode, ElementId, Text};
@@ -33,11 +33,28 @@ impl Default for Policy {
     }
 }
 
+crate::error::wire_codes! {
+    /// What a warning is about: the stable code a client acts on. Its wire string is its name
+    /// in snake_case (`duplicate_lab_work`).
+    pub enum WarningCode {
+        /// Agreement 7: the same lab test within the window, in either line.
+        DuplicateLabWork = "duplicate_lab_work",
+        /// A medication start of a substance with a recorded intolerance.
+        KnownIntolerance = "known_intolerance",
+        /// A medication start of a substance with a recorded contra-indication.
+        KnownContraIndication = "known_contra_indication",
+        /// A medication start in the class (ATC level 4) of a recorded intolerance.
+        IntoleranceInSameClass = "intolerance_in_same_class",
+        /// Agreements 2 and 7: an annual lab leaving out the specialist's additions.
+        AnnualPanelIncomplete = "annual_panel_incomplete",
+    }
+}
+
 /// A warning returned to the writer with an accepted append; nothing was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
-    /// A stable code, e.g. `duplicate_lab_work`.
-    pub code: &'static str,
+    /// What it is about, e.g. [`WarningCode::DuplicateLabWork`].
+    pub code: WarningCode,
     /// A sentence for the clinician.
     pub message: String,
 }
@@ -574,7 +591,7 @@ impl PatientState {
     }
 }
 
-fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+fn reject(code: RejectionCode, message: impl Into<String>) -> Rejection {
     Rejection::new(code, message)
 }
 
@@ -594,7 +611,7 @@ pub fn decide(
     if actor.role == Role::CareGroupAdmin {
         if !governance::admin_may(command) {
             return Err(Rejection::not_permitted(
-                "care_group_admin_corrects_the_team",
+                RejectionCode::CareGroupAdminCorrectsTheTeam,
                 format!(
                     "a care-group administrator corrects who is in the care team and who leads \
                      (add_care_team_member, remove_care_team_member, hand_over_lead, \
@@ -632,7 +649,7 @@ pub(crate) fn check_member(m: &Member) -> Result<(), Rejection> {
     };
     if !fits {
         return Err(reject(
-            "lead_does_not_fit_line",
+            RejectionCode::LeadDoesNotFitLine,
             format!(
                 "a {} works in the {line} and cannot lead {:?}: CVRM is led by the first line, \
                  the organ disease by the second",
@@ -642,7 +659,7 @@ pub(crate) fn check_member(m: &Member) -> Result<(), Rejection> {
     }
     if m.role == Role::Patient && m.practitioner != Practitioner::NotApplicable {
         return Err(reject(
-            "patient_is_not_a_practitioner",
+            RejectionCode::PatientIsNotAPractitioner,
             "the patient joins the care team with practitioner \"not_applicable\"",
         ));
     }
@@ -653,7 +670,7 @@ pub(crate) fn check_member(m: &Member) -> Result<(), Rejection> {
 fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(), Rejection> {
     let Some(member) = state.member(&actor.id) else {
         return Err(Rejection::not_permitted(
-            "not_in_care_team",
+            RejectionCode::NotInCareTeam,
             format!(
                 "{} is not in this patient's care team; a team member must add you first",
                 actor.id
@@ -662,7 +679,7 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
     };
     if member.role != actor.role {
         return Err(Rejection::not_permitted(
-            "role_mismatch",
+            RejectionCode::RoleMismatch,
             format!(
                 "you act as {} but the care team lists you as {}",
                 actor.role, member.role
@@ -699,7 +716,7 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
     };
     if !allowed {
         return Err(Rejection::not_permitted(
-            "role_not_permitted",
+            RejectionCode::RoleNotPermitted,
             format!(
                 "a {role} may not {}; {}",
                 command.kind().replace('_', " "),
@@ -741,7 +758,7 @@ fn check_rules(
         Command::AddCareTeamMember(m) => {
             if state.members.contains_key(&m.actor) {
                 return Err(reject(
-                    "already_in_care_team",
+                    RejectionCode::AlreadyInCareTeam,
                     format!(
                         "{} is already in the care team; remove them first to change the role",
                         m.actor
@@ -755,19 +772,19 @@ fn check_rules(
         Command::HandOverLead(h) => governance::check_handover(state, actor, h)?,
         Command::StartSharedCare(_) if state.shared_care => {
             return Err(reject(
-                "shared_care_active",
+                RejectionCode::SharedCareActive,
                 "shared care is already active for this patient",
             ));
         }
         Command::EndSharedCare(_) if !state.shared_care => {
             return Err(reject(
-                "shared_care_inactive",
+                RejectionCode::SharedCareInactive,
                 "shared care is not active for this patient",
             ));
         }
         Command::WithdrawTarget(w) if !state.targets.contains(&w.measure) => {
             return Err(reject(
-                "target_not_set",
+                RejectionCode::TargetNotSet,
                 format!(
                     "there is no {} target to withdraw; the guideline default applies",
                     w.measure
@@ -776,7 +793,7 @@ fn check_rules(
         }
         Command::StartMedication(m) if state.medications.contains_key(&m.atc) => {
             return Err(reject(
-                "medication_already_active",
+                RejectionCode::MedicationAlreadyActive,
                 format!(
                     "{} ({}) is already active; change its dose instead",
                     m.name, m.atc
@@ -788,7 +805,7 @@ fn check_rules(
             check_agreement_4(active, actor, &c.reason, "change")?;
             if active.dose == c.dose && active.frequency == c.frequency {
                 return Err(reject(
-                    "dose_unchanged",
+                    RejectionCode::DoseUnchanged,
                     format!("{} is already at {} {}", c.atc, c.dose, c.frequency),
                 ));
             }
@@ -801,7 +818,7 @@ fn check_rules(
             non_empty_tests(&order.tests)?;
             if state.lab_orders.contains_key(&order.order) {
                 return Err(reject(
-                    "lab_order_exists",
+                    RejectionCode::LabOrderExists,
                     format!(
                         "lab order {} exists already; use a new order id",
                         order.order
@@ -820,7 +837,7 @@ fn check_rules(
             if let Some(order) = &result.order {
                 if !state.lab_orders.contains_key(order) {
                     return Err(reject(
-                        "unknown_lab_order",
+                        RejectionCode::UnknownLabOrder,
                         format!("lab order {order} was never placed for this patient"),
                     ));
                 }
@@ -834,13 +851,13 @@ fn check_rules(
                 && m.source != crate::event::MeasurementSource::SelfMeasuredAtHome =>
         {
             return Err(reject(
-                "patient_measures_at_home",
+                RejectionCode::PatientMeasuresAtHome,
                 "a patient records measurements with source \"self_measured_at_home\"",
             ));
         }
         Command::SetLifestyleGoal(goal) if state.goal_history.contains_key(&goal.goal) => {
             return Err(reject(
-                "goal_exists",
+                RejectionCode::GoalExists,
                 format!(
                     "lifestyle goal {} exists already; use a new goal id",
                     goal.goal
@@ -849,13 +866,13 @@ fn check_rules(
         }
         Command::CloseLifestyleGoal(closure) if !state.goal_open(&closure.goal) => {
             return Err(reject(
-                "goal_not_open",
+                RejectionCode::GoalNotOpen,
                 format!("lifestyle goal {} is not open", closure.goal),
             ));
         }
         Command::AddNote(note) if actor.role == Role::Patient && note.kind != NoteKind::Note => {
             return Err(reject(
-                "patient_writes_notes",
+                RejectionCode::PatientWritesNotes,
                 "a patient adds notes, not letters",
             ));
         }
@@ -872,7 +889,7 @@ fn active_medication<'s>(
 ) -> Result<&'s ActiveMedication, Rejection> {
     state.medications.get(atc).ok_or_else(|| {
         reject(
-            "medication_not_active",
+            RejectionCode::MedicationNotActive,
             format!("{atc} is not an active medication of this patient; start it first"),
         )
     })
@@ -887,7 +904,7 @@ fn check_agreement_4(
 ) -> Result<(), Rejection> {
     if active.started_by != actor.line() && !reason.permits_change_across_lines() {
         return Err(reject(
-            "agreement_4",
+            RejectionCode::Agreement4,
             format!(
                 "this medication was prescribed in the {}; working agreement 4 keeps it unless it \
                  must {verb} because of side effects or target not reached (reason given: {reason})",
@@ -900,12 +917,12 @@ fn check_agreement_4(
 
 fn non_empty_tests(tests: &[Measure]) -> Result<(), Rejection> {
     if tests.is_empty() {
-        return Err(reject("no_tests", "name at least one lab test"));
+        return Err(reject(RejectionCode::NoTests, "name at least one lab test"));
     }
     let unique: BTreeSet<_> = tests.iter().collect();
     if unique.len() != tests.len() {
         return Err(reject(
-            "repeated_test",
+            RejectionCode::RepeatedTest,
             "each lab test may be named once per request",
         ));
     }
@@ -946,7 +963,7 @@ fn duplicate_lab_warnings(
                 format!("{} day(s) later", -days)
             };
             Some(Warning {
-                code: "duplicate_lab_work",
+                code: WarningCode::DuplicateLabWork,
                 message: format!(
                     "{test} was already ordered or resulted {when} (position {}); working \
                      agreement 7 asks to avoid duplicate blood tests within {window} days",
@@ -966,7 +983,7 @@ fn check_acknowledgement(
     let own = actor.line();
     if ack.recipient != own {
         return Err(Rejection::not_permitted(
-            "not_the_recipient",
+            RejectionCode::NotTheRecipient,
             format!(
                 "you act in the {own} and acknowledge only notifications to the {own}, not to the {}",
                 ack.recipient
@@ -980,13 +997,13 @@ fn check_acknowledgement(
         .collect::<Vec<_>>();
     match state.notifications.get(&(position, own)) {
         Some(told) if told.acknowledged.is_some() => Err(reject(
-            "already_acknowledged",
+            RejectionCode::AlreadyAcknowledged,
             format!(
                 "the notification of position {position} to the {own} was already acknowledged"
             ),
         )),
         Some(told) if told.withdrawn => Err(reject(
-            "notification_withdrawn",
+            RejectionCode::NotificationWithdrawn,
             format!(
                 "position {position} was marked entered in error, which withdrew its \
                  notification; acknowledge the notification of the correction instead"
@@ -994,11 +1011,11 @@ fn check_acknowledgement(
         )),
         Some(_) => Ok(()),
         None if to_anyone.is_empty() => Err(reject(
-            "unknown_notification",
+            RejectionCode::UnknownNotification,
             format!("there is no notification for this patient caused by position {position}"),
         )),
         None => Err(Rejection::not_permitted(
-            "not_the_recipient",
+            RejectionCode::NotTheRecipient,
             format!(
                 "the notification of position {position} is addressed to the {}, not to the {own}",
                 to_anyone
@@ -1023,13 +1040,13 @@ fn check_acknowledgement(
 fn check_correction(state: &PatientState, actor: &Actor, position: u64) -> Result<(), Rejection> {
     let Some(entry) = state.entry(position) else {
         return Err(reject(
-            "not_this_patients_event",
+            RejectionCode::NotThisPatientsEvent,
             format!("position {position} is not an event of this patient; corrections stay within one patient"),
         ));
     };
     if state.corrected.contains(&position) {
         return Err(reject(
-            "already_corrected",
+            RejectionCode::AlreadyCorrected,
             format!("position {position} is already marked as entered in error"),
         ));
     }
@@ -1040,7 +1057,7 @@ fn check_correction(state: &PatientState, actor: &Actor, position: u64) -> Resul
     match entry.kind {
         EntryKind::Correction => {
             return Err(reject(
-                "correction_is_final",
+                RejectionCode::CorrectionIsFinal,
                 format!(
                     "position {position} is itself a correction, and a correction is final; if the \
                      entry it marked was right after all, record that fact again with its clinical \
@@ -1050,7 +1067,7 @@ fn check_correction(state: &PatientState, actor: &Actor, position: u64) -> Resul
         }
         EntryKind::Acknowledgement if !by_author => {
             return Err(Rejection::not_permitted(
-                "acknowledgement_by_its_author",
+                RejectionCode::AcknowledgementByItsAuthor,
                 format!(
                     "position {position} is an acknowledgement, which only the one who gave it \
                      corrects"
@@ -1061,7 +1078,7 @@ fn check_correction(state: &PatientState, actor: &Actor, position: u64) -> Resul
     }
     if !by_author && entry.line != actor.line() {
         return Err(Rejection::not_permitted(
-            "correction_by_other_line",
+            RejectionCode::CorrectionByOtherLine,
             format!(
                 "position {position} was entered in the {}; only its author or their own line marks \
                  it entered in error. To change the other line's medication use change_dose or \
@@ -1085,7 +1102,7 @@ fn check_nothing_left_dangling(state: &PatientState, position: u64) -> Result<()
             });
         if restarted {
             return Err(reject(
-                "restarted_after_stop",
+                RejectionCode::RestartedAfterStop,
                 format!(
                     "{atc} was started again after the stop at position {position}; correct that \
                      later start first, or stop the medication again"
@@ -1113,7 +1130,7 @@ fn check_nothing_left_dangling(state: &PatientState, position: u64) -> Result<()
             .count();
         if others == 0 && after.is_none_or(|m| m.role == Role::Patient) {
             return Err(reject(
-                "no_practitioner_left",
+                RejectionCode::NoPractitionerLeft,
                 format!(
                     "correcting the addition at position {position} would leave no practitioner in \
                      the care team; add the right practitioner first"
@@ -1162,7 +1179,7 @@ mod tests {
             now,
         )
         .unwrap_err();
-        assert_eq!(err.code, "no_care_team");
+        assert_eq!(err.code, RejectionCode::NoCareTeam);
         let ok = decide(
             &state,
             &Policy::default(),

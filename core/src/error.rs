@@ -35,6 +35,173 @@ impl fmt::Display for InvalidInput {
 
 impl std::error::Error for InvalidInput {}
 
+/// Declares an enum of stable machine-readable codes, each with its wire string: the string is
+/// written once, and `as_str`, `Display` and serde all use it.
+macro_rules! wire_codes {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $wire:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize,
+        )]
+        #[non_exhaustive]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $wire)] $variant, )*
+        }
+
+        impl $name {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The wire string: snake_case, stable.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire,)*
+                }
+            }
+
+            /// The code with this wire string, if there is one.
+            pub fn parse(wire: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|code| code.as_str() == wire)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        /// Compares the wire string.
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        /// Compares the wire string.
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(code: $name) -> String {
+                code.as_str().to_owned()
+            }
+        }
+    };
+}
+pub(crate) use wire_codes;
+
+wire_codes! {
+    /// Which rule refused a command: the stable code a client acts on (`code` in an API
+    /// problem body). Its wire string is its name in snake_case (`not_in_care_team`).
+    pub enum RejectionCode {
+        /// An acknowledgement is corrected only by the one who gave it.
+        AcknowledgementByItsAuthor = "acknowledgement_by_its_author",
+        /// Agreement 4: the other line's medication is changed or stopped only for side
+        /// effects or target not reached.
+        Agreement4 = "agreement_4",
+        /// The notification was acknowledged already.
+        AlreadyAcknowledged = "already_acknowledged",
+        /// The entry is marked entered in error already.
+        AlreadyCorrected = "already_corrected",
+        /// The actor is in the care team already.
+        AlreadyInCareTeam = "already_in_care_team",
+        /// The member is the lead's main practitioner already.
+        AlreadyMainPractitioner = "already_main_practitioner",
+        /// A care-group administrator corrects only the team and who leads it.
+        CareGroupAdminCorrectsTheTeam = "care_group_admin_corrects_the_team",
+        /// Only the author or their own line corrects an entry.
+        CorrectionByOtherLine = "correction_by_other_line",
+        /// A correction is not itself corrected.
+        CorrectionIsFinal = "correction_is_final",
+        /// The dose change names the dose and frequency already prescribed.
+        DoseUnchanged = "dose_unchanged",
+        /// This role does not found a care team (agreement 1).
+        FounderNotPermitted = "founder_not_permitted",
+        /// A lifestyle goal with this id exists.
+        GoalExists = "goal_exists",
+        /// The lifestyle goal is not open.
+        GoalNotOpen = "goal_not_open",
+        /// A lab order with this id exists.
+        LabOrderExists = "lab_order_exists",
+        /// The lead is not one of the member's line.
+        LeadDoesNotFitLine = "lead_does_not_fit_line",
+        /// The lead has a main practitioner; a new member joins as co-practitioner.
+        LeadHasMainPractitioner = "lead_has_main_practitioner",
+        /// The main practitioner hands the lead over before leaving the team.
+        MainPractitionerHandsOverFirst = "main_practitioner_hands_over_first",
+        /// The medication is active already.
+        MedicationAlreadyActive = "medication_already_active",
+        /// The medication is not active.
+        MedicationNotActive = "medication_not_active",
+        /// The patient has no care team yet: the first command founds it.
+        NoCareTeam = "no_care_team",
+        /// A correction would leave no practitioner in the team.
+        NoPractitionerLeft = "no_practitioner_left",
+        /// A lab request names no test.
+        NoTests = "no_tests",
+        /// The lead named is no lead (`none`).
+        NotALead = "not_a_lead",
+        /// The actor, or the member named, is not in the patient's care team.
+        NotInCareTeam = "not_in_care_team",
+        /// The notification is addressed to another line.
+        NotTheRecipient = "not_the_recipient",
+        /// The position named is not an event of this patient.
+        NotThisPatientsEvent = "not_this_patients_event",
+        /// The notification was withdrawn by a correction of its cause.
+        NotificationWithdrawn = "notification_withdrawn",
+        /// Only the main practitioner hands the lead over.
+        OnlyMainPractitionerHandsOver = "only_main_practitioner_hands_over",
+        /// Only the main practitioner removes a member of their line.
+        OnlyMainPractitionerRemoves = "only_main_practitioner_removes",
+        /// A member of the other line is removed only by that line's main practitioner.
+        OtherLinesMember = "other_lines_member",
+        /// The patient joins the team as no practitioner.
+        PatientIsNotAPractitioner = "patient_is_not_a_practitioner",
+        /// A patient records measurements taken at home.
+        PatientMeasuresAtHome = "patient_measures_at_home",
+        /// A patient adds notes, not letters.
+        PatientWritesNotes = "patient_writes_notes",
+        /// A problem with this id exists.
+        ProblemExists = "problem_exists",
+        /// The problem is not active.
+        ProblemNotActive = "problem_not_active",
+        /// A care-group administrator's correction states its reason.
+        ReasonRequired = "reason_required",
+        /// A lab request names a test twice.
+        RepeatedTest = "repeated_test",
+        /// A stop that a later start follows stays until that start is corrected.
+        RestartedAfterStop = "restarted_after_stop",
+        /// The actor acts in another role than the team lists them in.
+        RoleMismatch = "role_mismatch",
+        /// The actor's role may not give this command.
+        RoleNotPermitted = "role_not_permitted",
+        /// Shared care is active already.
+        SharedCareActive = "shared_care_active",
+        /// Shared care is not active.
+        SharedCareInactive = "shared_care_inactive",
+        /// There is no target of this measure to withdraw.
+        TargetNotSet = "target_not_set",
+        /// The result names an order that did not request its test.
+        TestNotInOrder = "test_not_in_order",
+        /// The result names an order never placed for this patient.
+        UnknownLabOrder = "unknown_lab_order",
+        /// No notification of this patient is caused by that position.
+        UnknownNotification = "unknown_notification",
+        /// The indication names a problem not on the patient's problem list.
+        UnknownProblem = "unknown_problem",
+    }
+}
+
 /// What kind of rule refused a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectionKind {
@@ -51,8 +218,8 @@ pub enum RejectionKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Rejection {
-    /// A stable machine-readable code, e.g. `not_in_care_team`.
-    pub code: &'static str,
+    /// The rule's stable code, e.g. [`RejectionCode::NotInCareTeam`].
+    pub code: RejectionCode,
     /// A sentence a clinician can act on.
     pub message: String,
     /// A content rule or a permission rule.
@@ -61,7 +228,7 @@ pub struct Rejection {
 
 impl Rejection {
     /// A refusal by a rule on the plan's content.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: RejectionCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -70,7 +237,7 @@ impl Rejection {
     }
 
     /// A refusal by a rule on who may do what.
-    pub fn not_permitted(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_permitted(code: RejectionCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -234,3 +401,54 @@ impl From<String> for StorageError {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::WarningCode;
+
+    /// `Agreement4` is `agreement_4`: an underscore before every capital and every digit run.
+    fn snake_case(name: &str) -> String {
+        let mut out = String::new();
+        let mut previous_digit = false;
+        for (i, c) in name.chars().enumerate() {
+            let digit = c.is_ascii_digit();
+            if i > 0 && (c.is_ascii_uppercase() || (digit && !previous_digit)) {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            previous_digit = digit;
+        }
+        out
+    }
+
+    fn check<C>(all: &[C])
+    where
+        C: Copy + std::fmt::Debug + std::fmt::Display + serde::Serialize,
+        C: serde::de::DeserializeOwned + PartialEq + PartialEq<&'static str>,
+    {
+        let mut seen = std::collections::BTreeSet::new();
+        for &code in all {
+            let wire = code.to_string();
+            assert_eq!(wire, snake_case(&format!("{code:?}")));
+            assert!(seen.insert(wire.clone()), "{wire} is given twice");
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{wire}\""));
+            assert_eq!(
+                serde_json::from_str::<C>(&format!("\"{wire}\"")).unwrap(),
+                code
+            );
+        }
+    }
+
+    #[test]
+    fn every_code_is_its_name_in_snake_case_on_the_wire_and_reads_back() {
+        check(RejectionCode::ALL);
+        check(WarningCode::ALL);
+        for &code in RejectionCode::ALL {
+            assert_eq!(RejectionCode::parse(code.as_str()), Some(code));
+            assert!(code == code.as_str());
+        }
+        assert_eq!(RejectionCode::Agreement4.as_str(), "agreement_4");
+        assert_eq!(RejectionCode::parse("agreement4"), None);
+    }
+}

@@ -13,7 +13,7 @@
 //! Whether a member is a registered actor in the role they hold, and which patient a patient
 //! actor is, is known only to the actor registry of the API, which checks it before appending.
 
-use crate::error::Rejection;
+use crate::error::{Rejection, RejectionCode};
 use crate::event::{Command, Event, LeadHandover, Member, MemberRemoval};
 use crate::ids::ActorId;
 use crate::record::Actor;
@@ -63,7 +63,7 @@ pub fn main_practitioner(state: &PatientState, lead: Lead) -> Option<&ActorId> {
 pub fn found(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
     if actor.role == Role::Patient {
         return Err(Rejection::new(
-            "not_in_care_team",
+            RejectionCode::NotInCareTeam,
             "a patient's care team is founded by a practitioner; ask your GP or specialist to add you",
         ));
     }
@@ -71,7 +71,7 @@ pub fn found(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
         || matches!(command, Command::AddCareTeamMember(m) if m.actor == actor.id);
     if founding && !actor.role.founds_care_teams() {
         return Err(Rejection::not_permitted(
-            "founder_not_permitted",
+            RejectionCode::FounderNotPermitted,
             format!(
                 "a {} does not found a care team; the patient's GP or specialist founds it and \
                  adds you (agreement 1)",
@@ -105,7 +105,7 @@ pub fn found(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
             })
         }
         _ => Err(Rejection::new(
-            "no_care_team",
+            RejectionCode::NoCareTeam,
             "this patient has no care team yet: first add yourself, in your own role, as a \
              care-team member (add_care_team_member) or start shared care (start_shared_care)",
         )),
@@ -131,7 +131,7 @@ pub fn check_addition(state: &PatientState, m: &Member) -> Result<(), Rejection>
     }
     if let Some(main) = main_practitioner(state, m.lead) {
         return Err(Rejection::new(
-            "lead_has_main_practitioner",
+            RejectionCode::LeadHasMainPractitioner,
             format!(
                 "{main} is the main practitioner for {}; add {} as co-practitioner, and {main} \
                  hands the lead over (hand_over_lead)",
@@ -151,7 +151,7 @@ pub fn check_removal(
 ) -> Result<(), Rejection> {
     let Some(leaving) = state.member(&removal.actor) else {
         return Err(Rejection::new(
-            "not_in_care_team",
+            RejectionCode::NotInCareTeam,
             format!("{} is not in the care team", removal.actor),
         ));
     };
@@ -168,7 +168,7 @@ pub fn check_removal(
             .count();
         if main == Some(&actor.id) && others_of_line > 0 {
             return Err(Rejection::new(
-                "main_practitioner_hands_over_first",
+                RejectionCode::MainPractitionerHandsOverFirst,
                 format!(
                     "you are the main practitioner for {}; hand the lead over (hand_over_lead) \
                      before you leave the care team",
@@ -186,14 +186,14 @@ pub fn check_removal(
             Ok(())
         } else {
             Err(Rejection::not_permitted(
-                "only_main_practitioner_removes",
+                RejectionCode::OnlyMainPractitionerRemoves,
                 "only a main practitioner removes the patient from their care team",
             ))
         };
     }
     if actor.line() != line {
         return Err(Rejection::not_permitted(
-            "other_lines_member",
+            RejectionCode::OtherLinesMember,
             format!(
                 "{} is a practitioner of the {line}; only the {line}'s main practitioner removes \
                  them (agreement 1)",
@@ -204,7 +204,7 @@ pub fn check_removal(
     match main {
         Some(main) if *main == actor.id => Ok(()),
         Some(main) => Err(Rejection::not_permitted(
-            "only_main_practitioner_removes",
+            RejectionCode::OnlyMainPractitionerRemoves,
             format!(
                 "only {main}, the main practitioner for {}, removes a practitioner of the {line}",
                 lead_name(lead)
@@ -213,7 +213,7 @@ pub fn check_removal(
         // No main practitioner: the lead is unassigned, and a prescriber of the line acts.
         None if actor.role.prescribes() => Ok(()),
         None => Err(Rejection::not_permitted(
-            "only_main_practitioner_removes",
+            RejectionCode::OnlyMainPractitionerRemoves,
             format!(
                 "{} is unassigned; a prescriber of the {line} takes the lead (hand_over_lead) \
                  and then decides who stays",
@@ -231,13 +231,13 @@ pub fn check_handover(
 ) -> Result<(), Rejection> {
     let Some(line) = line_of(handover.lead) else {
         return Err(Rejection::new(
-            "not_a_lead",
+            RejectionCode::NotALead,
             "hand over \"cvrm\" or \"organ_disease\"; \"none\" is not a lead",
         ));
     };
     let Some(to) = state.member(&handover.to) else {
         return Err(Rejection::new(
-            "not_in_care_team",
+            RejectionCode::NotInCareTeam,
             format!(
                 "{} is not in the care team; add them first (add_care_team_member)",
                 handover.to
@@ -246,7 +246,7 @@ pub fn check_handover(
     };
     if to.role.line() != line || !to.role.prescribes() {
         return Err(Rejection::new(
-            "lead_does_not_fit_line",
+            RejectionCode::LeadDoesNotFitLine,
             format!(
                 "{} is a {}; {} is led by a prescribing practitioner of the {line}",
                 handover.to,
@@ -258,7 +258,7 @@ pub fn check_handover(
     let main = main_practitioner(state, handover.lead);
     if main == Some(&handover.to) {
         return Err(Rejection::new(
-            "already_main_practitioner",
+            RejectionCode::AlreadyMainPractitioner,
             format!(
                 "{} is already the main practitioner for {}",
                 handover.to,
@@ -272,7 +272,7 @@ pub fn check_handover(
     match main {
         Some(main) if *main == actor.id => Ok(()),
         Some(main) => Err(Rejection::not_permitted(
-            "only_main_practitioner_hands_over",
+            RejectionCode::OnlyMainPractitionerHandsOver,
             format!(
                 "only {main}, the main practitioner for {}, hands the lead over",
                 lead_name(handover.lead)
@@ -280,7 +280,7 @@ pub fn check_handover(
         )),
         None if handover.to == actor.id => Ok(()),
         None => Err(Rejection::not_permitted(
-            "only_main_practitioner_hands_over",
+            RejectionCode::OnlyMainPractitionerHandsOver,
             format!(
                 "{} is unassigned: a prescriber of the {line} takes it by handing it to themselves",
                 lead_name(handover.lead)

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::decide::{decide, PatientState, Policy, Warning};
-use crate::error::{Error, InvalidInput, Result, StorageError};
+use crate::error::{Error, InvalidInput, RejectionCode, Result, StorageError};
 use crate::event::Command;
 use crate::ids::{PatientId, Text, Uid};
 use crate::log::{EventLog, Writer};
@@ -189,7 +189,7 @@ impl CommandHandler {
                 && submission.reason.is_empty()
             {
                 return Err(crate::error::Rejection::new(
-                    "reason_required",
+                    RejectionCode::ReasonRequired,
                     "a care-group administrator's correction states its reason (\"reason\")",
                 )
                 .into());

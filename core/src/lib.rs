@@ -31,7 +31,9 @@ pub mod role;
 pub mod storage;
 pub mod verify;
 
-pub use error::{Error, InvalidInput, Rejection, RejectionKind, Result, StorageError};
+pub use error::{
+    Error, InvalidInput, Rejection, RejectionCode, RejectionKind, Result, StorageError,
+};
 pub use ledger::{
     AppendOutcome, AppendRequest, Appended, ExpectedRevision, Head, Ledger, LedgerConfig,
     Submission,

@@ -1,5 +1,6 @@
 //! The business rules of `decide`, as given/when/then over a real ledger.
 
+use careledger_core::decide::WarningCode;
 use careledger_core::event::*;
 use careledger_core::ids::{ActorId, AtcCode, ElementId, PatientId, Text};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
@@ -7,7 +8,7 @@ use careledger_core::record::Timestamp;
 use careledger_core::role::{Lead, Line, Practitioner, Role};
 use careledger_core::{
     Actor, AppendOutcome, AppendRequest, Error, ExpectedRevision, Ledger, LedgerConfig,
-    RejectionKind, Submission,
+    RejectionCode, RejectionKind, Submission,
 };
 
 const PATIENT: &str = "999990007";
@@ -183,7 +184,7 @@ impl Given {
 }
 
 /// Then: rejected with this code, and nothing was written.
-fn rejected(given: &Given, result: Result<AppendOutcome, Error>, code: &str) -> String {
+fn rejected(given: &Given, result: Result<AppendOutcome, Error>, code: RejectionCode) -> String {
     let head = given.ledger.head().position;
     match result {
         Err(Error::Rejected(r)) => {
@@ -198,14 +199,14 @@ fn rejected(given: &Given, result: Result<AppendOutcome, Error>, code: &str) -> 
 #[test]
 fn first_event_must_found_the_team() {
     let g = Given::empty();
-    rejected(&g, g.when(&gp(), ldl_target()), "no_care_team");
+    rejected(&g, g.when(&gp(), ldl_target()), RejectionCode::NoCareTeam);
     rejected(
         &g,
         g.when(
             &patient(),
             member(&patient(), Lead::None, Practitioner::NotApplicable),
         ),
-        "not_in_care_team",
+        RejectionCode::NotInCareTeam,
     );
     let founded = g
         .when(&gp(), member(&gp(), Lead::Cvrm, Practitioner::Main))
@@ -216,12 +217,16 @@ fn first_event_must_found_the_team() {
 #[test]
 fn only_care_team_members_append() {
     let g = Given::shared_care();
-    let message = rejected(&g, g.when(&outsider(), ldl_target()), "not_in_care_team");
+    let message = rejected(
+        &g,
+        g.when(&outsider(), ldl_target()),
+        RejectionCode::NotInCareTeam,
+    );
     assert!(message.contains("gp-9"), "{message}");
     rejected(
         &g,
         g.when(&actor("card-1", Role::Gp), ldl_target()),
-        "role_mismatch",
+        RejectionCode::RoleMismatch,
     );
 }
 
@@ -237,29 +242,53 @@ fn patient_records_home_measurements_goals_and_notes_but_not_targets() {
         }),
     )
     .unwrap();
-    rejected(&g, g.when(&patient(), ldl_target()), "role_not_permitted");
-    rejected(&g, g.when(&patient(), start_statin()), "role_not_permitted");
+    rejected(
+        &g,
+        g.when(&patient(), ldl_target()),
+        RejectionCode::RoleNotPermitted,
+    );
+    rejected(
+        &g,
+        g.when(&patient(), start_statin()),
+        RejectionCode::RoleNotPermitted,
+    );
     let practice = Command::RecordMeasurement(Measurement {
         value: Quantity::new(Measure::SystolicBloodPressure, 135).unwrap(),
         source: MeasurementSource::Practice,
     });
-    rejected(&g, g.when(&patient(), practice), "patient_measures_at_home");
+    rejected(
+        &g,
+        g.when(&patient(), practice),
+        RejectionCode::PatientMeasuresAtHome,
+    );
     let letter = Command::AddNote(Note {
         kind: NoteKind::ReturnLetter,
         subject: Text::new("x").unwrap(),
         body: Text::default(),
     });
-    rejected(&g, g.when(&patient(), letter), "patient_writes_notes");
+    rejected(
+        &g,
+        g.when(&patient(), letter),
+        RejectionCode::PatientWritesNotes,
+    );
 }
 
 #[test]
 fn practice_nurse_may_not_set_targets_and_only_the_second_line_extends_the_panel() {
     let g = Given::shared_care();
-    rejected(&g, g.when(&nurse(), ldl_target()), "role_not_permitted");
+    rejected(
+        &g,
+        g.when(&nurse(), ldl_target()),
+        RejectionCode::RoleNotPermitted,
+    );
     let extension = Command::ExtendAnnualPanel(PanelExtension {
         tests: vec![Measure::CreatineKinase],
     });
-    let message = rejected(&g, g.when(&gp(), extension.clone()), "role_not_permitted");
+    let message = rejected(
+        &g,
+        g.when(&gp(), extension.clone()),
+        RejectionCode::RoleNotPermitted,
+    );
     assert!(message.contains("agreement 2"), "{message}");
     g.when(&cardiologist(), extension).unwrap();
 }
@@ -271,7 +300,7 @@ fn gp_cannot_stop_cardiologists_statin_without_reason() {
     let message = rejected(
         &g,
         g.when(&gp(), stop_statin(ChangeReason::PatientPreference)),
-        "agreement_4",
+        RejectionCode::Agreement4,
     );
     assert!(message.contains("agreement 4"), "{message}");
     rejected(
@@ -280,12 +309,12 @@ fn gp_cannot_stop_cardiologists_statin_without_reason() {
             &gp(),
             stop_statin(ChangeReason::Other(Text::new("cheaper").unwrap())),
         ),
-        "agreement_4",
+        RejectionCode::Agreement4,
     );
     rejected(
         &g,
         g.when(&gp(), change_statin("20", ChangeReason::PatientPreference)),
-        "agreement_4",
+        RejectionCode::Agreement4,
     );
     g.when(&gp(), change_statin("20", ChangeReason::SideEffects))
         .unwrap();
@@ -305,7 +334,7 @@ fn cardiologist_keeps_the_gps_medication_the_same_way() {
             &cardiologist(),
             stop_statin(ChangeReason::PatientPreference),
         ),
-        "agreement_4",
+        RejectionCode::Agreement4,
     );
     g.when(&cardiologist(), stop_statin(ChangeReason::TargetNotReached))
         .unwrap();
@@ -330,23 +359,23 @@ fn medication_must_be_active_to_change_and_inactive_to_start() {
     rejected(
         &g,
         g.when(&gp(), stop_statin(ChangeReason::SideEffects)),
-        "medication_not_active",
+        RejectionCode::MedicationNotActive,
     );
     rejected(
         &g,
         g.when(&gp(), change_statin("20", ChangeReason::SideEffects)),
-        "medication_not_active",
+        RejectionCode::MedicationNotActive,
     );
     g.by(&gp(), vec![start_statin()]);
     rejected(
         &g,
         g.when(&gp(), start_statin()),
-        "medication_already_active",
+        RejectionCode::MedicationAlreadyActive,
     );
     rejected(
         &g,
         g.when(&gp(), change_statin("40", ChangeReason::SideEffects)),
-        "dose_unchanged",
+        RejectionCode::DoseUnchanged,
     );
 }
 
@@ -359,7 +388,7 @@ fn withdrawing_a_target_that_is_not_set_is_rejected() {
     rejected(
         &g,
         g.when(&cardiologist(), withdraw.clone()),
-        "target_not_set",
+        RejectionCode::TargetNotSet,
     );
     g.by(&cardiologist(), vec![ldl_target()]);
     g.when(&cardiologist(), withdraw).unwrap();
@@ -374,7 +403,7 @@ fn notification_is_acknowledged_once_by_its_recipient_line() {
         .unwrap_err();
     match refusal {
         Error::Rejected(r) => {
-            assert_eq!(r.code, "not_the_recipient");
+            assert_eq!(r.code, RejectionCode::NotTheRecipient);
             assert_eq!(r.kind, RejectionKind::NotPermitted, "a role refusal: 403");
         }
         other => panic!("{other:?}"),
@@ -382,18 +411,18 @@ fn notification_is_acknowledged_once_by_its_recipient_line() {
     rejected(
         &g,
         g.when(&cardiologist(), ack_to(target, Line::Second)),
-        "not_the_recipient",
+        RejectionCode::NotTheRecipient,
     );
     g.when(&gp(), ack_to(target, Line::First)).unwrap();
     rejected(
         &g,
         g.when(&nurse(), ack_to(target, Line::First)),
-        "already_acknowledged",
+        RejectionCode::AlreadyAcknowledged,
     );
     rejected(
         &g,
         g.when(&gp(), ack_to(1, Line::First)),
-        "unknown_notification",
+        RejectionCode::UnknownNotification,
     );
 }
 
@@ -406,13 +435,13 @@ fn seed_004_the_patient_in_the_team_is_told_of_a_new_target_and_acknowledges_it_
     rejected(
         &g,
         g.when(&gp(), ack_to(target, Line::Patient)),
-        "not_the_recipient",
+        RejectionCode::NotTheRecipient,
     );
     g.when(&patient(), ack_to(target, Line::Patient)).unwrap();
     rejected(
         &g,
         g.when(&patient(), ack_to(target, Line::Patient)),
-        "already_acknowledged",
+        RejectionCode::AlreadyAcknowledged,
     );
 }
 
@@ -433,10 +462,14 @@ fn corrections_stay_within_the_patient_and_happen_once() {
     rejected(
         &g,
         g.when(&gp(), correct(other_patients)),
-        "not_this_patients_event",
+        RejectionCode::NotThisPatientsEvent,
     );
     g.when(&gp(), correct(reading)).unwrap();
-    rejected(&g, g.when(&gp(), correct(reading)), "already_corrected");
+    rejected(
+        &g,
+        g.when(&gp(), correct(reading)),
+        RejectionCode::AlreadyCorrected,
+    );
 }
 
 #[test]
@@ -456,7 +489,7 @@ fn duplicate_lab_work_within_the_window_is_a_warning_not_a_rejection() {
         )
         .unwrap();
     assert_eq!(again.warnings.len(), 1);
-    assert_eq!(again.warnings[0].code, "duplicate_lab_work");
+    assert_eq!(again.warnings[0].code, WarningCode::DuplicateLabWork);
     assert!(again.warnings[0].message.contains("agreement 7"));
     let later = g
         .when_on_day(&gp(), order("lab-3", &[Measure::LdlCholesterol]), 60)
@@ -469,9 +502,13 @@ fn duplicate_lab_work_within_the_window_is_a_warning_not_a_rejection() {
     rejected(
         &g,
         g.when(&gp(), order("lab-3", &[Measure::Egfr])),
-        "lab_order_exists",
+        RejectionCode::LabOrderExists,
     );
-    rejected(&g, g.when(&gp(), order("lab-4", &[])), "no_tests");
+    rejected(
+        &g,
+        g.when(&gp(), order("lab-4", &[])),
+        RejectionCode::NoTests,
+    );
 }
 
 #[test]
@@ -481,7 +518,7 @@ fn lab_result_must_answer_a_known_order() {
         order: Some(ElementId::parse("never").unwrap()),
         value: Quantity::new(Measure::LdlCholesterol, 24).unwrap(),
     });
-    rejected(&g, g.when(&gp(), result), "unknown_lab_order");
+    rejected(&g, g.when(&gp(), result), RejectionCode::UnknownLabOrder);
 }
 
 #[test]
@@ -492,11 +529,11 @@ fn lead_must_fit_the_line() {
         Lead::Cvrm,
         Practitioner::Co,
     );
-    rejected(&g, g.when(&gp(), wrong), "lead_does_not_fit_line");
+    rejected(&g, g.when(&gp(), wrong), RejectionCode::LeadDoesNotFitLine);
     rejected(
         &g,
         g.when(&gp(), member(&nurse(), Lead::None, Practitioner::Co)),
-        "already_in_care_team",
+        RejectionCode::AlreadyInCareTeam,
     );
 }
 
@@ -508,7 +545,11 @@ fn lifestyle_goals_are_set_once_and_closed_while_open() {
         goal: goal.clone(),
         outcome: GoalOutcome::Achieved,
     });
-    rejected(&g, g.when(&patient(), close.clone()), "goal_not_open");
+    rejected(
+        &g,
+        g.when(&patient(), close.clone()),
+        RejectionCode::GoalNotOpen,
+    );
     g.when(
         &patient(),
         Command::SetLifestyleGoal(LifestyleGoal {
@@ -518,7 +559,7 @@ fn lifestyle_goals_are_set_once_and_closed_while_open() {
     )
     .unwrap();
     g.when(&patient(), close.clone()).unwrap();
-    rejected(&g, g.when(&patient(), close), "goal_not_open");
+    rejected(&g, g.when(&patient(), close), RejectionCode::GoalNotOpen);
     rejected(
         &g,
         g.when(
@@ -528,7 +569,7 @@ fn lifestyle_goals_are_set_once_and_closed_while_open() {
                 description: Text::new("again").unwrap(),
             }),
         ),
-        "goal_exists",
+        RejectionCode::GoalExists,
     );
 }
 
@@ -548,7 +589,7 @@ fn batch_with_a_rejected_command_writes_nothing() {
         PATIENT,
     );
     assert!(
-        matches!(result, Err(Error::Rejected(ref r)) if r.code == "medication_not_active"),
+        matches!(result, Err(Error::Rejected(ref r)) if r.code == RejectionCode::MedicationNotActive),
         "{result:?}"
     );
     assert_eq!(g.ledger.head().position, head);
@@ -642,7 +683,7 @@ fn remove(a: &Actor) -> Command {
 }
 
 /// A refusal by a rule on who may do what: its code, a 403 kind, and nothing written.
-fn not_permitted(given: &Given, result: Result<AppendOutcome, Error>, code: &str) {
+fn not_permitted(given: &Given, result: Result<AppendOutcome, Error>, code: RejectionCode) {
     let head = given.ledger.head().position;
     match result {
         Err(Error::Rejected(r)) => {
@@ -676,7 +717,7 @@ fn agreement_1_only_a_gp_or_a_specialist_founds_a_care_team() {
         not_permitted(
             &g,
             g.when(&founder, member(&founder, Lead::None, Practitioner::Main)),
-            "founder_not_permitted",
+            RejectionCode::FounderNotPermitted,
         );
         not_permitted(
             &g,
@@ -686,7 +727,7 @@ fn agreement_1_only_a_gp_or_a_specialist_founds_a_care_team() {
                     arrangement: Text::new("x").unwrap(),
                 }),
             ),
-            "founder_not_permitted",
+            RejectionCode::FounderNotPermitted,
         );
     }
     let g = Given::empty();
@@ -703,7 +744,7 @@ fn agreement_1_a_practice_assistant_cannot_remove_the_main_gp_nor_add_a_second_m
     not_permitted(
         &g,
         g.when(&assistant(), remove(&gp())),
-        "only_main_practitioner_removes",
+        RejectionCode::OnlyMainPractitionerRemoves,
     );
     rejected(
         &g,
@@ -711,7 +752,7 @@ fn agreement_1_a_practice_assistant_cannot_remove_the_main_gp_nor_add_a_second_m
             &assistant(),
             member(&second_gp(), Lead::Cvrm, Practitioner::Main),
         ),
-        "lead_has_main_practitioner",
+        RejectionCode::LeadHasMainPractitioner,
     );
 }
 
@@ -726,12 +767,12 @@ fn agreement_1_only_the_main_practitioner_hands_the_lead_over_and_removes_their_
     not_permitted(
         &g,
         g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
-        "only_main_practitioner_hands_over",
+        RejectionCode::OnlyMainPractitionerHandsOver,
     );
     not_permitted(
         &g,
         g.when(&cardiologist(), remove(&second_gp())),
-        "other_lines_member",
+        RejectionCode::OtherLinesMember,
     );
     // The main GP hands CVRM over and stays as co-practitioner; now only the new main removes.
     let handed = g
@@ -741,7 +782,7 @@ fn agreement_1_only_the_main_practitioner_hands_the_lead_over_and_removes_their_
     not_permitted(
         &g,
         g.when(&gp(), remove(&assistant())),
-        "only_main_practitioner_removes",
+        RejectionCode::OnlyMainPractitionerRemoves,
     );
     g.when(&second_gp(), remove(&assistant())).unwrap();
     // The other line was told of the handover.
@@ -759,7 +800,7 @@ fn agreement_1_a_main_practitioner_hands_the_lead_over_before_leaving() {
     rejected(
         &g,
         g.when(&gp(), remove(&gp())),
-        "main_practitioner_hands_over_first",
+        RejectionCode::MainPractitionerHandsOverFirst,
     );
     g.by(&gp(), vec![hand_over(Lead::Cvrm, &second_gp())]);
     g.when(&gp(), remove(&gp())).unwrap();
@@ -790,18 +831,18 @@ fn agreement_1_a_plan_founded_by_the_cardiologist_has_no_cvrm_lead_until_a_gp_ta
     rejected(
         &g,
         g.when(&cardiologist(), hand_over(Lead::Cvrm, &cardiologist())),
-        "lead_does_not_fit_line",
+        RejectionCode::LeadDoesNotFitLine,
     );
     not_permitted(
         &g,
         g.when(&second_gp(), hand_over(Lead::Cvrm, &gp())),
-        "only_main_practitioner_hands_over",
+        RejectionCode::OnlyMainPractitionerHandsOver,
     );
     g.when(&gp(), hand_over(Lead::Cvrm, &gp())).unwrap();
     not_permitted(
         &g,
         g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
-        "only_main_practitioner_hands_over",
+        RejectionCode::OnlyMainPractitionerHandsOver,
     );
 }
 
@@ -813,7 +854,7 @@ fn agreement_1_a_care_group_admin_corrects_a_wrongly_founded_team_with_a_reason_
     not_permitted(
         &g,
         g.when(&admin(), ldl_target()),
-        "care_group_admin_corrects_the_team",
+        RejectionCode::CareGroupAdminCorrectsTheTeam,
     );
     let without_reason = g.ledger.append(AppendRequest {
         patient: PatientId::parse(PATIENT).unwrap(),
@@ -828,7 +869,7 @@ fn agreement_1_a_care_group_admin_corrects_a_wrongly_founded_team_with_a_reason_
         correlation_id: None,
         causation_id: None,
     });
-    rejected(&g, without_reason, "reason_required");
+    rejected(&g, without_reason, RejectionCode::ReasonRequired);
     let fixed = g.by(
         &admin(),
         vec![
@@ -843,7 +884,11 @@ fn agreement_1_a_care_group_admin_corrects_a_wrongly_founded_team_with_a_reason_
     g.when(&cardiologist(), ack_to(removal, Line::Second))
         .unwrap();
     // The removed GP is out of the team.
-    not_permitted(&g, g.when(&gp(), ldl_target()), "not_in_care_team");
+    not_permitted(
+        &g,
+        g.when(&gp(), ldl_target()),
+        RejectionCode::NotInCareTeam,
+    );
 }
 
 // Corrections (agreements 4 and 6): what an entry marked entered in error still counts for in
@@ -880,20 +925,20 @@ fn corrections_a_drug_whose_start_was_corrected_can_be_started_again_and_its_dos
     rejected(
         &g,
         g.when(&gp(), start_statin()),
-        "medication_already_active",
+        RejectionCode::MedicationAlreadyActive,
     );
     g.when(&gp(), correct(start)).unwrap();
     rejected(
         &g,
         g.when(&gp(), change_statin("10", ChangeReason::PatientPreference)),
-        "medication_not_active",
+        RejectionCode::MedicationNotActive,
     );
     g.when(&gp(), start_statin()).unwrap();
     // The new start is the active episode, at its own dose: the voided change does not carry over.
     rejected(
         &g,
         g.when(&gp(), change_statin("40", ChangeReason::PatientPreference)),
-        "dose_unchanged",
+        RejectionCode::DoseUnchanged,
     );
 }
 
@@ -917,7 +962,7 @@ fn corrections_a_corrected_order_raises_no_duplicate_lab_warning() {
     rejected(
         &g,
         g.when(&gp(), order("lab-1", &[Measure::Egfr])),
-        "lab_order_exists",
+        RejectionCode::LabOrderExists,
     );
 }
 
@@ -948,7 +993,7 @@ fn agreement_4_the_other_line_cannot_mark_a_prescription_entered_in_error() {
     let message = rejected(
         &g,
         g.when(&cardiologist(), correct(start)),
-        "correction_by_other_line",
+        RejectionCode::CorrectionByOtherLine,
     );
     assert!(message.contains("stop_medication"), "{message}");
     assert!(message.contains("agreement 4"), "{message}");
@@ -963,7 +1008,7 @@ fn agreement_4_an_entry_is_corrected_by_its_author_or_their_own_line() {
     rejected(
         &g,
         g.when(&gp(), correct(by_patient)),
-        "correction_by_other_line",
+        RejectionCode::CorrectionByOtherLine,
     );
     g.when(&patient(), correct(by_patient)).unwrap();
     g.when(&gp(), correct(by_gp)).unwrap();
@@ -972,12 +1017,12 @@ fn agreement_4_an_entry_is_corrected_by_its_author_or_their_own_line() {
     rejected(
         &g,
         g.when(&patient(), correct(by_card)),
-        "correction_by_other_line",
+        RejectionCode::CorrectionByOtherLine,
     );
     rejected(
         &g,
         g.when(&nurse(), correct(by_card)),
-        "correction_by_other_line",
+        RejectionCode::CorrectionByOtherLine,
     );
     g.when(&cardiologist(), correct(by_card)).unwrap();
 }
@@ -991,12 +1036,12 @@ fn agreement_6_an_acknowledgement_is_corrected_only_by_its_author_and_the_notifi
     rejected(
         &g,
         g.when(&nurse(), correct(acked)),
-        "acknowledgement_by_its_author",
+        RejectionCode::AcknowledgementByItsAuthor,
     );
     rejected(
         &g,
         g.when(&cardiologist(), correct(acked)),
-        "acknowledgement_by_its_author",
+        RejectionCode::AcknowledgementByItsAuthor,
     );
     g.when(&gp(), correct(acked)).unwrap();
     g.when(&nurse(), ack_to(target, nurse().line())).unwrap();
@@ -1010,12 +1055,12 @@ fn agreement_6_correcting_an_entry_the_other_line_was_told_of_tells_that_line() 
     rejected(
         &g,
         g.when(&gp(), ack_to(target, gp().line())),
-        "notification_withdrawn",
+        RejectionCode::NotificationWithdrawn,
     );
     rejected(
         &g,
         g.when(&cardiologist(), ack_to(correction, cardiologist().line())),
-        "not_the_recipient",
+        RejectionCode::NotTheRecipient,
     );
     g.when(&gp(), ack_to(correction, gp().line())).unwrap();
     // An entry nobody else was told of: its correction tells nobody.
@@ -1024,7 +1069,7 @@ fn agreement_6_correcting_an_entry_the_other_line_was_told_of_tells_that_line() 
     rejected(
         &g,
         g.when(&cardiologist(), ack_to(quiet, cardiologist().line())),
-        "unknown_notification",
+        RejectionCode::UnknownNotification,
     );
 }
 
@@ -1060,7 +1105,7 @@ fn corrections_are_final_a_correction_is_not_itself_corrected() {
     let message = rejected(
         &g,
         g.when(&nurse(), correct(correction)),
-        "correction_is_final",
+        RejectionCode::CorrectionIsFinal,
     );
     assert!(message.contains("record that fact again"), "{message}");
 }
@@ -1074,14 +1119,18 @@ fn corrections_a_stop_followed_by_a_new_start_stays_until_that_start_is_correcte
         .events[0]
         .position;
     let restart = g.by(&gp(), vec![start_statin()]).events[0].position;
-    rejected(&g, g.when(&gp(), correct(stop)), "restarted_after_stop");
+    rejected(
+        &g,
+        g.when(&gp(), correct(stop)),
+        RejectionCode::RestartedAfterStop,
+    );
     g.when(&gp(), correct(restart)).unwrap();
     g.when(&gp(), correct(stop)).unwrap();
     // The first episode stands again: the statin is active.
     rejected(
         &g,
         g.when(&gp(), start_statin()),
-        "medication_already_active",
+        RejectionCode::MedicationAlreadyActive,
     );
 }
 
@@ -1115,7 +1164,7 @@ fn corrections_a_corrected_start_of_shared_care_ends_its_notifications() {
     rejected(
         &g,
         g.when(&cardiologist(), ack_to(untold, cardiologist().line())),
-        "unknown_notification",
+        RejectionCode::UnknownNotification,
     );
     rejected(
         &g,
@@ -1125,7 +1174,7 @@ fn corrections_a_corrected_start_of_shared_care_ends_its_notifications() {
                 arrangement: Text::new("x").unwrap(),
             }),
         ),
-        "shared_care_inactive",
+        RejectionCode::SharedCareInactive,
     );
 }
 
@@ -1152,9 +1201,13 @@ fn corrections_a_corrected_care_team_addition_takes_the_member_out_of_the_team()
     rejected(
         &g,
         g.when(&cardiologist(), ldl_target()),
-        "not_in_care_team",
+        RejectionCode::NotInCareTeam,
     );
-    rejected(&g, g.when(&gp(), correct(founded)), "no_practitioner_left");
+    rejected(
+        &g,
+        g.when(&gp(), correct(founded)),
+        RejectionCode::NoPractitionerLeft,
+    );
 }
 
 // ---- The clinical catalogue: intolerances, problems, smoking status, lab orders ----
@@ -1191,7 +1244,7 @@ fn stop_with_reason_text(g: &Given, who: &Actor, reason: ChangeReason, words: &s
         .unwrap();
 }
 
-fn codes(outcome: &AppendOutcome) -> Vec<&'static str> {
+fn codes(outcome: &AppendOutcome) -> Vec<WarningCode> {
     outcome.warnings.iter().map(|w| w.code).collect()
 }
 
@@ -1211,7 +1264,7 @@ fn a_statin_stopped_for_side_effects_stays_known_and_restarting_it_is_warned_wit
     g.by(&gp(), vec![start_statin()]);
     stop_with_reason_text(&g, &gp(), ChangeReason::SideEffects, "myalgia, CK raised");
     let again = g.when(&gp(), start_statin()).unwrap();
-    assert_eq!(codes(&again), ["known_intolerance"]);
+    assert_eq!(codes(&again), [WarningCode::KnownIntolerance]);
     let message = &again.warnings[0].message;
     for part in [
         "atorvastatin",
@@ -1232,7 +1285,7 @@ fn another_drug_of_the_same_class_gets_a_milder_warning_and_another_class_none()
     let rosuva = g
         .when(&cardiologist(), start("C10AA07", "rosuvastatin", None))
         .unwrap();
-    assert_eq!(codes(&rosuva), ["intolerance_in_same_class"]);
+    assert_eq!(codes(&rosuva), [WarningCode::IntoleranceInSameClass]);
     assert!(rosuva.warnings[0].message.contains("C10AA"));
     let ezetimibe = g
         .when(&cardiologist(), start("C10AX09", "ezetimibe", None))
@@ -1259,10 +1312,14 @@ fn a_contra_indication_recorded_for_a_group_warns_on_every_substance_in_it() {
         kind: IntoleranceKind::ContraIndication,
         reaction: Text::new("severe asthma").unwrap(),
     });
-    rejected(&g, g.when(&patient(), record.clone()), "role_not_permitted");
+    rejected(
+        &g,
+        g.when(&patient(), record.clone()),
+        RejectionCode::RoleNotPermitted,
+    );
     g.by(&cardiologist(), vec![record]);
     let metoprolol = g.when(&gp(), start("C07AB02", "metoprolol", None)).unwrap();
-    assert_eq!(codes(&metoprolol), ["known_contra_indication"]);
+    assert_eq!(codes(&metoprolol), [WarningCode::KnownContraIndication]);
     assert!(metoprolol.warnings[0].message.contains("severe asthma"));
 }
 
@@ -1316,7 +1373,7 @@ fn agreement_7_an_annual_order_without_the_specialists_additions_is_warned_not_r
     let incomplete = g
         .when(&gp(), annual("year-1", &[Measure::LdlCholesterol]))
         .unwrap();
-    assert_eq!(codes(&incomplete), ["annual_panel_incomplete"]);
+    assert_eq!(codes(&incomplete), [WarningCode::AnnualPanelIncomplete]);
     assert!(incomplete.warnings[0].message.contains("NT-proBNP"));
     let complete = g
         .when(
@@ -1335,7 +1392,7 @@ fn a_result_naming_an_order_must_be_one_of_its_tests() {
         order: Some(ElementId::parse("lab-1").unwrap()),
         value: Quantity::new(Measure::Sodium, 140).unwrap(),
     });
-    let message = rejected(&g, g.when(&gp(), wrong), "test_not_in_order");
+    let message = rejected(&g, g.when(&gp(), wrong), RejectionCode::TestNotInOrder);
     assert!(message.contains("LDL cholesterol"), "{message}");
 }
 
@@ -1344,18 +1401,22 @@ fn problems_are_recorded_once_resolved_while_active_and_named_by_an_indication()
     use careledger_core::clinical::{Indication, ProblemCodeSystem, ProblemResolution};
     let g = Given::shared_care();
     let mi = problem("mi", ProblemCodeSystem::Icpc1Nl, "K75");
-    rejected(&g, g.when(&nurse(), mi.clone()), "role_not_permitted");
+    rejected(
+        &g,
+        g.when(&nurse(), mi.clone()),
+        RejectionCode::RoleNotPermitted,
+    );
     g.by(&gp(), vec![mi.clone()]);
     g.by(
         &cardiologist(),
         vec![problem("hf", ProblemCodeSystem::Icd10, "I50")],
     );
-    rejected(&g, g.when(&gp(), mi), "problem_exists");
+    rejected(&g, g.when(&gp(), mi), RejectionCode::ProblemExists);
     let unknown = Some(Indication::Problem(ElementId::parse("dm").unwrap()));
     rejected(
         &g,
         g.when(&gp(), start("C10AA05", "atorvastatin", unknown)),
-        "unknown_problem",
+        RejectionCode::UnknownProblem,
     );
     let known = Some(Indication::Problem(ElementId::parse("mi").unwrap()));
     g.when(&gp(), start("C10AA05", "atorvastatin", known))
@@ -1366,7 +1427,11 @@ fn problems_are_recorded_once_resolved_while_active_and_named_by_an_indication()
         problem: ElementId::parse("hf").unwrap(),
     });
     g.when(&cardiologist(), resolve.clone()).unwrap();
-    rejected(&g, g.when(&cardiologist(), resolve), "problem_not_active");
+    rejected(
+        &g,
+        g.when(&cardiologist(), resolve),
+        RejectionCode::ProblemNotActive,
+    );
 }
 
 #[test]
@@ -1429,14 +1494,14 @@ fn agreement_1_a_corrected_handover_gives_the_lead_back_to_its_main_practitioner
     not_permitted(
         &g,
         g.when(&gp(), remove(&assistant())),
-        "only_main_practitioner_removes",
+        RejectionCode::OnlyMainPractitionerRemoves,
     );
     g.when(&gp(), correct(handover)).unwrap();
     // The handover counts for nothing: the GP leads CVRM again, gp-2 is a co-practitioner.
     not_permitted(
         &g,
         g.when(&second_gp(), remove(&assistant())),
-        "only_main_practitioner_removes",
+        RejectionCode::OnlyMainPractitionerRemoves,
     );
     g.when(&gp(), remove(&assistant())).unwrap();
 }
