@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clinical::{self, ClinicalState};
+use crate::duplicate_lab::{self, LabWork};
 use crate::error::{Rejection, RejectionCode};
 use crate::event::{Command, Event, Member, NoteKind};
 use crate::governance;
@@ -28,7 +29,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            duplicate_lab_window_days: 30,
+            duplicate_lab_window_days: crate::duplicate_lab::DEFAULT_WINDOW_DAYS,
         }
     }
 }
@@ -90,13 +91,6 @@ pub struct ActiveMedication {
     pub dose: crate::event::Dose,
     /// Current frequency.
     pub frequency: Text,
-}
-
-/// When a lab test was ordered or resulted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct LabSeen {
-    occurred_at: Timestamp,
-    position: u64,
 }
 
 /// What the rules keep of each of the patient's events: who wrote it, so that a correction can
@@ -164,7 +158,8 @@ pub struct PatientState {
     medications: BTreeMap<AtcCode, ActiveMedication>,
     /// Every order id ever used, with the order's position: an id stays used after a correction.
     lab_orders: BTreeMap<ElementId, u64>,
-    lab_seen: BTreeMap<Measure, Vec<LabSeen>>,
+    /// Every lab test ordered or resulted, by test.
+    lab_seen: BTreeMap<Measure, Vec<LabWork>>,
     /// Set (`true`) and closed (`false`) per goal, by position.
     goal_history: BTreeMap<ElementId, Vec<(u64, bool)>>,
     /// Notifications by (causing position, recipient).
@@ -432,7 +427,8 @@ impl PatientState {
             kind,
         });
         self.clinical.apply(recorded);
-        let seen = LabSeen {
+        let seen = |test| LabWork {
+            test,
             occurred_at: record.occurred_at,
             position,
         };
@@ -531,14 +527,12 @@ impl PatientState {
             Event::LabOrdered(order) => {
                 self.lab_orders.insert(order.order.clone(), position);
                 for test in &order.tests {
-                    self.lab_seen.entry(*test).or_default().push(seen);
+                    self.lab_seen.entry(*test).or_default().push(seen(*test));
                 }
             }
             Event::LabResultRecorded(result) => {
-                self.lab_seen
-                    .entry(result.value.measure())
-                    .or_default()
-                    .push(seen);
+                let test = result.value.measure();
+                self.lab_seen.entry(test).or_default().push(seen(test));
             }
             Event::LifestyleGoalSet(goal) => {
                 let history = self.goal_history.entry(goal.goal.clone()).or_default();
@@ -929,33 +923,22 @@ fn non_empty_tests(tests: &[Measure]) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Agreement 7: the same test within the window, in either line, is flagged (not refused).
-///
-/// The window is counted in clinical time (`occurred_at`), both ways: a result entered late
-/// still lies next to the order it duplicates. Orders and results marked entered in error never
-/// count.
+/// Agreement 7: the same test within the window, in either line, is flagged (not refused), by
+/// the rule of [`crate::duplicate_lab`]. Orders and results marked entered in error never count.
 fn duplicate_lab_warnings(
     state: &PatientState,
     policy: &Policy,
     tests: &[Measure],
     occurred_at: Timestamp,
 ) -> Vec<Warning> {
-    let window = i64::from(policy.duplicate_lab_window_days);
+    let window = policy.duplicate_lab_window_days;
     tests
         .iter()
         .filter_map(|test| {
-            let seen = state
-                .lab_seen
-                .get(test)?
-                .iter()
+            let earlier = (state.lab_seen.get(test)?.iter())
                 .filter(|s| !state.corrected.contains(&s.position))
-                .filter(|s| s.occurred_at.days_until(occurred_at).abs() < window)
-                .min_by_key(|s| {
-                    (
-                        s.occurred_at.days_until(occurred_at).abs(),
-                        u64::MAX - s.position,
-                    )
-                })?;
+                .copied();
+            let seen = duplicate_lab::duplicated(window, *test, occurred_at, earlier)?;
             let days = seen.occurred_at.days_until(occurred_at);
             let when = if days >= 0 {
                 format!("{days} day(s) earlier")

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod clinical;
 pub mod decide;
+pub mod duplicate_lab;
 pub mod error;
 pub mod event;
 pub mod governance;

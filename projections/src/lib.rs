@@ -53,7 +53,7 @@ impl Default for ProjectionConfig {
     fn default() -> Self {
         Self {
             overdue_after_days: 7,
-            duplicate_lab_window_days: 30,
+            duplicate_lab_window_days: careledger_core::duplicate_lab::DEFAULT_WINDOW_DAYS,
             trend_readings: 3,
             lab_order_expiry_days: 90,
         }

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use careledger_core::decide::WarningCode;
+use careledger_core::duplicate_lab::{self, LabWork};
 use careledger_core::quantity::{format_scaled, Measure};
 use careledger_core::record::Timestamp;
 
@@ -26,31 +28,44 @@ pub struct Signal {
     pub positions: Vec<u64>,
 }
 
-/// A lab test ordered, or resulted without an order, at a clinical time: what the duplicate-lab
-/// signal compares. Orders and results marked entered in error are left out.
-fn lab_work(view: &PatientView) -> Vec<(Measure, Timestamp, u64)> {
+/// The plan's lab work: each test of a lab order, and each lab result, with whether it is
+/// checked as a possible duplicate (a result naming its order is that order's work, see
+/// [`careledger_core::duplicate_lab`]). Orders and results marked entered in error are left out.
+fn lab_work(view: &PatientView) -> Vec<(LabWork, bool)> {
     let plan = &view.plan;
-    let mut work: Vec<(Measure, Timestamp, u64)> = plan
+    let mut work: Vec<(LabWork, bool)> = plan
         .lab_order_history
         .values()
         .filter(|o| !plan.is_entered_in_error(o.ordered.position))
         .flat_map(|o| {
-            o.tests
-                .iter()
-                .map(|t| (*t, o.ordered.occurred_at, o.ordered.position))
+            o.tests.iter().map(|test| {
+                let work = LabWork {
+                    test: *test,
+                    occurred_at: o.ordered.occurred_at,
+                    position: o.ordered.position,
+                };
+                (work, true)
+            })
         })
         .collect();
     for (measure, values) in &plan.series {
         work.extend(
             values
                 .iter()
-                .filter(|v| v.source.is_none() && v.order.is_none())
+                .filter(|v| v.source.is_none())
                 .filter(|v| !plan.is_entered_in_error(v.recorded.position))
-                .map(|v| (*measure, v.recorded.occurred_at, v.recorded.position)),
+                .map(|v| {
+                    let work = LabWork {
+                        test: *measure,
+                        occurred_at: v.recorded.occurred_at,
+                        position: v.recorded.position,
+                    };
+                    (work, v.order.is_none())
+                }),
         );
     }
     // Clinical time orders lab work; ties by position.
-    work.sort_by_key(|(_, at, position)| (*at, *position));
+    work.sort_by_key(|(w, _)| (w.occurred_at, w.position));
     work
 }
 
@@ -106,27 +121,32 @@ fn leads_unassigned(view: &PatientView) -> Vec<Signal> {
         .collect()
 }
 
+/// Agreement 7 over the plan's history: each lab work that duplicates lab work before it in
+/// clinical time, by the rule of [`careledger_core::duplicate_lab`].
 fn duplicate_lab(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
-    let window = i64::from(config.duplicate_lab_window_days);
     let work = lab_work(view);
     let mut out = Vec::new();
-    for (i, (test, at, position)) in work.iter().enumerate() {
-        let earlier = work[..i]
-            .iter()
-            .rev()
-            .find(|(t, when, _)| t == test && when.days_until(*at).abs() < window);
-        if let Some((_, when, first)) = earlier {
-            out.push(Signal {
-                code: "duplicate_lab_work".into(),
-                measure: Some(*test),
-                message: format!(
-                    "{} requested again {} day(s) after position {first} (agreement 7: avoid duplicate blood tests)",
-                    test.name(),
-                    when.days_until(*at).max(0)
-                ),
-                positions: vec![*first, *position],
-            });
+    for (i, (now, checked)) in work.iter().enumerate() {
+        if !checked {
+            continue;
         }
+        let earlier = work[..i].iter().map(|(w, _)| *w);
+        let window = config.duplicate_lab_window_days;
+        let Some(first) = duplicate_lab::duplicated(window, now.test, now.occurred_at, earlier)
+        else {
+            continue;
+        };
+        out.push(Signal {
+            code: WarningCode::DuplicateLabWork.into(),
+            measure: Some(now.test),
+            message: format!(
+                "{} requested again {} day(s) after position {} (agreement 7: avoid duplicate blood tests)",
+                now.test.name(),
+                first.occurred_at.days_until(now.occurred_at).max(0),
+                first.position
+            ),
+            positions: vec![first.position, now.position],
+        });
     }
     out
 }

@@ -6,7 +6,9 @@ use careledger_core::ids::{ActorId, AtcCode, ElementId, PatientId, Text};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::Timestamp;
 use careledger_core::role::{Lead, Line, Practitioner, Role};
-use careledger_core::{Actor, AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission};
+use careledger_core::{
+    Actor, AppendOutcome, AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission,
+};
 use careledger_projections::audit::{self, AuditFilter};
 use careledger_projections::notifications::{self, NotificationStatus, Which};
 use careledger_projections::plan::{EpisodeStatus, MedicationStepKind, TargetStatus};
@@ -133,6 +135,11 @@ impl Story {
 
     /// Appends and returns the position of the first event.
     fn by(&self, who: &Actor, commands: Vec<Command>, day: i64) -> u64 {
+        self.outcome(who, commands, day).events[0].position
+    }
+
+    /// Appends, catches the read models up and returns what the ledger answered.
+    fn outcome(&self, who: &Actor, commands: Vec<Command>, day: i64) -> AppendOutcome {
         let outcome = self
             .ledger
             .append(AppendRequest {
@@ -153,7 +160,7 @@ impl Story {
             })
             .unwrap();
         self.projections.catch_up(&self.ledger).unwrap();
-        outcome.events[0].position
+        outcome
     }
 
     fn view(&self) -> PatientView {
@@ -884,6 +891,50 @@ fn clinical_time_a_late_entered_result_lies_in_its_duplicate_lab_window_by_when_
     assert!(!codes(&s.view(), 1).contains(&"duplicate_lab_work".to_owned()));
     s.by(&cardiologist(), vec![lab(Measure::Hba1c, 51)], -10);
     assert!(codes(&s.view(), 1).contains(&"duplicate_lab_work".to_owned()));
+}
+
+/// Agreement 7 is one rule for the writer's warning and the plan's signal: a result of an order
+/// counts as earlier lab work, and is never itself a duplicate of its order.
+#[test]
+fn duplicate_lab_the_plans_signal_names_the_lab_work_the_writers_warning_names() {
+    let s = Story::new(false);
+    let ordered = s.by(
+        &gp(),
+        vec![lab_order("lab-1", &[Measure::LdlCholesterol], false)],
+        0,
+    );
+    let drawn = s.by(
+        &gp(),
+        vec![Command::RecordLabResult(LabResult {
+            order: Some(ElementId::parse("lab-1").unwrap()),
+            value: q(Measure::LdlCholesterol, 30),
+        })],
+        20,
+    );
+    assert!(
+        !codes(&s.view(), 21).contains(&"duplicate_lab_work".to_owned()),
+        "a result is its order's work"
+    );
+    // 35 days after the order, 15 after the blood of its result was drawn.
+    let again = s.outcome(
+        &cardiologist(),
+        vec![lab_order("lab-2", &[Measure::LdlCholesterol], false)],
+        35,
+    );
+    let warning = &again.warnings[0];
+    assert_eq!(warning.code, "duplicate_lab_work");
+    assert!(
+        warning.message.contains(&format!("(position {drawn})")),
+        "{}",
+        warning.message
+    );
+    let now = Timestamp::from_micros(DAY0).plus_days(36);
+    let signal = signals::signals(&s.view(), &ProjectionConfig::default(), now)
+        .into_iter()
+        .find(|signal| signal.code == "duplicate_lab_work")
+        .expect("the signal");
+    assert_eq!(signal.positions, [drawn, again.events[0].position]);
+    assert!(ordered < drawn);
 }
 
 #[test]
