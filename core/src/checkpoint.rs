@@ -301,6 +301,8 @@ struct Shared {
 struct State {
     durable: u64,
     signed: u64,
+    /// When the timer is due next, on the ledger's clock.
+    next_tick: Instant,
     stop: bool,
 }
 
@@ -309,9 +311,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Issues checkpoints of the ledger's tree on its own thread: after every
-/// [`CheckpointConfig::every_events`] events or [`CheckpointConfig::every`], when the tree grew,
-/// and at [`Checkpointer::finish`]. The latest is kept in one file, replaced atomically. Appends
-/// only store a number and, every `every_events` events, wake the thread.
+/// [`CheckpointConfig::every_events`] events or [`CheckpointConfig::every`] (on the ledger's
+/// [`crate::clock::Clock`]), when the tree grew, and at [`Checkpointer::finish`]. The latest is
+/// kept in one file, replaced atomically. Appends only store a number and, when a checkpoint is
+/// due, wake the thread.
 pub struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -333,10 +336,12 @@ impl Checkpointer {
             Some(checkpoint) => check_extends(&ledger, checkpoint, head)?,
             None => 0,
         };
+        let clock = ledger.clock().clone();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 durable: head,
                 signed,
+                next_tick: clock.instant() + config.every,
                 stop: false,
             }),
             wake: Condvar::new(),
@@ -354,7 +359,10 @@ impl Checkpointer {
         ledger.on_durable(move |position| {
             let mut state = lock(&listener.state);
             state.durable = position;
-            if every_events > 0 && position >= state.signed + every_events {
+            // The thread's own timer wakes it on the system clock; this wakes it as soon as
+            // the ledger's clock, whichever it is, says the interval has passed.
+            let due_by_count = every_events > 0 && position >= state.signed + every_events;
+            if due_by_count || clock.instant() >= state.next_tick {
                 listener.wake.notify_one();
             }
         });
@@ -413,28 +421,30 @@ impl Drop for Checkpointer {
 
 /// The checkpointer's loop: wait for enough events, the timer or the stop, then sign.
 fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: CheckpointConfig) {
-    let mut next_tick = Instant::now() + config.every;
+    let clock = ledger.clock();
     loop {
         let (size, stopping) = {
             let mut state = lock(&shared.state);
             loop {
-                let now = Instant::now();
+                let now = clock.instant();
                 let due_by_count =
                     config.every_events > 0 && state.durable >= state.signed + config.every_events;
-                if state.stop || due_by_count || now >= next_tick {
+                if state.stop || due_by_count || now >= state.next_tick {
                     break;
                 }
+                let wait = state.next_tick - now;
                 state = shared
                     .wake
-                    .wait_timeout(state, next_tick - now)
+                    .wait_timeout(state, wait)
                     .map(|(s, _)| s)
                     .unwrap_or_else(|p| p.into_inner().0);
             }
+            let now = clock.instant();
+            if now >= state.next_tick {
+                state.next_tick = now + config.every;
+            }
             (state.durable, state.stop)
         };
-        if Instant::now() >= next_tick {
-            next_tick = Instant::now() + config.every;
-        }
         let signed = lock(&shared.state).signed;
         if size > signed {
             match issue(ledger, key, file, size) {
@@ -584,4 +594,81 @@ pub fn check_tree(
         root,
         problem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::{Command, Note, NoteKind, SharedCare};
+    use crate::ids::{ActorId, PatientId, Text};
+    use crate::ledger::{AppendRequest, ExpectedRevision, LedgerConfig, Submission};
+    use crate::record::{Actor, Timestamp};
+    use crate::role::Role;
+
+    fn append(ledger: &Ledger, command: Command) {
+        let submission = Submission {
+            command,
+            occurred_at: None,
+            reason: Text::new("routine").unwrap(),
+        };
+        let gp = Actor {
+            id: ActorId::parse("gp-1").unwrap(),
+            role: Role::Gp,
+            name: Text::new("Dr. GP").unwrap(),
+            organisation: None,
+        };
+        ledger
+            .append(AppendRequest {
+                patient: PatientId::parse("999990007").unwrap(),
+                expected: ExpectedRevision::Any,
+                actor: gp,
+                submissions: vec![submission],
+                idempotency_key: None,
+                correlation_id: None,
+                causation_id: None,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn the_interval_runs_on_the_ledgers_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
+            1_772_355_600_000_000,
+        )));
+        let config = LedgerConfig {
+            clock: clock.clone(),
+            ..LedgerConfig::default()
+        };
+        let ledger = Arc::new(Ledger::open(&dir.path().join("ledger"), config).unwrap());
+        let key = LogKey::from_seed("example.org/log", &[7; 32]).unwrap();
+        let every = Duration::from_millis(50);
+        let config = CheckpointConfig {
+            every_events: 0,
+            every,
+        };
+        let file = dir.path().join("checkpoint");
+        let checkpointer = Checkpointer::start(ledger.clone(), key, file, config).unwrap();
+        let shared_care = SharedCare {
+            arrangement: Text::new("shared").unwrap(),
+        };
+        append(&ledger, Command::StartSharedCare(shared_care));
+        // Six intervals of the system's clock pass; none of the ledger's.
+        assert!(
+            !checkpointer.wait_for(1, 6 * every),
+            "the ledger's clock stood still"
+        );
+        clock.advance(every);
+        let note = Note {
+            kind: NoteKind::Note,
+            subject: Text::new("check").unwrap(),
+            body: Text::default(),
+        };
+        append(&ledger, Command::AddNote(note));
+        assert!(
+            checkpointer.wait_for(3, Duration::from_secs(30)),
+            "signed once the ledger's clock passed the interval"
+        );
+    }
 }

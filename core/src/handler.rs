@@ -8,9 +8,11 @@
 //! staging are one critical section.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, IdSource};
 use crate::decide::{decide, PatientState, Policy, Warning};
 use crate::error::{Error, InvalidInput, RejectionCode, Result, StorageError};
 use crate::event::Command;
@@ -113,12 +115,15 @@ pub(crate) type Log = EventLog<PatientStates>;
 /// Handles append requests against the log.
 pub(crate) struct CommandHandler {
     policy: Policy,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
 }
 
 impl CommandHandler {
-    /// A handler applying the rules' settings `policy`.
-    pub(crate) fn new(policy: Policy) -> Self {
-        Self { policy }
+    /// A handler applying the rules' settings `policy`, recording the time of `clock` and
+    /// naming events with `ids`.
+    pub(crate) fn new(policy: Policy, clock: Arc<dyn Clock>, ids: Arc<dyn IdSource>) -> Self {
+        Self { policy, clock, ids }
     }
 
     /// Appends the request's commands atomically and returns once they are durable.
@@ -177,8 +182,8 @@ impl CommandHandler {
         epoch: u64,
     ) -> Result<AppendOutcome> {
         check_expected(&request.patient, request.expected, state.revision())?;
-        let recorded_at = Timestamp::now();
-        let correlation_id = request.correlation_id.unwrap_or_else(Uid::random);
+        let recorded_at = self.clock.now();
+        let correlation_id = (request.correlation_id).unwrap_or_else(|| self.ids.next_id());
         let mut pending = writer.tail.begin();
         let mut appended = Vec::new();
         let mut warnings = Vec::new();
@@ -206,7 +211,7 @@ impl CommandHandler {
                 let record = Record {
                     patient: request.patient.clone(),
                     revision: state.revision() + 1,
-                    event_id: Uid::random(),
+                    event_id: self.ids.next_id(),
                     recorded_at,
                     occurred_at,
                     actor: request.actor.clone(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::anchor::{anchor_path, Anchor, Damage};
+use crate::clock::{Clock, IdSource, RandomIds, SystemClock};
 use crate::decide::{PatientState, Policy};
 use crate::error::{Error, Result};
 use crate::handler::{CommandHandler, Log};
@@ -31,9 +32,16 @@ pub use crate::log::Head;
 pub struct LedgerConfig {
     /// The rules' settings.
     pub policy: Policy,
-    /// After a storage failure, how often an append may try to reopen the storage. Reopening
-    /// replays sled's log, so it is not tried on every request.
+    /// After a storage failure, how often an append may try to reopen the storage (by
+    /// [`LedgerConfig::clock`]). Reopening replays sled's log, so it is not tried on every
+    /// request.
     pub reopen_interval: Duration,
+    /// Where the time comes from: events' `recorded_at`, the retry timing, the checkpointer's
+    /// interval. The system clock by default.
+    pub clock: Arc<dyn Clock>,
+    /// Where new event ids (and the correlation ids requests leave out) come from: random
+    /// version 4 UUIDs by default.
+    pub ids: Arc<dyn IdSource>,
 }
 
 impl Default for LedgerConfig {
@@ -41,6 +49,8 @@ impl Default for LedgerConfig {
         Self {
             policy: Policy::default(),
             reopen_interval: Duration::from_millis(200),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
         }
     }
 }
@@ -86,9 +96,15 @@ impl Ledger {
         anchor: Option<Anchor>,
         config: LedgerConfig,
     ) -> Result<Ledger> {
+        let log = Log::open(
+            storage,
+            anchor,
+            config.clock.clone(),
+            config.reopen_interval,
+        )?;
         Ok(Ledger {
-            log: Log::open(storage, anchor, config.reopen_interval)?,
-            handler: CommandHandler::new(config.policy),
+            log,
+            handler: CommandHandler::new(config.policy, config.clock, config.ids),
         })
     }
 
@@ -112,6 +128,11 @@ impl Ledger {
     /// The storage, for the modules that read it directly (the Merkle tree).
     pub(crate) fn storage(&self) -> &dyn Storage {
         self.log.storage()
+    }
+
+    /// The clock the ledger takes its time from ([`LedgerConfig::clock`]).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        self.log.clock()
     }
 
     /// The durable head.
@@ -188,3 +209,56 @@ impl Ledger {
 
 /// Shared handle type used by the servers.
 pub type SharedLedger = Arc<Ledger>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{ManualClock, SeededIds};
+    use crate::event::{Command, SharedCare};
+    use crate::ids::{ActorId, Text};
+    use crate::record::{Actor, Timestamp};
+    use crate::role::Role;
+
+    fn found() -> AppendRequest {
+        AppendRequest {
+            patient: PatientId::parse("999990007").unwrap(),
+            expected: ExpectedRevision::NoStream,
+            actor: Actor {
+                id: ActorId::parse("gp-1").unwrap(),
+                role: Role::Gp,
+                name: Text::new("Dr. GP").unwrap(),
+                organisation: None,
+            },
+            submissions: vec![Submission {
+                command: Command::StartSharedCare(SharedCare {
+                    arrangement: Text::new("shared").unwrap(),
+                }),
+                occurred_at: None,
+                reason: Text::new("referral").unwrap(),
+            }],
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    #[test]
+    fn a_ledger_given_its_clock_and_seeded_ids_records_the_same_chain_again() {
+        let start = Timestamp::from_micros(1_772_355_600_000_000);
+        let run = || {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LedgerConfig {
+                clock: Arc::new(ManualClock::new(start)),
+                ids: Arc::new(SeededIds::new(42)),
+                ..LedgerConfig::default()
+            };
+            let ledger = Ledger::open(&dir.path().join("ledger"), config).unwrap();
+            ledger.append(found()).unwrap();
+            ledger.read_all(0, usize::MAX).unwrap()
+        };
+        let (first, again) = (run(), run());
+        assert_eq!(first, again);
+        assert!(first.iter().all(|e| e.record.recorded_at == start));
+        assert_ne!(first[0].record.event_id, first[1].record.event_id);
+    }
+}

@@ -13,6 +13,7 @@ pub mod anchor;
 pub mod chain;
 pub mod checkpoint;
 pub mod clinical;
+pub mod clock;
 pub mod decide;
 pub mod duplicate_lab;
 pub mod error;

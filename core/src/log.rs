@@ -23,12 +23,13 @@
 //! position.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::anchor::{Anchor, Damage};
 use crate::chain::{encode_frame, event_hash, Frame};
+use crate::clock::Clock;
 use crate::error::{Error, Result, StorageError};
 use crate::ids::PatientId;
 use crate::merkle::{open_tree, Frontier};
@@ -160,6 +161,8 @@ impl Pending {
 /// The event log on one storage, with its anchor.
 pub(crate) struct EventLog<C> {
     storage: Box<dyn Storage>,
+    /// Times the retries after a storage failure.
+    clock: Arc<dyn Clock>,
     /// After a storage failure, how often an append may try to reopen the storage.
     reopen_interval: Duration,
     writer: Mutex<Writer<C>>,
@@ -199,6 +202,7 @@ impl<C: Default> EventLog<C> {
     pub(crate) fn open(
         storage: Box<dyn Storage>,
         mut anchor: Option<Anchor>,
+        clock: Arc<dyn Clock>,
         reopen_interval: Duration,
     ) -> Result<Self> {
         let (head, problem) = check_head(storage.as_ref())?;
@@ -206,6 +210,7 @@ impl<C: Default> EventLog<C> {
         let tree = open_tree(storage.as_ref(), head.position)?;
         Ok(EventLog {
             storage,
+            clock,
             reopen_interval,
             writer: Mutex::new(Writer {
                 tail: Tail {
@@ -259,12 +264,13 @@ impl<C: Default> EventLog<C> {
         let Some(current) = refusal.as_mut() else {
             return Ok(());
         };
-        let retry_due = current.retry_after.is_some_and(|at| Instant::now() >= at);
+        let now = self.clock.instant();
+        let retry_due = current.retry_after.is_some_and(|at| now >= at);
         if !retry_due {
             return Err(current.error());
         }
         if let Err(e) = self.storage.reopen() {
-            current.retry_after = Some(Instant::now() + self.reopen_interval);
+            current.retry_after = Some(now + self.reopen_interval);
             current.still_failing = Some(e.to_string());
             return Err(Error::Poisoned(current.describe()));
         }
@@ -275,7 +281,7 @@ impl<C: Default> EventLog<C> {
         let problem = match self.reload_anchor(head, problem) {
             Ok(problem) => problem,
             Err(e) => {
-                current.retry_after = Some(Instant::now() + self.reopen_interval);
+                current.retry_after = Some(now + self.reopen_interval);
                 current.still_failing = Some(e.to_string());
                 return Err(current.error());
             }
@@ -301,6 +307,11 @@ impl<C> EventLog<C> {
     /// The storage, for the modules that read it directly (the Merkle tree).
     pub(crate) fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
+    }
+
+    /// The clock that times the retries.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Why the log refuses writes (a damaged head, an earlier storage failure), if it does.
@@ -376,7 +387,7 @@ impl<C> EventLog<C> {
             *refusal = Some(Refusal {
                 reason: format!("{doing} failed: {e}"),
                 damage: None,
-                retry_after: Some(Instant::now()),
+                retry_after: Some(self.clock.instant()),
                 still_failing: None,
             });
         }
@@ -458,7 +469,8 @@ impl<C> EventLog<C> {
     fn lead_sync(&self) -> Result<()> {
         // Appenders already past their checks are about to commit: let them, so that this one
         // sync covers them too instead of each paying its own. Bounded, so that a steady stream
-        // of appenders cannot hold the sync back.
+        // of appenders cannot hold the sync back; a bound on a spin, not the ledger's time, so
+        // on the system's monotonic clock.
         let deadline = Instant::now() + GROUP_COMMIT_WAIT;
         while self.committing.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::yield_now();

@@ -34,7 +34,8 @@ impl Timestamp {
         self.0
     }
 
-    /// The current time from the server clock. Only the ledger's append calls this.
+    /// The current time from the system clock. The ledger takes its time from its
+    /// [`crate::clock::Clock`] instead, which is this one unless a test sets another.
     pub fn now() -> Self {
         Self(chrono::Utc::now().timestamp_micros())
     }
