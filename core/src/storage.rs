@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::Result;
 use crate::ids::PatientId;
@@ -425,9 +427,9 @@ impl SledStorage {
 
     /// The open database; an error while it is closed between a failure and a reopen.
     fn db(&self) -> Result<Arc<OpenDb>> {
-        let guard = self.open.read().unwrap_or_else(|p| p.into_inner());
+        let guard = self.open.read();
         guard.clone().ok_or_else(|| {
-            let because = self.closed_because.lock().unwrap_or_else(|p| p.into_inner());
+            let because = self.closed_because.lock();
             StorageError::other(format!(
                 "the store is closed after a storage failure ({because}); it reopens on the next write"
             ))
@@ -476,7 +478,7 @@ impl SledStorage {
                 e,
             )
         };
-        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut synced = self.synced_blobs.lock();
         // A blob counts as synced only once it and its directory entry are: after a failed
         // sync the next one syncs it again.
         let mut new = Vec::new();
@@ -708,7 +710,7 @@ impl Storage for SledStorage {
         // While the file system takes no writes (read-only, full), keep the failed database:
         // reads still work through it, and a reopen would fail anyway.
         self.probe_writable()?;
-        let mut guard = self.open.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.open.write();
         // Drop the failed database first: sled holds an exclusive lock on its files.
         *guard = None;
         match OpenDb::open(&self.dir) {
@@ -717,10 +719,7 @@ impl Storage for SledStorage {
                 Ok(())
             }
             Err(e) => {
-                *self
-                    .closed_because
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                *self.closed_because.lock() = e.to_string();
                 Err(e)
             }
         }

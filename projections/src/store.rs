@@ -6,11 +6,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use careledger_core::ids::PatientId;
 use careledger_core::storage::{open_error, StorageError};
 use careledger_core::{Ledger, RecordedEvent};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::{PatientView, ProjectionConfig, ReadModel};
 
@@ -195,7 +195,7 @@ fn encode_views<'a>(
     for patient in patients {
         encoded.clear();
         {
-            let model = model.read().unwrap_or_else(|p| p.into_inner());
+            let model = model.read();
             let Some(view) = model.patients.get(*patient) else {
                 continue;
             };
@@ -285,7 +285,7 @@ impl Projections {
 
     /// Read access to all read models.
     pub fn read(&self) -> RwLockReadGuard<'_, ReadModel> {
-        self.model.read().unwrap_or_else(|p| p.into_inner())
+        self.model.read()
     }
 
     /// The last position applied.
@@ -340,7 +340,7 @@ impl Projections {
 
     /// Applies up to one batch of events after the checkpoint; returns how many.
     fn apply_step(&self, ledger: &Ledger) -> Result<u64, ProjectionError> {
-        let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.catching_up.lock();
         let after = self.checkpoint();
         let events = ledger.read_all(after, CATCH_UP_BATCH)?;
         if events.is_empty() {
@@ -353,8 +353,8 @@ impl Projections {
     /// Folds events read from the ledger into the model and marks their patients changed;
     /// returns the checkpoint after them. Call with `catching_up` held.
     fn fold(&self, events: &[RecordedEvent]) -> u64 {
-        let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
-        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        let mut model = self.model.write();
+        let mut dirty = self.dirty.lock();
         for event in events {
             // Another catch-up may have applied it between our read and our lock.
             if event.position > model.checkpoint {
@@ -372,10 +372,10 @@ impl Projections {
     /// meanwhile). On open those are not applied twice ([`ReadModel::apply`]), and a patient
     /// changed meanwhile is written again by the next call.
     pub fn persist(&self) -> Result<(), ProjectionError> {
-        let _one_at_a_time = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.persisting.lock();
         let (changed, checkpoint) = {
-            let model = self.model.read().unwrap_or_else(|p| p.into_inner());
-            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            let model = self.model.read();
+            let mut dirty = self.dirty.lock();
             (std::mem::take(&mut *dirty), model.checkpoint)
         };
         let model = &self.model;
@@ -419,11 +419,11 @@ impl Projections {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, ProjectionError> {
         {
-            let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
-            let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
+            let _one_at_a_time = self.catching_up.lock();
+            let mut model = self.model.write();
             start_empty(&self.db)?;
             *model = ReadModel::default();
-            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            self.dirty.lock().clear();
         }
         // Fold everything in memory and write each patient once at the end: persisting after
         // every step would encode a growing view again and again. One thread reads and decodes
@@ -456,7 +456,7 @@ impl Projections {
             });
             for events in received {
                 let checkpoint = {
-                    let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+                    let _one_at_a_time = self.catching_up.lock();
                     self.fold(&events)
                 };
                 applied += events.len() as u64;
