@@ -441,7 +441,16 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
                     // The note first: whoever waits for the size reads it next.
                     *shared.latest.lock() = Some(note);
                     *shared.failure.lock() = None;
-                    shared.state.lock().signed = size;
+                    let mut state = shared.state.lock();
+                    // A checkpoint's size only grows: only this thread signs, and only a
+                    // larger tree. Cheap, so always checked.
+                    assert!(
+                        size > state.signed,
+                        "checkpoint size {size} after {}",
+                        state.signed
+                    );
+                    state.signed = size;
+                    drop(state);
                     shared.issued.notify_all();
                 }
                 // The next tick tries again; appends go on regardless.

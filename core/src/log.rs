@@ -101,6 +101,28 @@ impl Tail {
     /// Stages `pending`, whose frames follow the tail's head, in `epoch`, for the next group
     /// commit.
     pub(crate) fn stage(&mut self, pending: Pending, epoch: u64) {
+        // Gapless: the frames number on from the head. The count and both ends are checked
+        // always (three comparisons); the walk over every frame only in debug builds, as this
+        // is the append path.
+        let frames = &pending.batch.frames;
+        assert_eq!(
+            frames.len() as u64,
+            pending.head.position - self.head.position,
+            "a staged append holds the frames from the tail's head to its own"
+        );
+        assert!(
+            frames
+                .first()
+                .is_none_or(|(p, _)| *p == self.head.position + 1)
+                && frames
+                    .last()
+                    .is_none_or(|(p, _)| *p == pending.head.position),
+            "a staged append follows the tail's head"
+        );
+        debug_assert!(
+            frames.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+            "the positions of a staged append are consecutive"
+        );
         if self.staged.batch.is_empty() {
             self.staged.epoch = epoch;
         }
@@ -482,7 +504,18 @@ impl<C> EventLog<C> {
             self.storage_failed("anchoring the writes", &e);
             return Err(e);
         }
-        *self.durable.lock() = target;
+        {
+            let mut durable = self.durable.lock();
+            // The durable position only grows between reopens (a reopen starts again from what
+            // storage holds). Cheap, so always checked.
+            assert!(
+                target.position >= durable.position,
+                "the durable position went back from {} to {}",
+                durable.position,
+                target.position
+            );
+            *durable = target;
+        }
         self.durable_position
             .store(target.position, Ordering::Release);
         for listener in self.listeners.lock().iter() {
@@ -499,6 +532,26 @@ impl<C> EventLog<C> {
             return Ok(());
         }
         let mut batch = std::mem::take(&mut tail.staged.batch);
+        // Gapless: the batch follows what is written, and nothing is written beyond what is
+        // durable but the batches before it. Cheap (both ends), so always checked.
+        let written = *self.written.lock();
+        assert!(
+            batch
+                .frames
+                .first()
+                .is_none_or(|(p, _)| *p == written.position + 1)
+                && batch
+                    .frames
+                    .last()
+                    .is_none_or(|(p, _)| *p == tail.head.position),
+            "the staged batch follows the written head {} up to the tail's {}",
+            written.position,
+            tail.head.position
+        );
+        assert!(
+            self.head().position <= written.position,
+            "durable beyond written"
+        );
         self.anchor_stage(&batch.frames);
         // The tree's nodes go into the same atomic batch as the frames they cover. After a
         // failed commit the reopen reads the tree's edge again from storage.
@@ -510,6 +563,14 @@ impl<C> EventLog<C> {
             return Err(e);
         }
         *self.written.lock() = tail.head;
+        // The tree covers exactly the frames written (unless it stopped at a damaged frame on
+        // open): once synced, its size is the durable position. Cheap, so always checked.
+        assert!(
+            !tail.tree.in_step() || tail.tree.size() == tail.head.position,
+            "the tree's size {} is the written position {}",
+            tail.tree.size(),
+            tail.head.position
+        );
         Ok(())
     }
 

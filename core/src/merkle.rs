@@ -447,6 +447,12 @@ impl Frontier {
         self.size
     }
 
+    /// False once a leaf could not be added in order (a damaged frame on open): the frontier
+    /// stopped there.
+    pub fn in_step(&self) -> bool {
+        self.in_step
+    }
+
     /// Adds a leaf hash; pushes every complete subtree it completes at [`STORED_FROM_LEVEL`] or
     /// above onto `completed`.
     pub fn push(&mut self, leaf: TreeHash, completed: &mut Vec<TreeNode>) {
