@@ -184,12 +184,17 @@ impl Given {
 }
 
 /// Then: rejected with this code, and nothing was written.
-fn rejected(given: &Given, result: Result<AppendOutcome, Error>, code: RejectionCode) -> String {
-    let head = given.ledger.head().position;
+fn rejected(
+    given: &Given,
+    when: impl FnOnce() -> Result<AppendOutcome, Error>,
+    code: RejectionCode,
+) -> String {
+    let head = given.ledger.head();
+    let result = when();
+    assert_eq!(given.ledger.head(), head, "nothing was written");
     match result {
         Err(Error::Rejected(r)) => {
             assert_eq!(r.code, code, "{}", r.message);
-            assert_eq!(given.ledger.head().position, head);
             r.message
         }
         other => panic!("expected rejection {code}, got {other:?}"),
@@ -199,13 +204,19 @@ fn rejected(given: &Given, result: Result<AppendOutcome, Error>, code: Rejection
 #[test]
 fn first_event_must_found_the_team() {
     let g = Given::empty();
-    rejected(&g, g.when(&gp(), ldl_target()), RejectionCode::NoCareTeam);
     rejected(
         &g,
-        g.when(
-            &patient(),
-            member(&patient(), Lead::None, Practitioner::NotApplicable),
-        ),
+        || g.when(&gp(), ldl_target()),
+        RejectionCode::NoCareTeam,
+    );
+    rejected(
+        &g,
+        || {
+            g.when(
+                &patient(),
+                member(&patient(), Lead::None, Practitioner::NotApplicable),
+            )
+        },
         RejectionCode::NotInCareTeam,
     );
     let founded = g
@@ -219,13 +230,13 @@ fn only_care_team_members_append() {
     let g = Given::shared_care();
     let message = rejected(
         &g,
-        g.when(&outsider(), ldl_target()),
+        || g.when(&outsider(), ldl_target()),
         RejectionCode::NotInCareTeam,
     );
     assert!(message.contains("gp-9"), "{message}");
     rejected(
         &g,
-        g.when(&actor("card-1", Role::Gp), ldl_target()),
+        || g.when(&actor("card-1", Role::Gp), ldl_target()),
         RejectionCode::RoleMismatch,
     );
 }
@@ -244,12 +255,12 @@ fn patient_records_home_measurements_goals_and_notes_but_not_targets() {
     .unwrap();
     rejected(
         &g,
-        g.when(&patient(), ldl_target()),
+        || g.when(&patient(), ldl_target()),
         RejectionCode::RoleNotPermitted,
     );
     rejected(
         &g,
-        g.when(&patient(), start_statin()),
+        || g.when(&patient(), start_statin()),
         RejectionCode::RoleNotPermitted,
     );
     let practice = Command::RecordMeasurement(Measurement {
@@ -258,7 +269,7 @@ fn patient_records_home_measurements_goals_and_notes_but_not_targets() {
     });
     rejected(
         &g,
-        g.when(&patient(), practice),
+        || g.when(&patient(), practice),
         RejectionCode::PatientMeasuresAtHome,
     );
     let letter = Command::AddNote(Note {
@@ -268,7 +279,7 @@ fn patient_records_home_measurements_goals_and_notes_but_not_targets() {
     });
     rejected(
         &g,
-        g.when(&patient(), letter),
+        || g.when(&patient(), letter),
         RejectionCode::PatientWritesNotes,
     );
 }
@@ -278,7 +289,7 @@ fn practice_nurse_may_not_set_targets_and_only_the_second_line_extends_the_panel
     let g = Given::shared_care();
     rejected(
         &g,
-        g.when(&nurse(), ldl_target()),
+        || g.when(&nurse(), ldl_target()),
         RejectionCode::RoleNotPermitted,
     );
     let extension = Command::ExtendAnnualPanel(PanelExtension {
@@ -286,7 +297,7 @@ fn practice_nurse_may_not_set_targets_and_only_the_second_line_extends_the_panel
     });
     let message = rejected(
         &g,
-        g.when(&gp(), extension.clone()),
+        || g.when(&gp(), extension.clone()),
         RejectionCode::RoleNotPermitted,
     );
     assert!(message.contains("agreement 2"), "{message}");
@@ -299,21 +310,23 @@ fn gp_cannot_stop_cardiologists_statin_without_reason() {
     g.by(&cardiologist(), vec![start_statin()]);
     let message = rejected(
         &g,
-        g.when(&gp(), stop_statin(ChangeReason::PatientPreference)),
+        || g.when(&gp(), stop_statin(ChangeReason::PatientPreference)),
         RejectionCode::Agreement4,
     );
     assert!(message.contains("agreement 4"), "{message}");
     rejected(
         &g,
-        g.when(
-            &gp(),
-            stop_statin(ChangeReason::Other(Text::new("cheaper").unwrap())),
-        ),
+        || {
+            g.when(
+                &gp(),
+                stop_statin(ChangeReason::Other(Text::new("cheaper").unwrap())),
+            )
+        },
         RejectionCode::Agreement4,
     );
     rejected(
         &g,
-        g.when(&gp(), change_statin("20", ChangeReason::PatientPreference)),
+        || g.when(&gp(), change_statin("20", ChangeReason::PatientPreference)),
         RejectionCode::Agreement4,
     );
     g.when(&gp(), change_statin("20", ChangeReason::SideEffects))
@@ -330,10 +343,12 @@ fn cardiologist_keeps_the_gps_medication_the_same_way() {
     g.by(&gp(), vec![start_statin()]);
     rejected(
         &g,
-        g.when(
-            &cardiologist(),
-            stop_statin(ChangeReason::PatientPreference),
-        ),
+        || {
+            g.when(
+                &cardiologist(),
+                stop_statin(ChangeReason::PatientPreference),
+            )
+        },
         RejectionCode::Agreement4,
     );
     g.when(&cardiologist(), stop_statin(ChangeReason::TargetNotReached))
@@ -358,23 +373,23 @@ fn medication_must_be_active_to_change_and_inactive_to_start() {
     let g = Given::shared_care();
     rejected(
         &g,
-        g.when(&gp(), stop_statin(ChangeReason::SideEffects)),
+        || g.when(&gp(), stop_statin(ChangeReason::SideEffects)),
         RejectionCode::MedicationNotActive,
     );
     rejected(
         &g,
-        g.when(&gp(), change_statin("20", ChangeReason::SideEffects)),
+        || g.when(&gp(), change_statin("20", ChangeReason::SideEffects)),
         RejectionCode::MedicationNotActive,
     );
     g.by(&gp(), vec![start_statin()]);
     rejected(
         &g,
-        g.when(&gp(), start_statin()),
+        || g.when(&gp(), start_statin()),
         RejectionCode::MedicationAlreadyActive,
     );
     rejected(
         &g,
-        g.when(&gp(), change_statin("40", ChangeReason::SideEffects)),
+        || g.when(&gp(), change_statin("40", ChangeReason::SideEffects)),
         RejectionCode::DoseUnchanged,
     );
 }
@@ -387,7 +402,7 @@ fn withdrawing_a_target_that_is_not_set_is_rejected() {
     });
     rejected(
         &g,
-        g.when(&cardiologist(), withdraw.clone()),
+        || g.when(&cardiologist(), withdraw.clone()),
         RejectionCode::TargetNotSet,
     );
     g.by(&cardiologist(), vec![ldl_target()]);
@@ -410,18 +425,18 @@ fn notification_is_acknowledged_once_by_its_recipient_line() {
     }
     rejected(
         &g,
-        g.when(&cardiologist(), ack_to(target, Line::Second)),
+        || g.when(&cardiologist(), ack_to(target, Line::Second)),
         RejectionCode::NotTheRecipient,
     );
     g.when(&gp(), ack_to(target, Line::First)).unwrap();
     rejected(
         &g,
-        g.when(&nurse(), ack_to(target, Line::First)),
+        || g.when(&nurse(), ack_to(target, Line::First)),
         RejectionCode::AlreadyAcknowledged,
     );
     rejected(
         &g,
-        g.when(&gp(), ack_to(1, Line::First)),
+        || g.when(&gp(), ack_to(1, Line::First)),
         RejectionCode::UnknownNotification,
     );
 }
@@ -434,13 +449,13 @@ fn seed_004_the_patient_in_the_team_is_told_of_a_new_target_and_acknowledges_it_
     g.when(&gp(), ack_to(target, Line::First)).unwrap();
     rejected(
         &g,
-        g.when(&gp(), ack_to(target, Line::Patient)),
+        || g.when(&gp(), ack_to(target, Line::Patient)),
         RejectionCode::NotTheRecipient,
     );
     g.when(&patient(), ack_to(target, Line::Patient)).unwrap();
     rejected(
         &g,
-        g.when(&patient(), ack_to(target, Line::Patient)),
+        || g.when(&patient(), ack_to(target, Line::Patient)),
         RejectionCode::AlreadyAcknowledged,
     );
 }
@@ -461,13 +476,13 @@ fn corrections_stay_within_the_patient_and_happen_once() {
     let correct = |position| Command::MarkEnteredInError(Correction { position });
     rejected(
         &g,
-        g.when(&gp(), correct(other_patients)),
+        || g.when(&gp(), correct(other_patients)),
         RejectionCode::NotThisPatientsEvent,
     );
     g.when(&gp(), correct(reading)).unwrap();
     rejected(
         &g,
-        g.when(&gp(), correct(reading)),
+        || g.when(&gp(), correct(reading)),
         RejectionCode::AlreadyCorrected,
     );
 }
@@ -501,12 +516,12 @@ fn duplicate_lab_work_within_the_window_is_a_warning_not_a_rejection() {
     );
     rejected(
         &g,
-        g.when(&gp(), order("lab-3", &[Measure::Egfr])),
+        || g.when(&gp(), order("lab-3", &[Measure::Egfr])),
         RejectionCode::LabOrderExists,
     );
     rejected(
         &g,
-        g.when(&gp(), order("lab-4", &[])),
+        || g.when(&gp(), order("lab-4", &[])),
         RejectionCode::NoTests,
     );
 }
@@ -518,7 +533,7 @@ fn lab_result_must_answer_a_known_order() {
         order: Some(ElementId::parse("never").unwrap()),
         value: Quantity::new(Measure::LdlCholesterol, 24).unwrap(),
     });
-    rejected(&g, g.when(&gp(), result), RejectionCode::UnknownLabOrder);
+    rejected(&g, || g.when(&gp(), result), RejectionCode::UnknownLabOrder);
 }
 
 #[test]
@@ -529,10 +544,14 @@ fn lead_must_fit_the_line() {
         Lead::Cvrm,
         Practitioner::Co,
     );
-    rejected(&g, g.when(&gp(), wrong), RejectionCode::LeadDoesNotFitLine);
     rejected(
         &g,
-        g.when(&gp(), member(&nurse(), Lead::None, Practitioner::Co)),
+        || g.when(&gp(), wrong),
+        RejectionCode::LeadDoesNotFitLine,
+    );
+    rejected(
+        &g,
+        || g.when(&gp(), member(&nurse(), Lead::None, Practitioner::Co)),
         RejectionCode::AlreadyInCareTeam,
     );
 }
@@ -547,7 +566,7 @@ fn lifestyle_goals_are_set_once_and_closed_while_open() {
     });
     rejected(
         &g,
-        g.when(&patient(), close.clone()),
+        || g.when(&patient(), close.clone()),
         RejectionCode::GoalNotOpen,
     );
     g.when(
@@ -559,16 +578,18 @@ fn lifestyle_goals_are_set_once_and_closed_while_open() {
     )
     .unwrap();
     g.when(&patient(), close.clone()).unwrap();
-    rejected(&g, g.when(&patient(), close), RejectionCode::GoalNotOpen);
+    rejected(&g, || g.when(&patient(), close), RejectionCode::GoalNotOpen);
     rejected(
         &g,
-        g.when(
-            &patient(),
-            Command::SetLifestyleGoal(LifestyleGoal {
-                goal,
-                description: Text::new("again").unwrap(),
-            }),
-        ),
+        || {
+            g.when(
+                &patient(),
+                Command::SetLifestyleGoal(LifestyleGoal {
+                    goal,
+                    description: Text::new("again").unwrap(),
+                }),
+            )
+        },
         RejectionCode::GoalExists,
     );
 }
@@ -683,8 +704,14 @@ fn remove(a: &Actor) -> Command {
 }
 
 /// A refusal by a rule on who may do what: its code, a 403 kind, and nothing written.
-fn not_permitted(given: &Given, result: Result<AppendOutcome, Error>, code: RejectionCode) {
-    let head = given.ledger.head().position;
+fn not_permitted(
+    given: &Given,
+    when: impl FnOnce() -> Result<AppendOutcome, Error>,
+    code: RejectionCode,
+) {
+    let head = given.ledger.head();
+    let result = when();
+    assert_eq!(given.ledger.head(), head, "nothing was written");
     match result {
         Err(Error::Rejected(r)) => {
             assert_eq!(r.code, code, "{}", r.message);
@@ -692,7 +719,6 @@ fn not_permitted(given: &Given, result: Result<AppendOutcome, Error>, code: Reje
         }
         other => panic!("expected refusal {code}, got {other:?}"),
     }
-    assert_eq!(given.ledger.head().position, head);
 }
 
 /// The GP founds the team as main practitioner for CVRM and adds the cardiologist as main
@@ -716,17 +742,19 @@ fn agreement_1_only_a_gp_or_a_specialist_founds_a_care_team() {
         let g = Given::empty();
         not_permitted(
             &g,
-            g.when(&founder, member(&founder, Lead::None, Practitioner::Main)),
+            || g.when(&founder, member(&founder, Lead::None, Practitioner::Main)),
             RejectionCode::FounderNotPermitted,
         );
         not_permitted(
             &g,
-            g.when(
-                &founder,
-                Command::StartSharedCare(SharedCare {
-                    arrangement: Text::new("x").unwrap(),
-                }),
-            ),
+            || {
+                g.when(
+                    &founder,
+                    Command::StartSharedCare(SharedCare {
+                        arrangement: Text::new("x").unwrap(),
+                    }),
+                )
+            },
             RejectionCode::FounderNotPermitted,
         );
     }
@@ -743,15 +771,17 @@ fn agreement_1_a_practice_assistant_cannot_remove_the_main_gp_nor_add_a_second_m
     let g = governed_team();
     not_permitted(
         &g,
-        g.when(&assistant(), remove(&gp())),
+        || g.when(&assistant(), remove(&gp())),
         RejectionCode::OnlyMainPractitionerRemoves,
     );
     rejected(
         &g,
-        g.when(
-            &assistant(),
-            member(&second_gp(), Lead::Cvrm, Practitioner::Main),
-        ),
+        || {
+            g.when(
+                &assistant(),
+                member(&second_gp(), Lead::Cvrm, Practitioner::Main),
+            )
+        },
         RejectionCode::LeadHasMainPractitioner,
     );
 }
@@ -766,12 +796,12 @@ fn agreement_1_only_the_main_practitioner_hands_the_lead_over_and_removes_their_
     );
     not_permitted(
         &g,
-        g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
+        || g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
         RejectionCode::OnlyMainPractitionerHandsOver,
     );
     not_permitted(
         &g,
-        g.when(&cardiologist(), remove(&second_gp())),
+        || g.when(&cardiologist(), remove(&second_gp())),
         RejectionCode::OtherLinesMember,
     );
     // The main GP hands CVRM over and stays as co-practitioner; now only the new main removes.
@@ -781,7 +811,7 @@ fn agreement_1_only_the_main_practitioner_hands_the_lead_over_and_removes_their_
         .position;
     not_permitted(
         &g,
-        g.when(&gp(), remove(&assistant())),
+        || g.when(&gp(), remove(&assistant())),
         RejectionCode::OnlyMainPractitionerRemoves,
     );
     g.when(&second_gp(), remove(&assistant())).unwrap();
@@ -799,7 +829,7 @@ fn agreement_1_a_main_practitioner_hands_the_lead_over_before_leaving() {
     );
     rejected(
         &g,
-        g.when(&gp(), remove(&gp())),
+        || g.when(&gp(), remove(&gp())),
         RejectionCode::MainPractitionerHandsOverFirst,
     );
     g.by(&gp(), vec![hand_over(Lead::Cvrm, &second_gp())]);
@@ -830,18 +860,18 @@ fn agreement_1_a_plan_founded_by_the_cardiologist_has_no_cvrm_lead_until_a_gp_ta
     // The cardiologist cannot take CVRM; a GP takes it by handing it to themselves.
     rejected(
         &g,
-        g.when(&cardiologist(), hand_over(Lead::Cvrm, &cardiologist())),
+        || g.when(&cardiologist(), hand_over(Lead::Cvrm, &cardiologist())),
         RejectionCode::LeadDoesNotFitLine,
     );
     not_permitted(
         &g,
-        g.when(&second_gp(), hand_over(Lead::Cvrm, &gp())),
+        || g.when(&second_gp(), hand_over(Lead::Cvrm, &gp())),
         RejectionCode::OnlyMainPractitionerHandsOver,
     );
     g.when(&gp(), hand_over(Lead::Cvrm, &gp())).unwrap();
     not_permitted(
         &g,
-        g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
+        || g.when(&second_gp(), hand_over(Lead::Cvrm, &second_gp())),
         RejectionCode::OnlyMainPractitionerHandsOver,
     );
 }
@@ -853,22 +883,24 @@ fn agreement_1_a_care_group_admin_corrects_a_wrongly_founded_team_with_a_reason_
     // The admin is in no team and corrects only who is in it and who leads.
     not_permitted(
         &g,
-        g.when(&admin(), ldl_target()),
+        || g.when(&admin(), ldl_target()),
         RejectionCode::CareGroupAdminCorrectsTheTeam,
     );
-    let without_reason = g.ledger.append(AppendRequest {
-        patient: PatientId::parse(PATIENT).unwrap(),
-        expected: ExpectedRevision::Any,
-        actor: admin(),
-        submissions: vec![Submission {
-            command: member(&second_gp(), Lead::None, Practitioner::Co),
-            occurred_at: None,
-            reason: Text::default(),
-        }],
-        idempotency_key: None,
-        correlation_id: None,
-        causation_id: None,
-    });
+    let without_reason = || {
+        g.ledger.append(AppendRequest {
+            patient: PatientId::parse(PATIENT).unwrap(),
+            expected: ExpectedRevision::Any,
+            actor: admin(),
+            submissions: vec![Submission {
+                command: member(&second_gp(), Lead::None, Practitioner::Co),
+                occurred_at: None,
+                reason: Text::default(),
+            }],
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        })
+    };
     rejected(&g, without_reason, RejectionCode::ReasonRequired);
     let fixed = g.by(
         &admin(),
@@ -886,7 +918,7 @@ fn agreement_1_a_care_group_admin_corrects_a_wrongly_founded_team_with_a_reason_
     // The removed GP is out of the team.
     not_permitted(
         &g,
-        g.when(&gp(), ldl_target()),
+        || g.when(&gp(), ldl_target()),
         RejectionCode::NotInCareTeam,
     );
 }
@@ -924,20 +956,20 @@ fn corrections_a_drug_whose_start_was_corrected_can_be_started_again_and_its_dos
         .unwrap();
     rejected(
         &g,
-        g.when(&gp(), start_statin()),
+        || g.when(&gp(), start_statin()),
         RejectionCode::MedicationAlreadyActive,
     );
     g.when(&gp(), correct(start)).unwrap();
     rejected(
         &g,
-        g.when(&gp(), change_statin("10", ChangeReason::PatientPreference)),
+        || g.when(&gp(), change_statin("10", ChangeReason::PatientPreference)),
         RejectionCode::MedicationNotActive,
     );
     g.when(&gp(), start_statin()).unwrap();
     // The new start is the active episode, at its own dose: the voided change does not carry over.
     rejected(
         &g,
-        g.when(&gp(), change_statin("40", ChangeReason::PatientPreference)),
+        || g.when(&gp(), change_statin("40", ChangeReason::PatientPreference)),
         RejectionCode::DoseUnchanged,
     );
 }
@@ -961,7 +993,7 @@ fn corrections_a_corrected_order_raises_no_duplicate_lab_warning() {
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     rejected(
         &g,
-        g.when(&gp(), order("lab-1", &[Measure::Egfr])),
+        || g.when(&gp(), order("lab-1", &[Measure::Egfr])),
         RejectionCode::LabOrderExists,
     );
 }
@@ -992,7 +1024,7 @@ fn agreement_4_the_other_line_cannot_mark_a_prescription_entered_in_error() {
     let start = g.by(&gp(), vec![amlodipine()]).events[0].position;
     let message = rejected(
         &g,
-        g.when(&cardiologist(), correct(start)),
+        || g.when(&cardiologist(), correct(start)),
         RejectionCode::CorrectionByOtherLine,
     );
     assert!(message.contains("stop_medication"), "{message}");
@@ -1007,7 +1039,7 @@ fn agreement_4_an_entry_is_corrected_by_its_author_or_their_own_line() {
     let by_patient = g.by(&patient(), vec![home_bp(210)]).events[0].position;
     rejected(
         &g,
-        g.when(&gp(), correct(by_patient)),
+        || g.when(&gp(), correct(by_patient)),
         RejectionCode::CorrectionByOtherLine,
     );
     g.when(&patient(), correct(by_patient)).unwrap();
@@ -1016,12 +1048,12 @@ fn agreement_4_an_entry_is_corrected_by_its_author_or_their_own_line() {
     let by_card = g.by(&cardiologist(), vec![ldl_target()]).events[0].position;
     rejected(
         &g,
-        g.when(&patient(), correct(by_card)),
+        || g.when(&patient(), correct(by_card)),
         RejectionCode::CorrectionByOtherLine,
     );
     rejected(
         &g,
-        g.when(&nurse(), correct(by_card)),
+        || g.when(&nurse(), correct(by_card)),
         RejectionCode::CorrectionByOtherLine,
     );
     g.when(&cardiologist(), correct(by_card)).unwrap();
@@ -1035,12 +1067,12 @@ fn agreement_6_an_acknowledgement_is_corrected_only_by_its_author_and_the_notifi
     let acked = g.by(&gp(), vec![ack_to(target, Line::First)]).events[0].position;
     rejected(
         &g,
-        g.when(&nurse(), correct(acked)),
+        || g.when(&nurse(), correct(acked)),
         RejectionCode::AcknowledgementByItsAuthor,
     );
     rejected(
         &g,
-        g.when(&cardiologist(), correct(acked)),
+        || g.when(&cardiologist(), correct(acked)),
         RejectionCode::AcknowledgementByItsAuthor,
     );
     g.when(&gp(), correct(acked)).unwrap();
@@ -1054,12 +1086,12 @@ fn agreement_6_correcting_an_entry_the_other_line_was_told_of_tells_that_line() 
     let correction = g.by(&cardiologist(), vec![correct(target)]).events[0].position;
     rejected(
         &g,
-        g.when(&gp(), ack_to(target, gp().line())),
+        || g.when(&gp(), ack_to(target, gp().line())),
         RejectionCode::NotificationWithdrawn,
     );
     rejected(
         &g,
-        g.when(&cardiologist(), ack_to(correction, cardiologist().line())),
+        || g.when(&cardiologist(), ack_to(correction, cardiologist().line())),
         RejectionCode::NotTheRecipient,
     );
     g.when(&gp(), ack_to(correction, gp().line())).unwrap();
@@ -1068,7 +1100,7 @@ fn agreement_6_correcting_an_entry_the_other_line_was_told_of_tells_that_line() 
     let quiet = g.by(&gp(), vec![correct(reading)]).events[0].position;
     rejected(
         &g,
-        g.when(&cardiologist(), ack_to(quiet, cardiologist().line())),
+        || g.when(&cardiologist(), ack_to(quiet, cardiologist().line())),
         RejectionCode::UnknownNotification,
     );
 }
@@ -1104,7 +1136,7 @@ fn corrections_are_final_a_correction_is_not_itself_corrected() {
     let correction = g.by(&nurse(), vec![correct(reading)]).events[0].position;
     let message = rejected(
         &g,
-        g.when(&nurse(), correct(correction)),
+        || g.when(&nurse(), correct(correction)),
         RejectionCode::CorrectionIsFinal,
     );
     assert!(message.contains("record that fact again"), "{message}");
@@ -1121,7 +1153,7 @@ fn corrections_a_stop_followed_by_a_new_start_stays_until_that_start_is_correcte
     let restart = g.by(&gp(), vec![start_statin()]).events[0].position;
     rejected(
         &g,
-        g.when(&gp(), correct(stop)),
+        || g.when(&gp(), correct(stop)),
         RejectionCode::RestartedAfterStop,
     );
     g.when(&gp(), correct(restart)).unwrap();
@@ -1129,7 +1161,7 @@ fn corrections_a_stop_followed_by_a_new_start_stays_until_that_start_is_correcte
     // The first episode stands again: the statin is active.
     rejected(
         &g,
-        g.when(&gp(), start_statin()),
+        || g.when(&gp(), start_statin()),
         RejectionCode::MedicationAlreadyActive,
     );
 }
@@ -1163,17 +1195,19 @@ fn corrections_a_corrected_start_of_shared_care_ends_its_notifications() {
         .unwrap();
     rejected(
         &g,
-        g.when(&cardiologist(), ack_to(untold, cardiologist().line())),
+        || g.when(&cardiologist(), ack_to(untold, cardiologist().line())),
         RejectionCode::UnknownNotification,
     );
     rejected(
         &g,
-        g.when(
-            &gp(),
-            Command::EndSharedCare(SharedCare {
-                arrangement: Text::new("x").unwrap(),
-            }),
-        ),
+        || {
+            g.when(
+                &gp(),
+                Command::EndSharedCare(SharedCare {
+                    arrangement: Text::new("x").unwrap(),
+                }),
+            )
+        },
         RejectionCode::SharedCareInactive,
     );
 }
@@ -1200,12 +1234,12 @@ fn corrections_a_corrected_care_team_addition_takes_the_member_out_of_the_team()
     g.by(&gp(), vec![correct(added)]);
     rejected(
         &g,
-        g.when(&cardiologist(), ldl_target()),
+        || g.when(&cardiologist(), ldl_target()),
         RejectionCode::NotInCareTeam,
     );
     rejected(
         &g,
-        g.when(&gp(), correct(founded)),
+        || g.when(&gp(), correct(founded)),
         RejectionCode::NoPractitionerLeft,
     );
 }
@@ -1314,7 +1348,7 @@ fn a_contra_indication_recorded_for_a_group_warns_on_every_substance_in_it() {
     });
     rejected(
         &g,
-        g.when(&patient(), record.clone()),
+        || g.when(&patient(), record.clone()),
         RejectionCode::RoleNotPermitted,
     );
     g.by(&cardiologist(), vec![record]);
@@ -1392,7 +1426,7 @@ fn a_result_naming_an_order_must_be_one_of_its_tests() {
         order: Some(ElementId::parse("lab-1").unwrap()),
         value: Quantity::new(Measure::Sodium, 140).unwrap(),
     });
-    let message = rejected(&g, g.when(&gp(), wrong), RejectionCode::TestNotInOrder);
+    let message = rejected(&g, || g.when(&gp(), wrong), RejectionCode::TestNotInOrder);
     assert!(message.contains("LDL cholesterol"), "{message}");
 }
 
@@ -1403,7 +1437,7 @@ fn problems_are_recorded_once_resolved_while_active_and_named_by_an_indication()
     let mi = problem("mi", ProblemCodeSystem::Icpc1Nl, "K75");
     rejected(
         &g,
-        g.when(&nurse(), mi.clone()),
+        || g.when(&nurse(), mi.clone()),
         RejectionCode::RoleNotPermitted,
     );
     g.by(&gp(), vec![mi.clone()]);
@@ -1411,11 +1445,11 @@ fn problems_are_recorded_once_resolved_while_active_and_named_by_an_indication()
         &cardiologist(),
         vec![problem("hf", ProblemCodeSystem::Icd10, "I50")],
     );
-    rejected(&g, g.when(&gp(), mi), RejectionCode::ProblemExists);
+    rejected(&g, || g.when(&gp(), mi), RejectionCode::ProblemExists);
     let unknown = Some(Indication::Problem(ElementId::parse("dm").unwrap()));
     rejected(
         &g,
-        g.when(&gp(), start("C10AA05", "atorvastatin", unknown)),
+        || g.when(&gp(), start("C10AA05", "atorvastatin", unknown)),
         RejectionCode::UnknownProblem,
     );
     let known = Some(Indication::Problem(ElementId::parse("mi").unwrap()));
@@ -1429,7 +1463,7 @@ fn problems_are_recorded_once_resolved_while_active_and_named_by_an_indication()
     g.when(&cardiologist(), resolve.clone()).unwrap();
     rejected(
         &g,
-        g.when(&cardiologist(), resolve),
+        || g.when(&cardiologist(), resolve),
         RejectionCode::ProblemNotActive,
     );
 }
@@ -1493,14 +1527,14 @@ fn agreement_1_a_corrected_handover_gives_the_lead_back_to_its_main_practitioner
     // The new main practitioner removes; the former one may not.
     not_permitted(
         &g,
-        g.when(&gp(), remove(&assistant())),
+        || g.when(&gp(), remove(&assistant())),
         RejectionCode::OnlyMainPractitionerRemoves,
     );
     g.when(&gp(), correct(handover)).unwrap();
     // The handover counts for nothing: the GP leads CVRM again, gp-2 is a co-practitioner.
     not_permitted(
         &g,
-        g.when(&second_gp(), remove(&assistant())),
+        || g.when(&second_gp(), remove(&assistant())),
         RejectionCode::OnlyMainPractitionerRemoves,
     );
     g.when(&gp(), remove(&assistant())).unwrap();
