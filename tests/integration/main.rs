@@ -22,5 +22,6 @@ mod ledger_proofs;
 mod merkle;
 mod misuse;
 mod read_only_at_runtime;
+mod simulation;
 mod soak;
 mod tamper_http;
