@@ -416,45 +416,86 @@ fn concurrent_writers_on_different_patients_are_all_durable_and_gapless() {
     assert!(ledger.verify(&mut |_, _| {}).unwrap().is_intact());
 }
 
-/// Real sled storage whose second sync fails, as `fdatasync` does when the disk reports an
-/// error, while another append is about to be staged (the ledger looks up the append's
-/// idempotency key right before staging it; the lookup goes on once the sync has failed) or,
-/// `while_writing`, while staged appends are being written to storage.
-struct FirstSyncFails {
-    inner: careledger_core::storage::SledStorage,
-    /// Idempotency lookups and writes begun, and whether the failing sync has failed.
-    state: std::sync::Mutex<(u32, u32, bool)>,
-    changed: std::sync::Condvar,
-    syncs: std::sync::atomic::AtomicU32,
-    while_writing: bool,
+/// Where the scripted storage holds a thread until the test releases it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Point {
+    /// Inside the sync that fails: released, it fails.
+    Sync,
+    /// Inside an idempotency lookup, which the ledger makes under its writer lock right before
+    /// it stages an append.
+    Lookup,
+    /// Inside the first write to storage after the failing sync began, before sled gets it.
+    Commit,
 }
 
-impl FirstSyncFails {
-    fn new(dir: &Path, while_writing: bool) -> Self {
-        FirstSyncFails {
-            inner: careledger_core::storage::SledStorage::open(dir).unwrap(),
-            state: std::sync::Mutex::new((0, 0, false)),
-            changed: std::sync::Condvar::new(),
-            syncs: std::sync::atomic::AtomicU32::new(0),
-            while_writing,
+/// Real sled storage that, once armed, holds the ledger's threads at [`Point`]s until the test
+/// lets them go, and fails the sync it holds, as `fdatasync` does when the disk reports an
+/// error: the threads are ordered by what they are doing, never by time.
+struct Scripted {
+    inner: careledger_core::storage::SledStorage,
+    script: Arc<Script>,
+}
+
+#[derive(Default)]
+struct Script {
+    state: std::sync::Mutex<ScriptState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct ScriptState {
+    armed: bool,
+    /// Whether a write to storage is held after the failing sync began.
+    hold_commit: bool,
+    reached: std::collections::HashSet<Point>,
+    released: std::collections::HashSet<Point>,
+}
+
+impl Script {
+    fn arm(&self, hold_commit: bool) {
+        let mut state = self.state.lock().unwrap();
+        state.armed = true;
+        state.hold_commit = hold_commit;
+    }
+
+    /// Holds the calling thread at `point` (once; later arrivals pass) until it is released.
+    /// Whether it was held.
+    fn hold(&self, point: Point, when: impl Fn(&ScriptState) -> bool) -> bool {
+        let mut state = self.state.lock().unwrap();
+        if !state.armed || state.reached.contains(&point) || !when(&state) {
+            return false;
         }
-    }
-
-    fn wait(&self, until: impl Fn(&(u32, u32, bool)) -> bool) {
-        let state = self.state.lock().unwrap();
-        let _ = self
+        state.reached.insert(point);
+        self.changed.notify_all();
+        let (_state, timeout) = self
             .changed
-            .wait_timeout_while(state, std::time::Duration::from_secs(10), |s| !until(s))
+            .wait_timeout_while(state, std::time::Duration::from_secs(30), |s| {
+                !s.released.contains(&point)
+            })
             .unwrap();
+        assert!(!timeout.timed_out(), "{point:?} was never released");
+        true
     }
 
-    fn update(&self, change: impl FnOnce(&mut (u32, u32, bool))) {
-        change(&mut self.state.lock().unwrap());
+    /// Waits until a thread is held at `point`.
+    fn reached(&self, point: Point) {
+        let state = self.state.lock().unwrap();
+        let (_state, timeout) = self
+            .changed
+            .wait_timeout_while(state, std::time::Duration::from_secs(30), |s| {
+                !s.reached.contains(&point)
+            })
+            .unwrap();
+        assert!(!timeout.timed_out(), "no thread reached {point:?}");
+    }
+
+    fn release(&self, point: Point) {
+        self.state.lock().unwrap().released.insert(point);
         self.changed.notify_all();
     }
 }
 
-impl careledger_core::storage::Storage for FirstSyncFails {
+impl careledger_core::storage::Storage for Scripted {
     fn last_frame(&self) -> careledger_core::Result<Option<(u64, Vec<u8>)>> {
         self.inner.last_frame()
     }
@@ -477,39 +518,21 @@ impl careledger_core::storage::Storage for FirstSyncFails {
         self.inner.stream_positions(patient, from, limit)
     }
     fn idempotency(&self, key: &[u8]) -> careledger_core::Result<Option<Vec<u8>>> {
-        self.update(|s| s.0 += 1);
-        if !self.while_writing {
-            // Let the failure end the ledger's epoch while this append is about to be staged.
-            self.wait(|s| s.2);
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        self.script.hold(Point::Lookup, |_| true);
         self.inner.idempotency(key)
     }
     fn commit(&self, batch: careledger_core::storage::WriteBatch) -> careledger_core::Result<()> {
-        let mut third = false;
-        self.update(|s| {
-            s.1 += 1;
-            third = s.1 == 3;
+        (self.script).hold(Point::Commit, |s| {
+            s.hold_commit && s.reached.contains(&Point::Sync)
         });
-        if third {
-            // Let the failure end the ledger's epoch while these appends are being written.
-            self.wait(|s| s.2);
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
         self.inner.commit(batch)
     }
     fn sync(&self) -> careledger_core::Result<()> {
-        if self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) != 1 {
-            return self.inner.sync();
+        if self.script.hold(Point::Sync, |_| true) {
+            let eio = std::io::Error::from_raw_os_error(5);
+            return Err(careledger_core::StorageError::io("syncing", eio).into());
         }
-        if self.while_writing {
-            self.wait(|s| s.1 >= 3);
-        } else {
-            self.wait(|s| s.0 >= 1);
-        }
-        self.update(|s| s.2 = true);
-        let eio = std::io::Error::from_raw_os_error(5);
-        Err(careledger_core::StorageError::io("syncing", eio).into())
+        self.inner.sync()
     }
     fn size_on_disk(&self) -> careledger_core::Result<u64> {
         self.inner.size_on_disk()
@@ -526,7 +549,11 @@ impl careledger_core::storage::Storage for FirstSyncFails {
 fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
     for while_writing in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let storage = FirstSyncFails::new(dir.path(), while_writing);
+        let script = Arc::new(Script::default());
+        let storage = Scripted {
+            inner: careledger_core::storage::SledStorage::open(dir.path()).unwrap(),
+            script: script.clone(),
+        };
         let config = LedgerConfig {
             reopen_interval: std::time::Duration::ZERO,
             ..LedgerConfig::default()
@@ -540,34 +567,47 @@ fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
                 vec![found()],
             ))
             .unwrap();
-        // The founding's sync succeeded; the next one, which writes and syncs `first`, fails
-        // while `second` is about to be staged behind it (or, `while_writing`, while `third`,
-        // for a patient the writer has not seen yet, writes the staged `second` to storage).
-        let append_after = |millis: u64, request: AppendRequest| {
+        script.arm(while_writing);
+        let append = |request: AppendRequest| {
             let ledger = ledger.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(millis));
-                ledger.append(request)
-            })
+            std::thread::spawn(move || ledger.append(request))
         };
-        let first = append_after(
-            0,
-            request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120)]),
-        );
+        // `first` leads the group commit whose sync fails; `second` (keyed) is about to be
+        // staged behind it, in the epoch the failure ends.
+        let first = append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(120)]));
+        script.reached(Point::Sync);
         let mut keyed = request("p-1", gp(1), ExpectedRevision::Any, vec![bp(130)]);
         keyed.idempotency_key = Some("second".into());
-        let second = append_after(50, keyed);
+        let second = append(keyed);
+        script.reached(Point::Lookup);
         let third = while_writing.then(|| {
-            append_after(
-                100,
-                request("p-2", gp(1), ExpectedRevision::NoStream, vec![found()]),
-            )
+            // `third` waits for the writer lock that `second` holds; once `second` has staged,
+            // a request for the same patient that fails half-way drops the patient's folded
+            // state, and the next one writes the staged `second` to storage to fold it again:
+            // that write is held while the sync fails.
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                let mut failing =
+                    request("p-1", gp(1), ExpectedRevision::Any, vec![bp(125), bp(126)]);
+                let tomorrow = careledger_core::Timestamp::now().plus_days(1);
+                failing.submissions[1].occurred_at = Some(tomorrow);
+                assert!(ledger.append(failing).is_err());
+                ledger.append(request("p-1", gp(1), ExpectedRevision::Any, vec![bp(140)]))
+            })
         });
+        if while_writing {
+            script.release(Point::Lookup);
+            script.reached(Point::Commit);
+        }
+        script.release(Point::Sync);
         let first = first.join().unwrap();
-        let second = second.join().unwrap();
         let first = first.expect_err("the failed sync is reported");
         assert!(first.to_string().contains("Input/output error"), "{first}");
-        let pending = std::iter::once(second).chain(third.map(|t| t.join().unwrap()));
+        // The failure has ended the epoch: let the held threads go on.
+        script.release(Point::Lookup);
+        script.release(Point::Commit);
+        let pending =
+            std::iter::once(second.join().unwrap()).chain(third.map(|t| t.join().unwrap()));
         for (which, outcome) in ["second", "third"].into_iter().zip(pending) {
             let error = outcome.expect_err(&format!(
                 "the {which} append, pending at a failed sync, is not acknowledged (while writing: {while_writing})"
