@@ -223,6 +223,10 @@ impl<C: Default> EventLog<C> {
         clock: Arc<dyn Clock>,
         reopen_interval: Duration,
     ) -> Result<Self> {
+        // What storage holds may include writes never synced (a process that stopped between
+        // a write and its sync): sync them before taking them as durable, before readers see
+        // them and the anchor adopts them.
+        storage.sync()?;
         let (head, problem) = check_head(storage.as_ref())?;
         let damage = compare_with_anchor(storage.as_ref(), anchor.as_mut(), head, problem)?;
         let tree = open_tree(storage.as_ref(), head.position)?;
@@ -287,7 +291,10 @@ impl<C: Default> EventLog<C> {
         if !retry_due {
             return Err(current.error());
         }
-        if let Err(e) = self.storage.reopen() {
+        // The reopened storage may hold writes of the failed epoch that no sync covered (sled
+        // writes its buffers out when the failed database is dropped): sync them before they
+        // count as durable, as on open.
+        if let Err(e) = self.storage.reopen().and_then(|()| self.storage.sync()) {
             current.retry_after = Some(now + self.reopen_interval);
             current.still_failing = Some(e.to_string());
             return Err(Error::Poisoned(current.describe()));

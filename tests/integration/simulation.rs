@@ -5,6 +5,7 @@
 //! every step, and after a last restart without failures, the invariants are checked:
 //!
 //! - every acknowledged append is there, at the positions and with the hashes acknowledged;
+//! - readers see no position before a sync of the storage covered it;
 //! - no position is acknowledged twice, and a retry is answered with the append it repeats;
 //! - the chain links, positions are gapless, and each patient's revisions are gapless;
 //! - an append that got an error is absent, or present only where the storage may have written
@@ -290,9 +291,16 @@ fn append_step(ledger: &Ledger, model: &mut Model, rng: &mut Rng, faults: &Fault
     }
 }
 
-/// The invariants that hold after every step.
-fn check(ledger: &Ledger, model: &Model) {
+/// The invariants that hold after every step; `faults`, when the storage is the faulty one.
+fn check(ledger: &Ledger, model: &Model, faults: Option<&Faults>) {
     let head = ledger.head();
+    if let Some(faults) = faults {
+        assert!(
+            head.position <= faults.synced_through(),
+            "readers see position {} before a sync of the storage covered it",
+            head.position
+        );
+    }
     let events = ledger.read_all(0, usize::MAX).unwrap();
     assert_eq!(events.len() as u64, head.position, "positions are gapless");
     let mut prev = Hash::ZERO;
@@ -337,7 +345,7 @@ fn check(ledger: &Ledger, model: &Model) {
 /// its tree, and each keyed request is written once, or not at all unless the storage may have
 /// written it.
 fn check_final(ledger: &Ledger, model: &mut Model, faults: &Faults) {
-    check(ledger, model);
+    check(ledger, model, None);
     let report = ledger.verify(&mut |_, _| {}).unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
     ledger.health().unwrap();
@@ -374,9 +382,19 @@ fn check_final(ledger: &Ledger, model: &mut Model, faults: &Faults) {
     model.tally.failed_but_written += failed_but_written;
 }
 
+/// Opens the ledger on the faulty storage; an opening that a failure of the storage stops is
+/// tried again, as an operator would restart the server.
 fn open(path: &Path, faults: &Arc<Faults>, config: &LedgerConfig) -> Ledger {
-    let storage = FaultyStorage::new(SledStorage::open(path).unwrap(), faults.clone());
-    Ledger::with_storage_and_anchor(Box::new(storage), &anchor_path(path), config.clone()).unwrap()
+    for _ in 0..100 {
+        let storage = FaultyStorage::new(SledStorage::open(path).unwrap(), faults.clone());
+        match Ledger::with_storage_and_anchor(Box::new(storage), &anchor_path(path), config.clone())
+        {
+            Ok(ledger) => return ledger,
+            Err(Error::Storage(_)) => continue,
+            Err(e) => panic!("opening failed: {e}"),
+        }
+    }
+    panic!("opening failed a hundred times");
 }
 
 fn round(seed: u64) -> Tally {
@@ -410,7 +428,7 @@ fn round(seed: u64) -> Tally {
                 model.tally.restarts += 1;
             }
         }
-        check(&ledger, &model);
+        check(&ledger, &model, Some(&faults));
     }
     faults.set_enabled(false);
     drop(ledger);

@@ -33,6 +33,9 @@ struct State {
     injected: u64,
     /// The idempotency keys of every batch handed to sled, applied or not yet synced.
     given: HashSet<Vec<u8>>,
+    /// The last position sled applied, and the last one a sync of sled covered.
+    written_through: u64,
+    synced_through: u64,
 }
 
 /// Where a failure is injected.
@@ -62,6 +65,8 @@ impl Faults {
                 enabled: true,
                 injected: 0,
                 given: HashSet::new(),
+                written_through: 0,
+                synced_through: 0,
             }),
         }
     }
@@ -74,6 +79,11 @@ impl Faults {
     /// Failures injected so far.
     pub fn injected(&self) -> u64 {
         self.state.lock().unwrap().injected
+    }
+
+    /// The last position that a sync of sled covered, over every storage of this plan.
+    pub fn synced_through(&self) -> u64 {
+        self.state.lock().unwrap().synced_through
     }
 
     /// Whether sled was ever given a batch holding this idempotency key.
@@ -164,8 +174,13 @@ impl Storage for FaultyStorage {
             return Err(injected("writing a batch"));
         }
         let keys: Vec<Vec<u8>> = batch.idempotency.iter().map(|(k, _)| k.clone()).collect();
+        let last = batch.frames.last().map(|(position, _)| *position);
         self.faults.state.lock().unwrap().given.extend(keys);
         self.inner.commit(batch)?;
+        if let Some(last) = last {
+            let mut state = self.faults.state.lock().unwrap();
+            state.written_through = state.written_through.max(last);
+        }
         match fault {
             Fault::After => Err(injected("writing a batch")),
             _ => Ok(()),
@@ -177,6 +192,9 @@ impl Storage for FaultyStorage {
             return Err(injected("syncing"));
         }
         self.inner.sync()?;
+        let mut state = self.faults.state.lock().unwrap();
+        state.synced_through = state.written_through;
+        drop(state);
         match fault {
             Fault::After => Err(injected("syncing")),
             _ => Ok(()),
