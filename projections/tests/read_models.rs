@@ -738,22 +738,17 @@ fn persisting_while_appends_go_on_loses_nothing_and_applies_nothing_twice() {
     for round in 0..5 {
         let projections = Projections::open(&at, ProjectionConfig::default()).unwrap();
         projections.catch_up(&ledger).unwrap();
-        let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
-            scope.spawn(|| {
-                while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                    projections.persist().unwrap();
-                    std::thread::sleep(std::time::Duration::from_millis(2));
+            // A persist after every append, running while the next appends and applies: the
+            // channel starts each one; when the appending side ends (or panics), the sender
+            // drops and the persisting thread stops.
+            let (tick, ticks) = std::sync::mpsc::channel::<()>();
+            let persisted = &projections;
+            scope.spawn(move || {
+                while ticks.recv().is_ok() {
+                    persisted.persist().unwrap();
                 }
             });
-            // Stops the persisting thread however this closure ends (a panic too).
-            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-            impl Drop for Stop<'_> {
-                fn drop(&mut self) {
-                    self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
-            let _stop = Stop(&done);
             for i in 0..150 {
                 let systolic = 120 + i % 40;
                 append(
@@ -765,6 +760,7 @@ fn persisting_while_appends_go_on_loses_nothing_and_applies_nothing_twice() {
                     ),
                 );
                 projections.apply_new(&ledger).unwrap();
+                tick.send(()).unwrap();
             }
         });
         // Stop without a last persist, as a crash would, in some rounds.
