@@ -225,8 +225,8 @@ pub const GROUP_MARKER: u8 = 0xFF;
 
 /// Most frames in one group value. sled rewrites a leaf whole when it consolidates it, and writes
 /// an item over a quarter of its 512 KiB segment as a separate blob file: groups of up to 16
-/// frames (~6 KiB) keep the leaves at the end of the ledger, where appends land, small. Groups of
-/// 100 made single appends after a million batched events 2.5 times slower.
+/// frames (~6 KiB) keep the leaves at the end of the ledger, where appends land, small (larger
+/// groups made later single appends slower: `docs/performance.md`).
 const GROUP_FRAMES: usize = 16;
 
 /// The stored value of several consecutive frames committed together (at most [`GROUP_FRAMES`]):
@@ -354,9 +354,9 @@ fn from_sled(e: sled::Error) -> StorageError {
 }
 
 /// sled's page cache. Verification and stream reads of pages outside it re-read and re-parse
-/// them from the log: with 256 MiB a ledger of 1M events (~740 MB on disk) verified at a third
-/// of the speed it did with the whole ledger cached (see `docs/performance.md`). sled counts
-/// what it caches, so this bounds memory rather than reserving it.
+/// them from the log, so a cache much smaller than a large ledger slows verification down
+/// (`docs/performance.md`). sled counts what it caches, so this bounds memory rather than
+/// reserving it.
 const CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Size of the file written to check that the data directory takes writes again.

@@ -138,8 +138,8 @@ fn parse_chunk_key(key: &[u8]) -> Result<(PatientId, u32), ProjectionError> {
 const MAX_EXPANSION: usize = 255;
 
 /// A view as stored: its bincode encoding compressed as one LZ4 block, behind the encoding's
-/// length (u32, little-endian). The audit trail repeats names, reasons and sentences: a view
-/// compresses about sixfold, and sled writes each stored byte more than twice.
+/// length (u32, little-endian). The audit trail repeats names, reasons and sentences, so a view
+/// compresses well, and sled writes each stored byte more than twice.
 fn compress_view(encoded: &[u8], out: &mut Vec<u8>) -> Result<(), ProjectionError> {
     let len = u32::try_from(encoded.len()).map_err(|_| {
         ProjectionError::Storage(
@@ -433,7 +433,7 @@ impl Projections {
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(2);
         // Folded batches go back to the reader to be freed there: glibc frees fastest in the
         // thread that allocated (a free from another thread takes the owning arena's lock, which
-        // the reader holds while it decodes the next batch): 122-140 -> 107-122 ms at 100k.
+        // the reader holds while it decodes the next batch).
         let (folded, returned) = std::sync::mpsc::channel::<Vec<RecordedEvent>>();
         std::thread::scope(|scope| -> Result<(), ProjectionError> {
             let reader = scope.spawn(move || -> Result<(), ProjectionError> {
