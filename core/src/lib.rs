@@ -1,10 +1,12 @@
 //! careledger-core: the write model of the care-plan ledger.
 //!
 //! Domain types with validating constructors ([`ids`], [`role`], [`quantity`]), the event
-//! catalogue ([`event`]) with its clinical payloads ([`clinical`]), the business rules ([`decide`]), the notify-the-other-party rule
-//! ([`notify`]), and the append-only hash-chained log on sled ([`ledger`], the facade over the
-//! command handler [`handler`] and the event log [`log`]; [`chain`], [`storage`], [`verify`])
-//! with its anchor outside sled ([`anchor`]).
+//! catalogue ([`event`]) with its clinical payloads ([`clinical`]), the business rules
+//! ([`decide`], [`governance`], [`duplicate_lab`]), the notify-the-other-party rule ([`notify`]),
+//! and the append-only hash-chained log on sled ([`ledger`], the facade over the command handler
+//! [`handler`] and the event log [`log`]; [`chain`], [`storage`], [`verify`]) with its anchor
+//! outside sled ([`anchor`]), the Merkle tree and signed checkpoints ([`merkle`], [`note`],
+//! [`checkpoint`]), and the clock and ids the ledger is given ([`clock`]).
 //!
 //! **Invariant:** this crate knows nothing of HTTP, JSON DTOs or the command line.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]

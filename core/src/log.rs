@@ -17,7 +17,8 @@
 //! epoch and not durable by then is never acknowledged, even if a later sync succeeds (after a
 //! failed `fdatasync` the kernel may have dropped the pages that did not reach the disk and
 //! report success for the next one). Writes are refused, with the cause, until the storage
-//! reopens.
+//! reopens; what the reopened storage holds, as what the log finds on open, is synced before it
+//! counts as durable.
 //!
 //! **Invariant:** readers never see an event before it is durable: reads stop at the durable
 //! position.
