@@ -314,7 +314,7 @@ impl From<StorageError> for Error {
 /// they hold. Internal, or the disk is full or read-only; the API answers 503.
 ///
 /// Its message includes its source's, so that one line says everything; the source is kept
-/// for callers that inspect it (an [`std::io::ErrorKind`], say).
+/// for callers that inspect it (`std::error::Error::source`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -379,14 +379,6 @@ impl StorageError {
     pub fn other(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StorageError::Other {
             source: source.into(),
-        }
-    }
-
-    /// The file system's error kind, when the file system failed.
-    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
-        match self {
-            StorageError::Io { source, .. } => Some(source.kind()),
-            _ => None,
         }
     }
 }
