@@ -163,6 +163,24 @@ impl From<careledger_core::Error> for ApiError {
     }
 }
 
+impl From<careledger_app::AppError> for ApiError {
+    fn from(e: careledger_app::AppError) -> Self {
+        use careledger_app::AppError as A;
+        match e {
+            A::Malformed(m) => ApiError::Malformed(m),
+            A::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            A::Forbidden(m) => ApiError::Forbidden(m),
+            A::NotPermitted { code, message } => ApiError::NotPermitted { code, message },
+            A::NotFound(m) => ApiError::NotFound(m),
+            A::Conflict(m) => ApiError::Conflict(m),
+            A::Invalid { code, message } => ApiError::Unprocessable { code, message },
+            A::Ledger(e) => e.into(),
+            A::InUse(m) => ApiError::Unavailable(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<careledger_core::InvalidInput> for ApiError {
     fn from(e: careledger_core::InvalidInput) -> Self {
         ApiError::Unprocessable {

@@ -1,7 +1,6 @@
 //! End-to-end: a real server on a loopback port, a real SSE subscriber, and a shutdown during a
 //! burst of writes.
 
-
 use std::time::Duration;
 
 use crate::common::{Fixture, PATIENT};
@@ -21,7 +20,7 @@ async fn start(f: &Fixture) -> Running {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let state = f.state.clone();
-    let handle = tokio::spawn(careledger_api::server::serve(listener, state, async move {
+    let handle = tokio::spawn(careledger_api::serve(listener, state, async move {
         let _ = stopped.await;
     }));
     Running {

@@ -1,10 +1,9 @@
 //! The HTTP API through the router: status codes with problem bodies, the care-team and role
 //! rules, conflicts and idempotency.
 
-
+use crate::common::{assert_problem, Fixture, PATIENT};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use crate::common::{assert_problem, Fixture, PATIENT};
 use serde_json::json;
 
 fn stop_statin(reason: &str) -> serde_json::Value {
@@ -404,7 +403,7 @@ async fn agreement_1_members_are_registered_actors_added_in_the_role_they_hold()
 
 #[tokio::test]
 async fn agreement_1_a_patient_actor_joins_and_reads_only_their_own_record() {
-    use careledger_api::actors::{ApiActor, ApiRole};
+    use careledger_app::actors::{AccessRole, RegisteredActor};
     use careledger_core::ids::{ActorId, PatientId, Text};
     use careledger_core::role::Role;
     let f = Fixture::with_patient().await;
@@ -412,10 +411,10 @@ async fn agreement_1_a_patient_actor_joins_and_reads_only_their_own_record() {
     f.data
         .actors
         .add(
-            ApiActor::new(
+            RegisteredActor::new(
                 ActorId::parse("patient-2").unwrap(),
                 Text::new("Q. Jansen").unwrap(),
-                ApiRole::Care(Role::Patient),
+                AccessRole::Care(Role::Patient),
             )
             .bound_to(PatientId::parse(other).unwrap()),
         )
@@ -915,7 +914,7 @@ async fn openapi_lists_every_measure_with_its_loinc_code_and_the_catalogue_comma
 
 #[tokio::test]
 async fn the_organisation_an_actor_acts_for_is_recorded_with_every_event_they_write() {
-    use careledger_api::actors::{ApiActor, ApiRole};
+    use careledger_app::actors::{AccessRole, RegisteredActor};
     use careledger_core::ids::{ActorId, AgbCode, Text};
     use careledger_core::role::Role;
     let f = Fixture::empty();
@@ -923,10 +922,10 @@ async fn the_organisation_an_actor_acts_for_is_recorded_with_every_event_they_wr
         .data
         .actors
         .add(
-            ApiActor::new(
+            RegisteredActor::new(
                 ActorId::parse("gp-practice").unwrap(),
                 Text::new("B. Smit").unwrap(),
-                ApiRole::Care(Role::Gp),
+                AccessRole::Care(Role::Gp),
             )
             .acting_for(AgbCode::parse("01012345").unwrap()),
         )
@@ -950,17 +949,17 @@ async fn the_organisation_an_actor_acts_for_is_recorded_with_every_event_they_wr
 #[tokio::test]
 async fn agreement_1_a_care_group_admin_corrects_a_team_over_http_with_a_reason_and_both_lines_are_told(
 ) {
-    use careledger_api::actors::{ApiActor, ApiRole};
+    use careledger_app::actors::{AccessRole, RegisteredActor};
     use careledger_core::ids::{ActorId, Text};
     use careledger_core::role::Role;
     let f = Fixture::with_patient().await;
     let token = f
         .data
         .actors
-        .add(ApiActor::new(
+        .add(RegisteredActor::new(
             ActorId::parse("admin-1").unwrap(),
             Text::new("Zorggroep").unwrap(),
-            ApiRole::Care(Role::CareGroupAdmin),
+            AccessRole::Care(Role::CareGroupAdmin),
         ))
         .unwrap();
     let post = |body: serde_json::Value| {

@@ -22,5 +22,4 @@ mod ledger_proofs;
 mod merkle;
 mod misuse;
 mod read_only_at_runtime;
-mod soak;
 mod tamper_http;
