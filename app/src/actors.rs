@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
+use parking_lot::RwLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -255,7 +255,6 @@ impl ActorStore {
         self.db.flush().map_err(internal)?;
         self.by_token
             .write()
-            .unwrap_or_else(|p| p.into_inner())
             .insert(stored.token_hash, actor);
         Ok(token)
     }
@@ -264,7 +263,6 @@ impl ActorStore {
     pub fn authenticate(&self, token: &str) -> Option<RegisteredActor> {
         self.by_token
             .read()
-            .unwrap_or_else(|p| p.into_inner())
             .get(&token_hash(token))
             .cloned()
     }
@@ -282,7 +280,6 @@ impl ActorStore {
         let mut actors: Vec<RegisteredActor> = self
             .by_token
             .read()
-            .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
             .collect();

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -197,7 +199,6 @@ impl Shared {
         *self
             .errors
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .entry(what)
             .or_default() += 1;
     }
@@ -346,7 +347,6 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
     let errors = shared
         .errors
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
         .clone();
     if !errors.is_empty() {
         println!("errors: {errors:?}");
