@@ -358,6 +358,8 @@ pub fn document() -> Value {
             "/patients/{patient}/notifications/{notification}/ack": {"post": op("Acknowledge a notification (records a notification_acknowledged event)", json!([patient, path_param("notification")]), "201")}
         }
     });
+    doc["paths"]["/events/stream"]["get"]["responses"]["200"] = json!({"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}});
+    doc["paths"]["/patients/{patient}/measures/{measure}"]["get"]["responses"]["404"] = json!({"description": "no such measure; the detail names the known ones", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
     if let (Some(schemas), Value::Object(commands)) = (
         doc["components"]["schemas"].as_object_mut(),
         command_schemas(),

@@ -4,9 +4,9 @@
 //! stored. An actor acts in one role: a care-team role of the core, or one of the API's own roles
 //! `auditor` (reads everything, writes nothing) and `subscriber` (reads the event stream only).
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::path::Path;
-use parking_lot::RwLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -253,18 +253,13 @@ impl ActorStore {
         let bytes = encode_stored(&stored)?;
         self.db.insert(actor.id.as_str(), bytes).map_err(internal)?;
         self.db.flush().map_err(internal)?;
-        self.by_token
-            .write()
-            .insert(stored.token_hash, actor);
+        self.by_token.write().insert(stored.token_hash, actor);
         Ok(token)
     }
 
     /// The actor a token belongs to.
     pub fn authenticate(&self, token: &str) -> Option<RegisteredActor> {
-        self.by_token
-            .read()
-            .get(&token_hash(token))
-            .cloned()
+        self.by_token.read().get(&token_hash(token)).cloned()
     }
 
     /// The registered actor with this id, if any.
@@ -277,12 +272,7 @@ impl ActorStore {
 
     /// All actors, by id, without tokens.
     pub fn list(&self) -> Result<Vec<RegisteredActor>, AppError> {
-        let mut actors: Vec<RegisteredActor> = self
-            .by_token
-            .read()
-            .values()
-            .cloned()
-            .collect();
+        let mut actors: Vec<RegisteredActor> = self.by_token.read().values().cloned().collect();
         actors.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(actors)
     }

@@ -196,11 +196,7 @@ struct Shared {
 
 impl Shared {
     fn error(&self, what: String) {
-        *self
-            .errors
-            .lock()
-            .entry(what)
-            .or_default() += 1;
+        *self.errors.lock().entry(what).or_default() += 1;
     }
 }
 
@@ -344,10 +340,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
             grown / events.max(1)
         );
     }
-    let errors = shared
-        .errors
-        .lock()
-        .clone();
+    let errors = shared.errors.lock().clone();
     if !errors.is_empty() {
         println!("errors: {errors:?}");
     }

@@ -11,6 +11,7 @@ mod common;
 mod anchor_damage;
 mod checkpoint;
 mod cli;
+mod conformance;
 mod crash;
 mod crash_server;
 mod disk_trouble;
