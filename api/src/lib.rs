@@ -14,3 +14,4 @@ pub mod loadtest;
 pub mod openapi;
 pub mod server;
 pub mod view;
+pub mod wire;
