@@ -55,6 +55,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
+
 pub use audit::{
     AuditActorView, AuditEntryView, AuditTrailView, MessageView, NotificationListView,
     NotificationStatusView, NotificationView, SignalListView, SignalView, ToldView,
@@ -86,7 +89,28 @@ pub use request::{
     SetTarget, StartMedication, StartSharedCare, StopMedication, WithdrawTarget, COMMAND_TYPES,
     MAX_TESTS,
 };
-pub use status::{
-    DamageView, HealthView, NotIntactView, ProblemDetails, VerifyProblemView, VerifyView,
-    PROBLEM_TYPE_BASE,
-};
+pub use status::{HealthView, ProblemDetails, VerifyProblemView, VerifyView, PROBLEM_TYPE_BASE};
+
+/// Every schema the wire types define, by name: the components of the OpenAPI document, for the
+/// request body, the responses and what they refer to.
+pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
+    fn add<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push((T::name().into_owned(), T::schema()));
+        T::schemas(out);
+    }
+    let mut out = Vec::new();
+    add::<AppendBody>(&mut out);
+    add::<AppendOutcomeView>(&mut out);
+    add::<RecordedEventView>(&mut out);
+    add::<EventPageView>(&mut out);
+    add::<PatientEventsView>(&mut out);
+    add::<PlanView>(&mut out);
+    add::<MeasureSeriesView>(&mut out);
+    add::<AuditTrailView>(&mut out);
+    add::<NotificationListView>(&mut out);
+    add::<SignalListView>(&mut out);
+    add::<VerifyView>(&mut out);
+    add::<HealthView>(&mut out);
+    add::<ProblemDetails>(&mut out);
+    out.into_iter().collect()
+}

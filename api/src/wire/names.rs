@@ -151,7 +151,7 @@ macro_rules! core_named {
 macro_rules! wire_enum {
     (
         @convert $ty:ident $core:ty {
-            $( $(#[$vmeta:meta])* $variant:ident = $json:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident = $json:tt ),+ $(,)?
         }
     ) => {
         impl From<$core> for $ty {
@@ -175,7 +175,7 @@ macro_rules! wire_enum {
     (
         $(#[$meta:meta])*
         $ty:ident {
-            $( $(#[$vmeta:meta])* $variant:ident = $json:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident = $json:tt ),+ $(,)?
         }
     ) => {
         $(#[$meta])*

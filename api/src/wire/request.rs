@@ -897,6 +897,18 @@ impl Visitor<'_> for Kind {
     }
 }
 
+impl CommandBody {
+    /// The name of the schema of the command `kind` among the components.
+    #[cfg(test)]
+    pub(crate) fn schema_name(kind: &str) -> String {
+        CommandBody::variant_schemas()
+            .into_iter()
+            .find(|(_, _, k)| *k == kind)
+            .map(|(name, ..)| name)
+            .unwrap_or_default()
+    }
+}
+
 impl PartialSchema for CommandBody {
     fn schema() -> RefOr<Schema> {
         let mut one_of = OneOfBuilder::new();

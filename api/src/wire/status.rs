@@ -129,34 +129,25 @@ pub struct ProblemDetails {
     pub detail: String,
     /// A stable code (`malformed`, `invalid_value`, `agreement_4`, `ledger_damaged`).
     pub code: String,
-    /// With `ledger_damaged`: what the anchor holds that the ledger does not.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub damage: Option<DamageView>,
+    /// With `ledger_damaged`: the last position the anchor holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_anchored_position: Option<u64>,
+    /// With `ledger_damaged`: the last position the ledger holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_head_position: Option<u64>,
+    /// With `ledger_damaged`: acknowledged events the ledger does not hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_events: Option<u64>,
+    /// With `ledger_damaged`: the first position whose hash differs from the anchored one,
+    /// `null` when none is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_changed_position: Option<Option<u64>>,
     /// With `ledger_not_intact`: where the ledger first fails.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub not_intact: Option<NotIntactView>,
-}
-
-/// Acknowledged events missing or changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-pub struct DamageView {
-    /// The last position the anchor holds.
-    pub last_anchored_position: u64,
-    /// The last position the ledger holds.
-    pub ledger_head_position: u64,
-    /// Acknowledged events the ledger does not hold.
-    pub missing_events: u64,
-    /// The first position whose hash differs from the anchored one, when known.
-    pub first_changed_position: Option<u64>,
-}
-
-/// Where verification found the ledger not intact.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-pub struct NotIntactView {
-    /// Where the ledger first fails.
-    pub position: u64,
-    /// Events verified before it.
-    pub verified: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    /// With `ledger_not_intact`: events verified before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<u64>,
 }
 
 impl ProblemDetails {
@@ -168,25 +159,28 @@ impl ProblemDetails {
             status,
             detail: detail.into(),
             code: code.to_owned(),
-            damage: None,
-            not_intact: None,
+            last_anchored_position: None,
+            ledger_head_position: None,
+            missing_events: None,
+            first_changed_position: None,
+            position: None,
+            verified: None,
         }
     }
 
     /// With what the anchor holds that the ledger does not.
     pub fn with_damage(mut self, damage: &Damage) -> Self {
-        self.damage = Some(DamageView {
-            last_anchored_position: damage.last_anchored,
-            ledger_head_position: damage.ledger_head,
-            missing_events: damage.missing,
-            first_changed_position: damage.first_differing,
-        });
+        self.last_anchored_position = Some(damage.last_anchored);
+        self.ledger_head_position = Some(damage.ledger_head);
+        self.missing_events = Some(damage.missing);
+        self.first_changed_position = Some(damage.first_differing);
         self
     }
 
     /// With where the ledger first fails verification.
     pub fn with_not_intact(mut self, position: u64, verified: u64) -> Self {
-        self.not_intact = Some(NotIntactView { position, verified });
+        self.position = Some(position);
+        self.verified = Some(verified);
         self
     }
 }
