@@ -184,6 +184,14 @@ pub struct NotificationListView {
     pub notifications: Vec<NotificationView>,
 }
 
+impl FromIterator<NotificationView> for NotificationListView {
+    fn from_iter<I: IntoIterator<Item = NotificationView>>(notifications: I) -> Self {
+        NotificationListView {
+            notifications: notifications.into_iter().collect(),
+        }
+    }
+}
+
 /// A notification to one recipient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct NotificationView {

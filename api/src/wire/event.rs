@@ -668,6 +668,21 @@ pub struct EventPageView {
     pub head: u64,
 }
 
+impl EventPageView {
+    /// A page of `events`, to be continued after `next_after`, of a ledger at `head`.
+    pub fn new<'a>(
+        events: impl IntoIterator<Item = &'a RecordedEvent>,
+        next_after: u64,
+        head: u64,
+    ) -> Self {
+        EventPageView {
+            events: events.into_iter().map(RecordedEventView::from).collect(),
+            next_after,
+            head,
+        }
+    }
+}
+
 /// A patient's events (`GET /patients/{patient}/events`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PatientEventsView {

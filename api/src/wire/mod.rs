@@ -37,9 +37,11 @@
 //!
 //! # Modules
 //!
-//! [`request`](parse_append_body) reads append bodies; `event`, `plan`, `audit` and `status`
-//! hold the responses; `query` the query parameters; [`names`] and [`scalar`] the enumerations
-//! and scalar shapes they share. This module depends on nothing else in the API crate.
+//! `request` reads append bodies ([`parse_append_body`], [`expected_revision`]); `event`,
+//! `plan`, `audit` and `status` hold the responses; `query` the query parameters; [`names`] and
+//! [`scalar`] the enumerations and scalar shapes they share; `json` the typed-error reader the
+//! request parser uses; [`schemas`] lists every schema for the OpenAPI document. This module
+//! depends on nothing else in the API crate.
 
 mod audit;
 mod error;

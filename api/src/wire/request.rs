@@ -86,6 +86,10 @@ fn parse_expected(raw: &str) -> Result<ExpectedRevision, String> {
 }
 
 /// The body of `POST /patients/{patient}/events`.
+///
+/// Read it with [`parse_append_body`], which also bounds every string to
+/// [`CoreText::MAX_LEN`] bytes and names the path of every problem; serde alone (`serde_json`,
+/// an axum `Json`) reads the same shapes without those.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBody {

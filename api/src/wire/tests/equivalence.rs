@@ -136,6 +136,7 @@ fn a_time_with_microseconds_reads_back_as_recorded_where_the_old_json_cut_it_to_
 
 #[test]
 fn plans_read_as_the_old_json_with_times_to_the_microsecond() {
+    assert_eq!(crate::wire::PLAN_SERIES_VALUES, view::PLAN_SERIES_VALUES);
     let h = History::build();
     let readings = h.config.trend_readings;
     for patient in History::patients() {
@@ -234,11 +235,7 @@ fn pages_of_events_read_as_the_old_json() {
     let page = &h.events[3..9];
     let old = json!({"events": page.iter().map(dto::recorded_event).collect::<Vec<_>>(),
         "next_after": page[5].position, "head": head});
-    let new = EventPageView {
-        events: page.iter().map(RecordedEventView::from).collect(),
-        next_after: page[5].position,
-        head,
-    };
+    let new = EventPageView::new(page, page[5].position, head);
     assert_same_json(&old, &to_value(&new), "page");
     let old = json!({"events": page.iter().map(dto::recorded_event).collect::<Vec<_>>()});
     let new: PatientEventsView = page.iter().collect();

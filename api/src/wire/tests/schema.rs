@@ -151,6 +151,22 @@ fn each_command_has_the_fields_of_the_old_document_and_at_least_its_enumerations
 }
 
 #[test]
+fn the_schemas_state_the_parser_s_limits() {
+    let schemas = documented();
+    let commands = &schemas["AppendBody"]["properties"]["commands"];
+    assert_eq!(commands["minItems"], 1);
+    assert_eq!(commands["maxItems"], careledger_core::ledger::MAX_BATCH);
+    for kind in ["order_lab", "extend_annual_panel"] {
+        let tests = &schemas[&CommandBody::schema_name(kind)]["properties"]["tests"];
+        assert_eq!(tests["maxItems"], crate::wire::MAX_TESTS, "{kind}");
+    }
+    assert_eq!(
+        schemas["Text"]["maxLength"],
+        careledger_core::ids::Text::MAX_LEN
+    );
+}
+
+#[test]
 fn the_command_schema_is_a_one_of_every_command_with_a_type_discriminator() {
     let schema = serde_json::to_value(CommandBody::schema()).unwrap();
     let options = schema["oneOf"].as_array().unwrap();
