@@ -81,7 +81,9 @@ pub use plan::{
     ReplacedTargetView, SeriesSummaryView, SharedCareView, SmokingStatusView, StopView, TargetView,
     TeamMemberView, TrendView, ValueEntryView, VoidedStopView, PLAN_SERIES_VALUES,
 };
-pub use query::{AuditQuery, NotificationQuery, PageQuery, StreamQuery, DEFAULT_PAGE, MAX_PAGE};
+pub use query::{
+    patient_id, AuditQuery, NotificationQuery, PageQuery, StreamQuery, DEFAULT_PAGE, MAX_PAGE,
+};
 pub use request::{
     expected_revision, parse_append_body, AcknowledgeNotification, AddCareTeamMember, AddNote,
     AppendBody, ChangeDose, CloseLifestyleGoal, CommandBody, EndSharedCare, ExpectedRevisionWire,

@@ -5,9 +5,9 @@
 //!
 //! - Names core already owns (a role's `as_str`, a measure's `code`, a dose unit's `symbol`) are
 //!   wrapped: the wrapper serializes, parses and lists its schema enumeration through core's
-//!   table, so the API cannot drift from the command line and the messages ([`core_named!`]).
+//!   table, so the API cannot drift from the command line and the messages (`core_named!`).
 //! - Names only the API uses (a lead, a target basis, a trend's direction) are written here, once
-//!   per variant, in [`wire_enum!`]: the literal becomes the serde rename (which the `ToSchema`
+//!   per variant, in `wire_enum!`: the literal becomes the serde rename (which the `ToSchema`
 //!   derive reads), `as_str` and `parse`.
 //!
 //! Both kinds implement [`WireName`], with which request values are parsed after the body's

@@ -18,6 +18,12 @@ pub const MAX_PAGE: u32 = 1000;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: u32 = 100;
 
+/// Reads a patient id from a path or query (`/patients/{patient}/...`, `?patient=`); an id that
+/// is not one (a nine-digit number failing the BSN 11-proof among them) is malformed.
+pub fn patient_id(raw: &str) -> Result<PatientId, WireError> {
+    PatientId::parse(raw).map_err(|e| WireError::malformed("patient", e))
+}
+
 /// A page size as asked for, within 1 to [`MAX_PAGE`] ([`DEFAULT_PAGE`] when not asked for).
 fn page(limit: Option<u32>) -> usize {
     limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize
@@ -51,10 +57,7 @@ impl PageQuery {
 
     /// The patient asked for; an id that is not one is malformed.
     pub fn patient(&self) -> Result<Option<PatientId>, WireError> {
-        self.patient
-            .as_deref()
-            .map(|raw| PatientId::parse(raw).map_err(|e| WireError::malformed("patient", e)))
-            .transpose()
+        self.patient.as_deref().map(patient_id).transpose()
     }
 }
 

@@ -5,6 +5,7 @@
 mod equivalence;
 mod history;
 mod parse;
+mod query;
 mod roundtrip;
 mod schema;
 
