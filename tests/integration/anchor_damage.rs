@@ -5,10 +5,9 @@
 //! real files: a ledger is built through `Ledger::append`, copies of its files are damaged, and
 //! the copies are opened and verified.
 
+
 use std::path::{Path, PathBuf};
 
-use crate::common::process::{careledger, prepare_demo, ServerProcess};
-use crate::common::tamper;
 use careledger_core::chain::{encode_frame, event_hash, Frame};
 use careledger_core::event::{Command, Note, NoteKind, SharedCare};
 use careledger_core::ids::{ActorId, PatientId, Text};
@@ -17,6 +16,8 @@ use careledger_core::verify::ProblemKind;
 use careledger_core::{
     Actor, AppendRequest, Error, ExpectedRevision, Hash, Ledger, LedgerConfig, Submission,
 };
+use crate::common::process::{careledger, prepare_demo, ServerProcess};
+use crate::common::tamper;
 use serde_json::{json, Value};
 
 fn gp() -> Actor {

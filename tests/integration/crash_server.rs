@@ -2,8 +2,8 @@
 //! restart every acknowledged write is there, no batch is partial, the chain verifies, and the
 //! projections that caught up from their checkpoint equal a rebuild from zero.
 
-use crate::common;
 use std::collections::HashSet;
+use crate::common;
 
 use std::time::Duration;
 

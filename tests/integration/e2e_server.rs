@@ -1,6 +1,7 @@
 //! End-to-end: a real server on a loopback port, a real SSE subscriber, and a shutdown during a
 //! burst of writes.
 
+
 use std::time::Duration;
 
 use crate::common::{Fixture, PATIENT};

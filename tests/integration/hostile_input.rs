@@ -1,9 +1,10 @@
 //! Malformed and hostile requests at every endpoint: every answer is a 4xx problem body, never a
 //! 5xx, and the ledger is byte-for-byte unchanged afterwards.
 
-use crate::common::{Fixture, PATIENT};
+
 use axum::body::Body;
 use axum::http::Request;
+use crate::common::{Fixture, PATIENT};
 use proptest::prelude::*;
 
 /// Resident memory of this process, in KiB.

@@ -1,9 +1,10 @@
 //! The HTTP API through the router: status codes with problem bodies, the care-team and role
 //! rules, conflicts and idempotency.
 
-use crate::common::{assert_problem, Fixture, PATIENT};
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use crate::common::{assert_problem, Fixture, PATIENT};
 use serde_json::json;
 
 fn stop_statin(reason: &str) -> serde_json::Value {

@@ -1,9 +1,10 @@
 //! Misuse: every endpoint with no token, a wrong token, another care team's token, and a role
 //! that may not do the thing. All refused; none reveals whether the patient exists.
 
-use crate::common::{Fixture, PATIENT};
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use crate::common::{Fixture, PATIENT};
 use serde_json::json;
 
 /// Every patient-scoped endpoint, as (method, path with `{p}` for the patient, body).

@@ -47,10 +47,7 @@ impl Ext4 {
             Path::new("/dev/loop-control").exists(),
             "this test needs loop devices (/dev/loop-control) and root"
         );
-        assert!(
-            tools,
-            "this test needs mkfs.ext4 (Debian package e2fsprogs)"
-        );
+        assert!(tools, "this test needs mkfs.ext4 (Debian package e2fsprogs)");
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("disk.img");
         std::fs::File::create(&image)
