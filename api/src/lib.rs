@@ -16,6 +16,7 @@ pub mod serve;
 pub mod sse;
 pub mod state;
 pub mod view;
+pub mod witness;
 
 pub use router::app;
 pub use serve::serve;
