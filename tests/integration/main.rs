@@ -23,3 +23,4 @@ mod merkle;
 mod misuse;
 mod read_only_at_runtime;
 mod tamper_http;
+mod witness;
