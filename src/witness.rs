@@ -51,6 +51,19 @@ pub enum WitnessCommand {
         )]
         addr: String,
     },
+    /// Check a cosigned checkpoint (a file, or standard input with -): the log's signature and
+    /// a valid cosignature by every --witness-key. Prints the size, root and each cosignature's
+    /// time; exits 1 when anything is missing or does not verify.
+    Verify {
+        /// The log's verifier key, as `careledger key show` prints it.
+        #[arg(long = "log-key")]
+        log_key: String,
+        /// A witness whose cosignature is required (repeatable).
+        #[arg(long = "witness-key", required = true)]
+        witness_keys: Vec<String>,
+        /// The cosigned checkpoint: a file, or - for standard input.
+        checkpoint: PathBuf,
+    },
 }
 
 /// Runs a `careledger witness` command.
@@ -63,7 +76,57 @@ pub fn run(command: WitnessCommand) -> anyhow::Result<ExitCode> {
             state,
             addr,
         } => serve(&key, &log_keys, &state, &addr),
+        WitnessCommand::Verify {
+            log_key,
+            witness_keys,
+            checkpoint,
+        } => verify(&log_key, &witness_keys, &checkpoint),
     }
+}
+
+fn verify(log_key: &str, witness_keys: &[String], file: &Path) -> anyhow::Result<ExitCode> {
+    let log = VerifierKey::parse(log_key).context("--log-key")?;
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let (checkpoint, note) = careledger_core::checkpoint::Checkpoint::open(&text, &log)
+        .context("the checkpoint does not carry a valid signature by the log's key")?;
+    println!(
+        "checkpoint {} size {} root {}",
+        checkpoint.origin(),
+        checkpoint.size(),
+        checkpoint.root()
+    );
+    let mut all = true;
+    for spec in witness_keys {
+        let witness =
+            VerifierKey::parse(spec).with_context(|| format!("--witness-key {spec:?}"))?;
+        let found = note.signatures().iter().find(|s| s.is_by(&witness));
+        match found.map(|s| s.verify_cosignature(&witness, note.text())) {
+            Some(Ok(time)) => println!(
+                "cosigned by {} at {time} (seconds since 1970, UTC)",
+                witness.name()
+            ),
+            Some(Err(e)) => {
+                all = false;
+                println!("NOT cosigned by {}: {e}", witness.name());
+            }
+            None => {
+                all = false;
+                println!(
+                    "NOT cosigned by {}: no cosignature by that key",
+                    witness.name()
+                );
+            }
+        }
+    }
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {

@@ -287,6 +287,31 @@ async fn a_witness_process_cosigns_the_served_checkpoint_and_refuses_a_rolled_ba
         .unwrap();
     assert!(served.starts_with(&checkpoint.body()), "{served}");
     server.signal(libc::SIGTERM);
+    // A reader checks the cosigned checkpoint on the command line.
+    let file = tmp.path().join("cosigned");
+    std::fs::write(&file, latest_checkpoint(&data).unwrap().unwrap()).unwrap();
+    let check = |file: &Path| {
+        careledger(&[
+            "witness",
+            "verify",
+            "--log-key",
+            &log_vkey,
+            "--witness-key",
+            &witness_vkey,
+            file.to_str().unwrap(),
+        ])
+    };
+    let checked = check(&file);
+    let printed = String::from_utf8_lossy(&checked.stdout).into_owned();
+    assert!(checked.status.success(), "{printed}");
+    assert!(
+        printed.contains(&format!("size {cosigned_size} ")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("cosigned by {WITNESS} at ")),
+        "{printed}"
+    );
 
     // The rolled-back copy, with the same key and fewer events, gets no cosignature: the
     // witness refuses it and logs why at error level.
@@ -304,6 +329,13 @@ async fn a_witness_process_cosigns_the_served_checkpoint_and_refuses_a_rolled_ba
     assert_eq!(smaller_checkpoint.size(), head);
     assert!(note.signatures().iter().all(|s| !s.is_by(&witness)));
     drop(old);
+    let uncosigned = tmp.path().join("uncosigned");
+    std::fs::write(&uncosigned, &smaller).unwrap();
+    let checked = check(&uncosigned);
+    assert!(!checked.status.success());
+    assert!(
+        String::from_utf8_lossy(&checked.stdout).contains(&format!("NOT cosigned by {WITNESS}"))
+    );
 
     // The same refusals, asked directly: with the witness's size as old size (400), with
     // another old size (409, the witness's size), and a checkpoint signed with the log's key
