@@ -187,8 +187,8 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// A witness, run by a second party: its key, and the server that cosigns the log's
-    /// checkpoints (C2SP tlog-witness).
+    /// A witness, run by a second party: its key, the server that cosigns the log's checkpoints
+    /// (C2SP tlog-witness), and checking a cosigned checkpoint.
     Witness {
         #[command(subcommand)]
         command: crate::witness::WitnessCommand,
