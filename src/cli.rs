@@ -132,6 +132,8 @@ enum Command {
         read_models: ReadModelArgs,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+        #[command(flatten)]
+        witnesses: crate::witness::WitnessArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -184,6 +186,12 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// A witness, run by a second party: its key, the server that cosigns the log's checkpoints
+    /// (C2SP tlog-witness), and checking a cosigned checkpoint.
+    Witness {
+        #[command(subcommand)]
+        command: crate::witness::WitnessCommand,
     },
 }
 
@@ -298,7 +306,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             addr,
             read_models,
             checkpoints,
-        } => serve(&data.data, &addr, read_models.config(), &checkpoints),
+            witnesses,
+        } => serve(
+            &data.data,
+            &addr,
+            read_models.config(),
+            &checkpoints,
+            &witnesses,
+        ),
+        Command::Witness { command } => crate::witness::run(command),
         Command::Key {
             command: KeyCommand::Show { data },
         } => key_show(&data.data),
@@ -322,8 +338,10 @@ fn serve(
     addr: &str,
     read_models: ProjectionConfig,
     checkpoints: &CheckpointArgs,
+    witnesses: &crate::witness::WitnessArgs,
 ) -> anyhow::Result<ExitCode> {
     let config = checkpoints.config()?;
+    let witnesses = witnesses.targets()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
     let served = runtime.block_on(async {
@@ -341,6 +359,8 @@ fn serve(
                 Err(e) => tracing::error!(error = %e, "signing no checkpoints"),
             }
         }
+        // Pushes each new checkpoint on a task of its own, never on the append path.
+        let _pushing = crate::witness::start_pushing(&dir, checkpointer.as_ref(), witnesses);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
         let state = AppState::start(&dir);
@@ -946,7 +966,7 @@ fn rebuild(data: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

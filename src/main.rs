@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod witness;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -17,6 +17,7 @@ pub mod sse;
 pub mod state;
 pub mod view;
 pub mod wire;
+pub mod witness;
 
 pub use router::app;
 pub use serve::serve;

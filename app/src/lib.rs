@@ -15,6 +15,7 @@ pub mod error;
 pub mod feed;
 pub mod projector;
 pub mod service;
+pub mod witnesses;
 
 pub use data_dir::DataDir;
 pub use error::AppError;

@@ -27,6 +27,7 @@ mod record_v1;
 pub mod role;
 pub mod storage;
 pub mod verify;
+pub mod witness;
 
 pub use error::{Error, InvalidInput, Rejection, RejectionKind, Result};
 pub use ledger::{

@@ -24,3 +24,4 @@ mod merkle;
 mod misuse;
 mod read_only_at_runtime;
 mod tamper_http;
+mod witness;
