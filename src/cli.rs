@@ -17,7 +17,8 @@ use careledger_projections::notifications::{self, Which};
 use careledger_projections::plan::{self, TargetStatus};
 use careledger_projections::{signals, ProjectionConfig, Projections};
 
-use careledger_api::{dto, view, AppState};
+use careledger_api::wire::{self, AuditEntryView, NotificationView, PlanView};
+use careledger_api::AppState;
 use careledger_app::actors::{AccessRole, ActorStore, RegisteredActor};
 use careledger_app::data_dir::{self, DataDir};
 
@@ -588,7 +589,7 @@ fn open_read_models(
 }
 
 fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
-    let patient = dto::patient(&args.patient)?;
+    let patient = wire::patient_id(&args.patient)?;
     let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let model = projections.read();
     let view = model
@@ -597,7 +598,7 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&view::plan(
+            serde_json::to_string_pretty(&PlanView::new(
                 &patient,
                 &view.plan,
                 projections.config().trend_readings
@@ -785,7 +786,7 @@ fn audit_cmd(
     element: Option<String>,
     actor: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let patient = dto::patient(&args.patient)?;
+    let patient = wire::patient_id(&args.patient)?;
     let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let filter = AuditFilter {
         element,
@@ -798,7 +799,7 @@ fn audit_cmd(
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
     let entries = audit::query(view, &filter);
     if args.json {
-        let list: Vec<_> = entries.into_iter().map(view::audit_entry).collect();
+        let list: Vec<_> = entries.into_iter().map(AuditEntryView::from).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -840,7 +841,7 @@ fn audit_cmd(
 }
 
 fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCode> {
-    let patient = dto::patient(&args.patient)?;
+    let patient = wire::patient_id(&args.patient)?;
     let which = match status {
         "open" => Which::Open,
         "overdue" => Which::Overdue,
@@ -865,7 +866,7 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
     if args.json {
         let json: Vec<_> = list
             .iter()
-            .map(|n| view::notification(n, n.is_overdue(config, now)))
+            .map(|n| NotificationView::new(n, n.is_overdue(config, now)))
             .collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
@@ -912,7 +913,8 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
             let store = ActorStore::open(&data_dir::paths(&data.data).2)?;
             let mut actor = RegisteredActor::new(ActorId::parse(&id)?, Text::new(name)?, role);
             if let Some(bsn) = patient {
-                actor = actor.bound_to(dto::patient(&bsn).map_err(|e| anyhow!("--patient: {e}"))?);
+                actor =
+                    actor.bound_to(wire::patient_id(&bsn).map_err(|e| anyhow!("--patient: {e}"))?);
             }
             if let Some(agb) = organisation {
                 actor = actor

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use anyhow::anyhow;
 
-use careledger_api::dto;
+use careledger_api::wire;
 use careledger_app::actors::{AccessRole, RegisteredActor};
 use careledger_app::{App, Write};
 use careledger_core::ids::{ActorId, PatientId, Text};
@@ -56,11 +56,12 @@ impl Writer<'_> {
         let acting = actor
             .line()
             .ok_or_else(|| anyhow!("{who} does not write"))?;
-        let body = dto::append_body(&json!({"commands": commands}), acting)?;
+        let body = json!({"commands": commands}).to_string();
+        let (_, submissions) = wire::parse_append_body(body.as_bytes(), acting)?;
         let write = Write {
             patient: PatientId::parse(patient)?,
             expected: ExpectedRevision::Any,
-            submissions: body.submissions,
+            submissions,
             idempotency_key: None,
         };
         let kinds: Vec<String> = write

@@ -11,7 +11,8 @@ use careledger_core::ExpectedRevision;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{dto, MAX_BODY_BYTES};
+use crate::wire;
+use crate::MAX_BODY_BYTES;
 
 /// The authenticated caller.
 pub struct Caller(pub RegisteredActor);
@@ -57,7 +58,7 @@ impl FromRequestParts<AppState> for Readable {
             .find(|(name, _)| name == "patient")
             .map(|(_, value)| value.as_str())
             .ok_or_else(|| ApiError::NotFound("no patient in this path".into()))?;
-        let patient = dto::patient(raw)?;
+        let patient = wire::patient_id(raw)?;
         state.app.may_read(&caller, &patient)?;
         Ok(Readable { caller, patient })
     }
@@ -71,7 +72,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<ExpectedRevision>, ApiErro
             let raw = v
                 .to_str()
                 .map_err(|_| ApiError::Malformed("If-Match must be text".into()))?;
-            dto::expected_revision(raw)
+            Ok(wire::expected_revision(raw)?)
         })
         .transpose()
 }
@@ -88,11 +89,11 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
         .transpose()
 }
 
-/// A JSON body: the content type must say so, and it must fit the limit.
-pub fn json_body(
+/// The bytes of a JSON body: the content type must say so, and it must fit the limit.
+pub fn json_bytes(
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Bytes, ApiError> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
             "the body exceeds {MAX_BODY_BYTES} bytes; send fewer commands per request"
@@ -108,8 +109,27 @@ pub fn json_body(
             "send the body as Content-Type: application/json".into(),
         ));
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
+    Ok(body)
+}
+
+/// Query parameters read into `T`, refused as a problem (400) naming what is wrong.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Query(q))
+            .map_err(|e| {
+                ApiError::Malformed(format!("the query is not understood: {}", e.body_text()))
+            })
+    }
 }
 
 /// Parses a non-negative whole number from a query parameter or header.

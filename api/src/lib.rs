@@ -6,7 +6,6 @@
 //! acknowledging, verifying.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod openapi;
@@ -15,7 +14,6 @@ pub mod routes;
 pub mod serve;
 pub mod sse;
 pub mod state;
-pub mod view;
 pub mod wire;
 pub mod witness;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
@@ -20,11 +20,10 @@ use careledger_app::feed::{Feed, FeedItem};
 use careledger_core::ids::PatientId;
 use careledger_core::RecordedEvent;
 
-use crate::dto;
 use crate::error::ApiError;
-use crate::extract::{parse_u64, Caller};
-use crate::routes::events::PageQuery;
+use crate::extract::{parse_u64, Caller, Query};
 use crate::state::AppState;
+use crate::wire::{PageQuery, ProblemDetails, RecordedEventView};
 
 /// How often an idle SSE connection gets a heartbeat comment.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -32,7 +31,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// One durable event as a Server-Sent Event: `id` (its position), `event` (its type) and one
 /// `data` line (its JSON, which has no newlines).
 pub fn render(event: &RecordedEvent) -> Bytes {
-    let data = dto::recorded_event(event).to_string();
+    let data = serde_json::to_string(&RecordedEventView::from(event)).unwrap_or_default();
     let kind = event.record.event.kind();
     let mut frame = Vec::with_capacity(data.len() + kind.len() + 40);
     frame.extend_from_slice(b"id: ");
@@ -45,11 +44,23 @@ pub fn render(event: &RecordedEvent) -> Bytes {
     Bytes::from(frame)
 }
 
-/// `GET /events/stream`: Server-Sent Events from a position on, catch-up then live.
+/// Server-Sent Events from a position on: catch-up, then live.
 ///
-/// Each event is framed once (`id`, `event`, `data`) by the feed and shared by every subscriber;
-/// the events that became visible since a subscriber's last wake-up go out in one write. A
-/// comment line (`:heartbeat`) is sent after [`HEARTBEAT`] in which nothing was sent.
+/// Each event's SSE `id` is its position, its `event` its type, its `data` the recorded event
+/// as `GET /events` gives it; resume with `Last-Event-ID` (or `?after=`). A comment line
+/// (`:heartbeat`) comes after 15 s without events. Auditors and subscribers receive every
+/// event, care roles those of their own patients.
+#[utoipa::path(get, path = "/events/stream", tag = "events", security(("bearer" = [])),
+    params(
+        PageQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "the last position received; the stream resumes after it"),
+    ),
+    responses(
+        (status = 200, description = "the stream", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in that patient's care team", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -65,9 +76,9 @@ pub async fn stream(
         .transpose()?;
     let after = match last_event_id {
         Some(id) => parse_u64("Last-Event-ID", Some(id), 0)?,
-        None => parse_u64("after", q.after.as_deref(), 0)?,
+        None => q.after(),
     };
-    let patient = q.patient.as_deref().map(dto::patient).transpose()?;
+    let patient = q.patient()?;
     if let (Some(p), AccessRole::Care(_)) = (&patient, caller.role) {
         state.app.may_read(&caller, p)?;
     }

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use careledger_core::event::{Acknowledgement, Command};
 use careledger_core::ids::{PatientId, Text};
+use careledger_core::merkle::{ConsistencyProof, InclusionProof, TreeHash};
 use careledger_core::notify;
 use careledger_core::role::Line;
 use careledger_core::verify::VerifyReport;
@@ -47,6 +48,8 @@ pub struct App {
     pub actors: Arc<ActorStore>,
     /// Durable events, rendered once for every subscriber.
     pub feed: Arc<Feed>,
+    /// The data directory.
+    pub path: std::path::PathBuf,
     projector: Arc<Projector>,
     durable: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
@@ -72,6 +75,7 @@ impl App {
         let projector = Arc::new(Projector::start(ledger.clone(), dir.projections.clone()));
         App {
             feed: Arc::new(Feed::new(ledger.head().position, render)),
+            path: dir.path.clone(),
             ledger,
             projections: dir.projections.clone(),
             actors: dir.actors.clone(),
@@ -242,6 +246,48 @@ impl App {
                 "the read models did not reach a new write in time; they follow"
             );
         }
+    }
+
+    /// The latest signed checkpoint with every witness cosignature collected for it (a C2SP
+    /// signed note); `None` before the first.
+    pub fn checkpoint(&self) -> Result<Option<String>, AppError> {
+        crate::witnesses::latest_checkpoint(&self.path)
+    }
+
+    /// An inclusion proof of the event at `position` in the tree of `tree_size` (the durable
+    /// head when `None`): auditors and subscribers for any event, care roles for the events of
+    /// the patients they may read.
+    pub fn inclusion_proof(
+        &self,
+        caller: &RegisteredActor,
+        position: u64,
+        tree_size: Option<u64>,
+    ) -> Result<(InclusionProof, TreeHash), AppError> {
+        let size = tree_size.unwrap_or_else(|| self.ledger.head().position);
+        let proof = self.ledger.inclusion_proof(position, size)?;
+        let event = self.ledger.read_position(position)?;
+        if !self.sees_events_of(caller, &event.record.patient) {
+            return Err(AppError::Forbidden(format!(
+                "the event at position {position} is of a patient you may not read"
+            )));
+        }
+        let root = self.ledger.tree_head(size)?.root;
+        Ok((proof, root))
+    }
+
+    /// A consistency proof from the tree of `first` events to that of `second` (the durable
+    /// head when `None`), with both roots: it names no patient, so every authenticated role
+    /// may ask for it.
+    pub fn consistency_proof(
+        &self,
+        first: u64,
+        second: Option<u64>,
+    ) -> Result<(ConsistencyProof, TreeHash, TreeHash), AppError> {
+        let second = second.unwrap_or_else(|| self.ledger.head().position);
+        let proof = self.ledger.consistency_proof(first, second)?;
+        let first_root = self.ledger.tree_head(first)?.root;
+        let second_root = self.ledger.tree_head(second)?.root;
+        Ok((proof, first_root, second_root))
     }
 
     /// Verifies the whole chain (a full scan: auditors and care roles only).

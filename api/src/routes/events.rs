@@ -1,55 +1,78 @@
 //! Events: the global log, one patient's stream, and appending commands.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use careledger_app::Write;
 use careledger_core::{AppendOutcome, ExpectedRevision};
 
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, if_match, json_body, parse_u64, Caller, Readable};
+use crate::extract::{idempotency_key, if_match, json_bytes, Caller, Query, Readable};
 use crate::routes::blocking;
 use crate::state::AppState;
-use crate::{dto, MAX_PAGE};
+use crate::wire::{
+    self, AppendBody, AppendOutcomeView, EventPageView, PageQuery, PatientEventsView,
+    ProblemDetails, StreamQuery,
+};
 
-/// The query of a page of the global log (and of the stream).
-#[derive(Deserialize)]
-pub struct PageQuery {
-    pub(crate) after: Option<String>,
-    pub(crate) limit: Option<String>,
-    pub(crate) patient: Option<String>,
-}
-
-/// `GET /events`: a page of the global log, the events the caller may see.
+/// A page of the global log: the events the caller may see, after a position.
+///
+/// Auditors and subscribers see every event; care roles the events of their own patients.
+#[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of events", body = EventPageView),
+        (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn global_log(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let after = parse_u64("after", q.after.as_deref(), 0)?;
-    let limit = parse_u64("limit", q.limit.as_deref(), 100)?.clamp(1, MAX_PAGE as u64) as usize;
-    let patient = q.patient.as_deref().map(dto::patient).transpose()?;
+) -> Result<Json<EventPageView>, ApiError> {
+    let (after, limit, patient) = (q.after(), q.limit(), q.patient()?);
     let ledger = state.app.ledger.clone();
     let events = blocking(move || Ok(ledger.read_all(after, limit)?)).await?;
     let next_after = events.last().map_or(after, |e| e.position);
-    let events: Vec<Value> = events
+    let shown = events
         .iter()
         .filter(|e| patient.as_ref().is_none_or(|p| *p == e.record.patient))
-        .filter(|e| state.app.sees_events_of(&caller, &e.record.patient))
-        .map(dto::recorded_event)
-        .collect();
-    Ok(Json(
-        json!({"events": events, "next_after": next_after, "head": state.app.ledger.head().position}),
-    ))
+        .filter(|e| state.app.sees_events_of(&caller, &e.record.patient));
+    Ok(Json(EventPageView::new(
+        shown,
+        next_after,
+        state.app.ledger.head().position,
+    )))
 }
 
-/// `POST /patients/{patient}/events`: appends commands atomically; 201 once durable (200 for
-/// a replay of the same idempotency key), with the plan already showing them.
+/// Appends commands to a patient's care plan, atomically.
+///
+/// Answers 201 once the events are durable (200 for a retry with the same `Idempotency-Key`
+/// and content), with the plan already showing them.
+#[utoipa::path(post, path = "/patients/{patient}/events", tag = "events", security(("bearer" = [])),
+    params(
+        ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
+        ("If-Match" = Option<String>, Header, description = "the expected revision: a number, \"no_stream\" or \"any\""),
+        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and content writes once"),
+    ),
+    request_body(content = AppendBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "written and durable", body = AppendOutcomeView,
+            headers(("ETag" = String, description = "the patient's revision after the write"))),
+        (status = 200, description = "a retry of a write already made: its first outcome", body = AppendOutcomeView),
+        (status = 400, description = "the body or a header is malformed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or a rule on who may do what refused it", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the expected revision or the idempotency key conflicts", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "a value is invalid or a rule on the plan refused it", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger takes no writes now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn append(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -57,16 +80,16 @@ pub async fn append(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let patient = dto::patient(&patient)?;
+    let patient = wire::patient_id(&patient)?;
     let acting = state.app.may_write(&caller, &patient)?.line();
-    let value = json_body(&headers, body)?;
-    let parsed = dto::append_body(&value, acting)?;
+    let bytes = json_bytes(&headers, body)?;
+    let (expected, submissions) = wire::parse_append_body(&bytes, acting)?;
     let write = Write {
         patient,
         expected: if_match(&headers)?
-            .or(parsed.expected)
+            .or(expected)
             .unwrap_or(ExpectedRevision::Any),
-        submissions: parsed.submissions,
+        submissions,
         idempotency_key: idempotency_key(&headers)?,
     };
     let app = state.app.clone();
@@ -87,39 +110,33 @@ pub(crate) async fn written(
     } else {
         StatusCode::CREATED
     };
-    let body = json!({
-        "revision": outcome.revision,
-        "replayed": outcome.replayed,
-        "events": outcome.events.iter().map(|e| json!({
-            "position": e.position, "revision": e.revision, "event_id": e.event_id.to_string(), "hash": e.hash.to_hex()
-        })).collect::<Vec<_>>(),
-        "warnings": outcome.warnings.iter().map(|w| json!({"code": w.code, "message": w.message})).collect::<Vec<_>>(),
-    });
-    let mut response = (status, Json(body)).into_response();
+    let mut response = (status, Json(AppendOutcomeView::from(&outcome))).into_response();
     if let Ok(etag) = header::HeaderValue::from_str(&format!("\"{}\"", outcome.revision)) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     Ok(response)
 }
 
-/// The query of one patient's stream.
-#[derive(Deserialize)]
-pub struct StreamQuery {
-    from_revision: Option<String>,
-    limit: Option<String>,
-}
-
-/// `GET /patients/{patient}/events`: the patient's events from a revision on.
+/// The patient's events, from a revision on, with their hashes.
+#[utoipa::path(get, path = "/patients/{patient}/events", tag = "events", security(("bearer" = [])),
+    params(
+        ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "the patient's events", body = PatientEventsView),
+        (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or no such patient", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn patient_events(
     State(state): State<AppState>,
     Readable { patient, .. }: Readable,
     Query(q): Query<StreamQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let from = parse_u64("from_revision", q.from_revision.as_deref(), 1)?;
-    let limit = parse_u64("limit", q.limit.as_deref(), 100)?.clamp(1, MAX_PAGE as u64) as usize;
+) -> Result<Json<PatientEventsView>, ApiError> {
+    let (from, limit) = (q.from_revision(), q.limit());
     let ledger = state.app.ledger.clone();
     let events = blocking(move || Ok(ledger.read_stream(&patient, from, limit)?)).await?;
-    Ok(Json(
-        json!({"events": events.iter().map(dto::recorded_event).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(events.iter().collect()))
 }

@@ -1,6 +1,7 @@
 //! The handlers, by resource.
 
 pub mod events;
+pub mod evidence;
 pub mod notifications;
 pub mod patients;
 pub mod service;

@@ -1,26 +1,37 @@
 //! A patient's read models: the plan, the series of one measure, the audit trail, the signals.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-use careledger_core::ids::ActorId;
 use careledger_core::quantity::Measure;
 use careledger_core::record::Timestamp;
-use careledger_core::role::Line;
-use careledger_projections::audit::{self, AuditFilter};
+use careledger_projections::audit;
 use careledger_projections::signals;
 
 use crate::error::ApiError;
-use crate::extract::Readable;
+use crate::extract::{Query, Readable};
 use crate::state::AppState;
-use crate::view;
+use crate::wire::names::MeasureCode;
+use crate::wire::{
+    AuditQuery, AuditTrailView, MeasureSeriesView, PlanView, ProblemDetails, SignalListView,
+};
 
-/// `GET /patients/{patient}/plan`: the current plan, rendered once per change.
+/// The current care plan (IZP), with the provenance of every element.
+///
+/// What stands (entries marked entered in error count for nothing), the medication history,
+/// the last values of each measure with their trend, and the corrections with who corrected,
+/// when and why. Rendered once per change of the patient's record.
+#[utoipa::path(get, path = "/patients/{patient}/plan", tag = "patients", security(("bearer" = [])),
+    params(("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$")),
+    responses(
+        (status = 200, description = "the plan", body = PlanView),
+        (status = 400, description = "the patient id is malformed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or no such patient", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn plan(
     State(state): State<AppState>,
     Readable { patient, .. }: Readable,
@@ -29,93 +40,93 @@ pub async fn plan(
     let bytes = state.app.with_view(&patient, |v| {
         let revision = v.plan.revision;
         match state.plans.get(&patient, revision) {
-            Some(bytes) => bytes,
+            Some(bytes) => Ok::<_, ApiError>(bytes),
             None => {
-                let bytes = Bytes::from(view::plan(&patient, &v.plan, readings).to_string());
+                let view = PlanView::new(&patient, &v.plan, readings);
+                let bytes = Bytes::from(
+                    serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?,
+                );
                 state.plans.put(patient.clone(), revision, bytes.clone());
-                bytes
+                Ok(bytes)
             }
         }
-    })?;
+    })??;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
-/// `GET /patients/{patient}/measures/{measure}`: every value of one measure, in clinical order,
-/// corrected ones marked; read as the plan is.
+/// Every value of one measure, in clinical order.
+///
+/// Lab results and measurements by `occurred_at`, then position, with source and provenance;
+/// entries marked entered in error are included and marked; the latest value that stands and
+/// the trend. An unknown measure is 404, naming the known ones.
+#[utoipa::path(get, path = "/patients/{patient}/measures/{measure}", tag = "patients", security(("bearer" = [])),
+    params(
+        ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
+        ("measure" = MeasureCode, Path, description = "the measure"),
+    ),
+    responses(
+        (status = 200, description = "the series", body = MeasureSeriesView),
+        (status = 400, description = "the patient id is malformed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or no such patient", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such measure; the detail names the known ones", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn measure_series(
     State(state): State<AppState>,
     Readable { patient, .. }: Readable,
-    Path((_, raw)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    // An unknown measure names no resource: 404, listing the measures there are.
-    let measure = Measure::parse(&raw).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    Path(path): Path<(String, String)>,
+) -> Result<Json<MeasureSeriesView>, ApiError> {
+    let measure = Measure::parse(&path.1).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let readings = state.app.projections.config().trend_readings;
     Ok(Json(state.app.with_view(&patient, |v| {
-        view::measure_series(&patient, &v.plan, measure, readings)
+        MeasureSeriesView::new(&patient, &v.plan, measure, readings)
     })?))
 }
 
-/// The audit trail's filters.
-#[derive(Deserialize)]
-pub struct AuditQuery {
-    element: Option<String>,
-    actor: Option<String>,
-    line: Option<String>,
-    from: Option<String>,
-    until: Option<String>,
-}
-
-fn audit_filter(q: AuditQuery) -> Result<AuditFilter, ApiError> {
-    let line = q
-        .line
-        .map(|l| match l.as_str() {
-            "first" => Ok(Line::First),
-            "second" => Ok(Line::Second),
-            "patient" => Ok(Line::Patient),
-            other => Err(ApiError::Malformed(format!(
-                "line {other:?} is unknown; use first, second or patient"
-            ))),
-        })
-        .transpose()?;
-    let time = |raw: Option<String>| raw.map(|r| Timestamp::parse_rfc3339(&r)).transpose();
-    Ok(AuditFilter {
-        element: q.element,
-        actor: q.actor.map(|a| ActorId::parse(&a)).transpose()?,
-        line,
-        from: time(q.from)?,
-        until: time(q.until)?,
-    })
-}
-
-/// `GET /patients/{patient}/audit`: who changed what, when, in which role and why.
+/// The audit trail: who changed what, from what to what, when, in which role and line, why,
+/// and whether the other side was told and acknowledged.
+#[utoipa::path(get, path = "/patients/{patient}/audit", tag = "patients", security(("bearer" = [])),
+    params(
+        ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
+        AuditQuery,
+    ),
+    responses(
+        (status = 200, description = "the entries, oldest first", body = AuditTrailView),
+        (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or no such patient", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "a filter value is invalid", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn audit_trail(
     State(state): State<AppState>,
     Readable { patient, .. }: Readable,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let filter = audit_filter(q)?;
-    let entries: Vec<Value> = state.app.with_view(&patient, |v| {
-        audit::query(v, &filter)
-            .into_iter()
-            .map(view::audit_entry)
-            .collect()
-    })?;
-    Ok(Json(
-        json!({"patient": patient.as_str(), "entries": entries}),
-    ))
+) -> Result<Json<AuditTrailView>, ApiError> {
+    let filter = q.filter()?;
+    Ok(Json(state.app.with_view(&patient, |v| {
+        AuditTrailView::new(&patient, audit::query(v, &filter))
+    })?))
 }
 
-/// `GET /patients/{patient}/signals`: what needs attention now.
+/// What needs attention now: duplicate lab work, annual lab due, target not met, home trends,
+/// open and expired lab orders, an incomplete annual panel, a lead without its main
+/// practitioner.
+#[utoipa::path(get, path = "/patients/{patient}/signals", tag = "patients", security(("bearer" = [])),
+    params(("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$")),
+    responses(
+        (status = 200, description = "the signals", body = SignalListView),
+        (status = 400, description = "the patient id is malformed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or no such patient", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
 pub async fn patient_signals(
     State(state): State<AppState>,
     Readable { patient, .. }: Readable,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignalListView>, ApiError> {
     let config = state.app.projections.config();
-    let list: Vec<Value> = state.app.with_view(&patient, |v| {
+    Ok(Json(state.app.with_view(&patient, |v| {
         signals::signals(v, config, Timestamp::now())
             .iter()
-            .map(view::signal)
             .collect()
-    })?;
-    Ok(Json(json!({"signals": list})))
+    })?))
 }

@@ -46,6 +46,7 @@
 mod audit;
 mod error;
 mod event;
+mod evidence;
 mod json;
 pub mod names;
 mod plan;
@@ -73,6 +74,7 @@ pub use event::{
     PanelExtensionData, PatientEventsView, ProblemData, ProblemResolutionData, RecordedEventView,
     SharedCareData, SmokingStatusData, TargetData, TargetWithdrawalData, WarningView,
 };
+pub use evidence::{ConsistencyProofView, ConsistencyQuery, InclusionProofView, InclusionQuery};
 pub use plan::{
     ChangeReasonView, CorrectionView, DoseChangeView, EpisodeStartView, EpisodeView, GoalView,
     IndicationView, IntoleranceView, LabOrderView, LabResultView, LatestValueView, LeadView,
@@ -116,5 +118,7 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     add::<VerifyView>(&mut out);
     add::<HealthView>(&mut out);
     add::<ProblemDetails>(&mut out);
+    add::<InclusionProofView>(&mut out);
+    add::<ConsistencyProofView>(&mut out);
     out.into_iter().collect()
 }

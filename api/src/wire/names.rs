@@ -240,15 +240,23 @@ core_named! {
         name: core_quantity::Measure::code,
         parse: |raw| core_quantity::Measure::parse(raw).ok(),
         schema: names::<MeasureCode>,
-        description: MEASURES_DESCRIPTION,
+        description: &measures_description(),
     }
 }
 
-/// The description of [`MeasureCode`]'s schema: where each measure's unit and LOINC code are
-/// listed.
-const MEASURES_DESCRIPTION: &str = "A measure's code. Each measure has one UCUM unit, fixed \
-     decimals, a plausible range and a LOINC code (docs/measures.md); the unit of a value must \
-     be the measure's unit.";
+/// The description of [`MeasureCode`]'s schema: each measure with its UCUM unit and LOINC
+/// code, from core's table.
+fn measures_description() -> String {
+    let each: Vec<String> = careledger_core::quantity::Measure::ALL
+        .iter()
+        .map(|m| format!("`{}`: {} (LOINC {})", m.code(), m.unit(), m.loinc()))
+        .collect();
+    format!(
+        "A measure's code. Each measure has one UCUM unit, fixed decimals, a plausible range and \
+         a LOINC code (docs/measures.md); the unit of a value must be the measure's unit. {}.",
+        each.join("; ")
+    )
+}
 
 core_named! {
     /// Tobacco smoking status (`never`, `former`, `current`): core's

@@ -164,6 +164,15 @@ string_schema! {
 }
 
 string_schema! {
+    /// The schema of a Merkle tree hash: SHA-256, 32 bytes in lower-case hexadecimal.
+    TreeHashHex => string(
+        "A SHA-256 Merkle tree hash (RFC 9162) in lower-case hexadecimal.",
+        Some("^[0-9a-f]{64}$"),
+        None,
+    )
+}
+
+string_schema! {
     /// The schema of a hash: BLAKE3, 32 bytes in lower-case hexadecimal.
     HashHex => string(
         "A BLAKE3 hash in lower-case hexadecimal.",

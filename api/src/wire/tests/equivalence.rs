@@ -19,13 +19,13 @@ use careledger_projections::notifications::{self, Which};
 use careledger_projections::signals;
 
 use super::history::{now, History};
+use super::{legacy_dto as dto, legacy_view as view};
 use crate::wire::scalar::Time;
 use crate::wire::{
     AppendOutcomeView, AuditEntryView, EventPageView, HealthView, MeasureSeriesView,
     NotificationView, PatientEventsView, PlanView, ProblemDetails, RecordedEventView, SignalView,
     VerifyView,
 };
-use crate::{dto, view};
 
 /// The keys whose values are times.
 const TIME_KEYS: [&str; 5] = [

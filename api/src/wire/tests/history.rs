@@ -14,7 +14,7 @@ use careledger_core::{
 use careledger_core::{RecordedEvent, Timestamp};
 use careledger_projections::{ProjectionConfig, ReadModel};
 
-use crate::dto;
+use super::legacy_dto as dto;
 use crate::wire::parse_append_body;
 
 /// The actors: (id, name, role).

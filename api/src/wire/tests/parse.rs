@@ -10,8 +10,8 @@ use careledger_core::role::Line;
 use careledger_core::ExpectedRevision;
 
 use super::history::History;
+use super::legacy_dto as dto;
 use super::{new_class, old_class, Class};
-use crate::dto;
 use crate::wire::{expected_revision, parse_append_body, WireError};
 
 const LINES: [Line; 3] = [Line::First, Line::Second, Line::Patient];

@@ -14,7 +14,7 @@ use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::role::{Lead, Line, Practitioner, Role};
 use careledger_core::{Submission, Timestamp};
 
-use crate::dto;
+use super::legacy_dto as dto;
 use crate::wire::{parse_append_body, AppendBody, CommandBody, ExpectedRevisionWire};
 
 fn text() -> impl Strategy<Value = Text> {
