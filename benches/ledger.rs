@@ -174,7 +174,12 @@ fn projections(c: &mut Criterion) {
             let model = projections.read();
             let view = model.patient(&patient(7)).unwrap();
             let readings = projections.config().trend_readings;
-            careledger_api::view::plan(&patient(7), &view.plan, readings).to_string()
+            serde_json::to_string(&careledger_api::wire::PlanView::new(
+                &patient(7),
+                &view.plan,
+                readings,
+            ))
+            .unwrap()
         })
     });
     group.finish();

@@ -1,5 +1,10 @@
-//! The `careledger` binary: the command-line tool of `careledger-api` (see `careledger --help`).
+//! The `careledger` binary: the command-line tool (see `careledger --help`): the server, the
+//! demo, verification, proofs, the read models on the command line, actors.
+
+mod cli;
+mod demo;
+mod witness;
 
 fn main() -> std::process::ExitCode {
-    careledger_api::cli::main()
+    cli::main()
 }

@@ -2,7 +2,8 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::wire::ProblemDetails;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +164,29 @@ impl From<careledger_core::Error> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             E::Damaged(damage) => ApiError::Damaged(damage),
+            E::Proof(p) => ApiError::Unprocessable {
+                code: "no_such_proof".into(),
+                message: p.to_string(),
+            },
             e @ (E::Poisoned(_) | E::Storage(_)) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<careledger_app::AppError> for ApiError {
+    fn from(e: careledger_app::AppError) -> Self {
+        use careledger_app::AppError as A;
+        match e {
+            A::Malformed(m) => ApiError::Malformed(m),
+            A::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            A::Forbidden(m) => ApiError::Forbidden(m),
+            A::NotPermitted { code, message } => ApiError::NotPermitted { code, message },
+            A::NotFound(m) => ApiError::NotFound(m),
+            A::Conflict(m) => ApiError::Conflict(m),
+            A::Invalid { code, message } => ApiError::Unprocessable { code, message },
+            A::Ledger(e) => e.into(),
+            A::InUse(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -184,52 +207,59 @@ impl From<careledger_projections::ProjectionError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl From<crate::wire::WireError> for ApiError {
+    fn from(e: crate::wire::WireError) -> Self {
+        match e.kind {
+            crate::wire::WireErrorKind::Invalid { code } => ApiError::Unprocessable {
+                code: code.into(),
+                message: e.message,
+            },
+            _ => ApiError::Malformed(e.message),
+        }
+    }
+}
+
+impl ApiError {
+    /// The problem+json body this error answers with.
+    pub fn problem(&self) -> ProblemDetails {
         let (status, kind, title) = self.parts();
-        let (code, detail) = match &self {
+        let (code, detail) = match self {
             ApiError::Unprocessable { code, message }
             | ApiError::NotPermitted { code, message } => (code.clone(), message.clone()),
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                (
-                    kind.to_owned(),
-                    "an internal error occurred; it was logged for the operator".to_owned(),
-                )
-            }
-            ApiError::Unavailable(detail) => {
-                tracing::warn!(%detail, "ledger unavailable");
-                (
-                    kind.to_owned(),
-                    format!("{detail}; retry later with the same Idempotency-Key"),
-                )
-            }
+            ApiError::Internal(_) => (
+                kind.to_owned(),
+                "an internal error occurred; it was logged for the operator".to_owned(),
+            ),
+            ApiError::Unavailable(detail) => (
+                kind.to_owned(),
+                format!("{detail}; retry later with the same Idempotency-Key"),
+            ),
             other => (kind.to_owned(), other.to_string()),
         };
-        let mut body = json!({
-            "type": format!("https://careledger.example/problems/{code}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-            "code": code,
-        });
-        match &self {
-            ApiError::Damaged(damage) => {
-                tracing::error!(%damage, "ledger damaged");
-                body["last_anchored_position"] = json!(damage.last_anchored);
-                body["ledger_head_position"] = json!(damage.ledger_head);
-                body["missing_events"] = json!(damage.missing);
-                body["first_changed_position"] = json!(damage.first_differing);
-            }
+        let problem = ProblemDetails::new(status.as_u16(), title, &code, detail);
+        match self {
+            ApiError::Damaged(damage) => problem.with_damage(damage),
             ApiError::NotIntact {
                 position, verified, ..
-            } => {
-                body["position"] = json!(position);
-                body["verified"] = json!(verified);
-            }
+            } => problem.with_not_intact(*position, *verified),
+            _ => problem,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable(detail) => tracing::warn!(%detail, "ledger unavailable"),
+            ApiError::Damaged(damage) => tracing::error!(%damage, "ledger damaged"),
             _ => {}
         }
-        let mut response = (status, body.to_string()).into_response();
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),

@@ -1,16 +1,27 @@
-//! careledger-api: the HTTP API over the ledger and its read models, and the command-line tool.
+//! careledger-api: the HTTP API over the application layer.
 //!
 //! **API boundary:** only this crate speaks HTTP/JSON; its request and response shapes are its own
-//! ([`dto`], [`view`]), converted by hand from the domain types.
+//! ([`dto`], [`view`]), converted from the domain types. Handlers call the application layer
+//! (`careledger-app`) for everything that is not HTTP: who may read and write, appending,
+//! acknowledging, verifying.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-pub mod actors;
-pub mod cli;
-pub mod demo;
-pub mod dto;
 pub mod error;
-pub mod http;
-pub mod loadtest;
+pub mod extract;
 pub mod openapi;
-pub mod server;
-pub mod view;
+pub mod router;
+pub mod routes;
+pub mod serve;
+pub mod sse;
+pub mod state;
+pub mod wire;
+pub mod witness;
+
+pub use router::app;
+pub use serve::serve;
+pub use state::AppState;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest page of the global log.
+pub const MAX_PAGE: usize = 1000;

@@ -186,6 +186,7 @@ pub fn fsync_cost_ns(dir: &Path, rounds: u32) -> u64 {
 /// User plus system CPU time of this process so far, in microseconds.
 pub fn cpu_us() -> u64 {
     // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
+    #[allow(unsafe_code)]
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_SELF, &mut usage);

@@ -297,7 +297,12 @@ struct Shared {
     latest: Mutex<Option<String>>,
     /// Why the last attempt to issue a checkpoint failed, until one succeeds.
     failure: Mutex<Option<String>>,
+    /// Called with each checkpoint issued, on the checkpointer's thread.
+    listeners: Mutex<Vec<IssuedListener>>,
 }
+
+/// What [`Checkpointer::on_issued`] calls with each new signed checkpoint.
+type IssuedListener = Box<dyn Fn(&str) + Send>;
 
 struct State {
     durable: u64,
@@ -350,6 +355,7 @@ impl Checkpointer {
                     .flatten(),
             ),
             failure: Mutex::new(None),
+            listeners: Mutex::new(Vec::new()),
         });
         let listener = shared.clone();
         let every_events = config.every_events;
@@ -385,6 +391,12 @@ impl Checkpointer {
         let mut state = self.shared.state.lock();
         (self.shared.issued).wait_while_for(&mut state, |s| s.signed < size, timeout);
         state.signed >= size
+    }
+
+    /// Calls `listener` with every checkpoint issued from now on (the signed note), on the
+    /// checkpointer's thread: it must only hand the note on (to witnesses, say), never wait.
+    pub fn on_issued(&self, listener: impl Fn(&str) + Send + 'static) {
+        self.shared.listeners.lock().push(Box::new(listener));
     }
 
     /// Why the last attempt to issue a checkpoint failed, while no later one succeeded.
@@ -438,6 +450,9 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
         if size > signed {
             match issue(ledger, key, file, size) {
                 Ok(note) => {
+                    for listener in shared.listeners.lock().iter() {
+                        listener(&note);
+                    }
                     // The note first: whoever waits for the size reads it next.
                     *shared.latest.lock() = Some(note);
                     *shared.failure.lock() = None;

@@ -34,6 +34,7 @@ mod record_v1;
 pub mod role;
 pub mod storage;
 pub mod verify;
+pub mod witness;
 
 pub use error::{
     Error, InvalidInput, Rejection, RejectionCode, RejectionKind, Result, StorageError,

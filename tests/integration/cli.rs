@@ -27,7 +27,7 @@ fn demo_writes_every_event_kind_and_verify_accepts_it() {
         String::from_utf8_lossy(&demo.stderr)
     );
     let text = stdout(&demo);
-    for kind in careledger_api::dto::COMMAND_TYPES {
+    for kind in careledger_api::wire::COMMAND_TYPES {
         assert!(text.contains(kind), "the demo records {kind}");
     }
     assert!(

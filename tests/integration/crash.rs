@@ -141,7 +141,11 @@ fn every_acknowledged_event_survives_sigkill_and_no_batch_is_partial() {
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        // SAFETY: kill(2) takes a pid and a signal number and touches no memory of ours.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL)
+        };
         child.wait().unwrap();
         for (correlation, ids) in reader.join().unwrap() {
             acknowledged.insert(correlation, ids);

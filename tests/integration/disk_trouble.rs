@@ -210,21 +210,21 @@ fn read_only_data_directory_is_refused_clearly_and_opens_again_when_writable() {
 async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use careledger_api::actors::{ApiActor, ApiRole};
-    use careledger_api::server::DataDir;
+    use careledger_app::actors::{AccessRole, RegisteredActor};
+    use careledger_app::DataDir;
     use tower::ServiceExt;
 
     let fs = Tmpfs::mount("3m");
     let data = DataDir::open(&fs.path.join("data")).unwrap();
     let token = data
         .actors
-        .add(ApiActor::new(
+        .add(RegisteredActor::new(
             ActorId::parse("gp-1").unwrap(),
             Text::new("Dr. GP").unwrap(),
-            ApiRole::Care(Role::Gp),
+            AccessRole::Care(Role::Gp),
         ))
         .unwrap();
-    let state = data.state();
+    let state = careledger_api::AppState::start(&data);
     let post = |n: u64| {
         let body = serde_json::json!({"commands": [{"type": "start_shared_care", "arrangement": "CVRM by the GP, heart failure by cardiology. ".repeat(3)}]});
         Request::post(format!("/patients/patient-{n}/events"))
@@ -235,7 +235,7 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     };
     let mut n = 0;
     let problem = loop {
-        let response = careledger_api::http::app(state.clone())
+        let response = careledger_api::app(state.clone())
             .oneshot(post(n))
             .await
             .unwrap();
@@ -272,7 +272,7 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     // removed may still be refused; within two seconds they succeed.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let response = careledger_api::http::app(state.clone())
+        let response = careledger_api::app(state.clone())
             .oneshot(post(n))
             .await
             .unwrap();

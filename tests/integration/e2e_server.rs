@@ -20,7 +20,7 @@ async fn start(f: &Fixture) -> Running {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let state = f.state.clone();
-    let handle = tokio::spawn(careledger_api::server::serve(listener, state, async move {
+    let handle = tokio::spawn(careledger_api::serve(listener, state, async move {
         let _ = stopped.await;
     }));
     Running {

@@ -99,17 +99,47 @@ fn hostile_if_match() -> impl Strategy<Value = Option<String>> {
     ]
 }
 
+/// Set in the child process that runs the cases alone, so that its memory is its own.
+const ISOLATED: &str = "CARELEDGER_HOSTILE_INPUT_CHILD";
+
+/// Runs the cases in a process of their own: the memory bound below is about this process, and
+/// the other tests of this binary run alongside in threads.
+#[test]
+fn hostile_requests_get_a_4xx_problem_and_change_nothing() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hostile_input::hostile_request_cases",
+            "--test-threads",
+            "1",
+            "--nocapture",
+        ])
+        .env(ISOLATED, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
 
+    /// The cases; they run only in the child process of the test above.
     #[test]
-    fn hostile_requests_get_a_4xx_problem_and_change_nothing(
+    fn hostile_request_cases(
         body in hostile_bodies(),
         (path, method) in hostile_paths(),
         if_match in hostile_if_match(),
         bad_last_event_id in proptest::option::of("[^0-9]{1,20}"),
         actor in prop_oneof![Just("gp-1"), Just("card-1"), Just("patient-1"), Just("auditor-1"), Just("feed-1")],
     ) {
+        if std::env::var_os(ISOLATED).is_none() {
+            return Ok(());
+        }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let f = Fixture::with_patient().await;

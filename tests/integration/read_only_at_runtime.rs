@@ -123,6 +123,7 @@ impl Ext4 {
         let dir = std::fs::File::open(self.mount_point()).unwrap();
         let flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
         // SAFETY: the ioctl reads one u32 from a valid pointer.
+        #[allow(unsafe_code)]
         let result = unsafe {
             libc::ioctl(
                 std::os::unix::io::AsRawFd::as_raw_fd(&dir),

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use careledger_api::actors::{ApiActor, ApiRole};
-use careledger_api::http::{app, AppState};
-use careledger_api::server::DataDir;
+use careledger_api::{app, AppState};
+use careledger_app::actors::{AccessRole, RegisteredActor};
+use careledger_app::DataDir;
 use careledger_core::ids::{ActorId, PatientId, Text};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -42,17 +42,17 @@ impl Fixture {
         let data = DataDir::open(dir.path()).unwrap();
         let mut tokens = HashMap::new();
         for (id, role) in ACTORS {
-            let mut actor = ApiActor::new(
+            let mut actor = RegisteredActor::new(
                 ActorId::parse(id).unwrap(),
                 Text::new(format!("Dr. {id}")).unwrap(),
-                ApiRole::parse(role).unwrap(),
+                AccessRole::parse(role).unwrap(),
             );
             if role == "patient" {
                 actor = actor.bound_to(PatientId::parse(PATIENT).unwrap());
             }
             tokens.insert(id, data.actors.add(actor).unwrap());
         }
-        let state = data.state();
+        let state = AppState::start(&data);
         Fixture {
             dir,
             data,

@@ -22,6 +22,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server on `data` and waits (at most 20 s) until it answers `/health`.
     pub async fn start(data: &Path, client: &reqwest::Client) -> ServerProcess {
+        Self::start_with(data, client, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with more arguments to `serve`.
+    pub async fn start_with(data: &Path, client: &reqwest::Client, args: &[&str]) -> ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -35,6 +40,7 @@ impl ServerProcess {
                 "--addr",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -62,7 +68,11 @@ impl ServerProcess {
 
     /// Sends a signal and reaps the process.
     pub fn signal(&mut self, signal: i32) {
-        unsafe { libc::kill(self.child.id() as i32, signal) };
+        // SAFETY: kill(2) takes a pid and a signal number and touches no memory of ours.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, signal)
+        };
         self.child.wait().unwrap();
     }
 }

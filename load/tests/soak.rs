@@ -1,18 +1,17 @@
 //! A sustained, bounded load with subscribers attached: writes at a steady rate, plan reads as fast
 //! as they go and three SSE subscribers for two minutes (`CARELEDGER_SOAK_SECONDS` to change),
 //! against a server on loopback. It ends with no error, every subscriber received exactly the
-//! ledger's events in order (checked by `careledger loadtest` itself), and memory stays flat: the
+//! ledger's events in order (checked by `careledger-load` itself), and memory stays flat: the
 //! requests leave nothing behind (the stored data grows by a few megabytes in the run).
 
 use std::process::Command;
 
 #[test]
-#[ignore = "a two-minute soak; run by .ci/run with --ignored"]
+#[ignore = "a two-minute soak; run by .ci/run with `cargo test -p careledger-load -- --ignored`"]
 fn two_minutes_of_writes_reads_and_subscribers_end_without_error_loss_or_leak() {
     let seconds = std::env::var("CARELEDGER_SOAK_SECONDS").unwrap_or_else(|_| "120".into());
-    let output = Command::new(env!("CARGO_BIN_EXE_careledger"))
+    let output = Command::new(env!("CARGO_BIN_EXE_careledger-load"))
         .args([
-            "loadtest",
             "--spawn",
             "--seconds",
             &seconds,

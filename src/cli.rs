@@ -17,9 +17,12 @@ use careledger_projections::notifications::{self, Which};
 use careledger_projections::plan::{self, TargetStatus};
 use careledger_projections::{signals, ProjectionConfig, Projections};
 
-use crate::actors::{ActorStore, ApiActor, ApiRole};
-use crate::server::{self, DataDir};
-use crate::{demo, dto, view};
+use careledger_api::wire::{self, AuditEntryView, NotificationView, PlanView};
+use careledger_api::AppState;
+use careledger_app::actors::{AccessRole, ActorStore, RegisteredActor};
+use careledger_app::data_dir::{self, DataDir};
+
+use crate::demo;
 
 /// careledger: an event-sourced, hash-chained care-plan ledger for shared care between the GP
 /// practice (first line) and the hospital specialist (second line).
@@ -130,6 +133,8 @@ enum Command {
         read_models: ReadModelArgs,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+        #[command(flatten)]
+        witnesses: crate::witness::WitnessArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -167,9 +172,6 @@ enum Command {
         #[command(subcommand)]
         command: ActorsCommand,
     },
-    /// Drive a bounded load over loopback (appends, plan reads, SSE subscribers) and report
-    /// throughput and latency; `--spawn` starts its own server on a temporary directory.
-    Loadtest(crate::loadtest::LoadArgs),
     /// Rebuild the read models from the ledger, from position 1.
     Rebuild {
         #[command(flatten)]
@@ -185,6 +187,12 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// A witness, run by a second party: its key, the server that cosigns the log's checkpoints
+    /// (C2SP tlog-witness), and checking a cosigned checkpoint.
+    Witness {
+        #[command(subcommand)]
+        command: crate::witness::WitnessCommand,
     },
 }
 
@@ -299,7 +307,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             addr,
             read_models,
             checkpoints,
-        } => serve(&data.data, &addr, read_models.config(), &checkpoints),
+            witnesses,
+        } => serve(
+            &data.data,
+            &addr,
+            read_models.config(),
+            &checkpoints,
+            &witnesses,
+        ),
+        Command::Witness { command } => crate::witness::run(command),
         Command::Key {
             command: KeyCommand::Show { data },
         } => key_show(&data.data),
@@ -315,7 +331,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notifications { args, status } => notifications_cmd(&args, &status),
         Command::Actors { command } => actors(command),
         Command::Rebuild { data } => rebuild(&data.data),
-        Command::Loadtest(args) => crate::loadtest::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -324,18 +339,19 @@ fn serve(
     addr: &str,
     read_models: ProjectionConfig,
     checkpoints: &CheckpointArgs,
+    witnesses: &crate::witness::WitnessArgs,
 ) -> anyhow::Result<ExitCode> {
     let config = checkpoints.config()?;
+    let witnesses = witnesses.targets()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
     let served = runtime.block_on(async {
-        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, read_models))
-            .map_err(|e| anyhow!("{e}"))?;
+        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, read_models))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
         }
         if let Some(config) = config {
-            match dir.start_checkpoints(data, checkpoints.origin.as_deref(), config) {
+            match dir.start_checkpoints(checkpoints.origin.as_deref(), config) {
                 Ok(started) => checkpointer = Some(started),
                 // A changed origin is a configuration error: refuse to start.
                 Err(e @ careledger_core::checkpoint::CheckpointError::OriginChanged { .. }) => {
@@ -344,10 +360,14 @@ fn serve(
                 Err(e) => tracing::error!(error = %e, "signing no checkpoints"),
             }
         }
+        // Pushes each new checkpoint on a task of its own, never on the append path.
+        let _pushing = crate::witness::start_pushing(&dir, checkpointer.as_ref(), witnesses);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
-        server::serve(listener, dir.state(), server::shutdown_signal()).await?;
-        anyhow::Ok(dir)
+        let state = AppState::start(&dir);
+        let app = state.app.clone();
+        careledger_api::serve(listener, state, shutdown_signal()).await?;
+        anyhow::Ok((dir, app))
     });
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
@@ -401,7 +421,7 @@ fn proof(command: ProofCommand) -> anyhow::Result<ExitCode> {
 
 /// Opens the ledger of a data directory that has one.
 fn open_ledger(data: &Path) -> anyhow::Result<Ledger> {
-    let (ledger_dir, _, _) = server::paths(data);
+    let (ledger_dir, _, _) = data_dir::paths(data);
     if !ledger_dir.join("db").exists() {
         return Err(anyhow!(
             "no ledger in {}; give the data directory with --data",
@@ -412,7 +432,7 @@ fn open_ledger(data: &Path) -> anyhow::Result<Ledger> {
 }
 
 fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
-    let path = server::log_key_path(data);
+    let path = data_dir::log_key_path(data);
     if !path.exists() {
         return Err(anyhow!(
             "no log key in {}; it is made on the first `careledger serve` (give --data for another directory)",
@@ -432,7 +452,7 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 /// loses nothing acknowledged (every acknowledged event is durable); the read models catch up
 /// from the ledger on the next start.
 fn close_within(
-    dir: DataDir,
+    (dir, app): (DataDir, careledger_app::App),
     checkpointer: Option<careledger_core::checkpoint::Checkpointer>,
     deadline: Duration,
 ) -> anyhow::Result<ExitCode> {
@@ -442,10 +462,7 @@ fn close_within(
         if let Some(checkpointer) = checkpointer {
             checkpointer.finish();
         }
-        let saved = dir
-            .projections
-            .persist()
-            .and_then(|()| dir.projections.flush());
+        let saved = app.finish();
         drop(dir);
         let _ = done.send(saved);
     });
@@ -469,11 +486,10 @@ fn close_within(
 }
 
 fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::open(data).map_err(|e| anyhow!("{e}"))?;
-    let report = demo::run(&dir.ledger, &dir.actors).map_err(|e| anyhow!("{e}"))?;
-    dir.projections
-        .catch_up(&dir.ledger)
-        .map_err(|e| anyhow!("{e}"))?;
+    let dir = DataDir::open(data)?;
+    let app = AppState::start(&dir).app;
+    let report = demo::run(&app)?;
+    app.finish()?;
     println!("Wrote {} events to {}:", report.events, data.display());
     for line in &report.lines {
         println!("  {line}");
@@ -490,7 +506,7 @@ fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(data: &Path) -> anyhow::Result<ExitCode> {
-    let (ledger_dir, _, _) = server::paths(data);
+    let (ledger_dir, _, _) = data_dir::paths(data);
     if !ledger_dir.join("db").exists() {
         return Err(anyhow!(
             "no ledger in {}; give the data directory with --data",
@@ -541,10 +557,10 @@ fn check_tree(
     ledger: &Ledger,
 ) -> anyhow::Result<careledger_core::checkpoint::TreeCheck> {
     use careledger_core::checkpoint::{read_latest, LogKey};
-    let key_file = server::log_key_path(data);
+    let key_file = data_dir::log_key_path(data);
     let checkpoint = if key_file.exists() {
         let key = LogKey::open(&key_file)?;
-        read_latest(&server::checkpoint_path(data), &key)?
+        read_latest(&data_dir::checkpoint_path(data), &key)?
     } else {
         None
     };
@@ -559,7 +575,7 @@ fn open_read_models(
     data: &Path,
     config: ProjectionConfig,
 ) -> anyhow::Result<(Ledger, Projections)> {
-    let (ledger_dir, projections_dir, _) = server::paths(data);
+    let (ledger_dir, projections_dir, _) = data_dir::paths(data);
     if !ledger_dir.join("db").exists() {
         return Err(anyhow!(
             "no ledger in {}; give the data directory with --data",
@@ -573,7 +589,7 @@ fn open_read_models(
 }
 
 fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
-    let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
+    let patient = wire::patient_id(&args.patient)?;
     let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let model = projections.read();
     let view = model
@@ -582,7 +598,7 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&view::plan(
+            serde_json::to_string_pretty(&PlanView::new(
                 &patient,
                 &view.plan,
                 projections.config().trend_readings
@@ -770,7 +786,7 @@ fn audit_cmd(
     element: Option<String>,
     actor: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
+    let patient = wire::patient_id(&args.patient)?;
     let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let filter = AuditFilter {
         element,
@@ -783,7 +799,7 @@ fn audit_cmd(
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
     let entries = audit::query(view, &filter);
     if args.json {
-        let list: Vec<_> = entries.into_iter().map(view::audit_entry).collect();
+        let list: Vec<_> = entries.into_iter().map(AuditEntryView::from).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -825,7 +841,7 @@ fn audit_cmd(
 }
 
 fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCode> {
-    let patient = dto::patient(&args.patient).map_err(|e| anyhow!("{e}"))?;
+    let patient = wire::patient_id(&args.patient)?;
     let which = match status {
         "open" => Which::Open,
         "overdue" => Which::Overdue,
@@ -850,7 +866,7 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
     if args.json {
         let json: Vec<_> = list
             .iter()
-            .map(|n| view::notification(n, n.is_overdue(config, now)))
+            .map(|n| NotificationView::new(n, n.is_overdue(config, now)))
             .collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
@@ -888,23 +904,23 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
             patient,
             organisation,
         } => {
-            let role = ApiRole::parse(&role).ok_or_else(|| {
+            let role = AccessRole::parse(&role).ok_or_else(|| {
                 anyhow!(
                     "--role {role:?} is unknown; use one of {}",
-                    ApiRole::names().join(", ")
+                    AccessRole::names().join(", ")
                 )
             })?;
-            let store =
-                ActorStore::open(&server::paths(&data.data).2).map_err(|e| anyhow!("{e}"))?;
-            let mut actor = ApiActor::new(ActorId::parse(&id)?, Text::new(name)?, role);
+            let store = ActorStore::open(&data_dir::paths(&data.data).2)?;
+            let mut actor = RegisteredActor::new(ActorId::parse(&id)?, Text::new(name)?, role);
             if let Some(bsn) = patient {
-                actor = actor.bound_to(dto::patient(&bsn).map_err(|e| anyhow!("--patient: {e}"))?);
+                actor =
+                    actor.bound_to(wire::patient_id(&bsn).map_err(|e| anyhow!("--patient: {e}"))?);
             }
             if let Some(agb) = organisation {
                 actor = actor
                     .acting_for(AgbCode::parse(&agb).map_err(|e| anyhow!("--organisation: {e}"))?);
             }
-            let token = store.add(actor).map_err(|e| anyhow!("{e}"))?;
+            let token = store.add(actor)?;
             println!("{token}");
             eprintln!(
                 "Actor {id} added as {}. The token above is shown once; keep it secret.",
@@ -912,9 +928,8 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
             );
         }
         ActorsCommand::List { data } => {
-            let store =
-                ActorStore::open(&server::paths(&data.data).2).map_err(|e| anyhow!("{e}"))?;
-            for a in store.list().map_err(|e| anyhow!("{e}"))? {
+            let store = ActorStore::open(&data_dir::paths(&data.data).2)?;
+            for a in store.list()? {
                 let mut extra = String::new();
                 if let Some(p) = &a.patient {
                     extra.push_str(&format!("  patient {p}"));
@@ -935,7 +950,7 @@ fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn rebuild(data: &Path) -> anyhow::Result<ExitCode> {
-    let (ledger_dir, projections_dir, _) = server::paths(data);
+    let (ledger_dir, projections_dir, _) = data_dir::paths(data);
     let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
     let projections = Projections::open(&projections_dir, ProjectionConfig::default())?;
     let started = std::time::Instant::now();
@@ -950,4 +965,23 @@ fn rebuild(data: &Path) -> anyhow::Result<ExitCode> {
         started.elapsed()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
 }

@@ -3,13 +3,13 @@
 
 use serde_json::{json, Value};
 
-use careledger_core::ids::{ActorId, PatientId, Text};
-use careledger_core::role::Role;
-use careledger_core::{Actor, AppendRequest, ExpectedRevision, Ledger};
+use anyhow::anyhow;
 
-use crate::actors::{ActorStore, ApiActor, ApiRole};
-use crate::dto;
-use crate::error::ApiError;
+use careledger_api::wire;
+use careledger_app::actors::{AccessRole, RegisteredActor};
+use careledger_app::{App, Write};
+use careledger_core::ids::{ActorId, PatientId, Text};
+use careledger_core::ExpectedRevision;
 
 /// The demo actors: (id, name, role).
 pub const ACTORS: [(&str, &str, &str); 8] = [
@@ -33,23 +33,15 @@ pub struct DemoReport {
     pub events: u64,
 }
 
-fn actor(id: &str) -> Result<Actor, ApiError> {
-    let (_, name, role) = ACTORS
-        .iter()
-        .find(|(a, _, _)| *a == id)
-        .ok_or_else(|| ApiError::Internal(format!("no demo actor {id}")))?;
-    let role =
-        Role::parse(role).ok_or_else(|| ApiError::Internal(format!("{id} has no care role")))?;
-    Ok(Actor {
-        id: ActorId::parse(id)?,
-        role,
-        name: Text::new(*name)?,
-        organisation: None,
-    })
+/// The registered demo actor `id`.
+fn actor(app: &App, id: &str) -> anyhow::Result<RegisteredActor> {
+    app.actors
+        .get(&ActorId::parse(id)?)?
+        .ok_or_else(|| anyhow!("no demo actor {id}"))
 }
 
 struct Writer<'a> {
-    ledger: &'a Ledger,
+    app: &'a App,
     report: DemoReport,
 }
 
@@ -59,24 +51,25 @@ impl Writer<'_> {
         patient: &str,
         who: &str,
         commands: Vec<Value>,
-    ) -> Result<Vec<u64>, ApiError> {
-        let actor = actor(who)?;
-        let body = dto::append_body(&json!({"commands": commands}), actor.line())?;
-        let request = AppendRequest {
+    ) -> anyhow::Result<Vec<u64>> {
+        let actor = actor(self.app, who)?;
+        let acting = actor
+            .line()
+            .ok_or_else(|| anyhow!("{who} does not write"))?;
+        let body = json!({"commands": commands}).to_string();
+        let (_, submissions) = wire::parse_append_body(body.as_bytes(), acting)?;
+        let write = Write {
             patient: PatientId::parse(patient)?,
             expected: ExpectedRevision::Any,
-            actor,
-            submissions: body.submissions,
+            submissions,
             idempotency_key: None,
-            correlation_id: None,
-            causation_id: None,
         };
-        let kinds: Vec<String> = request
+        let kinds: Vec<String> = write
             .submissions
             .iter()
             .map(|s| s.command.kind().to_owned())
             .collect();
-        let outcome = self.ledger.append(request)?;
+        let outcome = self.app.append(&actor, write)?;
         let positions: Vec<u64> = outcome.events.iter().map(|e| e.position).collect();
         self.report.events += positions.len() as u64;
         self.report.lines.push(format!(
@@ -94,22 +87,24 @@ impl Writer<'_> {
     }
 }
 
-fn member(actor_id: &str, lead: &str, practitioner: &str) -> Result<Value, ApiError> {
+fn member(actor_id: &str, lead: &str, practitioner: &str) -> anyhow::Result<Value> {
     let (id, name, role) = ACTORS
         .iter()
         .find(|(a, _, _)| *a == actor_id)
-        .ok_or_else(|| ApiError::Internal(format!("no demo actor {actor_id}")))?;
+        .ok_or_else(|| anyhow!("no demo actor {actor_id}"))?;
     Ok(
         json!({"type": "add_care_team_member", "actor": id, "name": name, "role": role, "lead": lead,
               "practitioner": practitioner, "reason": "joins the care team"}),
     )
 }
 
-/// Creates the demo actors (those that do not exist yet) and writes the history into an empty ledger.
-pub fn run(ledger: &Ledger, actors: &ActorStore) -> Result<DemoReport, ApiError> {
-    if ledger.head().position != 0 {
-        return Err(ApiError::Conflict(
-            "the demo writes into an empty ledger; this one holds events already. Use a new --data directory".into(),
+/// Creates the demo actors (those that do not exist yet) and writes the history into an empty
+/// ledger, through the same checks as every other write.
+pub fn run(app: &App) -> anyhow::Result<DemoReport> {
+    let actors = &app.actors;
+    if app.ledger.head().position != 0 {
+        return Err(anyhow!(
+            "the demo writes into an empty ledger; this one holds events already. Use a new --data directory"
         ));
     }
     let mut tokens = Vec::new();
@@ -119,9 +114,8 @@ pub fn run(ledger: &Ledger, actors: &ActorStore) -> Result<DemoReport, ApiError>
         if known.contains(&id) {
             continue;
         }
-        let role = ApiRole::parse(role)
-            .ok_or_else(|| ApiError::Internal(format!("unknown role {role}")))?;
-        let mut actor = ApiActor::new(id.clone(), Text::new(name)?, role);
+        let role = AccessRole::parse(role).ok_or_else(|| anyhow!("unknown role {role}"))?;
+        let mut actor = RegisteredActor::new(id.clone(), Text::new(name)?, role);
         if let Some(bsn) = id.as_str().strip_prefix("patient-") {
             actor = actor.bound_to(PatientId::parse(bsn)?);
         }
@@ -129,7 +123,7 @@ pub fn run(ledger: &Ledger, actors: &ActorStore) -> Result<DemoReport, ApiError>
         tokens.push((id.to_string(), role.as_str().to_owned(), token));
     }
     let mut w = Writer {
-        ledger,
+        app,
         report: DemoReport {
             lines: Vec::new(),
             tokens,
@@ -143,7 +137,7 @@ pub fn run(ledger: &Ledger, actors: &ActorStore) -> Result<DemoReport, ApiError>
 }
 
 /// Patient 999990007: shared care, an LDL target, a statin changed for side effects and acknowledged.
-fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
+fn shared_care_story(w: &mut Writer<'_>) -> anyhow::Result<()> {
     let p = "999990007";
     w.write(p, "gp-jansen", vec![json!({"type": "start_shared_care",
         "arrangement": "CVRM by the GP practice; heart failure follow-up by cardiology", "reason": "after myocardial infarction"})])?;
@@ -282,7 +276,7 @@ fn shared_care_story(w: &mut Writer<'_>) -> Result<(), ApiError> {
 
 /// Patient 999990019: founded by the cardiologist, so CVRM has no lead until the GP, added
 /// later, takes it; shared care ends.
-fn specialist_led_patient(w: &mut Writer<'_>) -> Result<(), ApiError> {
+fn specialist_led_patient(w: &mut Writer<'_>) -> anyhow::Result<()> {
     let p = "999990019";
     w.write(p, "card-devries", vec![json!({"type": "start_shared_care", "arrangement": "atrial fibrillation follow-up by cardiology", "reason": "referral"})])?;
     w.write(p, "card-devries", vec![member("gp-jansen", "none", "co")?])?;
@@ -307,7 +301,7 @@ fn specialist_led_patient(w: &mut Writer<'_>) -> Result<(), ApiError> {
 }
 
 /// Patient pat-0003: first line only; a duplicate lab order is flagged.
-fn gp_only_patient(w: &mut Writer<'_>) -> Result<(), ApiError> {
+fn gp_only_patient(w: &mut Writer<'_>) -> anyhow::Result<()> {
     let p = "pat-0003";
     w.write(p, "gp-jansen", vec![member("gp-jansen", "cvrm", "main")?])?;
     w.write(p, "gp-jansen", vec![

@@ -1,12 +1,12 @@
-//! Actors of the API and their bearer tokens, in `<data>/actors`.
+//! Registered actors and their bearer tokens, in `<data>/actors`.
 //!
 //! A token is 32 random bytes shown once, as hex, when the actor is added; only its BLAKE3 hash is
 //! stored. An actor acts in one role: a care-team role of the core, or one of the API's own roles
 //! `auditor` (reads everything, writes nothing) and `subscriber` (reads the event stream only).
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,11 +14,11 @@ use careledger_core::ids::{ActorId, AgbCode, PatientId, Text};
 use careledger_core::role::{Line, Role};
 use careledger_core::Actor;
 
-use crate::error::ApiError;
+use crate::error::AppError;
 
 /// The role an API actor acts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ApiRole {
+pub enum AccessRole {
     /// A member of care teams, in a care-team role.
     Care(Role),
     /// Reads every patient, writes nothing.
@@ -27,22 +27,22 @@ pub enum ApiRole {
     Subscriber,
 }
 
-impl ApiRole {
+impl AccessRole {
     /// Parses `gp`, `cardiologist`, ..., `auditor`, `subscriber`.
-    pub fn parse(raw: &str) -> Option<ApiRole> {
+    pub fn parse(raw: &str) -> Option<AccessRole> {
         match raw {
-            "auditor" => Some(ApiRole::Auditor),
-            "subscriber" => Some(ApiRole::Subscriber),
-            other => Role::parse(other).map(ApiRole::Care),
+            "auditor" => Some(AccessRole::Auditor),
+            "subscriber" => Some(AccessRole::Subscriber),
+            other => Role::parse(other).map(AccessRole::Care),
         }
     }
 
     /// The snake-case name.
     pub fn as_str(self) -> &'static str {
         match self {
-            ApiRole::Care(r) => r.as_str(),
-            ApiRole::Auditor => "auditor",
-            ApiRole::Subscriber => "subscriber",
+            AccessRole::Care(r) => r.as_str(),
+            AccessRole::Auditor => "auditor",
+            AccessRole::Subscriber => "subscriber",
         }
     }
 
@@ -63,13 +63,13 @@ impl ApiRole {
 /// client keys, a subscriber's scope) are added by a new version with an upcast, never by
 /// re-reading old bytes differently.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiActor {
+pub struct RegisteredActor {
     /// Id.
     pub id: ActorId,
     /// Display name.
     pub name: Text,
     /// Role.
-    pub role: ApiRole,
+    pub role: AccessRole,
     /// The organisation acted for, when known: AGB code of the practice or hospital.
     pub organisation: Option<AgbCode>,
     /// For a patient actor: the patient they are. A patient actor joins and reads only this
@@ -77,9 +77,9 @@ pub struct ApiActor {
     pub patient: Option<PatientId>,
 }
 
-impl ApiActor {
+impl RegisteredActor {
     /// An actor of no named organisation, bound to no patient (every role but `patient`).
-    pub fn new(id: ActorId, name: Text, role: ApiRole) -> Self {
+    pub fn new(id: ActorId, name: Text, role: AccessRole) -> Self {
         Self {
             id,
             name,
@@ -104,7 +104,7 @@ impl ApiActor {
     /// The core actor for writes; `None` for auditors and subscribers, who never write.
     pub fn as_care_actor(&self) -> Option<Actor> {
         match self.role {
-            ApiRole::Care(role) => Some(Actor {
+            AccessRole::Care(role) => Some(Actor {
                 id: self.id.clone(),
                 role,
                 name: self.name.clone(),
@@ -117,7 +117,7 @@ impl ApiActor {
     /// The line, for care roles.
     pub fn line(&self) -> Option<Line> {
         match self.role {
-            ApiRole::Care(role) => Some(role.line()),
+            AccessRole::Care(role) => Some(role.line()),
             _ => None,
         }
     }
@@ -128,13 +128,13 @@ impl ApiActor {
 struct StoredActorV1 {
     id: ActorId,
     name: Text,
-    role: ApiRole,
+    role: AccessRole,
     token_hash: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredActor {
-    actor: ApiActor,
+    actor: RegisteredActor,
     token_hash: [u8; 32],
 }
 
@@ -143,7 +143,7 @@ struct StoredActor {
 const LAYOUT_MARK: u8 = 0x00;
 const LAYOUT: u8 = 2;
 
-fn encode_stored(stored: &StoredActor) -> Result<Vec<u8>, ApiError> {
+fn encode_stored(stored: &StoredActor) -> Result<Vec<u8>, AppError> {
     let mut bytes = vec![LAYOUT_MARK, LAYOUT];
     bytes.extend(
         bincode::serde::encode_to_vec(stored, bincode::config::standard()).map_err(internal)?,
@@ -151,7 +151,7 @@ fn encode_stored(stored: &StoredActor) -> Result<Vec<u8>, ApiError> {
     Ok(bytes)
 }
 
-fn decode_stored(bytes: &[u8]) -> Result<StoredActor, ApiError> {
+fn decode_stored(bytes: &[u8]) -> Result<StoredActor, AppError> {
     let config = bincode::config::standard();
     match bytes {
         [LAYOUT_MARK, LAYOUT, rest @ ..] => {
@@ -166,7 +166,7 @@ fn decode_stored(bytes: &[u8]) -> Result<StoredActor, ApiError> {
             let (old, _): (StoredActorV1, usize) =
                 bincode::serde::decode_from_slice(bytes, config).map_err(internal)?;
             Ok(StoredActor {
-                actor: ApiActor {
+                actor: RegisteredActor {
                     id: old.id,
                     name: old.name,
                     role: old.role,
@@ -182,25 +182,26 @@ fn decode_stored(bytes: &[u8]) -> Result<StoredActor, ApiError> {
 /// The actor store: sled on disk, a map by token hash in memory.
 pub struct ActorStore {
     db: sled::Db,
-    by_token: RwLock<HashMap<[u8; 32], ApiActor>>,
+    by_token: RwLock<HashMap<[u8; 32], RegisteredActor>>,
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
     *blake3::hash(token.as_bytes()).as_bytes()
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(format!("actor store: {e}"))
+fn internal(e: impl std::fmt::Display) -> AppError {
+    AppError::Store {
+        context: "actor store",
+        detail: e.to_string(),
+    }
 }
 
 impl ActorStore {
     /// Opens the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, ApiError> {
+    pub fn open(dir: &Path) -> Result<Self, AppError> {
         let db = sled::Config::new().path(dir).open().map_err(|e| {
             match careledger_core::storage::open_error(dir, e) {
-                e @ careledger_core::StorageError::InUse { .. } => {
-                    ApiError::Conflict(e.to_string())
-                }
+                e @ careledger_core::StorageError::InUse { .. } => AppError::InUse(e.to_string()),
                 e => internal(e),
             }
         })?;
@@ -219,10 +220,10 @@ impl ActorStore {
     /// Adds an actor and returns its token, which is not stored and cannot be shown again.
     ///
     /// A patient actor is bound to the patient they are; no other actor is.
-    pub fn add(&self, actor: ApiActor) -> Result<String, ApiError> {
-        let is_patient = actor.role == ApiRole::Care(Role::Patient);
+    pub fn add(&self, actor: RegisteredActor) -> Result<String, AppError> {
+        let is_patient = actor.role == AccessRole::Care(Role::Patient);
         if is_patient != actor.patient.is_some() {
-            return Err(ApiError::Unprocessable {
+            return Err(AppError::Invalid {
                 code: "patient_binding".into(),
                 message: if is_patient {
                     "a patient actor is bound to the patient they are: give their BSN (--patient)"
@@ -233,7 +234,7 @@ impl ActorStore {
             });
         }
         if self.db.contains_key(actor.id.as_str()).map_err(internal)? {
-            return Err(ApiError::Conflict(format!(
+            return Err(AppError::Conflict(format!(
                 "actor {} exists already; choose another id",
                 actor.id
             )));
@@ -248,24 +249,17 @@ impl ActorStore {
         let bytes = encode_stored(&stored)?;
         self.db.insert(actor.id.as_str(), bytes).map_err(internal)?;
         self.db.flush().map_err(internal)?;
-        self.by_token
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(stored.token_hash, actor);
+        self.by_token.write().insert(stored.token_hash, actor);
         Ok(token)
     }
 
     /// The actor a token belongs to.
-    pub fn authenticate(&self, token: &str) -> Option<ApiActor> {
-        self.by_token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&token_hash(token))
-            .cloned()
+    pub fn authenticate(&self, token: &str) -> Option<RegisteredActor> {
+        self.by_token.read().get(&token_hash(token)).cloned()
     }
 
     /// The registered actor with this id, if any.
-    pub fn get(&self, id: &ActorId) -> Result<Option<ApiActor>, ApiError> {
+    pub fn get(&self, id: &ActorId) -> Result<Option<RegisteredActor>, AppError> {
         match self.db.get(id.as_str()).map_err(internal)? {
             None => Ok(None),
             Some(bytes) => Ok(Some(decode_stored(&bytes)?.actor)),
@@ -273,14 +267,8 @@ impl ActorStore {
     }
 
     /// All actors, by id, without tokens.
-    pub fn list(&self) -> Result<Vec<ApiActor>, ApiError> {
-        let mut actors: Vec<ApiActor> = self
-            .by_token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+    pub fn list(&self) -> Result<Vec<RegisteredActor>, AppError> {
+        let mut actors: Vec<RegisteredActor> = self.by_token.read().values().cloned().collect();
         actors.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(actors)
     }
@@ -293,7 +281,7 @@ mod tests {
     /// The first layout as earlier builds wrote it: (id, name, role) and the token hash.
     #[derive(Serialize)]
     struct WrittenByLayout1 {
-        actor: (ActorId, Text, ApiRole),
+        actor: (ActorId, Text, AccessRole),
         token_hash: [u8; 32],
     }
 
@@ -307,7 +295,7 @@ mod tests {
                 actor: (
                     ActorId::parse("gp-jansen").unwrap(),
                     Text::new("A. Jansen").unwrap(),
-                    ApiRole::Care(Role::Gp),
+                    AccessRole::Care(Role::Gp),
                 ),
                 token_hash: token_hash(token),
             };
@@ -318,7 +306,7 @@ mod tests {
         let store = ActorStore::open(dir.path()).unwrap();
         let actor = store.authenticate(token).unwrap();
         assert_eq!(actor.id.as_str(), "gp-jansen");
-        assert_eq!(actor.role, ApiRole::Care(Role::Gp));
+        assert_eq!(actor.role, AccessRole::Care(Role::Gp));
         assert_eq!((actor.organisation, actor.patient), (None, None));
         let got = store.get(&ActorId::parse("gp-jansen").unwrap()).unwrap();
         assert_eq!(got.unwrap().name.as_str(), "A. Jansen");
@@ -328,18 +316,18 @@ mod tests {
     fn a_patient_actor_needs_its_patient_and_no_other_actor_has_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = ActorStore::open(dir.path()).unwrap();
-        let unbound = ApiActor::new(
+        let unbound = RegisteredActor::new(
             ActorId::parse("patient-1").unwrap(),
             Text::new("P. de Boer").unwrap(),
-            ApiRole::Care(Role::Patient),
+            AccessRole::Care(Role::Patient),
         );
         assert!(store.add(unbound.clone()).is_err());
         let bsn = PatientId::parse("999990007").unwrap();
         store.add(unbound.bound_to(bsn.clone())).unwrap();
-        let gp = ApiActor::new(
+        let gp = RegisteredActor::new(
             ActorId::parse("gp-1").unwrap(),
             Text::new("A. Jansen").unwrap(),
-            ApiRole::Care(Role::Gp),
+            AccessRole::Care(Role::Gp),
         )
         .bound_to(bsn);
         assert!(store.add(gp).is_err());

@@ -3,6 +3,7 @@
 //! A command is posted as an object with a `type` (`set_target`, `stop_medication`...), its fields,
 //! a `reason` and an optional `occurred_at`; an event reads back in the same shape under `data`,
 //! so what an integrator writes is what they read.
+#![allow(dead_code, missing_docs)]
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,5 @@
 //! JSON renderings of the read models for the API and `--json` on the command line.
+#![allow(dead_code, missing_docs)]
 
 use serde_json::{json, Value};
 

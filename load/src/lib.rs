@@ -1,11 +1,13 @@
-//! `careledger loadtest`: a bounded load on a server over loopback, reporting throughput and
+//! careledger-load: a bounded load on a server over loopback, reporting throughput and
 //! latency of appends and plan reads, and the delay from an append's acknowledgement to its
 //! delivery to SSE subscribers.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -13,11 +15,17 @@ use serde_json::{json, Value};
 
 use careledger_core::ids::{ActorId, Text};
 
-use crate::actors::{ApiActor, ApiRole};
-use crate::server::{self, DataDir};
+use careledger_api::AppState;
+use careledger_app::actors::{AccessRole, RegisteredActor};
+use careledger_app::DataDir;
 
 /// What to run.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "careledger-load",
+    version,
+    about = "A bounded loopback load on a careledger server"
+)]
 pub struct LoadArgs {
     /// Start a server in this process on a fresh temporary data directory (loopback, free port).
     #[arg(long, conflicts_with_all = ["url", "token"])]
@@ -49,9 +57,15 @@ pub struct LoadArgs {
     /// SSE subscribers on /events/stream.
     #[arg(long, default_value_t = 0)]
     pub subscribers: usize,
-    /// With --spawn: when the server signs checkpoints (as `serve`).
-    #[command(flatten)]
-    pub checkpoints: crate::cli::CheckpointArgs,
+    /// With --spawn: sign no checkpoints (for measurements side by side).
+    #[arg(long, requires = "spawn")]
+    pub no_checkpoints: bool,
+    /// With --spawn: sign a checkpoint after this many new events (as `careledger serve`).
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every_events: u64,
+    /// With --spawn: sign a checkpoint after this many seconds when the ledger grew.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every_secs: u64,
 }
 
 /// Latencies in microseconds.
@@ -98,29 +112,36 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             let dir = tempfile_dir()?;
             let data =
                 tokio::task::block_in_place(|| DataDir::open(&dir)).map_err(|e| anyhow!("{e}"))?;
-            let actor = ApiActor::new(
+            let actor = RegisteredActor::new(
                 ActorId::parse("load-gp")?,
                 Text::new("Load GP")?,
-                ApiRole::Care(careledger_core::role::Role::Gp),
+                AccessRole::Care(careledger_core::role::Role::Gp),
             );
             let token = data.actors.add(actor).map_err(|e| anyhow!("{e}"))?;
-            let auditor = ApiActor::new(
+            let auditor = RegisteredActor::new(
                 ActorId::parse("load-auditor")?,
                 Text::new("Load auditor")?,
-                ApiRole::Auditor,
+                AccessRole::Auditor,
             );
             let auditor_token = data.actors.add(auditor).map_err(|e| anyhow!("{e}"))?;
-            let checkpointer = match args.checkpoints.config()? {
-                Some(config) => Some(
-                    data.start_checkpoints(&dir, args.checkpoints.origin.as_deref(), config)
+            let checkpointer = if args.no_checkpoints {
+                None
+            } else {
+                let config = careledger_core::checkpoint::CheckpointConfig {
+                    every_events: args.checkpoint_every_events,
+                    every: Duration::from_secs(args.checkpoint_every_secs),
+                };
+                Some(
+                    data.start_checkpoints(None, config)
                         .map_err(|e| anyhow!("{e}"))?,
-                ),
-                None => None,
+                )
             };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("http://{}", listener.local_addr()?);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(server::serve(listener, data.state(), async move {
+            let state = AppState::start(&data);
+            let app = state.app.clone();
+            let server = tokio::spawn(careledger_api::serve(listener, state, async move {
                 let _ = stopped.await;
             }));
             let result = drive(&args, &url, &token, &auditor_token).await;
@@ -129,6 +150,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             if let Some(checkpointer) = checkpointer {
                 checkpointer.finish();
             }
+            tokio::task::block_in_place(|| app.finish()).map_err(|e| anyhow!("{e}"))?;
             drop(data);
             let _ = std::fs::remove_dir_all(&dir);
             result
@@ -174,12 +196,7 @@ struct Shared {
 
 impl Shared {
     fn error(&self, what: String) {
-        *self
-            .errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(what)
-            .or_default() += 1;
+        *self.errors.lock().entry(what).or_default() += 1;
     }
 }
 
@@ -323,11 +340,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
             grown / events.max(1)
         );
     }
-    let errors = shared
-        .errors
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let errors = shared.errors.lock().clone();
     if !errors.is_empty() {
         println!("errors: {errors:?}");
     }

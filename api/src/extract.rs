@@ -1,0 +1,145 @@
+//! Extractors: the authenticated caller, a readable patient from the path, the write headers.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+
+use careledger_app::actors::RegisteredActor;
+use careledger_core::ids::PatientId;
+use careledger_core::ExpectedRevision;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::wire;
+use crate::MAX_BODY_BYTES;
+
+/// The authenticated caller.
+pub struct Caller(pub RegisteredActor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthenticated("send an Authorization: Bearer <token> header; `careledger actors add` creates a token".into())
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "the Authorization header must be \"Bearer <token>\"".into(),
+                )
+            })?;
+        Ok(Caller(state.app.authenticate(token.trim())?))
+    }
+}
+
+/// A caller who may read the patient named in the path (`/patients/{patient}/...`).
+pub struct Readable {
+    /// The caller.
+    pub caller: RegisteredActor,
+    /// The patient.
+    pub patient: PatientId,
+}
+
+impl FromRequestParts<AppState> for Readable {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Malformed(e.to_string()))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| name == "patient")
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| ApiError::NotFound("no patient in this path".into()))?;
+        let patient = wire::patient_id(raw)?;
+        state.app.may_read(&caller, &patient)?;
+        Ok(Readable { caller, patient })
+    }
+}
+
+/// The expected revision of an `If-Match` header, if one was sent.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<ExpectedRevision>, ApiError> {
+    headers
+        .get(header::IF_MATCH)
+        .map(|v| {
+            let raw = v
+                .to_str()
+                .map_err(|_| ApiError::Malformed("If-Match must be text".into()))?;
+            Ok(wire::expected_revision(raw)?)
+        })
+        .transpose()
+}
+
+/// The `Idempotency-Key` header, if one was sent.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::Malformed("Idempotency-Key must be text".into()))
+        })
+        .transpose()
+}
+
+/// The bytes of a JSON body: the content type must say so, and it must fit the limit.
+pub fn json_bytes(
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+            "the body exceeds {MAX_BODY_BYTES} bytes; send fewer commands per request"
+        )),
+        _ => ApiError::Malformed(format!("the body could not be read: {e}")),
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as Content-Type: application/json".into(),
+        ));
+    }
+    Ok(body)
+}
+
+/// Query parameters read into `T`, refused as a problem (400) naming what is wrong.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Query(q))
+            .map_err(|e| {
+                ApiError::Malformed(format!("the query is not understood: {}", e.body_text()))
+            })
+    }
+}
+
+/// Parses a non-negative whole number from a query parameter or header.
+pub fn parse_u64(name: &str, raw: Option<&str>, default: u64) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(r) => r.trim().parse().map_err(|_| {
+            ApiError::Malformed(format!(
+                "{name} must be a non-negative whole number, got {r:?}"
+            ))
+        }),
+    }
+}

@@ -1,0 +1,142 @@
+//! Events: the global log, one patient's stream, and appending commands.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use careledger_app::Write;
+use careledger_core::{AppendOutcome, ExpectedRevision};
+
+use crate::error::ApiError;
+use crate::extract::{idempotency_key, if_match, json_bytes, Caller, Query, Readable};
+use crate::routes::blocking;
+use crate::state::AppState;
+use crate::wire::{
+    self, AppendBody, AppendOutcomeView, EventPageView, PageQuery, PatientEventsView,
+    ProblemDetails, StreamQuery,
+};
+
+/// A page of the global log: the events the caller may see, after a position.
+///
+/// Auditors and subscribers see every event; care roles the events of their own patients.
+#[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of events", body = EventPageView),
+        (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn global_log(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<EventPageView>, ApiError> {
+    let (after, limit, patient) = (q.after(), q.limit(), q.patient()?);
+    let ledger = state.app.ledger.clone();
+    let events = blocking(move || Ok(ledger.read_all(after, limit)?)).await?;
+    let next_after = events.last().map_or(after, |e| e.position);
+    let shown = events
+        .iter()
+        .filter(|e| patient.as_ref().is_none_or(|p| *p == e.record.patient))
+        .filter(|e| state.app.sees_events_of(&caller, &e.record.patient));
+    Ok(Json(EventPageView::new(
+        shown,
+        next_after,
+        state.app.ledger.head().position,
+    )))
+}
+
+/// Appends commands to a patient's care plan, atomically.
+///
+/// Answers 201 once the events are durable (200 for a retry with the same `Idempotency-Key`
+/// and content), with the plan already showing them.
+#[utoipa::path(post, path = "/patients/{patient}/events", tag = "events", security(("bearer" = [])),
+    params(
+        ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
+        ("If-Match" = Option<String>, Header, description = "the expected revision: a number, \"no_stream\" or \"any\""),
+        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and content writes once"),
+    ),
+    request_body(content = AppendBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "written and durable", body = AppendOutcomeView,
+            headers(("ETag" = String, description = "the patient's revision after the write"))),
+        (status = 200, description = "a retry of a write already made: its first outcome", body = AppendOutcomeView),
+        (status = 400, description = "the body or a header is malformed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or a rule on who may do what refused it", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the expected revision or the idempotency key conflicts", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "a value is invalid or a rule on the plan refused it", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger takes no writes now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn append(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let patient = wire::patient_id(&patient)?;
+    let acting = state.app.may_write(&caller, &patient)?.line();
+    let bytes = json_bytes(&headers, body)?;
+    let (expected, submissions) = wire::parse_append_body(&bytes, acting)?;
+    let write = Write {
+        patient,
+        expected: if_match(&headers)?
+            .or(expected)
+            .unwrap_or(ExpectedRevision::Any),
+        submissions,
+        idempotency_key: idempotency_key(&headers)?,
+    };
+    let app = state.app.clone();
+    let outcome = blocking(move || Ok(app.append(&caller, write)?)).await?;
+    written(&state, outcome).await
+}
+
+/// The answer to a write, once the read models show it (read your writes).
+pub(crate) async fn written(
+    state: &AppState,
+    outcome: AppendOutcome,
+) -> Result<Response, ApiError> {
+    if let Some(last) = outcome.events.last() {
+        state.app.projected(last.position).await;
+    }
+    let status = if outcome.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut response = (status, Json(AppendOutcomeView::from(&outcome))).into_response();
+    if let Ok(etag) = header::HeaderValue::from_str(&format!("\"{}\"", outcome.revision)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// The patient's events, from a revision on, with their hashes.
+#[utoipa::path(get, path = "/patients/{patient}/events", tag = "events", security(("bearer" = [])),
+    params(
+        ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "the patient's events", body = PatientEventsView),
+        (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or no such patient", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn patient_events(
+    State(state): State<AppState>,
+    Readable { patient, .. }: Readable,
+    Query(q): Query<StreamQuery>,
+) -> Result<Json<PatientEventsView>, ApiError> {
+    let (from, limit) = (q.from_revision(), q.limit());
+    let ledger = state.app.ledger.clone();
+    let events = blocking(move || Ok(ledger.read_stream(&patient, from, limit)?)).await?;
+    Ok(Json(events.iter().collect()))
+}

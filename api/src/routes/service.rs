@@ -1,0 +1,79 @@
+//! The service's own routes: `/health`, `/openapi.json`, `/verify`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::routes::blocking;
+use crate::state::AppState;
+use crate::wire::{HealthView, ProblemDetails, VerifyView};
+
+/// Whether the ledger takes writes.
+///
+/// 200 while it does; 503 with the reason class (`damaged`: acknowledged events missing or
+/// changed, found on open or by comparing the stored head with the anchor's last entry;
+/// `storage`: a storage failure, which clears by itself once the cause is removed).
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses(
+        (status = 200, description = "the ledger takes writes", body = HealthView),
+        (status = 503, description = "the ledger takes no writes, and why", body = HealthView),
+    ))]
+pub async fn health(State(state): State<AppState>) -> Response {
+    let ledger = state.app.ledger.clone();
+    let head = ledger.head();
+    let failure = match tokio::task::spawn_blocking(move || ledger.health()).await {
+        Ok(result) => result.err(),
+        Err(e) => Some(careledger_core::Error::Poisoned(format!(
+            "the health check failed: {e}"
+        ))),
+    };
+    let view = HealthView::new(&head, failure.as_ref());
+    let status = if view.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(view)).into_response()
+}
+
+/// This document: the OpenAPI 3.1 description of every route, derived from the router.
+#[utoipa::path(get, path = "/openapi.json", tag = "service",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_bytes(),
+    )
+        .into_response()
+}
+
+/// Verifies the whole chain, the per-patient index and the anchor.
+///
+/// 200 with the count and head hash only when the ledger is intact; otherwise 409 with the
+/// position where it first fails.
+#[utoipa::path(get, path = "/verify", tag = "service", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the ledger is intact", body = VerifyView),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "a subscriber reads the stream only", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the ledger is not intact: where it first fails", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn verify(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<VerifyView>, ApiError> {
+    let app = state.app.clone();
+    let report = blocking(move || Ok(app.verify(&caller)?)).await?;
+    if let Some(problem) = &report.problem {
+        return Err(ApiError::NotIntact {
+            detail: problem.to_string(),
+            position: problem.position,
+            verified: report.verified,
+        });
+    }
+    Ok(Json(VerifyView::from(&report)))
+}

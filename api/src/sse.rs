@@ -1,0 +1,383 @@
+//! `GET /events/stream`: Server-Sent Events from a position on, catch-up then live.
+//!
+//! The feed ([`careledger_app::feed`]) renders each durable event once with [`render`] and shares
+//! it with every subscriber; a [`Subscription`] sends what became visible to its caller since its
+//! last wake-up in one write, a heartbeat after [`HEARTBEAT`] of silence (one timer, re-armed
+//! when it fires), and reads the ledger by position when it is further behind than the feed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+
+use careledger_app::actors::{AccessRole, RegisteredActor};
+use careledger_app::feed::{Feed, FeedItem};
+use careledger_core::ids::PatientId;
+use careledger_core::RecordedEvent;
+
+use crate::error::ApiError;
+use crate::extract::{parse_u64, Caller, Query};
+use crate::state::AppState;
+use crate::wire::{PageQuery, ProblemDetails, RecordedEventView};
+
+/// How often an idle SSE connection gets a heartbeat comment.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// One durable event as a Server-Sent Event: `id` (its position), `event` (its type) and one
+/// `data` line (its JSON, which has no newlines).
+pub fn render(event: &RecordedEvent) -> Bytes {
+    let data = serde_json::to_string(&RecordedEventView::from(event)).unwrap_or_default();
+    let kind = event.record.event.kind();
+    let mut frame = Vec::with_capacity(data.len() + kind.len() + 40);
+    frame.extend_from_slice(b"id: ");
+    frame.extend_from_slice(event.position.to_string().as_bytes());
+    frame.extend_from_slice(b"\nevent: ");
+    frame.extend_from_slice(kind.as_bytes());
+    frame.extend_from_slice(b"\ndata: ");
+    frame.extend_from_slice(data.as_bytes());
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+/// Server-Sent Events from a position on: catch-up, then live.
+///
+/// Each event's SSE `id` is its position, its `event` its type, its `data` the recorded event
+/// as `GET /events` gives it; resume with `Last-Event-ID` (or `?after=`). A comment line
+/// (`:heartbeat`) comes after 15 s without events. Auditors and subscribers receive every
+/// event, care roles those of their own patients.
+#[utoipa::path(get, path = "/events/stream", tag = "events", security(("bearer" = [])),
+    params(
+        PageQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "the last position received; the stream resumes after it"),
+    ),
+    responses(
+        (status = 200, description = "the stream", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in that patient's care team", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn stream(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::Malformed("Last-Event-ID must be a position".into()))
+        })
+        .transpose()?;
+    let after = match last_event_id {
+        Some(id) => parse_u64("Last-Event-ID", Some(id), 0)?,
+        None => q.after(),
+    };
+    let patient = q.patient()?;
+    if let (Some(p), AccessRole::Care(_)) = (&patient, caller.role) {
+        state.app.may_read(&caller, p)?;
+    }
+    let subscription = Subscription::new(state, caller, patient, after);
+    let stream = futures::stream::unfold(subscription, |mut sub| async move {
+        let chunk = sub.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), sub))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// One SSE subscriber's place in the stream.
+struct Subscription {
+    state: AppState,
+    caller: RegisteredActor,
+    patient: Option<PatientId>,
+    /// The last position sent (or skipped as not the caller's to see).
+    after: u64,
+    last_sent: tokio::time::Instant,
+    /// Fires [`HEARTBEAT`] after the last write. Re-armed only when it fires, so a busy stream
+    /// does not touch the runtime's timers on every write.
+    heartbeat: std::pin::Pin<Box<tokio::time::Sleep>>,
+    fed: watch::Receiver<u64>,
+    durable: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// A subscription of `caller` to the events after `after` (of `patient` only, if given).
+    fn new(
+        state: AppState,
+        caller: RegisteredActor,
+        patient: Option<PatientId>,
+        after: u64,
+    ) -> Self {
+        Subscription {
+            fed: state.app.feed.subscribe(),
+            shutdown: state.app.shutdown(),
+            durable: state.app.durable(),
+            state,
+            caller,
+            patient,
+            after,
+            last_sent: tokio::time::Instant::now(),
+            heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
+        }
+    }
+
+    /// The next bytes to send: the events visible since the last call, in one chunk, or a
+    /// heartbeat after [`HEARTBEAT`] of silence; `None` ends the stream (shutdown, or the ledger
+    /// could not be read).
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            // Also when events flow that this subscriber does not see (another patient's).
+            if tokio::time::Instant::now() >= self.last_sent + HEARTBEAT {
+                return Some(self.heartbeat());
+            }
+            let items = self
+                .state
+                .app
+                .feed
+                .after(&self.state.app.ledger, self.after)
+                .await?;
+            if items.is_empty() {
+                let more = wait_for_more(
+                    &self.state.app.feed,
+                    &mut self.fed,
+                    &mut self.durable,
+                    &mut self.shutdown,
+                    self.after,
+                );
+                tokio::select! {
+                    more = more => {
+                        if !more {
+                            return None;
+                        }
+                    }
+                    // Armed at the last heartbeat; the check above sends the next one when
+                    // the quiet period since the last write is over.
+                    () = &mut self.heartbeat => {
+                        self.heartbeat.as_mut().reset(self.last_sent + HEARTBEAT);
+                    }
+                }
+                continue;
+            }
+            self.after = items.last().map_or(self.after, |e| e.position);
+            let shown: Vec<&Arc<FeedItem>> = items
+                .iter()
+                .filter(|e| self.patient.as_ref().is_none_or(|p| *p == e.patient))
+                .filter(|e| self.state.app.sees_events_of(&self.caller, &e.patient))
+                .collect();
+            let chunk = match shown.as_slice() {
+                [] => continue,
+                [one] => one.frame.clone(),
+                many => Bytes::from(
+                    many.iter()
+                        .map(|e| &e.frame[..])
+                        .collect::<Vec<_>>()
+                        .concat(),
+                ),
+            };
+            return Some(self.sent(chunk));
+        }
+    }
+
+    fn sent(&mut self, chunk: Bytes) -> Bytes {
+        self.last_sent = tokio::time::Instant::now();
+        chunk
+    }
+
+    fn heartbeat(&mut self) -> Bytes {
+        let chunk = self.sent(Bytes::from_static(b":heartbeat\n\n"));
+        self.heartbeat.as_mut().reset(self.last_sent + HEARTBEAT);
+        chunk
+    }
+}
+
+/// Waits until something after `after` may be there; false when the server shuts down.
+async fn wait_for_more(
+    feed: &Feed,
+    fed: &mut watch::Receiver<u64>,
+    durable: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+    after: u64,
+) -> bool {
+    if *shutdown.borrow_and_update() {
+        return false;
+    }
+    let changed = if feed.is_active() {
+        if *fed.borrow_and_update() > after {
+            return true;
+        }
+        fed.changed()
+    } else {
+        if *durable.borrow_and_update() > after {
+            return true;
+        }
+        durable.changed()
+    };
+    tokio::select! {
+        changed = changed => changed.is_ok(),
+        _ = shutdown.changed() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use careledger_core::ids::ActorId;
+    use careledger_core::{AppendRequest, ExpectedRevision};
+
+    /// The state of a server on an empty ledger in `dir`.
+    fn empty_server(dir: &std::path::Path) -> AppState {
+        let data = careledger_app::DataDir::open(dir).unwrap_or_else(|e| panic!("{e}"));
+        AppState::start(&data)
+    }
+
+    /// The next chunk is a heartbeat, one quiet period after `since` (the last write).
+    async fn expect_heartbeat(sub: &mut Subscription, since: tokio::time::Instant) {
+        assert_eq!(
+            sub.next_chunk().await.as_deref(),
+            Some(&b":heartbeat\n\n"[..])
+        );
+        let quiet = since.elapsed();
+        assert!(
+            quiet >= HEARTBEAT && quiet < HEARTBEAT + Duration::from_secs(1),
+            "heartbeat {quiet:?} after the last write"
+        );
+    }
+
+    fn subscription(state: AppState) -> Subscription {
+        let caller = RegisteredActor::new(
+            ActorId::parse("gp-system").unwrap_or_else(|e| panic!("{e}")),
+            careledger_core::ids::Text::new("GP system").unwrap_or_else(|e| panic!("{e}")),
+            AccessRole::Subscriber,
+        );
+        Subscription::new(state, caller, None, 0)
+    }
+
+    /// A subscriber that follows one patient gets its heartbeat while other patients' events
+    /// flow past it: they keep its stream busy but send it nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_filtered_stream_gets_heartbeats_while_events_it_does_not_see_flow() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = empty_server(dir.path());
+        let mut sub = subscription(state.clone());
+        sub.patient = Some(PatientId::parse("patient-2").unwrap_or_else(|e| panic!("{e}")));
+
+        let ledger = state.app.ledger.clone();
+        let writer = tokio::spawn(async move {
+            for i in 0..8 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let ledger = ledger.clone();
+                let request = if i == 0 { founding() } else { note() };
+                tokio::task::spawn_blocking(move || ledger.append(request))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        });
+        let started = tokio::time::Instant::now();
+        expect_heartbeat(&mut sub, started).await;
+        assert!(
+            sub.after >= 4,
+            "the other patient's events were read and passed over"
+        );
+        writer.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn note() -> AppendRequest {
+        use careledger_core::event::{Command, Note, NoteKind};
+        use careledger_core::ids::Text;
+        use careledger_core::Submission;
+        let text = |t: &str| Text::new(t).unwrap_or_else(|e| panic!("{e}"));
+        let mut request = founding();
+        request.expected = ExpectedRevision::Any;
+        request.submissions = vec![Submission {
+            command: Command::AddNote(Note {
+                kind: NoteKind::Note,
+                subject: text("CVRM follow-up"),
+                body: text("Blood pressure at target."),
+            }),
+            occurred_at: None,
+            reason: text("quarterly consultation"),
+        }];
+        request
+    }
+
+    fn founding() -> AppendRequest {
+        use careledger_core::event::{Command, Member};
+        use careledger_core::ids::Text;
+        use careledger_core::role::{Lead, Practitioner, Role};
+        use careledger_core::{Actor, Submission};
+        let text = |t: &str| Text::new(t).unwrap_or_else(|e| panic!("{e}"));
+        let gp = Actor {
+            id: ActorId::parse("agb-01012345").unwrap_or_else(|e| panic!("{e}")),
+            role: Role::Gp,
+            name: text("Dr. J. de Vries"),
+            organisation: None,
+        };
+        AppendRequest {
+            patient: PatientId::parse("patient-1").unwrap_or_else(|e| panic!("{e}")),
+            expected: ExpectedRevision::NoStream,
+            submissions: vec![Submission {
+                command: Command::AddCareTeamMember(Member {
+                    actor: gp.id.clone(),
+                    name: gp.name.clone(),
+                    agb: None,
+                    role: Role::Gp,
+                    lead: Lead::Cvrm,
+                    practitioner: Practitioner::Main,
+                }),
+                occurred_at: None,
+                reason: text("takes on cardiovascular risk management"),
+            }],
+            actor: gp,
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// The heartbeat timer is armed once per quiet period, not per write: an idle stream still
+    /// gets its heartbeat after exactly [`HEARTBEAT`] of silence, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_gets_a_heartbeat_after_the_quiet_period_and_not_before() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = empty_server(dir.path());
+        let mut sub = subscription(state.clone());
+
+        let started = tokio::time::Instant::now();
+        let early =
+            tokio::time::timeout(HEARTBEAT - Duration::from_secs(1), sub.next_chunk()).await;
+        assert!(
+            early.is_err(),
+            "nothing is sent before the quiet period ends"
+        );
+        expect_heartbeat(&mut sub, started).await;
+
+        // An event part-way through the next quiet period goes out at once and starts it anew:
+        // the timer that fires at the old deadline is re-armed, not answered with a heartbeat.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let ledger = state.app.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.append(founding()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = sub.next_chunk().await.unwrap_or_default();
+        assert!(event.starts_with(b"id: 1\n"), "{event:?}");
+        let sent = tokio::time::Instant::now();
+        expect_heartbeat(&mut sub, sent).await;
+        state.begin_shutdown();
+        assert_eq!(sub.next_chunk().await, None);
+    }
+}

@@ -1,0 +1,67 @@
+//! What every handler shares: the application, and the plans rendered once per change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use parking_lot::RwLock;
+
+use careledger_app::{App, DataDir};
+use careledger_core::ids::PatientId;
+
+/// The shared state of the router.
+#[derive(Clone)]
+pub struct AppState {
+    /// The application: ledger, read models, actors, projector and feed.
+    pub app: App,
+    /// Rendered plans, reused until the patient's next event.
+    pub(crate) plans: Arc<PlanCache>,
+}
+
+impl AppState {
+    /// The state over a started application.
+    pub fn new(app: App) -> Self {
+        Self {
+            app,
+            plans: Arc::new(PlanCache::default()),
+        }
+    }
+
+    /// Starts the application over an opened data directory, its feed rendering Server-Sent
+    /// Events.
+    pub fn start(dir: &DataDir) -> Self {
+        Self::new(App::start(dir, crate::sse::render))
+    }
+
+    /// Ends the open SSE streams; in-flight requests finish.
+    pub fn begin_shutdown(&self) {
+        self.app.begin_shutdown();
+    }
+}
+
+/// Plans rendered to JSON, each with the patient's revision it shows: a plan is a function of
+/// the patient's events alone, so it is rendered once per change and served as shared bytes to
+/// every reader until the patient's next event.
+#[derive(Default)]
+pub(crate) struct PlanCache(RwLock<HashMap<PatientId, (u64, Bytes)>>);
+
+/// Plans kept at most; beyond that the cache starts again empty.
+const PLAN_CACHE_ENTRIES: usize = 10_000;
+
+impl PlanCache {
+    pub(crate) fn get(&self, patient: &PatientId, revision: u64) -> Option<Bytes> {
+        self.0
+            .read()
+            .get(patient)
+            .filter(|(cached, _)| *cached == revision)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    pub(crate) fn put(&self, patient: PatientId, revision: u64, bytes: Bytes) {
+        let mut plans = self.0.write();
+        if plans.len() >= PLAN_CACHE_ENTRIES && !plans.contains_key(&patient) {
+            plans.clear();
+        }
+        plans.insert(patient, (revision, bytes));
+    }
+}

@@ -1,0 +1,294 @@
+//! What the team is told, as the API returns it: the audit trail ([`AuditTrailView`]),
+//! notifications ([`NotificationListView`]) and signals ([`SignalListView`]).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use careledger_core::ids::PatientId;
+use careledger_projections::audit::AuditEntry;
+use careledger_projections::notifications::{Notification, NotificationStatus};
+use careledger_projections::Signal;
+
+use super::names::{Line, MeasureCode, Role};
+use super::plan::ProvenanceView;
+use super::scalar::{EventKind, HashHex, Time};
+
+/// A patient's audit trail (`GET /patients/{patient}/audit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuditTrailView {
+    /// The patient.
+    pub patient: String,
+    /// The entries that pass the query, in ledger order.
+    pub entries: Vec<AuditEntryView>,
+}
+
+impl AuditTrailView {
+    /// `entries` of `patient`.
+    pub fn new<'a>(patient: &PatientId, entries: impl IntoIterator<Item = &'a AuditEntry>) -> Self {
+        AuditTrailView {
+            patient: patient.to_string(),
+            entries: entries.into_iter().map(AuditEntryView::from).collect(),
+        }
+    }
+}
+
+/// One entry of the audit trail: what changed from what to what, who, when, why, whom it told,
+/// and the corrections linked both ways.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuditEntryView {
+    /// The event's global position.
+    pub position: u64,
+    /// Its hash.
+    #[schema(value_type = HashHex)]
+    pub hash: String,
+    /// The patient's revision.
+    pub revision: u64,
+    /// The event's kind.
+    #[serde(rename = "type")]
+    #[schema(value_type = EventKind)]
+    pub kind: String,
+    /// The plan element it touches (`target:ldl`, `medication:C10AA05`).
+    pub element: String,
+    /// One sentence.
+    pub summary: String,
+    /// What the element was.
+    pub from: Option<String>,
+    /// What it became.
+    pub to: Option<String>,
+    /// Who.
+    pub actor: AuditActorView,
+    /// When the ledger recorded it.
+    pub recorded_at: Time,
+    /// When it happened, by the clinician's word.
+    pub occurred_at: Time,
+    /// Why.
+    pub reason: String,
+    /// Whom it told, and whether they acknowledged.
+    pub notified: Vec<ToldView>,
+    /// The correction that marked it entered in error.
+    pub corrected_by: Option<u64>,
+    /// The entry this correction marks.
+    pub corrects: Option<u64>,
+    /// The correction's provenance.
+    pub correction: Option<ProvenanceView>,
+    /// The correction that voided it along with its medication's start.
+    pub voided_with: Option<u64>,
+}
+
+/// Who wrote an audited event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuditActorView {
+    /// The actor.
+    pub id: String,
+    /// Their display name.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+    /// Their line.
+    pub line: Line,
+}
+
+/// A recipient told of an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ToldView {
+    /// The recipient.
+    pub recipient: Line,
+    /// Their notification's status.
+    pub status: NotificationStatusView,
+}
+
+impl From<&AuditEntry> for AuditEntryView {
+    fn from(e: &AuditEntry) -> Self {
+        let p = &e.provenance;
+        AuditEntryView {
+            position: p.position,
+            hash: p.hash.to_hex(),
+            revision: e.revision,
+            kind: e.kind.clone(),
+            element: e.element.clone(),
+            summary: e.summary.clone(),
+            from: e.from.clone(),
+            to: e.to.clone(),
+            actor: AuditActorView {
+                id: p.actor.to_string(),
+                name: p.actor_name.to_string(),
+                role: Role(p.role),
+                line: Line(p.line),
+            },
+            recorded_at: Time(p.recorded_at),
+            occurred_at: Time(p.occurred_at),
+            reason: p.reason.to_string(),
+            notified: e
+                .notified
+                .iter()
+                .map(|n| ToldView {
+                    recipient: Line(n.recipient),
+                    status: NotificationStatusView::from(&n.status),
+                })
+                .collect(),
+            corrected_by: e.corrected_by,
+            corrects: e.corrects,
+            correction: e.correction.as_ref().map(ProvenanceView::from),
+            voided_with: e.voided_with,
+        }
+    }
+}
+
+/// A notification's state: open, acknowledged (by whom, when, at which position) or withdrawn
+/// (by a correction before anyone acknowledged it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum NotificationStatusView {
+    /// Not yet acknowledged.
+    Open,
+    /// Acknowledged by a member of the recipient line.
+    Acknowledged {
+        /// Who.
+        by: String,
+        /// When the acknowledgement was recorded.
+        at: Time,
+        /// Its position.
+        position: u64,
+    },
+    /// The causing entry was marked entered in error before anyone acknowledged it.
+    Withdrawn {
+        /// The correction's position.
+        correction: u64,
+    },
+}
+
+impl From<&NotificationStatus> for NotificationStatusView {
+    fn from(s: &NotificationStatus) -> Self {
+        match s {
+            NotificationStatus::Open => NotificationStatusView::Open,
+            NotificationStatus::Acknowledged { by, at, position } => {
+                NotificationStatusView::Acknowledged {
+                    by: by.to_string(),
+                    at: Time(*at),
+                    position: *position,
+                }
+            }
+            NotificationStatus::Withdrawn { correction } => NotificationStatusView::Withdrawn {
+                correction: *correction,
+            },
+        }
+    }
+}
+
+/// A patient's notifications to the caller's line (`GET /patients/{patient}/notifications`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NotificationListView {
+    /// The notifications.
+    pub notifications: Vec<NotificationView>,
+}
+
+impl FromIterator<NotificationView> for NotificationListView {
+    fn from_iter<I: IntoIterator<Item = NotificationView>>(notifications: I) -> Self {
+        NotificationListView {
+            notifications: notifications.into_iter().collect(),
+        }
+    }
+}
+
+/// A notification to one recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NotificationView {
+    /// Its id (`n-42-second`).
+    pub id: String,
+    /// The patient.
+    pub patient: String,
+    /// The recipient line.
+    pub recipient: Line,
+    /// The position of the event that caused it.
+    pub position: u64,
+    /// That event's kind.
+    #[serde(rename = "type")]
+    #[schema(value_type = EventKind)]
+    pub kind: String,
+    /// The audit's one-line summary.
+    pub summary: String,
+    /// The writer's reason.
+    pub reason: String,
+    /// When the causing event was recorded.
+    pub created_at: Time,
+    /// The message, structured.
+    pub message: MessageView,
+    /// Open, acknowledged or withdrawn.
+    pub status: NotificationStatusView,
+    /// True when open for longer than the configured days.
+    pub overdue: bool,
+}
+
+/// A notification's text: a template and the values it is filled with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MessageView {
+    /// The template: the causing event's kind, or `change`.
+    pub template: String,
+    /// The values by name.
+    pub values: BTreeMap<String, String>,
+}
+
+impl NotificationView {
+    /// `n`, overdue or not as of the caller's now.
+    pub fn new(n: &Notification, overdue: bool) -> Self {
+        NotificationView {
+            id: n.id.clone(),
+            patient: n.patient.to_string(),
+            recipient: Line(n.recipient),
+            position: n.position,
+            kind: n.kind.clone(),
+            summary: n.summary.clone(),
+            reason: n.reason.clone(),
+            created_at: Time(n.created_at),
+            message: MessageView {
+                template: n.message.template.clone(),
+                values: n.message.values.clone(),
+            },
+            status: NotificationStatusView::from(&n.status),
+            overdue,
+        }
+    }
+}
+
+/// A patient's signals (`GET /patients/{patient}/signals`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SignalListView {
+    /// The signals as of now.
+    pub signals: Vec<SignalView>,
+}
+
+impl<'a> FromIterator<&'a Signal> for SignalListView {
+    fn from_iter<I: IntoIterator<Item = &'a Signal>>(signals: I) -> Self {
+        SignalListView {
+            signals: signals.into_iter().map(SignalView::from).collect(),
+        }
+    }
+}
+
+/// A signal worth a clinician's attention.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SignalView {
+    /// `duplicate_lab_work`, `annual_lab_due`, `target_not_met`, `home_trend_off_target`,
+    /// `lab_order_open`, `lab_order_expired`, `annual_panel_incomplete`,
+    /// `cvrm_lead_unassigned`, ...
+    pub code: String,
+    /// The measure concerned, if one.
+    pub measure: Option<MeasureCode>,
+    /// A sentence for the clinician.
+    pub message: String,
+    /// The positions that give rise to it.
+    pub positions: Vec<u64>,
+}
+
+impl From<&Signal> for SignalView {
+    fn from(s: &Signal) -> Self {
+        SignalView {
+            code: s.code.clone(),
+            measure: s.measure.map(MeasureCode),
+            message: s.message.clone(),
+            positions: s.positions.clone(),
+        }
+    }
+}

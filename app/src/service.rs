@@ -1,0 +1,302 @@
+//! The application: one data directory's ledger, read models, actors, projector and feed, and
+//! the operations every front end (HTTP, the command-line tool, the demo) goes through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use careledger_core::event::{Acknowledgement, Command};
+use careledger_core::ids::{PatientId, Text};
+use careledger_core::merkle::{ConsistencyProof, InclusionProof, TreeHash};
+use careledger_core::notify;
+use careledger_core::role::Line;
+use careledger_core::verify::VerifyReport;
+use careledger_core::{AppendOutcome, AppendRequest, ExpectedRevision, Ledger, Submission};
+use careledger_projections::{PatientView, Projections};
+
+use crate::access;
+use crate::actors::{ActorStore, RegisteredActor};
+use crate::data_dir::DataDir;
+use crate::error::AppError;
+use crate::feed::{Feed, Render};
+use crate::projector::Projector;
+
+/// How long an append waits for the read models to show it before answering anyway.
+pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+/// What a writer asks for: commands for one patient, and the conditions they are written on.
+pub struct Write {
+    /// The patient.
+    pub patient: PatientId,
+    /// The commands, written atomically.
+    pub submissions: Vec<Submission>,
+    /// The patient's revision the writer has seen.
+    pub expected: ExpectedRevision,
+    /// A key that makes a retry return the first outcome instead of writing again.
+    pub idempotency_key: Option<String>,
+}
+
+/// One data directory in use: everything a request needs, cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// The read models.
+    pub projections: Arc<Projections>,
+    /// Actors and tokens.
+    pub actors: Arc<ActorStore>,
+    /// Durable events, rendered once for every subscriber.
+    pub feed: Arc<Feed>,
+    /// The data directory.
+    pub path: std::path::PathBuf,
+    projector: Arc<Projector>,
+    durable: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl App {
+    /// Starts the projector over an opened data directory; `render` renders each durable event
+    /// for the feed's subscribers.
+    pub fn start(dir: &DataDir, render: Render) -> App {
+        let ledger = dir.ledger.clone();
+        let (tx, durable) = watch::channel(ledger.head().position);
+        ledger.on_durable(move |position| {
+            tx.send_if_modified(|current| {
+                let newer = position > *current;
+                if newer {
+                    *current = position;
+                }
+                newer
+            });
+        });
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let projector = Arc::new(Projector::start(ledger.clone(), dir.projections.clone()));
+        App {
+            feed: Arc::new(Feed::new(ledger.head().position, render)),
+            path: dir.path.clone(),
+            ledger,
+            projections: dir.projections.clone(),
+            actors: dir.actors.clone(),
+            projector,
+            durable,
+            shutdown,
+            shutdown_tx: Arc::new(shutdown_tx),
+        }
+    }
+
+    /// Follows the durable position.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.durable.clone()
+    }
+
+    /// Turns true when the server shuts down, so that open streams end.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Ends the open streams; requests in flight finish.
+    pub fn begin_shutdown(&self) {
+        self.shutdown_tx.send_replace(true);
+    }
+
+    /// Keeps the feed current until the ledger's durable channel closes; run it on a task.
+    pub async fn run_feed(&self) {
+        self.feed.run(self.ledger.clone(), self.durable()).await;
+    }
+
+    /// Stops the projector and writes the read models; the last clone of the app does it (the
+    /// others only drop their share).
+    pub fn finish(self) -> Result<(), AppError> {
+        let App { projector, .. } = self;
+        match Arc::try_unwrap(projector) {
+            Ok(projector) => Ok(projector.finish()?),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The actor a bearer token belongs to.
+    pub fn authenticate(&self, token: &str) -> Result<RegisteredActor, AppError> {
+        self.actors.authenticate(token).ok_or_else(|| {
+            AppError::Unauthenticated(
+                "the bearer token is not known; ask the operator for a new one".into(),
+            )
+        })
+    }
+
+    /// Refuses a caller who may not read this patient.
+    pub fn may_read(&self, caller: &RegisteredActor, patient: &PatientId) -> Result<(), AppError> {
+        access::may_read(&self.projections, caller, patient)
+    }
+
+    /// Whether the caller may see this patient's events in the log or the stream.
+    pub fn sees_events_of(&self, caller: &RegisteredActor, patient: &PatientId) -> bool {
+        access::sees_events_of(&self.projections, caller, patient)
+    }
+
+    /// Calls `f` with the patient's read models, which the caller must have been allowed to read
+    /// ([`App::may_read`]); a patient without a record gets the same refusal as one the caller
+    /// may not see.
+    pub fn with_view<R>(
+        &self,
+        patient: &PatientId,
+        f: impl FnOnce(&PatientView) -> R,
+    ) -> Result<R, AppError> {
+        let model = self.projections.read();
+        let view = model
+            .patient(patient)
+            .ok_or_else(AppError::not_in_care_team)?;
+        Ok(f(view))
+    }
+
+    /// Refuses a caller who may not write to this patient's record at all: only care roles
+    /// write, and a patient actor only to their own record. Checked before anything of the
+    /// request is read; who may write what is `decide`'s.
+    pub fn may_write(
+        &self,
+        caller: &RegisteredActor,
+        patient: &PatientId,
+    ) -> Result<careledger_core::Actor, AppError> {
+        let actor = caller.as_care_actor().ok_or_else(|| {
+            AppError::Forbidden(format!(
+                "an {} does not write to the ledger",
+                caller.role.as_str()
+            ))
+        })?;
+        if !access::is_self(caller, patient) {
+            return Err(AppError::not_in_care_team());
+        }
+        Ok(actor)
+    }
+
+    /// Appends the caller's commands (blocking until they are durable): [`App::may_write`], then
+    /// a new care-team member must be a registered actor in the role they are added in;
+    /// everything else is `decide`'s.
+    pub fn append(
+        &self,
+        caller: &RegisteredActor,
+        write: Write,
+    ) -> Result<AppendOutcome, AppError> {
+        let actor = self.may_write(caller, &write.patient)?;
+        access::check_members_are_registered(&self.actors, &write.patient, &write.submissions)?;
+        Ok(self.ledger.append(AppendRequest {
+            patient: write.patient,
+            expected: write.expected,
+            actor,
+            submissions: write.submissions,
+            idempotency_key: write.idempotency_key,
+            correlation_id: None,
+            causation_id: None,
+        })?)
+    }
+
+    /// Acknowledges a notification by its id (`n-42-second`); the recipient is the caller's
+    /// own line unless the id names it.
+    pub fn acknowledge(
+        &self,
+        caller: &RegisteredActor,
+        patient: PatientId,
+        notification: &str,
+        expected: ExpectedRevision,
+        idempotency_key: Option<String>,
+    ) -> Result<AppendOutcome, AppError> {
+        let Some((position, recipient)) = notify::parse_notification_id(notification) else {
+            return Err(AppError::Malformed(format!(
+                "{notification:?} is not a notification id; ids look like n-42-second (the \
+                 causing position and the recipient: first, second or patient)"
+            )));
+        };
+        let acting = caller.line().unwrap_or(Line::First);
+        let submission = Submission {
+            command: Command::AcknowledgeNotification(Acknowledgement {
+                notification: position,
+                recipient: recipient.unwrap_or(acting),
+            }),
+            occurred_at: None,
+            reason: Text::new("acknowledged")?,
+        };
+        self.append(
+            caller,
+            Write {
+                patient,
+                submissions: vec![submission],
+                expected,
+                idempotency_key,
+            },
+        )
+    }
+
+    /// Waits until the read models show `position` (a write the caller made), for at most
+    /// [`READ_YOUR_WRITES`]; the write is durable either way.
+    pub async fn projected(&self, position: u64) {
+        if !self.projector.reached(position, READ_YOUR_WRITES).await {
+            tracing::warn!(
+                position,
+                "the read models did not reach a new write in time; they follow"
+            );
+        }
+    }
+
+    /// As [`App::projected`], outside an async runtime.
+    pub fn projected_blocking(&self, position: u64) {
+        if !self.projector.reached_blocking(position, READ_YOUR_WRITES) {
+            tracing::warn!(
+                position,
+                "the read models did not reach a new write in time; they follow"
+            );
+        }
+    }
+
+    /// The latest signed checkpoint with every witness cosignature collected for it (a C2SP
+    /// signed note); `None` before the first.
+    pub fn checkpoint(&self) -> Result<Option<String>, AppError> {
+        crate::witnesses::latest_checkpoint(&self.path)
+    }
+
+    /// An inclusion proof of the event at `position` in the tree of `tree_size` (the durable
+    /// head when `None`): auditors and subscribers for any event, care roles for the events of
+    /// the patients they may read.
+    pub fn inclusion_proof(
+        &self,
+        caller: &RegisteredActor,
+        position: u64,
+        tree_size: Option<u64>,
+    ) -> Result<(InclusionProof, TreeHash), AppError> {
+        let size = tree_size.unwrap_or_else(|| self.ledger.head().position);
+        let proof = self.ledger.inclusion_proof(position, size)?;
+        let event = self.ledger.read_position(position)?;
+        if !self.sees_events_of(caller, &event.record.patient) {
+            return Err(AppError::Forbidden(format!(
+                "the event at position {position} is of a patient you may not read"
+            )));
+        }
+        let root = self.ledger.tree_head(size)?.root;
+        Ok((proof, root))
+    }
+
+    /// A consistency proof from the tree of `first` events to that of `second` (the durable
+    /// head when `None`), with both roots: it names no patient, so every authenticated role
+    /// may ask for it.
+    pub fn consistency_proof(
+        &self,
+        first: u64,
+        second: Option<u64>,
+    ) -> Result<(ConsistencyProof, TreeHash, TreeHash), AppError> {
+        let second = second.unwrap_or_else(|| self.ledger.head().position);
+        let proof = self.ledger.consistency_proof(first, second)?;
+        let first_root = self.ledger.tree_head(first)?.root;
+        let second_root = self.ledger.tree_head(second)?.root;
+        Ok((proof, first_root, second_root))
+    }
+
+    /// Verifies the whole chain (a full scan: auditors and care roles only).
+    pub fn verify(&self, caller: &RegisteredActor) -> Result<VerifyReport, AppError> {
+        if caller.role == crate::actors::AccessRole::Subscriber {
+            return Err(AppError::Forbidden(
+                "a subscriber reads the event stream only".into(),
+            ));
+        }
+        Ok(self.ledger.verify(&mut |_, _| {})?)
+    }
+}

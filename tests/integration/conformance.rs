@@ -1,0 +1,418 @@
+//! Conformance of the server to the OpenAPI document it serves: seeded random requests to every
+//! documented operation, with every kind of caller, valid and invalid parameters and bodies, against
+//! a real server on loopback. Every answer must be a status the operation documents, with the
+//! content type documented for that status, and a body that validates against the documented
+//! schema (JSON Schema 2020-12, as OpenAPI 3.1 uses). No answer may be a 5xx.
+//!
+//! The seed is printed; `CARELEDGER_SEED=<seed>` replays a run, `CARELEDGER_CONFORMANCE_CASES`
+//! changes how many requests are sent (default 900).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::common::{self, Fixture, ACTORS, PATIENT};
+
+/// A small, seeded generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// One documented operation.
+struct Operation {
+    path: String,
+    method: String,
+    parameters: Vec<Value>,
+    /// Status (or `default`) → content type → schema (`Value::Null` when none is given).
+    responses: BTreeMap<String, BTreeMap<String, Value>>,
+    has_body: bool,
+}
+
+/// Resolves a local `$ref` (`#/components/...`) against the document.
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(pointer) => doc
+            .pointer(pointer.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("the document has no {pointer}")),
+        None => value,
+    }
+}
+
+fn operations(doc: &Value) -> Vec<Operation> {
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("the document has paths") {
+        let shared: Vec<Value> = item["parameters"].as_array().cloned().unwrap_or_default();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            let mut parameters = shared.clone();
+            parameters.extend(op["parameters"].as_array().cloned().unwrap_or_default());
+            let parameters = parameters.iter().map(|p| resolve(doc, p).clone()).collect();
+            let mut responses = BTreeMap::new();
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                let response = resolve(doc, response);
+                let mut contents = BTreeMap::new();
+                if let Some(content) = response.get("content").and_then(Value::as_object) {
+                    for (media, body) in content {
+                        contents.insert(
+                            media.clone(),
+                            body.get("schema").cloned().unwrap_or(Value::Null),
+                        );
+                    }
+                }
+                responses.insert(status.clone(), contents);
+            }
+            found.push(Operation {
+                path: path.clone(),
+                method: method.to_owned(),
+                parameters,
+                responses,
+                has_body: op.get("requestBody").is_some(),
+            });
+        }
+    }
+    found
+}
+
+/// A value for a parameter: mostly one its schema allows, sometimes one it does not.
+/// `notifications` are the ids of the notifications open at the start.
+fn parameter_value(rng: &mut Rng, name: &str, schema: &Value, notifications: &[String]) -> String {
+    if rng.chance(15) {
+        return rng
+            .pick(&["", "x", "-1", "18446744073709551616", "%00", "1.5", "null"])
+            .to_string();
+    }
+    match name {
+        "patient" => {
+            return rng
+                .pick(&[PATIENT, PATIENT, "999990019", "123456782"])
+                .to_string()
+        }
+        "notification" if rng.chance(70) && !notifications.is_empty() => {
+            return rng.pick(notifications).clone()
+        }
+        "notification" => return rng.pick(&["n-999-second", "n-1", "n-1-first"]).to_string(),
+        _ => {}
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        let option = rng.pick(options);
+        return option
+            .as_str()
+            .map_or_else(|| option.to_string(), str::to_owned);
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("integer") => {
+            let low = schema.get("minimum").and_then(Value::as_u64).unwrap_or(0);
+            let high = schema
+                .get("maximum")
+                .and_then(Value::as_u64)
+                .unwrap_or(low + 8);
+            (low + rng.next() % (high - low + 1)).to_string()
+        }
+        Some("boolean") => rng.pick(&["true", "false"]).to_string(),
+        _ if schema.get("format").and_then(Value::as_str) == Some("date-time") => rng
+            .pick(&["2025-01-01T00:00:00Z", "2030-06-01T12:00:00+02:00"])
+            .to_string(),
+        _ => match name {
+            "measure" => rng
+                .pick(&["ldl", "systolic_bp", "hba1c", "nonsense"])
+                .to_string(),
+            "actor" => rng.pick(&["gp-1", "card-1", "nobody"]).to_string(),
+            "element" => rng.pick(&["medication:C10AA05", "target:ldl"]).to_string(),
+            _ => rng.pick(&["a", "first", "1"]).to_string(),
+        },
+    }
+}
+
+/// A request body for a write: valid commands of several kinds, and malformed ones.
+fn body(rng: &mut Rng) -> (Vec<u8>, &'static str) {
+    let valid = [
+        json!({"commands": [{"type": "add_note", "kind": "note", "subject": "Follow-up", "body": "Blood pressure at target.", "reason": "consultation"}]}),
+        json!({"commands": [{"type": "record_measurement", "measure": "systolic_bp", "value": "138", "source": "self_measured_at_home", "reason": "home reading"}]}),
+        json!({"commands": [{"type": "set_target", "measure": "ldl", "comparator": "<=", "value": "1.8", "basis": "esc_guideline", "reason": "high risk"}]}),
+        json!({"commands": [{"type": "change_dose", "atc": "C10AA05", "dose": "20", "dose_unit": "mg", "frequency": "1x daily", "change_reason": "side_effects", "reason": "myalgia"}]}),
+        json!({"commands": [{"type": "acknowledge_notification", "notification": "n-5-first"}]}),
+        json!({"expected_revision": 0, "commands": [{"type": "start_shared_care", "arrangement": "CVRM", "reason": "letter"}]}),
+    ];
+    let malformed: [&[u8]; 6] = [
+        b"",
+        b"{",
+        b"[]",
+        br#"{"commands": []}"#,
+        br#"{"commands": [{"type": "record_measurement", "measure": "ldl", "value": "abc"}]}"#,
+        br#"{"commands": [{"type": "add_note", "kind": "note", "subject": "s", "body": "b", "extra": 1}]}"#,
+    ];
+    let content_type = if rng.chance(5) {
+        "text/plain"
+    } else {
+        "application/json"
+    };
+    if rng.chance(70) {
+        (rng.pick(&valid).to_string().into_bytes(), content_type)
+    } else {
+        (rng.pick(&malformed).to_vec(), content_type)
+    }
+}
+
+/// Checks one answer against what the operation documents; returns the failure, if any.
+fn check(
+    doc: &Value,
+    op: &Operation,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    if status >= 500 && status != 503 {
+        return Err(format!("answered {status}"));
+    }
+    let Some(contents) = op
+        .responses
+        .get(&status.to_string())
+        .or_else(|| op.responses.get("default"))
+    else {
+        let documented: Vec<&String> = op.responses.keys().collect();
+        return Err(format!(
+            "answered {status}, which the document does not list (it lists {documented:?})"
+        ));
+    };
+    if contents.is_empty() {
+        return Ok(());
+    }
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let Some(schema) = contents.get(media) else {
+        let documented: Vec<&String> = contents.keys().collect();
+        return Err(format!(
+            "answered {status} as {media:?}; the document gives {documented:?}"
+        ));
+    };
+    if !media.ends_with("json") || schema.is_null() {
+        // Text (a signed note) and streams are checked by their status and type.
+        return Ok(());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("answered {status} with a body that is not JSON: {e}"))?;
+    // The schema with the document's components beside it, so that its local `$ref`s resolve.
+    let mut rooted = json!({"$schema": "https://json-schema.org/draft/2020-12/schema"});
+    if let Some(object) = schema.as_object() {
+        for (k, v) in object {
+            rooted[k] = v.clone();
+        }
+    }
+    rooted["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&rooted)
+        .map_err(|e| format!("the documented schema does not compile: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .take(3)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "answered {status} with a body the schema refuses: {}\n{value}",
+            errors.join("; ")
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_matches_the_served_openapi_document() {
+    let seed = common::seed();
+    let mut rng = Rng(seed | 1);
+    let cases: usize = std::env::var("CARELEDGER_CONFORMANCE_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(900);
+
+    let f = Fixture::with_patient().await;
+    // A signed checkpoint, so that GET /checkpoint has one to serve.
+    f.data
+        .start_checkpoints(
+            None,
+            careledger_core::checkpoint::CheckpointConfig::default(),
+        )
+        .unwrap()
+        .finish();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(careledger_api::serve(
+        listener,
+        f.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    let doc: Value = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "an OpenAPI 3.1 document: {}",
+        doc["openapi"]
+    );
+    let operations = operations(&doc);
+    // The notifications open for each member of the care team, so that acknowledgements can
+    // succeed (each once; later ones are refused as already acknowledged).
+    let mut notifications = Vec::new();
+    for actor in ["gp-1", "card-1", "nurse-1", "patient-1"] {
+        let (_, body) = f
+            .get(actor, &format!("/patients/{PATIENT}/notifications"))
+            .await;
+        for n in body["notifications"].as_array().into_iter().flatten() {
+            notifications.extend(n["id"].as_str().map(str::to_owned));
+        }
+    }
+    assert!(
+        !notifications.is_empty(),
+        "the fixture has open notifications"
+    );
+    assert!(operations.len() >= 10, "{} operations", operations.len());
+
+    // Every actor, the care team's members twice as often, no token and an unknown one.
+    let callers: Vec<Option<String>> = ACTORS
+        .iter()
+        .map(|(id, _)| Some(f.token(id)))
+        .chain(["gp-1", "card-1", "patient-1"].map(|id| Some(f.token(id))))
+        .chain([None, Some("not-a-token".to_owned())])
+        .collect();
+    let mut failures = Vec::new();
+    let mut seen: BTreeMap<String, BTreeMap<u16, usize>> = BTreeMap::new();
+    for case in 0..cases {
+        let op = &operations[case % operations.len()];
+        let mut path = op.path.clone();
+        let mut query = Vec::new();
+        let mut headers = Vec::new();
+        for parameter in &op.parameters {
+            let name = parameter["name"].as_str().unwrap_or_default();
+            let schema = &parameter["schema"];
+            let required = parameter["required"].as_bool().unwrap_or(false);
+            match parameter["in"].as_str() {
+                Some("path") => {
+                    let value = parameter_value(&mut rng, name, schema, &notifications);
+                    let value = if value.is_empty() { "x".into() } else { value };
+                    path = path.replace(&format!("{{{name}}}"), &value);
+                }
+                Some("query") if required || rng.chance(50) => {
+                    query.push((
+                        name.to_owned(),
+                        parameter_value(&mut rng, name, schema, &notifications),
+                    ));
+                }
+                Some("header") if required || rng.chance(30) => {
+                    headers.push((
+                        name.to_owned(),
+                        parameter_value(&mut rng, name, schema, &notifications),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let url = format!("{base}{path}");
+        let mut request = match op.method.as_str() {
+            "post" => client.post(&url),
+            "put" => client.put(&url),
+            "patch" => client.patch(&url),
+            "delete" => client.delete(&url),
+            _ => client.get(&url),
+        }
+        .query(&query);
+        if let Some(token) = rng.pick(&callers) {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if op.has_body {
+            let (bytes, content_type) = body(&mut rng);
+            request = request.header("content-type", content_type).body(bytes);
+        }
+        let described = format!("{} {url} {query:?} {headers:?}", op.method.to_uppercase());
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{described}: {e}"));
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        *seen
+            .entry(format!("{} {}", op.method, op.path))
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+        let bytes = if content_type.starts_with("text/event-stream") {
+            // A stream does not end by itself: its status and type are what is checked.
+            Vec::new()
+        } else {
+            response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default()
+        };
+        if let Err(failure) = check(&doc, op, status, &content_type, &bytes) {
+            failures.push(format!("{described}: {failure}"));
+        }
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    eprintln!("statuses per operation: {seen:#?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} answers differ from the document (seed {seed}):\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for (operation, statuses) in &seen {
+        assert!(
+            statuses.keys().any(|s| (200..300).contains(s)),
+            "{operation} never answered with success; the generated requests miss it: {statuses:?}"
+        );
+    }
+}
