@@ -106,13 +106,23 @@ impl App {
         self.feed.run(self.ledger.clone(), self.durable()).await;
     }
 
-    /// Stops the projector and writes the read models; the last clone of the app does it (the
-    /// others only drop their share).
+    /// Stops the projector and writes the read models. While other clones of the app are still
+    /// held (a stream not yet dropped), the projector keeps running for them, and what is
+    /// durable is applied and written all the same.
     pub fn finish(self) -> Result<(), AppError> {
-        let App { projector, .. } = self;
+        let App {
+            projector,
+            ledger,
+            projections,
+            ..
+        } = self;
         match Arc::try_unwrap(projector) {
             Ok(projector) => Ok(projector.finish()?),
-            Err(_) => Ok(()),
+            Err(_) => {
+                projections.apply_new(&ledger)?;
+                projections.persist()?;
+                Ok(projections.flush()?)
+            }
         }
     }
 
