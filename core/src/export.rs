@@ -363,7 +363,7 @@ pub enum ExportProblem {
         previous: u64,
     },
     /// A revision is not the one after the previous: an event missing, added or moved.
-    #[error("revision gap at position {position}: expected revision {expected}, the record has {found} (an event of the patient is missing, added or moved)")]
+    #[error("revision out of sequence at position {position}: expected revision {expected}, the record has {found} (an event of the patient is missing, added or moved)")]
     RevisionGap {
         /// The position.
         position: u64,
@@ -494,6 +494,15 @@ fn verify_events(
     if export.events.is_empty() {
         return Err(ExportProblem::NoEvents);
     }
+    // Order first: a swap shows as such, not as the revision gap it also makes.
+    for pair in export.events.windows(2) {
+        if pair[1].position <= pair[0].position {
+            return Err(ExportProblem::OutOfOrder {
+                position: pair[1].position,
+                previous: pair[0].position,
+            });
+        }
+    }
     let size = checkpoint.size();
     let mut events: Vec<RecordedEvent> = Vec::with_capacity(export.events.len());
     for (i, exported) in export.events.iter().enumerate() {
@@ -522,12 +531,6 @@ fn verify_events(
             });
         }
         if let Some(before) = events.last() {
-            if position <= before.position {
-                return Err(ExportProblem::OutOfOrder {
-                    position,
-                    previous: before.position,
-                });
-            }
             if position == before.position + 1 && frame.prev_hash != before.hash {
                 return Err(ExportProblem::BrokenLink { position });
             }

@@ -518,6 +518,32 @@ impl HeadsMap {
     }
 }
 
+/// Recomputes, from the ledger, the heads map of the tree a checkpoint's note `text` signed and
+/// compares it with the heads line the note carries: `None` when they agree (or the note
+/// carries none), otherwise what differs, in one sentence. What an auditor with the data
+/// directory checks of the heads maps, which no witness can.
+pub fn check_signed(ledger: &Ledger, text: &str) -> Result<Option<String>> {
+    let (checkpoint, extensions) = match crate::checkpoint::Checkpoint::parse_text(text) {
+        Ok(parsed) => parsed,
+        Err(e) => return Ok(Some(format!("the checkpoint is malformed: {e}"))),
+    };
+    let signed = match HeadsLine::find(&extensions) {
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok(None),
+        Err(e) => return Ok(Some(e)),
+    };
+    let computed = HeadsMap::build(ledger, checkpoint.size())?.line()?;
+    Ok((computed != signed).then(|| {
+        format!(
+            "the last signed checkpoint (size {}) carries the heads map {:?}; the ledger's events \
+             give {:?}: the log signed a heads map that is not the patients' last events",
+            checkpoint.size(),
+            signed.to_line(),
+            computed.to_line()
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
