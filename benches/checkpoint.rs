@@ -88,7 +88,10 @@ fn main() {
     let t = Instant::now();
     let mut heads = HeadsMap::new();
     issue_with_heads(&ledger, &key, &file, size, &mut heads).unwrap();
-    println!("first checkpoint after a start (issue_with_heads from nothing): {}", ms(t.elapsed()));
+    println!(
+        "first checkpoint after a start (issue_with_heads from nothing): {}",
+        ms(t.elapsed())
+    );
 
     let mut existing = Vec::new();
     let mut added = Vec::new();
@@ -111,7 +114,11 @@ fn main() {
     println!(
         "checkpoint after 1,000 events of existing patients: median {} (five: {})",
         ms(median(existing.clone())),
-        existing.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+        existing
+            .iter()
+            .map(|d| ms(*d))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "checkpoint after 1,000 events with 100 new patients: median {} (five: {})",
@@ -158,15 +165,16 @@ fn appends_with_and_without_checkpoints() {
                 every_events: 1_000,
                 every: Duration::from_secs(10),
             };
-            Checkpointer::start(ledger.clone(), key, dir.path().join("checkpoint"), config)
-                .unwrap()
+            Checkpointer::start(ledger.clone(), key, dir.path().join("checkpoint"), config).unwrap()
         });
         let cpu = cpu_us();
         let t = Instant::now();
         let mut i = 0;
         while i < 50_000 {
             let subs = (i..i + 100).map(command).collect();
-            ledger.append(request(patient((i / 100) % 1_000), subs)).unwrap();
+            ledger
+                .append(request(patient((i / 100) % 1_000), subs))
+                .unwrap();
             i += 100;
         }
         let wall = t.elapsed();

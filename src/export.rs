@@ -1,6 +1,7 @@
 //! `careledger export` and `careledger verify-export`: one patient's history as a file of
 //! evidence, and its offline check with nothing but the log's key (and the witnesses' keys).
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use careledger_projections::notifications::NotificationStatus;
 use careledger_projections::ReadModel;
 
 /// Largest export file read: one patient's history with its proofs is far smaller.
-const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Writes the export of `patient` against the latest checkpoint of the data directory `data`.
 pub fn export_cmd(data: &Path, patient: &str, out: &Path) -> anyhow::Result<ExitCode> {
@@ -103,7 +104,8 @@ pub fn verify_export_cmd(options: &VerifyOptions<'_>) -> anyhow::Result<ExitCode
             return Ok(ExitCode::FAILURE);
         }
     };
-    print_verified(&verified, &log);
+    // Printing stops quietly when stdout goes away (a pager closed, `| head`).
+    let _ = print_verified(&mut std::io::stdout().lock(), &verified, &log);
     match (&verified.completeness, options.require_complete) {
         (Completeness::TailUnproven, true) => {
             println!("FAILED: the tail is unproven and --require-complete was given");
@@ -125,111 +127,136 @@ fn read(file: &Path) -> Result<Export, String> {
         ));
     }
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        format!("not a careledger export: the file is not valid JSON ({e}); a truncated or damaged file?")
-    })?;
-    let format = value.get("format").and_then(|f| f.as_str());
-    let version = value.get("version").and_then(|v| v.as_u64());
-    match (format, version) {
-        (Some(export::FORMAT), Some(v)) if v == u64::from(export::VERSION) => {}
-        (Some(export::FORMAT), _) => {
-            return Err(format!(
+    let error = match serde_json::from_slice::<Export>(&bytes) {
+        Ok(bundle) => return Ok(bundle),
+        Err(e) => e,
+    };
+    if error.classify() != serde_json::error::Category::Data {
+        return Err(format!(
+            "not a careledger export: the file is not valid JSON ({error}); a truncated or damaged file?"
+        ));
+    }
+    // Valid JSON of another shape: another kind of file, another version, or a damaged export.
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let version = value.get("version");
+    match value.get("format").and_then(|f| f.as_str()) {
+        Some(export::FORMAT)
+            if version.and_then(|v| v.as_u64()) != Some(export::VERSION.into()) =>
+        {
+            Err(format!(
                 "not a careledger export this build reads: version {}, this build reads version {}",
-                value.get("version").map_or("missing".into(), |v| v.to_string()),
+                version.map_or("missing".into(), |v| v.to_string()),
                 export::VERSION
             ))
         }
-        _ => {
-            return Err(format!(
-                "not a careledger export: its \"format\" is not {:?}",
-                export::FORMAT
-            ))
-        }
+        Some(export::FORMAT) => Err(format!("malformed export: {error}")),
+        _ => Err(format!(
+            "not a careledger export: its \"format\" is not {:?}",
+            export::FORMAT
+        )),
     }
-    serde_json::from_value(value).map_err(|e| format!("malformed export: {e}"))
 }
 
 /// The verified history, for people.
-fn print_verified(verified: &VerifiedExport, log: &VerifierKey) {
+fn print_verified(
+    out: &mut dyn Write,
+    verified: &VerifiedExport,
+    log: &VerifierKey,
+) -> std::io::Result<()> {
     let checkpoint = &verified.checkpoint;
     let events = &verified.events;
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return;
+        return Ok(());
     };
-    println!("VERIFIED: the history of patient {}", verified.patient);
-    println!(
+    writeln!(out, "VERIFIED: the history of patient {}", verified.patient)?;
+    writeln!(
+        out,
         "  checkpoint   {} at tree size {}, root {}",
         checkpoint.origin(),
         checkpoint.size(),
         checkpoint.root()
-    );
-    println!("  signed by    {log}");
+    )?;
+    writeln!(out, "  signed by    {log}")?;
     for (witness, at) in &verified.cosigned {
         let at = i64::try_from(*at)
             .ok()
             .and_then(|s| s.checked_mul(1_000_000))
-            .map_or_else(|| format!("{at} s"), |us| Timestamp::from_micros(us).to_string());
-        println!("  cosigned by  {witness} at {at}");
+            .map_or_else(
+                || format!("{at} s"),
+                |us| Timestamp::from_micros(us).to_string(),
+            );
+        writeln!(out, "  cosigned by  {witness} at {at}")?;
     }
-    println!(
+    writeln!(
+        out,
         "  events       {}: revisions 1 to {}, positions {} to {}; every frame hashes to its \
          hash and is in the checkpoint's tree",
         events.len(),
         last.record.revision,
         first.position,
         last.position
-    );
+    )?;
     match verified.completeness {
-        Completeness::Proven { patients } => println!(
+        Completeness::Proven { patients } => writeln!(
+            out,
             "  complete     the checkpoint's heads map ({patients} patients) shows revision {} \
              at position {} as the patient's last event: nothing of this patient up to tree \
              size {} is left out",
             last.record.revision,
             last.position,
             checkpoint.size()
-        ),
-        Completeness::TailUnproven => println!(
+        )?,
+        Completeness::TailUnproven => writeln!(
+            out,
             "  WARNING      the tail is unproven: the checkpoint was signed before checkpoints \
              carried the heads map, so events of this patient after revision {} (position {}) \
              up to tree size {} may be left out; export again against a newer checkpoint",
             last.record.revision,
             last.position,
             checkpoint.size()
-        ),
+        )?,
     }
-    println!();
+    writeln!(out)?;
     let mut model = ReadModel::default();
     for event in events {
         model.apply(event);
     }
     let Some(view) = model.patient(&verified.patient) else {
-        return;
+        return Ok(());
     };
     for entry in audit::query(view, &AuditFilter::default()) {
-        print_entry(entry);
+        print_entry(out, entry)?;
     }
+    Ok(())
 }
 
-fn print_entry(e: &AuditEntry) {
+fn print_entry(out: &mut dyn Write, e: &AuditEntry) -> std::io::Result<()> {
     let p = &e.provenance;
-    println!("#{:<5} revision {:<4} {}", p.position, e.revision, e.summary);
-    println!(
+    writeln!(
+        out,
+        "#{:<5} revision {:<4} {}",
+        p.position, e.revision, e.summary
+    )?;
+    writeln!(
+        out,
         "       who: {} ({}), {}, {}",
         p.actor_name, p.actor, p.role, p.line
-    );
+    )?;
     if e.from.is_some() || e.to.is_some() {
-        println!(
+        writeln!(
+            out,
             "       what: {} changed from {} to {}",
             e.element,
             e.from.as_deref().unwrap_or("nothing"),
             e.to.as_deref().unwrap_or("nothing")
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "       when: recorded {}, occurred {}",
         p.recorded_at, p.occurred_at
-    );
-    println!("       why: {}", p.reason);
+    )?;
+    writeln!(out, "       why: {}", p.reason)?;
     for told in &e.notified {
         let status = match &told.status {
             NotificationStatus::Open => "not acknowledged in this history".to_owned(),
@@ -240,13 +267,17 @@ fn print_entry(e: &AuditEntry) {
                 format!("withdrawn: entered in error (correction at position {correction})")
             }
         };
-        println!("       told {}: {status}", told.recipient);
+        writeln!(out, "       told {}: {status}", told.recipient)?;
     }
     if let Some(c) = e.corrected_by {
-        println!("       ENTERED IN ERROR (correction at position {c})");
+        writeln!(out, "       ENTERED IN ERROR (correction at position {c})")?;
     }
     if let Some(start) = e.voided_with {
-        println!("       VOID: the medication start at position {start} was entered in error");
+        writeln!(
+            out,
+            "       VOID: the medication start at position {start} was entered in error"
+        )?;
     }
-    println!("       hash {}", p.hash);
+    writeln!(out, "       hash {}", p.hash)?;
+    Ok(())
 }

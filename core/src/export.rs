@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::chain::Frame;
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
-use crate::heads::{HeadKey, HeadProof, HeadProofError, HeadsLine, HeadsMap, LeafProof, PatientHead};
+use crate::heads::{
+    HeadKey, HeadProof, HeadProofError, HeadsLine, HeadsMap, LeafProof, PatientHead,
+};
 use crate::ids::PatientId;
 use crate::ledger::Ledger;
 use crate::merkle::{event_leaf, verify_inclusion, TreeHash};
@@ -193,7 +195,10 @@ pub fn export_patient(
     if root != signed.root() {
         return Err(ExportError::NotThisLedger {
             size,
-            detail: format!("the ledger's root at that size is {root}, the checkpoint's {}", signed.root()),
+            detail: format!(
+                "the ledger's root at that size is {root}, the checkpoint's {}",
+                signed.root()
+            ),
         });
     }
     let mut events = Vec::with_capacity(frames.len());
@@ -379,7 +384,9 @@ pub enum ExportProblem {
         position: u64,
     },
     /// An event is not in the checkpoint's tree.
-    #[error("event at position {position} is not in the checkpoint's tree (size {size}): {problem}")]
+    #[error(
+        "event at position {position} is not in the checkpoint's tree (size {size}): {problem}"
+    )]
     NotIncluded {
         /// The position.
         position: u64,
@@ -507,8 +514,7 @@ fn verify_events(
     let mut events: Vec<RecordedEvent> = Vec::with_capacity(export.events.len());
     for (i, exported) in export.events.iter().enumerate() {
         let position = exported.position;
-        let frame =
-            Frame::parse(&exported.frame).ok_or(ExportProblem::Malformed { position })?;
+        let frame = Frame::parse(&exported.frame).ok_or(ExportProblem::Malformed { position })?;
         let computed = frame.computed_hash(position);
         if computed != frame.hash {
             return Err(ExportProblem::HashMismatch {
@@ -579,24 +585,21 @@ fn verify_tail(
     events: &[RecordedEvent],
     line: Option<HeadsLine>,
 ) -> Result<Completeness, ExportProblem> {
-    let (line, heads) = match (line, &export.heads) {
-        (None, None) => return Ok(Completeness::TailUnproven),
-        (Some(line), Some(heads)) => (line, heads),
-        (Some(_), None) => {
-            return Err(ExportProblem::Heads(
+    let (line, heads) =
+        match (line, &export.heads) {
+            (None, None) => return Ok(Completeness::TailUnproven),
+            (Some(line), Some(heads)) => (line, heads),
+            (Some(_), None) => return Err(ExportProblem::Heads(
                 "incomplete: the checkpoint commits to every patient's last event, and the export \
                  leaves out the proof of this patient's (\"heads\" is missing)"
                     .into(),
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(ExportProblem::Heads(
+            )),
+            (None, Some(_)) => return Err(ExportProblem::Heads(
                 "the export carries a heads proof, and its checkpoint no heads map to prove it \
                  against"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     let Some(last) = events.last() else {
         return Err(ExportProblem::NoEvents);
     };
@@ -692,7 +695,9 @@ mod base64_hashes {
                     .ok()
                     .and_then(|b| b.try_into().ok())
                     .map(TreeHash)
-                    .ok_or_else(|| serde::de::Error::custom("a hash is 32 bytes in standard base64"))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom("a hash is 32 bytes in standard base64")
+                    })
             })
             .collect()
     }

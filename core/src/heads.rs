@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
+use crate::chain::Frame;
 use crate::error::{Error, Result};
 use crate::ids::PatientId;
 use crate::ledger::Ledger;
@@ -35,8 +36,6 @@ pub const KEY_TAG: &[u8; 24] = b"careledger/heads/v1/key\0";
 pub const HEAD_TAG: &[u8; 25] = b"careledger/heads/v1/head\0";
 /// The first word of the checkpoint's extension line that carries the heads tree.
 pub const LINE_PREFIX: &str = "careledger/heads/v1";
-/// How many events [`HeadsMap::advance`] reads at a time.
-const READ_CHUNK: usize = 4096;
 
 /// A patient's key in the heads map: BLAKE3(`careledger/heads/v1/key\0` ‖ patient id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,9 +44,14 @@ pub struct HeadKey(pub [u8; 32]);
 impl HeadKey {
     /// The key of `patient`.
     pub fn of(patient: &PatientId) -> Self {
+        Self::of_id(patient.as_str())
+    }
+
+    /// The key of the patient id as a record stores it.
+    fn of_id(id: &str) -> Self {
         let mut hasher = blake3::Hasher::new();
         hasher.update(KEY_TAG);
-        hasher.update(patient.as_str().as_bytes());
+        hasher.update(id.as_bytes());
         Self(*hasher.finalize().as_bytes())
     }
 }
@@ -97,7 +101,11 @@ pub struct HeadsLine {
 impl HeadsLine {
     /// `careledger/heads/v1 <count> <base64 root>`, without a newline.
     pub fn to_line(&self) -> String {
-        format!("{LINE_PREFIX} {} {}", self.count, BASE64.encode(self.root.0))
+        format!(
+            "{LINE_PREFIX} {} {}",
+            self.count,
+            BASE64.encode(self.root.0)
+        )
     }
 
     /// Finds the heads line among a checkpoint's extension lines: `None` when there is none
@@ -113,7 +121,9 @@ impl HeadsLine {
             if found.is_some() {
                 return Err(format!("the checkpoint carries two {LINE_PREFIX} lines"));
             }
-            let bad = || format!("the extension line {line:?} is not '{LINE_PREFIX} <count> <base64 root>'");
+            let bad = || {
+                format!("the extension line {line:?} is not '{LINE_PREFIX} <count> <base64 root>'")
+            };
             let count = words.next().and_then(parse_decimal).ok_or_else(bad)?;
             let root: [u8; 32] = words
                 .next()
@@ -227,7 +237,12 @@ impl HeadProof {
         let index = self.leaf.index;
         let sides = [
             ("left", &self.left, index.checked_sub(1), true),
-            ("right", &self.right, index.checked_add(1).filter(|i| *i < line.count), false),
+            (
+                "right",
+                &self.right,
+                index.checked_add(1).filter(|i| *i < line.count),
+                false,
+            ),
         ];
         for (side, neighbour, expected, smaller) in sides {
             let problem = |problem: String| HeadProofError::Neighbour { side, problem };
@@ -377,34 +392,73 @@ impl HeadsMap {
             }
             .into());
         }
-        while self.size < size {
-            let want = usize::try_from(size - self.size)
-                .unwrap_or(usize::MAX)
-                .min(READ_CHUNK);
-            let events = ledger.read_all(self.size, want)?;
-            if events.is_empty() {
-                return Err(ProofError::BeyondDurable {
-                    tree_size: size,
-                    durable: self.size,
+        if size == self.size {
+            return Ok(());
+        }
+        let durable = ledger.head().position;
+        if size > durable {
+            return Err(ProofError::BeyondDurable {
+                tree_size: size,
+                durable,
+            }
+            .into());
+        }
+        // The stored frames, not decoded records: the map needs each event's hash, patient and
+        // revision, which are the frame's header and the first two fields of its record.
+        let mut failure = None;
+        ledger
+            .storage()
+            .scan(self.size + 1, &mut |position, frame| {
+                if position > size {
+                    return false;
                 }
-                .into());
-            }
-            for event in &events {
-                self.record(
-                    &event.record.patient,
-                    PatientHead {
-                        revision: event.record.revision,
-                        position: event.position,
-                        hash: event.hash,
-                    },
-                )?;
-            }
+                match self.record_frame(position, frame) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if self.size < size {
+            return Err(Error::Integrity(Problem {
+                position: self.size + 1,
+                kind: ProblemKind::Undecodable("no event is stored at this position".into()),
+            }));
         }
         Ok(())
     }
 
+    /// Records the stored frame at `position`.
+    fn record_frame(&mut self, position: u64, frame: &[u8]) -> Result<()> {
+        let undecodable = |detail: &str| {
+            Error::Integrity(Problem {
+                position,
+                kind: ProblemKind::Undecodable(detail.to_owned()),
+            })
+        };
+        let frame =
+            Frame::parse(frame).ok_or_else(|| undecodable("the frame header is malformed"))?;
+        let (id, revision) = record_prefix(frame.record).ok_or_else(|| {
+            undecodable("the record does not start with a patient id and a revision")
+        })?;
+        let head = PatientHead {
+            revision,
+            position,
+            hash: frame.hash,
+        };
+        self.record_keyed(HeadKey::of_id(id), id, head)
+    }
+
     /// Records the event `head` of `patient`, the next position after the map's size.
     pub fn record(&mut self, patient: &PatientId, head: PatientHead) -> Result<()> {
+        self.record_keyed(HeadKey::of(patient), patient.as_str(), head)
+    }
+
+    fn record_keyed(&mut self, key: HeadKey, patient: &str, head: PatientHead) -> Result<()> {
         let position = head.position;
         if position != self.size + 1 {
             return Err(Error::Integrity(Problem {
@@ -412,7 +466,6 @@ impl HeadsMap {
                 kind: ProblemKind::Gap { found: position },
             }));
         }
-        let key = HeadKey::of(patient);
         let before = self.heads.get(&key).map_or(0, |e| e.head.revision);
         if head.revision != before + 1 {
             return Err(Error::Integrity(Problem {
@@ -516,6 +569,32 @@ impl HeadsMap {
             right,
         }))
     }
+}
+
+/// The patient id and the revision at the start of record bytes of any format (both formats
+/// start with them: `docs/hash-format.md`, "The record bytes"): a bincode string (varint
+/// length, UTF-8) and a varint.
+fn record_prefix(record: &[u8]) -> Option<(&str, u64)> {
+    let (length, rest) = varint(record)?;
+    let length = usize::try_from(length).ok()?;
+    let id = std::str::from_utf8(rest.get(..length)?).ok()?;
+    let (revision, _) = varint(&rest[length..])?;
+    Some((id, revision))
+}
+
+/// bincode's varint: a byte below 251, or 251, 252, 253 and a u16, u32 or u64 little-endian.
+fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (&first, rest) = bytes.split_first()?;
+    let width = match first {
+        0..=250 => return Some((u64::from(first), rest)),
+        251 => 2,
+        252 => 4,
+        253 => 8,
+        _ => return None,
+    };
+    let mut value = [0u8; 8];
+    value[..width].copy_from_slice(rest.get(..width)?);
+    Some((u64::from_le_bytes(value), &rest[width..]))
 }
 
 /// Recomputes, from the ledger, the heads map of the tree a checkpoint's note `text` signed and
@@ -624,6 +703,21 @@ mod tests {
         ] {
             assert!(HeadsLine::find(&[bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_record_prefix_reads_bincodes_string_and_varint() {
+        let widths = [0, 1, 250, 251, 65_535, 65_536, 1 << 32, u64::MAX];
+        for revision in widths {
+            let bytes = bincode::serde::encode_to_vec(
+                ("999990007", revision, "the rest of the record"),
+                crate::record::bincode_config(),
+            )
+            .unwrap();
+            assert_eq!(record_prefix(&bytes), Some(("999990007", revision)));
+            assert_eq!(record_prefix(&bytes[..bytes.len().min(5)]), None);
+        }
+        assert_eq!(record_prefix(&[0xfe, 0, 0]), None);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Domain types with validating constructors ([`ids`], [`role`], [`quantity`]), the event
 //! catalogue ([`event`]) with its clinical payloads ([`clinical`]), the business rules ([`decide`]), the notify-the-other-party rule
 //! ([`notify`]), and the append-only hash-chained log on sled ([`ledger`], [`chain`],
-//! [`storage`], [`verify`]) with its anchor outside sled ([`anchor`]).
+//! [`storage`], [`verify`]) with its anchor outside sled ([`anchor`]), its Merkle tree and signed
+//! checkpoints ([`merkle`], [`note`], [`checkpoint`]) with the patients' heads map ([`heads`]),
+//! and exports of one patient's history as evidence ([`export`]).
 //!
 //! **Invariant:** this crate knows nothing of HTTP, JSON DTOs or the command line.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]

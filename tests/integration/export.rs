@@ -143,6 +143,10 @@ async fn an_export_after_the_server_stopped_verifies_offline_and_prints_the_hist
     let out = export_to(dir.path(), PATIENT, &file);
     assert!(out.status.success(), "{}", text(&out));
 
+    // The auditor's check of the data directory recomputes the heads map the log signed.
+    let verified = careledger(&["verify", "--data", dir.path().to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", text(&verified));
+
     // Offline: only the file and the key, in another directory.
     let key = log_key(dir.path());
     let elsewhere = tempfile::tempdir().unwrap();
@@ -152,8 +156,14 @@ async fn an_export_after_the_server_stopped_verifies_offline_and_prints_the_hist
     let out = verify_export(&moved, &key, &["--patient", PATIENT]);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
-    assert!(printed.starts_with("VERIFIED: the history of patient 999990007"), "{printed}");
-    assert!(printed.contains("complete     the checkpoint's heads map (3 patients)"), "{printed}");
+    assert!(
+        printed.starts_with("VERIFIED: the history of patient 999990007"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("complete     the checkpoint's heads map (3 patients)"),
+        "{printed}"
+    );
     for expected in [
         // who (name and id), role and line
         "who: J. de Vries (card-devries), cardiologist, second line",
@@ -170,6 +180,35 @@ async fn an_export_after_the_server_stopped_verifies_offline_and_prints_the_hist
     ] {
         assert!(printed.contains(expected), "{expected:?} in {printed}");
     }
+}
+
+#[test]
+fn verify_names_a_signed_heads_map_that_is_not_the_patients_last_events() {
+    let dir = demo();
+    let ledger = open_ledger(dir.path());
+    let key = LogKey::open_or_create(&dir.path().join("log-key"), Some(ORIGIN)).unwrap();
+    let size = ledger.head().position;
+    // The heads map as it was one event earlier: the last event's patient shows an older head.
+    let mut earlier = HeadsMap::build(&ledger, size - 1).unwrap();
+    let wrong = earlier.line().unwrap().to_line();
+    let note = key
+        .sign_extended(ledger.tree_head(size).unwrap(), &[wrong.clone()])
+        .unwrap();
+    std::fs::write(dir.path().join("checkpoint"), note.to_string()).unwrap();
+    drop(ledger);
+    let out = careledger(&["verify", "--data", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("the log signed a heads map that is not the patients' last events"),
+        "{}",
+        text(&out)
+    );
+    let out = export_to(dir.path(), PATIENT, &dir.path().join("x.json"));
+    assert!(
+        !out.status.success() && text(&out).contains("is not the one the checkpoint signed"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -196,7 +235,11 @@ fn every_kind_of_tampering_fails_naming_its_cause() {
     let mut last_dropped = good.clone();
     last_dropped.events.pop();
     let out = exported.verify_changed("last-dropped", &last_dropped, &[]);
-    assert_fails_naming(&out, "incomplete: the export's last event", "the last event dropped");
+    assert_fails_naming(
+        &out,
+        "incomplete: the export's last event",
+        "the last event dropped",
+    );
 
     let mut middle_dropped = good.clone();
     middle_dropped.events.remove(n / 2);
@@ -223,31 +266,55 @@ fn every_kind_of_tampering_fails_naming_its_cause() {
     let foreign = other
         .events
         .iter()
-        .find(|e| e.position > good.events[n - 2].position && e.position < good.events[n - 1].position)
+        .find(|e| {
+            e.position > good.events[n - 2].position && e.position < good.events[n - 1].position
+        })
         .or(other.events.last())
         .unwrap()
         .clone();
-    let at = added.events.partition_point(|e| e.position < foreign.position);
+    let at = added
+        .events
+        .partition_point(|e| e.position < foreign.position);
     added.events.insert(at, foreign);
     let out = exported.verify_changed("added", &added, &[]);
-    assert_fails_naming(&out, "is of patient 999990019, not 999990007", "another patient's event added");
+    assert_fails_naming(
+        &out,
+        "is of patient 999990019, not 999990007",
+        "another patient's event added",
+    );
 
     let mut replaced = other.clone();
     replaced.patient = PATIENT.to_owned();
     let out = exported.verify_changed("replaced", &replaced, &[]);
-    assert_fails_naming(&out, "is of patient 999990019, not 999990007", "another patient's frames");
+    assert_fails_naming(
+        &out,
+        "is of patient 999990019, not 999990007",
+        "another patient's frames",
+    );
     let out = verify_export(&other_file, &exported.key, &["--patient", PATIENT]);
-    assert_fails_naming(&out, "the export is of patient 999990019, not 999990007", "another patient's export");
+    assert_fails_naming(
+        &out,
+        "the export is of patient 999990019, not 999990007",
+        "another patient's export",
+    );
 
     let mut bad_path = good.clone();
     bad_path.events[1].inclusion[0].0[0] ^= 0x80;
     let out = exported.verify_changed("bad-path", &bad_path, &[]);
-    assert_fails_naming(&out, "is not in the checkpoint's tree", "an inclusion proof changed");
+    assert_fails_naming(
+        &out,
+        "is not in the checkpoint's tree",
+        "an inclusion proof changed",
+    );
 
     let mut short_path = good.clone();
     short_path.events[1].inclusion.pop();
     let out = exported.verify_changed("short-path", &short_path, &[]);
-    assert_fails_naming(&out, "is not in the checkpoint's tree", "an inclusion proof cut");
+    assert_fails_naming(
+        &out,
+        "is not in the checkpoint's tree",
+        "an inclusion proof cut",
+    );
 
     let mut moved = good.clone();
     moved.events[n - 1].position += 1;
@@ -277,7 +344,10 @@ fn every_kind_of_tampering_fails_naming_its_cause() {
     let mut resized = good.clone();
     let size_line = resized.checkpoint.lines().nth(1).unwrap().to_owned();
     let bigger = (size_line.parse::<u64>().unwrap() + 1).to_string();
-    resized.checkpoint = resized.checkpoint.replacen(&format!("\n{size_line}\n"), &format!("\n{bigger}\n"), 1);
+    resized.checkpoint =
+        resized
+            .checkpoint
+            .replacen(&format!("\n{size_line}\n"), &format!("\n{bigger}\n"), 1);
     let out = exported.verify_changed("resized", &resized, &[]);
     assert_fails_naming(&out, "does not verify", "the checkpoint changed");
 
@@ -299,7 +369,11 @@ fn every_kind_of_tampering_fails_naming_its_cause() {
     assert_fails_naming(&out, "not valid JSON", "not JSON");
 
     let other_json = exported.dir.path().join("other-json.json");
-    std::fs::write(&other_json, br#"{"format": "something else", "events": []}"#).unwrap();
+    std::fs::write(
+        &other_json,
+        br#"{"format": "something else", "events": []}"#,
+    )
+    .unwrap();
     let out = verify_export(&other_json, &exported.key, &[]);
     assert_fails_naming(&out, "not a careledger export", "JSON of another kind");
 
@@ -321,9 +395,16 @@ fn every_kind_of_tampering_fails_naming_its_cause() {
 #[test]
 fn a_wrong_log_key_or_a_witness_that_did_not_cosign_is_refused() {
     let exported = Exported::new();
-    let other_log = LogKey::from_seed(ORIGIN, &[0x33; 32]).unwrap().verifier_key().to_string();
+    let other_log = LogKey::from_seed(ORIGIN, &[0x33; 32])
+        .unwrap()
+        .verifier_key()
+        .to_string();
     let out = verify_export(&exported.file, &other_log, &[]);
-    assert_fails_naming(&out, "no signature by the log key", "another key of the same name");
+    assert_fails_naming(
+        &out,
+        "no signature by the log key",
+        "another key of the same name",
+    );
     let other_name = LogKey::from_seed("other.example/log", &[0x33; 32])
         .unwrap()
         .verifier_key()
@@ -345,26 +426,63 @@ fn a_wrong_log_key_or_a_witness_that_did_not_cosign_is_refused() {
     let w2 = absent.verifier_key().to_string();
     let out = verify_export(&cosigned, &exported.key, &["--witness", &w1]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("cosigned by  witness.example/w1 at 2026-03-01T09:00:00Z"), "{}", text(&out));
-    let out = verify_export(&cosigned, &exported.key, &["--witness", &w1, "--witness", &w2]);
-    assert_fails_naming(&out, "witness witness.example/w2: the checkpoint carries no cosignature", "a witness that did not cosign");
+    assert!(
+        text(&out).contains("cosigned by  witness.example/w1 at 2026-03-01T09:00:00Z"),
+        "{}",
+        text(&out)
+    );
+    let out = verify_export(
+        &cosigned,
+        &exported.key,
+        &["--witness", &w1, "--witness", &w2],
+    );
+    assert_fails_naming(
+        &out,
+        "witness witness.example/w2: the checkpoint carries no cosignature",
+        "a witness that did not cosign",
+    );
     let out = verify_export(&exported.file, &exported.key, &["--witness", &w1]);
-    assert_fails_naming(&out, "witness witness.example/w1: the checkpoint carries no cosignature", "an export without the cosignature");
+    assert_fails_naming(
+        &out,
+        "witness witness.example/w1: the checkpoint carries no cosignature",
+        "an export without the cosignature",
+    );
 
     // A cosignature changed in the bundle.
     let mut bundle = read_bundle(&cosigned);
-    let line = bundle.checkpoint.lines().find(|l| l.contains("witness.example/w1")).unwrap().to_owned();
+    let line = bundle
+        .checkpoint
+        .lines()
+        .find(|l| l.contains("witness.example/w1"))
+        .unwrap()
+        .to_owned();
     let sig = line.rsplit(' ').next().unwrap();
-    let changed_sig = format!("{}{}", &sig[..20], if &sig[20..21] == "A" { "B" } else { "A" }) + &sig[21..];
+    let changed_sig = format!(
+        "{}{}",
+        &sig[..20],
+        if &sig[20..21] == "A" { "B" } else { "A" }
+    ) + &sig[21..];
     bundle.checkpoint = bundle.checkpoint.replace(sig, &changed_sig);
     let out = exported.verify_changed("bad-cosignature", &bundle, &["--witness", &w1]);
-    assert_fails_naming(&out, "its cosignature does not verify", "a changed cosignature");
+    assert_fails_naming(
+        &out,
+        "its cosignature does not verify",
+        "a changed cosignature",
+    );
 
     // A log key given as a witness, and a witness key given as the log key, are refused.
     let out = verify_export(&cosigned, &exported.key, &["--witness", &exported.key]);
-    assert!(!out.status.success() && text(&out).contains("not a witness's cosigner key"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("not a witness's cosigner key"),
+        "{}",
+        text(&out)
+    );
     let out = verify_export(&cosigned, &w1, &[]);
-    assert!(!out.status.success() && text(&out).contains("not a log key"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("not a log key"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -404,17 +522,29 @@ fn an_export_against_a_checkpoint_without_heads_says_the_tail_is_unproven() {
     let key = LogKey::open_or_create(&dir.path().join("log-key"), Some(ORIGIN)).unwrap();
     // A checkpoint as builds before the heads map signed it: three lines.
     let head = ledger.tree_head(ledger.head().position).unwrap();
-    std::fs::write(dir.path().join("checkpoint"), key.sign(head).unwrap().to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("checkpoint"),
+        key.sign(head).unwrap().to_string(),
+    )
+    .unwrap();
     drop(ledger);
     let file = dir.path().join("old.json");
     let out = export_to(dir.path(), PATIENT, &file);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("WARNING: that checkpoint carries no heads map"), "{}", text(&out));
+    assert!(
+        text(&out).contains("WARNING: that checkpoint carries no heads map"),
+        "{}",
+        text(&out)
+    );
     assert!(read_bundle(&file).heads.is_none());
     let key = log_key(dir.path());
     let out = verify_export(&file, &key, &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("WARNING      the tail is unproven"), "{}", text(&out));
+    assert!(
+        text(&out).contains("WARNING      the tail is unproven"),
+        "{}",
+        text(&out)
+    );
     let out = verify_export(&file, &key, &["--require-complete"]);
     assert_fails_naming(&out, "the tail is unproven", "--require-complete");
     // Nor can a heads proof be slipped in against it.
@@ -428,7 +558,11 @@ fn an_export_against_a_checkpoint_without_heads_says_the_tail_is_unproven() {
     let changed = dir.path().join("slipped.json");
     std::fs::write(&changed, serde_json::to_vec(&bundle).unwrap()).unwrap();
     let out = verify_export(&changed, &key, &[]);
-    assert_fails_naming(&out, "no heads map to prove it against", "a heads proof without heads map");
+    assert_fails_naming(
+        &out,
+        "no heads map to prove it against",
+        "a heads proof without heads map",
+    );
 }
 
 #[test]
@@ -437,29 +571,43 @@ fn an_export_is_refused_while_the_latest_checkpoint_does_not_cover_the_patient()
     let ledger = open_ledger(dir.path());
     let key = LogKey::open_or_create(&dir.path().join("log-key"), Some(ORIGIN)).unwrap();
     let patient = PatientId::parse(PATIENT).unwrap();
-    let last = ledger.read_stream(&patient, 1, usize::MAX).unwrap().last().unwrap().position;
+    let last = ledger
+        .read_stream(&patient, 1, usize::MAX)
+        .unwrap()
+        .last()
+        .unwrap()
+        .position;
     issue(&ledger, &key, &dir.path().join("checkpoint"), last - 1).unwrap();
     drop(ledger);
     let out = export_to(dir.path(), PATIENT, &dir.path().join("x.json"));
     assert!(!out.status.success());
     let said = text(&out);
     assert!(
-        said.contains(&format!("does not cover patient 999990007's last event (position {last})"))
-            && said.contains("wait for the next checkpoint"),
+        said.contains(&format!(
+            "does not cover patient 999990007's last event (position {last})"
+        )) && said.contains("wait for the next checkpoint"),
         "{said}"
     );
     assert!(!dir.path().join("x.json").exists());
 
     let none = demo();
     let out = export_to(none.path(), PATIENT, &none.path().join("x.json"));
-    assert!(!out.status.success() && text(&out).contains("the log has signed no checkpoint yet"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("the log has signed no checkpoint yet"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Writes the frames of `tests/data/golden-v1.json` (record format 1, patient 999990007,
 /// positions 1 to 3) into a new ledger's sled database as a build of that format stored them.
 fn ledger_of_format_1(dir: &Path) {
     let golden: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/golden-v1.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     let db = sled::open(dir.join("ledger")).unwrap();
@@ -468,7 +616,11 @@ fn ledger_of_format_1(dir: &Path) {
         let position = vector["position"].as_u64().unwrap();
         let mut key = vec![b'e'];
         key.extend_from_slice(&position.to_be_bytes());
-        db.insert(key, hex::decode(vector["frame_hex"].as_str().unwrap()).unwrap()).unwrap();
+        db.insert(
+            key,
+            hex::decode(vector["frame_hex"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
         positions.extend_from_slice(&position.to_be_bytes());
     }
     let mut index = vec![b's', 9];
@@ -532,8 +684,14 @@ fn records_of_format_1_stay_readable_and_verifiable_in_an_export() {
     let out = verify_export(&file, &key.verifier_key().to_string(), &[]);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
-    assert!(printed.contains("revisions 1 to 4, positions 1 to 4"), "{printed}");
-    assert!(printed.contains("who: A. Jansen (gp-jansen), GP, first line"), "{printed}");
+    assert!(
+        printed.contains("revisions 1 to 4, positions 1 to 4"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("who: A. Jansen (gp-jansen), GP, first line"),
+        "{printed}"
+    );
     assert!(printed.contains("why: founds the care team"), "{printed}");
 }
 
@@ -625,11 +783,18 @@ fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
 fn the_heads_map_encoding_matches_its_golden_vector() {
     let computed = heads_vectors();
     if std::env::var_os("CARELEDGER_WRITE_GOLDEN").is_some() && !Path::new(HEADS_VECTORS).exists() {
-        std::fs::write(HEADS_VECTORS, serde_json::to_string_pretty(&computed).unwrap() + "\n").unwrap();
+        std::fs::write(
+            HEADS_VECTORS,
+            serde_json::to_string_pretty(&computed).unwrap() + "\n",
+        )
+        .unwrap();
     }
     let committed: Value =
         serde_json::from_str(&std::fs::read_to_string(HEADS_VECTORS).unwrap()).unwrap();
-    assert_eq!(computed, committed, "the heads map's encoding changed: that needs heads/v2, never a regenerated file");
+    assert_eq!(
+        computed, committed,
+        "the heads map's encoding changed: that needs heads/v2, never a regenerated file"
+    );
 
     // The committed leaves and root, recomputed from the specification alone.
     let mut leaves = Vec::new();
@@ -646,7 +811,11 @@ fn the_heads_map_encoding_matches_its_golden_vector() {
             .update(&leaf["position"].as_u64().unwrap().to_be_bytes())
             .update(&hex::decode(leaf["hash"].as_str().unwrap()).unwrap())
             .finalize();
-        assert_eq!(hex::encode(commitment.as_bytes()), leaf["commitment"], "{id}");
+        assert_eq!(
+            hex::encode(commitment.as_bytes()),
+            leaf["commitment"],
+            "{id}"
+        );
         let hash: [u8; 32] = Sha256::new()
             .chain_update([0u8])
             .chain_update(key.as_bytes())
