@@ -111,6 +111,21 @@ fn main() {
         issue_with_heads(&ledger, &key, &file, size, &mut heads).unwrap();
         added.push(t.elapsed());
     }
+    // The heads map's part alone: read 1,000 new events of existing patients and hash the paths.
+    let mut alone = Vec::new();
+    for round in 0..5 {
+        follow_ups(&ledger, round * 100, patients, 1_000);
+        let size = ledger.head().position;
+        let t = Instant::now();
+        heads.advance(&ledger, size).unwrap();
+        heads.line().unwrap();
+        alone.push(t.elapsed());
+    }
+    println!(
+        "the heads map alone, 1,000 events of existing patients: median {} (five: {})",
+        ms(median(alone.clone())),
+        alone.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    );
     println!(
         "checkpoint after 1,000 events of existing patients: median {} (five: {})",
         ms(median(existing.clone())),
@@ -126,6 +141,9 @@ fn main() {
         added.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
     );
 
+    // A checkpoint of everything, for the export.
+    let size = ledger.head().position;
+    issue_with_heads(&ledger, &key, &file, size, &mut heads).unwrap();
     let note = std::fs::read_to_string(&file).unwrap();
     let t = Instant::now();
     let bundle = careledger_core::export::export_patient(&ledger, &patient(7), &note).unwrap();

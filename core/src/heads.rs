@@ -280,11 +280,21 @@ impl HeadProof {
 }
 
 /// A patient's entry: the head and its leaf hash, kept so that unchanged leaves are not hashed
-/// again.
+/// again; `None` until the tree next needs it (a patient with several events between two
+/// checkpoints has its leaf hashed once).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     head: PatientHead,
-    leaf: TreeHash,
+    leaf: Option<TreeHash>,
+}
+
+impl Entry {
+    fn leaf(&mut self, key: &HeadKey) -> TreeHash {
+        let head = self.head;
+        *self
+            .leaf
+            .get_or_insert_with(|| leaf(key, &head.commitment()))
+    }
 }
 
 /// Every complete subtree of the heads tree: `levels[l][i]` covers leaves `i·2^l` to
@@ -476,10 +486,7 @@ impl HeadsMap {
                 )),
             }));
         }
-        let entry = Entry {
-            head,
-            leaf: leaf(&key, &head.commitment()),
-        };
+        let entry = Entry { head, leaf: None };
         if self.heads.insert(key, entry).is_none() {
             // A new leaf moves every leaf after it: the tree is hashed again.
             self.tree = None;
@@ -497,15 +504,15 @@ impl HeadsMap {
             Some(levels) => {
                 for key in std::mem::take(&mut self.changed) {
                     if let (Ok(index), Some(entry)) =
-                        (levels.keys.binary_search(&key), self.heads.get(&key))
+                        (levels.keys.binary_search(&key), self.heads.get_mut(&key))
                     {
-                        levels.update(index, entry.leaf);
+                        levels.update(index, entry.leaf(&key));
                     }
                 }
             }
             None => {
                 let keys = self.heads.keys().copied().collect();
-                let leaves = self.heads.values().map(|e| e.leaf).collect();
+                let leaves = self.heads.iter_mut().map(|(k, e)| e.leaf(k)).collect();
                 self.tree = Some(Levels::build(keys, leaves));
                 self.changed.clear();
             }

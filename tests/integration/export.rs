@@ -192,7 +192,7 @@ fn verify_names_a_signed_heads_map_that_is_not_the_patients_last_events() {
     let mut earlier = HeadsMap::build(&ledger, size - 1).unwrap();
     let wrong = earlier.line().unwrap().to_line();
     let note = key
-        .sign_extended(ledger.tree_head(size).unwrap(), &[wrong.clone()])
+        .sign_extended(ledger.tree_head(size).unwrap(), &[wrong])
         .unwrap();
     std::fs::write(dir.path().join("checkpoint"), note.to_string()).unwrap();
     drop(ledger);
@@ -830,4 +830,147 @@ fn the_heads_map_encoding_matches_its_golden_vector() {
     let hashes: Vec<[u8; 32]> = leaves.iter().map(|(_, h)| *h).collect();
     assert_eq!(hex::encode(mth(&hashes)), committed["root"]);
     assert_eq!(committed["count"], leaves.len());
+}
+
+/// A small random number generator for the seeded test (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+#[test]
+fn random_histories_export_verify_and_any_tail_left_out_is_found() {
+    use careledger_core::checkpoint::issue_with_heads;
+    use careledger_core::event::{Command, Measurement, MeasurementSource, Member};
+    use careledger_core::export::ExportProblem;
+    use careledger_core::ids::{ActorId, Text};
+    use careledger_core::ledger::{AppendRequest, ExpectedRevision, Submission};
+    use careledger_core::quantity::{Measure, Quantity};
+    use careledger_core::record::Actor;
+    use careledger_core::role::{Lead, Practitioner, Role};
+
+    let mut rng = Rng(crate::common::seed() | 1);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open_ledger(dir.path());
+    let key = LogKey::from_seed(ORIGIN, &[0x11; 32]).unwrap();
+    let file = dir.path().join("checkpoint");
+    let gp = Actor::new(
+        ActorId::parse("gp-1").unwrap(),
+        Role::Gp,
+        Text::new("A. Jansen").unwrap(),
+    );
+    let patients: Vec<PatientId> = (0..12)
+        .map(|n| PatientId::parse(&format!("p-{n}")).unwrap())
+        .collect();
+    let mut founded = vec![false; patients.len()];
+    let mut heads = HeadsMap::new();
+    let mut notes = Vec::new();
+    for append in 0..80 {
+        let p = rng.below(patients.len() as u64) as usize;
+        let mut submissions = Vec::new();
+        if !founded[p] {
+            founded[p] = true;
+            submissions.push(Submission {
+                command: Command::AddCareTeamMember(Member {
+                    actor: gp.id.clone(),
+                    name: gp.name.clone(),
+                    agb: None,
+                    role: Role::Gp,
+                    lead: Lead::Cvrm,
+                    practitioner: Practitioner::Main,
+                }),
+                occurred_at: None,
+                reason: Text::new("founds the team").unwrap(),
+            });
+        }
+        for _ in 0..1 + rng.below(3) {
+            submissions.push(Submission {
+                command: Command::RecordMeasurement(Measurement {
+                    value: Quantity::new(
+                        Measure::SystolicBloodPressure,
+                        120 + rng.below(40) as i64,
+                    )
+                    .unwrap(),
+                    source: MeasurementSource::Practice,
+                }),
+                occurred_at: None,
+                reason: Text::new("routine check").unwrap(),
+            });
+        }
+        ledger
+            .append(AppendRequest {
+                patient: patients[p].clone(),
+                expected: ExpectedRevision::Any,
+                actor: gp.clone(),
+                submissions,
+                idempotency_key: None,
+                correlation_id: None,
+                causation_id: None,
+            })
+            .unwrap();
+        // Checkpoints now and then, the heads map kept from one to the next.
+        if append % 20 == 19 || rng.below(10) == 0 {
+            let size = ledger.head().position;
+            notes.push((
+                size,
+                issue_with_heads(&ledger, &key, &file, size, &mut heads).unwrap(),
+            ));
+        }
+    }
+    let vkey = key.verifier_key();
+    for (n, (size, note)) in notes.iter().enumerate() {
+        let last_note = n + 1 == notes.len();
+        let mut heads_at = HeadsMap::build(&ledger, *size).unwrap();
+        for patient in &patients {
+            let history = ledger.read_stream(patient, 1, usize::MAX).unwrap();
+            let covered = history.iter().filter(|e| e.position <= *size).count();
+            let exported = export::export_patient(&ledger, patient, note);
+            if history.is_empty() {
+                assert!(exported.is_err());
+                continue;
+            }
+            if covered < history.len() {
+                let refused = matches!(exported, Err(export::ExportError::NotCovered { .. }));
+                assert!(refused, "{patient} at size {size}");
+                continue;
+            }
+            let bundle = exported.unwrap();
+            let verified = export::verify(&bundle, &vkey, &[]).unwrap();
+            assert_eq!(verified.events.len(), history.len());
+            assert_eq!(
+                verified.completeness,
+                Completeness::Proven {
+                    patients: heads_at.line().unwrap().count
+                }
+            );
+            if !last_note {
+                continue;
+            }
+            // Any tail left out is found.
+            for keep in 1..bundle.events.len() {
+                let mut cut = bundle.clone();
+                cut.events.truncate(keep);
+                let found = matches!(
+                    export::verify(&cut, &vkey, &[]),
+                    Err(ExportProblem::Incomplete { .. })
+                );
+                assert!(found, "{patient}: {keep} of {} kept", bundle.events.len());
+            }
+            // Any event left out in the middle is found.
+            for gone in 0..bundle.events.len().saturating_sub(1) {
+                let mut cut = bundle.clone();
+                cut.events.remove(gone);
+                assert!(
+                    export::verify(&cut, &vkey, &[]).is_err(),
+                    "{patient}: {gone} left out"
+                );
+            }
+        }
+    }
 }
