@@ -412,13 +412,18 @@ fn a_wrong_log_key_or_a_witness_that_did_not_cosign_is_refused() {
     let out = verify_export(&exported.file, &other_name, &[]);
     assert_fails_naming(&out, "no signature by the log key", "another log's key");
 
-    // A witness cosigns the checkpoint in the data directory; the export carries it.
+    // A witness cosigned the latest checkpoint: its cosignature is kept beside it, in
+    // <data>/cosigned-checkpoint, and the export carries it.
     let witness = NoteSigner::from_seed("witness.example/w1", COSIGNATURE_V1, &[0x22; 32]).unwrap();
     let absent = NoteSigner::from_seed("witness.example/w2", COSIGNATURE_V1, &[0x44; 32]).unwrap();
     let file = exported.dir.path().join("checkpoint");
     let mut note = Note::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
     note.add_signature(witness.cosign(note.text(), 1_772_355_600).unwrap());
-    std::fs::write(&file, note.to_string()).unwrap();
+    std::fs::write(
+        exported.dir.path().join("cosigned-checkpoint"),
+        note.to_string(),
+    )
+    .unwrap();
     let cosigned = exported.dir.path().join("cosigned.json");
     let out = export_to(exported.dir.path(), PATIENT, &cosigned);
     assert!(out.status.success(), "{}", text(&out));
@@ -447,6 +452,25 @@ fn a_wrong_log_key_or_a_witness_that_did_not_cosign_is_refused() {
         "witness witness.example/w1: the checkpoint carries no cosignature",
         "an export without the cosignature",
     );
+    // The cosignatures of an older checkpoint are not carried into an export of the latest.
+    {
+        let ledger = open_ledger(exported.dir.path());
+        let key = LogKey::open(&exported.dir.path().join("log-key")).unwrap();
+        let size = ledger.head().position;
+        let mut older = key.sign(ledger.tree_head(size - 1).unwrap()).unwrap();
+        older.add_signature(witness.cosign(older.text(), 1_772_355_600).unwrap());
+        std::fs::write(
+            exported.dir.path().join("cosigned-checkpoint"),
+            older.to_string(),
+        )
+        .unwrap();
+    }
+    let uncosigned = exported.dir.path().join("uncosigned.json");
+    let out = export_to(exported.dir.path(), PATIENT, &uncosigned);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!read_bundle(&uncosigned)
+        .checkpoint
+        .contains("witness.example/w1"));
 
     // A cosignature changed in the bundle.
     let mut bundle = read_bundle(&cosigned);
