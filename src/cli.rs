@@ -22,7 +22,7 @@ use careledger_api::AppState;
 use careledger_app::actors::{AccessRole, ActorStore, RegisteredActor};
 use careledger_app::data_dir::{self, DataDir};
 
-use crate::demo;
+use crate::{demo, export};
 
 /// careledger: an event-sourced, hash-chained care-plan ledger for shared care between the GP
 /// practice (first line) and the hospital specialist (second line).
@@ -194,6 +194,38 @@ enum Command {
         #[command(subcommand)]
         command: crate::witness::WitnessCommand,
     },
+    /// Write one patient's history as evidence: the stored frames, an inclusion proof of each
+    /// against the latest signed checkpoint, and the proof that no later event is left out.
+    /// Reads the ledger directly: stop the server first.
+    Export {
+        #[command(flatten)]
+        data: Data,
+        /// The patient id.
+        #[arg(long)]
+        patient: String,
+        /// The file to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export offline (no server, no data directory) and print the verified history;
+    /// exits 1 naming the first thing that failed.
+    VerifyExport {
+        /// The export file.
+        file: PathBuf,
+        /// The log's verifier key, as `careledger key show` prints it.
+        #[arg(long)]
+        key: String,
+        /// A witness's verifier key (<name>+<hex key ID>+<base64 key>); its cosignature must be
+        /// on the checkpoint. Repeat for several.
+        #[arg(long)]
+        witness: Vec<String>,
+        /// The patient the export must be of.
+        #[arg(long)]
+        patient: Option<String>,
+        /// Fail when the export cannot prove its tail (a checkpoint without a heads map).
+        #[arg(long)]
+        require_complete: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -331,6 +363,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notifications { args, status } => notifications_cmd(&args, &status),
         Command::Actors { command } => actors(command),
         Command::Rebuild { data } => rebuild(&data.data),
+        Command::Export { data, patient, out } => export::export_cmd(&data.data, &patient, &out),
+        Command::VerifyExport {
+            file,
+            key,
+            witness,
+            patient,
+            require_complete,
+        } => export::verify_export_cmd(&export::VerifyOptions {
+            file: &file,
+            key: &key,
+            witnesses: &witness,
+            patient: patient.as_deref(),
+            require_complete,
+        }),
     }
 }
 
@@ -551,7 +597,7 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// The Merkle tree recomputed from the chain against the stored tree and, when the log has
-/// signed one, its last checkpoint (checked against the log key first).
+/// signed one, its last checkpoint (checked against the log key first) and the heads map it signed.
 fn check_tree(
     data: &Path,
     ledger: &Ledger,
@@ -564,10 +610,14 @@ fn check_tree(
     } else {
         None
     };
-    Ok(careledger_core::checkpoint::check_tree(
-        ledger,
-        checkpoint.as_ref(),
-    )?)
+    let mut check = careledger_core::checkpoint::check_tree(ledger, checkpoint.as_ref())?;
+    if check.problem.is_none() && checkpoint.is_some() {
+        // The heads map the checkpoint signed, recomputed from the events.
+        let note = std::fs::read_to_string(data_dir::checkpoint_path(data))?;
+        let note = careledger_core::note::Note::parse(&note)?;
+        check.problem = careledger_core::heads::check_signed(ledger, note.text())?;
+    }
+    Ok(check)
 }
 
 /// Opens the ledger and the read models, caught up.

@@ -1,8 +1,10 @@
 //! The `careledger` binary: the command-line tool (see `careledger --help`): the server, the
-//! demo, verification, proofs, the read models on the command line, actors.
+//! demo, verification, proofs, exports of one patient's history and their offline check, the
+//! read models on the command line, actors.
 
 mod cli;
 mod demo;
+mod export;
 mod witness;
 
 fn main() -> std::process::ExitCode {

@@ -12,6 +12,7 @@ pub mod access;
 pub mod actors;
 pub mod data_dir;
 pub mod error;
+pub mod export;
 pub mod feed;
 pub mod projector;
 pub mod service;

@@ -17,6 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use parking_lot::{Condvar, Mutex};
 
+use crate::heads::HeadsMap;
 use crate::ledger::Ledger;
 use crate::merkle::{TreeHash, TreeHead};
 use crate::note::{valid_name, Note, NoteError, NoteSigner, VerifierKey, ED25519};
@@ -117,8 +118,8 @@ impl Checkpoint {
         )
     }
 
-    /// Parses a checkpoint body (extension lines after the third are refused: careledger writes
-    /// none, and no witness vouches for them).
+    /// Parses a checkpoint body of exactly three lines (no extension lines: see
+    /// [`Checkpoint::parse_text`]).
     pub fn parse_body(text: &str) -> Result<Self, NoteError> {
         let bad = |problem: &str| NoteError::Malformed(format!("checkpoint body: {problem}"));
         let lines: Vec<&str> = text
@@ -153,10 +154,29 @@ impl Checkpoint {
         })
     }
 
+    /// Parses a checkpoint note's text: the three body lines, then its extension lines (each
+    /// non-empty, returned as they are; careledger writes the heads map's,
+    /// [`crate::heads::HeadsLine`]).
+    pub fn parse_text(text: &str) -> Result<(Self, Vec<&str>), NoteError> {
+        let end = text
+            .match_indices('\n')
+            .nth(2)
+            .map(|(at, _)| at + 1)
+            .ok_or_else(|| NoteError::Malformed("a checkpoint has at least three lines".into()))?;
+        let checkpoint = Self::parse_body(&text[..end])?;
+        let extensions: Vec<&str> = text[end..].split_terminator('\n').collect();
+        if !text.ends_with('\n') || extensions.iter().any(|line| line.is_empty()) {
+            return Err(NoteError::Malformed(
+                "a checkpoint's extension lines are non-empty and end in a newline".into(),
+            ));
+        }
+        Ok((checkpoint, extensions))
+    }
+
     /// Parses a signed checkpoint and checks the log's signature; cosignatures stay on the note.
     pub fn open(note: &str, log: &VerifierKey) -> Result<(Self, Note), NoteError> {
         let note = Note::parse(note)?;
-        let checkpoint = Self::parse_body(note.verify(log)?)?;
+        let (checkpoint, _) = Self::parse_text(note.verify(log)?)?;
         if checkpoint.origin != log.name() {
             return Err(NoteError::Malformed(format!(
                 "the checkpoint's origin {:?} is not the log key's name {:?}",
@@ -255,8 +275,23 @@ impl LogKey {
 
     /// Signs the checkpoint of `head`.
     pub fn sign(&self, head: TreeHead) -> Result<Note, NoteError> {
-        let checkpoint = Checkpoint::new(self.origin(), head)?;
-        Note::sign(&checkpoint.body(), &self.signer)
+        self.sign_extended(head, &[])
+    }
+
+    /// Signs the checkpoint of `head` with `extensions` as its extension lines (each non-empty,
+    /// without a newline).
+    pub fn sign_extended(&self, head: TreeHead, extensions: &[String]) -> Result<Note, NoteError> {
+        let mut text = Checkpoint::new(self.origin(), head)?.body();
+        for line in extensions {
+            if line.is_empty() || line.contains('\n') {
+                return Err(NoteError::Malformed(format!(
+                    "extension line {line:?}: one non-empty line"
+                )));
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+        Note::sign(&text, &self.signer)
     }
 }
 
@@ -427,6 +462,8 @@ impl Drop for Checkpointer {
 /// The checkpointer's loop: wait for enough events, the timer or the stop, then sign.
 fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: CheckpointConfig) {
     let clock = ledger.clock();
+    // Read from position 1 for the first checkpoint, then only the events since the last.
+    let mut heads = HeadsMap::new();
     loop {
         let (size, stopping) = {
             let mut state = shared.state.lock();
@@ -448,7 +485,7 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
         };
         let signed = shared.state.lock().signed;
         if size > signed {
-            match issue(ledger, key, file, size) {
+            match issue_with_heads(ledger, key, file, size, &mut heads) {
                 Ok(note) => {
                     for listener in shared.listeners.lock().iter() {
                         listener(&note);
@@ -481,19 +518,34 @@ fn run(shared: &Shared, ledger: &Ledger, key: &LogKey, file: &Path, config: Chec
     }
 }
 
-/// Signs the checkpoint at `size` and stores it in `file` (written aside, synced, renamed).
+/// Signs the checkpoint at `size`, with the heads map's extension line, and stores it in `file`
+/// (written aside, synced, renamed). Reads the whole ledger up to `size` for the heads map.
 pub fn issue(
     ledger: &Ledger,
     key: &LogKey,
     file: &Path,
     size: u64,
 ) -> Result<String, CheckpointError> {
+    issue_with_heads(ledger, key, file, size, &mut HeadsMap::new())
+}
+
+/// [`issue`] with the heads map kept from the last checkpoint: it reads only the events since.
+pub fn issue_with_heads(
+    ledger: &Ledger,
+    key: &LogKey,
+    file: &Path,
+    size: u64,
+    heads: &mut HeadsMap,
+) -> Result<String, CheckpointError> {
     // A log signs only what it stands behind: nothing while its head does not verify.
     if let Some(problem) = ledger.head_problem() {
         return Err(CheckpointError::Refusing(problem));
     }
     let head = ledger.tree_head(size)?;
-    let note = key.sign(head)?.to_string();
+    heads.advance(ledger, size)?;
+    let note = key
+        .sign_extended(head, &[heads.line()?.to_line()])?
+        .to_string();
     let aside = file.with_extension("new");
     let mut out = File::create(&aside).map_err(io(&aside))?;
     out.write_all(note.as_bytes())

@@ -6,7 +6,9 @@
 //! and the append-only hash-chained log on sled ([`ledger`], the facade over the command handler
 //! [`handler`] and the event log [`log`]; [`chain`], [`storage`], [`verify`]) with its anchor
 //! outside sled ([`anchor`]), the Merkle tree and signed checkpoints ([`merkle`], [`note`],
-//! [`checkpoint`]), and the clock and ids the ledger is given ([`clock`]).
+//! [`checkpoint`]) with the patients' heads map ([`heads`]) and witnesses ([`witness`]), exports
+//! of one patient's history as evidence ([`export`]), and the clock and ids the ledger is given
+//! ([`clock`]).
 //!
 //! **Invariant:** this crate knows nothing of HTTP, JSON DTOs or the command line.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -20,8 +22,10 @@ pub mod decide;
 pub mod duplicate_lab;
 pub mod error;
 pub mod event;
+pub mod export;
 pub mod governance;
 pub mod handler;
+pub mod heads;
 pub mod ids;
 pub mod ledger;
 pub mod log;

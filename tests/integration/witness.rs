@@ -374,9 +374,10 @@ async fn a_witness_process_cosigns_the_served_checkpoint_and_refuses_a_rolled_ba
         .find(|l| l.starts_with(&format!("\u{2014} {WITNESS} ")))
         .unwrap();
     let signature = NoteSignature::parse_line(line).unwrap();
-    assert!(signature
-        .verify_cosignature(&witness, &checkpoint.body())
-        .is_ok());
+    // A cosignature covers the whole checkpoint text, extension lines included.
+    let text = Note::parse(&served).unwrap().text().to_owned();
+    assert!(text.starts_with(&checkpoint.body()), "{text}");
+    assert!(signature.verify_cosignature(&witness, &text).is_ok());
 }
 
 #[test]
