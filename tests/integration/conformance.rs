@@ -369,7 +369,7 @@ async fn every_answer_matches_the_served_openapi_document() {
         }
         .query(&query);
         let caller = match careful {
-            true => Some(f.token(*rng.pick(&["gp-1", "card-1"]))),
+            true => Some(f.token(rng.pick(&["gp-1", "card-1"]))),
             false => rng.pick(&callers).clone(),
         };
         if let Some(token) = caller {
