@@ -370,7 +370,7 @@ async fn every_answer_matches_the_served_openapi_document() {
         .query(&query);
         let caller = match careful {
             true => {
-                let member: &str = rng.pick(&["gp-1", "card-1"]);
+                let member: &&str = rng.pick(&["gp-1", "card-1"]);
                 Some(f.token(member))
             }
             false => rng.pick(&callers).clone(),
