@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::care_team::TeamHistory;
 use crate::clinical::{self, ClinicalState};
 use crate::duplicate_lab::{self, LabWork};
 use crate::error::{Rejection, RejectionCode};
@@ -70,7 +71,7 @@ pub struct Decision {
 }
 
 /// A member of the care team as the rules see them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TeamMember {
     /// The role they were added in.
     pub role: Role,
@@ -145,8 +146,9 @@ struct Told {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PatientState {
     revision: u64,
-    /// Add (`Some`) and remove (`None`) events per actor, by position.
-    member_history: BTreeMap<ActorId, Vec<(u64, Option<TeamMember>)>>,
+    /// The team's additions, removals and handovers, by position ([`crate::care_team`]).
+    team: TeamHistory,
+    /// The team as [`crate::care_team::fold`] leaves it.
     members: BTreeMap<ActorId, TeamMember>,
     /// Start (`true`) and end (`false`) of shared care, by position.
     shared_care_history: Vec<(u64, bool)>,
@@ -319,17 +321,14 @@ impl PatientState {
             .collect()
     }
 
-    fn refresh_member(&mut self, actor: &ActorId) {
-        let now = self
-            .member_history
-            .get(actor)
-            .and_then(|h| standing(h, &self.corrected))
-            .cloned()
-            .flatten();
-        match now {
-            Some(member) => self.members.insert(actor.clone(), member),
-            None => self.members.remove(actor),
-        };
+    fn refresh_team(&mut self) {
+        let corrected = &self.corrected;
+        self.members = self
+            .team
+            .fold(|p| corrected.contains(&p))
+            .into_iter()
+            .map(|m| (m.actor.clone(), m.member))
+            .collect();
     }
 
     fn refresh_target(&mut self, measure: Measure) {
@@ -359,10 +358,7 @@ impl PatientState {
 
     /// Folds every derived fact again from its history; after a correction.
     fn refresh_all(&mut self) {
-        let actors: Vec<ActorId> = self.member_history.keys().cloned().collect();
-        for actor in &actors {
-            self.refresh_member(actor);
-        }
+        self.refresh_team();
         self.shared_care = standing(&self.shared_care_history, &self.corrected)
             .copied()
             .unwrap_or(false);
@@ -444,14 +440,12 @@ impl PatientState {
                     lead: m.lead,
                     practitioner: m.practitioner,
                 };
-                let history = self.member_history.entry(m.actor.clone()).or_default();
-                history.push((position, Some(member)));
-                self.refresh_member(&m.actor);
+                self.team.added(position, m.actor.clone(), member);
+                self.refresh_team();
             }
             Event::CareTeamMemberRemoved(r) => {
-                let history = self.member_history.entry(r.actor.clone()).or_default();
-                history.push((position, None));
-                self.refresh_member(&r.actor);
+                self.team.removed(position, r.actor.clone());
+                self.refresh_team();
             }
             Event::SharedCareStarted(_) | Event::SharedCareEnded(_) => {
                 let started = matches!(record.event, Event::SharedCareStarted(_));
@@ -459,35 +453,8 @@ impl PatientState {
                 self.shared_care = started;
             }
             Event::LeadHandedOver(h) => {
-                // The handover is one entry in the history of each member it changes, so that
-                // its correction gives both their earlier places back.
-                let mut changed = Vec::new();
-                for (id, member) in &self.members {
-                    if member.lead == h.lead && member.practitioner == Practitioner::Main {
-                        changed.push((
-                            id.clone(),
-                            TeamMember {
-                                practitioner: Practitioner::Co,
-                                ..member.clone()
-                            },
-                        ));
-                    }
-                }
-                if let Some(member) = self.members.get(&h.to) {
-                    changed.push((
-                        h.to.clone(),
-                        TeamMember {
-                            lead: h.lead,
-                            practitioner: Practitioner::Main,
-                            ..member.clone()
-                        },
-                    ));
-                }
-                for (id, member) in changed {
-                    let history = self.member_history.entry(id.clone()).or_default();
-                    history.push((position, Some(member)));
-                    self.refresh_member(&id);
-                }
+                self.team.lead_handed_over(position, h.lead, h.to.clone());
+                self.refresh_team();
             }
             Event::TargetSet(t) => {
                 let measure = t.value.measure();
@@ -1093,25 +1060,12 @@ fn check_nothing_left_dangling(state: &PatientState, position: u64) -> Result<()
             ));
         }
     }
-    let addition = state.member_history.iter().find_map(|(actor, history)| {
-        history
-            .iter()
-            .any(|(p, m)| *p == position && m.is_some())
-            .then_some((actor, history))
-    });
-    if let Some((actor, history)) = addition {
-        // The member as they stand once this addition no longer counts.
-        let after = history
-            .iter()
-            .rev()
-            .find(|(p, _)| *p != position && !state.corrected.contains(p))
-            .and_then(|(_, m)| m.as_ref());
-        let others = state
-            .members
-            .iter()
-            .filter(|(a, m)| *a != actor && m.role != Role::Patient)
-            .count();
-        if others == 0 && after.is_none_or(|m| m.role == Role::Patient) {
+    if state.team.is_addition(position) {
+        // The team as it stands once this addition no longer counts.
+        let after = state
+            .team
+            .fold(|p| p == position || state.corrected.contains(&p));
+        if after.iter().all(|m| m.member.role == Role::Patient) {
             return Err(reject(
                 RejectionCode::NoPractitionerLeft,
                 format!(

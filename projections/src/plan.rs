@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use careledger_core::care_team;
+use careledger_core::decide::TeamMember;
 use careledger_core::event::{
     ChangeReason, Dose, Event, GoalOutcome, MeasurementSource, NoteKind, TargetBasis,
 };
@@ -790,32 +792,48 @@ fn retract(plan: &mut CarePlan, position: u64, correction: Provenance) {
     }
 }
 
+/// The team folded by core's rule ([`careledger_core::care_team::fold`]), the one the ledger
+/// authorises writes with; each member shown with the name, AGB code and provenance of the
+/// addition that made them a member.
 fn refresh_team(plan: &mut CarePlan) {
-    let mut team: Vec<TeamEntry> = Vec::new();
-    for change in &plan.team_history {
-        if plan.corrections.contains_key(&change.position()) {
-            continue;
-        }
-        match change {
-            TeamChange::Added(entry) => {
-                team.retain(|t| t.actor != entry.actor);
-                team.push(entry.clone());
-            }
-            TeamChange::Removed(actor, _) => team.retain(|t| t.actor != *actor),
+    let changes = plan.team_history.iter().map(|change| {
+        let core = match change {
+            TeamChange::Added(entry) => care_team::TeamChange::Added {
+                actor: &entry.actor,
+                member: TeamMember {
+                    role: entry.role,
+                    lead: entry.lead,
+                    practitioner: entry.practitioner,
+                },
+            },
+            TeamChange::Removed(actor, _) => care_team::TeamChange::Removed { actor },
             TeamChange::LeadHandedOver(lead, to, _) => {
-                for member in &mut team {
-                    if member.lead == *lead && member.practitioner == Practitioner::Main {
-                        member.practitioner = Practitioner::Co;
-                    }
-                    if member.actor == *to {
-                        member.lead = *lead;
-                        member.practitioner = Practitioner::Main;
-                    }
-                }
+                care_team::TeamChange::LeadHandedOver { lead: *lead, to }
             }
-        }
-    }
-    plan.care_team = team;
+        };
+        (change.position(), core)
+    });
+    let corrections = &plan.corrections;
+    let team = care_team::fold(changes, |p| corrections.contains_key(&p));
+    let added: BTreeMap<u64, &TeamEntry> = plan
+        .team_history
+        .iter()
+        .filter_map(|change| match change {
+            TeamChange::Added(entry) => Some((entry.added.position, entry)),
+            _ => None,
+        })
+        .collect();
+    plan.care_team = team
+        .into_iter()
+        .filter_map(|m| {
+            let entry = added.get(&m.added_at)?;
+            Some(TeamEntry {
+                lead: m.member.lead,
+                practitioner: m.member.practitioner,
+                ..TeamEntry::clone(entry)
+            })
+        })
+        .collect();
 }
 
 fn refresh_shared_care(plan: &mut CarePlan) {

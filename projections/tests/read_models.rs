@@ -1954,3 +1954,175 @@ fn the_catalogue_in_the_plan_survives_persisting_and_equals_a_rebuild_from_zero(
     rebuilt.rebuild(&ledger, &mut |_, _| {}).unwrap();
     assert_eq!(rebuilt.read().patient(&patient).unwrap(), &expected);
 }
+
+/// One change to the care team, chosen by `i`, among three GPs and two cardiologists; a
+/// correction of any earlier position (`target` picks it).
+fn team_menu(i: u8, target: u64) -> (Actor, Command) {
+    let gps = [
+        gp(),
+        actor("gp-2", Role::Gp, "B. Smit"),
+        actor("gp-3", Role::Gp, "C. Visser"),
+    ];
+    let cardiologists = [
+        cardiologist(),
+        actor("card-2", Role::Cardiologist, "D. Bakker"),
+    ];
+    let who = |k: u8| -> Actor {
+        match k % 5 {
+            k @ 0..=2 => gps[usize::from(k)].clone(),
+            k => cardiologists[usize::from(k - 3)].clone(),
+        }
+    };
+    let subject = who(i / 5);
+    let lead = if subject.role == Role::Gp {
+        Lead::Cvrm
+    } else {
+        Lead::OrganDisease
+    };
+    let author = if (i / 4).is_multiple_of(2) {
+        gp()
+    } else {
+        cardiologist()
+    };
+    match i % 4 {
+        0 => (author, member(&subject, lead)),
+        1 => (
+            author,
+            Command::RemoveCareTeamMember(MemberRemoval {
+                actor: subject.id.clone(),
+            }),
+        ),
+        // Taking an unassigned lead is a handover to oneself; handing it on is by its main.
+        2 => (
+            if i % 8 < 4 { subject.clone() } else { author },
+            Command::HandOverLead(LeadHandover {
+                lead,
+                to: subject.id.clone(),
+            }),
+        ),
+        _ => (author, correct(target)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The plan's care team is the team the rules authorise writes with: after any sequence of
+    /// additions, removals, handovers and corrections (of any of them), core's state and the read
+    /// model name the same members in the same roles, leads and places.
+    #[test]
+    fn the_plans_care_team_is_the_team_the_rules_authorise_with(steps in proptest::collection::vec((any::<u8>(), any::<u64>()), 1..40)) {
+        let s = Story::new(true);
+        let patient_id = PatientId::parse(PATIENT).unwrap();
+        for (i, target) in steps {
+            let head = s.ledger.head().position;
+            // Corrections mostly of the last few events, where the team changes just were.
+            let (mut author, command) = team_menu(i, head.saturating_sub(target % 6).max(1));
+            if let Command::HandOverLead(h) = &command {
+                // Half the handovers by the lead's main practitioner, as the rules require.
+                let state = s.ledger.patient_state(&patient_id).unwrap();
+                let main = state.members().find(|(_, m)| m.lead == h.lead && m.practitioner == Practitioner::Main);
+                if let (Some((id, _)), true) = (main, i % 8 >= 4) {
+                    author = actor(id.as_str(), if h.lead == Lead::Cvrm { Role::Gp } else { Role::Cardiologist }, "main");
+                }
+            }
+            let request = AppendRequest {
+                patient: patient_id.clone(),
+                expected: ExpectedRevision::Any,
+                actor: author,
+                submissions: vec![Submission {
+                    command,
+                    occurred_at: None,
+                    reason: Text::new("team change").unwrap(),
+                }],
+                idempotency_key: None,
+                correlation_id: None,
+                causation_id: None,
+            };
+            let _ = s.ledger.append(request); // rejected commands simply write nothing
+            s.projections.catch_up(&s.ledger).unwrap();
+            let state = s.ledger.patient_state(&patient_id).unwrap();
+            let mut rules: Vec<(String, String)> = state
+                .members()
+                .map(|(id, m)| (id.to_string(), format!("{:?} {:?} {:?}", m.role, m.lead, m.practitioner)))
+                .collect();
+            let mut plan: Vec<(String, String)> = s
+                .view()
+                .plan
+                .care_team
+                .iter()
+                .map(|m| (m.actor.to_string(), format!("{:?} {:?} {:?}", m.role, m.lead, m.practitioner)))
+                .collect();
+            rules.sort();
+            plan.sort();
+            prop_assert_eq!(&rules, &plan, "after position {}", s.ledger.head().position);
+        }
+    }
+}
+
+#[test]
+fn corrections_a_corrected_addition_stays_out_of_the_team_after_a_handover_that_touched_it() {
+    let s = Story::new(true);
+    let gp2 = actor("gp-2", Role::Gp, "B. Smit");
+    // gp-1 takes the unassigned CVRM lead as its main practitioner.
+    s.by(
+        &gp(),
+        vec![Command::HandOverLead(LeadHandover {
+            lead: Lead::Cvrm,
+            to: gp().id,
+        })],
+        1,
+    );
+    let added = s.by(&gp(), vec![member(&gp2, Lead::Cvrm)], 1);
+    // gp-2 takes the CVRM lead: gp-1, its main practitioner, becomes co-practitioner.
+    s.by(
+        &gp(),
+        vec![Command::HandOverLead(LeadHandover {
+            lead: Lead::Cvrm,
+            to: gp2.id.clone(),
+        })],
+        2,
+    );
+    // gp-2's addition was entered in error: gp-2 is no member, and the handover to them
+    // changed nothing, so gp-1 is the CVRM main practitioner again.
+    let outcome = s.outcome(&gp(), vec![correct(added)], 3);
+    assert_eq!(outcome.events.len(), 1);
+    let patient_id = PatientId::parse(PATIENT).unwrap();
+    let state = s.ledger.patient_state(&patient_id).unwrap();
+    assert!(
+        state.member(&gp2.id).is_none(),
+        "the rules still count gp-2"
+    );
+    assert_eq!(
+        state.member(&gp().id).map(|m| m.practitioner),
+        Some(Practitioner::Main)
+    );
+    let view = s.view();
+    assert!(view.plan.care_team.iter().all(|m| m.actor != gp2.id));
+    let gp1 = view
+        .plan
+        .care_team
+        .iter()
+        .find(|m| m.actor == gp().id)
+        .unwrap();
+    assert_eq!(gp1.practitioner, Practitioner::Main);
+    // And gp-2 cannot write as a member.
+    let refused = s.ledger.append(AppendRequest {
+        patient: patient_id,
+        expected: ExpectedRevision::Any,
+        actor: gp2.clone(),
+        submissions: vec![Submission {
+            command: Command::AddNote(Note {
+                kind: NoteKind::InterimLetter,
+                subject: Text::new("letter").unwrap(),
+                body: Text::default(),
+            }),
+            occurred_at: None,
+            reason: Text::default(),
+        }],
+        idempotency_key: None,
+        correlation_id: None,
+        causation_id: None,
+    });
+    assert!(refused.is_err(), "{refused:?}");
+}
