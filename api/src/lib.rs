@@ -11,6 +11,7 @@ pub mod extract;
 pub mod openapi;
 pub mod router;
 pub mod routes;
+pub mod signature;
 pub mod serve;
 pub mod sse;
 pub mod state;
