@@ -153,3 +153,165 @@ pub fn decide(registry: &KeyRegistry, actor: &Actor, command: &Command) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ids::Text;
+    use crate::record::Timestamp;
+    use crate::role::Role;
+    use crate::signed_request::{SignatureProblem, SignedRequest};
+    use crate::{AppendRequest, Error, ExpectedRevision, Ledger, LedgerConfig, Submission};
+    use std::sync::Arc;
+
+    fn actor(id: &str) -> Actor {
+        Actor::new(
+            ActorId::parse(id).unwrap(),
+            Role::Gp,
+            Text::new("A. Jansen").unwrap(),
+        )
+    }
+
+    fn public_key(secret: &[u8; 32]) -> [u8; 32] {
+        ed25519_dalek::SigningKey::from_bytes(secret)
+            .verifying_key()
+            .to_bytes()
+    }
+
+    fn register(owner: &str, key_id: &str) -> Command {
+        Command::RegisterSigningKey(SigningKey {
+            actor: ActorId::parse(owner).unwrap(),
+            key_id: ElementId::parse(key_id).unwrap(),
+            public_key: public_key(&[3; 32]),
+            system: Text::new("HIS").unwrap(),
+        })
+    }
+
+    fn request(stream: PatientId, by: Actor, command: Command) -> AppendRequest {
+        AppendRequest {
+            patient: stream,
+            expected: ExpectedRevision::Any,
+            actor: by,
+            submissions: vec![Submission {
+                command,
+                occurred_at: None,
+                reason: Text::new("operator's reason").unwrap(),
+            }],
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    fn ledger(clock: Arc<ManualClock>) -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LedgerConfig {
+            clock,
+            ..LedgerConfig::default()
+        };
+        let ledger = Ledger::open(dir.path(), config).unwrap();
+        (dir, ledger)
+    }
+
+    #[test]
+    fn an_actor_registers_their_own_key_and_the_operator_anyones_but_nobody_another_actors() {
+        let (_dir, ledger) = ledger(Arc::new(ManualClock::new(Timestamp::from_micros(0))));
+        let own = request(key_stream(), actor("gp-1"), register("gp-1", "his-1"));
+        ledger.append(own).unwrap();
+        let others = request(key_stream(), actor("gp-1"), register("card-1", "ehr-1"));
+        match ledger.append(others) {
+            Err(Error::Rejected(r)) => assert_eq!(r.code, RejectionCode::SigningKeyForOneself),
+            other => panic!("{other:?}"),
+        }
+        let by_operator = request(key_stream(), operator(), register("card-1", "ehr-1"));
+        ledger.append(by_operator).unwrap();
+        let again = request(key_stream(), actor("gp-1"), register("gp-1", "his-1"));
+        match ledger.append(again) {
+            Err(Error::Rejected(r)) => assert_eq!(r.code, RejectionCode::SigningKeyExists),
+            other => panic!("{other:?}"),
+        }
+        let registry = ledger.key_registry().unwrap();
+        let card = ActorId::parse("card-1").unwrap();
+        let key = registry.get(&card, &ElementId::parse("ehr-1").unwrap()).unwrap();
+        assert_eq!(key.registered_by.id.as_str(), OPERATOR);
+        assert_eq!(registry.iter().count(), 2);
+    }
+
+    #[test]
+    fn key_commands_go_only_to_the_key_stream_and_patient_commands_never_there() {
+        let (_dir, ledger) = ledger(Arc::new(ManualClock::new(Timestamp::from_micros(0))));
+        let patient = PatientId::parse("999990007").unwrap();
+        let in_patient = request(patient, actor("gp-1"), register("gp-1", "his-1"));
+        assert!(matches!(ledger.append(in_patient), Err(Error::Invalid(_))));
+        let note = Command::AddNote(crate::event::Note {
+            kind: crate::event::NoteKind::Note,
+            subject: Text::new("s").unwrap(),
+            body: Text::new("b").unwrap(),
+        });
+        let in_keys = request(key_stream(), actor("gp-1"), note);
+        assert!(matches!(ledger.append(in_keys), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn a_signed_append_is_refused_when_stale_revoked_or_replayed_on_the_ledgers_clock() {
+        use ed25519_dalek::Signer;
+        let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_800_000_000_000_000)));
+        let (_dir, ledger) = ledger(clock.clone());
+        let gp = actor("gp-1");
+        ledger
+            .append(request(key_stream(), gp.clone(), register("gp-1", "his-1")))
+            .unwrap();
+        let signed = |created: i64, base: &str| {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+            SignedRequest {
+                key_id: ElementId::parse("his-1").unwrap(),
+                created,
+                signature_input: "sig1=()".into(),
+                signature: key.sign(base.as_bytes()).to_bytes().to_vec(),
+                signature_base: base.into(),
+                body: b"{}".to_vec(),
+            }
+        };
+        let patient = PatientId::parse("999990007").unwrap();
+        let founding = Command::AddCareTeamMember(crate::event::Member {
+            actor: gp.id.clone(),
+            name: gp.name.clone(),
+            agb: None,
+            role: Role::Gp,
+            lead: crate::role::Lead::Cvrm,
+            practitioner: crate::role::Practitioner::Main,
+        });
+        let append = |request_signed: &SignedRequest| {
+            ledger.append_signed(
+                request(patient.clone(), gp.clone(), founding.clone()),
+                request_signed,
+            )
+        };
+        let now = 1_800_000_000;
+        let stale = append(&signed(now - 301, "a"));
+        assert!(
+            matches!(stale, Err(Error::Signature(SignatureProblem::Stale { .. }))),
+            "{stale:?}"
+        );
+        let first = signed(now + 300, "b");
+        let outcome = append(&first).unwrap();
+        let recorded = ledger.read_position(outcome.events[0].position).unwrap();
+        assert_eq!(
+            recorded.record.signed_request,
+            Some(SignedRequest::hash_of(&first.encode().unwrap()))
+        );
+        let replayed = append(&first);
+        assert!(matches!(replayed, Err(Error::Signature(SignatureProblem::Replayed))));
+        let revoke = Command::RevokeSigningKey(crate::event::SigningKeyRevocation {
+            actor: gp.id.clone(),
+            key_id: ElementId::parse("his-1").unwrap(),
+        });
+        ledger.append(request(key_stream(), gp.clone(), revoke)).unwrap();
+        let revoked = append(&signed(now, "c"));
+        assert!(
+            matches!(revoked, Err(Error::Signature(SignatureProblem::Revoked { .. }))),
+            "{revoked:?}"
+        );
+    }
+}
