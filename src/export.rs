@@ -218,7 +218,10 @@ fn check_signed_requests(verified: &VerifiedExport) -> Result<(), String> {
 
 /// One event's signature, for people.
 fn signature_line(verified: &VerifiedExport, position: u64) -> Option<String> {
-    let i = verified.events.iter().position(|e| e.position == position)?;
+    let i = verified
+        .events
+        .iter()
+        .position(|e| e.position == position)?;
     let actor = &verified.events[i].record.actor.id;
     Some(match &verified.signatures[i] {
         EventSignature::Signed { key, .. } => format!(

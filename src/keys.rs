@@ -92,8 +92,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let public_key: [u8; 32] = base64_decode(&public_key)
                 .and_then(|k| k.try_into().ok())
                 .ok_or_else(|| {
-                    anyhow!("--public-key: give the 32-byte ed25519 public key in standard base64")
-                })?;
+                anyhow!("--public-key: give the 32-byte ed25519 public key in standard base64")
+            })?;
             let change = KeyChange::Register {
                 key_id: ElementId::parse(&key_id).context("--key-id")?,
                 public_key,
@@ -135,7 +135,12 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn record_change(data: &Path, actor: &str, change: KeyChange, reason: &str) -> anyhow::Result<ExitCode> {
+fn record_change(
+    data: &Path,
+    actor: &str,
+    change: KeyChange,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
     let actor = ActorId::parse(actor).context("--actor")?;
     let (ledger_dir, _, actors_dir) = data_dir::paths(data);
     let actors = ActorStore::open(&actors_dir)?;
@@ -166,7 +171,10 @@ fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
     let mut file = options
         .open(out)
         .with_context(|| format!("{} (refused if it exists)", out.display()))?;
-    std::io::Write::write_all(&mut file, format!("{}\n", base64_encode(&secret)).as_bytes())?;
+    std::io::Write::write_all(
+        &mut file,
+        format!("{}\n", base64_encode(&secret)).as_bytes(),
+    )?;
     file.sync_all()?;
     println!("{}", base64_encode(&public_key(&secret)));
     eprintln!(

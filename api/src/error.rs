@@ -102,9 +102,11 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::NotPermitted { .. } => {
                 (StatusCode::FORBIDDEN, "forbidden", "Not permitted")
             }
-            ApiError::Signature { code, .. } if code == "signature_replayed" => {
-                (StatusCode::CONFLICT, "signature_replayed", "Signature used before")
-            }
+            ApiError::Signature { code, .. } if code == "signature_replayed" => (
+                StatusCode::CONFLICT,
+                "signature_replayed",
+                "Signature used before",
+            ),
             ApiError::Signature { .. } => (
                 StatusCode::UNAUTHORIZED,
                 "signature_refused",

@@ -300,7 +300,10 @@ impl<'a> Reader<'a> {
     }
 
     /// A dictionary whose members are read by `member`.
-    fn dictionary<T>(mut self, member: impl Fn(&mut Self) -> Option<T>) -> Option<Vec<(String, T)>> {
+    fn dictionary<T>(
+        mut self,
+        member: impl Fn(&mut Self) -> Option<T>,
+    ) -> Option<Vec<(String, T)>> {
         let mut out = Vec::new();
         self.skip_spaces();
         while self.at < self.text.len() {
@@ -324,7 +327,10 @@ impl<'a> Reader<'a> {
 
 /// The header values a request carries, joined as RFC 9421 §2.1 says (multiple field lines by
 /// `, `), trimmed.
-fn header_value(headers: &axum::http::HeaderMap, name: &str) -> Result<Option<String>, SignatureError> {
+fn header_value(
+    headers: &axum::http::HeaderMap,
+    name: &str,
+) -> Result<Option<String>, SignatureError> {
     let mut values = Vec::new();
     for v in headers.get_all(name) {
         let v = v.to_str().map_err(|_| {
@@ -346,13 +352,15 @@ pub fn content_digest(body: &[u8]) -> String {
 /// True when a `Content-Digest` value has a `sha-256` member equal to the body's digest; other
 /// members are ignored, a missing `sha-256` fails.
 fn digest_matches(value: &str, body: &[u8]) -> Result<bool, SignatureError> {
-    let members = Reader::new(value).dictionary(|r| r.bytes()).ok_or_else(|| {
-        err(
-            "signature_malformed",
-            "Content-Digest is not a dictionary of byte sequences (RFC 9530): send \
+    let members = Reader::new(value)
+        .dictionary(|r| r.bytes())
+        .ok_or_else(|| {
+            err(
+                "signature_malformed",
+                "Content-Digest is not a dictionary of byte sequences (RFC 9530): send \
              Content-Digest: sha-256=:<base64 of the SHA-256 of the body>:",
-        )
-    })?;
+            )
+        })?;
     let Some((_, digest)) = members.iter().find(|(k, _)| k == "sha-256") else {
         return Err(err(
             "signature_unsupported",
@@ -514,12 +522,8 @@ fn check_params(params: &SignatureParams) -> Result<(ElementId, i64), SignatureE
             "the signature must carry keyid=\"<the key id registered for you>\"",
         )
     })?;
-    let key_id = ElementId::parse(key_id).map_err(|e| {
-        err(
-            "signature_malformed",
-            format!("keyid is not a key id: {e}"),
-        )
-    })?;
+    let key_id = ElementId::parse(key_id)
+        .map_err(|e| err("signature_malformed", format!("keyid is not a key id: {e}")))?;
     Ok((key_id, created))
 }
 
@@ -692,7 +696,10 @@ mod tests {
             .to_vec(),
             params: vec![
                 ("created".into(), ParamValue::Integer(1618884473)),
-                ("keyid".into(), ParamValue::String("test-key-ed25519".into())),
+                (
+                    "keyid".into(),
+                    ParamValue::String("test-key-ed25519".into()),
+                ),
             ],
         };
         let mut headers = axum::http::HeaderMap::new();

@@ -10,9 +10,7 @@ use careledger_core::event::{Command, SigningKey, SigningKeyRevocation};
 use careledger_core::ids::{ActorId, ElementId, Text};
 use careledger_core::signed_request::SignedRequest;
 use careledger_core::signing_keys::{self, KeyRegistry};
-use careledger_core::{
-    Actor, AppendOutcome, AppendRequest, ExpectedRevision, Ledger, Submission,
-};
+use careledger_core::{Actor, AppendOutcome, AppendRequest, ExpectedRevision, Ledger, Submission};
 
 use crate::actors::{ActorStore, RegisteredActor};
 use crate::error::AppError;
@@ -55,9 +53,10 @@ pub fn change_key(
             public_key,
             system,
         }),
-        KeyChange::Revoke { key_id } => {
-            Command::RevokeSigningKey(SigningKeyRevocation { actor: owner, key_id })
-        }
+        KeyChange::Revoke { key_id } => Command::RevokeSigningKey(SigningKeyRevocation {
+            actor: owner,
+            key_id,
+        }),
     };
     Ok(ledger.append(AppendRequest {
         patient: signing_keys::key_stream(),

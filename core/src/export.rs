@@ -398,9 +398,9 @@ pub enum EventSignature {
     /// signature verifies under the actor's key registered before it and not revoked.
     Signed {
         /// The key that signed.
-        key: RegisteredKey,
+        key: Box<RegisteredKey>,
         /// The request.
-        request: SignedRequest,
+        request: Box<SignedRequest>,
     },
 }
 
@@ -555,7 +555,11 @@ pub fn verify(
              {VERSION}",
             export.format,
             export.version,
-            if carries_signatures { " with signed requests or key events" } else { "" },
+            if carries_signatures {
+                " with signed requests or key events"
+            } else {
+                ""
+            },
         )));
     }
     let patient =
@@ -832,8 +836,8 @@ fn verify_signatures(
             )));
         }
         out.push(EventSignature::Signed {
-            key: key.clone(),
-            request,
+            key: Box::new(key.clone()),
+            request: Box::new(request),
         });
     }
     Ok(out)

@@ -18,11 +18,11 @@ use crate::error::{Error, InvalidInput, RejectionCode, Result, StorageError};
 use crate::event::Command;
 use crate::ids::{PatientId, Text, Uid};
 use crate::log::{EventLog, Writer};
-use crate::signed_request::{SignatureProblem, SignedRequest, MAX_CREATED_SKEW_SECONDS};
-use crate::signing_keys;
 use crate::record::{
     encode_record, Actor, Hash, Record, RecordedEvent, Timestamp, RECORD_FORMAT_VERSION,
 };
+use crate::signed_request::{SignatureProblem, SignedRequest, MAX_CREATED_SKEW_SECONDS};
+use crate::signing_keys;
 
 /// Most commands accepted in one append.
 pub const MAX_BATCH: usize = 1000;
@@ -233,8 +233,7 @@ impl CommandHandler {
     ) -> Result<AppendOutcome> {
         let mut state = take_state(log, writer, &request.patient)?;
         let before = state.revision();
-        let result =
-            self.decide_and_stage(writer, request, fingerprint, signed, &mut state, epoch);
+        let result = self.decide_and_stage(writer, request, fingerprint, signed, &mut state, epoch);
         // The state goes back unless a failed request had already folded some of its events
         // into it; then it is folded again from storage on next use.
         if result.is_ok() || state.revision() == before {

@@ -233,7 +233,9 @@ mod tests {
         }
         let registry = ledger.key_registry().unwrap();
         let card = ActorId::parse("card-1").unwrap();
-        let key = registry.get(&card, &ElementId::parse("ehr-1").unwrap()).unwrap();
+        let key = registry
+            .get(&card, &ElementId::parse("ehr-1").unwrap())
+            .unwrap();
         assert_eq!(key.registered_by.id.as_str(), OPERATOR);
         assert_eq!(registry.iter().count(), 2);
     }
@@ -256,7 +258,9 @@ mod tests {
     #[test]
     fn a_signed_append_is_refused_when_stale_revoked_or_replayed_on_the_ledgers_clock() {
         use ed25519_dalek::Signer;
-        let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_800_000_000_000_000)));
+        let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
+            1_800_000_000_000_000,
+        )));
         let (_dir, ledger) = ledger(clock.clone());
         let gp = actor("gp-1");
         ledger
@@ -302,15 +306,23 @@ mod tests {
             Some(SignedRequest::hash_of(&first.encode().unwrap()))
         );
         let replayed = append(&first);
-        assert!(matches!(replayed, Err(Error::Signature(SignatureProblem::Replayed))));
+        assert!(matches!(
+            replayed,
+            Err(Error::Signature(SignatureProblem::Replayed))
+        ));
         let revoke = Command::RevokeSigningKey(crate::event::SigningKeyRevocation {
             actor: gp.id.clone(),
             key_id: ElementId::parse("his-1").unwrap(),
         });
-        ledger.append(request(key_stream(), gp.clone(), revoke)).unwrap();
+        ledger
+            .append(request(key_stream(), gp.clone(), revoke))
+            .unwrap();
         let revoked = append(&signed(now, "c"));
         assert!(
-            matches!(revoked, Err(Error::Signature(SignatureProblem::Revoked { .. }))),
+            matches!(
+                revoked,
+                Err(Error::Signature(SignatureProblem::Revoked { .. }))
+            ),
             "{revoked:?}"
         );
     }

@@ -191,9 +191,8 @@ fn body(rng: &mut Rng, careful: bool) -> (Vec<u8>, &'static str) {
 
 /// A body for a signing key's registration: a valid one with a fresh key id, or a malformed one.
 fn key_body(rng: &mut Rng, careful: bool) -> (Vec<u8>, &'static str) {
-    let public_key = careledger_api::signature::base64_encode(
-        &careledger_api::signature::public_key(&[13; 32]),
-    );
+    let public_key =
+        careledger_api::signature::base64_encode(&careledger_api::signature::public_key(&[13; 32]));
     let valid = json!({"key_id": format!("his-{}", rng.next()), "public_key": public_key,
         "system": "HIS", "reason": "signs my appends"});
     if careful || rng.chance(50) {

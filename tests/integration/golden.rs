@@ -12,9 +12,10 @@ use careledger_core::chain::{encode_frame, event_hash, Frame};
 use careledger_core::clinical::{
     Indication, Intolerance, IntoleranceKind, SmokingObservation, SmokingStatus,
 };
-use careledger_core::event::{Event, 
-    Acknowledgement, Command, Dose, DoseUnit, LeadHandover, Medication, Member, Target, TargetBasis,
-SigningKey, };
+use careledger_core::event::{
+    Acknowledgement, Command, Dose, DoseUnit, Event, LeadHandover, Medication, Member, SigningKey,
+    Target, TargetBasis,
+};
 use careledger_core::ids::{ActorId, AgbCode, AtcCode, ElementId, PatientId, Text, Uid};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::{

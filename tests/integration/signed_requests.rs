@@ -161,8 +161,10 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
     let registered = client
         .post(format!("{base}/actors/me/keys"))
         .bearer_auth(&gp)
-        .json(&json!({"key_id": "his-1", "public_key": base64_encode(&public_key(&SECRET)),
-            "system": "HIS of practice Jansen", "reason": "the practice HIS signs my appends"}))
+        .json(
+            &json!({"key_id": "his-1", "public_key": base64_encode(&public_key(&SECRET)),
+            "system": "HIS of practice Jansen", "reason": "the practice HIS signs my appends"}),
+        )
         .send()
         .await
         .unwrap();
@@ -182,25 +184,72 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
     let changed = Signed::new(note("what was signed"));
     let path = changed.signed_path.clone();
     let r = (changed.send_to(&client, &base, &gp, &path, note("what was sent"))).await;
-    assert_refused(r, 401, "content_digest_mismatch", "a changed body", before, here).await;
+    assert_refused(
+        r,
+        401,
+        "content_digest_mismatch",
+        "a changed body",
+        before,
+        here,
+    )
+    .await;
 
     let mut other = Signed::new(note("for another patient"));
     other.signed_path = format!("/patients/{OTHER}/events");
-    let r = (other.send_to(&client, &base, &gp, &format!("/patients/{PATIENT}/events"), note("for another patient"))).await;
-    assert_refused(r, 401, "signature_invalid", "another patient's path", before, here).await;
+    let r = (other.send_to(
+        &client,
+        &base,
+        &gp,
+        &format!("/patients/{PATIENT}/events"),
+        note("for another patient"),
+    ))
+    .await;
+    assert_refused(
+        r,
+        401,
+        "signature_invalid",
+        "another patient's path",
+        before,
+        here,
+    )
+    .await;
 
     let mut stale = Signed::new(note("stale"));
     stale.created = now() - 3600;
     let r = stale.send(&client, &base, &gp).await;
-    assert_refused(r, 401, "signature_stale", "created an hour ago", before, here).await;
+    assert_refused(
+        r,
+        401,
+        "signature_stale",
+        "created an hour ago",
+        before,
+        here,
+    )
+    .await;
 
     let mut unknown = Signed::new(note("unknown key"));
     unknown.key_id = "his-9";
     let r = unknown.send(&client, &base, &gp).await;
-    assert_refused(r, 401, "signature_key_unknown", "an unregistered key id", before, here).await;
+    assert_refused(
+        r,
+        401,
+        "signature_key_unknown",
+        "an unregistered key id",
+        before,
+        here,
+    )
+    .await;
 
     let r = first.send(&client, &base, &gp).await;
-    assert_refused(r, 409, "signature_replayed", "the accepted request again", before, here).await;
+    assert_refused(
+        r,
+        409,
+        "signature_replayed",
+        "the accepted request again",
+        before,
+        here,
+    )
+    .await;
 
     server.signal(libc::SIGTERM);
     drop(server);
@@ -210,7 +259,10 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
     let patient = PatientId::parse(PATIENT).unwrap();
     let events = ledger.read_stream(&patient, 1, usize::MAX).unwrap();
     let last = events.last().unwrap();
-    let hash = last.record.signed_request.expect("the signed append names its request");
+    let hash = last
+        .record
+        .signed_request
+        .expect("the signed append names its request");
     let bytes = ledger.signed_request(&hash).unwrap().unwrap();
     assert_eq!(SignedRequest::hash_of(&bytes), hash);
     let stored = SignedRequest::decode(&bytes).unwrap();
@@ -251,14 +303,23 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
     let registered = client
         .post(format!("{}/actors/me/keys", server.base))
         .bearer_auth(&gp)
-        .json(&json!({"key_id": "his-1", "public_key": base64_encode(&public_key(&SECRET)),
-            "system": "HIS of practice Jansen"}))
+        .json(
+            &json!({"key_id": "his-1", "public_key": base64_encode(&public_key(&SECRET)),
+            "system": "HIS of practice Jansen"}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(registered.status().as_u16(), 201);
     let signed = Signed::new(note("signed follow-up"));
-    assert_eq!(signed.send(&client, &server.base, &gp).await.status().as_u16(), 201);
+    assert_eq!(
+        signed
+            .send(&client, &server.base, &gp)
+            .await
+            .status()
+            .as_u16(),
+        201
+    );
     server.signal(libc::SIGTERM);
     drop(server);
 
@@ -266,7 +327,14 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
     // registers a key for the cardiologist from the command line.
     let ledger = Ledger::open(&data.join("ledger"), LedgerConfig::default()).unwrap();
     let patient = PatientId::parse(PATIENT).unwrap();
-    let gp_actor = ledger.read_stream(&patient, 1, usize::MAX).unwrap().last().unwrap().record.actor.clone();
+    let gp_actor = ledger
+        .read_stream(&patient, 1, usize::MAX)
+        .unwrap()
+        .last()
+        .unwrap()
+        .record
+        .actor
+        .clone();
     ledger
         .append(AppendRequest {
             patient: patient.clone(),
@@ -288,18 +356,45 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
         .unwrap();
     drop(ledger);
     let card_key = base64_encode(&public_key(&[13; 32]));
-    let out = careledger(&["keys", "register", "--data", d, "--actor", "card-devries",
-        "--key-id", "ehr-1", "--public-key", &card_key, "--system", "hospital EHR",
-        "--reason", "requested by the hospital's IT department"]);
+    let out = careledger(&[
+        "keys",
+        "register",
+        "--data",
+        d,
+        "--actor",
+        "card-devries",
+        "--key-id",
+        "ehr-1",
+        "--public-key",
+        &card_key,
+        "--system",
+        "hospital EHR",
+        "--reason",
+        "requested by the hospital's IT department",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let out = careledger(&["keys", "list", "--data", d]);
     let listed = text(&out);
-    assert!(listed.contains("card-devries") && listed.contains("by careledger:operator"), "{listed}");
-    assert!(listed.contains("gp-jansen") && listed.contains("by gp-jansen"), "{listed}");
+    assert!(
+        listed.contains("card-devries") && listed.contains("by careledger:operator"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("gp-jansen") && listed.contains("by gp-jansen"),
+        "{listed}"
+    );
 
     sign_checkpoint(data);
     let file = data.join("export.json");
-    let out = careledger(&["export", "--data", d, "--patient", PATIENT, "--out", file.to_str().unwrap()]);
+    let out = careledger(&[
+        "export",
+        "--data",
+        d,
+        "--patient",
+        PATIENT,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = careledger(&["key", "show", "--data", d]);
     let key = String::from_utf8(shown.stdout).unwrap().trim().to_owned();
@@ -308,7 +403,9 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
     assert!(printed.contains("1 of"), "{printed}");
-    let signed_lines = printed.matches("signed by his-1 of gp-jansen (registered at position").count();
+    let signed_lines = printed
+        .matches("signed by his-1 of gp-jansen (registered at position")
+        .count();
     assert_eq!(signed_lines, 1, "{printed}");
     assert!(printed.contains("by gp-jansen)"), "{printed}");
     assert!(
@@ -326,7 +423,10 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
         let out = verify_export(&changed, &key);
         let printed = text(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {printed}");
-        let failed: Vec<_> = printed.lines().filter(|l| l.starts_with("FAILED: ")).collect();
+        let failed: Vec<_> = printed
+            .lines()
+            .filter(|l| l.starts_with("FAILED: "))
+            .collect();
         assert_eq!(failed.len(), 1, "{name}: {printed}");
         assert!(failed[0].contains(cause), "{name}: {printed}");
     };
@@ -356,5 +456,9 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
         let record = careledger_core::chain::Frame::parse(&k.frame).unwrap();
         !String::from_utf8_lossy(record.record).contains("his-1")
     });
-    check("key-left-out", &tampered, "whose registration the export does not carry");
+    check(
+        "key-left-out",
+        &tampered,
+        "whose registration the export does not carry",
+    );
 }

@@ -45,8 +45,7 @@ pub async fn register_key(
         .and_then(|k| k.try_into().ok())
         .ok_or_else(|| ApiError::Unprocessable {
             code: "invalid_value".into(),
-            message: "public_key: must be the 32-byte ed25519 public key in standard base64"
-                .into(),
+            message: "public_key: must be the 32-byte ed25519 public key in standard base64".into(),
         })?;
     let change = KeyChange::Register {
         key_id: ElementId::parse(&body.key_id)?,

@@ -73,10 +73,11 @@ pub use event::{
     LabResultData, LeadHandoverData, LifestyleGoalData, MeasurementData, MedicationData,
     MedicationPreferenceData, MedicationStopData, MemberData, MemberRemovalData, NoteData,
     PanelExtensionData, PatientEventsView, ProblemData, ProblemResolutionData, RecordedEventView,
-    SharedCareData, SigningKeyData, SigningKeyRevocationData, SmokingStatusData, TargetData, TargetWithdrawalData, WarningView,
+    SharedCareData, SigningKeyData, SigningKeyRevocationData, SmokingStatusData, TargetData,
+    TargetWithdrawalData, WarningView,
 };
-pub use keys::RegisterKeyBody;
 pub use evidence::{ConsistencyProofView, ConsistencyQuery, InclusionProofView, InclusionQuery};
+pub use keys::RegisterKeyBody;
 pub use plan::{
     ChangeReasonView, CorrectionView, DoseChangeView, EpisodeStartView, EpisodeView, GoalView,
     IndicationView, IntoleranceView, LabOrderView, LabResultView, LatestValueView, LeadView,
