@@ -294,7 +294,9 @@ fn encoding_and_hashing_fixed_records_reproduce_the_committed_bytes() {
             want["position"]
         );
     }
-    assert_eq!(committed["vectors"].as_array().unwrap().len(), 8);
+    // Eight records of patients, then the key stream's registration at position 9 (added with
+    // the key stream; the eight before it are unchanged).
+    assert_eq!(committed["vectors"].as_array().unwrap().len(), 9);
 }
 
 #[test]
