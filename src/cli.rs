@@ -172,6 +172,12 @@ enum Command {
         #[command(subcommand)]
         command: ActorsCommand,
     },
+    /// Client systems' signing keys for signed appends (RFC 9421, ed25519): register, revoke,
+    /// list, and make a key pair.
+    Keys {
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
     /// Rebuild the read models from the ledger, from position 1.
     Rebuild {
         #[command(flatten)]
@@ -362,6 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => audit_cmd(&args, element, actor),
         Command::Notifications { args, status } => notifications_cmd(&args, &status),
         Command::Actors { command } => actors(command),
+        Command::Keys { command } => crate::keys::run(command),
         Command::Rebuild { data } => rebuild(&data.data),
         Command::Export { data, patient, out } => export::export_cmd(&data.data, &patient, &out),
         Command::VerifyExport {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 
-use careledger_core::export::{self, Completeness, Export, VerifiedExport};
+use careledger_core::export::{self, Completeness, EventSignature, Export, VerifiedExport};
 use careledger_core::ids::PatientId;
 use careledger_core::note::{VerifierKey, COSIGNATURE_V1, ED25519};
 use careledger_core::record::Timestamp;
@@ -96,7 +96,8 @@ pub fn verify_export_cmd(options: &VerifyOptions<'_>) -> anyhow::Result<ExitCode
                 verified.patient
             )),
             _ => Ok(verified),
-        });
+        })
+        .and_then(|verified| check_signed_requests(&verified).map(|()| verified));
     let verified = match verified {
         Ok(verified) => verified,
         Err(problem) => {
@@ -141,11 +142,15 @@ fn read(file: &Path) -> Result<Export, String> {
     let version = value.get("version");
     match value.get("format").and_then(|f| f.as_str()) {
         Some(export::FORMAT)
-            if version.and_then(|v| v.as_u64()) != Some(export::VERSION.into()) =>
+            if !matches!(
+                version.and_then(|v| v.as_u64()),
+                Some(v) if v == u64::from(export::VERSION) || v == u64::from(export::VERSION_1)
+            ) =>
         {
             Err(format!(
-                "not a careledger export this build reads: version {}, this build reads version {}",
+                "not a careledger export this build reads: version {}, this build reads versions {} and {}",
                 version.map_or("missing".into(), |v| v.to_string()),
+                export::VERSION_1,
                 export::VERSION
             ))
         }
@@ -155,6 +160,81 @@ fn read(file: &Path) -> Result<Export, String> {
             export::FORMAT
         )),
     }
+}
+
+/// What only the HTTP layer knows of a signed request, checked again for every one the export
+/// carries: its signature base covers `POST` to this patient's events, its content digest is
+/// its body's, and its body's commands are the events that name it, in order, with their
+/// reasons and clinical times.
+fn check_signed_requests(verified: &VerifiedExport) -> Result<(), String> {
+    let path = format!("/patients/{}/events", verified.patient);
+    let mut checked = std::collections::HashSet::new();
+    for (event, signature) in verified.events.iter().zip(&verified.signatures) {
+        let EventSignature::Signed { request, .. } = signature else {
+            continue;
+        };
+        let Some(hash) = event.record.signed_request else {
+            continue;
+        };
+        if !checked.insert(hash) {
+            continue;
+        }
+        let fail = |problem: String| {
+            format!(
+                "event at position {}: signed request: {problem}",
+                event.position
+            )
+        };
+        let stored = careledger_api::signature::check_stored(request).map_err(fail)?;
+        if stored.method != "POST" || stored.path != path {
+            return Err(fail(format!(
+                "it was signed for {} {}, not POST {path}: a signed request of another \
+                 patient or route",
+                stored.method, stored.path
+            )));
+        }
+        let (_, submissions) =
+            careledger_api::wire::parse_append_body(&request.body, event.record.actor.line())
+                .map_err(|e| fail(format!("its body does not read as an append: {e}")))?;
+        let produced: Vec<_> = (verified.events.iter())
+            .filter(|e| e.record.signed_request == Some(hash))
+            .collect();
+        let matches = submissions.len() == produced.len()
+            && submissions.iter().zip(&produced).all(|(s, e)| {
+                s.command.clone().into_event() == e.record.event
+                    && s.reason == e.record.reason
+                    && s.occurred_at.unwrap_or(e.record.recorded_at) == e.record.occurred_at
+            });
+        if !matches {
+            return Err(fail(format!(
+                "its body's {} commands are not the {} events that name it",
+                submissions.len(),
+                produced.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One event's signature, for people.
+fn signature_line(verified: &VerifiedExport, position: u64) -> Option<String> {
+    let i = verified
+        .events
+        .iter()
+        .position(|e| e.position == position)?;
+    let actor = &verified.events[i].record.actor.id;
+    Some(match &verified.signatures[i] {
+        EventSignature::Signed { key, .. } => format!(
+            "signed by {} of {} (registered at position {} by {})",
+            key.key.key_id, key.key.actor, key.registered_at, key.registered_by.id
+        ),
+        EventSignature::Unsigned {
+            actor_had_key: true,
+        } => format!(
+            "unsigned (although {actor} had a signing key registered: not from their client system)"
+        ),
+        EventSignature::Unsigned { .. } => "unsigned".to_owned(),
+    })
 }
 
 /// The verified history, for people.
@@ -216,6 +296,15 @@ fn print_verified(
             checkpoint.size()
         )?,
     }
+    let signed = (verified.signatures.iter())
+        .filter(|s| matches!(s, EventSignature::Signed { .. }))
+        .count();
+    writeln!(
+        out,
+        "  signatures   {signed} of {} events signed by their actor's client system, each \
+         verified under a key whose registration is in the checkpoint's tree",
+        events.len(),
+    )?;
     writeln!(out)?;
     let mut model = ReadModel::default();
     for event in events {
@@ -225,12 +314,17 @@ fn print_verified(
         return Ok(());
     };
     for entry in audit::query(view, &AuditFilter::default()) {
-        print_entry(out, entry)?;
+        let signature = signature_line(verified, entry.provenance.position);
+        print_entry(out, entry, signature.as_deref())?;
     }
     Ok(())
 }
 
-fn print_entry(out: &mut dyn Write, e: &AuditEntry) -> std::io::Result<()> {
+fn print_entry(
+    out: &mut dyn Write,
+    e: &AuditEntry,
+    signature: Option<&str>,
+) -> std::io::Result<()> {
     let p = &e.provenance;
     writeln!(
         out,
@@ -257,6 +351,9 @@ fn print_entry(out: &mut dyn Write, e: &AuditEntry) -> std::io::Result<()> {
         p.recorded_at, p.occurred_at
     )?;
     writeln!(out, "       why: {}", p.reason)?;
+    if let Some(signature) = signature {
+        writeln!(out, "       {signature}")?;
+    }
     for told in &e.notified {
         let status = match &told.status {
             NotificationStatus::Open => "not acknowledged in this history".to_owned(),

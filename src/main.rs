@@ -5,6 +5,7 @@
 mod cli;
 mod demo;
 mod export;
+mod keys;
 mod witness;
 
 fn main() -> std::process::ExitCode {

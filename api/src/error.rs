@@ -28,6 +28,15 @@ pub enum ApiError {
         /// The sentence.
         message: String,
     },
+    /// A signed request's message signature was refused (401 with `Accept-Signature`, or 409
+    /// `signature_replayed` for a signature used before): the code names what is wrong.
+    #[error("{message}")]
+    Signature {
+        /// `signature_invalid`, `signature_key_unknown`, `signature_stale`, ….
+        code: String,
+        /// The sentence, saying how to fix it.
+        message: String,
+    },
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
@@ -93,6 +102,16 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::NotPermitted { .. } => {
                 (StatusCode::FORBIDDEN, "forbidden", "Not permitted")
             }
+            ApiError::Signature { code, .. } if code == "signature_replayed" => (
+                StatusCode::CONFLICT,
+                "signature_replayed",
+                "Signature used before",
+            ),
+            ApiError::Signature { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "signature_refused",
+                "Signature refused",
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::TooLarge(_) => (
@@ -163,6 +182,21 @@ impl From<careledger_core::Error> for ApiError {
             e @ (E::Conflict { .. } | E::IdempotencyMismatch { .. }) => {
                 ApiError::Conflict(e.to_string())
             }
+            E::Signature(p) => {
+                use careledger_core::signed_request::SignatureProblem as P;
+                let code = match &p {
+                    P::UnknownKey { .. } => "signature_key_unknown",
+                    P::Revoked { .. } => "signature_key_revoked",
+                    P::Invalid { .. } => "signature_invalid",
+                    P::Stale { .. } => "signature_stale",
+                    P::Replayed => "signature_replayed",
+                    _ => "signature_refused",
+                };
+                ApiError::Signature {
+                    code: code.into(),
+                    message: p.to_string(),
+                }
+            }
             E::Damaged(damage) => ApiError::Damaged(damage),
             E::Proof(p) => ApiError::Unprocessable {
                 code: "no_such_proof".into(),
@@ -188,6 +222,15 @@ impl From<careledger_app::AppError> for ApiError {
             A::Ledger(e) => e.into(),
             A::InUse(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::signature::SignatureError> for ApiError {
+    fn from(e: crate::signature::SignatureError) -> Self {
+        ApiError::Signature {
+            code: e.code.into(),
+            message: e.message,
         }
     }
 }
@@ -225,7 +268,8 @@ impl ApiError {
         let (status, kind, title) = self.parts();
         let (code, detail) = match self {
             ApiError::Unprocessable { code, message }
-            | ApiError::NotPermitted { code, message } => (code.clone(), message.clone()),
+            | ApiError::NotPermitted { code, message }
+            | ApiError::Signature { code, message } => (code.clone(), message.clone()),
             ApiError::Internal(_) => (
                 kind.to_owned(),
                 "an internal error occurred; it was logged for the operator".to_owned(),
@@ -264,6 +308,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::UNAUTHORIZED && matches!(self, ApiError::Signature { .. }) {
+            response.headers_mut().insert(
+                header::HeaderName::from_static("accept-signature"),
+                header::HeaderValue::from_static(crate::signature::ACCEPT_SIGNATURE),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod router;
 pub mod routes;
 pub mod serve;
+pub mod signature;
 pub mod sse;
 pub mod state;
 pub mod wire;

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::routes::{events, evidence, notifications, patients, service};
+use crate::routes::{events, evidence, keys, notifications, patients, service};
 use crate::sse;
 use crate::state::AppState;
 
@@ -32,6 +32,7 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(patients::measure_series))
         .routes(routes!(notifications::patient_notifications))
         .routes(routes!(notifications::acknowledge))
+        .routes(routes!(keys::register_key))
         .routes(routes!(evidence::checkpoint))
         .routes(routes!(evidence::inclusion))
         .routes(routes!(evidence::consistency))

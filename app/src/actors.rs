@@ -221,6 +221,16 @@ impl ActorStore {
     ///
     /// A patient actor is bound to the patient they are; no other actor is.
     pub fn add(&self, actor: RegisteredActor) -> Result<String, AppError> {
+        if careledger_core::signing_keys::is_reserved(actor.id.as_str()) {
+            return Err(AppError::Invalid {
+                code: "reserved_id".into(),
+                message: format!(
+                    "actor ids starting with careledger: are the ledger's own ({} records the \
+                     operator); choose another id",
+                    careledger_core::signing_keys::OPERATOR
+                ),
+            });
+        }
         let is_patient = actor.role == AccessRole::Care(Role::Patient);
         if is_patient != actor.patient.is_some() {
             return Err(AppError::Invalid {

@@ -14,6 +14,7 @@ pub mod data_dir;
 pub mod error;
 pub mod export;
 pub mod feed;
+pub mod keys;
 pub mod projector;
 pub mod service;
 pub mod witnesses;

@@ -188,9 +188,19 @@ impl App {
         caller: &RegisteredActor,
         write: Write,
     ) -> Result<AppendOutcome, AppError> {
+        self.append_with(caller, write, None)
+    }
+
+    /// [`App::append`], with the signed request that carried the commands, if any.
+    pub(crate) fn append_with(
+        &self,
+        caller: &RegisteredActor,
+        write: Write,
+        signed: Option<&careledger_core::signed_request::SignedRequest>,
+    ) -> Result<AppendOutcome, AppError> {
         let actor = self.may_write(caller, &write.patient)?;
         access::check_members_are_registered(&self.actors, &write.patient, &write.submissions)?;
-        Ok(self.ledger.append(AppendRequest {
+        let request = AppendRequest {
             patient: write.patient,
             expected: write.expected,
             actor,
@@ -198,7 +208,11 @@ impl App {
             idempotency_key: write.idempotency_key,
             correlation_id: None,
             causation_id: None,
-        })?)
+        };
+        Ok(match signed {
+            Some(signed) => self.ledger.append_signed(request, signed)?,
+            None => self.ledger.append(request)?,
+        })
     }
 
     /// Acknowledges a notification by its id (`n-42-second`); the recipient is the caller's

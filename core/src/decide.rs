@@ -18,6 +18,7 @@ use crate::notify;
 use crate::quantity::Measure;
 use crate::record::{Actor, RecordedEvent, Timestamp};
 use crate::role::{Lead, Line, Practitioner, Role};
+use crate::signing_keys::KeyRegistry;
 
 /// Settings of the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +176,8 @@ pub struct PatientState {
     corrected: BTreeSet<u64>,
     /// Intolerances, problems, panel additions and order contents (see [`crate::clinical`]).
     clinical: ClinicalState,
+    /// The signing keys, in the key stream's state only ([`crate::signing_keys`]).
+    keys: KeyRegistry,
 }
 
 /// The last entry of a history by position that is not corrected.
@@ -381,7 +384,12 @@ impl PatientState {
             .unwrap_or(false)
     }
 
-    /// The state of the clinical catalogue: intolerances, problems, panel additions.
+    /// The signing keys registered so far: empty but in the key stream's state.
+    pub fn keys(&self) -> &KeyRegistry {
+        &self.keys
+    }
+
+    /// The clinical part of the state: intolerances, problems, panel additions.
     pub fn clinical(&self) -> &ClinicalState {
         &self.clinical
     }
@@ -423,6 +431,7 @@ impl PatientState {
             kind,
         });
         self.clinical.apply(recorded);
+        self.keys.apply(position, record);
         let seen = |test| LabWork {
             test,
             occurred_at: record.occurred_at,
@@ -527,7 +536,9 @@ impl PatientState {
             | Event::IntoleranceRecorded(_)
             | Event::ProblemRecorded(_)
             | Event::ProblemResolved(_)
-            | Event::SmokingStatusRecorded(_) => {}
+            | Event::SmokingStatusRecorded(_)
+            | Event::SigningKeyRegistered(_)
+            | Event::SigningKeyRevoked(_) => {}
         }
     }
 
@@ -566,6 +577,13 @@ pub fn decide(
     command: &Command,
     occurred_at: Timestamp,
 ) -> Result<Decision, Rejection> {
+    if command.is_key_command() {
+        crate::signing_keys::decide(&state.keys, actor, command)?;
+        return Ok(Decision {
+            events: vec![command.clone().into_event()],
+            warnings: vec![],
+        });
+    }
     if state.is_empty() {
         return governance::found(actor, command);
     }
@@ -674,6 +692,8 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         | Command::CloseLifestyleGoal(_)
         | Command::AddNote(_)
         | Command::AcknowledgeNotification(_) => true,
+        // Decided apart, in the key stream (`signing_keys::decide`).
+        Command::RegisterSigningKey(_) | Command::RevokeSigningKey(_) => false,
     };
     if !allowed {
         return Err(Rejection::not_permitted(

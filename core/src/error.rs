@@ -189,6 +189,14 @@ wire_codes! {
         SharedCareActive = "shared_care_active",
         /// Shared care is not active.
         SharedCareInactive = "shared_care_inactive",
+        /// A signing key with this id is registered for the actor already.
+        SigningKeyExists = "signing_key_exists",
+        /// A signing key is registered by its actor, or by the operator on the command line.
+        SigningKeyForOneself = "signing_key_for_oneself",
+        /// No signing key with this id is registered (and not revoked) for the actor.
+        SigningKeyNotRegistered = "signing_key_not_registered",
+        /// The public key is not an ed25519 public key.
+        SigningKeyInvalid = "signing_key_invalid",
         /// There is no target of this measure to withdraw.
         TargetNotSet = "target_not_set",
         /// The result names an order that did not request its test.
@@ -294,6 +302,11 @@ pub enum Error {
     /// verify.
     #[error("proof: {0}")]
     Proof(#[from] crate::merkle::ProofError),
+    /// A signed request's message signature was refused (the client's fault: 401, or 409 for
+    /// a signature used before); [`crate::signed_request::SignatureProblem`] says what and how
+    /// to fix it.
+    #[error("signature: {0}")]
+    Signature(crate::signed_request::SignatureProblem),
     /// A stored record could not be decoded (internal).
     #[error("decoding record at position {position}: {detail}")]
     Decode {
@@ -302,6 +315,12 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+}
+
+impl From<crate::signed_request::SignatureProblem> for Error {
+    fn from(e: crate::signed_request::SignatureProblem) -> Self {
+        Error::Signature(e)
+    }
 }
 
 impl From<StorageError> for Error {

@@ -388,6 +388,30 @@ pub struct LeadHandover {
     pub to: ActorId,
 }
 
+/// A client system's public key for one actor's signed requests (RFC 9421, ed25519), recorded
+/// in the ledger's key stream ([`crate::signing_keys::KEY_STREAM`]). The record's actor is who
+/// registered it: the actor themselves, or the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    /// The actor whose requests the key signs.
+    pub actor: ActorId,
+    /// The key's id, as the `keyid` parameter of a signature names it; unique per actor.
+    pub key_id: ElementId,
+    /// The ed25519 public key (RFC 8032), 32 bytes.
+    pub public_key: [u8; 32],
+    /// The client system holding the private key ("HIS Medicom, practice Jansen").
+    pub system: Text,
+}
+
+/// The end of a signing key: requests signed with it later are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRevocation {
+    /// The actor whose key it is.
+    pub actor: ActorId,
+    /// The key's id.
+    pub key_id: ElementId,
+}
+
 macro_rules! catalogue {
     ($( $(#[$doc:meta])* $command:ident => $event:ident ( $payload:ty ), $kind:literal, $event_kind:literal; )*) => {
         /// What a writer asks the ledger to do; `decide` turns it into events or a rejection.
@@ -477,6 +501,22 @@ catalogue! {
     ResolveProblem => ProblemResolved(ProblemResolution), "resolve_problem", "problem_resolved";
     /// Smoking status, a coded observation (LOINC 72166-2).
     RecordSmokingStatus => SmokingStatusRecorded(SmokingObservation), "record_smoking_status", "smoking_status_recorded";
+    /// A client system's public key is registered for an actor's signed requests; recorded in
+    /// the key stream, never in a patient's.
+    RegisterSigningKey => SigningKeyRegistered(SigningKey), "register_signing_key", "signing_key_registered";
+    /// A signing key is revoked; recorded in the key stream.
+    RevokeSigningKey => SigningKeyRevoked(SigningKeyRevocation), "revoke_signing_key", "signing_key_revoked";
+}
+
+impl Command {
+    /// True for the commands of the key stream ([`crate::signing_keys::KEY_STREAM`]), which
+    /// are about no patient.
+    pub fn is_key_command(&self) -> bool {
+        matches!(
+            self,
+            Command::RegisterSigningKey(_) | Command::RevokeSigningKey(_)
+        )
+    }
 }
 
 #[cfg(test)]

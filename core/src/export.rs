@@ -22,11 +22,17 @@ use crate::ledger::Ledger;
 use crate::merkle::{event_leaf, verify_inclusion, TreeHash};
 use crate::note::{Note, NoteError, VerifierKey, COSIGNATURE_V1};
 use crate::record::{decode_record, Hash, RecordedEvent};
+use crate::signed_request::{SignedRequest, MAX_CREATED_SKEW_SECONDS};
+use crate::signing_keys::{self, KeyRegistry, RegisteredKey};
 
 /// The `format` of an export file.
 pub const FORMAT: &str = "careledger-export";
-/// The `version` of the export format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The `version` of the export format this build writes when the bundle carries signed
+/// requests or key events; it reads this one and [`VERSION_1`].
+pub const VERSION: u32 = 2;
+/// The first version, still written when a bundle carries no signed request and no key event
+/// (its shape is then the first version's), and still read.
+pub const VERSION_1: u32 = 1;
 
 /// One patient's history with the proofs that make it evidence (`docs/hash-format.md`,
 /// "Exports").
@@ -47,6 +53,22 @@ pub struct Export {
     /// That the last event is the patient's last in the checkpoint's tree; `None` when the
     /// checkpoint carries no heads map (signed before it existed): the tail is then unproven.
     pub heads: Option<ExportedHeads>,
+    /// The signed requests the events name (`signed_request`), as stored (version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_requests: Vec<ExportedSignedRequest>,
+    /// The key stream's events about the actors of the patient's events, in position order,
+    /// each with its inclusion path against the same checkpoint (version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<ExportedEvent>,
+}
+
+/// A signed request as stored: the bytes whose BLAKE3 hash a record's `signed_request` holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedSignedRequest {
+    /// The stored bytes ([`SignedRequest`]'s encoding).
+    #[serde(with = "base64_bytes")]
+    pub bytes: Vec<u8>,
 }
 
 /// One event: its position, its frame exactly as stored, and its inclusion path.
@@ -214,14 +236,77 @@ pub fn export_patient(
         Some(line) => Some(heads_proof(ledger, patient, size, &line)?),
         None => None,
     };
+    let (signed_requests, keys) = signatures(ledger, &events, size)?;
     Ok(Export {
         format: FORMAT.to_owned(),
-        version: VERSION,
+        version: if signed_requests.is_empty() && keys.is_empty() {
+            VERSION_1
+        } else {
+            VERSION
+        },
         patient: patient.to_string(),
         checkpoint: checkpoint.to_owned(),
         events,
         heads,
+        signed_requests,
+        keys,
     })
+}
+
+/// The signed requests the events name, and the key stream's events (up to the checkpoint's
+/// `size`) about the actors who wrote them.
+fn signatures(
+    ledger: &Ledger,
+    events: &[ExportedEvent],
+    size: u64,
+) -> Result<(Vec<ExportedSignedRequest>, Vec<ExportedEvent>), ExportError> {
+    let mut hashes = Vec::new();
+    let mut actors = std::collections::BTreeSet::new();
+    for event in events {
+        let Some(frame) = Frame::parse(&event.frame) else {
+            continue;
+        };
+        let record = decode_record(event.position, frame.format_version, frame.record)?;
+        actors.insert(record.actor.id.clone());
+        if let Some(hash) = record.signed_request {
+            if !hashes.contains(&hash) {
+                hashes.push(hash);
+            }
+        }
+    }
+    let mut signed_requests = Vec::with_capacity(hashes.len());
+    for hash in hashes {
+        let bytes = ledger.signed_request(&hash)?.ok_or_else(|| {
+            Error::from(crate::StorageError::corrupt(format!(
+                "the signed request {hash} an event names is not stored"
+            )))
+        })?;
+        signed_requests.push(ExportedSignedRequest { bytes });
+    }
+    let mut keys = Vec::new();
+    for (position, frame) in patient_frames(ledger, &signing_keys::key_stream())? {
+        if position > size {
+            break;
+        }
+        let Some(parsed) = Frame::parse(&frame) else {
+            continue;
+        };
+        let record = decode_record(position, parsed.format_version, parsed.record)?;
+        let about = match &record.event {
+            crate::event::Event::SigningKeyRegistered(k) => &k.actor,
+            crate::event::Event::SigningKeyRevoked(r) => &r.actor,
+            _ => continue,
+        };
+        if actors.contains(about) {
+            let inclusion = ledger.inclusion_proof(position, size)?.path;
+            keys.push(ExportedEvent {
+                position,
+                frame,
+                inclusion,
+            });
+        }
+    }
+    Ok((signed_requests, keys))
 }
 
 /// The patient's durable frames exactly as stored, with their positions, in order.
@@ -296,6 +381,27 @@ pub struct VerifiedExport {
     pub events: Vec<RecordedEvent>,
     /// Whether the tail is proven.
     pub completeness: Completeness,
+    /// Per event, in the order of `events`: signed by which registered key, or unsigned.
+    pub signatures: Vec<EventSignature>,
+}
+
+/// Whether an event came from a client system's signed request, checked offline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventSignature {
+    /// Its record names no signed request.
+    Unsigned {
+        /// True when its actor had a key registered (and not revoked) before it: an event in
+        /// their name that their client system did not sign.
+        actor_had_key: bool,
+    },
+    /// Its signed request is in the export, hashes to the record's `signed_request`, and its
+    /// signature verifies under the actor's key registered before it and not revoked.
+    Signed {
+        /// The key that signed.
+        key: Box<RegisteredKey>,
+        /// The request.
+        request: Box<SignedRequest>,
+    },
 }
 
 /// What made an export fail verification: each names the first thing that failed, in one line.
@@ -409,6 +515,23 @@ pub enum ExportProblem {
     /// The heads proof is missing, or given for a checkpoint without a heads map.
     #[error("{0}")]
     Heads(String),
+    /// An event of the key stream in the export fails: changed, not in the checkpoint's tree,
+    /// or not a key event.
+    #[error("key event at position {position}: {problem}")]
+    KeyEvent {
+        /// The position given for it.
+        position: u64,
+        /// What failed.
+        problem: String,
+    },
+    /// An event's signed request is missing, changed, or does not verify.
+    #[error("event at position {position}: signed request: {problem}")]
+    SignedRequest {
+        /// The event's position.
+        position: u64,
+        /// What failed.
+        problem: String,
+    },
 }
 
 /// Checks `export` offline: the checkpoint's signature by `log` and the cosignature of every
@@ -420,10 +543,23 @@ pub fn verify(
     log: &VerifierKey,
     witnesses: &[VerifierKey],
 ) -> Result<VerifiedExport, ExportProblem> {
-    if export.format != FORMAT || export.version != VERSION {
+    let carries_signatures = !export.signed_requests.is_empty() || !export.keys.is_empty();
+    let known = match export.version {
+        VERSION => true,
+        VERSION_1 => !carries_signatures,
+        _ => false,
+    };
+    if export.format != FORMAT || !known {
         return Err(ExportProblem::Format(format!(
-            "format {:?} version {}, this build reads {FORMAT:?} version {VERSION}",
-            export.format, export.version
+            "format {:?} version {}{}, this build reads {FORMAT:?} versions {VERSION_1} and \
+             {VERSION}",
+            export.format,
+            export.version,
+            if carries_signatures {
+                " with signed requests or key events"
+            } else {
+                ""
+            },
         )));
     }
     let patient =
@@ -449,12 +585,15 @@ pub fn verify(
         .collect::<Result<Vec<_>, _>>()?;
     let events = verify_events(export, &patient, &checkpoint)?;
     let completeness = verify_tail(export, &patient, &events, heads_line)?;
+    let registry = verify_keys(export, &checkpoint)?;
+    let signatures = verify_signatures(export, &events, &registry)?;
     Ok(VerifiedExport {
         patient,
         checkpoint,
         cosigned,
         events,
         completeness,
+        signatures,
     })
 }
 
@@ -576,6 +715,132 @@ fn verify_events(
         });
     }
     Ok(events)
+}
+
+/// The key stream's events in the export: each frame's hash, its record a key event of the key
+/// stream, positions increasing, and its inclusion in the checkpoint's tree; folded into the
+/// registry they make.
+fn verify_keys(export: &Export, checkpoint: &Checkpoint) -> Result<KeyRegistry, ExportProblem> {
+    let mut registry = KeyRegistry::default();
+    let size = checkpoint.size();
+    let mut previous = 0;
+    for exported in &export.keys {
+        let position = exported.position;
+        let problem = |problem: String| ExportProblem::KeyEvent { position, problem };
+        if position <= previous {
+            return Err(problem(format!(
+                "follows position {previous}: key events are out of order or repeated"
+            )));
+        }
+        previous = position;
+        let frame = Frame::parse(&exported.frame)
+            .ok_or_else(|| problem("the frame is malformed".into()))?;
+        let computed = frame.computed_hash(position);
+        if computed != frame.hash {
+            return Err(problem(format!(
+                "hash mismatch: the frame's bytes hash to {computed}, it says {} (the key event \
+                 was changed)",
+                frame.hash
+            )));
+        }
+        let record = decode_record(position, frame.format_version, frame.record)
+            .map_err(|e| problem(format!("undecodable record: {e}")))?;
+        if !signing_keys::is_key_stream(&record.patient)
+            || !matches!(
+                record.event,
+                crate::event::Event::SigningKeyRegistered(_)
+                    | crate::event::Event::SigningKeyRevoked(_)
+            )
+        {
+            return Err(problem("it is not a key event of the key stream".into()));
+        }
+        if position > size {
+            return Err(problem(format!(
+                "it lies outside the checkpoint's positions 1 to {size}"
+            )));
+        }
+        verify_inclusion(
+            &event_leaf(&frame.hash),
+            position - 1,
+            size,
+            &exported.inclusion,
+            &checkpoint.root(),
+        )
+        .map_err(|e| problem(format!("not in the checkpoint's tree: {e}")))?;
+        registry.apply(position, &record);
+    }
+    Ok(registry)
+}
+
+/// Each event's signature: an event that names a signed request must have it in the export,
+/// and it must verify under its actor's key registered before the event and not revoked, with
+/// `created` within [`MAX_CREATED_SKEW_SECONDS`] of the event's recording time.
+fn verify_signatures(
+    export: &Export,
+    events: &[RecordedEvent],
+    registry: &KeyRegistry,
+) -> Result<Vec<EventSignature>, ExportProblem> {
+    let requests: Vec<(Hash, &[u8])> = (export.signed_requests.iter())
+        .map(|r| (SignedRequest::hash_of(&r.bytes), r.bytes.as_slice()))
+        .collect();
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        let record = &event.record;
+        let position = event.position;
+        let Some(hash) = record.signed_request else {
+            let actor_had_key = registry
+                .iter()
+                .any(|k| k.key.actor == record.actor.id && k.valid_at(position));
+            out.push(EventSignature::Unsigned { actor_had_key });
+            continue;
+        };
+        let problem = |problem: String| ExportProblem::SignedRequest { position, problem };
+        let bytes = requests
+            .iter()
+            .find(|(h, _)| *h == hash)
+            .map(|(_, b)| *b)
+            .ok_or_else(|| {
+                problem(format!(
+                    "the record names signed request {hash}, which the export does not carry \
+                     (left out, or changed so that it no longer hashes to it)"
+                ))
+            })?;
+        let request = SignedRequest::decode(bytes)
+            .map_err(|e| problem(format!("it does not decode: {e}")))?;
+        let key = registry
+            .get(&record.actor.id, &request.key_id)
+            .ok_or_else(|| {
+                problem(format!(
+                    "it names key {} of {}, whose registration the export does not carry",
+                    request.key_id, record.actor.id
+                ))
+            })?;
+        if !key.valid_at(position) {
+            return Err(problem(format!(
+                "key {} of {} was not in use at this position (registered at {}, revoked at {:?})",
+                request.key_id, record.actor.id, key.registered_at, key.revoked_at
+            )));
+        }
+        if !request.verifies_under(&key.key.public_key) {
+            return Err(problem(format!(
+                "its signature does not verify under key {} of {}",
+                request.key_id, record.actor.id
+            )));
+        }
+        let recorded = record.recorded_at.micros().div_euclid(1_000_000);
+        if (request.created - recorded).abs() > MAX_CREATED_SKEW_SECONDS {
+            return Err(problem(format!(
+                "it was created at {} (seconds since 1970), more than {MAX_CREATED_SKEW_SECONDS} \
+                 s from the event's recording",
+                request.created
+            )));
+        }
+        out.push(EventSignature::Signed {
+            key: Box::new(key.clone()),
+            request: Box::new(request),
+        });
+    }
+    Ok(out)
 }
 
 /// That the last event is the patient's head in the checkpoint's heads map.

@@ -21,6 +21,8 @@ use crate::log::{EventLog, Writer};
 use crate::record::{
     encode_record, Actor, Hash, Record, RecordedEvent, Timestamp, RECORD_FORMAT_VERSION,
 };
+use crate::signed_request::{SignatureProblem, SignedRequest, MAX_CREATED_SKEW_SECONDS};
+use crate::signing_keys;
 
 /// Most commands accepted in one append.
 pub const MAX_BATCH: usize = 1000;
@@ -126,8 +128,16 @@ impl CommandHandler {
         Self { policy, clock, ids }
     }
 
-    /// Appends the request's commands atomically and returns once they are durable.
-    pub(crate) fn append(&self, log: &Log, request: AppendRequest) -> Result<AppendOutcome> {
+    /// Appends the request's commands atomically and returns once they are durable. With
+    /// `signed`, the client system's signed request that carried the commands: it is checked
+    /// against the key stream and the clock, stored with the events, and each event's record
+    /// names its hash.
+    pub(crate) fn append(
+        &self,
+        log: &Log,
+        request: AppendRequest,
+        signed: Option<&SignedRequest>,
+    ) -> Result<AppendOutcome> {
         check_request(&request)?;
         let fingerprint = request
             .idempotency_key
@@ -143,13 +153,73 @@ impl CommandHandler {
                     return replay(log, key, print, &value, epoch);
                 }
             }
-            let outcome =
-                self.append_locked(log, &mut writer, &request, fingerprint.as_ref(), epoch)?;
+            let signed = match signed {
+                Some(signed) => Some(self.check_signed(log, &mut writer, &request, signed)?),
+                None => None,
+            };
+            let outcome = self.append_locked(
+                log,
+                &mut writer,
+                &request,
+                fingerprint.as_ref(),
+                signed,
+                epoch,
+            )?;
             (outcome, writer.tail.head().position, epoch)
         };
         drop(committing);
         log.make_durable(last_position, epoch)?;
         Ok(outcome)
+    }
+
+    /// Checks a signed request under the writer lock (so that two copies of one request cannot
+    /// both pass the replay check) and returns its stored bytes and their hash: the key is
+    /// registered for the request's actor and not revoked, the signature verifies, `created` is
+    /// within [`MAX_CREATED_SKEW_SECONDS`] of the ledger's clock, and no request with the same
+    /// bytes was stored before.
+    fn check_signed(
+        &self,
+        log: &Log,
+        writer: &mut Writer<PatientStates>,
+        request: &AppendRequest,
+        signed: &SignedRequest,
+    ) -> Result<(Hash, Vec<u8>)> {
+        let stream = signing_keys::key_stream();
+        let keys = take_state(log, writer, &stream)?;
+        let found = keys.keys().get(&request.actor.id, &signed.key_id).cloned();
+        writer.cache.insert(stream, keys);
+        let key = found.ok_or_else(|| SignatureProblem::UnknownKey {
+            actor: request.actor.id.clone(),
+            key_id: signed.key_id.to_string(),
+        })?;
+        if let Some(position) = key.revoked_at {
+            return Err(SignatureProblem::Revoked {
+                actor: request.actor.id.clone(),
+                key_id: signed.key_id.clone(),
+                position,
+            }
+            .into());
+        }
+        if !signed.verifies_under(&key.key.public_key) {
+            return Err(SignatureProblem::Invalid {
+                key_id: signed.key_id.clone(),
+            }
+            .into());
+        }
+        let now = self.clock.now().micros().div_euclid(1_000_000);
+        if (signed.created - now).abs() > MAX_CREATED_SKEW_SECONDS {
+            return Err(SignatureProblem::Stale {
+                created: signed.created,
+                now,
+            }
+            .into());
+        }
+        let bytes = signed.encode()?;
+        let hash = SignedRequest::hash_of(&bytes);
+        if log.has_signed_request(&writer.tail, &hash)? {
+            return Err(SignatureProblem::Replayed.into());
+        }
+        Ok((hash, bytes))
     }
 
     fn append_locked(
@@ -158,11 +228,12 @@ impl CommandHandler {
         writer: &mut Writer<PatientStates>,
         request: &AppendRequest,
         fingerprint: Option<&Hash>,
+        signed: Option<(Hash, Vec<u8>)>,
         epoch: u64,
     ) -> Result<AppendOutcome> {
         let mut state = take_state(log, writer, &request.patient)?;
         let before = state.revision();
-        let result = self.decide_and_stage(writer, request, fingerprint, &mut state, epoch);
+        let result = self.decide_and_stage(writer, request, fingerprint, signed, &mut state, epoch);
         // The state goes back unless a failed request had already folded some of its events
         // into it; then it is folded again from storage on next use.
         if result.is_ok() || state.revision() == before {
@@ -178,6 +249,7 @@ impl CommandHandler {
         writer: &mut Writer<PatientStates>,
         request: &AppendRequest,
         fingerprint: Option<&Hash>,
+        signed: Option<(Hash, Vec<u8>)>,
         state: &mut PatientState,
         epoch: u64,
     ) -> Result<AppendOutcome> {
@@ -219,7 +291,7 @@ impl CommandHandler {
                     correlation_id,
                     causation_id: request.causation_id,
                     idempotency_key: request.idempotency_key.clone(),
-                    signed_request: None,
+                    signed_request: signed.as_ref().map(|(hash, _)| *hash),
                     event,
                 };
                 let bytes = encode_record(&record)?;
@@ -241,6 +313,9 @@ impl CommandHandler {
         }
         if let (Some(key), Some(print)) = (&request.idempotency_key, fingerprint) {
             pending.remember(key.as_bytes(), idempotency_value(print, &appended));
+        }
+        if let Some((hash, bytes)) = signed {
+            pending.keep_signed_request(hash, bytes);
         }
         writer.tail.stage(pending, epoch);
         Ok(AppendOutcome {
@@ -308,6 +383,25 @@ fn replay(log: &Log, key: &str, print: &Hash, stored: &[u8], epoch: u64) -> Resu
 }
 
 fn check_request(request: &AppendRequest) -> Result<()> {
+    let key_stream = signing_keys::is_key_stream(&request.patient);
+    for submission in &request.submissions {
+        if submission.command.is_key_command() != key_stream {
+            let detail = if key_stream {
+                format!(
+                    "{} is the ledger's stream of signing keys, not a patient: it takes only \
+                     register_signing_key and revoke_signing_key",
+                    signing_keys::KEY_STREAM
+                )
+            } else {
+                format!(
+                    "{} is recorded in the ledger's key stream, not in a patient's: register \
+                     keys with POST /actors/me/keys or `careledger keys register`",
+                    submission.command.kind()
+                )
+            };
+            return Err(InvalidInput::new("patient", detail).into());
+        }
+    }
     let n = request.submissions.len();
     if n == 0 || n > MAX_BATCH {
         return Err(InvalidInput::new(

@@ -148,7 +148,37 @@ impl Ledger {
 
     /// Appends the request's commands atomically and returns once they are durable.
     pub fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
-        self.handler.append(&self.log, request)
+        self.handler.append(&self.log, request, None)
+    }
+
+    /// Appends the commands of a client system's signed request (the API has checked that
+    /// `signed` is this request's): refused with [`Error::Signature`] unless its key is
+    /// registered for the request's actor and in use, the signature verifies, it was created
+    /// within five minutes of the ledger's clock and it was not used before. The request is
+    /// stored with the events, and each event's record names its hash.
+    pub fn append_signed(
+        &self,
+        request: AppendRequest,
+        signed: &crate::signed_request::SignedRequest,
+    ) -> Result<AppendOutcome> {
+        self.handler.append(&self.log, request, Some(signed))
+    }
+
+    /// The stored bytes of the signed request with this hash (a record's `signed_request`).
+    pub fn signed_request(&self, hash: &crate::Hash) -> Result<Option<Vec<u8>>> {
+        self.log.signed_request(hash)
+    }
+
+    /// The signing keys as the durable events of the key stream say.
+    pub fn key_registry(&self) -> Result<crate::signing_keys::KeyRegistry> {
+        let events = self
+            .log
+            .read_stream(&crate::signing_keys::key_stream(), 1, usize::MAX)?;
+        let mut registry = crate::signing_keys::KeyRegistry::default();
+        for e in &events {
+            registry.apply(e.position, &e.record);
+        }
+        Ok(registry)
     }
 
     /// The patient's state as the rules see it (care team, active medication...), durable events only.

@@ -37,6 +37,8 @@ pub mod quantity;
 pub mod record;
 mod record_v1;
 pub mod role;
+pub mod signed_request;
+pub mod signing_keys;
 pub mod storage;
 pub mod verify;
 pub mod witness;

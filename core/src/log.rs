@@ -131,6 +131,11 @@ impl Tail {
         self.head = pending.head;
     }
 
+    /// True when a signed request with this hash is staged and not yet written.
+    fn staged_signed_request(&self, hash: &Hash) -> bool {
+        (self.staged.batch.signed_requests.iter()).any(|(h, _)| h == hash)
+    }
+
     /// The value of an idempotency key staged and not yet written, if any.
     fn staged_idempotency(&self, key: &[u8]) -> Option<Vec<u8>> {
         (self.staged.batch.idempotency.iter())
@@ -175,6 +180,11 @@ impl Pending {
             prev_hash,
             hash,
         }
+    }
+
+    /// Stores a signed request's bytes under their hash with these frames.
+    pub(crate) fn keep_signed_request(&mut self, hash: Hash, bytes: Vec<u8>) {
+        self.batch.signed_requests.push((hash, bytes));
     }
 
     /// Stores `value` under the idempotency key `key` with these frames.
@@ -377,6 +387,16 @@ impl<C> EventLog<C> {
     /// group commit waits a moment for it.
     pub(crate) fn committing(&self) -> Committing<'_> {
         Committing::enter(&self.committing)
+    }
+
+    /// True when a signed request with this hash is staged or written.
+    pub(crate) fn has_signed_request(&self, tail: &Tail, hash: &Hash) -> Result<bool> {
+        Ok(tail.staged_signed_request(hash) || self.storage.signed_request(hash)?.is_some())
+    }
+
+    /// The stored bytes of a signed request (written, so durable once its events are).
+    pub(crate) fn signed_request(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
+        self.storage.signed_request(hash)
     }
 
     /// The value stored under an idempotency key, staged or written.

@@ -63,6 +63,13 @@ impl Context {
 ///   their own care team (seed 004: the patient sees what changed in their own plan);
 /// - anything a care group's administrator records: both lines (a correction of the team).
 pub fn recipients(event: &Event, author: Line, context: Context) -> Vec<Line> {
+    // Signing keys are about no patient's plan: nobody is told in a care team.
+    if matches!(
+        event,
+        Event::SigningKeyRegistered(_) | Event::SigningKeyRevoked(_)
+    ) {
+        return vec![];
+    }
     if author == Line::CareGroup {
         return vec![Line::First, Line::Second];
     }

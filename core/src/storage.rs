@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::Result;
 use crate::ids::PatientId;
+use crate::record::Hash;
 
 pub use crate::error::StorageError;
 
@@ -28,6 +29,9 @@ pub struct WriteBatch {
     /// `(level, index, hash)` of each complete subtree of the Merkle tree that these frames
     /// complete (see [`crate::merkle`]).
     pub tree: Vec<crate::merkle::TreeNode>,
+    /// `(BLAKE3 hash, stored bytes)` of each signed request whose events these frames are
+    /// (see [`crate::signed_request`]).
+    pub signed_requests: Vec<(Hash, Vec<u8>)>,
 }
 
 impl WriteBatch {
@@ -37,11 +41,15 @@ impl WriteBatch {
         self.index.extend(later.index);
         self.idempotency.extend(later.idempotency);
         self.tree.extend(later.tree);
+        self.signed_requests.extend(later.signed_requests);
     }
 
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.idempotency.is_empty() && self.tree.is_empty()
+        self.frames.is_empty()
+            && self.idempotency.is_empty()
+            && self.tree.is_empty()
+            && self.signed_requests.is_empty()
     }
 }
 
@@ -119,6 +127,8 @@ pub trait Storage: Send + Sync {
     ) -> Result<Vec<u64>>;
     /// The stored value of an idempotency key.
     fn idempotency(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The stored bytes of the signed request with this BLAKE3 hash, if any.
+    fn signed_request(&self, hash: &Hash) -> Result<Option<Vec<u8>>>;
     /// Visits every per-patient index entry in key order: the patient's id, the first revision
     /// of the run and its positions (8 bytes big-endian each). `Ok(false)` when this storage
     /// keeps no index it can list; verification then does not check the index.
@@ -152,6 +162,14 @@ pub trait Storage: Send + Sync {
 const FRAME: u8 = b'e';
 const STREAM: u8 = b's';
 const IDEMPOTENCY: u8 = b'i';
+const SIGNED_REQUEST: u8 = b'r';
+
+fn signed_request_key(hash: &Hash) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = SIGNED_REQUEST;
+    key[1..].copy_from_slice(&hash.0);
+    key
+}
 const TREE: u8 = b'm';
 
 /// The key of a Merkle tree node: `'m'` ‖ level ‖ index (u64 BE).
@@ -622,6 +640,15 @@ impl Storage for SledStorage {
             .map(|v| v.to_vec()))
     }
 
+    fn signed_request(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db()?
+            .db
+            .get(signed_request_key(hash))
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
+    }
+
     fn scan_index(&self, visit: &mut IndexVisitor<'_>) -> Result<bool> {
         for item in self.db()?.db.scan_prefix([STREAM]) {
             let (key, run) = item.map_err(sled_err)?;
@@ -693,6 +720,9 @@ impl Storage for SledStorage {
             full.push(IDEMPOTENCY);
             full.extend_from_slice(&key);
             b.insert(full, value);
+        }
+        for (hash, bytes) in batch.signed_requests {
+            b.insert(&signed_request_key(&hash)[..], bytes);
         }
         self.db()?.db.apply_batch(b).map_err(sled_err)
     }

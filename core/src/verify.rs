@@ -543,6 +543,9 @@ mod tests {
         fn idempotency(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
             self.inner.idempotency(key)
         }
+        fn signed_request(&self, hash: &crate::Hash) -> Result<Option<Vec<u8>>> {
+            self.inner.signed_request(hash)
+        }
         fn commit(&self, batch: WriteBatch) -> Result<()> {
             self.inner.commit(batch)
         }

@@ -198,6 +198,16 @@ fn events() -> Vec<Event> {
         Command::RecordSmokingStatus(SmokingObservation {
             status: SmokingStatus::Former,
         }),
+        Command::RegisterSigningKey(careledger_core::event::SigningKey {
+            actor: ActorId::parse("gp-jansen").unwrap(),
+            key_id: element("his-2026"),
+            public_key: [0x3b; 32],
+            system: text("HIS of practice Jansen"),
+        }),
+        Command::RevokeSigningKey(careledger_core::event::SigningKeyRevocation {
+            actor: ActorId::parse("gp-jansen").unwrap(),
+            key_id: element("his-2026"),
+        }),
     ];
     commands.into_iter().map(Command::into_event).collect()
 }

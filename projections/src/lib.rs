@@ -140,6 +140,11 @@ impl ReadModel {
             recorded.position > self.checkpoint,
             "events are applied once, in order"
         );
+        // The key stream holds no patient's plan: no view, no audit entry.
+        if careledger_core::signing_keys::is_key_stream(&recorded.record.patient) {
+            self.checkpoint = recorded.position;
+            return;
+        }
         let view = self
             .patients
             .entry(recorded.record.patient.clone())

@@ -750,7 +750,9 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, shared: &Arc<
         | Event::IntoleranceRecorded(_)
         | Event::ProblemRecorded(_)
         | Event::ProblemResolved(_)
-        | Event::SmokingStatusRecorded(_) => {}
+        | Event::SmokingStatusRecorded(_)
+        | Event::SigningKeyRegistered(_)
+        | Event::SigningKeyRevoked(_) => {}
         Event::EnteredInError(c) => retract(plan, c.position, p),
     }
 }

@@ -49,6 +49,8 @@ pub fn element(event: &Event) -> String {
         Event::ProblemRecorded(p) => format!("problem:{}", p.problem),
         Event::ProblemResolved(r) => format!("problem:{}", r.problem),
         Event::SmokingStatusRecorded(_) => "smoking_status".into(),
+        Event::SigningKeyRegistered(k) => format!("signing_key:{}:{}", k.actor, k.key_id),
+        Event::SigningKeyRevoked(r) => format!("signing_key:{}:{}", r.actor, r.key_id),
     }
 }
 
@@ -195,6 +197,13 @@ pub fn what(event: &Event) -> String {
         Event::ProblemResolved(r) => format!("resolved problem {}", r.problem),
         Event::SmokingStatusRecorded(s) => {
             format!("recorded smoking status: {}", s.status.name())
+        }
+        Event::SigningKeyRegistered(k) => format!(
+            "registered signing key {} of {} (client system {})",
+            k.key_id, k.actor, k.system
+        ),
+        Event::SigningKeyRevoked(r) => {
+            format!("revoked signing key {} of {}", r.key_id, r.actor)
         }
     }
 }

@@ -189,6 +189,24 @@ fn body(rng: &mut Rng, careful: bool) -> (Vec<u8>, &'static str) {
     }
 }
 
+/// A body for a signing key's registration: a valid one with a fresh key id, or a malformed one.
+fn key_body(rng: &mut Rng, careful: bool) -> (Vec<u8>, &'static str) {
+    let public_key =
+        careledger_api::signature::base64_encode(&careledger_api::signature::public_key(&[13; 32]));
+    let valid = json!({"key_id": format!("his-{}", rng.next()), "public_key": public_key,
+        "system": "HIS", "reason": "signs my appends"});
+    if careful || rng.chance(50) {
+        return (valid.to_string().into_bytes(), "application/json");
+    }
+    let malformed: [&[u8]; 4] = [
+        b"{",
+        br#"{"key_id": "k"}"#,
+        br#"{"key_id": "k", "public_key": "AAAA", "system": "s"}"#,
+        br#"{"key_id": "k k", "public_key": "AAAA", "system": "s", "extra": 1}"#,
+    ];
+    (rng.pick(&malformed).to_vec(), "application/json")
+}
+
 /// Checks one answer against what the operation documents; returns the failure, if any.
 fn check(
     doc: &Value,
@@ -382,7 +400,10 @@ async fn every_answer_matches_the_served_openapi_document() {
             request = request.header(name.as_str(), value.as_str());
         }
         if op.has_body {
-            let (bytes, content_type) = body(&mut rng, careful);
+            let (bytes, content_type) = match op.path.as_str() {
+                "/actors/me/keys" => key_body(&mut rng, careful),
+                _ => body(&mut rng, careful),
+            };
             request = request.header("content-type", content_type).body(bytes);
         }
         let described = format!("{} {url} {query:?} {headers:?}", op.method.to_uppercase());

@@ -13,9 +13,10 @@ use careledger_core::clinical::{
     Indication, Intolerance, IntoleranceKind, SmokingObservation, SmokingStatus,
 };
 use careledger_core::event::{
-    Acknowledgement, Command, Dose, DoseUnit, LeadHandover, Medication, Member, Target, TargetBasis,
+    Acknowledgement, Command, Dose, DoseUnit, Event, LeadHandover, Medication, Member, SigningKey,
+    Target, TargetBasis,
 };
-use careledger_core::ids::{ActorId, AgbCode, AtcCode, PatientId, Text, Uid};
+use careledger_core::ids::{ActorId, AgbCode, AtcCode, ElementId, PatientId, Text, Uid};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::{
     decode_record, encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION,
@@ -179,11 +180,39 @@ fn format_2_records() -> Vec<Record> {
         .collect()
 }
 
+/// A record of the key stream: a signing key registered by its actor, position 9. The stream is
+/// the ledger's own (`careledger:keys`), not a patient's; its revisions count from 1.
+fn key_stream_records() -> Vec<Record> {
+    let at = |s: i64| Timestamp::from_micros(1_772_355_600_000_000 + s * 1_000_000);
+    vec![Record {
+        patient: PatientId::parse("careledger:keys").unwrap(),
+        revision: 1,
+        event_id: Uid([9; 16]),
+        recorded_at: at(9),
+        occurred_at: at(9),
+        actor: gp(),
+        reason: Text::new("practice HIS signs my appends").unwrap(),
+        correlation_id: Uid([0xc2; 16]),
+        causation_id: None,
+        idempotency_key: None,
+        signed_request: None,
+        event: Event::SigningKeyRegistered(SigningKey {
+            actor: gp().id,
+            key_id: ElementId::parse("his-2026").unwrap(),
+            public_key: [0x3b; 32],
+            system: Text::new("HIS of practice Jansen").unwrap(),
+        }),
+    }]
+}
+
 /// The vectors as this build computes them.
 fn compute() -> Value {
     let mut prev = Hash::ZERO;
     let mut vectors = Vec::new();
-    let all = records().into_iter().chain(format_2_records());
+    let all = records()
+        .into_iter()
+        .chain(format_2_records())
+        .chain(key_stream_records());
     for (i, record) in all.enumerate() {
         let position = i as u64 + 1;
         let bytes = encode_record(&record).unwrap();
@@ -265,7 +294,9 @@ fn encoding_and_hashing_fixed_records_reproduce_the_committed_bytes() {
             want["position"]
         );
     }
-    assert_eq!(committed["vectors"].as_array().unwrap().len(), 8);
+    // Eight records of patients, then the key stream's registration at position 9 (added with
+    // the key stream; the eight before it are unchanged).
+    assert_eq!(committed["vectors"].as_array().unwrap().len(), 9);
 }
 
 #[test]

@@ -521,6 +521,12 @@ impl careledger_core::storage::Storage for Scripted {
         self.script.hold(Point::Lookup, |_| true);
         self.inner.idempotency(key)
     }
+    fn signed_request(
+        &self,
+        hash: &careledger_core::Hash,
+    ) -> careledger_core::Result<Option<Vec<u8>>> {
+        self.inner.signed_request(hash)
+    }
     fn commit(&self, batch: careledger_core::storage::WriteBatch) -> careledger_core::Result<()> {
         (self.script).hold(Point::Commit, |s| {
             s.hold_commit && s.reached.contains(&Point::Sync)

@@ -24,6 +24,7 @@ mod ledger_proofs;
 mod merkle;
 mod misuse;
 mod read_only_at_runtime;
+mod signed_requests;
 mod simulation;
 mod tamper_http;
 mod witness;

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -12,6 +12,7 @@ use careledger_core::{AppendOutcome, ExpectedRevision};
 use crate::error::ApiError;
 use crate::extract::{idempotency_key, if_match, json_bytes, Caller, Query, Readable};
 use crate::routes::blocking;
+use crate::signature;
 use crate::state::AppState;
 use crate::wire::{
     self, AppendBody, AppendOutcomeView, EventPageView, PageQuery, PatientEventsView,
@@ -58,6 +59,9 @@ pub async fn global_log(
         ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
         ("If-Match" = Option<String>, Header, description = "the expected revision: a number, \"no_stream\" or \"any\""),
         ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and content writes once"),
+        ("Signature-Input" = Option<String>, Header, description = "RFC 9421 signature parameters of a client system's signature (ed25519): covers at least \"@method\", \"@path\" and \"content-digest\" (and \"date\"), with created, keyid (a key registered with POST /actors/me/keys) and alg=\"ed25519\"; e.g. sig1=(\"@method\" \"@path\" \"content-digest\" \"date\");created=1735689600;keyid=\"his-1\";alg=\"ed25519\""),
+        ("Signature" = Option<String>, Header, description = "RFC 9421 signature of the same label: sig1=:<base64 of the 64-byte ed25519 signature>:"),
+        ("Content-Digest" = Option<String>, Header, description = "RFC 9530 digest of the body, required with a signature: sha-256=:<base64>:"),
     ),
     request_body(content = AppendBody, content_type = "application/json"),
     responses(
@@ -65,9 +69,10 @@ pub async fn global_log(
             headers(("ETag" = String, description = "the patient's revision after the write"))),
         (status = 200, description = "a retry of a write already made: its first outcome", body = AppendOutcomeView),
         (status = 400, description = "the body or a header is malformed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token, or the request's signature is refused (unknown or revoked key, does not verify, Content-Digest does not match, created more than 300 s from the ledger's clock)", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Accept-Signature" = String, description = "for a refused signature: the signature the server accepts (RFC 9421 §5.1)"))),
         (status = 403, description = "not in the care team, or a rule on who may do what refused it", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "the expected revision or the idempotency key conflicts", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the expected revision or the idempotency key conflicts, or the signature was used before (signature_replayed)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is too large", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "the body is not JSON", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "a value is invalid or a rule on the plan refused it", body = ProblemDetails, content_type = "application/problem+json"),
@@ -77,12 +82,21 @@ pub async fn append(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(patient): Path<String>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let patient = wire::patient_id(&patient)?;
     let acting = state.app.may_write(&caller, &patient)?.line();
     let bytes = json_bytes(&headers, body)?;
+    let signed = signature::from_request(&signature::RequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        authority: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+        headers: &headers,
+        body: &bytes,
+    })?;
     let (expected, submissions) = wire::parse_append_body(&bytes, acting)?;
     let write = Write {
         patient,
@@ -93,7 +107,11 @@ pub async fn append(
         idempotency_key: idempotency_key(&headers)?,
     };
     let app = state.app.clone();
-    let outcome = blocking(move || Ok(app.append(&caller, write)?)).await?;
+    let outcome = blocking(move || match signed {
+        Some(signed) => Ok(app.append_signed(&caller, write, &signed)?),
+        None => Ok(app.append(&caller, write)?),
+    })
+    .await?;
     written(&state, outcome).await
 }
 

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod evidence;
+pub mod keys;
 pub mod notifications;
 pub mod patients;
 pub mod service;

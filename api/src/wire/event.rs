@@ -158,6 +158,10 @@ pub enum EventData {
     ProblemResolved(ProblemResolutionData),
     /// Smoking status was recorded.
     SmokingStatusRecorded(SmokingStatusData),
+    /// A client system's signing key was registered for an actor (key stream).
+    SigningKeyRegistered(SigningKeyData),
+    /// A signing key was revoked (key stream).
+    SigningKeyRevoked(SigningKeyRevocationData),
 }
 
 /// `care_team_member_added`.
@@ -419,6 +423,28 @@ pub struct SmokingStatusData {
     pub status: SmokingStatus,
 }
 
+/// `signing_key_registered`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SigningKeyData {
+    /// The actor whose requests the key signs.
+    pub actor: String,
+    /// The key's id (the `keyid` of its signatures).
+    pub key_id: String,
+    /// The ed25519 public key, 32 bytes, standard base64.
+    pub public_key: String,
+    /// The client system holding the private key.
+    pub system: String,
+}
+
+/// `signing_key_revoked`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SigningKeyRevocationData {
+    /// The actor whose key it was.
+    pub actor: String,
+    /// The key's id.
+    pub key_id: String,
+}
+
 /// (measure, value, unit) of a quantity.
 fn quantity(q: &Quantity) -> (MeasureCode, String, String) {
     (
@@ -589,6 +615,16 @@ impl From<&Event> for EventData {
                     status: SmokingStatus(s.status),
                 })
             }
+            Event::SigningKeyRegistered(k) => EventData::SigningKeyRegistered(SigningKeyData {
+                actor: k.actor.to_string(),
+                key_id: k.key_id.to_string(),
+                public_key: crate::signature::base64_encode(&k.public_key),
+                system: k.system.to_string(),
+            }),
+            Event::SigningKeyRevoked(r) => EventData::SigningKeyRevoked(SigningKeyRevocationData {
+                actor: r.actor.to_string(),
+                key_id: r.key_id.to_string(),
+            }),
         }
     }
 }

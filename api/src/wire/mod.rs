@@ -48,6 +48,7 @@ mod error;
 mod event;
 mod evidence;
 mod json;
+mod keys;
 pub mod names;
 mod plan;
 mod query;
@@ -72,9 +73,11 @@ pub use event::{
     LabResultData, LeadHandoverData, LifestyleGoalData, MeasurementData, MedicationData,
     MedicationPreferenceData, MedicationStopData, MemberData, MemberRemovalData, NoteData,
     PanelExtensionData, PatientEventsView, ProblemData, ProblemResolutionData, RecordedEventView,
-    SharedCareData, SmokingStatusData, TargetData, TargetWithdrawalData, WarningView,
+    SharedCareData, SigningKeyData, SigningKeyRevocationData, SmokingStatusData, TargetData,
+    TargetWithdrawalData, WarningView,
 };
 pub use evidence::{ConsistencyProofView, ConsistencyQuery, InclusionProofView, InclusionQuery};
+pub use keys::RegisterKeyBody;
 pub use plan::{
     ChangeReasonView, CorrectionView, DoseChangeView, EpisodeStartView, EpisodeView, GoalView,
     IndicationView, IntoleranceView, LabOrderView, LabResultView, LatestValueView, LeadView,
@@ -106,6 +109,7 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     }
     let mut out = Vec::new();
     add::<AppendBody>(&mut out);
+    add::<RegisterKeyBody>(&mut out);
     add::<AppendOutcomeView>(&mut out);
     add::<RecordedEventView>(&mut out);
     add::<EventPageView>(&mut out);

@@ -20,7 +20,26 @@ pub const DEFAULT_PAGE: u32 = 100;
 
 /// Reads a patient id from a path or query (`/patients/{patient}/...`, `?patient=`); an id that
 /// is not one (a nine-digit number failing the BSN 11-proof among them) is malformed.
+///
+/// The ledger's own streams (`careledger:keys`, the signing keys) are no patient: refused here.
 pub fn patient_id(raw: &str) -> Result<PatientId, WireError> {
+    let id = stream_id(raw)?;
+    if careledger_core::signing_keys::is_reserved(id.as_str()) {
+        return Err(WireError::malformed(
+            "patient",
+            format!(
+                "{raw:?} is reserved by the ledger (the stream of signing keys is \
+                 {}); name a patient, or read the keys' events with GET /events?patient={}",
+                careledger_core::signing_keys::KEY_STREAM,
+                careledger_core::signing_keys::KEY_STREAM
+            ),
+        ));
+    }
+    Ok(id)
+}
+
+/// A stream's id in a query: a patient, or one of the ledger's own streams.
+fn stream_id(raw: &str) -> Result<PatientId, WireError> {
     PatientId::parse(raw).map_err(|e| WireError::malformed("patient", e))
 }
 
@@ -57,7 +76,7 @@ impl PageQuery {
 
     /// The patient asked for; an id that is not one is malformed.
     pub fn patient(&self) -> Result<Option<PatientId>, WireError> {
-        self.patient.as_deref().map(patient_id).transpose()
+        self.patient.as_deref().map(stream_id).transpose()
     }
 }
 

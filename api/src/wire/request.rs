@@ -1232,14 +1232,22 @@ impl IntoCommand for RecordSmokingStatus {
 }
 
 /// A submission as a command body, as a client would write it: optional fields that hold their
-/// default are written out anyway, an empty reason is left out.
-impl From<&Submission> for CommandBody {
-    fn from(s: &Submission) -> Self {
+/// default are written out anyway, an empty reason is left out. The key stream's commands have
+/// no body of a patient's append: [`NotAPatientCommand`].
+impl TryFrom<&Submission> for CommandBody {
+    type Error = NotAPatientCommand;
+
+    fn try_from(s: &Submission) -> Result<Self, NotAPatientCommand> {
         let reason = (!s.reason.is_empty()).then(|| s.reason.to_string());
         let occurred_at = s.occurred_at.map(|t| Time(t).to_string());
-        CommandBody::from(&s.command).with_common(reason, occurred_at)
+        Ok(CommandBody::try_from(&s.command)?.with_common(reason, occurred_at))
     }
 }
+
+/// A command of the key stream (`register_signing_key`, `revoke_signing_key`), which no
+/// patient's append carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotAPatientCommand;
 
 fn name<T: WireName>(value: impl Into<T>) -> String {
     value.into().as_str().to_owned()
@@ -1253,8 +1261,10 @@ fn change_reason_text(reason: &ChangeReason) -> Option<String> {
 }
 
 /// A command as its body, without `reason` and `occurred_at`.
-impl From<&Command> for CommandBody {
-    fn from(command: &Command) -> Self {
+impl TryFrom<&Command> for CommandBody {
+    type Error = NotAPatientCommand;
+
+    fn try_from(command: &Command) -> Result<Self, NotAPatientCommand> {
         let q = |value: &Quantity| {
             (
                 value.measure().code().to_owned(),
@@ -1263,7 +1273,7 @@ impl From<&Command> for CommandBody {
             )
         };
         let tests = |tests: &[Measure]| tests.iter().map(|t| t.code().to_owned()).collect();
-        match command {
+        Ok(match command {
             Command::AddCareTeamMember(m) => CommandBody::AddCareTeamMember(AddCareTeamMember {
                 actor: m.actor.to_string(),
                 name: m.name.to_string(),
@@ -1453,6 +1463,9 @@ impl From<&Command> for CommandBody {
                     occurred_at: None,
                 })
             }
-        }
+            Command::RegisterSigningKey(_) | Command::RevokeSigningKey(_) => {
+                return Err(NotAPatientCommand)
+            }
+        })
     }
 }

@@ -159,6 +159,9 @@ impl Storage for FaultyStorage {
     fn idempotency(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.idempotency(key)
     }
+    fn signed_request(&self, hash: &careledger_core::Hash) -> Result<Option<Vec<u8>>> {
+        self.inner.signed_request(hash)
+    }
     fn scan_index(&self, visit: &mut IndexVisitor<'_>) -> Result<bool> {
         self.inner.scan_index(visit)
     }

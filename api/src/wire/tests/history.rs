@@ -61,6 +61,7 @@ impl History {
         specialist_led_patient(&mut w);
         gp_only_patient(&mut w);
         what_the_demo_leaves_out(&mut w);
+        signing_keys(&ledger);
         let (bodies, outcomes) = (w.bodies, w.outcomes);
         let events = ledger.read_all(0, usize::MAX).unwrap();
         let mut model = ReadModel::default();
@@ -85,6 +86,24 @@ impl History {
             .map(|p| PatientId::parse(p).unwrap())
             .collect()
     }
+}
+
+/// A client system's key registered and revoked in the key stream, so that the history holds
+/// every kind of event.
+fn signing_keys(ledger: &Ledger) {
+    use careledger_app::keys::{change_key, KeyChange};
+    let owner = actor(ACTORS[0].0);
+    let key_id = careledger_core::ids::ElementId::parse("his-1").unwrap();
+    let register = KeyChange::Register {
+        key_id: key_id.clone(),
+        public_key: crate::signature::public_key(&[13; 32]),
+        system: Text::new("HIS").unwrap(),
+    };
+    let reason = Text::new("the practice HIS signs my appends").unwrap();
+    change_key(ledger, owner.clone(), owner.id.clone(), register, reason).unwrap();
+    let reason = Text::new("HIS replaced").unwrap();
+    let revoke = KeyChange::Revoke { key_id };
+    change_key(ledger, owner.clone(), owner.id, revoke, reason).unwrap();
 }
 
 /// A fixed "now" after the history, for overdue notifications and signals.

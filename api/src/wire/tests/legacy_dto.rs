@@ -677,6 +677,13 @@ pub fn event_data(event: &Event) -> Value {
         }
         Event::ProblemResolved(r) => json!({"problem": r.problem.as_str()}),
         Event::SmokingStatusRecorded(s) => json!({"status": s.status.code()}),
+        Event::SigningKeyRegistered(k) => json!({"actor": k.actor.as_str(),
+            "key_id": k.key_id.as_str(),
+            "public_key": crate::signature::base64_encode(&k.public_key),
+            "system": k.system.as_str()}),
+        Event::SigningKeyRevoked(r) => {
+            json!({"actor": r.actor.as_str(), "key_id": r.key_id.as_str()})
+        }
     }
 }
 

@@ -347,7 +347,7 @@ proptest! {
     ) {
         let body = AppendBody {
             expected_revision: expected,
-            commands: submissions.iter().map(CommandBody::from).collect(),
+            commands: submissions.iter().map(|s| CommandBody::try_from(s).unwrap()).collect(),
         };
         let bytes = serde_json::to_vec(&body).unwrap();
         let (read_expected, read) = parse_append_body(&bytes, acting).unwrap();
