@@ -821,7 +821,7 @@ def verify_export(path, log_vkey, witness_vkeys, expect_patient):
     print(f"complete     {completeness}")
     for position, rec, stored in history:
         print(describe(position, rec))
-        print(f"         data {json.dumps(rec['data'], sort_keys=True)}")
+        print(f"         data {json.dumps(rec['data'], sort_keys=True, ensure_ascii=False)}")
         print(f"         hash {stored.hex()}")
 
 
@@ -1003,6 +1003,7 @@ def main(argv=None):
     ledger.add_argument("--checkpoint", help="a checkpoint saved earlier, to prove the log extends it")
     sub.add_parser("selftest", help="check BLAKE3 and Ed25519 against published test vectors")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(encoding="utf-8")
     try:
         if args.command == "export":
             verify_export(args.file, args.key, args.witness, args.patient)
