@@ -40,7 +40,11 @@ fn script() -> PathBuf {
 
 /// Runs the Python verifier; fails loudly when python3 is missing.
 fn python(args: &[&str]) -> Output {
-    match std::process::Command::new("python3").arg(script()).args(args).output() {
+    match std::process::Command::new("python3")
+        .arg(script())
+        .args(args)
+        .output()
+    {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
             "python3 is not installed: the Python verifier's tests need it; install python3 \
@@ -276,7 +280,11 @@ fn the_python_verifier_rejects_every_tampered_bundle() {
         .verifier_key()
         .to_string();
     assert_fails(
-        &demo.verify("good", &good, &["--witness", &demo.witness, "--witness", &absent]),
+        &demo.verify(
+            "good",
+            &good,
+            &["--witness", &demo.witness, "--witness", &absent],
+        ),
         "witness witness.example/w2: the checkpoint carries no cosignature",
         "a missing witness cosignature",
     );
@@ -560,7 +568,10 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
     assert!(out.status.success(), "{printed}");
     assert_names_every_event(&printed, &bundle);
     for kind in Event::KINDS {
-        assert!(printed.contains(&format!(" {kind} ")), "{kind} in {printed}");
+        assert!(
+            printed.contains(&format!(" {kind} ")),
+            "{kind} in {printed}"
+        );
     }
     // Payloads as the catalogue reads them, format 1 upcast.
     for expected in [
@@ -677,7 +688,10 @@ async fn the_python_verifier_checks_a_real_servers_ledger_over_http() {
         printed.starts_with(&format!("VERIFIED: the ledger at {}", server.base)),
         "{printed}"
     );
-    assert!(printed.contains("consistent   with the saved checkpoint at size"), "{printed}");
+    assert!(
+        printed.contains("consistent   with the saved checkpoint at size"),
+        "{printed}"
+    );
     assert!(printed.contains("heads map    3 patients"), "{printed}");
 
     let wrong = LogKey::from_seed(ORIGIN, &[0x33; 32])

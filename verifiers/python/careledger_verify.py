@@ -969,6 +969,22 @@ ED25519_VECTORS = [  # RFC 8032 section 7.1: (public key, message, signature)
 ]
 
 
+# docs/hash-format.md's own examples: the checkpoint of "Checkpoints, Test vectors" with its
+# cosignature, and the format 1 worked example (position 1).
+DOC_LOG_KEY = "careledger.example/test-log+f52c0dca+AdBKsjJ0K7SrOhNovUYV5ObQIkq3GgFrr4UgozLJd4c3"
+DOC_WITNESS_KEY = "witness.example/gp-cooperative+b98d0379+BKCapfR6Z1mAL/lV+NwtKhSlyZ0jvpf4ZBJ/+Tg0VaTw"
+DOC_CHECKPOINT = (
+    "careledger.example/test-log\n11\nGe87eVD072/zXpqmzTIIzgmwyY8XmleAFde4p9IgV8A=\n\n"
+    "\u2014 careledger.example/test-log 9SwNykiCIL/ASWNme22xTO2ZizvqISTJM1f/YbopachN8rxyAd/+E+nxfoFcnQt++krZBknUCgRX1cjBoXP9G7Wk6wo=\n"
+    "\u2014 witness.example/gp-cooperative uY0DeQAAAABppAAQcc02nXd3B+gMq/nYOHHzU2yTmRbp8gZw3wauUNKbtDUkFDVt43M80MzRoyPRS813GgyUgRkACp6RHkJj6RZpCQ==\n")
+DOC_RECORD_V1 = (
+    "093939393939303030370101010101010101010101010101010101fd80cc0664e5970c00fd0048e863e5970c00"
+    "0967702d6a616e73656e0009412e204a616e73656e14666f756e6473207468652063617265207465616dc0c0c0"
+    "c0c0c0c0c0c0c0c0c0c0c0c0c00001116c65747465722d323032362d30332d3031000967702d6a616e73656e09"
+    "412e204a616e73656e00000000")
+DOC_HASH_V1 = "06767b54595bd6ad078b7bf362454c185e14f9c06239c66f15e4aae2ed7ab5a6"
+
+
 def selftest():
     for length, expected in BLAKE3_VECTORS.items():
         got = blake3(bytes(i % 251 for i in range(length))).hex()
@@ -985,6 +1001,16 @@ def selftest():
         if ed25519_verify(public, message, changed):
             fail(f"Ed25519: RFC 8032 test {n} verifies with a changed signature")
         print(f"ok  Ed25519, RFC 8032 test {n} (and refused when changed)")
+    text, signatures, _, size, _, _ = verify_note(DOC_CHECKPOINT, parse_verifier_key(DOC_LOG_KEY, 0x01, "key"))
+    at = verify_cosignature(text, signatures, parse_verifier_key(DOC_WITNESS_KEY, 0x04, "key"))
+    if (size, at) != (11, 1772355600):
+        fail("the checkpoint example of docs/hash-format.md")
+    print("ok  the signed and cosigned checkpoint of docs/hash-format.md")
+    record = bytes.fromhex(DOC_RECORD_V1)
+    rec = decode_record(1, record)
+    if event_hash(1, 1, bytes(32), record).hex() != DOC_HASH_V1 or rec["kind"] != "care_team_member_added":
+        fail("the format 1 worked example of docs/hash-format.md")
+    print("ok  the format 1 worked example of docs/hash-format.md")
     print("selftest passed")
 
 
