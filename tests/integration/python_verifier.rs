@@ -26,6 +26,7 @@ use careledger_core::record::{
     decode_record, encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION,
 };
 use careledger_core::role::{Lead, Line, Practitioner, Role};
+use careledger_core::signing_keys::operator;
 use careledger_core::{Ledger, LedgerConfig};
 use serde_json::{json, Value};
 
@@ -473,6 +474,21 @@ fn every_variant() -> Vec<Event> {
     commands.into_iter().map(Command::into_event).collect()
 }
 
+/// The key stream's variants: a registration of a key of gp-jansen and its revocation.
+fn key_events() -> (Event, Event) {
+    let registration = Command::RegisterSigningKey(SigningKey {
+        actor: ActorId::parse("gp-jansen").unwrap(),
+        key_id: element("his-1"),
+        public_key: careledger_api::signature::public_key(&[11; 32]),
+        system: text_of("HIS of practice Jansen"),
+    });
+    let revocation = Command::RevokeSigningKey(SigningKeyRevocation {
+        actor: ActorId::parse("gp-jansen").unwrap(),
+        key_id: element("his-1"),
+    });
+    (registration.into_event(), revocation.into_event())
+}
+
 fn golden_v1_frames() -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1.json");
     let golden: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -496,16 +512,28 @@ fn write_every_variant_ledger(data: &Path) -> usize {
         .collect();
     let mut prev = Hash(Frame::parse(&frames.last().unwrap().3).unwrap().hash.0);
     let mut revisions = std::collections::HashMap::from([(PATIENT.to_owned(), 3u64)]);
-    let mut events: Vec<(String, Event)> = every_variant()
+    let gp = Actor {
+        id: ActorId::parse("gp-jansen").unwrap(),
+        role: Role::Gp,
+        name: text_of("A. Jansen"),
+        organisation: Some(AgbCode::parse("01012345").unwrap()),
+    };
+    let mut events: Vec<(String, Actor, Event)> = every_variant()
         .into_iter()
-        .map(|e| (PATIENT.to_owned(), e))
+        .map(|e| (PATIENT.to_owned(), gp.clone(), e))
         .collect();
     let other = Event::SharedCareStarted(SharedCare {
         arrangement: text_of("another patient"),
     });
-    events.insert(5, ("999990019".to_owned(), other));
+    events.insert(5, ("999990019".to_owned(), gp.clone(), other));
+    // The key stream's two variants, about the patient's actor: the operator registers a key
+    // of gp-jansen, who later revokes it.
+    let keys = careledger_core::signing_keys::KEY_STREAM.to_owned();
+    let (registration, revocation) = key_events();
+    events.insert(8, (keys.clone(), operator(), registration));
+    events.insert(20, (keys, gp, revocation));
     let variants = events.len() - 1;
-    for (patient, event) in events {
+    for (patient, actor, event) in events {
         let position = frames.len() as u64 + 1;
         let revision = revisions.entry(patient.clone()).or_insert(0);
         *revision += 1;
@@ -515,17 +543,13 @@ fn write_every_variant_ledger(data: &Path) -> usize {
             event_id: Uid([position as u8; 16]),
             recorded_at: Timestamp::from_micros(1_772_355_600_000_000 + position as i64),
             occurred_at: Timestamp::from_micros(-86_400_000_000),
-            actor: Actor {
-                id: ActorId::parse("gp-jansen").unwrap(),
-                role: Role::Gp,
-                name: text_of("A. Jansen"),
-                organisation: Some(AgbCode::parse("01012345").unwrap()),
-            },
+            actor,
             reason: text_of("every variant"),
             correlation_id: Uid([0xc1; 16]),
             causation_id: Some(Uid([0xca; 16])),
             idempotency_key: Some(format!("key-{position}")),
-            signed_request: Some(Hash([0x5e; 32])),
+            // No stored signed request to export: the signed export below has one.
+            signed_request: None,
             event,
         };
         let bytes = encode_record(&record).unwrap();
@@ -555,7 +579,9 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
     assert_eq!(variants, Event::KINDS.len());
     sign_checkpoint(dir.path());
     let (file, bundle) = export(dir.path(), PATIENT);
-    assert_eq!(bundle.events.len(), 3 + variants);
+    assert_eq!(bundle.version, 2, "the key events make it a version 2 export");
+    assert_eq!(bundle.keys.len(), 2);
+    assert_eq!(bundle.events.len(), 3 + variants - 2);
     let out = python(&[
         "export",
         file.to_str().unwrap(),
@@ -584,6 +610,14 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
         r#""notification": 300, "recipient": "second""#,
         r#""position": 70000"#,
         "ü and € are UTF-8",
+        // The key stream's payloads, and each unsigned event of gp-jansen while the key was in
+        // use named as such.
+        r#""key_id": "his-1", "public_key": ""#,
+        r#""system": "HIS of practice Jansen""#,
+        "key events   2 of the careledger:keys stream",
+        "by the operator (command line) (careledger:operator, care_group_admin)",
+        "unsigned (although gp-jansen had a signing key registered: not from their client system)",
+        "signatures   0 of 27 events signed",
     ] {
         assert!(printed.contains(expected), "{expected:?} in {printed}");
     }
