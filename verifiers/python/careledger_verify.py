@@ -785,8 +785,8 @@ def verify_export(path, log_vkey, witness_vkeys, expect_patient):
     carries = bool(requests or keys)
     if bundle["format"] != "careledger-export" or bundle["version"] not in (1, 2) or \
             (bundle["version"] == 1 and carries):
-        fail(f"not a careledger export: format {bundle['format']!r} version {bundle['version']}"
-             f"{' with signed requests or key events' if carries else ''}, this verifier reads "
+        fail(f"not a careledger export: format {json.dumps(bundle['format'])} version {bundle['version']}"
+             f"{' with signed requests or key events' if carries else ''}, this build reads "
              "\"careledger-export\" versions 1 and 2")
     patient = bundle["patient"]
     if not isinstance(patient, str):
