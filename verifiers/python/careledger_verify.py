@@ -1588,7 +1588,7 @@ def verify_ledger(url, token, log_vkey, old_checkpoint):
     log_key = parse_verifier_key(log_vkey, 0x01, "the log key")
     note = http_get(url, "/checkpoint", token, as_json=False)
     text, _, origin, size, root, heads_line = verify_note(note, log_key)
-    leaves, heads, prev, after = [], {}, bytes(32), 0
+    leaves, heads, prev, after, key_events = [], {}, bytes(32), 0, 0
     while True:
         page = http_get(url, f"/events?after={after}&limit=1000", token)
         for e in page.get("events", []):
@@ -1612,6 +1612,8 @@ def verify_ledger(url, token, log_vkey, old_checkpoint):
             if (e.get("hash"), e.get("prev_hash"), e.get("patient"), e.get("revision"), e.get("type")) != \
                     (stored.hex(), stored_prev.hex(), rec["patient"], rec["revision"], rec["kind"]):
                 fail(f"the event at position {position}: its JSON fields differ from its frame")
+            if rec["patient"] == KEY_STREAM:  # the key stream: a stream like a patient's, in the heads map too
+                key_events += 1
             leaves.append(leaf_hash(stored))
             if position <= size:
                 heads[rec["patient"]] = (rec["revision"], position, stored)
@@ -1628,6 +1630,8 @@ def verify_ledger(url, token, log_vkey, old_checkpoint):
     print(f"checkpoint   {origin}, tree size {size}, root {root.hex()} (recomputed from the events)")
     if heads_line is not None:
         print(f"heads map    {heads_line[0]} patients, recomputed from the events")
+    if key_events:
+        print(f"key stream   {key_events} events of {KEY_STREAM} (signing keys registered and revoked), decoded")
     if old_checkpoint is not None:
         try:
             with open(old_checkpoint, encoding="utf-8") as f:
