@@ -581,7 +581,10 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
     assert_eq!(variants, Event::KINDS.len());
     sign_checkpoint(dir.path());
     let (file, bundle) = export(dir.path(), PATIENT);
-    assert_eq!(bundle.version, 2, "the key events make it a version 2 export");
+    assert_eq!(
+        bundle.version, 2,
+        "the key events make it a version 2 export"
+    );
     assert_eq!(bundle.keys.len(), 2);
     assert_eq!(bundle.events.len(), 3 + variants - 2);
     let out = python(&[
@@ -996,15 +999,15 @@ async fn the_python_verifier_checks_a_version_2_export_with_a_signed_and_an_unsi
     let frame = &mut tampered.keys[0].frame;
     let last = frame.len() - 1;
     frame[last] ^= 1;
-    check(
-        "changed-key",
-        &tampered,
-        "(the key event was changed)",
-    );
+    check("changed-key", &tampered, "(the key event was changed)");
 
     let mut tampered = bundle.clone();
     tampered.version = 1;
-    check("version-1-with-signatures", &tampered, "not a careledger export");
+    check(
+        "version-1-with-signatures",
+        &tampered,
+        "not a careledger export",
+    );
 
     // Requests the ledger accepts (the key, the signature and the time hold) and only the HTTP
     // checks refuse: signed for another patient's path, or over a body that is not the events.
