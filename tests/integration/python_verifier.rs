@@ -11,6 +11,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use careledger_api::signature::{base64_encode, from_request, public_key, sign, RequestParts};
 use careledger_core::chain::{encode_frame, event_hash, Frame};
 use careledger_core::checkpoint::{CheckpointConfig, Checkpointer, LogKey};
 use careledger_core::clinical::{
@@ -26,7 +27,9 @@ use careledger_core::record::{
     decode_record, encode_record, Actor, Hash, Record, Timestamp, RECORD_FORMAT_VERSION,
 };
 use careledger_core::role::{Lead, Line, Practitioner, Role};
-use careledger_core::{Ledger, LedgerConfig};
+use careledger_core::signed_request::SignedRequest;
+use careledger_core::signing_keys::operator;
+use careledger_core::{AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission};
 use serde_json::{json, Value};
 
 use crate::common::process::{careledger, prepare_demo, ServerProcess};
@@ -473,6 +476,21 @@ fn every_variant() -> Vec<Event> {
     commands.into_iter().map(Command::into_event).collect()
 }
 
+/// The key stream's variants: a registration of a key of gp-jansen and its revocation.
+fn key_events() -> (Event, Event) {
+    let registration = Command::RegisterSigningKey(SigningKey {
+        actor: ActorId::parse("gp-jansen").unwrap(),
+        key_id: element("his-1"),
+        public_key: public_key(&[11; 32]),
+        system: text_of("HIS of practice Jansen"),
+    });
+    let revocation = Command::RevokeSigningKey(SigningKeyRevocation {
+        actor: ActorId::parse("gp-jansen").unwrap(),
+        key_id: element("his-1"),
+    });
+    (registration.into_event(), revocation.into_event())
+}
+
 fn golden_v1_frames() -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1.json");
     let golden: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -496,16 +514,28 @@ fn write_every_variant_ledger(data: &Path) -> usize {
         .collect();
     let mut prev = Hash(Frame::parse(&frames.last().unwrap().3).unwrap().hash.0);
     let mut revisions = std::collections::HashMap::from([(PATIENT.to_owned(), 3u64)]);
-    let mut events: Vec<(String, Event)> = every_variant()
+    let gp = Actor {
+        id: ActorId::parse("gp-jansen").unwrap(),
+        role: Role::Gp,
+        name: text_of("A. Jansen"),
+        organisation: Some(AgbCode::parse("01012345").unwrap()),
+    };
+    let mut events: Vec<(String, Actor, Event)> = every_variant()
         .into_iter()
-        .map(|e| (PATIENT.to_owned(), e))
+        .map(|e| (PATIENT.to_owned(), gp.clone(), e))
         .collect();
     let other = Event::SharedCareStarted(SharedCare {
         arrangement: text_of("another patient"),
     });
-    events.insert(5, ("999990019".to_owned(), other));
+    events.insert(5, ("999990019".to_owned(), gp.clone(), other));
+    // The key stream's two variants, about the patient's actor: the operator registers a key
+    // of gp-jansen, who later revokes it.
+    let keys = careledger_core::signing_keys::KEY_STREAM.to_owned();
+    let (registration, revocation) = key_events();
+    events.insert(8, (keys.clone(), operator(), registration));
+    events.insert(20, (keys, gp, revocation));
     let variants = events.len() - 1;
-    for (patient, event) in events {
+    for (patient, actor, event) in events {
         let position = frames.len() as u64 + 1;
         let revision = revisions.entry(patient.clone()).or_insert(0);
         *revision += 1;
@@ -515,17 +545,13 @@ fn write_every_variant_ledger(data: &Path) -> usize {
             event_id: Uid([position as u8; 16]),
             recorded_at: Timestamp::from_micros(1_772_355_600_000_000 + position as i64),
             occurred_at: Timestamp::from_micros(-86_400_000_000),
-            actor: Actor {
-                id: ActorId::parse("gp-jansen").unwrap(),
-                role: Role::Gp,
-                name: text_of("A. Jansen"),
-                organisation: Some(AgbCode::parse("01012345").unwrap()),
-            },
+            actor,
             reason: text_of("every variant"),
             correlation_id: Uid([0xc1; 16]),
             causation_id: Some(Uid([0xca; 16])),
             idempotency_key: Some(format!("key-{position}")),
-            signed_request: Some(Hash([0x5e; 32])),
+            // No stored signed request to export: the signed export below has one.
+            signed_request: None,
             event,
         };
         let bytes = encode_record(&record).unwrap();
@@ -555,7 +581,12 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
     assert_eq!(variants, Event::KINDS.len());
     sign_checkpoint(dir.path());
     let (file, bundle) = export(dir.path(), PATIENT);
-    assert_eq!(bundle.events.len(), 3 + variants);
+    assert_eq!(
+        bundle.version, 2,
+        "the key events make it a version 2 export"
+    );
+    assert_eq!(bundle.keys.len(), 2);
+    assert_eq!(bundle.events.len(), 3 + variants - 2);
     let out = python(&[
         "export",
         file.to_str().unwrap(),
@@ -584,6 +615,14 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
         r#""notification": 300, "recipient": "second""#,
         r#""position": 70000"#,
         "ü and € are UTF-8",
+        // The key stream's payloads, and each unsigned event of gp-jansen while the key was in
+        // use named as such.
+        r#""key_id": "his-1", "public_key": ""#,
+        r#""system": "HIS of practice Jansen""#,
+        "key events   2 of the careledger:keys stream",
+        "by the operator (command line) (careledger:operator, care_group_admin)",
+        "unsigned (although gp-jansen had a signing key registered: not from their client system)",
+        "signatures   0 of 27 events signed",
     ] {
         assert!(printed.contains(expected), "{expected:?} in {printed}");
     }
@@ -706,4 +745,298 @@ async fn the_python_verifier_checks_a_real_servers_ledger_over_http() {
     .unwrap();
     assert_fails(&out, "no signature by the log key", "a wrong log key");
     drop(server);
+}
+
+const SECRET: [u8; 32] = [11; 32];
+const DATE: &str = "Thu, 03 Dec 2026 09:30:00 GMT";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn note_body(subject: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"commands": [{"type": "add_note", "kind": "note",
+        "subject": subject, "body": "Blood pressure at target.", "reason": "consultation"}]}))
+    .unwrap()
+}
+
+/// A signed request as the server stores it: signed with `SECRET` as key `his-1` for `POST
+/// path` over `body`, read back from its headers as the server reads them.
+fn signed_request(path: &str, body: &[u8]) -> SignedRequest {
+    let h = sign("POST", path, DATE, body, "his-1", &SECRET, now());
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("date", DATE.parse().unwrap());
+    headers.insert("content-digest", h.content_digest.parse().unwrap());
+    headers.insert("signature-input", h.signature_input.parse().unwrap());
+    headers.insert("signature", h.signature.parse().unwrap());
+    let parts = RequestParts {
+        method: "POST",
+        path,
+        authority: None,
+        headers: &headers,
+        body,
+    };
+    from_request(&parts).unwrap().unwrap()
+}
+
+/// The signed and unsigned line of each event, by position, as either verifier prints them
+/// (the Rust CLI under `#<position> revision …`, the Python one under `#<position> rev …`).
+fn signature_lines(printed: &str) -> std::collections::BTreeMap<u64, String> {
+    let mut lines = std::collections::BTreeMap::new();
+    let mut position = None;
+    for line in printed.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix('#') {
+            position = rest.split_whitespace().next().and_then(|p| p.parse().ok());
+        } else if line.starts_with("signed by ") || line.starts_with("unsigned") {
+            if let Some(p) = position {
+                lines.insert(p, line.to_owned());
+            }
+        }
+    }
+    lines
+}
+
+/// The one `FAILED:` line of a refusal.
+fn failed_line(out: &Output) -> String {
+    let all = text(out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let failed: Vec<&str> = all.lines().filter(|l| l.starts_with("FAILED: ")).collect();
+    assert_eq!(failed.len(), 1, "one FAILED line: {all}");
+    failed[0].to_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The demo after gp-jansen registered key `his-1` and appended one signed note, and the
+/// operator, with the server stopped, appended one note in gp-jansen's name unsigned.
+async fn signed_demo(data: &Path) {
+    let (_auditor, gp, _) = prepare_demo(data);
+    let client = reqwest::Client::new();
+    let mut server = ServerProcess::start_with(data, &client, &["--origin", ORIGIN]).await;
+    let registered = client
+        .post(format!("{}/actors/me/keys", server.base))
+        .bearer_auth(&gp)
+        .json(
+            &json!({"key_id": "his-1", "public_key": base64_encode(&public_key(&SECRET)),
+            "system": "HIS of practice Jansen"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status().as_u16(), 201);
+    let path = format!("/patients/{PATIENT}/events");
+    let body = note_body("signed follow-up");
+    let h = sign("POST", &path, DATE, &body, "his-1", &SECRET, now());
+    let response = client
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(&gp)
+        .header("content-type", "application/json")
+        .header("date", DATE)
+        .header("content-digest", h.content_digest)
+        .header("signature-input", h.signature_input)
+        .header("signature", h.signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    server.signal(libc::SIGTERM);
+    drop(server);
+    let ledger = Ledger::open(&data.join("ledger"), LedgerConfig::default()).unwrap();
+    ledger
+        .append(gp_note(&ledger, "written by the operator"))
+        .unwrap();
+}
+
+/// A note of gp-jansen for the patient, as the core appends it.
+fn gp_note(ledger: &Ledger, subject: &str) -> AppendRequest {
+    let patient = PatientId::parse(PATIENT).unwrap();
+    let events = ledger.read_stream(&patient, 1, usize::MAX).unwrap();
+    let gp = events
+        .iter()
+        .rev()
+        .find(|e| e.record.actor.id.as_str() == "gp-jansen")
+        .unwrap()
+        .record
+        .actor
+        .clone();
+    AppendRequest {
+        patient,
+        expected: ExpectedRevision::Any,
+        actor: gp,
+        submissions: vec![Submission {
+            command: Command::AddNote(Note {
+                kind: NoteKind::Note,
+                subject: text_of(subject),
+                body: text_of("Blood pressure at target."),
+            }),
+            occurred_at: None,
+            reason: text_of("consultation"),
+        }],
+        idempotency_key: None,
+        correlation_id: None,
+        causation_id: None,
+    }
+}
+
+fn verify_both(file: &Path, key: &str) -> (Output, Output) {
+    let file = file.to_str().unwrap();
+    (
+        careledger(&["verify-export", file, "--key", key]),
+        python(&["export", file, "--key", key]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_verifier_checks_a_version_2_export_with_a_signed_and_an_unsigned_event_as_verify_export_does(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    signed_demo(&data).await;
+    // Copies before the checkpoint, for the requests only the HTTP checks refuse (below).
+    let other_path = dir.path().join("other-path");
+    let other_body = dir.path().join("other-body");
+    copy_dir(&data, &other_path);
+    copy_dir(&data, &other_body);
+    sign_checkpoint(&data);
+    let (file, bundle) = export(&data, PATIENT);
+    assert_eq!(bundle.version, 2);
+    assert_eq!(bundle.signed_requests.len(), 1);
+    assert!(!bundle.keys.is_empty());
+    let key = log_key(&data);
+
+    let (rust, py) = verify_both(&file, &key);
+    let (rust_printed, py_printed) = (text(&rust), text(&py));
+    assert!(rust.status.success(), "{rust_printed}");
+    assert!(py.status.success(), "{py_printed}");
+    assert_names_every_event(&py_printed, &bundle);
+    let (rust_lines, py_lines) = (signature_lines(&rust_printed), signature_lines(&py_printed));
+    assert!(!rust_lines.is_empty(), "{rust_printed}");
+    for (position, line) in &rust_lines {
+        assert_eq!(
+            py_lines.get(position),
+            Some(line),
+            "position {position}: {py_printed}"
+        );
+    }
+    let signed: Vec<_> = (py_lines.values())
+        .filter(|l| l.starts_with("signed by his-1 of gp-jansen (registered at position "))
+        .collect();
+    assert_eq!(signed.len(), 1, "{py_printed}");
+    assert!(signed[0].ends_with(" by gp-jansen)"), "{}", signed[0]);
+    assert!(
+        py_lines.values().any(|l| l
+            == "unsigned (although gp-jansen had a signing key registered: not from their client system)"),
+        "the operator's note in the GP's name is unsigned: {py_printed}"
+    );
+    assert_eq!(py_lines.len(), bundle.events.len(), "{py_printed}");
+    assert!(
+        py_printed.contains(&format!(
+            "signatures   1 of {} events signed",
+            bundle.events.len()
+        )),
+        "{py_printed}"
+    );
+
+    // Each tampering fails both verifiers with the same line.
+    let check = |name: &str, tampered: &Export, cause: &str| {
+        let changed = dir.path().join(format!("{name}.json"));
+        std::fs::write(&changed, serde_json::to_vec(tampered).unwrap()).unwrap();
+        let (rust, py) = verify_both(&changed, &key);
+        let (rust_failed, py_failed) = (failed_line(&rust), failed_line(&py));
+        assert!(!text(&py).contains("Traceback"), "{name}: {}", text(&py));
+        assert!(py_failed.contains(cause), "{name}: {py_failed}");
+        assert_eq!(py_failed, rust_failed, "{name}");
+    };
+    let stored = SignedRequest::decode(&bundle.signed_requests[0].bytes).unwrap();
+    let mut changed = stored.clone();
+    changed.body = note_body("another subject");
+    let mut tampered = bundle.clone();
+    tampered.signed_requests[0].bytes = changed.encode().unwrap();
+    check("changed-body", &tampered, "which the export does not carry");
+
+    let mut changed = stored.clone();
+    changed.signature[10] ^= 1;
+    let mut tampered = bundle.clone();
+    tampered.signed_requests[0].bytes = changed.encode().unwrap();
+    check(
+        "changed-signature",
+        &tampered,
+        "which the export does not carry",
+    );
+
+    let mut tampered = bundle.clone();
+    tampered.signed_requests.clear();
+    check("request-left-out", &tampered, "does not carry");
+
+    let mut tampered = bundle.clone();
+    tampered.keys.retain(|k| {
+        let frame = Frame::parse(&k.frame).unwrap();
+        !String::from_utf8_lossy(frame.record).contains("his-1")
+    });
+    check(
+        "key-left-out",
+        &tampered,
+        "whose registration the export does not carry",
+    );
+
+    let mut tampered = bundle.clone();
+    let frame = &mut tampered.keys[0].frame;
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    check("changed-key", &tampered, "(the key event was changed)");
+
+    let mut tampered = bundle.clone();
+    tampered.version = 1;
+    check(
+        "version-1-with-signatures",
+        &tampered,
+        "not a careledger export",
+    );
+
+    // Requests the ledger accepts (the key, the signature and the time hold) and only the HTTP
+    // checks refuse: signed for another patient's path, or over a body that is not the events.
+    let path = format!("/patients/{PATIENT}/events");
+    for (data, request, cause) in [
+        (
+            &other_path,
+            signed_request(
+                "/patients/999990019/events",
+                &note_body("written by the operator"),
+            ),
+            "not POST /patients/999990007/events",
+        ),
+        (
+            &other_body,
+            signed_request(&path, &note_body("what was signed")),
+            "its body's 1 commands are not the 1 events that name it",
+        ),
+    ] {
+        let ledger = Ledger::open(&data.join("ledger"), LedgerConfig::default()).unwrap();
+        ledger
+            .append_signed(gp_note(&ledger, "written by the operator"), &request)
+            .unwrap();
+        drop(ledger);
+        sign_checkpoint(data);
+        let (file, _) = export(data, PATIENT);
+        let (rust, py) = verify_both(&file, &key);
+        let (rust_failed, py_failed) = (failed_line(&rust), failed_line(&py));
+        assert!(py_failed.contains(cause), "{py_failed}");
+        assert_eq!(py_failed, rust_failed);
+    }
 }

@@ -14,6 +14,7 @@ import base64
 import datetime
 import hashlib
 import json
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -184,6 +185,23 @@ def ed25519_verify(public, message, signature):
     return _ed_equal(_ed_mul(s, ED_B), _ed_add(r, _ed_mul(k, a)))
 
 
+def _small_order(p):
+    """True when [8]P is the identity: P is one of the eight points of small order."""
+    q = _ed_mul(8, p)
+    return q[0] % ED_P == 0 and (q[1] - q[2]) % ED_P == 0
+
+
+def ed25519_verify_strict(public, message, signature):
+    """ed25519_verify, refusing besides a public key or an R of small order (as ed25519-dalek's
+    verify_strict does: one signature, one form)."""
+    if len(signature) != 64:
+        return False
+    a, r = ed_decode_point(public), ed_decode_point(signature[:32])
+    if a is None or r is None or _small_order(a) or _small_order(r):
+        return False
+    return ed25519_verify(public, message, signature)
+
+
 # ---------------------------------------------------------------------------------------------
 # Standard base64 and small helpers.
 
@@ -292,6 +310,9 @@ STRUCTS = {
     "Dose": [("amount_milli", "u64"), ("unit", "DoseUnit")],
     "Quantity": [("measure", "Measure"), ("scaled", "i64")],
     "ProblemCode": [("system", "ProblemCodeSystem"), ("code", "str")],
+    "SigningKey": [("actor", "ActorId"), ("key_id", "ElementId"), ("public_key", "[u8; 32]"),
+                   ("system", "Text")],
+    "SigningKeyRevocation": [("actor", "ActorId"), ("key_id", "ElementId")],
     "Actor": [("id", "ActorId"), ("role", "Role"), ("name", "Text"),
               ("organisation", "option<AgbCode>")],
 }
@@ -311,7 +332,12 @@ EVENTS = [
     ("entered_in_error", "Correction"), ("lead_handed_over", "LeadHandover"),
     ("intolerance_recorded", "Intolerance"), ("problem_recorded", "Problem"),
     ("problem_resolved", "ProblemResolution"), ("smoking_status_recorded", "SmokingObservation"),
+    ("signing_key_registered", "SigningKey"), ("signing_key_revoked", "SigningKeyRevocation"),
 ]
+
+# The reserved stream of the key events ("The key stream"), and the key event kinds.
+KEY_STREAM = "careledger:keys"
+KEY_KINDS = ("signing_key_registered", "signing_key_revoked")
 
 # What record format 1 lacked ("What record format 1 differed in").
 STRUCTS_V1 = dict(STRUCTS)
@@ -429,7 +455,7 @@ def decode_value(r, typ, structs):
         return r.tag("boolean")
     if typ == "str":
         return r.string()
-    if typ in ("Uid", "Hash"):
+    if typ in ("Uid", "Hash", "[u8; 32]"):
         return r.take(16 if typ == "Uid" else 32).hex()
     if typ == "PatientId":
         return check_patient_id(r.string())
@@ -738,9 +764,30 @@ def verify_export(path, log_vkey, witness_vkeys, expect_patient):
     except (UnicodeDecodeError, json.JSONDecodeError):
         fail("the file is not valid JSON")
     # 1. The format and version; the patient id.
-    if not isinstance(bundle, dict) or bundle.get("format") != "careledger-export" or bundle.get("version") != 1:
-        fail("not a careledger export: the format is not \"careledger-export\" version 1")
-    exact_keys(bundle, ["format", "version", "patient", "checkpoint", "events", "heads"], "the export")
+    # Versions 1 and 2 have the same fields; 2 adds signed_requests and keys, which version 1
+    # leaves out (or carries empty).
+    fields = ["format", "version", "patient", "checkpoint", "events", "heads"]
+    if not isinstance(bundle, dict) or not set(fields) <= set(bundle) \
+            or not set(bundle) <= set(fields + ["signed_requests", "keys"]):
+        if isinstance(bundle, dict) and bundle.get("format") == "careledger-export":
+            fail(f"malformed export: the export must be an object with exactly the fields {', '.join(fields)} "
+                 "(and, in version 2, signed_requests and keys)")
+        fail("not a careledger export: the format is not \"careledger-export\"")
+    requests, keys = bundle.get("signed_requests", []), bundle.get("keys", [])
+    if not isinstance(requests, list) or not isinstance(keys, list):
+        fail("malformed export: signed_requests and keys are lists")
+    for i, r in enumerate(requests):
+        exact_keys(r, ["bytes"], f"signed request {i}")
+    for i, e in enumerate(keys):
+        exact_keys(e, ["position", "frame", "inclusion"], f"key event {i}")
+        number(e["position"], f"key event {i}'s position")
+    requests = [b64(r["bytes"], f"signed request {i}") for i, r in enumerate(requests)]
+    carries = bool(requests or keys)
+    if bundle["format"] != "careledger-export" or bundle["version"] not in (1, 2) or \
+            (bundle["version"] == 1 and carries):
+        fail(f"not a careledger export: format {json.dumps(bundle['format'])} version {bundle['version']}"
+             f"{' with signed requests or key events' if carries else ''}, this build reads "
+             "\"careledger-export\" versions 1 and 2")
     patient = bundle["patient"]
     if not isinstance(patient, str):
         fail("malformed export: the patient is not a string")
@@ -814,12 +861,26 @@ def verify_export(path, log_vkey, witness_vkeys, expect_patient):
     else:
         verify_tail(heads, heads_line, patient, history[-1])
         completeness = f"the checkpoint's heads map ({heads_line[0]} patients)"
+    # 6. The key events; 7. the signatures, then what the HTTP layer knows of each request.
+    registry, key_events = verify_keys(keys, size, root)
+    signatures = verify_signatures(requests, history, registry)
+    check_signed_requests(patient, history, signatures)
     print(f"VERIFIED: the history of patient {patient}, {len(history)} events")
     print(f"checkpoint   {origin}, tree size {size}, root {root.hex()}")
     for name, at in cosigned:
         print(f"cosigned by  {name} at {iso_time(at * 1000000)}")
     print(f"complete     {completeness}")
-    for position, rec, stored in history:
+    signed = sum(1 for sig in signatures if sig[0] == "signed")
+    print(f"signatures   {signed} of {len(history)} events signed by their actor's client system, each "
+          "verified under a key whose registration is in the checkpoint's tree")
+    for (position, rec, stored), signature in zip(history, signatures):
+        print(describe(position, rec))
+        print(f"         data {json.dumps(rec['data'], sort_keys=True, ensure_ascii=False)}")
+        print(f"         {signature_line(rec, signature)}")
+        print(f"         hash {stored.hex()}")
+    if key_events:
+        print(f"key events   {len(key_events)} of the {KEY_STREAM} stream, about the actors of these events")
+    for position, rec, stored in key_events:
         print(describe(position, rec))
         print(f"         data {json.dumps(rec['data'], sort_keys=True, ensure_ascii=False)}")
         print(f"         hash {stored.hex()}")
@@ -863,6 +924,649 @@ def verify_tail(heads, line, patient, last):
 
 
 # ---------------------------------------------------------------------------------------------
+# Signed requests ("Signed requests", "The key stream", "Verifying an export" steps 6 and 7).
+
+MAX_CREATED_SKEW_SECONDS = 300
+REQUIRED_COMPONENTS = ["@method", "@path", "content-digest"]
+SUPPORTED_COMPONENTS = ["@method", "@path", "@authority", "@target-uri", "content-digest", "date",
+                        "content-type", "content-length"]
+SUPPORTED_PARAMS = ["created", "keyid", "alg", "expires", "nonce"]
+
+
+def decode_signed_request(data):
+    """The stored bytes of a signed request (bincode 2, `SignedRequest`'s fields in order)."""
+    r = Reader(data)
+    key_id = _token(r.string(), "ElementId")
+    z = r.varint()
+    request = {"key_id": key_id, "created": (z >> 1) ^ -(z & 1), "signature_input": r.string(),
+               "signature": r.take(r.varint()), "signature_base": r.string(), "body": r.take(r.varint())}
+    if r.at != len(data):
+        raise Undecodable(f"{len(data) - r.at} trailing bytes")
+    return request
+
+
+class SfReader:
+    """The structured fields (RFC 8941) of Signature-Input and Content-Digest: dictionaries of
+    inner lists or byte sequences, with string and integer parameters. None: malformed."""
+
+    def __init__(self, text):
+        self.t, self.at = text.encode("utf-8"), 0
+
+    def peek(self):
+        return self.t[self.at] if self.at < len(self.t) else None
+
+    def skip_spaces(self):
+        while self.peek() in (0x20, 0x09):
+            self.at += 1
+
+    def eat(self, c):
+        if self.peek() == ord(c):
+            self.at += 1
+            return True
+        return False
+
+    def key(self):
+        start, c = self.at, self.peek()
+        if c is None or not (0x61 <= c <= 0x7A or c == 0x2A):
+            return None
+        self.at += 1
+        while self.peek() is not None and (0x61 <= self.peek() <= 0x7A or 0x30 <= self.peek() <= 0x39
+                                           or self.peek() in b"_-.*"):
+            self.at += 1
+        return self.t[start:self.at].decode()
+
+    def string(self):
+        if not self.eat('"'):
+            return None
+        out = []
+        while True:
+            c = self.peek()
+            if c is None:
+                return None
+            if c == 0x5C:
+                self.at += 1
+                c = self.peek()
+                if c not in (0x22, 0x5C):
+                    return None
+                out.append(chr(c))
+                self.at += 1
+            elif c == 0x22:
+                self.at += 1
+                return "".join(out)
+            elif 0x20 <= c < 0x7F:
+                out.append(chr(c))
+                self.at += 1
+            else:
+                return None
+
+    def integer(self):
+        start = self.at
+        self.eat("-")
+        while self.peek() is not None and 0x30 <= self.peek() <= 0x39:
+            self.at += 1
+        digits = self.t[start:self.at].decode()
+        if not digits.lstrip("-") or len(digits) > 16:
+            return None
+        return int(digits)
+
+    def params(self):
+        params = []
+        while self.eat(";"):
+            self.skip_spaces()
+            name = self.key()
+            if name is None or not self.eat("="):
+                return None
+            value = self.string() if self.peek() == 0x22 else self.integer()
+            if value is None:
+                return None
+            params.append((name, value))
+        return params
+
+    def inner_list(self):
+        if not self.eat("("):
+            return None
+        components = []
+        while True:
+            self.skip_spaces()
+            if self.eat(")"):
+                break
+            component = self.string()
+            if component is None or self.peek() == 0x3B or self.peek() not in (0x20, 0x29):
+                return None  # component parameters are not supported
+            components.append(component)
+        params = self.params()
+        return None if params is None else (components, params)
+
+    def bytes_(self):
+        if not self.eat(":"):
+            return None
+        end = self.t.find(b":", self.at)
+        if end < 0:
+            return None
+        text, self.at = self.t[self.at:end], end + 1
+        try:
+            return base64.b64decode(text, validate=True)
+        except ValueError:
+            return None
+
+    def dictionary(self, member):
+        out = []
+        self.skip_spaces()
+        while self.at < len(self.t):
+            key = self.key()
+            if key is None or not self.eat("="):
+                return None
+            value = member()
+            if value is None:
+                return None
+            out.append((key, value))
+            self.skip_spaces()
+            if self.at == len(self.t):
+                break
+            if not self.eat(","):
+                return None
+            self.skip_spaces()
+        return out
+
+
+def sf_string(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def serialize_params(components, params):
+    """The `@signature-params` value: the inner list as a structured field (RFC 8941 4.1.1.1)."""
+    out = "(" + " ".join(sf_string(c) for c in components) + ")"
+    for name, value in params:
+        out += f";{name}=" + (str(value) if isinstance(value, int) else sf_string(value))
+    return out
+
+
+def signature_base(values, components, params):
+    """RFC 9421 2.5: a line `"<component>": <value>` per covered component, then the
+    `"@signature-params"` line; lines end with LF, the last has none."""
+    return "".join(f"{sf_string(c)}: {v}\n" for c, v in values) + \
+        '"@signature-params": ' + serialize_params(components, params)
+
+
+class SignatureProblem(Exception):
+    pass
+
+
+def check_params(components, params):
+    """The key id and `created` of acceptable signature parameters."""
+    for required in REQUIRED_COMPONENTS:
+        if required not in components:
+            raise SignatureProblem(f'the signature must cover "{required}"')
+    for i, c in enumerate(components):
+        if c not in SUPPORTED_COMPONENTS:
+            raise SignatureProblem(f'component "{c}" is not supported')
+        if c in components[:i]:
+            raise SignatureProblem(f'component "{c}" is covered twice')
+    for name, _ in params:
+        if name not in SUPPORTED_PARAMS:
+            raise SignatureProblem(f"signature parameter {name} is not supported")
+
+    def first(name, kind):
+        return next((v for n, v in params if n == name and isinstance(v, kind)), None)
+    if first("alg", str) != "ed25519":
+        raise SignatureProblem('the signature must name alg="ed25519", the only algorithm accepted')
+    created, key_id = first("created", int), first("keyid", str)
+    if created is None:
+        raise SignatureProblem("the signature must carry created=<seconds since 1970>, the time it was made")
+    if key_id is None:
+        raise SignatureProblem('the signature must carry keyid="<the key id registered for you>"')
+    try:
+        _token(key_id, "key id")
+    except Undecodable as e:
+        raise SignatureProblem(f"keyid is not a key id: {e}") from None
+    return key_id, created
+
+
+def digest_matches(value, body):
+    """True when a Content-Digest value (RFC 9530) has a sha-256 member equal to the body's."""
+    reader = SfReader(value)
+    members = reader.dictionary(reader.bytes_)
+    if members is None:
+        raise SignatureProblem("Content-Digest is not a dictionary of byte sequences (RFC 9530)")
+    digest = next((d for k, d in members if k == "sha-256"), None)
+    if digest is None:
+        raise SignatureProblem("Content-Digest holds no sha-256 digest")
+    return digest == hashlib.sha256(body).digest()
+
+
+def check_stored(request):
+    """A stored signed request's own consistency: its Signature-Input entry's parameters are
+    acceptable and name its key id and `created`; its base is the base of those parameters; the
+    base's content-digest is the body's. Returns its (method, path)."""
+    reader = SfReader(request["signature_input"])
+    inputs = reader.dictionary(reader.inner_list)
+    if inputs is None:
+        raise SignatureProblem("its Signature-Input is not signature parameters")
+    if len(inputs) != 1:
+        raise SignatureProblem("its Signature-Input holds more than one signature")
+    components, params = inputs[0][1]
+    key_id, created = check_params(components, params)
+    if key_id != request["key_id"] or created != request["created"]:
+        raise SignatureProblem("its key id or created differs from its Signature-Input")
+    lines, values = request["signature_base"].split("\n"), []
+    for i, component in enumerate(components):
+        if i >= len(lines):
+            raise SignatureProblem("its signature base is cut short")
+        prefix = f"{sf_string(component)}: "
+        if not lines[i].startswith(prefix):
+            raise SignatureProblem(f'its signature base has no line for "{component}"')
+        values.append((component, lines[i][len(prefix):]))
+    if signature_base(values, components, params) != request["signature_base"]:
+        raise SignatureProblem("its signature base is not the base of its Signature-Input")
+    value = dict(values)
+    if not digest_matches(value.get("content-digest", ""), request["body"]):
+        raise SignatureProblem("the body does not match the content digest it was signed with")
+    return value.get("@method", ""), value.get("@path", "")
+
+
+# The append body of POST /patients/{patient}/events, read into the events its commands make,
+# as the server reads it (its command types, fields, names and defaults).
+
+class WireProblem(Exception):
+    pass
+
+
+MEASURE_UNITS = ["mmol/L", "mmol/L", "mm[Hg]", "mm[Hg]", "mmol/mol", "mL/min/{1.73_m2}", "kg",
+                 "mmol/L", "mmol/L", "umol/L", "U/L", "U/L", "ng/L", "mmol/L", "mmol/L", "mmol/L",
+                 "mg/mmol", "mmol/L", "/min", "kg/m2", "%"]
+WIRE_NAMES = {  # wire name -> the catalogue's value, per enum
+    "Role": {code: code for _, code in ROLES},
+    "Lead": {"cvrm": "Cvrm", "organ_disease": "OrganDisease", "none": "None"},
+    "Practitioner": {"main": "Main", "co": "Co", "not_applicable": "NotApplicable"},
+    "Comparator": {"<=": "AtMost", "\u2264": "AtMost", "at_most": "AtMost", "<": "Below", "below": "Below",
+                   ">=": "AtLeast", "\u2265": "AtLeast", "at_least": "AtLeast", ">": "Above", "above": "Above"},
+    "TargetBasis": {"nhg_guideline": "NhgGuideline", "esc_guideline": "EscGuideline", "individual": "Individual"},
+    "DoseUnit": {u: u for u, _ in ENUMS["DoseUnit"]},
+    "MeasurementSource": {"practice": "Practice", "hospital": "Hospital",
+                          "self_measured_at_home": "SelfMeasuredAtHome"},
+    "GoalOutcome": {"achieved": "Achieved", "abandoned": "Abandoned", "replaced": "Replaced"},
+    "NoteKind": {"note": "Note", "return_letter": "ReturnLetter", "interim_letter": "InterimLetter"},
+    "Line": {line: line for line, _ in ENUMS["Line"]},
+    "IntoleranceKind": {"intolerance": "intolerance", "contra_indication": "contra_indication"},
+    "ProblemCodeSystem": {"icpc_1_nl": "icpc_1_nl", "http://hl7.org/fhir/sid/icpc-1-nl": "icpc_1_nl",
+                          "icd_10": "icd_10", "http://hl7.org/fhir/sid/icd-10": "icd_10"},
+    "SmokingStatus": {s: s for s, _ in ENUMS["SmokingStatus"]},
+    "Measure": {m: m for m in MEASURES},
+    "ChangeReason": {"side_effects": "SideEffects", "target_not_reached": "TargetNotReached",
+                     "patient_preference": "PatientPreference", "other": "Other"},
+}
+DIGITS = set("0123456789")
+RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _named(enum, raw):
+    value = WIRE_NAMES[enum].get(raw)
+    if value is None:
+        raise WireProblem(f"{raw!r} is not a {enum}; use one of {', '.join(WIRE_NAMES[enum])}")
+    return value
+
+
+def _quantity(f):
+    measure = _named("Measure", f["measure"])
+    index = MEASURES.index(measure)
+    if f["unit"] != MEASURE_UNITS[index]:
+        raise WireProblem(f"{f['unit']!r} is not accepted for {measure}; record it in {MEASURE_UNITS[index]}")
+    raw, decimals = f["value"].strip(), MEASURE_DECIMALS[index]
+    neg = raw.startswith("-")
+    whole, _, frac = (raw[1:] if neg else raw).partition(".")
+    if not whole or not set(whole + frac) <= DIGITS or len(whole) > 12 or len(frac) > decimals:
+        raise WireProblem(f"{raw!r} for {measure} is not a decimal with at most {decimals} decimal(s)")
+    scaled = int(whole + frac.ljust(decimals, "0"))
+    return {"measure": measure, "scaled": -scaled if neg else scaled}
+
+
+def _dose(f):
+    unit, raw = _named("DoseUnit", f["dose_unit"]), f["dose"].strip()
+    whole, _, frac = raw.partition(".")
+    if not whole or len(whole) > 9 or len(frac) > 3 or not set(whole + frac) <= DIGITS:
+        raise WireProblem(f"{f['dose']!r} is not a positive decimal with at most 3 decimals")
+    return {"amount_milli": int(whole) * 1000 + int(frac.ljust(3, "0")), "unit": unit}
+
+
+def _change_reason(f):
+    code = _named("ChangeReason", f["change_reason"])
+    return {"Other": check_text(f.get("change_reason_text") or "")} if code == "Other" else code
+
+
+def _tests(raw):
+    if len(raw) > 2 * len(MEASURES):
+        raise WireProblem(f"names {len(raw)} tests; at most {2 * len(MEASURES)} are accepted")
+    return [_named("Measure", t) for t in raw]
+
+
+def _indication(f):
+    problem, words = f.get("indication_problem"), f.get("indication_text")
+    if problem is not None and words is not None:
+        raise WireProblem("indication_problem and indication_text exclude each other")
+    if problem is not None:
+        return {"Problem": _token(problem, "ElementId")}
+    return {"Words": check_text(words)} if words is not None else None
+
+
+def _acknowledgement(f, acting):
+    ref, from_id = f["notification"], None
+    if isinstance(ref, str):
+        m = re.fullmatch(r"n-([0-9]+)(?:-(.*))?", ref)
+        if m is None or (m.group(2) is not None and m.group(2) not in WIRE_NAMES["Line"]):
+            raise WireProblem(f"{ref!r} is not a notification id")
+        ref, from_id = int(m.group(1)), m.group(2)
+    given = _named("Line", f["recipient"]) if f.get("recipient") is not None else None
+    if from_id is not None and given is not None and from_id != given:
+        raise WireProblem(f"recipient says the {given} but the notification id names the {from_id}")
+    return {"notification": ref, "recipient": from_id or given or acting}
+
+
+def _opt(f, name, default):
+    """An optional field's name, or the default when it is absent."""
+    return default if f.get(name) is None else f[name]
+
+
+def _text(s):
+    return check_text(s)
+
+
+def _id(s):
+    return _token(s, "id")
+
+
+def _atc(s):
+    return check_atc(s)
+
+
+# command type -> (event kind, {field: JSON type}, the payload from the fields and acting line).
+# JSON types: "s" string, "s?" optional string, "u" whole number, "b?" optional boolean, "[s]"
+# list of strings, "n" a position or a notification id.
+COMMANDS = {
+    "add_care_team_member": ("care_team_member_added", {
+        "actor": "s", "name": "s", "agb": "s?", "role": "s", "lead": "s?", "practitioner": "s?"},
+        lambda f, a: {"actor": _id(f["actor"]), "name": _text(f["name"]),
+                      "agb": decode_agb(f["agb"]) if f.get("agb") is not None else None,
+                      "role": _named("Role", f["role"]), "lead": _named("Lead", _opt(f, "lead", "none")),
+                      "practitioner": _named("Practitioner", _opt(f, "practitioner", "co"))}),
+    "remove_care_team_member": ("care_team_member_removed", {"actor": "s"},
+                                lambda f, a: {"actor": _id(f["actor"])}),
+    "start_shared_care": ("shared_care_started", {"arrangement": "s"},
+                          lambda f, a: {"arrangement": _text(f["arrangement"])}),
+    "end_shared_care": ("shared_care_ended", {"arrangement": "s"},
+                        lambda f, a: {"arrangement": _text(f["arrangement"])}),
+    "set_target": ("target_set", {"measure": "s", "comparator": "s", "value": "s", "unit": "s", "basis": "s",
+                                  "rationale": "s?"},
+                   lambda f, a: {"comparator": _named("Comparator", f["comparator"]), "value": _quantity(f),
+                                 "basis": _named("TargetBasis", f["basis"]),
+                                 "rationale": _text(f.get("rationale") or "")}),
+    "withdraw_target": ("target_withdrawn", {"measure": "s"},
+                        lambda f, a: {"measure": _named("Measure", f["measure"])}),
+    "start_medication": ("medication_started", {"atc": "s", "name": "s", "dose": "s", "dose_unit": "s",
+                                                "frequency": "s", "indication_problem": "s?",
+                                                "indication_text": "s?"},
+                         lambda f, a: {"atc": _atc(f["atc"]), "name": _text(f["name"]), "dose": _dose(f),
+                                       "frequency": _text(f["frequency"]), "indication": _indication(f)}),
+    "change_dose": ("medication_dose_changed", {"atc": "s", "dose": "s", "dose_unit": "s", "frequency": "s",
+                                                "change_reason": "s", "change_reason_text": "s?"},
+                    lambda f, a: {"atc": _atc(f["atc"]), "dose": _dose(f), "frequency": _text(f["frequency"]),
+                                  "reason": _change_reason(f)}),
+    "stop_medication": ("medication_stopped", {"atc": "s", "change_reason": "s", "change_reason_text": "s?"},
+                        lambda f, a: {"atc": _atc(f["atc"]), "reason": _change_reason(f)}),
+    "record_medication_preference": ("medication_preference_recorded", {"atc": "s", "name": "s",
+                                                                        "preference": "s"},
+                                     lambda f, a: {"atc": _atc(f["atc"]), "name": _text(f["name"]),
+                                                   "preference": _text(f["preference"])}),
+    "order_lab": ("lab_ordered", {"order": "s", "tests": "[s]", "annual_panel": "b?"},
+                  lambda f, a: {"order": _id(f["order"]), "tests": _tests(f["tests"]),
+                                "annual_panel": bool(f.get("annual_panel"))}),
+    "extend_annual_panel": ("annual_panel_extended", {"tests": "[s]"},
+                            lambda f, a: {"tests": _tests(f["tests"])}),
+    "record_lab_result": ("lab_result_recorded", {"order": "s?", "measure": "s", "value": "s", "unit": "s"},
+                          lambda f, a: {"order": _id(f["order"]) if f.get("order") is not None else None,
+                                        "value": _quantity(f)}),
+    "record_measurement": ("measurement_recorded", {"measure": "s", "value": "s", "unit": "s", "source": "s"},
+                           lambda f, a: {"value": _quantity(f),
+                                         "source": _named("MeasurementSource", f["source"])}),
+    "set_lifestyle_goal": ("lifestyle_goal_set", {"goal": "s", "description": "s"},
+                           lambda f, a: {"goal": _id(f["goal"]), "description": _text(f["description"])}),
+    "close_lifestyle_goal": ("lifestyle_goal_closed", {"goal": "s", "outcome": "s"},
+                             lambda f, a: {"goal": _id(f["goal"]),
+                                           "outcome": _named("GoalOutcome", f["outcome"])}),
+    "add_note": ("note_added", {"kind": "s?", "subject": "s", "body": "s?"},
+                 lambda f, a: {"kind": _named("NoteKind", _opt(f, "kind", "note")), "subject": _text(f["subject"]),
+                               "body": _text(f.get("body") or "")}),
+    "acknowledge_notification": ("notification_acknowledged", {"notification": "n", "recipient": "s?"},
+                                 _acknowledgement),
+    "mark_entered_in_error": ("entered_in_error", {"position": "u"}, lambda f, a: {"position": f["position"]}),
+    "hand_over_lead": ("lead_handed_over", {"lead": "s", "to": "s"},
+                       lambda f, a: {"lead": _named("Lead", f["lead"]), "to": _id(f["to"])}),
+    "record_intolerance": ("intolerance_recorded", {"atc": "s", "substance": "s", "kind": "s?", "reaction": "s"},
+                           lambda f, a: {"atc": _atc(f["atc"]), "substance": _text(f["substance"]),
+                                         "kind": _named("IntoleranceKind", _opt(f, "kind", "intolerance")),
+                                         "reaction": _text(f["reaction"])}),
+    "record_problem": ("problem_recorded", {"problem": "s", "code_system": "s", "code": "s", "description": "s"},
+                       lambda f, a: {"problem": _id(f["problem"]), "code": {
+                           "system": _named("ProblemCodeSystem", f["code_system"]),
+                           "code": check_problem_code(_named("ProblemCodeSystem", f["code_system"]), f["code"])},
+                           "description": _text(f["description"])}),
+    "resolve_problem": ("problem_resolved", {"problem": "s"}, lambda f, a: {"problem": _id(f["problem"])}),
+    "record_smoking_status": ("smoking_status_recorded", {"status": "s"},
+                              lambda f, a: {"status": _named("SmokingStatus", f["status"])}),
+}
+
+
+def decode_agb(s):
+    if len(s) != 8 or not set(s) <= DIGITS:
+        raise WireProblem(f"AGB code {s!r} is not 8 digits")
+    return s
+
+
+def parse_rfc3339(raw):
+    """An RFC 3339 time in microseconds since 1970 (fractions beyond microseconds cut off)."""
+    m = RFC3339.match(raw)
+    if m is None:
+        raise WireProblem(f"{raw!r} is not an RFC 3339 time such as 2026-03-01T09:30:00Z")
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    try:
+        t = datetime.datetime(y, mo, d, h, mi, s) - datetime.datetime(1970, 1, 1)
+    except ValueError:
+        raise WireProblem(f"{raw!r} is not an RFC 3339 time") from None
+    micros = (t.days * 86400 + t.seconds) * 1000000 + int((m.group(7) or ".")[1:7].ljust(6, "0"))
+    zone = m.group(8)
+    if zone not in ("Z", "z"):
+        offset = (int(zone[1:3]) * 60 + int(zone[4:6])) * 60 * 1000000
+        micros -= offset if zone[0] == "+" else -offset
+    return micros
+
+
+def _json_is(value, kind):
+    if kind == "s":
+        return isinstance(value, str)
+    if kind == "s?":
+        return value is None or isinstance(value, str)
+    if kind == "u":
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+    if kind == "b?":
+        return value is None or isinstance(value, bool)
+    if kind == "[s]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "n":
+        return isinstance(value, str) or _json_is(value, "u")
+    return False
+
+
+def parse_append_body(body, acting):
+    """The submissions of an append body: [(kind, payload, reason, occurred_at or None)]."""
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WireProblem("the body is not valid JSON") from None
+    if not isinstance(value, dict) or not set(value) <= {"expected_revision", "commands"} \
+            or not isinstance(value.get("commands"), list):
+        raise WireProblem("the body is not an object with commands (and expected_revision)")
+    expected = value.get("expected_revision")
+    if expected is not None and not (_json_is(expected, "u") or isinstance(expected, str) and (
+            expected.strip().strip('"') in ("any", "*", "no_stream") or expected.strip().strip('"').isdigit())):
+        raise WireProblem(f"expected revision {expected!r} is not a revision")
+    commands = value["commands"]
+    if not 1 <= len(commands) <= 1000:
+        raise WireProblem(f"commands: holds 1 to 1000 commands, got {len(commands)}")
+    out = []
+    for i, c in enumerate(commands):
+        at = f"commands[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("type"), str):
+            raise WireProblem(f"{at}: a command is an object with a type")
+        if c["type"] not in COMMANDS:
+            raise WireProblem(f"{at}: {c['type']!r} is not a command type")
+        kind, fields, payload = COMMANDS[c["type"]]
+        fields = dict(fields, type="s", reason="s?", occurred_at="s?")
+        for name, v in c.items():
+            if name not in fields:
+                raise WireProblem(f"{at}: unknown field {name}")
+            if not _json_is(v, fields[name]):
+                raise WireProblem(f"{at}.{name}: not of the expected JSON type")
+        for name, kind_ in fields.items():
+            if "?" not in kind_ and name not in c:
+                raise WireProblem(f"{at}: missing field {name}")
+        try:
+            reason = check_text(c.get("reason") or "")
+            occurred = parse_rfc3339(c["occurred_at"]) if c.get("occurred_at") is not None else None
+            out.append((kind, payload(c, acting), reason, occurred))
+        except (Undecodable, WireProblem) as e:
+            raise WireProblem(f"{at}: {e}") from None
+    return out
+
+
+def valid_at(key, position):
+    """A key signs for an event at `position` when registered before it and not revoked before it."""
+    return key["registered_at"] < position and (key["revoked_at"] is None or key["revoked_at"] > position)
+
+
+def verify_keys(keys, size, root):
+    """Step 6: the key events, folded into {(actor, key id): registered key}."""
+    registry, previous, events = {}, 0, []
+    for e in keys:
+        position = e["position"]
+
+        def problem(what):
+            fail(f"key event at position {position}: {what}")
+        if position <= previous:
+            problem(f"follows position {previous}: key events are out of order or repeated")
+        previous = position
+        parsed = parse_frame(b64(e["frame"], f"the key frame at position {position}"))
+        if parsed is None:
+            problem("the frame is malformed")
+        fmt, prev, stored, record = parsed
+        computed = event_hash(position, fmt, prev, record)
+        if computed != stored:
+            problem(f"hash mismatch: the frame's bytes hash to {computed.hex()}, it says {stored.hex()} "
+                    "(the key event was changed)")
+        try:
+            rec = decode_record(fmt, record)
+        except Undecodable as err:
+            problem(f"undecodable record: {err}")
+        if rec["patient"] != KEY_STREAM or rec["kind"] not in KEY_KINDS:
+            problem("it is not a key event of the key stream")
+        if position > size:
+            problem(f"it lies outside the checkpoint's positions 1 to {size}")
+        failed = verify_inclusion(leaf_hash(stored), position - 1, size,
+                                  hashes(e["inclusion"], f"the inclusion path of key event {position}"), root)
+        if failed:
+            problem(f"not in the checkpoint's tree: {failed}")
+        which = (rec["data"]["actor"], rec["data"]["key_id"])
+        if rec["kind"] == "signing_key_registered":
+            registry[which] = {"key": rec["data"], "registered_at": position,
+                               "registered_by": rec["actor"]["id"], "revoked_at": None}
+        elif which in registry and registry[which]["revoked_at"] is None:
+            registry[which]["revoked_at"] = position
+        events.append((position, rec, stored))
+    return registry, events
+
+
+def verify_signatures(requests, history, registry):
+    """Step 7 as far as the ledger checks it: per event ("signed", key, request) or
+    ("unsigned", whether its actor had a key in use)."""
+    by_hash = {blake3(raw).hex(): raw for raw in requests}
+    out = []
+    for position, rec, _ in history:
+        actor, h = rec["actor"]["id"], rec["signed_request"]
+        if h is None:
+            had = any(k["key"]["actor"] == actor and valid_at(k, position) for k in registry.values())
+            out.append(("unsigned", had))
+            continue
+
+        def problem(what):
+            fail(f"event at position {position}: signed request: {what}")
+        if h not in by_hash:
+            problem(f"the record names signed request {h}, which the export does not carry "
+                    "(left out, or changed so that it no longer hashes to it)")
+        try:
+            request = decode_signed_request(by_hash[h])
+        except Undecodable as e:
+            problem(f"it does not decode: {e}")
+        key = registry.get((actor, request["key_id"]))
+        if key is None:
+            problem(f"it names key {request['key_id']} of {actor}, whose registration the export does not carry")
+        if not valid_at(key, position):
+            revoked = "None" if key["revoked_at"] is None else f"Some({key['revoked_at']})"
+            problem(f"key {request['key_id']} of {actor} was not in use at this position "
+                    f"(registered at {key['registered_at']}, revoked at {revoked})")
+        if not ed25519_verify_strict(bytes.fromhex(key["key"]["public_key"]),
+                                     request["signature_base"].encode("utf-8"), request["signature"]):
+            problem(f"its signature does not verify under key {request['key_id']} of {actor}")
+        if abs(request["created"] - rec["recorded_at"] // 1000000) > MAX_CREATED_SKEW_SECONDS:
+            problem(f"it was created at {request['created']} (seconds since 1970), more than "
+                    f"{MAX_CREATED_SKEW_SECONDS} s from the event's recording")
+        out.append(("signed", key, request))
+    return out
+
+
+def check_signed_requests(patient, history, signatures):
+    """Step 7's HTTP checks: each signed request covers POST to this patient's events, its
+    content digest is its body's, and its body's commands are the events that name it, in order,
+    with their reasons and clinical times."""
+    path, checked = f"/patients/{patient}/events", set()
+    for (position, rec, _), signature in zip(history, signatures):
+        h = rec["signed_request"]
+        if signature[0] != "signed" or h in checked:
+            continue
+        checked.add(h)
+        request = signature[2]
+
+        def problem(what):
+            fail(f"event at position {position}: signed request: {what}")
+        try:
+            method, signed_path = check_stored(request)
+        except SignatureProblem as e:
+            problem(str(e))
+        if method != "POST" or signed_path != path:
+            problem(f"it was signed for {method} {signed_path}, not POST {path}: a signed request of another "
+                    "patient or route")
+        try:
+            submissions = parse_append_body(request["body"], ROLE_LINE[rec["actor"]["role"]])
+        except WireProblem as e:
+            problem(f"its body does not read as an append: {e}")
+        produced = [r for _, r, _ in history if r["signed_request"] == h]
+        matches = len(submissions) == len(produced) and all(
+            kind == r["kind"] and data == r["data"] and reason == r["reason"]
+            and (r["recorded_at"] if occurred is None else occurred) == r["occurred_at"]
+            for (kind, data, reason, occurred), r in zip(submissions, produced))
+        if not matches:
+            problem(f"its body's {len(submissions)} commands are not the {len(produced)} events that name it")
+
+
+def signature_line(rec, signature):
+    if signature[0] == "signed":
+        key = signature[1]
+        return (f"signed by {key['key']['key_id']} of {key['key']['actor']} "
+                f"(registered at position {key['registered_at']} by {key['registered_by']})")
+    if signature[1]:
+        return (f"unsigned (although {rec['actor']['id']} had a signing key registered: "
+                "not from their client system)")
+    return "unsigned"
+
+
+# ---------------------------------------------------------------------------------------------
 # A ledger over HTTP ("Verifying a ledger", "The Merkle tree", "Checkpoints").
 
 def http_get(base, path, token, as_json=True):
@@ -884,7 +1588,7 @@ def verify_ledger(url, token, log_vkey, old_checkpoint):
     log_key = parse_verifier_key(log_vkey, 0x01, "the log key")
     note = http_get(url, "/checkpoint", token, as_json=False)
     text, _, origin, size, root, heads_line = verify_note(note, log_key)
-    leaves, heads, prev, after = [], {}, bytes(32), 0
+    leaves, heads, prev, after, key_events = [], {}, bytes(32), 0, 0
     while True:
         page = http_get(url, f"/events?after={after}&limit=1000", token)
         for e in page.get("events", []):
@@ -908,6 +1612,8 @@ def verify_ledger(url, token, log_vkey, old_checkpoint):
             if (e.get("hash"), e.get("prev_hash"), e.get("patient"), e.get("revision"), e.get("type")) != \
                     (stored.hex(), stored_prev.hex(), rec["patient"], rec["revision"], rec["kind"]):
                 fail(f"the event at position {position}: its JSON fields differ from its frame")
+            if rec["patient"] == KEY_STREAM:  # the key stream: a stream like a patient's, in the heads map too
+                key_events += 1
             leaves.append(leaf_hash(stored))
             if position <= size:
                 heads[rec["patient"]] = (rec["revision"], position, stored)
@@ -924,6 +1630,8 @@ def verify_ledger(url, token, log_vkey, old_checkpoint):
     print(f"checkpoint   {origin}, tree size {size}, root {root.hex()} (recomputed from the events)")
     if heads_line is not None:
         print(f"heads map    {heads_line[0]} patients, recomputed from the events")
+    if key_events:
+        print(f"key stream   {key_events} events of {KEY_STREAM} (signing keys registered and revoked), decoded")
     if old_checkpoint is not None:
         try:
             with open(old_checkpoint, encoding="utf-8") as f:
