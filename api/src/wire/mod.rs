@@ -74,7 +74,10 @@ pub use event::{
     PanelExtensionData, PatientEventsView, ProblemData, ProblemResolutionData, RecordedEventView,
     SharedCareData, SmokingStatusData, TargetData, TargetWithdrawalData, WarningView,
 };
-pub use evidence::{ConsistencyProofView, ConsistencyQuery, InclusionProofView, InclusionQuery};
+pub use evidence::{
+    CheckpointEventView, ConsistencyProofView, ConsistencyQuery, ExportView, ExportedEventView,
+    ExportedHeadsView, ExportedLeafView, InclusionProofView, InclusionQuery,
+};
 pub use plan::{
     ChangeReasonView, CorrectionView, DoseChangeView, EpisodeStartView, EpisodeView, GoalView,
     IndicationView, IntoleranceView, LabOrderView, LabResultView, LatestValueView, LeadView,
@@ -120,5 +123,7 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     add::<ProblemDetails>(&mut out);
     add::<InclusionProofView>(&mut out);
     add::<ConsistencyProofView>(&mut out);
+    add::<CheckpointEventView>(&mut out);
+    add::<ExportView>(&mut out);
     out.into_iter().collect()
 }
