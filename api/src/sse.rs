@@ -264,11 +264,9 @@ impl Subscription {
         }
     }
 
-    /// A checkpoint signed since the last one sent, if any.
+    /// A checkpoint signed since the last one sent, if any. Told by its size, not by the
+    /// channel's changed mark, which the wait for more (`changed()`) clears.
     fn new_checkpoint(&mut self) -> Option<Bytes> {
-        if !self.checkpoints.has_changed().unwrap_or(false) {
-            return None;
-        }
         let item = self.checkpoints.borrow_and_update().clone()?;
         if item.size <= self.checkpoint_sent {
             return None;
