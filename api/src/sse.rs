@@ -465,4 +465,41 @@ mod tests {
         state.begin_shutdown();
         assert_eq!(sub.next_chunk().await, None);
     }
+
+    /// A checkpoint signed while a subscriber waits for events goes out at once, without an
+    /// id, and only once.
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_signed_while_a_subscriber_waits_goes_out_once_without_an_id() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = empty_server(dir.path());
+        let ledger = state.app.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.append(founding()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut sub = subscription(state.clone());
+        let event = sub.next_chunk().await.unwrap_or_default();
+        assert!(event.starts_with(b"id: 1\n"), "{event:?}");
+
+        let key = careledger_core::checkpoint::LogKey::from_seed("sse.example/log", &[3; 32])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("checkpoint-for-the-test");
+        let note = careledger_core::checkpoint::issue(&state.app.ledger, &key, &file, 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let feed = state.app.feed.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            feed.publish_checkpoint(&note);
+            // Again: the same size is not sent twice.
+            feed.publish_checkpoint(&note);
+        });
+        let chunk = sub.next_chunk().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&chunk);
+        assert!(text.starts_with("event: checkpoint\ndata: {"), "{text}");
+        assert!(!text.contains("\nid:"), "no id: {text}");
+        assert!(text.contains("\"tree_size\":1"), "{text}");
+        // Nothing more until the heartbeat.
+        let since = tokio::time::Instant::now();
+        expect_heartbeat(&mut sub, since).await;
+    }
 }
