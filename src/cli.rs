@@ -418,6 +418,10 @@ fn serve(
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
         let state = AppState::start(&dir);
+        // Every checkpoint signed goes to the SSE subscribers as it is signed.
+        if let Some(checkpointer) = checkpointer.as_ref() {
+            state.app.follow_checkpoints(checkpointer);
+        }
         let app = state.app.clone();
         careledger_api::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok((dir, app))

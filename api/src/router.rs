@@ -36,6 +36,7 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::checkpoint))
         .routes(routes!(evidence::inclusion))
         .routes(routes!(evidence::consistency))
+        .routes(routes!(evidence::export))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -1,9 +1,15 @@
-//! `GET /events/stream`: Server-Sent Events from a position on, catch-up then live.
+//! `GET /events/stream`: Server-Sent Events from a position on, catch-up then live, and the
+//! log's signed checkpoints.
 //!
 //! The feed ([`careledger_app::feed`]) renders each durable event once with [`render`] and shares
 //! it with every subscriber; a [`Subscription`] sends what became visible to its caller since its
 //! last wake-up in one write, a heartbeat after [`HEARTBEAT`] of silence (one timer, re-armed
 //! when it fires), and reads the ledger by position when it is further behind than the feed.
+//!
+//! Checkpoints ([`render_checkpoint`]) go to every subscriber: the latest once when it connects,
+//! then each one the checkpointer signs. They carry no `id:`, so that `Last-Event-ID` keeps
+//! naming the last event's position: a client that reconnects resumes by position as before, and
+//! gets the latest checkpoint again at the start.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,27 +22,58 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
 use careledger_app::actors::{AccessRole, RegisteredActor};
-use careledger_app::feed::{Feed, FeedItem};
+use careledger_app::feed::{CheckpointItem, Feed, FeedItem, Render, SignedCheckpoint};
 use careledger_core::ids::PatientId;
-use careledger_core::RecordedEvent;
+use careledger_core::FramedEvent;
 
 use crate::error::ApiError;
 use crate::extract::{parse_u64, Caller, Query};
+use crate::routes::blocking;
 use crate::state::AppState;
-use crate::wire::{PageQuery, ProblemDetails, RecordedEventView};
+use crate::wire::names::{StreamEventType, WireName};
+use crate::wire::{CheckpointEventView, PageQuery, ProblemDetails, RecordedEventView};
 
 /// How often an idle SSE connection gets a heartbeat comment.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
+/// How the feed renders for this server: events and checkpoints as Server-Sent Events.
+pub const RENDER: Render = Render {
+    event: render,
+    checkpoint: render_checkpoint,
+};
+
 /// One durable event as a Server-Sent Event: `id` (its position), `event` (its type) and one
-/// `data` line (its JSON, which has no newlines).
-pub fn render(event: &RecordedEvent) -> Bytes {
+/// `data` line (its JSON, which has no newlines, with the stored frame in base64).
+pub fn render(event: &FramedEvent) -> Bytes {
     let data = serde_json::to_string(&RecordedEventView::from(event)).unwrap_or_default();
-    let kind = event.record.event.kind();
+    let kind = event.event.record.event.kind();
+    let position = event.event.position.to_string();
+    sse(Some(&position), kind, &data)
+}
+
+/// A signed checkpoint as a Server-Sent Event: `event: checkpoint` and one `data` line (a
+/// [`CheckpointEventView`]: the note's newlines are escaped in its JSON), without an `id`, so
+/// that the client's last event id stays the last event's position.
+pub fn render_checkpoint(checkpoint: &SignedCheckpoint<'_>) -> Bytes {
+    let view = CheckpointEventView::new(
+        checkpoint.origin,
+        checkpoint.size,
+        &checkpoint.root,
+        checkpoint.note,
+    );
+    let data = serde_json::to_string(&view).unwrap_or_default();
+    sse(None, StreamEventType::Checkpoint.as_str(), &data)
+}
+
+/// The bytes of one Server-Sent Event.
+fn sse(id: Option<&str>, kind: &str, data: &str) -> Bytes {
     let mut frame = Vec::with_capacity(data.len() + kind.len() + 40);
-    frame.extend_from_slice(b"id: ");
-    frame.extend_from_slice(event.position.to_string().as_bytes());
-    frame.extend_from_slice(b"\nevent: ");
+    if let Some(id) = id {
+        frame.extend_from_slice(b"id: ");
+        frame.extend_from_slice(id.as_bytes());
+        frame.push(b'\n');
+    }
+    frame.extend_from_slice(b"event: ");
     frame.extend_from_slice(kind.as_bytes());
     frame.extend_from_slice(b"\ndata: ");
     frame.extend_from_slice(data.as_bytes());
@@ -44,12 +81,19 @@ pub fn render(event: &RecordedEvent) -> Bytes {
     Bytes::from(frame)
 }
 
-/// Server-Sent Events from a position on: catch-up, then live.
+/// Server-Sent Events from a position on: catch-up, then live; and the log's checkpoints.
 ///
-/// Each event's SSE `id` is its position, its `event` its type, its `data` the recorded event
-/// as `GET /events` gives it; resume with `Last-Event-ID` (or `?after=`). A comment line
-/// (`:heartbeat`) comes after 15 s without events. Auditors and subscribers receive every
-/// event, care roles those of their own patients.
+/// Each recorded event's SSE `id` is its position, its `event` its type, its `data` the
+/// recorded event as `GET /events` gives it (a `RecordedEventView`, with its stored `frame` in
+/// base64); resume with `Last-Event-ID` (or `?after=`). A comment line (`:heartbeat`) comes
+/// after 15 s without events. Auditors and subscribers receive every event, care roles those of
+/// their own patients.
+///
+/// Every subscriber also receives the log's signed checkpoints as `event: checkpoint`, whose
+/// `data` is a `CheckpointEventView` (tree size, root in hex and base64, the whole signed note):
+/// the latest once when it connects, then each new one as it is signed. A checkpoint event has
+/// no `id`, so it leaves `Last-Event-ID` at the last recorded event's position; it is not
+/// ordered with the recorded events (its `tree_size` says which positions it covers).
 #[utoipa::path(get, path = "/events/stream", tag = "events", security(("bearer" = [])),
     params(
         PageQuery,
@@ -82,7 +126,17 @@ pub async fn stream(
     if let (Some(p), AccessRole::Care(_)) = (&patient, caller.role) {
         state.app.may_read(&caller, p)?;
     }
-    let subscription = Subscription::new(state, caller, patient, after);
+    // Followed before the latest is read, so that none signed in between is missed; one
+    // already sent is not sent again (a checkpoint's size only grows).
+    let checkpoints = state.app.feed.checkpoints();
+    let app = state.app.clone();
+    let latest = blocking(move || Ok(app.checkpoint()?)).await?;
+    let first = latest.and_then(|note| state.app.feed.render_checkpoint(&note));
+    let mut subscription = Subscription::new(state, caller, patient, after, checkpoints);
+    if let Some(first) = first {
+        subscription.checkpoint_sent = first.size;
+        subscription.first = Some(first.frame);
+    }
     let stream = futures::stream::unfold(subscription, |mut sub| async move {
         let chunk = sub.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), sub))
@@ -111,6 +165,12 @@ struct Subscription {
     fed: watch::Receiver<u64>,
     durable: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
+    /// The checkpoints signed while the stream is open.
+    checkpoints: watch::Receiver<Option<Arc<CheckpointItem>>>,
+    /// The tree size of the last checkpoint sent.
+    checkpoint_sent: u64,
+    /// The latest checkpoint when the stream opened, sent first.
+    first: Option<Bytes>,
 }
 
 impl Subscription {
@@ -120,8 +180,12 @@ impl Subscription {
         caller: RegisteredActor,
         patient: Option<PatientId>,
         after: u64,
+        checkpoints: watch::Receiver<Option<Arc<CheckpointItem>>>,
     ) -> Self {
         Subscription {
+            checkpoints,
+            checkpoint_sent: 0,
+            first: None,
             fed: state.app.feed.subscribe(),
             shutdown: state.app.shutdown(),
             durable: state.app.durable(),
@@ -138,10 +202,16 @@ impl Subscription {
     /// heartbeat after [`HEARTBEAT`] of silence; `None` ends the stream (shutdown, or the ledger
     /// could not be read).
     async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(self.sent(first));
+        }
         loop {
             // Also when events flow that this subscriber does not see (another patient's).
             if tokio::time::Instant::now() >= self.last_sent + HEARTBEAT {
                 return Some(self.heartbeat());
+            }
+            if let Some(checkpoint) = self.new_checkpoint() {
+                return Some(self.sent(checkpoint));
             }
             let items = self
                 .state
@@ -163,6 +233,9 @@ impl Subscription {
                             return None;
                         }
                     }
+                    // A new checkpoint; the loop sends it. Closed only with the app, when the
+                    // shutdown ends the stream.
+                    Ok(()) = self.checkpoints.changed() => {}
                     // Armed at the last heartbeat; the check above sends the next one when
                     // the quiet period since the last write is over.
                     () = &mut self.heartbeat => {
@@ -189,6 +262,17 @@ impl Subscription {
             };
             return Some(self.sent(chunk));
         }
+    }
+
+    /// A checkpoint signed since the last one sent, if any. Told by its size, not by the
+    /// channel's changed mark, which the wait for more (`changed()`) clears.
+    fn new_checkpoint(&mut self) -> Option<Bytes> {
+        let item = self.checkpoints.borrow_and_update().clone()?;
+        if item.size <= self.checkpoint_sent {
+            return None;
+        }
+        self.checkpoint_sent = item.size;
+        Some(item.frame.clone())
     }
 
     fn sent(&mut self, chunk: Bytes) -> Bytes {
@@ -262,7 +346,8 @@ mod tests {
             careledger_core::ids::Text::new("GP system").unwrap_or_else(|e| panic!("{e}")),
             AccessRole::Subscriber,
         );
-        Subscription::new(state, caller, None, 0)
+        let checkpoints = state.app.feed.checkpoints();
+        Subscription::new(state, caller, None, 0, checkpoints)
     }
 
     /// A subscriber that follows one patient gets its heartbeat while other patients' events
@@ -379,5 +464,42 @@ mod tests {
         expect_heartbeat(&mut sub, sent).await;
         state.begin_shutdown();
         assert_eq!(sub.next_chunk().await, None);
+    }
+
+    /// A checkpoint signed while a subscriber waits for events goes out at once, without an
+    /// id, and only once.
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_signed_while_a_subscriber_waits_goes_out_once_without_an_id() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = empty_server(dir.path());
+        let ledger = state.app.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.append(founding()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut sub = subscription(state.clone());
+        let event = sub.next_chunk().await.unwrap_or_default();
+        assert!(event.starts_with(b"id: 1\n"), "{event:?}");
+
+        let key = careledger_core::checkpoint::LogKey::from_seed("sse.example/log", &[3; 32])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("checkpoint-for-the-test");
+        let note = careledger_core::checkpoint::issue(&state.app.ledger, &key, &file, 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let feed = state.app.feed.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            feed.publish_checkpoint(&note);
+            // Again: the same size is not sent twice.
+            feed.publish_checkpoint(&note);
+        });
+        let chunk = sub.next_chunk().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&chunk);
+        assert!(text.starts_with("event: checkpoint\ndata: {"), "{text}");
+        assert!(!text.contains("\nid:"), "no id: {text}");
+        assert!(text.contains("\"tree_size\":1"), "{text}");
+        // Nothing more until the heartbeat.
+        let since = tokio::time::Instant::now();
+        expect_heartbeat(&mut sub, since).await;
     }
 }

@@ -30,7 +30,7 @@ impl AppState {
     /// Starts the application over an opened data directory, its feed rendering Server-Sent
     /// Events.
     pub fn start(dir: &DataDir) -> Self {
-        Self::new(App::start(dir, crate::sse::render))
+        Self::new(App::start(dir, crate::sse::RENDER))
     }
 
     /// Ends the open SSE streams; in-flight requests finish.

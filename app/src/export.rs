@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use careledger_core::checkpoint::CheckpointConfig;
 use careledger_core::export::{Export, ExportError};
 use careledger_core::ids::PatientId;
 use careledger_core::note::Note;
@@ -31,25 +32,88 @@ pub fn export_patient(
     data: &Path,
     patient: &PatientId,
 ) -> Result<Export, AppError> {
-    let file = checkpoint_path(data);
-    let Some(latest) = read_optional(&file)? else {
+    let Some(note) = checkpoint_with_cosignatures(data)? else {
         return Err(AppError::NotFound(format!(
             "the log has signed no checkpoint yet ({} is missing); start `careledger serve` on \
              this data directory: it signs one within --checkpoint-every-secs seconds and when \
              it stops",
-            file.display()
+            checkpoint_path(data).display()
         )));
     };
-    let note = match read_optional(&cosigned_checkpoint_path(data))? {
-        Some(cosigned) if same_checkpoint(&cosigned, &latest) => cosigned,
-        _ => latest,
+    careledger_core::export::export_patient(ledger, patient, &note).map_err(refusal)
+}
+
+/// As [`export_patient`], for a running server whose checkpointer signs as `signing` says
+/// (`None`: it signs none): a patient without events is not found; one whose last event no
+/// checkpoint covers yet (or before the first checkpoint) is a conflict whose detail says that
+/// the next checkpoint will cover it, and when this server signs it.
+pub fn export_patient_served(
+    ledger: &Ledger,
+    data: &Path,
+    patient: &PatientId,
+    signing: Option<CheckpointConfig>,
+) -> Result<Export, AppError> {
+    if ledger.read_stream(patient, 1, 1)?.is_empty() {
+        return Err(AppError::NotFound(format!(
+            "the ledger holds no events of patient {patient}"
+        )));
+    }
+    let Some(note) = checkpoint_with_cosignatures(data)? else {
+        return Err(AppError::Conflict(format!(
+            "the log has signed no checkpoint yet, so patient {patient}'s events cannot be \
+             proven against one; the next checkpoint will cover them: {}; export again then",
+            next_checkpoint(signing)
+        )));
     };
     careledger_core::export::export_patient(ledger, patient, &note).map_err(|e| match e {
+        ExportError::NotCovered { size, position, .. } => AppError::Conflict(format!(
+            "the latest checkpoint (tree size {size}) does not yet cover patient {patient}'s \
+             last event (position {position}); the next checkpoint will: {}; export again then",
+            next_checkpoint(signing)
+        )),
+        other => refusal(other),
+    })
+}
+
+/// When a server that signs as `signing` says signs its next checkpoint, in words.
+fn next_checkpoint(signing: Option<CheckpointConfig>) -> String {
+    let Some(config) = signing else {
+        return "this server signs no checkpoints (started with --no-checkpoints, or without its \
+                log key); one is signed when a server that signs them runs on this data directory"
+            .into();
+    };
+    let secs = config.every.as_secs_f64();
+    match config.every_events {
+        0 => format!("this server signs one every {secs} seconds when the ledger grew"),
+        events => format!(
+            "this server signs one after every {events} events or {secs} seconds, whichever \
+             comes first"
+        ),
+    }
+}
+
+/// The app's errors for a refused export.
+fn refusal(e: ExportError) -> AppError {
+    match e {
         ExportError::NoEvents(_) => AppError::NotFound(e.to_string()),
         ExportError::NotCovered { .. } => AppError::Conflict(e.to_string()),
         ExportError::Ledger(e) => AppError::Ledger(e),
         other => AppError::Internal(other.to_string()),
-    })
+    }
+}
+
+/// The latest checkpoint with the cosignatures collected for it, `None` before the first.
+fn checkpoint_with_cosignatures(data: &Path) -> Result<Option<String>, AppError> {
+    let file = checkpoint_path(data);
+    let Some(latest) = read_optional(&file)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        match read_optional(&cosigned_checkpoint_path(data))? {
+            Some(cosigned) if same_checkpoint(&cosigned, &latest) => cosigned,
+            _ => latest,
+        },
+    ))
 }
 
 /// True when two signed notes carry the same text (their signatures may differ).

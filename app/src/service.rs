@@ -1,12 +1,14 @@
 //! The application: one data directory's ledger, read models, actors, projector and feed, and
 //! the operations every front end (HTTP, the command-line tool, the demo) goes through.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use careledger_core::checkpoint::{CheckpointConfig, Checkpointer};
 use careledger_core::event::{Acknowledgement, Command};
+use careledger_core::export::Export;
 use careledger_core::ids::{PatientId, Text};
 use careledger_core::merkle::{ConsistencyProof, InclusionProof, TreeHash};
 use careledger_core::notify;
@@ -51,6 +53,8 @@ pub struct App {
     /// The data directory.
     pub path: std::path::PathBuf,
     projector: Arc<Projector>,
+    /// When this server's checkpointer signs, once one is followed ([`App::follow_checkpoints`]).
+    signing: Arc<OnceLock<CheckpointConfig>>,
     durable: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
@@ -80,9 +84,21 @@ impl App {
             projections: dir.projections.clone(),
             actors: dir.actors.clone(),
             projector,
+            signing: Arc::new(OnceLock::new()),
             durable,
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
+        }
+    }
+
+    /// Hands every checkpoint `checkpointer` signs from now on to the feed's subscribers, and
+    /// remembers when it signs (for the refusal of an export that waits for the next).
+    pub fn follow_checkpoints(&self, checkpointer: &Checkpointer) {
+        let _ = self.signing.set(checkpointer.config());
+        let feed = self.feed.clone();
+        checkpointer.on_issued(move |note| feed.publish_checkpoint(note));
+        if let Some(latest) = checkpointer.latest() {
+            self.feed.publish_checkpoint(&latest);
         }
     }
 
@@ -312,6 +328,26 @@ impl App {
         let first_root = self.ledger.tree_head(first)?.root;
         let second_root = self.ledger.tree_head(second)?.root;
         Ok((proof, first_root, second_root))
+    }
+
+    /// The export of `patient`'s history as evidence (`careledger_core::export`), for a caller
+    /// who may read the patient ([`App::may_read`], checked before anything else: a patient
+    /// without a record gets the same refusal as one the caller may not see). Not found when
+    /// the patient has no events; a conflict, saying when this server signs the next
+    /// checkpoint, while no checkpoint covers the patient's last event yet. Reads the ledger:
+    /// call it on a blocking thread.
+    pub fn export(
+        &self,
+        caller: &RegisteredActor,
+        patient: &PatientId,
+    ) -> Result<Export, AppError> {
+        self.may_read(caller, patient)?;
+        crate::export::export_patient_served(
+            &self.ledger,
+            &self.path,
+            patient,
+            self.signing.get().copied(),
+        )
     }
 
     /// Verifies the whole chain (a full scan: auditors and care roles only).

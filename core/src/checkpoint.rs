@@ -355,6 +355,7 @@ struct State {
 pub struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    config: CheckpointConfig,
 }
 
 impl Checkpointer {
@@ -412,7 +413,13 @@ impl Checkpointer {
         Ok(Self {
             shared,
             thread: Some(thread),
+            config,
         })
+    }
+
+    /// When it signs: after how many events, after how long.
+    pub fn config(&self) -> CheckpointConfig {
+        self.config
     }
 
     /// The latest signed checkpoint, as a note.

@@ -17,7 +17,8 @@ use crate::decide::{PatientState, Policy};
 use crate::error::{Error, Result};
 use crate::handler::{CommandHandler, Log};
 use crate::ids::PatientId;
-use crate::record::RecordedEvent;
+use crate::log::{decode_frame, decode_framed};
+use crate::record::{FramedEvent, RecordedEvent};
 use crate::storage::{SledStorage, Storage};
 use crate::verify::VerifyReport;
 
@@ -171,9 +172,12 @@ impl Ledger {
 
     /// The signing keys as the durable events of the key stream say.
     pub fn key_registry(&self) -> Result<crate::signing_keys::KeyRegistry> {
-        let events = self
-            .log
-            .read_stream(&crate::signing_keys::key_stream(), 1, usize::MAX)?;
+        let events = self.log.read_stream(
+            &crate::signing_keys::key_stream(),
+            1,
+            usize::MAX,
+            decode_frame,
+        )?;
         let mut registry = crate::signing_keys::KeyRegistry::default();
         for e in &events {
             registry.apply(e.position, &e.record);
@@ -187,6 +191,7 @@ impl Ledger {
             patient,
             1,
             usize::MAX,
+            decode_frame,
         )?))
     }
 
@@ -197,12 +202,32 @@ impl Ledger {
         from_revision: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        self.log.read_stream(patient, from_revision, limit)
+        self.log
+            .read_stream(patient, from_revision, limit, decode_frame)
+    }
+
+    /// As [`Ledger::read_stream`], each event with its frame as stored: what a client hashes
+    /// again to check the event (`docs/hash-format.md`). The frame is the one each event is
+    /// decoded from; nothing is read twice.
+    pub fn read_stream_framed(
+        &self,
+        patient: &PatientId,
+        from_revision: u64,
+        limit: usize,
+    ) -> Result<Vec<FramedEvent>> {
+        self.log
+            .read_stream(patient, from_revision, limit, decode_framed)
     }
 
     /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order.
     pub fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
-        self.log.read_all(after, limit)
+        self.log.read_all(after, limit, decode_frame)
+    }
+
+    /// As [`Ledger::read_all`], each event with its frame as stored (see
+    /// [`Ledger::read_stream_framed`]).
+    pub fn read_all_framed(&self, after: u64, limit: usize) -> Result<Vec<FramedEvent>> {
+        self.log.read_all(after, limit, decode_framed)
     }
 
     /// Visits every durable event from position `from`, in order, without collecting them.
@@ -290,5 +315,25 @@ mod tests {
         assert_eq!(first, again);
         assert!(first.iter().all(|e| e.record.recorded_at == start));
         assert_ne!(first[0].record.event_id, first[1].record.event_id);
+    }
+
+    #[test]
+    fn framed_reads_give_each_event_with_the_frame_it_was_decoded_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
+        ledger.append(found()).unwrap();
+        let patient = PatientId::parse("999990007").unwrap();
+        let plain = ledger.read_all(0, usize::MAX).unwrap();
+        let framed = ledger.read_all_framed(0, usize::MAX).unwrap();
+        let stream = ledger.read_stream_framed(&patient, 1, usize::MAX).unwrap();
+        assert_eq!(framed, stream);
+        assert_eq!(framed.len(), plain.len());
+        for (f, e) in framed.iter().zip(&plain) {
+            assert_eq!(&f.event, e);
+            let frame = crate::chain::Frame::parse(&f.frame).unwrap();
+            assert_eq!(frame.hash, e.hash);
+            assert_eq!(frame.prev_hash, e.prev_hash);
+            assert_eq!(frame.computed_hash(e.position), e.hash);
+        }
     }
 }

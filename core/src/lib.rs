@@ -50,4 +50,4 @@ pub use ledger::{
     AppendOutcome, AppendRequest, Appended, ExpectedRevision, Head, Ledger, LedgerConfig,
     Submission,
 };
-pub use record::{Actor, Hash, Record, RecordedEvent, Timestamp};
+pub use record::{Actor, FramedEvent, Hash, Record, RecordedEvent, Timestamp};

@@ -36,7 +36,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result, StorageError};
 use crate::ids::PatientId;
 use crate::merkle::{open_tree, Frontier};
-use crate::record::{decode_record, Hash, RecordedEvent, RECORD_FORMAT_VERSION};
+use crate::record::{decode_record, FramedEvent, Hash, RecordedEvent, RECORD_FORMAT_VERSION};
 use crate::storage::{Storage, WriteBatch};
 use crate::verify::{check_frame, Problem, VerifyReport};
 
@@ -421,7 +421,7 @@ impl<C> EventLog<C> {
             self.write_staged(tail)?;
         }
         let positions = self.storage.stream_positions(patient, 1, usize::MAX)?;
-        self.read_positions(&positions)
+        self.read_positions(&positions, decode_frame)
     }
 
     /// After a failed write or sync: ends the epoch, so that nothing pending is acknowledged,
@@ -602,44 +602,57 @@ impl<C> EventLog<C> {
         Ok(())
     }
 
-    /// The events at `positions` (ascending), each stored value read once, durable or not.
-    fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
+    /// The events at `positions` (ascending), each stored value read once, durable or not,
+    /// each made by `make` from its position and frame.
+    fn read_positions<T>(
+        &self,
+        positions: &[u64],
+        make: fn(u64, &[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let mut events = Vec::with_capacity(positions.len());
         self.storage.frames_at(positions, &mut |position, frame| {
             let bytes = frame.ok_or_else(|| not_stored(position))?;
-            events.push(decode_frame(position, bytes)?);
+            events.push(make(position, bytes)?);
             Ok(())
         })?;
         Ok(events)
     }
 
-    /// The patient's durable events from `from_revision` (1 is the first), up to `limit`.
-    pub(crate) fn read_stream(
+    /// The patient's durable events from `from_revision` (1 is the first), up to `limit`, each
+    /// made by `make` from its position and frame.
+    pub(crate) fn read_stream<T>(
         &self,
         patient: &PatientId,
         from_revision: u64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>> {
+        make: fn(u64, &[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let durable = self.durable_position.load(Ordering::Acquire);
         let mut positions = self
             .storage
             .stream_positions(patient, from_revision.max(1), limit)?;
         positions.retain(|p| *p <= durable);
-        self.read_positions(&positions)
+        self.read_positions(&positions, make)
     }
 
-    /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order.
-    pub(crate) fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order,
+    /// each made by `make` from its position and frame.
+    pub(crate) fn read_all<T>(
+        &self,
+        after: u64,
+        limit: usize,
+        make: fn(u64, &[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let durable = self.durable_position.load(Ordering::Acquire);
         if after >= durable {
             return Ok(vec![]);
         }
         let limit = limit.min((durable - after) as usize);
-        // Decoded straight from the scanned bytes: no copy of each frame on the way.
+        // Made straight from the scanned bytes: no copy of each frame on the way.
         let mut events = Vec::with_capacity(limit.min(8192));
         let mut failure = None;
         self.storage.scan(after + 1, &mut |position, bytes| {
-            match decode_frame(position, bytes) {
+            match make(position, bytes) {
                 Ok(event) => events.push(event),
                 Err(e) => failure = Some(e),
             }
@@ -673,7 +686,7 @@ impl<C> EventLog<C> {
 
     /// The event at `position`, durable or not.
     pub(crate) fn read_position(&self, position: u64) -> Result<RecordedEvent> {
-        self.read_positions(&[position])?
+        self.read_positions(&[position], decode_frame)?
             .pop()
             .ok_or_else(|| not_stored(position))
     }
@@ -904,7 +917,8 @@ fn compare_with_anchor(
     }))
 }
 
-fn decode_frame(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
+/// The event decoded from its frame.
+pub(crate) fn decode_frame(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
     let frame = Frame::parse(bytes).ok_or_else(|| Error::Decode {
         position,
         detail: "frame header is malformed".into(),
@@ -916,5 +930,13 @@ fn decode_frame(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
         prev_hash: frame.prev_hash,
         hash: frame.hash,
         record,
+    })
+}
+
+/// The event decoded from its frame, with a copy of the frame.
+pub(crate) fn decode_framed(position: u64, bytes: &[u8]) -> Result<FramedEvent> {
+    Ok(FramedEvent {
+        event: decode_frame(position, bytes)?,
+        frame: bytes.to_vec(),
     })
 }

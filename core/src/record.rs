@@ -193,6 +193,20 @@ impl RecordedEvent {
     }
 }
 
+/// An event as read back together with its frame: the bytes exactly as the ledger stores them
+/// (frame version, record format version, previous hash, hash, record bytes;
+/// `docs/hash-format.md`, "The frame"), from which anyone can recompute the event's hash.
+///
+/// The frame is the one the event was decoded from, copied once out of the stored value; reads
+/// that need no frame ([`crate::Ledger::read_all`]) copy nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FramedEvent {
+    /// The decoded event.
+    pub event: RecordedEvent,
+    /// Its frame as stored.
+    pub frame: Vec<u8>,
+}
+
 pub(crate) fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }

@@ -287,6 +287,19 @@ async fn every_answer_matches_the_served_openapi_document() {
         )
         .unwrap()
         .finish();
+    // And one after every event while the requests run: an export waits for the checkpoint
+    // that covers the patient's last event (409 until then), and the stream sends each one.
+    let checkpointer = f
+        .data
+        .start_checkpoints(
+            None,
+            careledger_core::checkpoint::CheckpointConfig {
+                every_events: 1,
+                every: Duration::from_secs(1),
+            },
+        )
+        .unwrap();
+    f.state.app.follow_checkpoints(&checkpointer);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -443,6 +456,7 @@ async fn every_answer_matches_the_served_openapi_document() {
         .unwrap()
         .unwrap()
         .unwrap();
+    tokio::task::block_in_place(|| checkpointer.finish());
     eprintln!("statuses per operation: {seen:#?}");
     assert!(
         failures.is_empty(),

@@ -16,6 +16,7 @@ mod crash;
 mod crash_server;
 mod disk_trouble;
 mod e2e_server;
+mod evidence_http;
 mod export;
 mod golden;
 mod hostile_input;

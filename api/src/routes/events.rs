@@ -21,7 +21,8 @@ use crate::wire::{
 
 /// A page of the global log: the events the caller may see, after a position.
 ///
-/// Auditors and subscribers see every event; care roles the events of their own patients.
+/// Auditors and subscribers see every event; care roles the events of their own patients. Each
+/// event carries its stored `frame` (base64), from which its `hash` can be computed again.
 #[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = [])),
     params(PageQuery),
     responses(
@@ -37,12 +38,16 @@ pub async fn global_log(
 ) -> Result<Json<EventPageView>, ApiError> {
     let (after, limit, patient) = (q.after(), q.limit(), q.patient()?);
     let ledger = state.app.ledger.clone();
-    let events = blocking(move || Ok(ledger.read_all(after, limit)?)).await?;
-    let next_after = events.last().map_or(after, |e| e.position);
+    let events = blocking(move || Ok(ledger.read_all_framed(after, limit)?)).await?;
+    let next_after = events.last().map_or(after, |e| e.event.position);
     let shown = events
         .iter()
-        .filter(|e| patient.as_ref().is_none_or(|p| *p == e.record.patient))
-        .filter(|e| state.app.sees_events_of(&caller, &e.record.patient));
+        .filter(|e| {
+            patient
+                .as_ref()
+                .is_none_or(|p| *p == e.event.record.patient)
+        })
+        .filter(|e| state.app.sees_events_of(&caller, &e.event.record.patient));
     Ok(Json(EventPageView::new(
         shown,
         next_after,
@@ -135,7 +140,7 @@ pub(crate) async fn written(
     Ok(response)
 }
 
-/// The patient's events, from a revision on, with their hashes.
+/// The patient's events, from a revision on, with their hashes and stored frames.
 #[utoipa::path(get, path = "/patients/{patient}/events", tag = "events", security(("bearer" = [])),
     params(
         ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
@@ -155,6 +160,6 @@ pub async fn patient_events(
 ) -> Result<Json<PatientEventsView>, ApiError> {
     let (from, limit) = (q.from_revision(), q.limit());
     let ledger = state.app.ledger.clone();
-    let events = blocking(move || Ok(ledger.read_stream(&patient, from, limit)?)).await?;
+    let events = blocking(move || Ok(ledger.read_stream_framed(&patient, from, limit)?)).await?;
     Ok(Json(events.iter().collect()))
 }

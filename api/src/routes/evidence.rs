@@ -1,7 +1,7 @@
-//! Evidence a client checks for itself: the latest signed checkpoint with its cosignatures, and
-//! Merkle inclusion and consistency proofs against it.
+//! Evidence a client checks for itself: the latest signed checkpoint with its cosignatures,
+//! Merkle inclusion and consistency proofs against it, and one patient's export.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +11,8 @@ use crate::extract::{Caller, Query};
 use crate::routes::blocking;
 use crate::state::AppState;
 use crate::wire::{
-    ConsistencyProofView, ConsistencyQuery, InclusionProofView, InclusionQuery, ProblemDetails,
+    self, ConsistencyProofView, ConsistencyQuery, ExportView, InclusionProofView, InclusionQuery,
+    ProblemDetails,
 };
 
 /// The latest signed checkpoint (C2SP tlog-checkpoint as a signed note) with every witness
@@ -89,4 +90,50 @@ pub async fn consistency(
         &first_root,
         &second_root,
     )))
+}
+
+/// One patient's history as evidence: the file `careledger export` writes.
+///
+/// Every event of the patient with its stored frame and its inclusion proof against the latest
+/// signed checkpoint (with the witnesses' cosignatures collected for it), and the heads-map
+/// proof that no later event of the patient is left out (`docs/hash-format.md`, "Exports").
+/// Check it offline with `careledger verify-export FILE --key LOGKEY`. For those who may read
+/// the patient: the care team, the patient, auditors. While the latest checkpoint does not
+/// cover the patient's last event, the answer is 409: the next checkpoint will.
+#[utoipa::path(get, path = "/patients/{patient}/export", tag = "evidence", security(("bearer" = [])),
+    params(("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$")),
+    responses(
+        (status = 200, description = "the export, as a file to keep", body = ExportView, content_type = "application/json",
+            headers(("Content-Disposition" = String, description = "attachment; filename=\"careledger-export-<patient>.json\""))),
+        (status = 400, description = "the patient id is malformed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not in the care team, or no such patient", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "the patient has no events (for callers who may read every patient)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the latest checkpoint does not yet cover the patient's last event; the detail says when the next is signed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "the checkpoint does not match the ledger (run careledger verify)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(patient): Path<String>,
+) -> Result<Response, ApiError> {
+    let patient = wire::patient_id(&patient)?;
+    let app = state.app.clone();
+    let exported = {
+        let patient = patient.clone();
+        blocking(move || Ok(app.export(&caller, &patient)?)).await?
+    };
+    // Written as `careledger export` writes its file.
+    let body = serde_json::to_vec_pretty(&ExportView::from(&exported))
+        .map_err(|e| ApiError::Internal(format!("writing the export: {e}")))?;
+    let disposition = format!("attachment; filename=\"careledger-export-{patient}.json\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -5,6 +5,8 @@
 //! An event's `data` has the shape of the command that recorded it, so that what an integrator
 //! writes is what they read; `type` and `data` are [`EventData`], tagged by the event's kind.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,13 +14,13 @@ use careledger_core::clinical::Indication;
 use careledger_core::event::{ChangeReason, Event};
 use careledger_core::notify;
 use careledger_core::quantity::Quantity;
-use careledger_core::{AppendOutcome, RecordedEvent};
+use careledger_core::{AppendOutcome, FramedEvent, RecordedEvent};
 
 use super::names::{
     ChangeReasonCode, CodeSystem, Comparator, DoseUnit, GoalOutcome, IntoleranceKind, Lead, Line,
     MeasureCode, MeasurementSource, NoteKind, Practitioner, Role, SmokingStatus, TargetBasis,
 };
-use super::scalar::{HashHex, Time};
+use super::scalar::{FrameBase64, HashHex, Time};
 
 /// A recorded event with its place in the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -56,13 +58,24 @@ pub struct RecordedEventView {
     /// Its hash.
     #[schema(value_type = HashHex)]
     pub hash: String,
+    /// Its frame exactly as stored, in standard base64: the bytes its hash is computed over,
+    /// with its position (`docs/hash-format.md`).
+    #[schema(value_type = FrameBase64)]
+    pub frame: String,
     /// `type` (the event's kind) and `data` (its payload).
     #[serde(flatten)]
     pub event: EventData,
 }
 
-impl From<&RecordedEvent> for RecordedEventView {
-    fn from(e: &RecordedEvent) -> Self {
+impl From<&FramedEvent> for RecordedEventView {
+    fn from(framed: &FramedEvent) -> Self {
+        RecordedEventView::new(&framed.event, &framed.frame)
+    }
+}
+
+impl RecordedEventView {
+    /// The event `e` with `frame`, the stored bytes it was decoded from.
+    pub fn new(e: &RecordedEvent, frame: &[u8]) -> Self {
         let r = &e.record;
         RecordedEventView {
             position: e.position,
@@ -86,6 +99,7 @@ impl From<&RecordedEvent> for RecordedEventView {
             format_version: e.format_version,
             prev_hash: e.prev_hash.to_hex(),
             hash: e.hash.to_hex(),
+            frame: BASE64.encode(frame),
             event: EventData::from(&r.event),
         }
     }
@@ -707,7 +721,7 @@ pub struct EventPageView {
 impl EventPageView {
     /// A page of `events`, to be continued after `next_after`, of a ledger at `head`.
     pub fn new<'a>(
-        events: impl IntoIterator<Item = &'a RecordedEvent>,
+        events: impl IntoIterator<Item = &'a FramedEvent>,
         next_after: u64,
         head: u64,
     ) -> Self {
@@ -726,8 +740,8 @@ pub struct PatientEventsView {
     pub events: Vec<RecordedEventView>,
 }
 
-impl<'a> FromIterator<&'a RecordedEvent> for PatientEventsView {
-    fn from_iter<I: IntoIterator<Item = &'a RecordedEvent>>(events: I) -> Self {
+impl<'a> FromIterator<&'a FramedEvent> for PatientEventsView {
+    fn from_iter<I: IntoIterator<Item = &'a FramedEvent>>(events: I) -> Self {
         PatientEventsView {
             events: events.into_iter().map(RecordedEventView::from).collect(),
         }

@@ -76,7 +76,10 @@ pub use event::{
     SharedCareData, SigningKeyData, SigningKeyRevocationData, SmokingStatusData, TargetData,
     TargetWithdrawalData, WarningView,
 };
-pub use evidence::{ConsistencyProofView, ConsistencyQuery, InclusionProofView, InclusionQuery};
+pub use evidence::{
+    CheckpointEventView, ConsistencyProofView, ConsistencyQuery, ExportView, ExportedEventView,
+    ExportedHeadsView, ExportedLeafView, InclusionProofView, InclusionQuery,
+};
 pub use keys::RegisterKeyBody;
 pub use plan::{
     ChangeReasonView, CorrectionView, DoseChangeView, EpisodeStartView, EpisodeView, GoalView,
@@ -124,5 +127,7 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     add::<ProblemDetails>(&mut out);
     add::<InclusionProofView>(&mut out);
     add::<ConsistencyProofView>(&mut out);
+    add::<CheckpointEventView>(&mut out);
+    add::<ExportView>(&mut out);
     out.into_iter().collect()
 }

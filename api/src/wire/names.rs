@@ -568,3 +568,12 @@ wire_enum! {
         Storage = "storage",
     }
 }
+
+wire_enum! {
+    /// The `event:` of a Server-Sent Event on `GET /events/stream` that is not a recorded
+    /// event (whose `event:` is its kind, one of core's `Event::KINDS`).
+    StreamEventType {
+        /// A signed checkpoint; its `data` is a `CheckpointEventView`, and it has no `id`.
+        Checkpoint = "checkpoint",
+    }
+}

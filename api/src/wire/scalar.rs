@@ -182,6 +182,34 @@ string_schema! {
 }
 
 string_schema! {
+    /// The schema of an event's stored frame: its bytes in standard base64 with padding.
+    FrameBase64 => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Byte)))
+        .content_encoding("base64")
+        .pattern(Some("^[A-Za-z0-9+/]*={0,2}$"))
+        .description(Some(
+            "The event's frame exactly as the ledger stores it, in standard base64 with padding: \
+             frame version (1 byte, 1), record format version (u16 big-endian), previous hash \
+             (32 bytes), hash (32 bytes), record bytes. The hash is BLAKE3 over \
+             \"careledger/event/v1\\0\", the position (u64 big-endian), the record format \
+             version, the previous hash and the record bytes (docs/hash-format.md).",
+        ))
+        .into()
+}
+
+string_schema! {
+    /// The schema of a 32-byte hash in standard base64 (44 characters with padding).
+    Hash32Base64 => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Byte)))
+        .content_encoding("base64")
+        .pattern(Some("^[A-Za-z0-9+/]{43}=$"))
+        .description(Some("32 bytes (a SHA-256 or BLAKE3 hash) in standard base64 with padding."))
+        .into()
+}
+
+string_schema! {
     /// The schema of an event's kind: one of core's `Event::KINDS`.
     EventKind => crate::wire::names::string_enum(
         Event::KINDS,

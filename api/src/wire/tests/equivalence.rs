@@ -6,6 +6,9 @@
 //! second read alike, and a client cannot give back the time it read. The wire types write RFC
 //! 3339 in UTC with six decimals (`2026-11-02T08:15:30.123456Z`), the time as the ledger holds
 //! it. [`assert_same_json`] allows exactly that difference, at the keys that hold times.
+//!
+//! One field is new: every recorded event carries its stored `frame` in base64, which the old
+//! JSON did not have ([`without_frame`] checks it and takes it out before comparing).
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -88,13 +91,43 @@ fn to_value(v: &impl Serialize) -> Value {
     serde_json::to_value(v).unwrap()
 }
 
+/// The recorded event `view` without its `frame`, after checking that the frame is the stored
+/// one: it decodes from base64 and its hash, computed again, is the event's.
+fn without_frame(mut view: Value) -> Value {
+    use base64::Engine;
+    let frame = view
+        .as_object_mut()
+        .and_then(|o| o.remove("frame"))
+        .expect("a recorded event has its frame");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(frame.as_str().unwrap())
+        .unwrap();
+    let parsed = careledger_core::chain::Frame::parse(&bytes).unwrap();
+    let position = view["position"].as_u64().unwrap();
+    assert_eq!(
+        parsed.computed_hash(position).to_hex(),
+        view["hash"].as_str().unwrap(),
+        "the frame of event {position} hashes to its hash"
+    );
+    view
+}
+
+/// A page's JSON with every event's frame checked and taken out.
+fn page_without_frames(mut page: Value) -> Value {
+    let events = page["events"].as_array_mut().unwrap();
+    for e in events.iter_mut() {
+        *e = without_frame(e.take());
+    }
+    page
+}
+
 #[test]
 fn recorded_events_read_as_the_old_json_with_times_to_the_microsecond() {
     let h = History::build();
     let mut kinds = std::collections::BTreeSet::new();
     let mut times = 0;
-    for e in &h.events {
-        let new = to_value(&RecordedEventView::from(e));
+    for (e, framed) in h.events.iter().zip(&h.framed) {
+        let new = without_frame(to_value(&RecordedEventView::from(framed)));
         times += assert_same_json(
             &dto::recorded_event(e),
             &new,
@@ -112,21 +145,24 @@ fn recorded_events_read_as_the_old_json_with_times_to_the_microsecond() {
 fn a_time_with_microseconds_reads_back_as_recorded_where_the_old_json_cut_it_to_seconds() {
     let h = History::build();
     let measured = h
-        .events
+        .framed
         .iter()
         .find(|e| {
-            e.record.occurred_at == Timestamp::parse_rfc3339("2026-11-02T08:15:30.123456Z").unwrap()
+            e.event.record.occurred_at
+                == Timestamp::parse_rfc3339("2026-11-02T08:15:30.123456Z").unwrap()
         })
         .unwrap();
-    let old = dto::recorded_event(measured);
+    let old = dto::recorded_event(&measured.event);
     let new = to_value(&RecordedEventView::from(measured));
     assert_eq!(old["occurred_at"], "2026-11-02T08:15:30Z");
     assert_eq!(new["occurred_at"], "2026-11-02T08:15:30.123456Z");
     // A time given with an offset is written in UTC.
     let offset = h
-        .events
+        .framed
         .iter()
-        .find(|e| e.record.occurred_at == Timestamp::parse_rfc3339("2026-11-02T08:00:00Z").unwrap())
+        .find(|e| {
+            e.event.record.occurred_at == Timestamp::parse_rfc3339("2026-11-02T08:00:00Z").unwrap()
+        })
         .unwrap();
     assert_eq!(
         to_value(&RecordedEventView::from(offset))["occurred_at"],
@@ -241,11 +277,12 @@ fn pages_of_events_read_as_the_old_json() {
     let page = &h.events[3..9];
     let old = json!({"events": page.iter().map(dto::recorded_event).collect::<Vec<_>>(),
         "next_after": page[5].position, "head": head});
-    let new = EventPageView::new(page, page[5].position, head);
-    assert_same_json(&old, &to_value(&new), "page");
+    let framed = &h.framed[3..9];
+    let new = EventPageView::new(framed, page[5].position, head);
+    assert_same_json(&old, &page_without_frames(to_value(&new)), "page");
     let old = json!({"events": page.iter().map(dto::recorded_event).collect::<Vec<_>>()});
-    let new: PatientEventsView = page.iter().collect();
-    assert_same_json(&old, &to_value(&new), "patient events");
+    let new: PatientEventsView = framed.iter().collect();
+    assert_same_json(&old, &page_without_frames(to_value(&new)), "patient events");
 }
 
 #[test]
@@ -357,5 +394,26 @@ async fn problem_bodies_read_as_the_ones_api_error_writes() {
     for (error, problem) in cases {
         let old = body(error).await;
         assert_same_json(&old, &to_value(&problem), &problem.code);
+    }
+}
+
+#[test]
+fn an_export_reads_as_the_file_careledger_export_writes() {
+    use careledger_core::checkpoint::{issue, LogKey};
+    use careledger_core::ids::PatientId;
+    let h = History::build();
+    let dir = tempfile::tempdir().unwrap();
+    let key = LogKey::from_seed("wire.example/log", &[0x21; 32]).unwrap();
+    let size = h.ledger.head().position;
+    let note = issue(&h.ledger, &key, &dir.path().join("checkpoint"), size).unwrap();
+    for patient in super::history::PATIENTS {
+        let patient = PatientId::parse(patient).unwrap();
+        let export = careledger_core::export::export_patient(&h.ledger, &patient, &note).unwrap();
+        let written = serde_json::to_vec_pretty(&crate::wire::ExportView::from(&export)).unwrap();
+        assert_eq!(
+            written,
+            serde_json::to_vec_pretty(&export).unwrap(),
+            "byte for byte the file of patient {patient}"
+        );
     }
 }

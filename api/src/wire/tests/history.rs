@@ -11,7 +11,7 @@ use careledger_core::role::{Line, Role};
 use careledger_core::{
     Actor, AppendOutcome, AppendRequest, ExpectedRevision, Ledger, LedgerConfig,
 };
-use careledger_core::{RecordedEvent, Timestamp};
+use careledger_core::{FramedEvent, RecordedEvent, Timestamp};
 use careledger_projections::{ProjectionConfig, ReadModel};
 
 use super::legacy_dto as dto;
@@ -37,6 +37,8 @@ pub struct History {
     pub ledger: Ledger,
     /// Every recorded event, in position order.
     pub events: Vec<RecordedEvent>,
+    /// The same events, each with its stored frame.
+    pub framed: Vec<FramedEvent>,
     /// The read models.
     pub model: ReadModel,
     /// Their configuration.
@@ -64,6 +66,7 @@ impl History {
         signing_keys(&ledger);
         let (bodies, outcomes) = (w.bodies, w.outcomes);
         let events = ledger.read_all(0, usize::MAX).unwrap();
+        let framed = ledger.read_all_framed(0, usize::MAX).unwrap();
         let mut model = ReadModel::default();
         for e in &events {
             model.apply(e);
@@ -72,6 +75,7 @@ impl History {
             _dir: dir,
             ledger,
             events,
+            framed,
             model,
             config: ProjectionConfig::default(),
             bodies,

@@ -255,6 +255,46 @@ fn every_enumeration_is_written_read_and_listed_by_the_same_names() {
     assert_named::<AuditLine>();
     assert_named::<HealthStatus>();
     assert_named::<UnhealthyClass>();
+    assert_named::<StreamEventType>();
+}
+
+#[test]
+fn the_stream_s_own_event_types_are_no_kind_of_recorded_event() {
+    for name in names::<StreamEventType>() {
+        assert!(
+            !Event::KINDS.contains(&name),
+            "{name} is also an event kind: a subscriber could not tell them apart"
+        );
+    }
+}
+
+#[test]
+fn binary_fields_are_documented_as_base64() {
+    let schemas = documented();
+    // A recorded event's own fields sit beside its flattened `type` and `data`.
+    let object = |name: &str| -> Value {
+        let schema = &schemas[name];
+        match schema["allOf"].as_array() {
+            Some(parts) => parts
+                .iter()
+                .find(|p| p.get("properties").is_some())
+                .cloned()
+                .unwrap(),
+            None => schema.clone(),
+        }
+    };
+    for (name, field) in [
+        ("RecordedEventView", "frame"),
+        ("ExportedEventView", "frame"),
+        ("CheckpointEventView", "root_base64"),
+    ] {
+        let holder = object(name);
+        let schema = resolve(&schemas, &holder["properties"][field]);
+        assert_eq!(schema["format"], "byte", "{name}.{field}");
+        assert_eq!(schema["contentEncoding"], "base64", "{name}.{field}");
+    }
+    let required = strings(&object("RecordedEventView")["required"]);
+    assert!(required.contains("frame"), "every event has its frame");
 }
 
 #[test]
