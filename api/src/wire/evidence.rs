@@ -150,13 +150,13 @@ fn base64s(path: &[TreeHash]) -> Vec<String> {
 }
 
 /// One patient's history as evidence (`GET /patients/{patient}/export`): the file `careledger
-/// export` writes, format `careledger-export` version 1 (`docs/hash-format.md`, "Exports").
+/// export` writes, format `careledger-export` version 1, or 2 with signed requests (`docs/hash-format.md`, "Exports").
 /// Check it offline with `careledger verify-export FILE --key LOGKEY`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ExportView {
     /// `careledger-export`.
     pub format: String,
-    /// The format's version: 1.
+    /// The format's version: 2 when it carries signed requests or key events, otherwise 1.
     pub version: u32,
     /// The patient's id, as every record in the file names it.
     pub patient: String,
@@ -167,6 +167,21 @@ pub struct ExportView {
     /// That the last event is the patient's last in the checkpoint's tree; `null` when the
     /// checkpoint carries no heads map.
     pub heads: Option<ExportedHeadsView>,
+    /// Version 2: the signed requests the events name, as stored; absent when none is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signed_requests: Vec<ExportedSignedRequestView>,
+    /// Version 2: the key stream's events of the actors involved, with their inclusion paths;
+    /// absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<ExportedEventView>,
+}
+
+/// A signed request of an export: the stored bytes whose BLAKE3 hash a record names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ExportedSignedRequestView {
+    /// The stored bytes, standard base64 with padding.
+    #[schema(value_type = FrameBase64)]
+    pub bytes: String,
 }
 
 /// One event of an export: its position, its frame as stored, its inclusion path.
@@ -223,6 +238,16 @@ impl From<&ExportedLeaf> for ExportedLeafView {
     }
 }
 
+impl From<&careledger_core::export::ExportedEvent> for ExportedEventView {
+    fn from(e: &careledger_core::export::ExportedEvent) -> Self {
+        ExportedEventView {
+            position: e.position,
+            frame: BASE64.encode(&e.frame),
+            inclusion: base64s(&e.inclusion),
+        }
+    }
+}
+
 impl From<&Export> for ExportView {
     fn from(export: &Export) -> Self {
         ExportView {
@@ -230,15 +255,15 @@ impl From<&Export> for ExportView {
             version: export.version,
             patient: export.patient.clone(),
             checkpoint: export.checkpoint.clone(),
-            events: export
-                .events
+            events: export.events.iter().map(ExportedEventView::from).collect(),
+            signed_requests: export
+                .signed_requests
                 .iter()
-                .map(|e| ExportedEventView {
-                    position: e.position,
-                    frame: BASE64.encode(&e.frame),
-                    inclusion: base64s(&e.inclusion),
+                .map(|r| ExportedSignedRequestView {
+                    bytes: BASE64.encode(&r.bytes),
                 })
                 .collect(),
+            keys: export.keys.iter().map(ExportedEventView::from).collect(),
             heads: export.heads.as_ref().map(|h| ExportedHeadsView {
                 index: h.index,
                 inclusion: base64s(&h.inclusion),

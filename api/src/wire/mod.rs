@@ -78,7 +78,8 @@ pub use event::{
 };
 pub use evidence::{
     CheckpointEventView, ConsistencyProofView, ConsistencyQuery, ExportView, ExportedEventView,
-    ExportedHeadsView, ExportedLeafView, InclusionProofView, InclusionQuery,
+    ExportedHeadsView, ExportedLeafView, ExportedSignedRequestView, InclusionProofView,
+    InclusionQuery,
 };
 pub use keys::RegisterKeyBody;
 pub use plan::{
