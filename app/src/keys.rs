@@ -9,7 +9,7 @@
 use careledger_core::event::{Command, SigningKey, SigningKeyRevocation};
 use careledger_core::ids::{ActorId, ElementId, Text};
 use careledger_core::signed_request::SignedRequest;
-use careledger_core::signing_keys::{self, KeyRegistry};
+use careledger_core::signing_keys;
 use careledger_core::{Actor, AppendOutcome, AppendRequest, ExpectedRevision, Ledger, Submission};
 
 use crate::actors::{ActorStore, RegisteredActor};
@@ -128,10 +128,5 @@ impl App {
         signed: &SignedRequest,
     ) -> Result<AppendOutcome, AppError> {
         self.append_with(caller, write, Some(signed))
-    }
-
-    /// The signing keys.
-    pub fn key_registry(&self) -> Result<KeyRegistry, AppError> {
-        Ok(self.ledger.key_registry()?)
     }
 }

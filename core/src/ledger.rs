@@ -170,19 +170,13 @@ impl Ledger {
         self.log.signed_request(hash)
     }
 
-    /// The signing keys as the durable events of the key stream say.
+    /// The signing keys as the durable events of the key stream say: the key stream's state,
+    /// folded as the rules fold it.
     pub fn key_registry(&self) -> Result<crate::signing_keys::KeyRegistry> {
-        let events = self.log.read_stream(
-            &crate::signing_keys::key_stream(),
-            1,
-            usize::MAX,
-            decode_frame,
-        )?;
-        let mut registry = crate::signing_keys::KeyRegistry::default();
-        for e in &events {
-            registry.apply(e.position, &e.record);
-        }
-        Ok(registry)
+        Ok(self
+            .patient_state(&crate::signing_keys::key_stream())?
+            .keys()
+            .clone())
     }
 
     /// The patient's state as the rules see it (care team, active medication...), durable events only.

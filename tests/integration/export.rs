@@ -5,10 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
-use std::time::Duration;
 
-use careledger_core::checkpoint::{issue, CheckpointConfig, Checkpointer, LogKey};
+use careledger_core::checkpoint::{issue, LogKey};
 use careledger_core::export::{self, Completeness, Export};
 use careledger_core::heads::{HeadKey, HeadsMap, PatientHead, KEY_TAG};
 use careledger_core::ids::PatientId;
@@ -18,19 +16,11 @@ use careledger_core::{Ledger, LedgerConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::common::process::{careledger, ServerProcess};
+use crate::common::process::{careledger, log_key, sign_checkpoint, text, ServerProcess};
 
 const PATIENT: &str = "999990007";
 const OTHER: &str = "999990019";
 const ORIGIN: &str = "hospital.example/careledger";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn demo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -41,26 +31,6 @@ fn demo() -> tempfile::TempDir {
 
 fn open_ledger(data: &Path) -> Ledger {
     Ledger::open(&data.join("ledger"), LedgerConfig::default()).unwrap()
-}
-
-/// Signs a checkpoint of the whole ledger as a server does when it stops: the checkpointer's
-/// last checkpoint at `finish`.
-fn sign_checkpoint(data: &Path) {
-    let ledger = Arc::new(open_ledger(data));
-    let key = LogKey::open_or_create(&data.join("log-key"), Some(ORIGIN)).unwrap();
-    let config = CheckpointConfig {
-        every_events: 0,
-        every: Duration::from_secs(3600),
-    };
-    Checkpointer::start(ledger, key, data.join("checkpoint"), config)
-        .unwrap()
-        .finish();
-}
-
-fn log_key(data: &Path) -> String {
-    let shown = careledger(&["key", "show", "--data", data.to_str().unwrap()]);
-    assert!(shown.status.success(), "{}", text(&shown));
-    String::from_utf8(shown.stdout).unwrap().trim().to_owned()
 }
 
 fn export_to(data: &Path, patient: &str, out: &Path) -> Output {
@@ -96,7 +66,7 @@ struct Exported {
 impl Exported {
     fn new() -> Self {
         let dir = demo();
-        sign_checkpoint(dir.path());
+        sign_checkpoint(dir.path(), Some(ORIGIN));
         let file = dir.path().join("export.json");
         let out = export_to(dir.path(), PATIENT, &file);
         assert!(out.status.success(), "{}", text(&out));

@@ -8,12 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use careledger_api::signature::{base64_encode, from_request, public_key, sign, RequestParts};
 use careledger_core::chain::{encode_frame, event_hash, Frame};
-use careledger_core::checkpoint::{CheckpointConfig, Checkpointer, LogKey};
+use careledger_core::checkpoint::LogKey;
 use careledger_core::clinical::{
     Indication, Intolerance, IntoleranceKind, Problem, ProblemCode, ProblemCodeSystem,
     ProblemResolution, SmokingObservation, SmokingStatus,
@@ -32,7 +31,10 @@ use careledger_core::signing_keys::operator;
 use careledger_core::{AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission};
 use serde_json::{json, Value};
 
-use crate::common::process::{careledger, prepare_demo, ServerProcess};
+use crate::common::process::{
+    careledger, log_key, prepare_demo, sign_checkpoint, text, ServerProcess,
+};
+use crate::common::{note_body, unix_now};
 
 const PATIENT: &str = "999990007";
 const ORIGIN: &str = "hospital.example/careledger";
@@ -57,14 +59,6 @@ fn python(args: &[&str]) -> Output {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Asserts exit code 1 and one `FAILED:` line holding `cause`.
 fn assert_fails(out: &Output, cause: &str, case: &str) {
     let all = text(out);
@@ -77,25 +71,6 @@ fn assert_fails(out: &Output, cause: &str, case: &str) {
         "{case}: expected {cause:?} in {:?}",
         failed[0]
     );
-}
-
-/// Signs a checkpoint of the whole ledger, as a server does when it stops.
-fn sign_checkpoint(data: &Path) {
-    let ledger = Arc::new(Ledger::open(&data.join("ledger"), LedgerConfig::default()).unwrap());
-    let key = LogKey::open_or_create(&data.join("log-key"), Some(ORIGIN)).unwrap();
-    let config = CheckpointConfig {
-        every_events: 0,
-        every: Duration::from_secs(3600),
-    };
-    Checkpointer::start(ledger, key, data.join("checkpoint"), config)
-        .unwrap()
-        .finish();
-}
-
-fn log_key(data: &Path) -> String {
-    let shown = careledger(&["key", "show", "--data", data.to_str().unwrap()]);
-    assert!(shown.status.success(), "{}", text(&shown));
-    String::from_utf8(shown.stdout).unwrap().trim().to_owned()
 }
 
 fn export(data: &Path, patient: &str) -> (PathBuf, Export) {
@@ -167,7 +142,7 @@ impl Demo {
         let dir = tempfile::tempdir().unwrap();
         let demo = careledger(&["demo", "--data", dir.path().to_str().unwrap()]);
         assert!(demo.status.success(), "{}", text(&demo));
-        sign_checkpoint(dir.path());
+        sign_checkpoint(dir.path(), Some(ORIGIN));
         let signer =
             NoteSigner::from_seed("witness.example/w1", COSIGNATURE_V1, &[0x22; 32]).unwrap();
         let checkpoint = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
@@ -579,7 +554,7 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
     let dir = tempfile::tempdir().unwrap();
     let variants = write_every_variant_ledger(dir.path());
     assert_eq!(variants, Event::KINDS.len());
-    sign_checkpoint(dir.path());
+    sign_checkpoint(dir.path(), Some(ORIGIN));
     let (file, bundle) = export(dir.path(), PATIENT);
     assert_eq!(
         bundle.version, 2,
@@ -750,23 +725,10 @@ async fn the_python_verifier_checks_a_real_servers_ledger_over_http() {
 const SECRET: [u8; 32] = [11; 32];
 const DATE: &str = "Thu, 03 Dec 2026 09:30:00 GMT";
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn note_body(subject: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"commands": [{"type": "add_note", "kind": "note",
-        "subject": subject, "body": "Blood pressure at target.", "reason": "consultation"}]}))
-    .unwrap()
-}
-
 /// A signed request as the server stores it: signed with `SECRET` as key `his-1` for `POST
 /// path` over `body`, read back from its headers as the server reads them.
 fn signed_request(path: &str, body: &[u8]) -> SignedRequest {
-    let h = sign("POST", path, DATE, body, "his-1", &SECRET, now());
+    let h = sign("POST", path, DATE, body, "his-1", &SECRET, unix_now());
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("date", DATE.parse().unwrap());
     headers.insert("content-digest", h.content_digest.parse().unwrap());
@@ -840,7 +802,7 @@ async fn signed_demo(data: &Path) {
     assert_eq!(registered.status().as_u16(), 201);
     let path = format!("/patients/{PATIENT}/events");
     let body = note_body("signed follow-up");
-    let h = sign("POST", &path, DATE, &body, "his-1", &SECRET, now());
+    let h = sign("POST", &path, DATE, &body, "his-1", &SECRET, unix_now());
     let response = client
         .post(format!("{}{path}", server.base))
         .bearer_auth(&gp)
@@ -913,7 +875,7 @@ async fn the_python_verifier_checks_a_version_2_export_with_a_signed_and_an_unsi
     let other_body = dir.path().join("other-body");
     copy_dir(&data, &other_path);
     copy_dir(&data, &other_body);
-    sign_checkpoint(&data);
+    sign_checkpoint(&data, Some(ORIGIN));
     let (file, bundle) = export(&data, PATIENT);
     assert_eq!(bundle.version, 2);
     assert_eq!(bundle.signed_requests.len(), 1);
@@ -1032,7 +994,7 @@ async fn the_python_verifier_checks_a_version_2_export_with_a_signed_and_an_unsi
             .append_signed(gp_note(&ledger, "written by the operator"), &request)
             .unwrap();
         drop(ledger);
-        sign_checkpoint(data);
+        sign_checkpoint(data, Some(ORIGIN));
         let (file, _) = export(data, PATIENT);
         let (rust, py) = verify_both(&file, &key);
         let (rust_failed, py_failed) = (failed_line(&rust), failed_line(&py));

@@ -7,11 +7,8 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
-use std::time::Duration;
 
 use careledger_api::signature::{base64_encode, public_key, sign};
-use careledger_core::checkpoint::{CheckpointConfig, Checkpointer, LogKey};
 use careledger_core::event::{Command, Note, NoteKind};
 use careledger_core::export::Export;
 use careledger_core::ids::{PatientId, Text};
@@ -19,7 +16,8 @@ use careledger_core::signed_request::SignedRequest;
 use careledger_core::{AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission};
 use serde_json::{json, Value};
 
-use crate::common::process::{careledger, prepare_demo, ServerProcess};
+use crate::common::process::{careledger, prepare_demo, sign_checkpoint, ServerProcess};
+use crate::common::{note_body, unix_now};
 
 const PATIENT: &str = "999990007";
 const OTHER: &str = "999990019";
@@ -32,19 +30,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn note(subject: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"commands": [{"type": "add_note", "kind": "note",
-        "subject": subject, "body": "Blood pressure at target.", "reason": "consultation"}]}))
-    .unwrap()
 }
 
 /// A request signed for `signed_path` (with `secret` as key `key_id`, created at `created`) over
@@ -64,7 +49,7 @@ impl Signed {
             signed_body: body,
             secret: SECRET,
             key_id: "his-1",
-            created: now(),
+            created: unix_now(),
         }
     }
 
@@ -170,20 +155,20 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
         .unwrap();
     assert_eq!(registered.status().as_u16(), 201);
 
-    let first = Signed::new(note("signed follow-up"));
+    let first = Signed::new(note_body("signed follow-up"));
     let accepted = first.send(&client, &base, &gp).await;
     assert_eq!(accepted.status().as_u16(), 201);
     let before = revision(&client, &base, &gp).await;
     let here = (&client, base.as_str(), gp.as_str());
 
-    let mut wrong_key = Signed::new(note("wrong key"));
+    let mut wrong_key = Signed::new(note_body("wrong key"));
     wrong_key.secret = [12; 32];
     let r = wrong_key.send(&client, &base, &gp).await;
     assert_refused(r, 401, "signature_invalid", "another key", before, here).await;
 
-    let changed = Signed::new(note("what was signed"));
+    let changed = Signed::new(note_body("what was signed"));
     let path = changed.signed_path.clone();
-    let r = (changed.send_to(&client, &base, &gp, &path, note("what was sent"))).await;
+    let r = (changed.send_to(&client, &base, &gp, &path, note_body("what was sent"))).await;
     assert_refused(
         r,
         401,
@@ -194,14 +179,14 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
     )
     .await;
 
-    let mut other = Signed::new(note("for another patient"));
+    let mut other = Signed::new(note_body("for another patient"));
     other.signed_path = format!("/patients/{OTHER}/events");
     let r = (other.send_to(
         &client,
         &base,
         &gp,
         &format!("/patients/{PATIENT}/events"),
-        note("for another patient"),
+        note_body("for another patient"),
     ))
     .await;
     assert_refused(
@@ -214,8 +199,8 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
     )
     .await;
 
-    let mut stale = Signed::new(note("stale"));
-    stale.created = now() - 3600;
+    let mut stale = Signed::new(note_body("stale"));
+    stale.created = unix_now() - 3600;
     let r = stale.send(&client, &base, &gp).await;
     assert_refused(
         r,
@@ -227,7 +212,7 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
     )
     .await;
 
-    let mut unknown = Signed::new(note("unknown key"));
+    let mut unknown = Signed::new(note_body("unknown key"));
     unknown.key_id = "his-9";
     let r = unknown.send(&client, &base, &gp).await;
     assert_refused(
@@ -266,25 +251,11 @@ async fn signed_appends_are_stored_with_their_events_and_every_bad_signature_wri
     let bytes = ledger.signed_request(&hash).unwrap().unwrap();
     assert_eq!(SignedRequest::hash_of(&bytes), hash);
     let stored = SignedRequest::decode(&bytes).unwrap();
-    assert_eq!(stored.body, note("signed follow-up"));
+    assert_eq!(stored.body, note_body("signed follow-up"));
     assert_eq!(stored.key_id.as_str(), "his-1");
     assert!(events[..events.len() - 1]
         .iter()
         .all(|e| e.record.signed_request.is_none()));
-}
-
-/// Signs a checkpoint of the whole ledger with the log key the server made, as a server does
-/// when it stops.
-fn sign_checkpoint(data: &Path) {
-    let ledger = Arc::new(Ledger::open(&data.join("ledger"), LedgerConfig::default()).unwrap());
-    let key = LogKey::open_or_create(&data.join("log-key"), None).unwrap();
-    let config = CheckpointConfig {
-        every_events: 0,
-        every: Duration::from_secs(3600),
-    };
-    Checkpointer::start(ledger, key, data.join("checkpoint"), config)
-        .unwrap()
-        .finish();
 }
 
 fn verify_export(file: &Path, key: &str) -> Output {
@@ -311,7 +282,7 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
         .await
         .unwrap();
     assert_eq!(registered.status().as_u16(), 201);
-    let signed = Signed::new(note("signed follow-up"));
+    let signed = Signed::new(note_body("signed follow-up"));
     assert_eq!(
         signed
             .send(&client, &server.base, &gp)
@@ -384,7 +355,7 @@ async fn an_export_shows_the_signed_event_signed_and_the_operators_event_in_the_
         "{listed}"
     );
 
-    sign_checkpoint(data);
+    sign_checkpoint(data, None);
     let file = data.join("export.json");
     let out = careledger(&[
         "export",

@@ -177,3 +177,20 @@ pub fn seed() -> u64 {
     eprintln!("seed {seed} (replay with CARELEDGER_SEED={seed})");
     seed
 }
+
+/// Seconds since the Unix epoch, as a signature's `created`.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An append body of one consultation note with this subject.
+pub fn note_body(subject: &str) -> Vec<u8> {
+    serde_json::to_vec(
+        &serde_json::json!({"commands": [{"type": "add_note", "kind": "note",
+        "subject": subject, "body": "Blood pressure at target.", "reason": "consultation"}]}),
+    )
+    .unwrap()
+}

@@ -109,3 +109,37 @@ pub fn prepare_demo(data: &std::path::Path) -> (String, String, u64) {
         .unwrap();
     (token_of("auditor-1"), token_of("gp-jansen"), head)
 }
+
+/// A command's standard output and error, for messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Signs a checkpoint of the whole ledger in `data`, as a server does when it stops: the
+/// checkpointer's last checkpoint at `finish`. The log key is made with `origin` when there is
+/// none yet.
+pub fn sign_checkpoint(data: &Path, origin: Option<&str>) {
+    use careledger_core::checkpoint::{CheckpointConfig, Checkpointer, LogKey};
+    use careledger_core::{Ledger, LedgerConfig};
+    let ledger =
+        std::sync::Arc::new(Ledger::open(&data.join("ledger"), LedgerConfig::default()).unwrap());
+    let key = LogKey::open_or_create(&data.join("log-key"), origin).unwrap();
+    let config = CheckpointConfig {
+        every_events: 0,
+        every: Duration::from_secs(3600),
+    };
+    Checkpointer::start(ledger, key, data.join("checkpoint"), config)
+        .unwrap()
+        .finish();
+}
+
+/// The log's verifier key, as `careledger key show` prints it.
+pub fn log_key(data: &Path) -> String {
+    let shown = careledger(&["key", "show", "--data", data.to_str().unwrap()]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    String::from_utf8(shown.stdout).unwrap().trim().to_owned()
+}
