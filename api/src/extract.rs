@@ -21,20 +21,26 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthenticated("send an Authorization: Bearer <token> header; `careledger actors add` creates a token".into())
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthenticated(
-                    "the Authorization header must be \"Bearer <token>\"".into(),
-                )
-            })?;
-        Ok(Caller(state.app.authenticate(token.trim())?))
+        authenticate(&parts.headers, state).map(Caller)
     }
+}
+
+/// The registered actor whose bearer token the request's `Authorization` header carries.
+pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<RegisteredActor, ApiError> {
+    let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthenticated(
+            "send an Authorization: Bearer <token> header; `careledger actors add` creates a token"
+                .into(),
+        )
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into())
+        })?;
+    Ok(state.app.authenticate(token.trim())?)
 }
 
 /// A caller who may read the patient named in the path (`/patients/{patient}/...`).

@@ -587,6 +587,27 @@ pub fn decide(
     if state.is_empty() {
         return governance::found(actor, command);
     }
+    permit(state, actor, command)?;
+    let mut warnings = check_rules(state, policy, actor, command, occurred_at)?;
+    warnings.extend(clinical::check(&state.clinical, command)?);
+    Ok(Decision {
+        events: vec![command.clone().into_event()],
+        warnings,
+    })
+}
+
+/// Whether `actor` may give `command` on this record at all: the permission part of [`decide`],
+/// which the command handler asks before anything that reveals the record's state (its
+/// revision against `If-Match`, an earlier request under the same idempotency key), so that
+/// an outsider gets the same refusal whether or not the patient has a record.
+pub fn permit(state: &PatientState, actor: &Actor, command: &Command) -> Result<(), Rejection> {
+    if command.is_key_command() {
+        // Decided in the key stream, which is no patient's record.
+        return Ok(());
+    }
+    if state.is_empty() {
+        return governance::may_found(actor, command);
+    }
     if actor.role == Role::CareGroupAdmin {
         if !governance::admin_may(command) {
             return Err(Rejection::not_permitted(
@@ -599,15 +620,9 @@ pub fn decide(
                 ),
             ));
         }
-    } else {
-        authorize(state, actor, command)?;
+        return Ok(());
     }
-    let mut warnings = check_rules(state, policy, actor, command, occurred_at)?;
-    warnings.extend(clinical::check(&state.clinical, command)?);
-    Ok(Decision {
-        events: vec![command.clone().into_event()],
-        warnings,
-    })
+    authorize(state, actor, command)
 }
 
 /// The lead a role has by default: the GP leads CVRM, the specialist the organ disease.
@@ -648,6 +663,10 @@ pub(crate) fn check_member(m: &Member) -> Result<(), Rejection> {
 /// Membership and role checks: who may issue which command.
 fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(), Rejection> {
     let Some(member) = state.member(&actor.id) else {
+        if governance::is_founding(actor, command) && !actor.role.founds_care_teams() {
+            // As on a patient without a record: the refusal names the role, not the record.
+            return Err(governance::founder_not_permitted(actor));
+        }
         return Err(Rejection::not_permitted(
             RejectionCode::NotInCareTeam,
             format!(

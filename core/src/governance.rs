@@ -58,27 +58,54 @@ pub fn main_practitioner(state: &PatientState, lead: Lead) -> Option<&ActorId> {
         .map(|(id, _)| id)
 }
 
-/// The first event of a patient founds the care team: a GP or a specialist adds themselves, or
-/// starts shared care and is added as its first member, main practitioner of their line's lead.
-pub fn found(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
+/// True for the commands that found a care team when a patient has none: the actor adding
+/// themselves, or starting shared care.
+pub fn is_founding(actor: &Actor, command: &Command) -> bool {
+    matches!(command, Command::StartSharedCare(_))
+        || matches!(command, Command::AddCareTeamMember(m) if m.actor == actor.id)
+}
+
+/// Who may found a care team (agreement 1): a GP or a specialist, with a founding command.
+/// Checked before anything of the record's state is revealed; [`found`] then decides the
+/// founding's content.
+pub fn may_found(actor: &Actor, command: &Command) -> Result<(), Rejection> {
     if actor.role == Role::Patient {
         return Err(Rejection::new(
             RejectionCode::NotInCareTeam,
             "a patient's care team is founded by a practitioner; ask your GP or specialist to add you",
         ));
     }
-    let founding = matches!(command, Command::StartSharedCare(_))
-        || matches!(command, Command::AddCareTeamMember(m) if m.actor == actor.id);
+    let founding = is_founding(actor, command);
     if founding && !actor.role.founds_care_teams() {
-        return Err(Rejection::not_permitted(
-            RejectionCode::FounderNotPermitted,
-            format!(
-                "a {} does not found a care team; the patient's GP or specialist founds it and \
-                 adds you (agreement 1)",
-                actor.role
-            ),
+        return Err(founder_not_permitted(actor));
+    }
+    if !founding {
+        return Err(Rejection::new(
+            RejectionCode::NoCareTeam,
+            "this patient has no care team yet: first add yourself, in your own role, as a \
+             care-team member (add_care_team_member) or start shared care (start_shared_care)",
         ));
     }
+    Ok(())
+}
+
+/// The refusal of a founding command by a role that does not found care teams; the same
+/// whether or not the patient has a record, so that it reveals nothing of one.
+pub fn founder_not_permitted(actor: &Actor) -> Rejection {
+    Rejection::not_permitted(
+        RejectionCode::FounderNotPermitted,
+        format!(
+            "a {} does not found a care team; the patient's GP or specialist founds it and \
+             adds you (agreement 1)",
+            actor.role
+        ),
+    )
+}
+
+/// The first event of a patient founds the care team: a GP or a specialist adds themselves, or
+/// starts shared care and is added as its first member, main practitioner of their line's lead.
+pub fn found(actor: &Actor, command: &Command) -> Result<Decision, Rejection> {
+    may_found(actor, command)?;
     match command {
         Command::AddCareTeamMember(m) if m.actor == actor.id && m.role == actor.role => {
             crate::decide::check_member(m)?;

@@ -147,7 +147,10 @@ impl CommandHandler {
         let (outcome, last_position, epoch) = {
             let (mut writer, epoch) = log.lock_writer()?;
             if let (Some(key), Some(print)) = (&request.idempotency_key, &fingerprint) {
-                if let Some(value) = log.idempotency(&writer.tail, key.as_bytes())? {
+                if let Some(value) = stored_idempotency(log, &writer.tail, &request, key, print)? {
+                    // A retry is answered only to whoever may still give its commands: a
+                    // member removed since gets the refusal, not the earlier answer.
+                    permit_first(log, &mut writer, &request)?;
                     drop(writer);
                     drop(committing);
                     return replay(log, key, print, &value, epoch);
@@ -253,6 +256,10 @@ impl CommandHandler {
         state: &mut PatientState,
         epoch: u64,
     ) -> Result<AppendOutcome> {
+        // Permission before the revision: an outsider learns nothing of the record.
+        if let Some(first) = request.submissions.first() {
+            crate::decide::permit(state, &request.actor, &first.command)?;
+        }
         check_expected(&request.patient, request.expected, state.revision())?;
         let recorded_at = self.clock.now();
         let correlation_id = (request.correlation_id).unwrap_or_else(|| self.ids.next_id());
@@ -312,7 +319,10 @@ impl CommandHandler {
             }
         }
         if let (Some(key), Some(print)) = (&request.idempotency_key, fingerprint) {
-            pending.remember(key.as_bytes(), idempotency_value(print, &appended));
+            pending.remember(
+                &scoped_idempotency_key(request, key),
+                idempotency_value(print, &appended),
+            );
         }
         if let Some((hash, bytes)) = signed {
             pending.keep_signed_request(hash, bytes);
@@ -347,6 +357,55 @@ pub(crate) fn fold(events: &[RecordedEvent]) -> PatientState {
         state.apply(recorded);
     }
     state
+}
+
+/// Refuses a request whose first command its actor may not give on the patient's record as it
+/// stands (`decide::permit`), folding the state under the writer lock.
+fn permit_first(
+    log: &Log,
+    writer: &mut Writer<PatientStates>,
+    request: &AppendRequest,
+) -> Result<()> {
+    let Some(first) = request.submissions.first() else {
+        return Ok(());
+    };
+    let state = take_state(log, writer, &request.patient)?;
+    let permitted = crate::decide::permit(&state, &request.actor, &first.command);
+    writer.cache.insert(request.patient.clone(), state);
+    Ok(permitted?)
+}
+
+/// The idempotency entry of an earlier request under the same key, by the same actor for the
+/// same patient. Entries written before keys were scoped are stored under the bare key; one of
+/// those counts only when its fingerprint, which covers the actor and the patient, is this
+/// request's (otherwise it was someone else's request, which no longer conflicts).
+fn stored_idempotency(
+    log: &Log,
+    tail: &crate::log::Tail,
+    request: &AppendRequest,
+    key: &str,
+    print: &Hash,
+) -> Result<Option<Vec<u8>>> {
+    if let Some(value) = log.idempotency(tail, &scoped_idempotency_key(request, key))? {
+        return Ok(Some(value));
+    }
+    Ok(log
+        .idempotency(tail, key.as_bytes())?
+        .filter(|value| value.get(..32) == Some(&print.0[..])))
+}
+
+/// The stored key of an idempotency key: scoped to the actor and the patient, so that one
+/// client's keys neither answer nor block another's. Ids hold no NUL byte.
+fn scoped_idempotency_key(request: &AppendRequest, key: &str) -> Vec<u8> {
+    let actor = request.actor.id.as_str().as_bytes();
+    let patient = request.patient.as_str().as_bytes();
+    let mut scoped = Vec::with_capacity(actor.len() + patient.len() + key.len() + 2);
+    scoped.extend_from_slice(actor);
+    scoped.push(0);
+    scoped.extend_from_slice(patient);
+    scoped.push(0);
+    scoped.extend_from_slice(key.as_bytes());
+    scoped
 }
 
 /// Answers a retry of the append that wrote or staged `stored` (the idempotency entry)

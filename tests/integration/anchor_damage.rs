@@ -527,8 +527,18 @@ async fn a_server_missing_acknowledged_events_is_unhealthy_refuses_writes_and_ve
 
     let client = reqwest::Client::new();
     let server = ServerProcess::start(dir.path(), &client).await;
+    // Anyone learns that the ledger is damaged; only an auditor learns where and how much.
     let health = client
         .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body, json!({"status": "unhealthy", "class": "damaged"}));
+    let health = client
+        .get(format!("{}/health", server.base))
+        .bearer_auth(&auditor)
         .send()
         .await
         .unwrap();

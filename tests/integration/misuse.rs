@@ -203,3 +203,272 @@ async fn a_practitioner_sees_only_their_patients_in_the_global_log() {
         "{patients:?}"
     );
 }
+
+/// A second patient with a record, whom `patient-1` (bound to [`PATIENT`]) is not.
+const OTHER_PATIENT: &str = "999990020";
+/// A patient without a record.
+const NO_RECORD: &str = "999990032";
+
+/// Every write an outsider can try, with every header and body field that names a revision or
+/// an earlier request: the answer must not depend on whether the patient has a record.
+type Write = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    serde_json::Value,
+);
+
+fn writes() -> Vec<Write> {
+    let note = json!({"commands": [{"type": "add_note", "subject": "x"}]});
+    let pinned =
+        json!({"expected_revision": 3, "commands": [{"type": "add_note", "subject": "x"}]});
+    let founding = json!({"commands": [{"type": "add_care_team_member", "actor": "{actor}",
+        "name": "Dr. X", "role": "{role}", "practitioner": "co"}]});
+    let ack = serde_json::Value::Null;
+    vec![
+        ("POST", "/patients/{p}/events", vec![], note.clone()),
+        (
+            "POST",
+            "/patients/{p}/events",
+            vec![("if-match", "no_stream")],
+            note.clone(),
+        ),
+        (
+            "POST",
+            "/patients/{p}/events",
+            vec![("if-match", "7")],
+            note.clone(),
+        ),
+        (
+            "POST",
+            "/patients/{p}/events",
+            vec![("if-match", "any")],
+            note.clone(),
+        ),
+        ("POST", "/patients/{p}/events", vec![], pinned),
+        (
+            "POST",
+            "/patients/{p}/events",
+            vec![("idempotency-key", "k-1")],
+            note,
+        ),
+        ("POST", "/patients/{p}/events", vec![], founding),
+        (
+            "POST",
+            "/patients/{p}/notifications/n-5/ack",
+            vec![],
+            ack.clone(),
+        ),
+        (
+            "POST",
+            "/patients/{p}/notifications/n-5/ack",
+            vec![("if-match", "no_stream")],
+            ack.clone(),
+        ),
+        (
+            "POST",
+            "/patients/{p}/notifications/n-5-second/ack",
+            vec![("if-match", "9")],
+            ack,
+        ),
+    ]
+}
+
+async fn try_write(
+    f: &Fixture,
+    caller: &str,
+    role: &str,
+    patient: &str,
+    write: &Write,
+) -> (StatusCode, serde_json::Value) {
+    let (method, path, headers, body) = write;
+    let body = (!body.is_null()).then(|| {
+        serde_json::from_str(
+            &body
+                .to_string()
+                .replace("{actor}", caller)
+                .replace("{role}", role),
+        )
+        .unwrap()
+    });
+    let mut r = request(
+        method,
+        &path.replace("{p}", patient),
+        Some(&f.token(caller)),
+        &body,
+    );
+    for (name, value) in headers {
+        r.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    let (status, body, _) = f.send(r).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn no_write_reveals_by_status_or_body_whether_a_patient_has_a_record() {
+    let f = Fixture::with_patient().await;
+    // A second record, which patient-1 may not touch.
+    let founding = json!({"commands": [{"type": "add_care_team_member", "actor": "gp-1",
+        "name": "Dr. gp-1", "role": "gp", "lead": "cvrm", "practitioner": "main"}]});
+    let (status, body) = f.post("gp-1", OTHER_PATIENT, &founding, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let head = f.head();
+    // A GP (who may found a team) and a pharmacist (who may not) outside the team, and a
+    // patient actor writing to a record that is not their own.
+    let cases = [
+        ("gp-other", "gp", PATIENT),
+        ("pharm-other", "pharmacist", PATIENT),
+        ("patient-1", "patient", OTHER_PATIENT),
+    ];
+    for (caller, role, existing) in cases {
+        for write in writes() {
+            let (method, path, headers, body) = &write;
+            let on_record = try_write(&f, caller, role, existing, &write).await;
+            let founds = body.to_string().contains("add_care_team_member");
+            if founds && role == "gp" {
+                // A GP founds the team of a patient without a record: that they can is the
+                // one thing a founder learns (docs/security.md); on a record it is refused.
+                assert_eq!(
+                    on_record.0,
+                    StatusCode::FORBIDDEN,
+                    "{caller} {path}: {}",
+                    on_record.1
+                );
+                continue;
+            }
+            let on_none = try_write(&f, caller, role, NO_RECORD, &write).await;
+            assert_eq!(
+                on_record.0,
+                StatusCode::FORBIDDEN,
+                "{caller} {method} {path} {headers:?}: {}",
+                on_record.1
+            );
+            assert_eq!(
+                on_record, on_none,
+                "{caller} {method} {path} {headers:?} tells a record from none"
+            );
+            let text = on_record.1.to_string();
+            assert!(
+                !text.contains("revision") && !text.contains("already"),
+                "{caller} {method} {path} {headers:?}: the refusal names state: {text}"
+            );
+        }
+    }
+    assert_eq!(f.head(), head, "nothing was written");
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_the_actor_and_the_patient() {
+    let f = Fixture::with_patient().await;
+    let note = |subject: &str| json!({"commands": [{"type": "add_note", "subject": subject}]});
+    let (status, gp) = f
+        .post(
+            "gp-1",
+            PATIENT,
+            &note("from the GP"),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{gp}");
+    // Another actor's request under the same key is its own request: written, not a 409 and
+    // not the GP's answer.
+    let (status, card) = f
+        .post(
+            "card-1",
+            PATIENT,
+            &note("from cardiology"),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{card}");
+    assert_ne!(card["events"], gp["events"]);
+    // An outsider using the GP's key learns nothing of it.
+    let (status, outsider) = f
+        .post(
+            "gp-other",
+            PATIENT,
+            &note("from the GP"),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{outsider}");
+    let (_, plain) = f.post("gp-other", PATIENT, &note("x"), &[]).await;
+    assert_eq!(outsider, plain, "the same refusal as without the key");
+    // The same key for another patient is another request.
+    let founding = json!({"commands": [{"type": "add_care_team_member", "actor": "gp-1",
+        "name": "Dr. gp-1", "role": "gp", "lead": "cvrm", "practitioner": "main"}]});
+    let (status, other) = f
+        .post(
+            "gp-1",
+            OTHER_PATIENT,
+            &founding,
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    // A retry by the GP still answers the GP's own request.
+    let head = f.head();
+    let (status, again) = f
+        .post(
+            "gp-1",
+            PATIENT,
+            &note("from the GP"),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["events"], gp["events"]);
+    assert_eq!(f.head(), head);
+}
+
+#[tokio::test]
+async fn a_member_removed_from_the_team_cannot_replay_an_earlier_request() {
+    let f = Fixture::with_patient().await;
+    let note = json!({"commands": [{"type": "add_note", "subject": "home visit"}]});
+    let (status, first) = f
+        .post("nurse-1", PATIENT, &note, &[("idempotency-key", "visit-1")])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let removal = json!({"commands": [{"type": "remove_care_team_member", "actor": "nurse-1",
+        "reason": "moved to another practice"}]});
+    let (status, body) = f.post("gp-1", PATIENT, &removal, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let head = f.head();
+    let (status, replay) = f
+        .post("nurse-1", PATIENT, &note, &[("idempotency-key", "visit-1")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{replay}");
+    let (_, refused) = f.post("nurse-1", PATIENT, &note, &[]).await;
+    assert_eq!(replay, refused, "the same refusal as a new request");
+    assert_eq!(f.head(), head);
+}
+
+#[tokio::test]
+async fn health_tells_anyone_up_or_down_and_only_auditors_the_head() {
+    let f = Fixture::with_patient().await;
+    let (status, public, _) = f
+        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(public, json!({"status": "ok"}));
+    let (status, care) = f.get("gp-1", "/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        care,
+        json!({"status": "ok"}),
+        "a care role is not told the head"
+    );
+    let (status, audit) = f.get("auditor-1", "/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(audit["head_position"], f.head(), "{audit}");
+    assert!(audit["head_hash"].is_string(), "{audit}");
+    let (status, body, _) = f
+        .send(
+            Request::get("/health")
+                .header("authorization", "Bearer 00ff")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}

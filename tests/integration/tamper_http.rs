@@ -45,6 +45,7 @@ async fn verify_endpoint_names_the_position_of_a_changed_byte() {
     // itself healthy (and refuses writes).
     let health = client
         .get(format!("{}/health", server.base))
+        .bearer_auth(&auditor)
         .send()
         .await
         .unwrap();
@@ -60,12 +61,13 @@ async fn verify_endpoint_names_the_position_of_a_changed_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_with_a_damaged_head_is_unhealthy_says_why_and_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, gp, head) = prepare_demo(dir.path());
+    let (auditor, gp, head) = prepare_demo(dir.path());
     flip_byte(dir.path(), head);
     let client = reqwest::Client::new();
     let server = ServerProcess::start(dir.path(), &client).await;
     let health = client
         .get(format!("{}/health", server.base))
+        .bearer_auth(&auditor)
         .send()
         .await
         .unwrap();

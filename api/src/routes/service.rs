@@ -1,9 +1,11 @@
 //! The service's own routes: `/health`, `/openapi.json`, `/verify`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+
+use careledger_app::actors::AccessRole;
 
 use crate::error::ApiError;
 use crate::extract::Caller;
@@ -15,13 +17,23 @@ use crate::wire::{HealthView, ProblemDetails, VerifyView};
 ///
 /// 200 while it does; 503 with the reason class (`damaged`: acknowledged events missing or
 /// changed, found on open or by comparing the stored head with the anchor's last entry;
-/// `storage`: a storage failure, which clears by itself once the cause is removed).
+/// `storage`: a storage failure, which clears by itself once the cause is removed). Without a
+/// token, or with one of a role that does not audit, the answer is only that; an auditor's token
+/// also gets the head, the reason and what is missing.
 #[utoipa::path(get, path = "/health", tag = "service",
     responses(
-        (status = 200, description = "the ledger takes writes", body = HealthView),
-        (status = 503, description = "the ledger takes no writes, and why", body = HealthView),
+        (status = 200, description = "the ledger takes writes; the head for auditors", body = HealthView),
+        (status = 401, description = "a token was sent and is not known", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "the ledger takes no writes, and the reason's class; the details for auditors", body = HealthView),
     ))]
-pub async fn health(State(state): State<AppState>) -> Response {
+pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let details = match headers.get(axum::http::header::AUTHORIZATION) {
+        None => false,
+        Some(_) => match crate::extract::authenticate(&headers, &state) {
+            Ok(caller) => caller.role == AccessRole::Auditor,
+            Err(e) => return e.into_response(),
+        },
+    };
     let ledger = state.app.ledger.clone();
     let head = ledger.head();
     let failure = match tokio::task::spawn_blocking(move || ledger.health()).await {
@@ -36,6 +48,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let view = if details { view } else { view.public() };
     (status, Json(view)).into_response()
 }
 

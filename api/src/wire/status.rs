@@ -49,8 +49,9 @@ impl From<&VerifyReport> for VerifyView {
     }
 }
 
-/// Whether the ledger takes writes (`GET /health`): 200 with the head, or 503 with the reason
-/// and its class.
+/// Whether the ledger takes writes (`GET /health`): 200, or 503 with the reason's class. The
+/// details (the head, the reason as a sentence, what is missing) are given to auditors and the
+/// operator only ([`HealthView::public`] leaves them out).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct HealthView {
     /// `ok` or `unhealthy`.
@@ -62,7 +63,8 @@ pub struct HealthView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The ledger's head position.
-    pub head_position: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_position: Option<u64>,
     /// The head's hash, when healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<HashHex>)]
@@ -82,7 +84,7 @@ impl HealthView {
             status: HealthStatus::Unhealthy,
             class: Some(class),
             reason: Some(reason),
-            head_position: head.position,
+            head_position: Some(head.position),
             head_hash: None,
             last_anchored_position: None,
             missing_events: None,
@@ -92,7 +94,7 @@ impl HealthView {
                 status: HealthStatus::Ok,
                 class: None,
                 reason: None,
-                head_position: head.position,
+                head_position: Some(head.position),
                 head_hash: Some(head.hash.to_hex()),
                 last_anchored_position: None,
                 missing_events: None,
@@ -103,6 +105,19 @@ impl HealthView {
                 ..unhealthy(UnhealthyClass::Damaged, damage.to_string())
             },
             Some(other) => unhealthy(UnhealthyClass::Storage, other.to_string()),
+        }
+    }
+
+    /// What anyone may know without a token: up or down, and the class of the reason.
+    pub fn public(self) -> Self {
+        HealthView {
+            status: self.status,
+            class: self.class,
+            reason: None,
+            head_position: None,
+            head_hash: None,
+            last_anchored_position: None,
+            missing_events: None,
         }
     }
 

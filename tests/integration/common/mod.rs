@@ -23,7 +23,7 @@ pub struct Fixture {
     pub tokens: HashMap<&'static str, String>,
 }
 
-pub const ACTORS: [(&str, &str); 7] = [
+pub const ACTORS: [(&str, &str); 8] = [
     ("gp-1", "gp"),
     ("card-1", "cardiologist"),
     ("nurse-1", "practice_nurse"),
@@ -31,6 +31,7 @@ pub const ACTORS: [(&str, &str); 7] = [
     ("auditor-1", "auditor"),
     ("feed-1", "subscriber"),
     ("gp-other", "gp"),
+    ("pharm-other", "pharmacist"),
 ];
 
 pub const PATIENT: &str = "999990007";
