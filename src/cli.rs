@@ -283,7 +283,8 @@ enum ActorsCommand {
         #[arg(long)]
         name: String,
         /// gp, practice_nurse, practice_assistant, cardiologist, vascular_internist,
-        /// elderly_care_physician, pharmacist, patient, care_group_admin, auditor or subscriber.
+        /// elderly_care_physician, pharmacist, patient, care_group_admin, out_of_hours_gp,
+        /// emergency_physician, auditor or subscriber.
         #[arg(long)]
         role: String,
         /// For a patient actor (required there, refused elsewhere): the BSN of the patient they

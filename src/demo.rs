@@ -12,7 +12,7 @@ use careledger_core::ids::{ActorId, PatientId, Text};
 use careledger_core::ExpectedRevision;
 
 /// The demo actors: (id, name, role).
-pub const ACTORS: [(&str, &str, &str); 8] = [
+pub const ACTORS: [(&str, &str, &str); 9] = [
     ("gp-jansen", "A. Jansen", "gp"),
     ("poh-bakker", "M. Bakker", "practice_nurse"),
     ("assistant-smit", "S. Smit", "practice_assistant"),
@@ -21,6 +21,7 @@ pub const ACTORS: [(&str, &str, &str); 8] = [
     ("patient-999990007", "P. de Boer", "patient"),
     ("auditor-1", "Quality auditor", "auditor"),
     ("his-sync", "GP information system feed", "subscriber"),
+    ("hap-mulder", "R. Mulder", "out_of_hours_gp"),
 ];
 
 /// What the demo wrote.
@@ -271,6 +272,13 @@ fn shared_care_story(w: &mut Writer<'_>) -> anyhow::Result<()> {
     w.write(p, "gp-jansen", vec![json!({"type": "resolve_problem", "problem": "dizzy", "reason": "gone since the dose of the diuretic was lowered"})])?;
     w.write(p, "card-devries", vec![json!({"type": "withdraw_target", "measure": "systolic_bp", "reason": "heart failure stable; guideline target suffices"})])?;
     w.write(p, "gp-jansen", vec![json!({"type": "remove_care_team_member", "actor": "pharm-visser", "reason": "medication review done"})])?;
+    // Saturday night at the out-of-hours post (seed 002): the GP there is in no care team,
+    // breaks the glass to see medication and intolerances, and records what was done; both
+    // lines are told at once.
+    w.write(p, "hap-mulder", vec![
+        json!({"type": "break_glass", "hours": 4, "reason": "palpitations at the out-of-hours post; medication and intolerances needed"}),
+        json!({"type": "add_note", "kind": "note", "subject": "Out-of-hours visit", "body": "Palpitations, ECG sinus rhythm 96/min; no change to medication. GP to review Monday.", "reason": "acute visit"}),
+    ])?;
     Ok(())
 }
 

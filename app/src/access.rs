@@ -5,6 +5,7 @@
 
 use careledger_core::event::Command;
 use careledger_core::ids::PatientId;
+use careledger_core::record::Timestamp;
 use careledger_core::role::Role;
 use careledger_core::Submission;
 use careledger_projections::Projections;
@@ -28,6 +29,23 @@ pub fn in_care_team(
     })
 }
 
+/// True when a practitioner outside the care team holds emergency access to the patient now,
+/// in the role they are registered in (they broke the glass, seed 002).
+pub fn has_emergency_access(
+    projections: &Projections,
+    caller: &RegisteredActor,
+    patient: &PatientId,
+) -> bool {
+    let AccessRole::Care(role) = caller.role else {
+        return false;
+    };
+    let now = Timestamp::now();
+    let model = projections.read();
+    model
+        .patient(patient)
+        .is_some_and(|v| v.plan.emergency_access_of(&caller.id, role, now).is_some())
+}
+
 /// A patient actor is only ever the patient they are bound to; other actors are bound to none.
 pub fn is_self(caller: &RegisteredActor, patient: &PatientId) -> bool {
     caller.role != AccessRole::Care(Role::Patient) || caller.patient.as_ref() == Some(patient)
@@ -48,7 +66,9 @@ pub fn may_read(
         // The care group's administrator corrects wrongly founded teams and must see them.
         AccessRole::Care(Role::CareGroupAdmin) => Ok(()),
         AccessRole::Care(_)
-            if is_self(caller, patient) && in_care_team(projections, caller, patient) =>
+            if is_self(caller, patient)
+                && (in_care_team(projections, caller, patient)
+                    || has_emergency_access(projections, caller, patient)) =>
         {
             Ok(())
         }
@@ -66,7 +86,9 @@ pub fn sees_events_of(
         AccessRole::Auditor | AccessRole::Subscriber => true,
         AccessRole::Care(Role::CareGroupAdmin) => true,
         AccessRole::Care(_) => {
-            is_self(caller, patient) && in_care_team(projections, caller, patient)
+            is_self(caller, patient)
+                && (in_care_team(projections, caller, patient)
+                    || has_emergency_access(projections, caller, patient))
         }
     }
 }

@@ -110,7 +110,17 @@ struct Entry {
 enum EntryKind {
     Acknowledgement,
     Correction,
+    EmergencyAccess,
     Other,
+}
+
+/// Emergency access held by a practitioner outside the care team, opened by breaking the glass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmergencyGrant {
+    /// The role they broke the glass in.
+    pub role: Role,
+    /// When the access ends (the last break of the glass counts).
+    pub until: Timestamp,
 }
 
 /// One step of a medication's history, by ATC code.
@@ -178,6 +188,8 @@ pub struct PatientState {
     clinical: ClinicalState,
     /// The signing keys, in the key stream's state only ([`crate::signing_keys`]).
     keys: KeyRegistry,
+    /// Emergency access by actor, from breaking the glass (seed 002).
+    emergency: BTreeMap<ActorId, EmergencyGrant>,
 }
 
 /// The last entry of a history by position that is not corrected.
@@ -251,10 +263,17 @@ impl PatientState {
         &self.medications
     }
 
-    /// What the notify rule needs to know of the team before `event` is applied.
-    pub fn notify_context(&self, event: &Event) -> notify::Context {
+    /// What the notify rule needs to know of the team before `author`'s `event` is applied.
+    pub fn notify_context(&self, event: &Event, author: &ActorId) -> notify::Context {
         let team = self.members.iter().map(|(id, m)| (id, m.role));
-        notify::Context::before(event, self.shared_care, team)
+        let emergency = self.emergency.contains_key(author);
+        notify::Context::before(event, self.shared_care, team, author, emergency)
+    }
+
+    /// The emergency access `actor` holds at `now`, if they broke the glass and it has not
+    /// ended.
+    pub fn emergency_access(&self, actor: &ActorId, now: Timestamp) -> Option<&EmergencyGrant> {
+        self.emergency.get(actor).filter(|grant| grant.until > now)
     }
 
     /// True when the event at `position` was marked entered in error.
@@ -408,7 +427,9 @@ impl PatientState {
         let position = recorded.position;
         let recipients = match &record.event {
             Event::EnteredInError(c) => self.correction_recipients(author, c.position),
-            event => notify::recipients(event, author, self.notify_context(event)),
+            event => {
+                notify::recipients(event, author, self.notify_context(event, &record.actor.id))
+            }
         };
         for recipient in recipients {
             let told = Told {
@@ -421,6 +442,7 @@ impl PatientState {
         let kind = match &record.event {
             Event::NotificationAcknowledged(_) => EntryKind::Acknowledgement,
             Event::EnteredInError(_) => EntryKind::Correction,
+            Event::GlassBroken(_) => EntryKind::EmergencyAccess,
             _ => EntryKind::Other,
         };
         let author_index = self.author_index(&record.actor.id);
@@ -529,6 +551,14 @@ impl PatientState {
                     .insert(position, (ack.notification, ack.recipient));
             }
             Event::EnteredInError(c) => self.retract(c.position),
+            Event::GlassBroken(access) => {
+                let until = record.recorded_at.micros() + i64::from(access.hours) * 3_600_000_000;
+                let grant = EmergencyGrant {
+                    role: record.actor.role,
+                    until: Timestamp::from_micros(until),
+                };
+                self.emergency.insert(record.actor.id.clone(), grant);
+            }
             Event::MedicationPreferenceRecorded(_)
             | Event::AnnualPanelExtended(_)
             | Event::MeasurementRecorded(_)
@@ -569,13 +599,15 @@ fn reject(code: RejectionCode, message: impl Into<String>) -> Rejection {
 
 /// Decides a command of `actor` against the patient's state.
 ///
-/// `occurred_at` is the clinician's time of the fact, used for the duplicate-lab window.
+/// `occurred_at` is the clinician's time of the fact, used for the duplicate-lab window; `now`
+/// is the time the ledger records it at, which emergency access is judged by.
 pub fn decide(
     state: &PatientState,
     policy: &Policy,
     actor: &Actor,
     command: &Command,
     occurred_at: Timestamp,
+    now: Timestamp,
 ) -> Result<Decision, Rejection> {
     if command.is_key_command() {
         crate::signing_keys::decide(&state.keys, actor, command)?;
@@ -587,7 +619,7 @@ pub fn decide(
     if state.is_empty() {
         return governance::found(actor, command);
     }
-    permit(state, actor, command)?;
+    permit(state, actor, command, now)?;
     let mut warnings = check_rules(state, policy, actor, command, occurred_at)?;
     warnings.extend(clinical::check(&state.clinical, command)?);
     Ok(Decision {
@@ -600,13 +632,21 @@ pub fn decide(
 /// which the command handler asks before anything that reveals the record's state (its
 /// revision against `If-Match`, an earlier request under the same idempotency key), so that
 /// an outsider gets the same refusal whether or not the patient has a record.
-pub fn permit(state: &PatientState, actor: &Actor, command: &Command) -> Result<(), Rejection> {
+pub fn permit(
+    state: &PatientState,
+    actor: &Actor,
+    command: &Command,
+    now: Timestamp,
+) -> Result<(), Rejection> {
     if command.is_key_command() {
         // Decided in the key stream, which is no patient's record.
         return Ok(());
     }
     if state.is_empty() {
         return governance::may_found(actor, command);
+    }
+    if let Command::BreakGlass(access) = command {
+        return may_break_glass(state, actor, access);
     }
     if actor.role == Role::CareGroupAdmin {
         if !governance::admin_may(command) {
@@ -622,7 +662,57 @@ pub fn permit(state: &PatientState, actor: &Actor, command: &Command) -> Result<
         }
         return Ok(());
     }
-    authorize(state, actor, command)
+    authorize(state, actor, command, now)
+}
+
+/// Breaking the glass: a practitioner outside the care team, for 1 to 24 hours. The reason is
+/// required by the command handler, as for every entry whose reason is its justification.
+fn may_break_glass(
+    state: &PatientState,
+    actor: &Actor,
+    access: &crate::event::EmergencyAccess,
+) -> Result<(), Rejection> {
+    if !actor.role.treats() {
+        return Err(Rejection::not_permitted(
+            RejectionCode::EmergencyAccessRefused,
+            format!(
+                "a {} does not break the glass; acute care is given by practitioners",
+                actor.role
+            ),
+        ));
+    }
+    if state.member(&actor.id).is_some() {
+        return Err(reject(
+            RejectionCode::AlreadyInCareTeam,
+            "you are in this patient's care team and read and write the record already; the \
+             glass is for practitioners outside it",
+        ));
+    }
+    if access.hours == 0 || access.hours > crate::event::EmergencyAccess::MAX_HOURS {
+        return Err(reject(
+            RejectionCode::EmergencyAccessRefused,
+            format!(
+                "emergency access lasts 1 to {} hours, not {}; break the glass again when it ends",
+                crate::event::EmergencyAccess::MAX_HOURS,
+                access.hours
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What a practitioner may record under a broken glass: acute interventions (seed 002). The
+/// care team's own governance (team, targets, shared care, corrections) stays with the team.
+fn is_acute_intervention(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::StartMedication(_)
+            | Command::ChangeDose(_)
+            | Command::StopMedication(_)
+            | Command::RecordMeasurement(_)
+            | Command::RecordIntolerance(_)
+            | Command::AddNote(_)
+    )
 }
 
 /// The lead a role has by default: the GP leads CVRM, the specialist the organ disease.
@@ -661,8 +751,27 @@ pub(crate) fn check_member(m: &Member) -> Result<(), Rejection> {
 }
 
 /// Membership and role checks: who may issue which command.
-fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(), Rejection> {
+fn authorize(
+    state: &PatientState,
+    actor: &Actor,
+    command: &Command,
+    now: Timestamp,
+) -> Result<(), Rejection> {
     let Some(member) = state.member(&actor.id) else {
+        if let Some(grant) = state.emergency_access(&actor.id, now) {
+            if grant.role == actor.role && is_acute_intervention(command) {
+                return Ok(());
+            }
+            return Err(Rejection::not_permitted(
+                RejectionCode::EmergencyAccessLimited,
+                format!(
+                    "under a broken glass you record acute interventions (start_medication, \
+                     change_dose, stop_medication, record_measurement, record_intolerance, \
+                     add_note), not {}; the care team does the rest",
+                    command.kind()
+                ),
+            ));
+        }
         if governance::is_founding(actor, command) && !actor.role.founds_care_teams() {
             // As on a patient without a record: the refusal names the role, not the record.
             return Err(governance::founder_not_permitted(actor));
@@ -713,6 +822,8 @@ fn authorize(state: &PatientState, actor: &Actor, command: &Command) -> Result<(
         | Command::AcknowledgeNotification(_) => true,
         // Decided apart, in the key stream (`signing_keys::decide`).
         Command::RegisterSigningKey(_) | Command::RevokeSigningKey(_) => false,
+        // Decided apart, by `may_break_glass`.
+        Command::BreakGlass(_) => false,
     };
     if !allowed {
         return Err(Rejection::not_permitted(
@@ -802,7 +913,10 @@ fn check_rules(
         }
         Command::ChangeDose(c) => {
             let active = active_medication(state, &c.atc)?;
-            check_agreement_4(active, actor, &c.reason, "change")?;
+            // Agreement 4 yields to acute need: both lines are told at once instead.
+            if state.member(&actor.id).is_some() {
+                check_agreement_4(active, actor, &c.reason, "change")?;
+            }
             if active.dose == c.dose && active.frequency == c.frequency {
                 return Err(reject(
                     RejectionCode::DoseUnchanged,
@@ -812,7 +926,9 @@ fn check_rules(
         }
         Command::StopMedication(s) => {
             let active = active_medication(state, &s.atc)?;
-            check_agreement_4(active, actor, &s.reason, "stop")?;
+            if state.member(&actor.id).is_some() {
+                check_agreement_4(active, actor, &s.reason, "stop")?;
+            }
         }
         Command::OrderLab(order) => {
             non_empty_tests(&order.tests)?;
@@ -1054,6 +1170,15 @@ fn check_correction(state: &PatientState, actor: &Actor, position: u64) -> Resul
                 ),
             ))
         }
+        EntryKind::EmergencyAccess => {
+            return Err(reject(
+                RejectionCode::EmergencyAccessStays,
+                format!(
+                    "position {position} is a broken glass, a fact of access that stays on the \
+                     record; a wrong reason is answered with a note"
+                ),
+            ))
+        }
         EntryKind::Acknowledgement if !by_author => {
             return Err(Rejection::not_permitted(
                 RejectionCode::AcknowledgementByItsAuthor,
@@ -1153,6 +1278,7 @@ mod tests {
             &gp,
             &add_self(&gp, Role::Cardiologist),
             now,
+            now,
         )
         .unwrap_err();
         assert_eq!(err.code, RejectionCode::NoCareTeam);
@@ -1161,6 +1287,7 @@ mod tests {
             &Policy::default(),
             &gp,
             &add_self(&gp, Role::Gp),
+            now,
             now,
         )
         .unwrap();
@@ -1178,6 +1305,7 @@ mod tests {
             &Policy::default(),
             &card,
             &command,
+            Timestamp::from_micros(0),
             Timestamp::from_micros(0),
         )
         .unwrap();

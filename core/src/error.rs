@@ -123,6 +123,13 @@ wire_codes! {
         CorrectionByOtherLine = "correction_by_other_line",
         /// A correction is not itself corrected.
         CorrectionIsFinal = "correction_is_final",
+        /// Breaking the glass opens a record for acute care only: the command is not one of
+        /// the acute interventions, or the access has ended.
+        EmergencyAccessLimited = "emergency_access_limited",
+        /// Breaking the glass asks a practitioner's role, a reason and 1 to 24 hours.
+        EmergencyAccessRefused = "emergency_access_refused",
+        /// A broken glass is a fact of access and stays on the record.
+        EmergencyAccessStays = "emergency_access_stays",
         /// The dose change names the dose and frequency already prescribed.
         DoseUnchanged = "dose_unchanged",
         /// This role does not found a care team (agreement 1).

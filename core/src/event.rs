@@ -412,6 +412,25 @@ pub struct SigningKeyRevocation {
     pub key_id: ElementId,
 }
 
+/// Breaking the glass (seed 002): a practitioner outside the care team (a GP at an out-of-hours
+/// post, an emergency physician, any registered practitioner) opens one patient's record in acute
+/// need, for a limited time, with the reason in the record's `reason`. While it lasts they read
+/// the record and record acute interventions; both lines are told at once of the access and of
+/// each intervention.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyAccess {
+    /// How long the access lasts, in hours from the time it is recorded (1 to 24).
+    pub hours: u8,
+}
+
+impl EmergencyAccess {
+    /// The longest access one break of the glass opens, in hours.
+    pub const MAX_HOURS: u8 = 24;
+    /// The access opened when no duration is asked for: an evening at an out-of-hours post or a
+    /// stay in the emergency department.
+    pub const DEFAULT_HOURS: u8 = 4;
+}
+
 macro_rules! catalogue {
     ($( $(#[$doc:meta])* $command:ident => $event:ident ( $payload:ty ), $kind:literal, $event_kind:literal; )*) => {
         /// What a writer asks the ledger to do; `decide` turns it into events or a rejection.
@@ -506,6 +525,8 @@ catalogue! {
     RegisterSigningKey => SigningKeyRegistered(SigningKey), "register_signing_key", "signing_key_registered";
     /// A signing key is revoked; recorded in the key stream.
     RevokeSigningKey => SigningKeyRevoked(SigningKeyRevocation), "revoke_signing_key", "signing_key_revoked";
+    /// A practitioner outside the care team breaks the glass (seed 002).
+    BreakGlass => GlassBroken(EmergencyAccess), "break_glass", "glass_broken";
 }
 
 impl Command {

@@ -150,7 +150,7 @@ impl CommandHandler {
                 if let Some(value) = stored_idempotency(log, &writer.tail, &request, key, print)? {
                     // A retry is answered only to whoever may still give its commands: a
                     // member removed since gets the refusal, not the earlier answer.
-                    permit_first(log, &mut writer, &request)?;
+                    permit_first(log, &mut writer, &request, self.clock.now())?;
                     drop(writer);
                     drop(committing);
                     return replay(log, key, print, &value, epoch);
@@ -256,12 +256,12 @@ impl CommandHandler {
         state: &mut PatientState,
         epoch: u64,
     ) -> Result<AppendOutcome> {
+        let recorded_at = self.clock.now();
         // Permission before the revision: an outsider learns nothing of the record.
         if let Some(first) = request.submissions.first() {
-            crate::decide::permit(state, &request.actor, &first.command)?;
+            crate::decide::permit(state, &request.actor, &first.command, recorded_at)?;
         }
         check_expected(&request.patient, request.expected, state.revision())?;
-        let recorded_at = self.clock.now();
         let correlation_id = (request.correlation_id).unwrap_or_else(|| self.ids.next_id());
         let mut pending = writer.tail.begin();
         let mut appended = Vec::new();
@@ -278,12 +278,22 @@ impl CommandHandler {
                 )
                 .into());
             }
+            if matches!(submission.command, Command::BreakGlass(_)) && submission.reason.is_empty()
+            {
+                return Err(crate::error::Rejection::new(
+                    RejectionCode::ReasonRequired,
+                    "breaking the glass states its reason (\"reason\"): the acute need, as the \
+                     care team and the auditor will read it",
+                )
+                .into());
+            }
             let decision = decide(
                 state,
                 &self.policy,
                 &request.actor,
                 &submission.command,
                 occurred_at,
+                recorded_at,
             )?;
             warnings.extend(decision.warnings);
             for event in decision.events {
@@ -365,12 +375,13 @@ fn permit_first(
     log: &Log,
     writer: &mut Writer<PatientStates>,
     request: &AppendRequest,
+    now: Timestamp,
 ) -> Result<()> {
     let Some(first) = request.submissions.first() else {
         return Ok(());
     };
     let state = take_state(log, writer, &request.patient)?;
-    let permitted = crate::decide::permit(&state, &request.actor, &first.command);
+    let permitted = crate::decide::permit(&state, &request.actor, &first.command, now);
     writer.cache.insert(request.patient.clone(), state);
     Ok(permitted?)
 }

@@ -18,16 +18,24 @@ pub struct Context {
     pub patient_in_team: bool,
     /// For a member's removal: the line of the member who leaves.
     pub removed_member_line: Option<Line>,
+    /// The author is outside the care team, writing under a broken glass (or breaking it):
+    /// both lines are told at once.
+    pub acute: bool,
 }
 
 impl Context {
     /// The context of `event` from the team as it stands before it: whether shared care is
     /// active, and each member's id and role. The write model and the read models both build it
     /// here, from their own state, so that the rule sees the same facts in both.
+    ///
+    /// `author` wrote the event; `emergency` is true when they hold emergency access to the
+    /// record (or the event opens it).
     pub fn before<'a>(
         event: &Event,
         shared_care: bool,
         team: impl IntoIterator<Item = (&'a ActorId, Role)>,
+        author: &ActorId,
+        emergency: bool,
     ) -> Context {
         let leaving = match event {
             Event::CareTeamMemberRemoved(r) => Some(&r.actor),
@@ -37,12 +45,15 @@ impl Context {
             shared_care,
             ..Context::default()
         };
+        let mut author_in_team = false;
         for (actor, role) in team {
+            author_in_team |= actor == author;
             context.patient_in_team |= role == Role::Patient;
             if leaving == Some(actor) {
                 context.removed_member_line = Some(role.line());
             }
         }
+        context.acute = !author_in_team && (emergency || matches!(event, Event::GlassBroken(_)));
         context
     }
 }
@@ -61,7 +72,9 @@ impl Context {
 ///   author's, and the other line during shared care (agreement 1);
 /// - a new or withdrawn target and every medication change: the patient, when the patient is in
 ///   their own care team (seed 004: the patient sees what changed in their own plan);
-/// - anything a care group's administrator records: both lines (a correction of the team).
+/// - anything a care group's administrator records: both lines (a correction of the team);
+/// - breaking the glass, and everything recorded under it by a practitioner outside the team:
+///   both lines at once (seed 002), and the patient of what they are told of anyway.
 pub fn recipients(event: &Event, author: Line, context: Context) -> Vec<Line> {
     // Signing keys are about no patient's plan: nobody is told in a care team.
     if matches!(
@@ -72,6 +85,13 @@ pub fn recipients(event: &Event, author: Line, context: Context) -> Vec<Line> {
     }
     if author == Line::CareGroup {
         return vec![Line::First, Line::Second];
+    }
+    if context.acute {
+        let mut lines = vec![Line::First, Line::Second];
+        if context.patient_in_team && tells_patient(event) {
+            lines.push(Line::Patient);
+        }
+        return lines;
     }
     let mut lines = Vec::with_capacity(2);
     if let Some(other) = other_line(event, author, context) {

@@ -77,11 +77,17 @@ pub enum Role {
     /// A care group's administrator: in no care team and no line; corrects a wrongly founded
     /// record (who is in the team, who leads), always with a reason, and the team is told.
     CareGroupAdmin,
+    /// A GP at an out-of-hours post (huisartsenpost): acute first-line care, in no care team;
+    /// reads and records acute interventions by breaking the glass.
+    OutOfHoursGp,
+    /// An emergency physician (SEH-arts): acute care in the hospital, in no care team; reads and
+    /// records acute interventions by breaking the glass.
+    EmergencyPhysician,
 }
 
 impl Role {
     /// Every role, for listings and property tests.
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 11] = [
         Role::Gp,
         Role::PracticeNurse,
         Role::PracticeAssistant,
@@ -91,6 +97,8 @@ impl Role {
         Role::Pharmacist,
         Role::Patient,
         Role::CareGroupAdmin,
+        Role::OutOfHoursGp,
+        Role::EmergencyPhysician,
     ];
 
     /// The line this role works in.
@@ -100,8 +108,9 @@ impl Role {
             | Role::PracticeNurse
             | Role::PracticeAssistant
             | Role::ElderlyCarePhysician
-            | Role::Pharmacist => Line::First,
-            Role::Cardiologist | Role::VascularInternist => Line::Second,
+            | Role::Pharmacist
+            | Role::OutOfHoursGp => Line::First,
+            Role::Cardiologist | Role::VascularInternist | Role::EmergencyPhysician => Line::Second,
             Role::Patient => Line::Patient,
             Role::CareGroupAdmin => Line::CareGroup,
         }
@@ -119,8 +128,19 @@ impl Role {
     pub fn prescribes(self) -> bool {
         matches!(
             self,
-            Role::Gp | Role::Cardiologist | Role::VascularInternist | Role::ElderlyCarePhysician
+            Role::Gp
+                | Role::Cardiologist
+                | Role::VascularInternist
+                | Role::ElderlyCarePhysician
+                | Role::OutOfHoursGp
+                | Role::EmergencyPhysician
         )
+    }
+
+    /// True for the practitioners who may break the glass: every role that treats patients,
+    /// not the patient and not the care group's administrator.
+    pub fn treats(self) -> bool {
+        !matches!(self, Role::Patient | Role::CareGroupAdmin)
     }
 
     /// The snake-case name used in JSON and on the command line.
@@ -135,6 +155,8 @@ impl Role {
             Role::Pharmacist => "pharmacist",
             Role::Patient => "patient",
             Role::CareGroupAdmin => "care_group_admin",
+            Role::OutOfHoursGp => "out_of_hours_gp",
+            Role::EmergencyPhysician => "emergency_physician",
         }
     }
 
@@ -156,6 +178,8 @@ impl fmt::Display for Role {
             Role::Pharmacist => "pharmacist",
             Role::Patient => "patient",
             Role::CareGroupAdmin => "care-group administrator",
+            Role::OutOfHoursGp => "GP at an out-of-hours post",
+            Role::EmergencyPhysician => "emergency physician",
         })
     }
 }

@@ -208,6 +208,7 @@ fn events() -> Vec<Event> {
             actor: ActorId::parse("gp-jansen").unwrap(),
             key_id: element("his-2026"),
         }),
+        Command::BreakGlass(careledger_core::event::EmergencyAccess { hours: 4 }),
     ];
     commands.into_iter().map(Command::into_event).collect()
 }

@@ -145,14 +145,22 @@ fn append_at(
 
 impl Given {
     fn empty() -> Given {
+        Given::empty_with(LedgerConfig::default())
+    }
+
+    fn empty_with(config: LedgerConfig) -> Given {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), config).unwrap();
         Given { _dir: dir, ledger }
     }
 
     /// Shared care founded by the GP, with cardiologist, nurse and patient in the team.
     fn shared_care() -> Given {
-        let g = Given::empty();
+        Given::shared_care_with(LedgerConfig::default())
+    }
+
+    fn shared_care_with(config: LedgerConfig) -> Given {
+        let g = Given::empty_with(config);
         g.by(
             &gp(),
             vec![Command::StartSharedCare(SharedCare {
@@ -1538,4 +1546,134 @@ fn agreement_1_a_corrected_handover_gives_the_lead_back_to_its_main_practitioner
         RejectionCode::OnlyMainPractitionerRemoves,
     );
     g.when(&gp(), remove(&assistant())).unwrap();
+}
+
+fn break_glass(hours: u8) -> Command {
+    Command::BreakGlass(EmergencyAccess { hours })
+}
+
+#[test]
+fn seed_002_breaking_the_glass_opens_the_record_for_acute_interventions_until_it_ends() {
+    use careledger_core::clock::ManualClock;
+    use std::sync::Arc;
+    use std::time::Duration;
+    // The ledger's clock an hour after the clinical times the helpers write.
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
+        1_772_355_600_000_000 + 3_600_000_000,
+    )));
+    let config = LedgerConfig {
+        clock: clock.clone(),
+        ..LedgerConfig::default()
+    };
+    let g = Given::shared_care_with(config);
+    g.by(&cardiologist(), vec![start_statin()]);
+    let post = actor("ooh-1", Role::OutOfHoursGp);
+    // Outside the team, nothing is written before the glass is broken.
+    rejected(
+        &g,
+        || g.when(&post, stop_statin(ChangeReason::PatientPreference)),
+        RejectionCode::NotInCareTeam,
+    );
+    let opened = g.by(&post, vec![break_glass(2)]).events[0].position;
+    // Both lines are told at once of the access.
+    g.when(&gp(), ack_to(opened, Line::First)).unwrap();
+    g.when(&cardiologist(), ack_to(opened, Line::Second))
+        .unwrap();
+    // Agreement 4 yields to acute need: a first-line practitioner stops the cardiologist's
+    // statin for a reason agreement 4 would refuse from the GP; both lines are told.
+    let stop = g
+        .when(&post, stop_statin(ChangeReason::PatientPreference))
+        .unwrap()
+        .events[0]
+        .position;
+    g.when(&gp(), ack_to(stop, Line::First)).unwrap();
+    g.when(&cardiologist(), ack_to(stop, Line::Second)).unwrap();
+    g.when(&post, home_bp(190)).unwrap();
+    // The team's own governance stays with the team.
+    rejected(
+        &g,
+        || g.when(&post, ldl_target()),
+        RejectionCode::EmergencyAccessLimited,
+    );
+    rejected(
+        &g,
+        || g.when(&post, member(&post, Lead::None, Practitioner::Co)),
+        RejectionCode::EmergencyAccessLimited,
+    );
+    // A broken glass stays on the record.
+    rejected(
+        &g,
+        || {
+            g.when(
+                &gp(),
+                Command::MarkEnteredInError(Correction { position: opened }),
+            )
+        },
+        RejectionCode::EmergencyAccessStays,
+    );
+    // After two hours the access has ended.
+    clock.advance(Duration::from_secs(2 * 3600 + 1));
+    rejected(
+        &g,
+        || g.when(&post, home_bp(180)),
+        RejectionCode::NotInCareTeam,
+    );
+    // Breaking it again opens it again.
+    g.by(&post, vec![break_glass(1)]);
+    g.when(&post, home_bp(180)).unwrap();
+}
+
+#[test]
+fn seed_002_only_a_practitioner_outside_the_team_breaks_the_glass_for_a_day_at_most() {
+    let g = Given::shared_care();
+    let emergency = actor("seh-1", Role::EmergencyPhysician);
+    rejected(
+        &g,
+        || g.when(&gp(), break_glass(4)),
+        RejectionCode::AlreadyInCareTeam,
+    );
+    rejected(
+        &g,
+        || g.when(&patient(), break_glass(4)),
+        RejectionCode::EmergencyAccessRefused,
+    );
+    rejected(
+        &g,
+        || g.when(&admin(), break_glass(4)),
+        RejectionCode::EmergencyAccessRefused,
+    );
+    for hours in [0, 25] {
+        rejected(
+            &g,
+            || g.when(&emergency, break_glass(hours)),
+            RejectionCode::EmergencyAccessRefused,
+        );
+    }
+    // The reason is the access's justification: required.
+    let head = g.ledger.head();
+    let refused = g.ledger.append(AppendRequest {
+        patient: PatientId::parse(PATIENT).unwrap(),
+        expected: ExpectedRevision::Any,
+        actor: emergency.clone(),
+        submissions: vec![Submission {
+            command: break_glass(4),
+            occurred_at: None,
+            reason: Text::default(),
+        }],
+        idempotency_key: None,
+        correlation_id: None,
+        causation_id: None,
+    });
+    match refused {
+        Err(Error::Rejected(r)) => assert_eq!(r.code, RejectionCode::ReasonRequired),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(g.ledger.head(), head);
+    // A patient without a record is refused as any outsider is.
+    rejected(
+        &g,
+        || append_at(&g.ledger, &emergency, vec![break_glass(4)], 0, "999990019"),
+        RejectionCode::NoCareTeam,
+    );
+    g.by(&emergency, vec![break_glass(24)]);
 }

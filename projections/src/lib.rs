@@ -120,7 +120,13 @@ fn notify_context(
 ) -> careledger_core::notify::Context {
     let team = view.plan.care_team.iter().map(|m| (&m.actor, m.role));
     let shared_care = view.plan.shared_care.is_some();
-    careledger_core::notify::Context::before(recorded.event(), shared_care, team)
+    let author = &recorded.record.actor.id;
+    let emergency = view
+        .plan
+        .emergency_access
+        .iter()
+        .any(|e| &e.opened.actor == author);
+    careledger_core::notify::Context::before(recorded.event(), shared_care, team, author, emergency)
 }
 
 /// All read models: one [`PatientView`] per patient, and the position folded up to.

@@ -22,7 +22,7 @@ use careledger_core::event::{
 };
 use careledger_core::ids::{ActorId, AgbCode, AtcCode, ElementId, Text};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
-use careledger_core::record::RecordedEvent;
+use careledger_core::record::{RecordedEvent, Timestamp};
 use careledger_core::role::{Lead, Line, Practitioner, Role};
 
 use careledger_core::clinical::Indication;
@@ -316,6 +316,23 @@ pub struct NoteEntry {
     pub written: Provenance,
 }
 
+/// A break of the glass (seed 002): a practitioner outside the care team opened the record in
+/// acute need.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyAccessEntry {
+    /// When the access ends.
+    pub until: Timestamp,
+    /// Who broke the glass, in which role, when and why (the reason).
+    pub opened: Provenance,
+}
+
+impl EmergencyAccessEntry {
+    /// True while the access lasts at `now`.
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        self.until > now
+    }
+}
+
 /// The individual care plan (IZP) of one patient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarePlan {
@@ -369,6 +386,26 @@ pub struct CarePlan {
     pub smoking_history: Vec<SmokingEntry>,
     /// The last annual CVRM lab order ([`crate::lab`]).
     pub last_annual_order: Option<AnnualOrder>,
+    /// Every break of the glass on this record, in the order recorded: both lines see who
+    /// opened it and why; what they recorded is in the audit trail under their name.
+    pub emergency_access: Vec<EmergencyAccessEntry>,
+}
+
+impl CarePlan {
+    /// The emergency access `actor` holds at `now` in `role`, if any (the last break of the
+    /// glass counts, as in the write model).
+    pub fn emergency_access_of(
+        &self,
+        actor: &ActorId,
+        role: Role,
+        now: Timestamp,
+    ) -> Option<&EmergencyAccessEntry> {
+        self.emergency_access
+            .iter()
+            .rev()
+            .find(|e| &e.opened.actor == actor)
+            .filter(|e| e.opened.role == role && e.is_open(now))
+    }
 }
 
 impl CarePlan {
@@ -441,6 +478,7 @@ impl Default for CarePlan {
             indications: BTreeMap::new(),
             smoking_history: Vec::new(),
             last_annual_order: None,
+            emergency_access: Vec::new(),
         }
     }
 }
@@ -746,6 +784,13 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, shared: &Arc<
             body: n.body.clone(),
             written: p,
         }),
+        Event::GlassBroken(access) => {
+            let until = p.recorded_at.micros() + i64::from(access.hours) * 3_600_000_000;
+            plan.emergency_access.push(EmergencyAccessEntry {
+                until: Timestamp::from_micros(until),
+                opened: p,
+            });
+        }
         Event::NotificationAcknowledged(_)
         | Event::IntoleranceRecorded(_)
         | Event::ProblemRecorded(_)

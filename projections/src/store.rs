@@ -27,7 +27,7 @@ const FORMAT_KEY: &[u8] = b"format";
 /// the catalogue's intolerances, problems and smoking status. Layout 5: the same shape, with
 /// the care team folded by core's rule ([`careledger_core::care_team`]); a plan stored in layout 4
 /// could name a member whose addition was corrected after a handover, so it is folded again.
-const FORMAT: &[u8] = b"5";
+const FORMAT: &[u8] = b"6";
 const PATIENT_PREFIX: u8 = b'p';
 /// A patient's encoded view is stored in chunks of at most this many bytes. sled 0.34 writes a
 /// log item over a quarter of its segment (a node holding several large values) as a separate

@@ -51,6 +51,7 @@ pub fn element(event: &Event) -> String {
         Event::SmokingStatusRecorded(_) => "smoking_status".into(),
         Event::SigningKeyRegistered(k) => format!("signing_key:{}:{}", k.actor, k.key_id),
         Event::SigningKeyRevoked(r) => format!("signing_key:{}:{}", r.actor, r.key_id),
+        Event::GlassBroken(_) => "emergency_access".into(),
     }
 }
 
@@ -205,5 +206,9 @@ pub fn what(event: &Event) -> String {
         Event::SigningKeyRevoked(r) => {
             format!("revoked signing key {} of {}", r.key_id, r.actor)
         }
+        Event::GlassBroken(a) => format!(
+            "broke the glass: emergency access to the record for {} hours",
+            a.hours
+        ),
     }
 }

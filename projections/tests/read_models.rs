@@ -1590,6 +1590,7 @@ fn corrections_appending_an_event_then_its_correction_derives_what_never_appendi
                     &by,
                     &ack,
                     Timestamp::from_micros(DAY0),
+                    Timestamp::from_micros(DAY0),
                 )
                 .is_ok();
                 prop_assert_eq!(

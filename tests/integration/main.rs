@@ -9,6 +9,7 @@
 mod common;
 
 mod anchor_damage;
+mod break_glass;
 mod checkpoint;
 mod cli;
 mod conformance;

@@ -447,6 +447,7 @@ fn every_variant() -> Vec<Event> {
         Command::RecordSmokingStatus(SmokingObservation {
             status: SmokingStatus::Current,
         }),
+        Command::BreakGlass(careledger_core::event::EmergencyAccess { hours: 4 }),
     ];
     commands.into_iter().map(Command::into_event).collect()
 }
@@ -597,7 +598,8 @@ fn the_python_verifier_decodes_every_event_variant_of_both_record_formats() {
         "key events   2 of the careledger:keys stream",
         "by the operator (command line) (careledger:operator, care_group_admin)",
         "unsigned (although gp-jansen had a signing key registered: not from their client system)",
-        "signatures   0 of 27 events signed",
+        "signatures   0 of 28 events signed",
+        r#""hours": 4"#,
     ] {
         assert!(printed.contains(expected), "{expected:?} in {printed}");
     }

@@ -250,7 +250,8 @@ def event_hash(position, fmt, prev, record):
 ROLES = [("Gp", "gp"), ("PracticeNurse", "practice_nurse"), ("PracticeAssistant", "practice_assistant"),
          ("Cardiologist", "cardiologist"), ("VascularInternist", "vascular_internist"),
          ("ElderlyCarePhysician", "elderly_care_physician"), ("Pharmacist", "pharmacist"),
-         ("Patient", "patient"), ("CareGroupAdmin", "care_group_admin")]
+         ("Patient", "patient"), ("CareGroupAdmin", "care_group_admin"),
+         ("OutOfHoursGp", "out_of_hours_gp"), ("EmergencyPhysician", "emergency_physician")]
 MEASURES = ["ldl", "total_cholesterol", "systolic_bp", "diastolic_bp", "hba1c", "egfr", "weight",
             "glucose", "potassium", "creatinine", "ck", "alt", "nt_probnp", "hdl", "triglycerides",
             "non_hdl", "uacr", "sodium", "heart_rate", "bmi", "lvef"]
@@ -313,6 +314,7 @@ STRUCTS = {
     "SigningKey": [("actor", "ActorId"), ("key_id", "ElementId"), ("public_key", "[u8; 32]"),
                    ("system", "Text")],
     "SigningKeyRevocation": [("actor", "ActorId"), ("key_id", "ElementId")],
+    "EmergencyAccess": [("hours", "u8")],
     "Actor": [("id", "ActorId"), ("role", "Role"), ("name", "Text"),
               ("organisation", "option<AgbCode>")],
 }
@@ -333,6 +335,7 @@ EVENTS = [
     ("intolerance_recorded", "Intolerance"), ("problem_recorded", "Problem"),
     ("problem_resolved", "ProblemResolution"), ("smoking_status_recorded", "SmokingObservation"),
     ("signing_key_registered", "SigningKey"), ("signing_key_revoked", "SigningKeyRevocation"),
+    ("glass_broken", "EmergencyAccess"),
 ]
 
 # The reserved stream of the key events ("The key stream"), and the key event kinds.
@@ -349,7 +352,8 @@ EVENTS_V1 = EVENTS[:19]
 ROLE_LINE = {"gp": "first", "practice_nurse": "first", "practice_assistant": "first",
              "cardiologist": "second", "vascular_internist": "second",
              "elderly_care_physician": "first", "pharmacist": "first", "patient": "patient",
-             "care_group_admin": "care_group"}
+             "care_group_admin": "care_group", "out_of_hours_gp": "first",
+             "emergency_physician": "second"}
 
 TOKEN_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
@@ -448,6 +452,8 @@ def decode_value(r, typ, structs):
         return [decode_value(r, typ[4:-1], structs) for _ in range(r.varint())]
     if typ == "u64":
         return r.varint()
+    if typ == "u8":
+        return r.take(1)[0]
     if typ in ("i64", "Timestamp"):
         z = r.varint()
         return (z >> 1) ^ -(z & 1)

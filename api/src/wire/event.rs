@@ -176,6 +176,16 @@ pub enum EventData {
     SigningKeyRegistered(SigningKeyData),
     /// A signing key was revoked (key stream).
     SigningKeyRevoked(SigningKeyRevocationData),
+    /// A practitioner outside the care team broke the glass.
+    GlassBroken(EmergencyAccessData),
+}
+
+/// `glass_broken`: emergency access opened for a number of hours; who and why are the event's
+/// actor and reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EmergencyAccessData {
+    /// How long the access lasts, in hours from the time it was recorded.
+    pub hours: u8,
 }
 
 /// `care_team_member_added`.
@@ -639,6 +649,7 @@ impl From<&Event> for EventData {
                 actor: r.actor.to_string(),
                 key_id: r.key_id.to_string(),
             }),
+            Event::GlassBroken(a) => EventData::GlassBroken(EmergencyAccessData { hours: a.hours }),
         }
     }
 }

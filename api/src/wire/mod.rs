@@ -83,7 +83,8 @@ pub use evidence::{
 };
 pub use keys::RegisterKeyBody;
 pub use plan::{
-    ChangeReasonView, CorrectionView, DoseChangeView, EpisodeStartView, EpisodeView, GoalView,
+    ChangeReasonView, CorrectionView, DoseChangeView, EmergencyAccessListView,
+    EmergencyAccessUseView, EmergencyAccessView, EpisodeStartView, EpisodeView, GoalView,
     IndicationView, IntoleranceView, LabOrderView, LabResultView, LatestValueView, LeadView,
     MainPractitionerView, MeasureSeriesView, MeasurementView, MedicationView, NoteView,
     PanelTestView, PlanView, PreferenceView, ProblemView, ProvenanceView, QuantityView,
@@ -95,9 +96,9 @@ pub use query::{
 };
 pub use request::{
     expected_revision, parse_append_body, AcknowledgeNotification, AddCareTeamMember, AddNote,
-    AppendBody, ChangeDose, CloseLifestyleGoal, CommandBody, EndSharedCare, ExpectedRevisionWire,
-    ExtendAnnualPanel, HandOverLead, MarkEnteredInError, NotificationRef, OrderLab,
-    RecordIntolerance, RecordLabResult, RecordMeasurement, RecordMedicationPreference,
+    AppendBody, BreakGlass, ChangeDose, CloseLifestyleGoal, CommandBody, EndSharedCare,
+    ExpectedRevisionWire, ExtendAnnualPanel, HandOverLead, MarkEnteredInError, NotificationRef,
+    OrderLab, RecordIntolerance, RecordLabResult, RecordMeasurement, RecordMedicationPreference,
     RecordProblem, RecordSmokingStatus, RemoveCareTeamMember, ResolveProblem, SetLifestyleGoal,
     SetTarget, StartMedication, StartSharedCare, StopMedication, WithdrawTarget, COMMAND_TYPES,
     MAX_TESTS,
@@ -119,6 +120,7 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     add::<EventPageView>(&mut out);
     add::<PatientEventsView>(&mut out);
     add::<PlanView>(&mut out);
+    add::<EmergencyAccessListView>(&mut out);
     add::<MeasureSeriesView>(&mut out);
     add::<AuditTrailView>(&mut out);
     add::<NotificationListView>(&mut out);

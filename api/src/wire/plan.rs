@@ -320,6 +320,38 @@ pub struct PlanView {
     pub problems: Vec<ProblemView>,
     /// The latest smoking status.
     pub smoking_status: Option<SmokingStatusView>,
+    /// Every break of the glass on this record (seed 002): who opened it outside the care team,
+    /// in which role, when, why, and until when; what they recorded is in the audit trail.
+    pub emergency_access: Vec<EmergencyAccessView>,
+}
+
+/// Every break of the glass by one actor (`GET /actors/{actor}/emergency-access`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EmergencyAccessListView {
+    /// The actor.
+    pub actor: String,
+    /// Each use, oldest first.
+    pub uses: Vec<EmergencyAccessUseView>,
+}
+
+/// One break of the glass, with the patient it opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EmergencyAccessUseView {
+    /// The patient.
+    pub patient: String,
+    /// When the access ended or ends.
+    pub until: Time,
+    /// Who broke the glass, in which role, when and why.
+    pub opened: ProvenanceView,
+}
+
+/// A break of the glass: emergency access by a practitioner outside the care team.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EmergencyAccessView {
+    /// When the access ends (it is open until then).
+    pub until: Time,
+    /// Who broke the glass, in which role, when and why.
+    pub opened: ProvenanceView,
 }
 
 /// A lead and who holds it.
@@ -975,6 +1007,14 @@ impl PlanView {
                 snomed: s.status.snomed().to_owned(),
                 provenance: provenance(&s.recorded),
             }),
+            emergency_access: plan
+                .emergency_access
+                .iter()
+                .map(|e| EmergencyAccessView {
+                    until: Time(e.until),
+                    opened: provenance(&e.opened),
+                })
+                .collect(),
         }
     }
 }

@@ -20,10 +20,10 @@ use careledger_core::clinical::{
     SmokingObservation, SmokingStatus as CoreSmokingStatus,
 };
 use careledger_core::event::{
-    Acknowledgement, ChangeReason, Command, Correction, Dose, DoseChange, GoalClosure, LabOrder,
-    LabResult, LeadHandover, LifestyleGoal, Measurement, Medication, MedicationPreference,
-    MedicationStop, Member, MemberRemoval, Note, PanelExtension, SharedCare, Target,
-    TargetWithdrawal,
+    Acknowledgement, ChangeReason, Command, Correction, Dose, DoseChange, EmergencyAccess,
+    GoalClosure, LabOrder, LabResult, LeadHandover, LifestyleGoal, Measurement, Medication,
+    MedicationPreference, MedicationStop, Member, MemberRemoval, Note, PanelExtension, SharedCare,
+    Target, TargetWithdrawal,
 };
 use careledger_core::ids::Text as CoreText;
 use careledger_core::ids::{ActorId, AgbCode as CoreAgbCode, AtcCode as CoreAtcCode, ElementId};
@@ -811,6 +811,14 @@ commands! {
         #[schema(value_type = SmokingStatus)]
         status: String,
     }
+    /// A practitioner outside the care team breaks the glass (seed 002): for `hours` (1 to 24,
+    /// 4 when left out) they read the record and record acute interventions; both lines are told
+    /// at once. The `reason` (the acute need) is required.
+    "break_glass" => BreakGlass {
+        /// How long the access lasts, in hours (1 to 24; 4 when left out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hours: Option<u32>,
+    }
 }
 
 impl CommandBody {
@@ -1223,6 +1231,27 @@ impl IntoCommand for ResolveProblem {
     }
 }
 
+impl IntoCommand for BreakGlass {
+    fn into_command(self, at: &At<'_>, _: CoreLine) -> Result<Command, WireError> {
+        let hours = match self.hours {
+            None => EmergencyAccess::DEFAULT_HOURS,
+            Some(h) => u8::try_from(h)
+                .ok()
+                .filter(|h| (1..=EmergencyAccess::MAX_HOURS).contains(h))
+                .ok_or_else(|| {
+                    at.invalid(
+                        "hours",
+                        format!(
+                            "emergency access lasts 1 to {} hours, got {h}",
+                            EmergencyAccess::MAX_HOURS
+                        ),
+                    )
+                })?,
+        };
+        Ok(Command::BreakGlass(EmergencyAccess { hours }))
+    }
+}
+
 impl IntoCommand for RecordSmokingStatus {
     fn into_command(self, at: &At<'_>, _: CoreLine) -> Result<Command, WireError> {
         Ok(Command::RecordSmokingStatus(SmokingObservation {
@@ -1463,6 +1492,11 @@ impl TryFrom<&Command> for CommandBody {
                     occurred_at: None,
                 })
             }
+            Command::BreakGlass(a) => CommandBody::BreakGlass(BreakGlass {
+                hours: Some(u32::from(a.hours)),
+                reason: None,
+                occurred_at: None,
+            }),
             Command::RegisterSigningKey(_) | Command::RevokeSigningKey(_) => {
                 return Err(NotAPatientCommand)
             }

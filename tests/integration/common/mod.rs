@@ -23,7 +23,7 @@ pub struct Fixture {
     pub tokens: HashMap<&'static str, String>,
 }
 
-pub const ACTORS: [(&str, &str); 8] = [
+pub const ACTORS: [(&str, &str); 9] = [
     ("gp-1", "gp"),
     ("card-1", "cardiologist"),
     ("nurse-1", "practice_nurse"),
@@ -32,6 +32,7 @@ pub const ACTORS: [(&str, &str); 8] = [
     ("feed-1", "subscriber"),
     ("gp-other", "gp"),
     ("pharm-other", "pharmacist"),
+    ("ooh-1", "out_of_hours_gp"),
 ];
 
 pub const PATIENT: &str = "999990007";

@@ -86,9 +86,14 @@ impl Faults {
         self.state.lock().unwrap().synced_through
     }
 
-    /// Whether sled was ever given a batch holding this idempotency key.
+    /// Whether sled was ever given a batch holding this idempotency key. Keys are stored scoped
+    /// to the actor and the patient (`actor 0x00 patient 0x00 key`, docs/hash-format.md).
     pub fn given(&self, key: &str) -> bool {
-        self.state.lock().unwrap().given.contains(key.as_bytes())
+        let state = self.state.lock().unwrap();
+        state
+            .given
+            .iter()
+            .any(|stored| stored.rsplit(|b| *b == 0).next() == Some(key.as_bytes()))
     }
 
     fn draw(&self, per_mille: impl Fn(&State) -> u64) -> Fault {

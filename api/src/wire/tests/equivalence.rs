@@ -31,12 +31,13 @@ use crate::wire::{
 };
 
 /// The keys whose values are times.
-const TIME_KEYS: [&str; 5] = [
+const TIME_KEYS: [&str; 6] = [
     "recorded_at",
     "occurred_at",
     "created_at",
     "pending_since",
     "at",
+    "until",
 ];
 
 /// `new` is `old` but for times, which `new` writes to the microsecond where `old` wrote

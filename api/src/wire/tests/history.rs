@@ -18,13 +18,14 @@ use super::legacy_dto as dto;
 use crate::wire::parse_append_body;
 
 /// The actors: (id, name, role).
-const ACTORS: [(&str, &str, &str); 6] = [
+const ACTORS: [(&str, &str, &str); 7] = [
     ("gp-jansen", "A. Jansen", "gp"),
     ("poh-bakker", "M. Bakker", "practice_nurse"),
     ("assistant-smit", "S. Smit", "practice_assistant"),
     ("card-devries", "J. de Vries", "cardiologist"),
     ("pharm-visser", "K. Visser", "pharmacist"),
     ("patient-999990007", "P. de Boer", "patient"),
+    ("hap-mulder", "R. Mulder", "out_of_hours_gp"),
 ];
 
 /// The patients the history writes.
@@ -401,6 +402,15 @@ fn what_the_demo_leaves_out(w: &mut Writer<'_>) {
         vec![
             json!({"type": "order_lab", "order": "hf-1", "tests": ["nt_probnp", "sodium"],
             "occurred_at": "2026-11-20T10:00:00.5Z"}),
+        ],
+    );
+    // The out-of-hours post breaks the glass and records what it did (seed 002).
+    w.write(
+        p,
+        "hap-mulder",
+        vec![
+            json!({"type": "break_glass", "hours": 6, "reason": "palpitations at the out-of-hours post"}),
+            json!({"type": "add_note", "subject": "Out-of-hours visit", "reason": "acute visit"}),
         ],
     );
 }

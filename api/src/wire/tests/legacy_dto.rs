@@ -477,6 +477,14 @@ fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiE
         "record_smoking_status" => Command::RecordSmokingStatus(SmokingObservation {
             status: SmokingStatus::parse(f.string("status")?)?,
         }),
+        "break_glass" => {
+            let hours = match f.get("hours") {
+                None => careledger_core::event::EmergencyAccess::DEFAULT_HOURS,
+                Some(_) => u8::try_from(f.u64("hours")?)
+                    .map_err(|_| ApiError::Malformed("hours: 1 to 24".into()))?,
+            };
+            Command::BreakGlass(careledger_core::event::EmergencyAccess { hours })
+        }
         other => {
             return Err(ApiError::Malformed(format!(
                 "{other:?} is not a command type; use one of {}",
@@ -487,7 +495,7 @@ fn command(kind: &str, f: &mut Fields<'_>, acting: Line) -> Result<Command, ApiE
 }
 
 /// Every command type accepted by `POST /patients/{id}/events`.
-pub const COMMAND_TYPES: [&str; 24] = [
+pub const COMMAND_TYPES: [&str; 25] = [
     "add_care_team_member",
     "remove_care_team_member",
     "start_shared_care",
@@ -512,6 +520,7 @@ pub const COMMAND_TYPES: [&str; 24] = [
     "record_problem",
     "resolve_problem",
     "record_smoking_status",
+    "break_glass",
 ];
 
 /// An append body: `{"expected_revision": ..., "commands": [...]}`.
@@ -684,6 +693,7 @@ pub fn event_data(event: &Event) -> Value {
         Event::SigningKeyRevoked(r) => {
             json!({"actor": r.actor.as_str(), "key_id": r.key_id.as_str()})
         }
+        Event::GlassBroken(a) => json!({"hours": a.hours}),
     }
 }
 

@@ -223,6 +223,9 @@ fn clinical(plan: &CarePlan) -> Value {
             "loinc": careledger_core::clinical::SmokingStatus::LOINC, "snomed": s.status.snomed(),
             "provenance": provenance(&s.recorded),
         })),
+        "emergency_access": plan.emergency_access.iter().map(|e| json!({
+            "until": e.until.to_string(), "opened": provenance(&e.opened),
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -94,6 +94,11 @@ fn each_command_has_the_fields_of_the_old_document_and_at_least_its_enumerations
     let mut wider = Vec::new();
     for kind in COMMAND_TYPES {
         let before = &old["components"]["schemas"][format!("Command_{kind}")];
+        if *kind == "break_glass" {
+            // Added after the old document was frozen: its schema is checked by the others.
+            assert!(before.is_null());
+            continue;
+        }
         let name = CommandBody::schema_name(kind);
         let now = &schemas[&name];
         let keys = |s: &Value| -> BTreeSet<String> {
@@ -142,7 +147,7 @@ fn each_command_has_the_fields_of_the_old_document_and_at_least_its_enumerations
     assert_eq!(
         wider,
         [
-            "add_care_team_member.role: [\"care_group_admin\"]",
+            "add_care_team_member.role: [\"care_group_admin\", \"emergency_physician\", \"out_of_hours_gp\"]",
             "set_target.comparator: [\"above\", \"at_least\", \"at_most\", \"below\", \"≤\", \"≥\"]",
             "acknowledge_notification.recipient: [\"care_group\"]",
             "hand_over_lead.lead: [\"none\"]",
