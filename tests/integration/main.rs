@@ -12,6 +12,7 @@ mod anchor_damage;
 mod checkpoint;
 mod cli;
 mod conformance;
+mod connections;
 mod crash;
 mod crash_server;
 mod disk_trouble;
