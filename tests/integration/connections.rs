@@ -235,6 +235,71 @@ async fn idle_and_dripping_clients_neither_exhaust_descriptors_nor_keep_health_o
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Sends a request head on `stream` and reads the answer's head (up to the blank line).
+async fn request_head(stream: &mut TcpStream, head: &str) -> String {
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert_eq!(n, 1, "closed before the answer's head: {answer:?}");
+        answer.push(byte[0]);
+    }
+    String::from_utf8(answer).unwrap()
+}
+
+#[tokio::test]
+async fn idle_kept_alive_connections_close_at_the_header_timeout_and_streams_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let feed = add_actor(&data, "feed-1", "subscriber");
+    let server = Server::start(&data, &["--header-read-timeout-secs", "1"], None);
+
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let answer = request_head(
+        &mut stream,
+        &format!(
+            "GET /events/stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {feed}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut kept_alive = TcpStream::connect(server.addr).await.unwrap();
+    let answer = request_head(
+        &mut kept_alive,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    assert!(
+        closed_by(&mut kept_alive, deadline).await.is_some(),
+        "a kept-alive connection idle for 5 s with a 1 s timeout is still open"
+    );
+    assert!(
+        closed_by(&mut idle, deadline).await.is_some(),
+        "a connection that never sent a head is still open after 5 s"
+    );
+    // The stream has been open for well over the timeout; its request is in flight, so it is
+    // neither idle nor waiting for a head.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await;
+    assert!(
+        !matches!(read, Ok(Ok(0) | Err(_))),
+        "the event stream was closed by the header timeout"
+    );
+}
+
 #[tokio::test]
 async fn a_token_past_its_rate_gets_429_with_retry_after_and_other_tokens_do_not() {
     let dir = tempfile::tempdir().unwrap();
