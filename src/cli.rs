@@ -135,6 +135,8 @@ enum Command {
         checkpoints: CheckpointArgs,
         #[command(flatten)]
         witnesses: crate::witness::WitnessArgs,
+        #[command(flatten)]
+        transport: crate::transport::TransportArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -347,12 +349,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             read_models,
             checkpoints,
             witnesses,
+            transport,
         } => serve(
             &data.data,
             &addr,
             read_models.config(),
             &checkpoints,
             &witnesses,
+            &transport,
         ),
         Command::Witness { command } => crate::witness::run(command),
         Command::Key {
@@ -394,9 +398,13 @@ fn serve(
     read_models: ProjectionConfig,
     checkpoints: &CheckpointArgs,
     witnesses: &crate::witness::WitnessArgs,
+    transport_args: &crate::transport::TransportArgs,
 ) -> anyhow::Result<ExitCode> {
     let config = checkpoints.config()?;
     let witnesses = witnesses.targets()?;
+    // Before the data directory is opened: a server that may not start touches nothing.
+    let transport = transport_args.transport(addr)?;
+    let limits = transport_args.limits();
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
     let served = runtime.block_on(async {
@@ -417,14 +425,15 @@ fn serve(
         // Pushes each new checkpoint on a task of its own, never on the append path.
         let _pushing = crate::witness::start_pushing(&dir, checkpointer.as_ref(), witnesses);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
-        let state = AppState::start(&dir);
+        let tls = matches!(transport, careledger_api::Transport::Tls(_));
+        tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
+        let state = AppState::start(&dir).with_limits(limits);
         // Every checkpoint signed goes to the SSE subscribers as it is signed.
         if let Some(checkpointer) = checkpointer.as_ref() {
             state.app.follow_checkpoints(checkpointer);
         }
         let app = state.app.clone();
-        careledger_api::serve(listener, state, shutdown_signal()).await?;
+        careledger_api::serve_with(listener, state, transport, shutdown_signal()).await?;
         anyhow::Ok((dir, app))
     });
     // A request stuck on a failing disk must not keep the process alive.

@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod export;
 mod keys;
+mod transport;
 mod witness;
 
 fn main() -> std::process::ExitCode {

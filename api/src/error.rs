@@ -12,9 +12,14 @@ pub enum ApiError {
     /// The request is malformed: bad JSON, wrong types, missing fields (400).
     #[error("{0}")]
     Malformed(String),
-    /// No or an unknown bearer token (401).
+    /// No bearer token, or an `Authorization` header that is not one (401, `WWW-Authenticate:
+    /// Bearer`).
     #[error("{0}")]
     Unauthenticated(String),
+    /// A bearer token was sent but is not known (401, `WWW-Authenticate: Bearer` with
+    /// `error="invalid_token"`).
+    #[error("{0}")]
+    InvalidToken(String),
     /// The caller may not do this to this patient (403). The message never reveals whether the
     /// patient exists.
     #[error("{0}")]
@@ -40,6 +45,34 @@ pub enum ApiError {
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
+    /// The route does not take this method (405; the router adds `Allow`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A stream was asked to resume after a position the ledger has not reached (416, code
+    /// `after_beyond_head`, naming the head): the client holds a position of another ledger,
+    /// or of this one before a restore.
+    #[error(
+        "the stream cannot resume after position {after}: the ledger's head is at {head}; resume \
+         from at most {head} (0 reads from the start)"
+    )]
+    BeyondHead {
+        /// The position asked for.
+        after: u64,
+        /// The ledger's head (the last durable position).
+        head: u64,
+    },
+    /// A limit of the server was reached (429 with `Retry-After`): the code names which
+    /// (`rate_limited`, `too_many_streams`, `verify_in_progress`), the message the limit and
+    /// when to retry.
+    #[error("{message}")]
+    TooManyRequests {
+        /// The limit's stable code.
+        code: String,
+        /// The sentence, naming the limit and when to retry.
+        message: String,
+        /// Seconds to wait before retrying, sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// Expected revision or idempotency conflict (409).
     #[error("{0}")]
     Conflict(String),
@@ -94,7 +127,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed", "Malformed request"),
-            ApiError::Unauthenticated(_) => (
+            ApiError::Unauthenticated(_) | ApiError::InvalidToken(_) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "Not authenticated",
@@ -113,6 +146,21 @@ impl ApiError {
                 "Signature refused",
             ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            ApiError::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            ApiError::BeyondHead { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "after_beyond_head",
+                "Position beyond the head",
+            ),
+            ApiError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Too many requests",
+            ),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::TooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -213,7 +261,8 @@ impl From<careledger_app::AppError> for ApiError {
         use careledger_app::AppError as A;
         match e {
             A::Malformed(m) => ApiError::Malformed(m),
-            A::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            // The application refuses a token only when it does not know it.
+            A::Unauthenticated(m) => ApiError::InvalidToken(m),
             A::Forbidden(m) => ApiError::Forbidden(m),
             A::NotPermitted { code, message } => ApiError::NotPermitted { code, message },
             A::NotFound(m) => ApiError::NotFound(m),
@@ -269,7 +318,8 @@ impl ApiError {
         let (code, detail) = match self {
             ApiError::Unprocessable { code, message }
             | ApiError::NotPermitted { code, message }
-            | ApiError::Signature { code, message } => (code.clone(), message.clone()),
+            | ApiError::Signature { code, message }
+            | ApiError::TooManyRequests { code, message, .. } => (code.clone(), message.clone()),
             ApiError::Internal(_) => (
                 kind.to_owned(),
                 "an internal error occurred; it was logged for the operator".to_owned(),
@@ -286,6 +336,10 @@ impl ApiError {
             ApiError::NotIntact {
                 position, verified, ..
             } => problem.with_not_intact(*position, *verified),
+            ApiError::BeyondHead { head, .. } => ProblemDetails {
+                ledger_head_position: Some(*head),
+                ..problem
+            },
             _ => problem,
         }
     }
@@ -318,6 +372,26 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(*retry_after_secs),
+            );
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: the scheme the client must use, and for a token that is not known, why.
+            let challenge = match &self {
+                ApiError::InvalidToken(_) => "Bearer realm=\"careledger\", error=\"invalid_token\"",
+                _ => "Bearer realm=\"careledger\"",
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
         }
         response
     }

@@ -21,11 +21,15 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(&parts.headers, state).map(Caller)
+        let caller = authenticate(&parts.headers, state)?;
+        state.guards.admit(&caller.id)?;
+        Ok(Caller(caller))
     }
 }
 
-/// The registered actor whose bearer token the request's `Authorization` header carries.
+/// The registered actor whose bearer token the request's `Authorization` header carries. The
+/// per-token rate limit is the `Caller` extractor's; a caller of this alone (`/health`) is not
+/// counted.
 pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<RegisteredActor, ApiError> {
     let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::Unauthenticated(
@@ -33,14 +37,18 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<RegisteredA
                 .into(),
         )
     })?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into())
-        })?;
-    Ok(state.app.authenticate(token.trim())?)
+    let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+        ApiError::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into())
+    })?;
+    Ok(state.app.authenticate(token)?)
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme's name is matched
+/// case-insensitively (RFC 9110 §11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A caller who may read the patient named in the path (`/patients/{patient}/...`).
@@ -147,5 +155,20 @@ pub fn parse_u64(name: &str, raw: Option<&str>, default: u64) -> Result<u64, Api
                 "{name} must be a non-negative whole number, got {r:?}"
             ))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_nothing_else_is() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod openapi;
 pub mod router;
 pub mod routes;
@@ -15,11 +16,13 @@ pub mod serve;
 pub mod signature;
 pub mod sse;
 pub mod state;
+pub mod tls;
 pub mod wire;
 pub mod witness;
 
+pub use limits::{Limits, Rate};
 pub use router::app;
-pub use serve::serve;
+pub use serve::{serve, serve_with, Transport};
 pub use state::AppState;
 
 /// Largest request body accepted, in bytes.

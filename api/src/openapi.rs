@@ -15,8 +15,12 @@ fn base() -> OpenApi {
     doc.info.description = Some(
         "An event-sourced, hash-chained ledger of individual care plans shared between a \
          patient's GP practice (first line) and a hospital specialist (second line). Every \
-         request but /health and /openapi.json needs `Authorization: Bearer <token>`. Errors \
-         are application/problem+json (RFC 9457) with a stable `code`."
+         request but /health and /openapi.json needs `Authorization: Bearer <token>` (401 \
+         answers carry `WWW-Authenticate: Bearer`). Errors are application/problem+json (RFC \
+         9457) with a stable `code`. Any authenticated request may be refused with 429 \
+         `rate_limited` and `Retry-After` when its token sends more than the server's rate \
+         (by default 50 requests a second, bursts of 200); a method a route does not take \
+         answers 405 with `Allow`."
             .into(),
     );
     let components = doc.components.get_or_insert_with(Default::default);

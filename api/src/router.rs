@@ -47,24 +47,77 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .merge(limited)
 }
 
-/// The router with every route, limits and timeouts.
+/// The router with every route, limits and timeouts, and the headers every answer carries.
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes(OpenApi::default()).split_for_parts();
+    let hsts = state.hsts;
     router
         .fallback(|| async { ApiError::NotFound("no such route; see /openapi.json".into()) })
+        // The router adds `Allow` with the methods the route takes.
         .method_not_allowed_fallback(|| async {
-            ApiError::NotFound("this route does not take that method; see /openapi.json".into())
+            ApiError::MethodNotAllowed(
+                "this route does not take that method; the Allow header lists those it takes, \
+                 see /openapi.json"
+                    .into(),
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                security_headers(request, next, hsts)
+            },
+        ))
         // Request spans at DEBUG: the default INFO level logs no paths (they name patients).
+        // The span names the method and the path, never the query: a client may put a token
+        // or a patient's number there.
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(
-                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG),
-                )
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    tracing::debug_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        version = ?request.version(),
+                    )
+                })
                 .on_response(
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
                 ),
         )
         .with_state(state)
+}
+
+/// Routes whose answers hold no patient's data and may be cached.
+const CACHEABLE: [&str; 3] = ["/health", "/openapi.json", "/checkpoint"];
+
+/// The headers every answer carries: no content sniffing, no framing, nothing loaded from
+/// anywhere (`default-src 'none'`: the API serves data, never pages), no caching of anything
+/// that may hold a patient's data, and HSTS when served over TLS.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+    hsts: bool,
+) -> axum::response::Response {
+    use axum::http::header::{self, HeaderValue};
+    let cacheable = CACHEABLE.contains(&request.uri().path());
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    if !cacheable {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }

@@ -28,6 +28,7 @@ use careledger_core::FramedEvent;
 
 use crate::error::ApiError;
 use crate::extract::{parse_u64, Caller, Query};
+use crate::limits::StreamSlot;
 use crate::routes::blocking;
 use crate::state::AppState;
 use crate::wire::names::{StreamEventType, WireName};
@@ -94,6 +95,10 @@ fn sse(id: Option<&str>, kind: &str, data: &str) -> Bytes {
 /// the latest once when it connects, then each new one as it is signed. A checkpoint event has
 /// no `id`, so it leaves `Last-Event-ID` at the last recorded event's position; it is not
 /// ordered with the recorded events (its `tree_size` says which positions it covers).
+///
+/// A position after the ledger's head is refused (416, naming the head) rather than waited
+/// for. One token may have a limited number of streams open at once (8 unless the server is
+/// configured otherwise; 429 beyond it).
 #[utoipa::path(get, path = "/events/stream", tag = "events", security(("bearer" = [])),
     params(
         PageQuery,
@@ -104,6 +109,8 @@ fn sse(id: Option<&str>, kind: &str, data: &str) -> Bytes {
         (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not in that patient's care team", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 416, description = "`after` or `Last-Event-ID` is beyond the ledger's head (code `after_beyond_head`; `ledger_head_position` names the head)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "this token has the most streams open that one token may have (code `too_many_streams`), or sent too many requests (`rate_limited`); `Retry-After` says when to retry", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -126,6 +133,21 @@ pub async fn stream(
     if let (Some(p), AccessRole::Care(_)) = (&patient, caller.role) {
         state.app.may_read(&caller, p)?;
     }
+    // A position beyond the head is not one this ledger gave: waiting for it would hide the
+    // client's mistake (a position of another ledger, or of this one before a restore) and
+    // skip every event up to it once the ledger gets there.
+    // The ledger's head, not only the channel's: an append acknowledged a moment ago may not
+    // have reached the channel yet.
+    let head = state
+        .app
+        .ledger
+        .head()
+        .position
+        .max(*state.app.durable().borrow());
+    if after > head {
+        return Err(ApiError::BeyondHead { after, head });
+    }
+    let slot = state.guards.open_stream(&caller.id)?;
     // Followed before the latest is read, so that none signed in between is missed; one
     // already sent is not sent again (a checkpoint's size only grows).
     let checkpoints = state.app.feed.checkpoints();
@@ -133,6 +155,7 @@ pub async fn stream(
     let latest = blocking(move || Ok(app.checkpoint()?)).await?;
     let first = latest.and_then(|note| state.app.feed.render_checkpoint(&note));
     let mut subscription = Subscription::new(state, caller, patient, after, checkpoints);
+    subscription.slot = Some(slot);
     if let Some(first) = first {
         subscription.checkpoint_sent = first.size;
         subscription.first = Some(first.frame);
@@ -144,7 +167,7 @@ pub async fn stream(
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CACHE_CONTROL, "no-store"),
         ],
         axum::body::Body::from_stream(stream),
     )
@@ -171,6 +194,8 @@ struct Subscription {
     checkpoint_sent: u64,
     /// The latest checkpoint when the stream opened, sent first.
     first: Option<Bytes>,
+    /// This stream's place among its token's open streams, given back when it ends.
+    slot: Option<StreamSlot>,
 }
 
 impl Subscription {
@@ -186,6 +211,7 @@ impl Subscription {
             checkpoints,
             checkpoint_sent: 0,
             first: None,
+            slot: None,
             fed: state.app.feed.subscribe(),
             shutdown: state.app.shutdown(),
             durable: state.app.durable(),

@@ -9,6 +9,8 @@ use parking_lot::RwLock;
 use careledger_app::{App, DataDir};
 use careledger_core::ids::PatientId;
 
+use crate::limits::{Guards, Limits};
+
 /// The shared state of the router.
 #[derive(Clone)]
 pub struct AppState {
@@ -16,15 +18,34 @@ pub struct AppState {
     pub app: App,
     /// Rendered plans, reused until the patient's next event.
     pub(crate) plans: Arc<PlanCache>,
+    /// The limits and what is in use against them.
+    pub(crate) guards: Arc<Guards>,
+    /// Whether responses say `Strict-Transport-Security`: set when serving over TLS.
+    pub(crate) hsts: bool,
 }
 
 impl AppState {
-    /// The state over a started application.
+    /// The state over a started application, with the default [`Limits`].
     pub fn new(app: App) -> Self {
         Self {
             app,
             plans: Arc::new(PlanCache::default()),
+            guards: Arc::new(Guards::new(Limits::default())),
+            hsts: false,
         }
+    }
+
+    /// The same state with other limits (before it serves anything).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self {
+            guards: Arc::new(Guards::new(limits)),
+            ..self
+        }
+    }
+
+    /// The limits this state serves with.
+    pub fn limits(&self) -> &Limits {
+        self.guards.limits()
     }
 
     /// Starts the application over an opened data directory, its feed rendering Server-Sent

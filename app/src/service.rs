@@ -350,13 +350,28 @@ impl App {
         )
     }
 
-    /// Verifies the whole chain (a full scan: auditors and care roles only).
-    pub fn verify(&self, caller: &RegisteredActor) -> Result<VerifyReport, AppError> {
-        if caller.role == crate::actors::AccessRole::Subscriber {
-            return Err(AppError::Forbidden(
-                "a subscriber reads the event stream only".into(),
-            ));
+    /// Verifies the whole chain: a full scan, so auditors only (checking the ledger is their
+    /// work; a care role or a subscriber would only load the server). The scan stops between
+    /// chunks once `cancel` turns true, and then gives `None`.
+    pub fn verify(
+        &self,
+        caller: &RegisteredActor,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<VerifyReport>, AppError> {
+        self.may_verify(caller)?;
+        Ok(self.ledger.verify_cancellable(&mut |_, _| {}, cancel)?)
+    }
+
+    /// Whether `caller` may verify the whole chain: auditors only.
+    pub fn may_verify(&self, caller: &RegisteredActor) -> Result<(), AppError> {
+        if caller.role == crate::actors::AccessRole::Auditor {
+            return Ok(());
         }
-        Ok(self.ledger.verify(&mut |_, _| {})?)
+        Err(AppError::Forbidden(format!(
+            "verifying the whole chain is a full scan of the ledger, for auditors only; you act \
+             as {}: ask an auditor, or the operator runs `careledger verify` with the server \
+             stopped",
+            caller.role.as_str()
+        )))
     }
 }

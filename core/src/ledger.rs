@@ -247,7 +247,21 @@ impl Ledger {
     /// cheap comparison on open cannot see) makes the ledger refuse writes from then on, as
     /// damage found on open does.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
-        self.log.verify(progress)
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let report = self.log.verify(progress, &never)?;
+        // Only `cancel` ends a scan without a report, and nothing sets this one.
+        report.ok_or_else(|| Error::Poisoned("verification stopped without a cause".into()))
+    }
+
+    /// [`Ledger::verify`], stopped between chunks of the scan once `cancel` turns true: `None`
+    /// then, since what was not read is neither intact nor damaged. The HTTP server stops a
+    /// scan whose request has timed out or whose client has gone.
+    pub fn verify_cancellable(
+        &self,
+        progress: &mut dyn FnMut(u64, u64),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<VerifyReport>> {
+        self.log.verify(progress, cancel)
     }
 
     /// Bytes the ledger occupies on disk.
@@ -309,6 +323,26 @@ mod tests {
         assert_eq!(first, again);
         assert!(first.iter().all(|e| e.record.recorded_at == start));
         assert_ne!(first[0].record.event_id, first[1].record.event_id);
+    }
+
+    #[test]
+    fn a_cancelled_verification_gives_no_report_and_an_uncancelled_one_the_whole_chain() {
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
+        ledger.append(found()).unwrap();
+        let cancelled = ledger
+            .verify_cancellable(&mut |_, _| {}, &AtomicBool::new(true))
+            .unwrap();
+        assert!(cancelled.is_none(), "{cancelled:?}");
+        let report = ledger
+            .verify_cancellable(&mut |_, _| {}, &AtomicBool::new(false))
+            .unwrap()
+            .unwrap();
+        assert!(report.is_intact());
+        assert_eq!(report.verified, ledger.head().position);
+        // A cancelled scan found nothing wrong and so leaves writes alone.
+        assert!(ledger.health().is_ok());
     }
 
     #[test]

@@ -693,13 +693,21 @@ impl<C> EventLog<C> {
 
     /// Verifies the whole chain, the per-patient index against the frames, and the log
     /// against its anchor; damage found makes the log refuse writes from then on.
-    pub(crate) fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
+    pub(crate) fn verify(
+        &self,
+        progress: &mut dyn FnMut(u64, u64),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<VerifyReport>> {
         let total = self.head().position.max(self.written.lock().position);
         // The anchor as it was before the scan: entries added while it runs are of events the
         // scan may not have reached.
         let anchored = self.anchor.as_ref().and_then(|a| a.lock().last());
         let report = crate::anchor::catch_damage("verifying the ledger", || {
-            let mut report = crate::verify::verify_chain(self.storage.as_ref(), total, progress)?;
+            let scanned =
+                crate::verify::verify_chain(self.storage.as_ref(), total, progress, cancel)?;
+            let Some(mut report) = scanned else {
+                return Ok(None);
+            };
             if let Some(anchor) = &self.anchor {
                 let anchor = anchor.lock();
                 crate::anchor::verify_against(
@@ -709,9 +717,9 @@ impl<C> EventLog<C> {
                     &mut report,
                 )?;
             }
-            Ok(report)
+            Ok(Some(report))
         })?;
-        if let Some(problem) = &report.problem {
+        if let Some(problem) = report.as_ref().and_then(|r| r.problem.as_ref()) {
             self.found_damage(problem, anchored.map_or(0, |a| a.position), total);
         }
         Ok(report)

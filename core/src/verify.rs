@@ -361,11 +361,15 @@ impl Chunk {
 /// sequential check would; the chunk boundaries only decide who checks what. A chunk's first
 /// frame is checked against the stored hash of the frame before it, which the chunk before has
 /// verified (or else reports the first problem itself).
+///
+/// `cancel` stops the scan between chunks when it turns true: the result is then `None`, since
+/// what was not read is neither intact nor damaged.
 pub(crate) fn verify_chain(
     storage: &dyn Storage,
     total: u64,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<VerifyReport> {
+    cancel: &AtomicBool,
+) -> Result<Option<VerifyReport>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
@@ -389,7 +393,7 @@ pub(crate) fn verify_chain(
             outputs.push(checked_rx);
         }
         let stop = &stop;
-        let scanner = scope.spawn(move || scan_chunks(storage, &inputs, stop));
+        let scanner = scope.spawn(move || scan_chunks(storage, &inputs, stop, cancel));
 
         let mut report = VerifyReport {
             verified: 0,
@@ -398,7 +402,13 @@ pub(crate) fn verify_chain(
         };
         let mut indexed = 0;
         let mut next_progress = PROGRESS_EVERY;
+        let mut cancelled = false;
         'collect: for turn in 0.. {
+            if cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                stop.store(true, Ordering::Relaxed);
+                break 'collect;
+            }
             let Ok(checked) = outputs[turn % workers].recv() else {
                 break 'collect;
             };
@@ -422,6 +432,10 @@ pub(crate) fn verify_chain(
         let scanned = scanner
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // The scanner also stops when `cancel` turns true after the last chunk was collected.
+        if cancelled || (report.problem.is_none() && cancel.load(Ordering::Relaxed)) {
+            return Ok(None);
+        }
         if report.problem.is_none() {
             scanned?;
             if let Some(index) = index {
@@ -430,7 +444,7 @@ pub(crate) fn verify_chain(
             }
         }
         progress(report.verified, total);
-        Ok(report)
+        Ok(Some(report))
     })
 }
 
@@ -444,6 +458,7 @@ fn scan_chunks(
     storage: &dyn Storage,
     workers: &[SyncSender<Chunk>],
     stop: &AtomicBool,
+    cancel: &AtomicBool,
 ) -> Result<()> {
     let mut chunk = Chunk::new(1, Hash::ZERO);
     let mut bytes = 0;
@@ -455,7 +470,7 @@ fn scan_chunks(
         ok
     };
     storage.scan_values(1, &mut |first, value| {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
             return false;
         }
         bytes += value.len();

@@ -139,7 +139,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("http://{}", listener.local_addr()?);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let state = AppState::start(&data);
+            // One token drives every append and every subscriber: no per-token limits.
+            let state = AppState::start(&data).with_limits(careledger_api::Limits::unlimited());
             let app = state.app.clone();
             let server = tokio::spawn(careledger_api::serve(listener, state, async move {
                 let _ = stopped.await;
@@ -238,7 +239,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
             );
         }
     }
-    let start_position = head(&shared, reader_token).await?;
+    let start_position = head(&shared).await?;
     shared.acked_at.base.store(start_position, Ordering::SeqCst);
     let subscribers: Vec<_> = (0..args.subscribers)
         .map(|_| {
@@ -296,7 +297,7 @@ async fn drive(args: &LoadArgs, url: &str, token: &str, reader_token: &str) -> a
     for r in readers {
         plan_latency.0.extend(r.await?.0);
     }
-    let end_position = head(&shared, reader_token).await?;
+    let end_position = head(&shared).await?;
     shared.until.store(end_position.max(1), Ordering::SeqCst);
     let memory = sampler.await?;
     let appended = append_latency.0.len() as u64;
@@ -375,18 +376,20 @@ async fn sample_memory(shared: Arc<Shared>, started: Instant) -> Vec<(u64, u64)>
     samples
 }
 
-async fn head(shared: &Shared, token: &str) -> anyhow::Result<u64> {
+/// The ledger's head position, as a page of the global log gives it to any reader (`/health`
+/// gives it to auditors only).
+async fn head(shared: &Shared) -> anyhow::Result<u64> {
     let r: Value = shared
         .client
-        .get(format!("{}/verify", shared.url))
-        .bearer_auth(token)
+        .get(format!("{}/events?after=0&limit=1", shared.url))
+        .bearer_auth(&shared.token)
         .send()
         .await?
         .json()
         .await?;
-    r["verified"]
+    r["head"]
         .as_u64()
-        .ok_or_else(|| anyhow!("unexpected /verify answer {r}"))
+        .ok_or_else(|| anyhow!("unexpected /events answer {r}"))
 }
 
 async fn append_loop(

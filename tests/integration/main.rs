@@ -13,6 +13,7 @@ mod break_glass;
 mod checkpoint;
 mod cli;
 mod conformance;
+mod connections;
 mod crash;
 mod crash_server;
 mod disk_trouble;

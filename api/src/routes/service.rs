@@ -1,5 +1,8 @@
 //! The service's own routes: `/health`, `/openapi.json`, `/verify`.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -9,6 +12,7 @@ use careledger_app::actors::AccessRole;
 
 use crate::error::ApiError;
 use crate::extract::Caller;
+use crate::limits::CancelOnDrop;
 use crate::routes::blocking;
 use crate::state::AppState;
 use crate::wire::{HealthView, ProblemDetails, VerifyView};
@@ -66,21 +70,39 @@ pub async fn openapi() -> Response {
 /// Verifies the whole chain, the per-patient index and the anchor.
 ///
 /// 200 with the count and head hash only when the ledger is intact; otherwise 409 with the
-/// position where it first fails.
+/// position where it first fails. A full scan: for auditors only, one at a time (429 with
+/// `Retry-After` while another runs), and stopped when its request times out (408).
 #[utoipa::path(get, path = "/verify", tag = "service", security(("bearer" = [])),
     responses(
         (status = 200, description = "the ledger is intact", body = VerifyView),
         (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "a subscriber reads the stream only", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "only auditors verify the whole chain", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 408, description = "the scan did not end within the request's time limit and was stopped"),
         (status = 409, description = "the ledger is not intact: where it first fails", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "another verification is running (code `verify_in_progress`), or this token sent too many requests (`rate_limited`); `Retry-After` says when to retry", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn verify(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<VerifyView>, ApiError> {
+    state.app.may_verify(&caller)?;
+    let slot = state.guards.start_verify()?;
+    // Dropped with this future when the request's time limit ends it (or its client goes):
+    // the scan sees the flag between chunks and stops, and only then gives the slot back.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancel));
     let app = state.app.clone();
-    let report = blocking(move || Ok(app.verify(&caller)?)).await?;
+    let report = blocking(move || {
+        let _slot = slot;
+        Ok(app.verify(&caller, &cancel)?)
+    })
+    .await?;
+    let Some(report) = report else {
+        return Err(ApiError::Unavailable(
+            "the verification was stopped before it reached the head".into(),
+        ));
+    };
     if let Some(problem) = &report.problem {
         return Err(ApiError::NotIntact {
             detail: problem.to_string(),
@@ -89,4 +111,52 @@ pub async fn verify(
         });
     }
     Ok(Json(VerifyView::from(&report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use careledger_app::actors::{AccessRole, RegisteredActor};
+    use careledger_core::ids::{ActorId, Text};
+
+    use crate::state::AppState;
+
+    async fn verify_as(state: &AppState, token: &str) -> axum::response::Response {
+        let request = Request::get("/verify")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        crate::app(state.clone()).oneshot(request).await.unwrap()
+    }
+
+    /// A second verification while one runs is told to come back later, and may once the
+    /// first has ended.
+    #[tokio::test]
+    async fn one_verification_runs_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = careledger_app::DataDir::open(dir.path()).unwrap();
+        let auditor = RegisteredActor::new(
+            ActorId::parse("auditor-1").unwrap(),
+            Text::new("Auditor").unwrap(),
+            AccessRole::Auditor,
+        );
+        let token = data.actors.add(auditor).unwrap();
+        let state = AppState::start(&data);
+
+        let running = state.guards.start_verify().unwrap();
+        let refused = verify_as(&state, &token).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "10");
+        let body = axum::body::to_bytes(refused.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "verify_in_progress", "{problem}");
+
+        drop(running);
+        assert_eq!(verify_as(&state, &token).await.status(), StatusCode::OK);
+    }
 }

@@ -147,7 +147,8 @@ pub struct ProblemDetails {
     /// With `ledger_damaged`: the last position the anchor holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_anchored_position: Option<u64>,
-    /// With `ledger_damaged`: the last position the ledger holds.
+    /// With `ledger_damaged`: the last position the ledger holds; with `after_beyond_head`:
+    /// the ledger's head, the furthest position a stream can resume after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger_head_position: Option<u64>,
     /// With `ledger_damaged`: acknowledged events the ledger does not hold.

@@ -39,6 +39,10 @@ impl ServerProcess {
                 data.to_str().unwrap(),
                 "--addr",
                 &format!("127.0.0.1:{port}"),
+                // The durability tests write as fast as the server takes it, with one token;
+                // the rate limit has its own tests (limits.rs).
+                "--rate-limit-per-second",
+                "0",
             ])
             .args(args)
             .env("RUST_LOG", "warn")
