@@ -12,9 +12,19 @@ pub enum ApiError {
     /// The request is malformed: bad JSON, wrong types, missing fields (400).
     #[error("{0}")]
     Malformed(String),
-    /// No or an unknown bearer token (401).
+    /// No bearer token, or not a bearer token (401, `WWW-Authenticate: Bearer`).
     #[error("{0}")]
     Unauthenticated(String),
+    /// A bearer token was refused (401, `WWW-Authenticate: Bearer error="invalid_token"`):
+    /// unknown, expired, revoked, replaced, or an access token that does not validate; the
+    /// code says which.
+    #[error("{message}")]
+    InvalidToken {
+        /// `token_expired`, `token_revoked`, `oidc_wrong_issuer`, ….
+        code: String,
+        /// The sentence, saying what to do.
+        message: String,
+    },
     /// The caller may not do this to this patient (403). The message never reveals whether the
     /// patient exists.
     #[error("{0}")]
@@ -99,6 +109,9 @@ impl ApiError {
                 "unauthenticated",
                 "Not authenticated",
             ),
+            ApiError::InvalidToken { .. } => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", "Token refused")
+            }
             ApiError::Forbidden(_) | ApiError::NotPermitted { .. } => {
                 (StatusCode::FORBIDDEN, "forbidden", "Not permitted")
             }
@@ -214,6 +227,7 @@ impl From<careledger_app::AppError> for ApiError {
         match e {
             A::Malformed(m) => ApiError::Malformed(m),
             A::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            A::TokenRefused { code, message } => ApiError::InvalidToken { code, message },
             A::Forbidden(m) => ApiError::Forbidden(m),
             A::NotPermitted { code, message } => ApiError::NotPermitted { code, message },
             A::NotFound(m) => ApiError::NotFound(m),
@@ -269,7 +283,8 @@ impl ApiError {
         let (code, detail) = match self {
             ApiError::Unprocessable { code, message }
             | ApiError::NotPermitted { code, message }
-            | ApiError::Signature { code, message } => (code.clone(), message.clone()),
+            | ApiError::Signature { code, message }
+            | ApiError::InvalidToken { code, message } => (code.clone(), message.clone()),
             ApiError::Internal(_) => (
                 kind.to_owned(),
                 "an internal error occurred; it was logged for the operator".to_owned(),
@@ -313,6 +328,21 @@ impl IntoResponse for ApiError {
                 header::HeaderName::from_static("accept-signature"),
                 header::HeaderValue::from_static(crate::signature::ACCEPT_SIGNATURE),
             );
+        }
+        match &self {
+            ApiError::InvalidToken { .. } => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            ApiError::Unauthenticated(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            _ => {}
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -14,7 +14,8 @@ use crate::state::AppState;
 use crate::wire;
 use crate::MAX_BODY_BYTES;
 
-/// The authenticated caller.
+/// The authenticated caller: by a careledger token, or by an OpenID Connect access token whose
+/// subject reaches a registered actor.
 pub struct Caller(pub RegisteredActor);
 
 impl FromRequestParts<AppState> for Caller {
@@ -33,7 +34,20 @@ impl FromRequestParts<AppState> for Caller {
                     "the Authorization header must be \"Bearer <token>\"".into(),
                 )
             })?;
-        Ok(Caller(state.app.authenticate(token.trim())?))
+        let token = token.trim();
+        if !crate::oidc::looks_like_jwt(token) {
+            return Ok(Caller(state.app.authenticate(token)?));
+        }
+        let Some(oidc) = &state.oidc else {
+            return Err(ApiError::InvalidToken {
+                code: "oidc_not_configured".into(),
+                message: "the bearer token is a JWT, but this server accepts no OpenID Connect \
+                          access tokens (serve --oidc-issuer ...); use a careledger token"
+                    .into(),
+            });
+        };
+        let subject = oidc.verify(token).await?;
+        Ok(Caller(state.app.authenticate_subject(&subject)?))
     }
 }
 

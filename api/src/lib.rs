@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod oidc;
 pub mod openapi;
 pub mod router;
 pub mod routes;

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::routes::{events, evidence, keys, notifications, patients, service};
+use crate::routes::{admin, events, evidence, keys, notifications, patients, service};
 use crate::sse;
 use crate::state::AppState;
 
@@ -37,6 +37,9 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::inclusion))
         .routes(routes!(evidence::consistency))
         .routes(routes!(evidence::export))
+        .routes(routes!(admin::add_actor, admin::list_actors))
+        .routes(routes!(admin::revoke_actor))
+        .routes(routes!(admin::rotate_actor))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

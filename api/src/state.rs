@@ -16,6 +16,8 @@ pub struct AppState {
     pub app: App,
     /// Rendered plans, reused until the patient's next event.
     pub(crate) plans: Arc<PlanCache>,
+    /// The OpenID Connect issuer whose access tokens are accepted, if one is configured.
+    pub oidc: Option<Arc<crate::oidc::OidcVerifier>>,
 }
 
 impl AppState {
@@ -24,7 +26,15 @@ impl AppState {
         Self {
             app,
             plans: Arc::new(PlanCache::default()),
+            oidc: None,
         }
+    }
+
+    /// The same state, accepting the access tokens `verifier` validates besides careledger's
+    /// own tokens.
+    pub fn with_oidc(mut self, verifier: crate::oidc::OidcVerifier) -> Self {
+        self.oidc = Some(Arc::new(verifier));
+        self
     }
 
     /// Starts the application over an opened data directory, its feed rendering Server-Sent
