@@ -130,7 +130,9 @@ pub fn run(command: ActorsCommand) -> anyhow::Result<ExitCode> {
                 expires_in_days,
             };
             let answer = match target.remote()? {
-                Some(remote) => remote.send("POST", "/admin/actors", Some(serde_json::to_value(&body)?))?,
+                Some(remote) => {
+                    remote.send("POST", "/admin/actors", Some(serde_json::to_value(&body)?))?
+                }
                 None => {
                     let actor = body.actor().map_err(|e| anyhow!("{e}"))?;
                     let store = open_store(&target.data)?;
@@ -160,9 +162,7 @@ pub fn run(command: ActorsCommand) -> anyhow::Result<ExitCode> {
         }
         ActorsCommand::Revoke { target, id } => {
             let answer = match target.remote()? {
-                Some(remote) => {
-                    remote.send("POST", &format!("/admin/actors/{id}/revoke"), None)?
-                }
+                Some(remote) => remote.send("POST", &format!("/admin/actors/{id}/revoke"), None)?,
                 None => {
                     let store = open_store(&target.data)?;
                     let record = store.revoke(
@@ -222,7 +222,10 @@ fn open_store(data: &Path) -> anyhow::Result<ActorStore> {
     })
 }
 
-fn issued_json(token: String, record: &careledger_app::actors::ActorRecord) -> anyhow::Result<Value> {
+fn issued_json(
+    token: String,
+    record: &careledger_app::actors::ActorRecord,
+) -> anyhow::Result<Value> {
     Ok(serde_json::json!({ "token": token, "actor": AdminActorView::from(record) }))
 }
 
@@ -284,9 +287,10 @@ impl Target {
         let Some(url) = &self.url else {
             return Ok(None);
         };
-        let token = self.token.clone().ok_or_else(|| {
-            anyhow!("--url needs an operator's --token (or CARELEDGER_TOKEN)")
-        })?;
+        let token = self
+            .token
+            .clone()
+            .ok_or_else(|| anyhow!("--url needs an operator's --token (or CARELEDGER_TOKEN)"))?;
         Ok(Some(Remote {
             base: url.trim_end_matches('/').to_owned(),
             token,

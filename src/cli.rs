@@ -132,7 +132,11 @@ pub struct OidcArgs {
     pub oidc_audience: Option<String>,
     /// The issuer's keys, a JWKS document on disk (read again when a token names an unknown
     /// key, at most once a minute).
-    #[arg(long, env = "CARELEDGER_OIDC_JWKS_FILE", conflicts_with = "oidc_jwks_url")]
+    #[arg(
+        long,
+        env = "CARELEDGER_OIDC_JWKS_FILE",
+        conflicts_with = "oidc_jwks_url"
+    )]
     pub oidc_jwks_file: Option<PathBuf>,
     /// The issuer's keys, a JWKS document served over plain http:// (a local proxy or
     /// sidecar), read again as the file is.

@@ -243,8 +243,7 @@ impl OidcVerifier {
             ));
         }
         let typ = header["typ"].as_str().unwrap_or("(none)");
-        if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt")
-        {
+        if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
             return Err(refuse(
                 "oidc_not_access_token",
                 format!(
@@ -276,9 +275,7 @@ impl OidcVerifier {
             if format!("{key_alg:?}") != format!("{:?}", parsed.alg) {
                 return Err(refuse(
                     "oidc_alg_refused",
-                    format!(
-                        "the access token says alg {alg}, but its key is for {key_alg:?}"
-                    ),
+                    format!("the access token says alg {alg}, but its key is for {key_alg:?}"),
                 ));
             }
         }
@@ -295,12 +292,7 @@ impl OidcVerifier {
         })
     }
 
-    fn validate(
-        &self,
-        token: &str,
-        alg: Algorithm,
-        key: &DecodingKey,
-    ) -> Result<Claims, ApiError> {
+    fn validate(&self, token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Claims, ApiError> {
         use jsonwebtoken::errors::ErrorKind as K;
         let mut validation = Validation::new(alg);
         validation.algorithms = vec![alg];
@@ -309,44 +301,44 @@ impl OidcVerifier {
         validation.set_issuer(&[self.config.issuer.as_str()]);
         validation.set_audience(&[self.config.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
-            match e.kind() {
-                K::ExpiredSignature => refuse(
-                    "oidc_expired",
-                    "the access token has expired (exp); get a new one from the issuer",
-                ),
-                K::ImmatureSignature => refuse(
-                    "oidc_not_yet_valid",
-                    "the access token is not valid yet (nbf); check the clocks",
-                ),
-                K::InvalidIssuer => refuse(
-                    "oidc_wrong_issuer",
-                    format!(
-                        "the access token is of another issuer; this server accepts tokens of \
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
+            .kind()
+        {
+            K::ExpiredSignature => refuse(
+                "oidc_expired",
+                "the access token has expired (exp); get a new one from the issuer",
+            ),
+            K::ImmatureSignature => refuse(
+                "oidc_not_yet_valid",
+                "the access token is not valid yet (nbf); check the clocks",
+            ),
+            K::InvalidIssuer => refuse(
+                "oidc_wrong_issuer",
+                format!(
+                    "the access token is of another issuer; this server accepts tokens of \
                          {}",
-                        self.config.issuer
-                    ),
+                    self.config.issuer
                 ),
-                K::InvalidAudience => refuse(
-                    "oidc_wrong_audience",
-                    format!(
-                        "the access token is not for this server: its aud does not include {}",
-                        self.config.audience
-                    ),
+            ),
+            K::InvalidAudience => refuse(
+                "oidc_wrong_audience",
+                format!(
+                    "the access token is not for this server: its aud does not include {}",
+                    self.config.audience
                 ),
-                K::MissingRequiredClaim(claim) => refuse(
-                    "oidc_claim_missing",
-                    format!("the access token has no {claim} claim"),
-                ),
-                K::InvalidSignature => refuse(
-                    "oidc_bad_signature",
-                    "the access token's signature does not verify under the issuer's key",
-                ),
-                _ => refuse(
-                    "oidc_invalid",
-                    format!("the access token is not accepted: {e}"),
-                ),
-            }
+            ),
+            K::MissingRequiredClaim(claim) => refuse(
+                "oidc_claim_missing",
+                format!("the access token has no {claim} claim"),
+            ),
+            K::InvalidSignature => refuse(
+                "oidc_bad_signature",
+                "the access token's signature does not verify under the issuer's key",
+            ),
+            _ => refuse(
+                "oidc_invalid",
+                format!("the access token is not accepted: {e}"),
+            ),
         })?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -529,7 +529,10 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 
 /// `now` plus whole days.
 pub fn days_after(now: Timestamp, days: u32) -> Timestamp {
-    Timestamp::from_micros(now.micros().saturating_add(i64::from(days) * 86_400_000_000))
+    Timestamp::from_micros(
+        now.micros()
+            .saturating_add(i64::from(days) * 86_400_000_000),
+    )
 }
 
 fn minutes_after(now: Timestamp, minutes: u32) -> Timestamp {
@@ -631,7 +634,11 @@ impl ActorStore {
     }
 
     /// The actor a token belongs to, at `now`; records the use.
-    pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<RegisteredActor, TokenRefusal> {
+    pub fn authenticate(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<RegisteredActor, TokenRefusal> {
         let hash = token_hash(token);
         let registry = self.registry.read();
         let entry = registry
@@ -761,7 +768,10 @@ impl ActorStore {
         now: Timestamp,
     ) -> Result<ActorRecord, AppError> {
         let mut registry = self.registry.write();
-        let entry = registry.by_id.get_mut(id).ok_or_else(|| unknown_actor(id))?;
+        let entry = registry
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| unknown_actor(id))?;
         if let Some(r) = &entry.stored.life.revoked {
             return Err(AppError::Conflict(format!(
                 "the token of {id} was revoked already, on {} by {}; rotate to issue a new one",
@@ -800,7 +810,10 @@ impl ActorStore {
         let token = new_token()?;
         let mut guard = self.registry.write();
         let registry = &mut *guard;
-        let entry = registry.by_id.get_mut(id).ok_or_else(|| unknown_actor(id))?;
+        let entry = registry
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| unknown_actor(id))?;
         let mut stored = entry.current();
         let grace = match stored.life.revoked {
             Some(_) => None,
@@ -949,7 +962,12 @@ mod tests {
             let db = sled::open(dir.path()).unwrap();
             for (id, bytes) in [
                 write("gp-2", AccessRole::Care(Role::Gp), Some(agb.clone()), "aa"),
-                write("feed-practice", AccessRole::Subscriber, Some(agb.clone()), "bb"),
+                write(
+                    "feed-practice",
+                    AccessRole::Subscriber,
+                    Some(agb.clone()),
+                    "bb",
+                ),
                 write("feed-all", AccessRole::Subscriber, None, "cc"),
             ] {
                 db.insert(id.as_str(), bytes).unwrap();
@@ -993,7 +1011,9 @@ mod tests {
             store.authenticate(&token, later),
             Err(TokenRefusal::Expired { .. })
         ));
-        let (new, _) = store.rotate(&id, now, days_after(now, 5), Some(10)).unwrap();
+        let (new, _) = store
+            .rotate(&id, now, days_after(now, 5), Some(10))
+            .unwrap();
         assert!(store.authenticate(&token, now).is_ok(), "within the grace");
         assert!(matches!(
             store.authenticate(&token, minutes_after(now, 11)),
@@ -1006,7 +1026,10 @@ mod tests {
             Err(TokenRefusal::Revoked { revocation, .. }) => assert_eq!(revocation.by, operator),
             other => panic!("{other:?}"),
         }
-        assert!(store.authenticate(&token, now).is_err(), "no grace after revocation");
+        assert!(
+            store.authenticate(&token, now).is_err(),
+            "no grace after revocation"
+        );
         assert_eq!(store.authenticate("00", now), Err(TokenRefusal::Unknown));
     }
 

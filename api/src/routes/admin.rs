@@ -15,8 +15,8 @@ use crate::extract::{json_bytes, Caller};
 use crate::routes::blocking;
 use crate::state::AppState;
 use crate::wire::{
-    ActorListView, AddActorBody, AdminActorView, IssuedTokenView, ProblemDetails,
-    RotateTokenBody, WireError,
+    ActorListView, AddActorBody, AdminActorView, IssuedTokenView, ProblemDetails, RotateTokenBody,
+    WireError,
 };
 
 fn issued(issued: &IssuedToken) -> IssuedTokenView {
@@ -69,8 +69,7 @@ pub async fn add_actor(
         .map_err(|e| ApiError::Malformed(format!("the body is not an actor: {e}")))?;
     let actor = body.actor()?;
     let app = state.app.clone();
-    let added =
-        blocking(move || Ok(app.add_actor(&caller, actor, body.expires_in_days)?)).await?;
+    let added = blocking(move || Ok(app.add_actor(&caller, actor, body.expires_in_days)?)).await?;
     Ok((StatusCode::CREATED, Json(issued(&added))))
 }
 

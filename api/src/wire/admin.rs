@@ -62,7 +62,8 @@ impl AddActorBody {
         let name = Text::new(self.name.clone()).map_err(|e| WireError::invalid("name", e))?;
         let mut actor = RegisteredActor::new(id, name, role);
         if let Some(bsn) = &self.patient {
-            actor = actor.bound_to(super::patient_id(bsn).map_err(|e| WireError::invalid("patient", e))?);
+            actor = actor
+                .bound_to(super::patient_id(bsn).map_err(|e| WireError::invalid("patient", e))?);
         }
         let organisation = self
             .organisation
