@@ -504,6 +504,113 @@ async fn the_actors_commands_administer_a_running_server_with_url_and_its_data_d
     assert_eq!(rotated.len(), 64);
 }
 
+/// Writes an actor record as a build of layout 1 (no mark: id, name, role, token hash) or
+/// layout 2 (mark `0x00 0x02`: id, name, role, organisation, patient, token hash) did.
+fn write_old_record(
+    data: &std::path::Path,
+    layout: u8,
+    id: &str,
+    role: AccessRole,
+    organisation: Option<&str>,
+    token: &str,
+) {
+    let config = bincode::config::standard();
+    let (id, name) = (ActorId::parse(id).unwrap(), Text::new("Old actor").unwrap());
+    let hash = *blake3::hash(token.as_bytes()).as_bytes();
+    let bytes = match layout {
+        1 => bincode::serde::encode_to_vec(&((id.clone(), name, role), hash), config).unwrap(),
+        _ => {
+            let organisation = organisation.map(|o| AgbCode::parse(o).unwrap());
+            let patient: Option<careledger_core::ids::PatientId> = None;
+            let record = ((id.clone(), name, role, organisation, patient), hash);
+            let mut bytes = vec![0x00, 0x02];
+            bytes.extend(bincode::serde::encode_to_vec(&record, config).unwrap());
+            bytes
+        }
+    };
+    let db = sled::open(data.join("actors")).unwrap();
+    db.insert(id.as_str(), bytes).unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actors_written_in_layouts_1_and_2_still_authenticate_on_a_server_until_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (gp_token, feed_token) = ("0123abcd".repeat(8), "4567cdef".repeat(8));
+    write_old_record(
+        dir.path(),
+        1,
+        "gp-old",
+        AccessRole::Care(careledger_core::role::Role::Gp),
+        None,
+        &gp_token,
+    );
+    write_old_record(
+        dir.path(),
+        2,
+        "feed-old",
+        AccessRole::Subscriber,
+        Some("01234567"),
+        &feed_token,
+    );
+    let op = token_of(&careledger(&[
+        "actors", "add", "--data", data, "--id", "op-1", "--name", "Operator", "--role", "operator",
+    ]));
+    let client = reqwest::Client::new();
+    let server = ServerProcess::start(dir.path(), &client).await;
+    let base = server.base.clone();
+    for token in [&gp_token, &feed_token] {
+        let (status, body, _) = get(&client, &format!("{base}/events"), token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let env = [
+        ("CARELEDGER_URL", base.as_str()),
+        ("CARELEDGER_TOKEN", op.as_str()),
+    ];
+    let list = careledger_env(&["actors", "list"], &env);
+    assert!(list.status.success(), "{}", text(&list));
+    let listed = String::from_utf8(list.stdout).unwrap();
+    let line = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        line("gp-old").contains("never expires (issued before expiry; rotate it)"),
+        "{listed}"
+    );
+    assert!(line("feed-old").contains("scope organisation"), "{listed}");
+    assert!(
+        line("feed-old").contains("organisation 01234567"),
+        "{listed}"
+    );
+    // Rotated, the actor gets a token that expires, written in layout 3.
+    let new = token_of(&careledger_env(
+        &["actors", "rotate", "--id", "gp-old"],
+        &env,
+    ));
+    assert_refused(
+        &get(&client, &format!("{base}/events"), &gp_token).await,
+        "token_replaced",
+        &[],
+    );
+    assert_eq!(
+        get(&client, &format!("{base}/events"), &new).await.0,
+        StatusCode::OK
+    );
+    let list = careledger_env(&["actors", "list"], &env);
+    let listed = String::from_utf8(list.stdout).unwrap();
+    let gp = listed.lines().find(|l| l.starts_with("gp-old")).unwrap();
+    let in_90_days = days_after(Timestamp::now(), 90).to_string();
+    assert!(
+        gp.contains(&format!("expires {}", &in_90_days[..10])),
+        "{gp}"
+    );
+}
+
 // ---- OpenID Connect access tokens ----
 
 const ISSUER: &str = "https://login.hospital.example/realms/care";
