@@ -100,16 +100,6 @@ pub enum SubscriberScope {
     All,
 }
 
-impl SubscriberScope {
-    /// `all`, or `organisation <AGB>`.
-    pub fn describe(&self) -> String {
-        match self {
-            SubscriberScope::All => "all".into(),
-            SubscriberScope::Organisation(agb) => format!("organisation {}", agb.as_str()),
-        }
-    }
-}
-
 /// The OpenID Connect subject an actor is reached by: access tokens of this issuer with this
 /// `sub` act as this actor.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
