@@ -1060,11 +1060,48 @@ async fn a_practices_subscriber_sees_only_its_own_patients_events_on_events_and_
         .send()
         .await
         .unwrap();
+    let gp_b_token = gp_b.clone();
     write(gp_b, PATIENT_B, "b live", false).await;
     write(gp_a, PATIENT, "a live", false).await;
     let seen = read_stream_until(response, head + 2).await;
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0]["patient"], PATIENT);
     assert_eq!(seen[0]["position"], head + 2);
+    // Once practice A's nurse joins patient B's team, the practice's feed sees patient B too:
+    // the scope follows the care team as the read models fold it.
+    f.data
+        .actors
+        .add(
+            actor(
+                "nurse-a",
+                AccessRole::Care(careledger_core::role::Role::PracticeNurse),
+            )
+            .acting_for(AgbCode::parse(PRACTICE_A).unwrap()),
+        )
+        .unwrap();
+    let response = client
+        .post(format!("{}/patients/{PATIENT_B}/events", server.base))
+        .bearer_auth(&gp_b_token)
+        .json(
+            &json!({"commands": [{"type": "add_care_team_member", "actor": "nurse-a",
+            "name": "N. Nurse", "role": "practice_nurse"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{}",
+        response.text().await.unwrap()
+    );
+    let (_, page, _) = get(&client, &format!("{}/events?after=0", server.base), &his_a).await;
+    let of_b = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["patient"] == PATIENT_B)
+        .count();
+    assert!(of_b >= 4, "patient B's whole history: {page}");
     server.shutdown().await;
 }
