@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
-use careledger_core::ids::{ActorId, AgbCode, Text};
+use careledger_core::ids::ActorId;
 use careledger_core::record::Timestamp;
 use careledger_core::role::Line;
 use careledger_core::{Ledger, LedgerConfig};
@@ -19,7 +19,6 @@ use careledger_projections::{signals, ProjectionConfig, Projections};
 
 use careledger_api::wire::{self, AuditEntryView, NotificationView, PlanView};
 use careledger_api::AppState;
-use careledger_app::actors::{AccessRole, ActorStore, RegisteredActor};
 use careledger_app::data_dir::{self, DataDir};
 
 use crate::{demo, export};
@@ -120,6 +119,60 @@ impl CheckpointArgs {
     }
 }
 
+/// OpenID Connect access tokens (RFC 9068) accepted besides careledger's own tokens.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OidcArgs {
+    /// The issuer (`iss`) whose access tokens are accepted, e.g.
+    /// https://login.hospital.example/realms/care; each token's subject must be registered
+    /// (careledger actors add --oidc-issuer ... --oidc-subject ...).
+    #[arg(long, env = "CARELEDGER_OIDC_ISSUER", requires = "oidc_audience")]
+    pub oidc_issuer: Option<String>,
+    /// The audience (`aud`) the access tokens must name: this server.
+    #[arg(long, env = "CARELEDGER_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// The issuer's keys, a JWKS document on disk (read again when a token names an unknown
+    /// key, at most once a minute).
+    #[arg(
+        long,
+        env = "CARELEDGER_OIDC_JWKS_FILE",
+        conflicts_with = "oidc_jwks_url"
+    )]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// The issuer's keys, a JWKS document served over plain http:// (a local proxy or
+    /// sidecar), read again as the file is.
+    #[arg(long, env = "CARELEDGER_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+}
+
+impl OidcArgs {
+    /// The configuration, when an issuer is given.
+    fn config(&self) -> anyhow::Result<Option<careledger_api::oidc::OidcConfig>> {
+        use careledger_api::oidc::{JwksSource, OidcConfig};
+        let (Some(issuer), Some(audience)) = (&self.oidc_issuer, &self.oidc_audience) else {
+            if self.oidc_jwks_file.is_some() || self.oidc_jwks_url.is_some() {
+                return Err(anyhow!(
+                    "the issuer's keys are given without --oidc-issuer and --oidc-audience"
+                ));
+            }
+            return Ok(None);
+        };
+        let jwks = match (&self.oidc_jwks_file, &self.oidc_jwks_url) {
+            (Some(file), None) => JwksSource::File(file.clone()),
+            (None, Some(url)) => JwksSource::Url(url.clone()),
+            _ => {
+                return Err(anyhow!(
+                    "--oidc-issuer needs the issuer's keys: --oidc-jwks-file or --oidc-jwks-url"
+                ))
+            }
+        };
+        Ok(Some(OidcConfig {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            jwks,
+        }))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start the HTTP server (stop it with Ctrl-C or SIGTERM; in-flight writes finish first).
@@ -137,6 +190,8 @@ enum Command {
         witnesses: crate::witness::WitnessArgs,
         #[command(flatten)]
         transport: crate::transport::TransportArgs,
+        #[command(flatten)]
+        oidc: OidcArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -169,10 +224,11 @@ enum Command {
         #[arg(long, default_value = "all")]
         status: String,
     },
-    /// Manage the actors who may use the API.
+    /// Manage the actors who may use the API and their tokens: on a running server with --url
+    /// and an operator's --token, or on a stopped server's data directory.
     Actors {
         #[command(subcommand)]
-        command: ActorsCommand,
+        command: crate::actors::ActorsCommand,
     },
     /// Client systems' signing keys for signed appends (RFC 9421, ed25519): register, revoke,
     /// list, and make a key pair.
@@ -272,39 +328,6 @@ enum KeyCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum ActorsCommand {
-    /// Add an actor and print their bearer token (shown once; only its hash is stored).
-    Add {
-        #[command(flatten)]
-        data: Data,
-        /// Actor id, e.g. gp-jansen.
-        #[arg(long)]
-        id: String,
-        /// Display name, e.g. "A. Jansen".
-        #[arg(long)]
-        name: String,
-        /// gp, practice_nurse, practice_assistant, cardiologist, vascular_internist,
-        /// elderly_care_physician, pharmacist, patient, care_group_admin, out_of_hours_gp,
-        /// emergency_physician, auditor or subscriber.
-        #[arg(long)]
-        role: String,
-        /// For a patient actor (required there, refused elsewhere): the BSN of the patient they
-        /// are; they join and read only that patient's care team.
-        #[arg(long)]
-        patient: Option<String>,
-        /// The AGB code (8 digits) of the practice or hospital the actor acts for; recorded with
-        /// every event they write.
-        #[arg(long)]
-        organisation: Option<String>,
-    },
-    /// List actors (without tokens).
-    List {
-        #[command(flatten)]
-        data: Data,
-    },
-}
-
 /// Runs the tool; errors go to stderr with exit code 1 (2 for usage errors, by clap).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -350,6 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoints,
             witnesses,
             transport,
+            oidc,
         } => serve(
             &data.data,
             &addr,
@@ -357,6 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &checkpoints,
             &witnesses,
             &transport,
+            &oidc,
         ),
         Command::Witness { command } => crate::witness::run(command),
         Command::Key {
@@ -372,7 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             actor,
         } => audit_cmd(&args, element, actor),
         Command::Notifications { args, status } => notifications_cmd(&args, &status),
-        Command::Actors { command } => actors(command),
+        Command::Actors { command } => crate::actors::run(command),
         Command::Keys { command } => crate::keys::run(command),
         Command::Rebuild { data } => rebuild(&data.data),
         Command::Export { data, patient, out } => export::export_cmd(&data.data, &patient, &out),
@@ -399,9 +424,11 @@ fn serve(
     checkpoints: &CheckpointArgs,
     witnesses: &crate::witness::WitnessArgs,
     transport_args: &crate::transport::TransportArgs,
+    oidc: &OidcArgs,
 ) -> anyhow::Result<ExitCode> {
     let config = checkpoints.config()?;
     let witnesses = witnesses.targets()?;
+    let oidc = oidc.config()?;
     // Before the data directory is opened: a server that may not start touches nothing.
     let transport = transport_args.transport(addr)?;
     let limits = transport_args.limits();
@@ -427,7 +454,15 @@ fn serve(
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let tls = matches!(transport, careledger_api::Transport::Tls(_));
         tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
-        let state = AppState::start(&dir).with_limits(limits);
+        let mut state = AppState::start(&dir).with_limits(limits);
+        if let Some(oidc) = oidc {
+            let issuer = oidc.issuer.clone();
+            let verifier = careledger_api::oidc::OidcVerifier::start(oidc)
+                .await
+                .map_err(|e| anyhow!("OpenID Connect: {e}"))?;
+            state = state.with_oidc(verifier);
+            tracing::info!(%issuer, "accepting OpenID Connect access tokens");
+        }
         // Every checkpoint signed goes to the SSE subscribers as it is signed.
         if let Some(checkpointer) = checkpointer.as_ref() {
             state.app.follow_checkpoints(checkpointer);
@@ -961,61 +996,6 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
             n.recipient.to_string(),
             n.summary
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn actors(command: ActorsCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        ActorsCommand::Add {
-            data,
-            id,
-            name,
-            role,
-            patient,
-            organisation,
-        } => {
-            let role = AccessRole::parse(&role).ok_or_else(|| {
-                anyhow!(
-                    "--role {role:?} is unknown; use one of {}",
-                    AccessRole::names().join(", ")
-                )
-            })?;
-            let store = ActorStore::open(&data_dir::paths(&data.data).2)?;
-            let mut actor = RegisteredActor::new(ActorId::parse(&id)?, Text::new(name)?, role);
-            if let Some(bsn) = patient {
-                actor =
-                    actor.bound_to(wire::patient_id(&bsn).map_err(|e| anyhow!("--patient: {e}"))?);
-            }
-            if let Some(agb) = organisation {
-                actor = actor
-                    .acting_for(AgbCode::parse(&agb).map_err(|e| anyhow!("--organisation: {e}"))?);
-            }
-            let token = store.add(actor)?;
-            println!("{token}");
-            eprintln!(
-                "Actor {id} added as {}. The token above is shown once; keep it secret.",
-                role.as_str()
-            );
-        }
-        ActorsCommand::List { data } => {
-            let store = ActorStore::open(&data_dir::paths(&data.data).2)?;
-            for a in store.list()? {
-                let mut extra = String::new();
-                if let Some(p) = &a.patient {
-                    extra.push_str(&format!("  patient {p}"));
-                }
-                if let Some(o) = &a.organisation {
-                    extra.push_str(&format!("  organisation {}", o.as_str()));
-                }
-                println!(
-                    "{:<24} {:<24} {}{extra}",
-                    a.id.as_str(),
-                    a.role.as_str(),
-                    a.name
-                );
-            }
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

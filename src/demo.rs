@@ -120,6 +120,10 @@ pub fn run(app: &App) -> anyhow::Result<DemoReport> {
         if let Some(bsn) = id.as_str().strip_prefix("patient-") {
             actor = actor.bound_to(PatientId::parse(bsn)?);
         }
+        if role == AccessRole::Subscriber {
+            // The demo's actors name no organisations: its feed sees every patient.
+            actor = actor.scoped(careledger_app::actors::SubscriberScope::All);
+        }
         let token = actors.add(actor)?;
         tokens.push((id.to_string(), role.as_str().to_owned(), token));
     }

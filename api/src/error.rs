@@ -12,14 +12,19 @@ pub enum ApiError {
     /// The request is malformed: bad JSON, wrong types, missing fields (400).
     #[error("{0}")]
     Malformed(String),
-    /// No bearer token, or an `Authorization` header that is not one (401, `WWW-Authenticate:
-    /// Bearer`).
+    /// No bearer token, or not a bearer token (401, `WWW-Authenticate: Bearer`).
     #[error("{0}")]
     Unauthenticated(String),
-    /// A bearer token was sent but is not known (401, `WWW-Authenticate: Bearer` with
-    /// `error="invalid_token"`).
-    #[error("{0}")]
-    InvalidToken(String),
+    /// A bearer token was refused (401, `WWW-Authenticate: Bearer error="invalid_token"`):
+    /// unknown, expired, revoked, replaced, or an access token that does not validate; the
+    /// code says which.
+    #[error("{message}")]
+    InvalidToken {
+        /// `token_expired`, `token_revoked`, `oidc_wrong_issuer`, ….
+        code: String,
+        /// The sentence, saying what to do.
+        message: String,
+    },
     /// The caller may not do this to this patient (403). The message never reveals whether the
     /// patient exists.
     #[error("{0}")]
@@ -127,11 +132,14 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed", "Malformed request"),
-            ApiError::Unauthenticated(_) | ApiError::InvalidToken(_) => (
+            ApiError::Unauthenticated(_) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "Not authenticated",
             ),
+            ApiError::InvalidToken { .. } => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", "Token refused")
+            }
             ApiError::Forbidden(_) | ApiError::NotPermitted { .. } => {
                 (StatusCode::FORBIDDEN, "forbidden", "Not permitted")
             }
@@ -261,8 +269,8 @@ impl From<careledger_app::AppError> for ApiError {
         use careledger_app::AppError as A;
         match e {
             A::Malformed(m) => ApiError::Malformed(m),
-            // The application refuses a token only when it does not know it.
-            A::Unauthenticated(m) => ApiError::InvalidToken(m),
+            A::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            A::TokenRefused { code, message } => ApiError::InvalidToken { code, message },
             A::Forbidden(m) => ApiError::Forbidden(m),
             A::NotPermitted { code, message } => ApiError::NotPermitted { code, message },
             A::NotFound(m) => ApiError::NotFound(m),
@@ -320,6 +328,7 @@ impl ApiError {
             | ApiError::NotPermitted { code, message }
             | ApiError::Signature { code, message }
             | ApiError::TooManyRequests { code, message, .. } => (code.clone(), message.clone()),
+            ApiError::InvalidToken { code, message } => (code.clone(), message.clone()),
             ApiError::Internal(_) => (
                 kind.to_owned(),
                 "an internal error occurred; it was logged for the operator".to_owned(),
@@ -385,7 +394,9 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750: the scheme the client must use, and for a token that is not known, why.
             let challenge = match &self {
-                ApiError::InvalidToken(_) => "Bearer realm=\"careledger\", error=\"invalid_token\"",
+                ApiError::InvalidToken { .. } => {
+                    "Bearer realm=\"careledger\", error=\"invalid_token\""
+                }
                 _ => "Bearer realm=\"careledger\"",
             };
             response.headers_mut().insert(

@@ -14,23 +14,28 @@ use crate::state::AppState;
 use crate::wire;
 use crate::MAX_BODY_BYTES;
 
-/// The authenticated caller.
+/// The authenticated caller: by a careledger token, or by an OpenID Connect access token whose
+/// subject reaches a registered actor.
 pub struct Caller(pub RegisteredActor);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = authenticate(&parts.headers, state)?;
+        let caller = authenticate(&parts.headers, state).await?;
         state.guards.admit(&caller.id)?;
         Ok(Caller(caller))
     }
 }
 
-/// The registered actor whose bearer token the request's `Authorization` header carries. The
-/// per-token rate limit is the `Caller` extractor's; a caller of this alone (`/health`) is not
-/// counted.
-pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<RegisteredActor, ApiError> {
+/// The registered actor whose bearer token the request's `Authorization` header carries: a
+/// careledger token, or an OpenID Connect access token whose subject reaches a registered
+/// actor. The per-token rate limit is the `Caller` extractor's; a caller of this alone
+/// (`/health`) is not counted.
+pub async fn authenticate(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<RegisteredActor, ApiError> {
     let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::Unauthenticated(
             "send an Authorization: Bearer <token> header; `careledger actors add` creates a token"
@@ -40,7 +45,19 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<RegisteredA
     let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
         ApiError::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into())
     })?;
-    Ok(state.app.authenticate(token)?)
+    if !crate::oidc::looks_like_jwt(token) {
+        return Ok(state.app.authenticate(token)?);
+    }
+    let Some(oidc) = &state.oidc else {
+        return Err(ApiError::InvalidToken {
+            code: "oidc_not_configured".into(),
+            message: "the bearer token is a JWT, but this server accepts no OpenID Connect access \
+                      tokens (serve --oidc-issuer ...); use a careledger token"
+                .into(),
+        });
+    };
+    let subject = oidc.verify(token).await?;
+    Ok(state.app.authenticate_subject(&subject)?)
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme's name is matched

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::routes::{emergency, events, evidence, keys, notifications, patients, service};
+use crate::routes::{admin, emergency, events, evidence, keys, notifications, patients, service};
 use crate::sse;
 use crate::state::AppState;
 
@@ -38,6 +38,9 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::consistency))
         .routes(routes!(evidence::export))
         .routes(routes!(emergency::emergency_access_of_actor))
+        .routes(routes!(admin::add_actor, admin::list_actors))
+        .routes(routes!(admin::revoke_actor))
+        .routes(routes!(admin::rotate_actor))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

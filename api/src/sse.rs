@@ -118,6 +118,7 @@ pub async fn stream(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    state.app.may_read_log(&caller)?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| {
@@ -371,7 +372,8 @@ mod tests {
             ActorId::parse("gp-system").unwrap_or_else(|e| panic!("{e}")),
             careledger_core::ids::Text::new("GP system").unwrap_or_else(|e| panic!("{e}")),
             AccessRole::Subscriber,
-        );
+        )
+        .scoped(careledger_app::actors::SubscriberScope::All);
         let checkpoints = state.app.feed.checkpoints();
         Subscription::new(state, caller, None, 0, checkpoints)
     }

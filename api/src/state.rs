@@ -22,6 +22,8 @@ pub struct AppState {
     pub(crate) guards: Arc<Guards>,
     /// Whether responses say `Strict-Transport-Security`: set when serving over TLS.
     pub(crate) hsts: bool,
+    /// The OpenID Connect issuer whose access tokens are accepted, if one is configured.
+    pub oidc: Option<Arc<crate::oidc::OidcVerifier>>,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
             plans: Arc::new(PlanCache::default()),
             guards: Arc::new(Guards::new(Limits::default())),
             hsts: false,
+            oidc: None,
         }
     }
 
@@ -46,6 +49,13 @@ impl AppState {
     /// The limits this state serves with.
     pub fn limits(&self) -> &Limits {
         self.guards.limits()
+    }
+
+    /// The same state, accepting the access tokens `verifier` validates besides careledger's
+    /// own tokens.
+    pub fn with_oidc(mut self, verifier: crate::oidc::OidcVerifier) -> Self {
+        self.oidc = Some(Arc::new(verifier));
+        self
     }
 
     /// Starts the application over an opened data directory, its feed rendering Server-Sent

@@ -10,7 +10,7 @@ use careledger_core::role::Role;
 use careledger_core::Submission;
 use careledger_projections::Projections;
 
-use crate::actors::{AccessRole, ActorStore, RegisteredActor};
+use crate::actors::{AccessRole, ActorStore, RegisteredActor, SubscriberScope};
 use crate::error::AppError;
 
 /// True when a care-role caller is in the patient's care team, in the role they are
@@ -52,7 +52,8 @@ pub fn is_self(caller: &RegisteredActor, patient: &PatientId) -> bool {
 }
 
 /// May the caller read this patient? Auditors and the care group's administrator read every
-/// patient; care roles the patients whose care team they are in; subscribers only the stream.
+/// patient; care roles the patients whose care team they are in; subscribers only the stream;
+/// operators no patient.
 pub fn may_read(
     projections: &Projections,
     caller: &RegisteredActor,
@@ -63,6 +64,7 @@ pub fn may_read(
         AccessRole::Subscriber => Err(AppError::Forbidden(
             "a subscriber reads the event stream (/events) only".into(),
         )),
+        AccessRole::Operator => Err(operator_reads_no_patient_data()),
         // The care group's administrator corrects wrongly founded teams and must see them.
         AccessRole::Care(Role::CareGroupAdmin) => Ok(()),
         AccessRole::Care(_)
@@ -76,14 +78,35 @@ pub fn may_read(
     }
 }
 
+/// The refusal of every patient read to an operator.
+pub fn operator_reads_no_patient_data() -> AppError {
+    AppError::Forbidden(
+        "an operator administers actors (/admin/actors) and reads no patient data".into(),
+    )
+}
+
 /// Whether the caller may see an event of this patient in the global log or the stream.
+/// A subscriber scoped to an organisation sees the patients whose care team, as the read
+/// models fold it, has a member registered for that organisation.
 pub fn sees_events_of(
     projections: &Projections,
+    actors: &ActorStore,
     caller: &RegisteredActor,
     patient: &PatientId,
 ) -> bool {
     match caller.role {
-        AccessRole::Auditor | AccessRole::Subscriber => true,
+        AccessRole::Auditor => true,
+        AccessRole::Subscriber => match &caller.scope {
+            Some(SubscriberScope::All) => true,
+            Some(SubscriberScope::Organisation(agb)) => {
+                let model = projections.read();
+                model.patient(patient).is_some_and(|v| {
+                    actors.any_registered_for(agb, v.plan.care_team.iter().map(|m| &m.actor))
+                })
+            }
+            None => false,
+        },
+        AccessRole::Operator => false,
         AccessRole::Care(Role::CareGroupAdmin) => true,
         AccessRole::Care(_) => {
             is_self(caller, patient)

@@ -14,6 +14,16 @@ pub enum AppError {
     /// No credentials, or unknown ones.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A bearer token was refused: unknown, expired, revoked, replaced by rotation, or an
+    /// access token that does not validate. The code says which (`token_expired`, ...), the
+    /// message what to do.
+    #[error("{message}")]
+    TokenRefused {
+        /// A stable code.
+        code: String,
+        /// The sentence.
+        message: String,
+    },
     /// The caller may not do this to this patient. The message never reveals whether the
     /// patient exists.
     #[error("{0}")]

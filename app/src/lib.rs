@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod actors;
+pub mod admin;
 pub mod data_dir;
 pub mod error;
 pub mod export;

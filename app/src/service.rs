@@ -18,7 +18,7 @@ use careledger_core::{AppendOutcome, AppendRequest, ExpectedRevision, Ledger, Su
 use careledger_projections::{PatientView, Projections};
 
 use crate::access;
-use crate::actors::{ActorStore, RegisteredActor};
+use crate::actors::{AccessRole, ActorStore, RegisteredActor, TokenRefusal};
 use crate::data_dir::DataDir;
 use crate::error::AppError;
 use crate::feed::{Feed, Render};
@@ -53,6 +53,7 @@ pub struct App {
     /// The data directory.
     pub path: std::path::PathBuf,
     projector: Arc<Projector>,
+    last_used: Arc<LastUsedWriter>,
     /// When this server's checkpointer signs, once one is followed ([`App::follow_checkpoints`]).
     signing: Arc<OnceLock<CheckpointConfig>>,
     durable: watch::Receiver<u64>,
@@ -84,6 +85,7 @@ impl App {
             projections: dir.projections.clone(),
             actors: dir.actors.clone(),
             projector,
+            last_used: Arc::new(LastUsedWriter::start(&dir.actors)),
             signing: Arc::new(OnceLock::new()),
             durable,
             shutdown,
@@ -122,7 +124,7 @@ impl App {
         self.feed.run(self.ledger.clone(), self.durable()).await;
     }
 
-    /// Stops the projector and writes the read models. While other clones of the app are still
+    /// Stops the projector, writes the read models and the actors' last uses. While other clones of the app are still
     /// held (a stream not yet dropped), the projector keeps running for them, and what is
     /// durable is applied and written all the same.
     pub fn finish(self) -> Result<(), AppError> {
@@ -130,25 +132,61 @@ impl App {
             projector,
             ledger,
             projections,
+            actors,
+            last_used,
             ..
         } = self;
-        match Arc::try_unwrap(projector) {
-            Ok(projector) => Ok(projector.finish()?),
-            Err(_) => {
+        drop(last_used);
+        let projected = match Arc::try_unwrap(projector) {
+            Ok(projector) => projector.finish().map_err(AppError::from),
+            Err(_) => (|| -> Result<(), AppError> {
                 projections.apply_new(&ledger)?;
                 projections.persist()?;
                 Ok(projections.flush()?)
-            }
+            })(),
+        };
+        // The last uses are written whether or not the read models could be.
+        let used = actors.write_last_used();
+        projected.and(used)
+    }
+
+    /// The actor a bearer token belongs to; refused when it is unknown, expired, revoked or
+    /// replaced by a rotation, saying which.
+    pub fn authenticate(&self, token: &str) -> Result<RegisteredActor, AppError> {
+        self.actors
+            .authenticate(token, careledger_core::record::Timestamp::now())
+            .map_err(refused)
+    }
+
+    /// The actor an OpenID Connect subject (a validated access token's `iss` and `sub`)
+    /// reaches; refused when no actor is reached by it or the actor is revoked.
+    pub fn authenticate_subject(
+        &self,
+        subject: &crate::actors::OidcSubject,
+    ) -> Result<RegisteredActor, AppError> {
+        match self
+            .actors
+            .authenticate_subject(subject, careledger_core::record::Timestamp::now())
+        {
+            Some(outcome) => outcome.map_err(refused),
+            None => Err(AppError::TokenRefused {
+                code: "oidc_subject_unknown".into(),
+                message: format!(
+                    "the access token is valid, but no actor is reached by subject {:?} of {}; \
+                     the operator registers it (careledger actors add ... --oidc-issuer {} \
+                     --oidc-subject {})",
+                    subject.subject, subject.issuer, subject.issuer, subject.subject
+                ),
+            }),
         }
     }
 
-    /// The actor a bearer token belongs to.
-    pub fn authenticate(&self, token: &str) -> Result<RegisteredActor, AppError> {
-        self.actors.authenticate(token).ok_or_else(|| {
-            AppError::Unauthenticated(
-                "the bearer token is not known; ask the operator for a new one".into(),
-            )
-        })
+    /// Refuses an operator the global log and the stream: they read no patient data.
+    pub fn may_read_log(&self, caller: &RegisteredActor) -> Result<(), AppError> {
+        match caller.role {
+            AccessRole::Operator => Err(access::operator_reads_no_patient_data()),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses a caller who may not read this patient.
@@ -158,7 +196,7 @@ impl App {
 
     /// Whether the caller may see this patient's events in the log or the stream.
     pub fn sees_events_of(&self, caller: &RegisteredActor, patient: &PatientId) -> bool {
-        access::sees_events_of(&self.projections, caller, patient)
+        access::sees_events_of(&self.projections, &self.actors, caller, patient)
     }
 
     /// Calls `f` with the patient's read models, which the caller must have been allowed to read
@@ -373,5 +411,75 @@ impl App {
              stopped",
             caller.role.as_str()
         )))
+    }
+}
+
+/// Why a token was refused, as the caller is told: what happened and what to do.
+pub(crate) fn refused(refusal: TokenRefusal) -> AppError {
+    let (code, message) = match refusal {
+        TokenRefusal::Unknown => (
+            "token_unknown",
+            "the bearer token is not known; ask the operator for a new one".to_owned(),
+        ),
+        TokenRefusal::Expired { actor, at } => (
+            "token_expired",
+            format!(
+                "the bearer token of {actor} expired on {at}: ask the operator to rotate it \
+                 (careledger actors rotate --id {actor})"
+            ),
+        ),
+        TokenRefusal::Revoked { actor, revocation } => (
+            "token_revoked",
+            format!(
+                "the bearer token of {actor} was revoked on {} by {}; ask the operator for a \
+                 new one",
+                revocation.at, revocation.by
+            ),
+        ),
+        TokenRefusal::Replaced { actor, at } => (
+            "token_replaced",
+            format!(
+                "this bearer token of {actor} was replaced by a rotation and is refused since \
+                 {at}; use the new token"
+            ),
+        ),
+    };
+    AppError::TokenRefused {
+        code: code.into(),
+        message,
+    }
+}
+
+/// Writes the actors' last-used times every [`crate::actors::LAST_USED_WRITE_INTERVAL`] on a
+/// thread of its own, until dropped; it holds the store weakly, so that it never keeps a data
+/// directory open.
+struct LastUsedWriter {
+    _stop: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+}
+
+impl LastUsedWriter {
+    fn start(actors: &Arc<ActorStore>) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let actors = Arc::downgrade(actors);
+        let spawned = std::thread::Builder::new()
+            .name("actors-last-used".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(crate::actors::LAST_USED_WRITE_INTERVAL)
+                {
+                    let Some(actors) = actors.upgrade() else {
+                        return;
+                    };
+                    if let Err(e) = actors.write_last_used() {
+                        tracing::warn!(error = %e, "writing the actors' last use failed; retried");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread writes the actors' last use until shutdown");
+        }
+        LastUsedWriter {
+            _stop: std::sync::Mutex::new(stop),
+        }
     }
 }

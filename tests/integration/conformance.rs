@@ -120,6 +120,9 @@ fn parameter_value(
             return rng.pick(notifications).clone()
         }
         "notification" => return rng.pick(&["n-999-second", "n-1", "n-1-first"]).to_string(),
+        // An actor the operator's routes act on: one no careful request calls as.
+        "id" if careful => return "gp-other".to_owned(),
+        "id" => return rng.pick(&["gp-other", "nobody", "a b"]).to_string(),
         _ => {}
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
@@ -205,6 +208,32 @@ fn key_body(rng: &mut Rng, careful: bool) -> (Vec<u8>, &'static str) {
         br#"{"key_id": "k k", "public_key": "AAAA", "system": "s", "extra": 1}"#,
     ];
     (rng.pick(&malformed).to_vec(), "application/json")
+}
+
+/// A body for the operator's routes: a new actor (a fresh id) or a rotation, or a malformed one.
+fn admin_body(rng: &mut Rng, path: &str, careful: bool) -> (Vec<u8>, &'static str) {
+    let valid = if path == "/admin/actors" {
+        json!({"id": format!("auditor-{}", rng.next()), "name": "Auditor", "role": "auditor",
+            "expires_in_days": 30})
+    } else {
+        json!({"grace_minutes": 5, "expires_in_days": 30})
+    };
+    if careful || rng.chance(50) {
+        return (valid.to_string().into_bytes(), "application/json");
+    }
+    let malformed: [&[u8]; 5] = [
+        b"{",
+        br#"{"id": "gp-1", "name": "again", "role": "gp"}"#,
+        br#"{"id": "feed-2", "name": "Feed", "role": "subscriber"}"#,
+        br#"{"id": "x", "name": "X", "role": "surgeon", "extra": 1}"#,
+        br#"{"expires_in_days": 0}"#,
+    ];
+    let content_type = if rng.chance(10) {
+        "text/plain"
+    } else {
+        "application/json"
+    };
+    (rng.pick(&malformed).to_vec(), content_type)
 }
 
 /// Checks one answer against what the operation documents; returns the failure, if any.
@@ -300,6 +329,16 @@ async fn every_answer_matches_the_served_openapi_document() {
         )
         .unwrap();
     f.state.app.follow_checkpoints(&checkpointer);
+    // The operator, whose careful requests reach the admin routes.
+    let operator = f
+        .data
+        .actors
+        .add(careledger_app::actors::RegisteredActor::new(
+            careledger_core::ids::ActorId::parse("op-1").unwrap(),
+            careledger_core::ids::Text::new("Operator").unwrap(),
+            careledger_app::actors::AccessRole::Operator,
+        ))
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -353,7 +392,7 @@ async fn every_answer_matches_the_served_openapi_document() {
         .iter()
         .map(|(id, _)| Some(f.token(id)))
         .chain(["gp-1", "card-1", "patient-1"].map(|id| Some(f.token(id))))
-        .chain([None, Some("not-a-token".to_owned())])
+        .chain([None, Some("not-a-token".to_owned()), Some(operator.clone())])
         .collect();
     let mut failures = Vec::new();
     let mut seen: BTreeMap<String, BTreeMap<u16, usize>> = BTreeMap::new();
@@ -400,6 +439,7 @@ async fn every_answer_matches_the_served_openapi_document() {
         }
         .query(&query);
         let caller = match careful {
+            true if op.path.starts_with("/admin/") => Some(operator.clone()),
             true => {
                 let member: &&str = rng.pick(&["gp-1", "card-1"]);
                 Some(f.token(member))
@@ -415,6 +455,7 @@ async fn every_answer_matches_the_served_openapi_document() {
         if op.has_body {
             let (bytes, content_type) = match op.path.as_str() {
                 "/actors/me/keys" => key_body(&mut rng, careful),
+                admin if admin.starts_with("/admin/") => admin_body(&mut rng, admin, careful),
                 _ => body(&mut rng, careful),
             };
             request = request.header("content-type", content_type).body(bytes);

@@ -120,18 +120,15 @@ fn limit_descriptors(command: &mut Command, limit: u64) {
 
 /// Adds an actor to `data` with the server stopped and returns their token.
 fn add_actor(data: &Path, id: &str, role: &str) -> String {
-    let added = careledger(&[
-        "actors",
-        "add",
-        "--data",
-        data.to_str().unwrap(),
-        "--id",
-        id,
-        "--name",
-        id,
-        "--role",
-        role,
-    ]);
+    let data = data.to_str().unwrap();
+    let mut args = vec![
+        "actors", "add", "--data", data, "--id", id, "--name", id, "--role", role,
+    ];
+    if role == "subscriber" {
+        // A subscriber that must see every patient says so.
+        args.extend(["--scope", "all"]);
+    }
+    let added = careledger(&args);
     assert!(added.status.success(), "{}", text(&added));
     String::from_utf8(added.stdout).unwrap().trim().to_owned()
 }

@@ -31,4 +31,5 @@ mod read_only_at_runtime;
 mod signed_requests;
 mod simulation;
 mod tamper_http;
+mod tokens;
 mod witness;

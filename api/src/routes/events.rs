@@ -29,6 +29,7 @@ use crate::wire::{
         (status = 200, description = "a page of events", body = EventPageView),
         (status = 400, description = "a parameter is not understood", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "an operator reads no patient data", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn global_log(
@@ -36,6 +37,7 @@ pub async fn global_log(
     Caller(caller): Caller,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<EventPageView>, ApiError> {
+    state.app.may_read_log(&caller)?;
     let (after, limit, patient) = (q.after(), q.limit(), q.patient()?);
     let ledger = state.app.ledger.clone();
     let events = blocking(move || Ok(ledger.read_all_framed(after, limit)?)).await?;

@@ -1,5 +1,6 @@
 //! The handlers, by resource.
 
+pub mod admin;
 pub mod emergency;
 pub mod events;
 pub mod evidence;

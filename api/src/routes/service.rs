@@ -33,7 +33,7 @@ use crate::wire::{HealthView, ProblemDetails, VerifyView};
 pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let details = match headers.get(axum::http::header::AUTHORIZATION) {
         None => false,
-        Some(_) => match crate::extract::authenticate(&headers, &state) {
+        Some(_) => match crate::extract::authenticate(&headers, &state).await {
             Ok(caller) => caller.role == AccessRole::Auditor,
             Err(e) => return e.into_response(),
         },

@@ -43,6 +43,7 @@
 //! request parser uses; [`schemas`] lists every schema for the OpenAPI document. This module
 //! depends on nothing else in the API crate.
 
+mod admin;
 mod audit;
 mod error;
 mod event;
@@ -62,6 +63,9 @@ mod tests;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
+pub use admin::{
+    ActorListView, AddActorBody, AdminActorView, IssuedTokenView, RotateTokenBody, TokenLifeView,
+};
 pub use audit::{
     AuditActorView, AuditEntryView, AuditTrailView, MessageView, NotificationListView,
     NotificationStatusView, NotificationView, SignalListView, SignalView, ToldView,
@@ -115,6 +119,10 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     let mut out = Vec::new();
     add::<AppendBody>(&mut out);
     add::<RegisterKeyBody>(&mut out);
+    add::<AddActorBody>(&mut out);
+    add::<RotateTokenBody>(&mut out);
+    add::<ActorListView>(&mut out);
+    add::<IssuedTokenView>(&mut out);
     add::<AppendOutcomeView>(&mut out);
     add::<RecordedEventView>(&mut out);
     add::<EventPageView>(&mut out);

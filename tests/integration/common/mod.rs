@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use careledger_api::{app, AppState};
-use careledger_app::actors::{AccessRole, RegisteredActor};
+use careledger_app::actors::{AccessRole, RegisteredActor, SubscriberScope};
 use careledger_app::DataDir;
 use careledger_core::ids::{ActorId, PatientId, Text};
 use serde_json::{json, Value};
@@ -51,6 +51,9 @@ impl Fixture {
             );
             if role == "patient" {
                 actor = actor.bound_to(PatientId::parse(PATIENT).unwrap());
+            }
+            if role == "subscriber" {
+                actor = actor.scoped(SubscriberScope::All);
             }
             tokens.insert(id, data.actors.add(actor).unwrap());
         }
