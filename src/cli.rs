@@ -135,13 +135,16 @@ enum Command {
         checkpoints: CheckpointArgs,
         #[command(flatten)]
         witnesses: crate::witness::WitnessArgs,
+        #[command(flatten)]
+        access_log: crate::access_log::AccessLogArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
         #[command(flatten)]
         data: Data,
     },
-    /// Verify the whole hash chain: prints the count and head hash; exits 1 naming the first bad position.
+    /// Verify the whole hash chain, and the access log when there is one: prints the count and
+    /// head hash; exits 1 naming the first bad position.
     Verify {
         #[command(flatten)]
         data: Data,
@@ -166,6 +169,12 @@ enum Command {
         /// open, overdue or all.
         #[arg(long, default_value = "all")]
         status: String,
+    },
+    /// The access log (NEN 7513): every access to patient data. Verify it, list it, show the
+    /// verifier key of its checkpoints.
+    AccessLog {
+        #[command(subcommand)]
+        command: crate::access_log::AccessLogCommand,
     },
     /// Manage the actors who may use the API.
     Actors {
@@ -346,13 +355,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             read_models,
             checkpoints,
             witnesses,
+            access_log,
         } => serve(
             &data.data,
             &addr,
             read_models.config(),
             &checkpoints,
             &witnesses,
+            &access_log,
         ),
+        Command::AccessLog { command } => crate::access_log::run(command),
         Command::Witness { command } => crate::witness::run(command),
         Command::Key {
             command: KeyCommand::Show { data },
@@ -393,8 +405,10 @@ fn serve(
     read_models: ProjectionConfig,
     checkpoints: &CheckpointArgs,
     witnesses: &crate::witness::WitnessArgs,
+    access_log: &crate::access_log::AccessLogArgs,
 ) -> anyhow::Result<ExitCode> {
     let config = checkpoints.config()?;
+    let mut access = None;
     let witnesses = witnesses.targets()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
@@ -417,7 +431,14 @@ fn serve(
         let _pushing = crate::witness::start_pushing(&dir, checkpointer.as_ref(), witnesses);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
-        let state = AppState::start(&dir);
+        // Every access to patient data is recorded; none is served while it cannot be.
+        access = tokio::task::block_in_place(|| {
+            access_log.open(data, checkpoints.origin.as_deref(), config)
+        })?;
+        let mut state = AppState::start(&dir).with_trusted_proxies(access_log.trusted_proxy.clone());
+        if let Some(log) = &access {
+            state = state.with_access_log(log.clone());
+        }
         // Every checkpoint signed goes to the SSE subscribers as it is signed.
         if let Some(checkpointer) = checkpointer.as_ref() {
             state.app.follow_checkpoints(checkpointer);
@@ -428,7 +449,7 @@ fn serve(
     });
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
-    close_within(served?, checkpointer, CLOSE_DEADLINE)
+    close_within(served?, checkpointer, access, CLOSE_DEADLINE)
 }
 
 fn proof(command: ProofCommand) -> anyhow::Result<ExitCode> {
@@ -511,10 +532,15 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 fn close_within(
     (dir, app): (DataDir, careledger_app::App),
     checkpointer: Option<careledger_core::checkpoint::Checkpointer>,
+    access: Option<std::sync::Arc<careledger_app::access_log::AccessLog>>,
     deadline: Duration,
 ) -> anyhow::Result<ExitCode> {
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // What is queued is written, and the access log's last checkpoint signed.
+        if let Some(access) = access {
+            access.finish();
+        }
         // The last checkpoint covers every acknowledged event.
         if let Some(checkpointer) = checkpointer {
             checkpointer.finish();
@@ -594,6 +620,9 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
                 tree.root,
                 tree.size
             );
+            if careledger_app::access_log::dir(data).exists() {
+                return crate::access_log::verify(data);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(problem) => {

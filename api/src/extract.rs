@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 
 use careledger_app::actors::RegisteredActor;
+use careledger_app::App;
 use careledger_core::ids::PatientId;
 use careledger_core::ExpectedRevision;
 
@@ -17,23 +18,38 @@ use crate::MAX_BODY_BYTES;
 /// The authenticated caller.
 pub struct Caller(pub RegisteredActor);
 
+/// The caller the access log's middleware authenticated, kept on the request so that the
+/// handler's [`Caller`] does not look the token up again.
+#[derive(Clone)]
+pub(crate) struct Authenticated(pub(crate) RegisteredActor);
+
+/// The registered actor of the request's bearer token: the one authentication the handlers and
+/// the access log share (a BLAKE3 hash and a map lookup).
+pub fn authenticate(headers: &HeaderMap, app: &App) -> Result<RegisteredActor, ApiError> {
+    let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthenticated(
+            "send an Authorization: Bearer <token> header; `careledger actors add` creates a token"
+                .into(),
+        )
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into())
+        })?;
+    Ok(app.authenticate(token.trim())?)
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthenticated("send an Authorization: Bearer <token> header; `careledger actors add` creates a token".into())
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthenticated(
-                    "the Authorization header must be \"Bearer <token>\"".into(),
-                )
-            })?;
-        Ok(Caller(state.app.authenticate(token.trim())?))
+        if let Some(Authenticated(actor)) = parts.extensions.get::<Authenticated>() {
+            return Ok(Caller(actor.clone()));
+        }
+        Ok(Caller(authenticate(&parts.headers, &state.app)?))
     }
 }
 

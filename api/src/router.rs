@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::routes::{events, evidence, keys, notifications, patients, service};
+use crate::routes::{access_log, events, evidence, keys, notifications, patients, service};
 use crate::sse;
 use crate::state::AppState;
 
@@ -37,6 +37,9 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::inclusion))
         .routes(routes!(evidence::consistency))
         .routes(routes!(evidence::export))
+        .routes(routes!(access_log::access_log))
+        .routes(routes!(access_log::patient_access_log))
+        .routes(routes!(access_log::access_log_checkpoint))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -49,7 +52,11 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
 /// The router with every route, limits and timeouts.
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes(OpenApi::default()).split_for_parts();
+    // Every route is recorded in the access log (the fallbacks name no resource and serve no
+    // data); outermost on each route, so that a timeout's 408 is recorded too.
+    let recorded = axum::middleware::from_fn_with_state(state.clone(), crate::access_log::record);
     router
+        .route_layer(recorded)
         .fallback(|| async { ApiError::NotFound("no such route; see /openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::NotFound("this route does not take that method; see /openapi.json".into())

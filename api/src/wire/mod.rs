@@ -43,6 +43,7 @@
 //! request parser uses; [`schemas`] lists every schema for the OpenAPI document. This module
 //! depends on nothing else in the API crate.
 
+mod access_log;
 mod audit;
 mod error;
 mod event;
@@ -62,6 +63,7 @@ mod tests;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
+pub use access_log::{AccessEntryView, AccessLogPageView, AccessorView};
 pub use audit::{
     AuditActorView, AuditEntryView, AuditTrailView, MessageView, NotificationListView,
     NotificationStatusView, NotificationView, SignalListView, SignalView, ToldView,
@@ -91,7 +93,7 @@ pub use plan::{
     TeamMemberView, TrendView, ValueEntryView, VoidedStopView, PLAN_SERIES_VALUES,
 };
 pub use query::{
-    patient_id, AuditQuery, NotificationQuery, PageQuery, StreamQuery, DEFAULT_PAGE, MAX_PAGE,
+    patient_id, AccessLogQuery, AuditQuery, PatientAccessLogQuery, NotificationQuery, PageQuery, StreamQuery, DEFAULT_PAGE, MAX_PAGE,
 };
 pub use request::{
     expected_revision, parse_append_body, AcknowledgeNotification, AddCareTeamMember, AddNote,
@@ -130,5 +132,6 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     add::<ConsistencyProofView>(&mut out);
     add::<CheckpointEventView>(&mut out);
     add::<ExportView>(&mut out);
+    add::<AccessLogPageView>(&mut out);
     out.into_iter().collect()
 }
