@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 
 use careledger_app::access;
 use careledger_app::access_log::{
-    bounded, AccessEntry, AccessReason, Who, MAX_RESOURCE_BYTES, MAX_USER_AGENT_BYTES,
+    bounded, AccessEntry, AccessReason, Who, CLIENT_CLOSED, MAX_RESOURCE_BYTES,
+    MAX_USER_AGENT_BYTES,
 };
 use careledger_core::ids::PatientId;
 use careledger_core::record::Timestamp;
@@ -46,7 +47,7 @@ pub(crate) async fn record(State(state): State<AppState>, request: Request, next
     if public {
         return next.run(request).await;
     }
-    let permit = match log.reserve() {
+    let mut permit = match log.reserve() {
         Ok(permit) => permit,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -75,27 +76,33 @@ pub(crate) async fn record(State(state): State<AppState>, request: Request, next
             .map_or(parts.uri.path(), |pq| pq.as_str()),
         MAX_RESOURCE_BYTES,
     );
-    let response = next.run(Request::from_parts(parts, body)).await;
-    let (who, reason) = match &caller {
-        None => (Who::Unauthenticated, AccessReason::NotEstablished),
-        Some(actor) => (
-            Who::actor(actor),
-            access::access_reason(&state.app.projections, actor, patient.as_ref()),
-        ),
+    let reason = |patient: Option<&PatientId>| match &caller {
+        None => AccessReason::NotEstablished,
+        Some(actor) => access::access_reason(&state.app.projections, actor, patient),
     };
-    permit.record(AccessEntry {
+    let mut entry = AccessEntry {
         recorded_at: Timestamp::now(),
-        who,
-        patient: patient.map(|p| p.as_str().to_owned()),
+        who: caller.as_ref().map_or(Who::Unauthenticated, Who::actor),
+        patient: patient.as_ref().map(|p| p.as_str().to_owned()),
         method,
         route,
         resource,
-        status: response.status().as_u16(),
+        status: CLIENT_CLOSED,
         client,
         via,
         user_agent,
-        reason,
-    });
+        reason: reason(patient.as_ref()),
+    };
+    // Should the client go away before the answer (the future is dropped), this is recorded.
+    permit.if_cancelled(entry.clone());
+    let response = next.run(Request::from_parts(parts, body)).await;
+    // The reason after the handler: a write that founded a care team was by its member.
+    if entry.method != "GET" {
+        entry.reason = reason(patient.as_ref());
+    }
+    entry.status = response.status().as_u16();
+    entry.recorded_at = Timestamp::now();
+    permit.record(entry);
     response
 }
 

@@ -139,30 +139,54 @@ impl std::fmt::Debug for AccessLog {
 }
 
 /// The right to serve one request: its entry is recorded with [`Permit::record`]. A permit
-/// dropped unrecorded gives its place in the queue back.
+/// dropped unrecorded (the request's future was dropped: its client went away) records what
+/// [`Permit::if_cancelled`] gave it, or else gives its place in the queue back.
 pub struct Permit {
     shared: Arc<Shared>,
+    cancelled: Option<AccessEntry>,
     recorded: bool,
 }
 
+/// The status recorded for a request whose client went away before it was answered (nginx's
+/// "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
 impl Permit {
+    /// The entry to record should the request end without an answer.
+    pub fn if_cancelled(&mut self, entry: AccessEntry) {
+        self.cancelled = Some(entry);
+    }
+
     /// Queues the entry for the writer; returns its position.
     pub fn record(mut self, entry: AccessEntry) -> u64 {
         self.recorded = true;
-        let mut queue = self.shared.queue.lock();
-        let position = queue.next;
-        queue.next += 1;
-        queue.entries.push((position, entry));
-        drop(queue);
-        self.shared.wake.notify_one();
-        position
+        self.cancelled = None;
+        push(&self.shared, entry)
     }
+}
+
+fn push(shared: &Shared, entry: AccessEntry) -> u64 {
+    let mut queue = shared.queue.lock();
+    let position = queue.next;
+    queue.next += 1;
+    queue.entries.push((position, entry));
+    drop(queue);
+    shared.wake.notify_one();
+    position
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if !self.recorded {
-            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if self.recorded {
+            return;
+        }
+        match self.cancelled.take() {
+            Some(entry) => {
+                push(&self.shared, entry);
+            }
+            None => {
+                self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -248,6 +272,7 @@ impl AccessLog {
         }
         Ok(Permit {
             shared: self.shared.clone(),
+            cancelled: None,
             recorded: false,
         })
     }
@@ -411,11 +436,12 @@ impl Writer {
         self.head = last;
         self.head_hash = prev;
         shared.failed.store(false, Ordering::Release);
-        *shared.durable.lock() = last;
-        shared.became_durable.notify_all();
+        // Places first: whoever waits for durability may take a place next.
         shared
             .outstanding
             .fetch_sub(batch.len(), Ordering::AcqRel);
+        *shared.durable.lock() = last;
+        shared.became_durable.notify_all();
         true
     }
 
@@ -652,4 +678,97 @@ pub fn open_store(data: &Path) -> Result<AccessStore, AppError> {
         )));
     }
     AccessStore::open(&store_dir(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use careledger_core::record::Timestamp;
+
+    fn entry(n: u16) -> AccessEntry {
+        AccessEntry {
+            recorded_at: Timestamp::from_micros(i64::from(n)),
+            who: Who::Unauthenticated,
+            patient: None,
+            method: "GET".into(),
+            route: "/events".into(),
+            resource: "/events".into(),
+            status: n,
+            client: "unknown".into(),
+            via: None,
+            user_agent: None,
+            reason: AccessReason::NotEstablished,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_until_the_writer_has_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::open(
+            dir.path(),
+            AccessLogConfig {
+                queue_capacity: 1,
+                reserve_bytes: 4096,
+                signing: None,
+            },
+        )
+        .unwrap();
+        let permit = log.reserve().unwrap();
+        assert!(matches!(
+            log.reserve(),
+            Err(AppError::AccessLogUnavailable(_))
+        ));
+        assert_eq!(permit.record(entry(401)), 1);
+        assert!(log.wait_recorded(Duration::from_secs(5)));
+        // A permit dropped unrecorded gives its place back.
+        drop(log.reserve().unwrap());
+        log.reserve().unwrap().record(entry(200));
+        assert!(log.wait_recorded(Duration::from_secs(5)));
+        let (entries, next) = log.list(&AccessFilter::default(), 0, 10).unwrap();
+        let statuses: Vec<u16> = entries.iter().map(|e| e.entry.status).collect();
+        assert_eq!((statuses, next), (vec![401, 200], None));
+        assert_eq!(std::fs::metadata(reserve_path(dir.path())).unwrap().len(), 4096);
+    }
+
+    #[test]
+    fn checkpoints_sign_the_size_and_head_hash_and_the_log_reopens_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = || {
+            let key = LogKey::from_seed("hospital.example/careledger", &[7; 32]).unwrap();
+            let key = key
+                .for_origin(&origin_for("hospital.example/careledger"))
+                .unwrap();
+            let config = CheckpointConfig {
+                every_events: 2,
+                every: Duration::from_secs(3600),
+            };
+            Some((key, config))
+        };
+        let config = || AccessLogConfig {
+            reserve_bytes: 0,
+            signing: signing(),
+            ..AccessLogConfig::default()
+        };
+        let log = AccessLog::open(dir.path(), config()).unwrap();
+        let key = log.verifier_key().unwrap().clone();
+        assert_eq!(key.name(), "hospital.example/careledger/access-log");
+        for n in 0..3 {
+            log.reserve().unwrap().record(entry(200 + n));
+        }
+        log.finish();
+        let note = log.latest_checkpoint().unwrap();
+        let (checkpoint, _) = Checkpoint::open(&note, &key).unwrap();
+        assert_eq!(checkpoint.size(), 3);
+        drop(log);
+        let check = verify(dir.path(), Some(&key)).unwrap();
+        assert_eq!(check.report.verified, 3);
+        assert_eq!(check.report.head_hash.0, checkpoint.root().0);
+        assert_eq!((check.checkpoint_size, check.checkpoint_problem), (Some(3), None));
+        // Reopened, it goes on from position 4 and keeps signing.
+        let log = AccessLog::open(dir.path(), config()).unwrap();
+        assert_eq!(log.reserve().unwrap().record(entry(204)), 4);
+        log.finish();
+        let (checkpoint, _) = Checkpoint::open(&log.latest_checkpoint().unwrap(), &key).unwrap();
+        assert_eq!(checkpoint.size(), 4);
+    }
 }

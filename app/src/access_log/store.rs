@@ -426,3 +426,92 @@ fn check(position: u64, prev: &Hash, value: &[u8]) -> Result<StoredEntry, Access
     }
     decode(position, value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_log::entry::{AccessReason, Who};
+    use careledger_core::ids::PatientId;
+    use careledger_core::record::Timestamp;
+
+    fn entry(status: u16, patient: Option<&str>) -> AccessEntry {
+        AccessEntry {
+            recorded_at: Timestamp::from_micros(1_700_000_000_000_000 + i64::from(status)),
+            who: Who::Actor {
+                id: "gp-1".into(),
+                role: "gp".into(),
+                organisation: None,
+            },
+            patient: patient.map(str::to_owned),
+            method: "GET".into(),
+            route: "/patients/{patient}/plan".into(),
+            resource: "/patients/999990007/plan".into(),
+            status,
+            client: "127.0.0.1".into(),
+            via: None,
+            user_agent: Some("test".into()),
+            reason: AccessReason::CareTeam,
+        }
+    }
+
+    fn write(store: &AccessStore, entries: &[AccessEntry]) -> Hash {
+        let mut prev = Hash::ZERO;
+        let framed: Vec<Framed> = entries
+            .iter()
+            .zip(1..)
+            .map(|(e, position)| {
+                let f = frame(position, &prev, e);
+                prev = f.hash;
+                f
+            })
+            .collect();
+        store.write(&framed).unwrap();
+        prev
+    }
+
+    #[test]
+    fn a_written_chain_verifies_and_lists_one_patient_s_entries_by_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        let head = write(
+            &store,
+            &[
+                entry(200, Some("999990007")),
+                entry(403, Some("999990019")),
+                entry(200, None),
+                entry(401, Some("999990007")),
+            ],
+        );
+        assert_eq!(store.head().unwrap(), (4, head));
+        let report = store.verify().unwrap();
+        assert_eq!((report.verified, report.head_hash, report.problem), (4, head, None));
+        let filter = AccessFilter {
+            patient: Some(PatientId::parse("999990007").unwrap()),
+            ..AccessFilter::default()
+        };
+        let (found, more) = store.list(&filter, 0, 4, 10).unwrap();
+        let positions: Vec<u64> = found.iter().map(|s| s.position).collect();
+        assert_eq!((positions, more), (vec![1, 4], false));
+        let (page, more) = store.list(&AccessFilter::default(), 1, 4, 2).unwrap();
+        assert_eq!(page.len(), 2);
+        assert!(more);
+        assert_eq!(page[0].entry.status, 403);
+    }
+
+    #[test]
+    fn a_changed_byte_is_named_at_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        write(&store, &[entry(200, None), entry(200, None), entry(200, None)]);
+        let mut frame = store.frame_at(2).unwrap().unwrap();
+        let at = frame.len() - 3;
+        frame[at] ^= 0x40;
+        store.overwrite_for_tests(2, &frame).unwrap();
+        let report = store.verify().unwrap();
+        assert_eq!(report.verified, 1);
+        assert_eq!(
+            report.problem,
+            Some(AccessProblem::HashMismatch { position: 2 })
+        );
+    }
+}
