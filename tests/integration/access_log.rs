@@ -47,7 +47,16 @@ impl Setup {
         let mut tokens = std::collections::HashMap::new();
         for (id, role, patient) in ACTORS {
             let mut args = vec![
-                "actors", "add", "--data", &data, "--id", id, "--name", id, "--role", role,
+                "actors",
+                "add",
+                "--data",
+                data.as_str(),
+                "--id",
+                id,
+                "--name",
+                id,
+                "--role",
+                role,
             ];
             if let Some(patient) = patient {
                 args.extend(["--patient", patient]);
@@ -83,6 +92,7 @@ impl Setup {
 
     /// Sends a request as `actor` (a known actor's token, `bad-token` for an unknown one,
     /// `none` for no token) with `agent` as its User-Agent; the status and JSON body.
+    #[allow(clippy::too_many_arguments)] // each request of the tests names all of them
     async fn send(
         &self,
         server: &ServerProcess,

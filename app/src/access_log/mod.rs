@@ -420,7 +420,8 @@ impl Writer {
                     shared.failed.store(true, Ordering::Release);
                     tracing::error!(error = %e, "writing the access log failed; accesses are refused until it is written");
                     release_reserve(&reserve_path(&shared.data));
-                    if stop && attempts >= ATTEMPTS_AT_STOP {
+                    let stopping = stop || shared.queue.lock().stop;
+                    if stopping && attempts >= ATTEMPTS_AT_STOP {
                         tracing::error!(
                             entries = batch.len(),
                             "stopping with access log entries that could not be written"

@@ -266,6 +266,9 @@ impl AccessStore {
             })
         };
         let mut found = Vec::new();
+        if after >= through {
+            return Ok((found, false));
+        }
         if let Some(patient) = &filter.patient {
             let start = patient_key(patient.as_str(), after.saturating_add(1));
             let end = patient_key(patient.as_str(), through);
@@ -291,9 +294,6 @@ impl AccessStore {
                     found.push(stored);
                 }
             }
-            return Ok((found, false));
-        }
-        if after >= through {
             return Ok((found, false));
         }
         for item in self.db.range(entry_key(after + 1)..=entry_key(through)) {

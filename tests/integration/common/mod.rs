@@ -52,7 +52,16 @@ impl Fixture {
             }
             tokens.insert(id, data.actors.add(actor).unwrap());
         }
-        let state = AppState::start(&data);
+        // Every request through the fixture's router is recorded, as on a real server.
+        let access_log = careledger_app::access_log::AccessLog::open(
+            dir.path(),
+            careledger_app::access_log::AccessLogConfig {
+                reserve_bytes: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let state = AppState::start(&data).with_access_log(std::sync::Arc::new(access_log));
         Fixture {
             dir,
             data,
