@@ -498,6 +498,48 @@ mod tests {
         assert_eq!(page[0].entry.status, 403);
     }
 
+    /// The layout of `docs/access-log.md`, written out by hand: the frame and hash of an entry.
+    #[test]
+    fn an_entry_is_framed_and_hashed_as_the_format_document_says() {
+        let entry = AccessEntry {
+            recorded_at: Timestamp::from_micros(1),
+            who: Who::Unauthenticated,
+            patient: None,
+            method: "GET".into(),
+            route: "/events".into(),
+            resource: "/x".into(),
+            status: 200,
+            client: "unknown".into(),
+            via: None,
+            user_agent: None,
+            reason: AccessReason::NotEstablished,
+        };
+        let mut bytes = vec![0x02, 0x00, 0x00, 3];
+        bytes.extend(b"GET");
+        bytes.push(7);
+        bytes.extend(b"/events");
+        bytes.push(2);
+        bytes.extend(b"/x");
+        bytes.push(200);
+        bytes.push(7);
+        bytes.extend(b"unknown");
+        bytes.extend([0x00, 0x00, 0x00]);
+        assert_eq!(entry.encode(), bytes);
+        let mut hashed = b"careledger/access/v1\0".to_vec();
+        hashed.extend(1u64.to_be_bytes());
+        hashed.extend(1u16.to_be_bytes());
+        hashed.extend([0u8; 32]);
+        hashed.extend(&bytes);
+        let hash = blake3::hash(&hashed);
+        let framed = frame(1, &Hash::ZERO, &entry);
+        assert_eq!(framed.hash.0, *hash.as_bytes());
+        let mut expected = vec![0x01, 0x00, 0x01];
+        expected.extend([0u8; 32]);
+        expected.extend(hash.as_bytes());
+        expected.extend(&bytes);
+        assert_eq!(framed.frame, expected);
+    }
+
     #[test]
     fn a_changed_byte_is_named_at_its_position() {
         let dir = tempfile::tempdir().unwrap();
