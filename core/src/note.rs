@@ -143,17 +143,6 @@ impl VerifierKey {
         &self.name
     }
 
-    /// The same key under another name (another log the same operator signs, such as the
-    /// access log's origin): a different key ID, the same ed25519 key.
-    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
-        check_name(name)?;
-        Ok(Self {
-            name: name.to_owned(),
-            kind: self.kind,
-            key: self.key.clone(),
-        })
-    }
-
     /// The signature type.
     pub fn kind(&self) -> u8 {
         self.kind
@@ -220,6 +209,17 @@ impl NoteSigner {
     /// The key's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The same key under another name (another log the same operator signs, such as the
+    /// access log's origin): a different key ID, the same ed25519 key.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            kind: self.kind,
+            key: self.key.clone(),
+        })
     }
 
     /// The public half, as a verifier key.
