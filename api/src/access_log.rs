@@ -36,7 +36,11 @@ const UNRECORDED: [&str; 2] = ["/health", "/openapi.json"];
 const MAX_ADDRESS_BYTES: usize = 64;
 
 /// Records the request in the access log (see the module's documentation).
-pub(crate) async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(log) = state.access_log.clone() else {
         return next.run(request).await;
     };
@@ -62,12 +66,10 @@ pub(crate) async fn record(State(state): State<AppState>, request: Request, next
         .get::<MatchedPath>()
         .map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
     let (client, via) = client_address(&parts, &state.trusted_proxies);
-    let user_agent = parts.headers.get(header::USER_AGENT).map(|v| {
-        bounded(
-            &String::from_utf8_lossy(v.as_bytes()),
-            MAX_USER_AGENT_BYTES,
-        )
-    });
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .map(|v| bounded(&String::from_utf8_lossy(v.as_bytes()), MAX_USER_AGENT_BYTES));
     let method = parts.method.as_str().to_owned();
     let resource = bounded(
         parts

@@ -94,7 +94,10 @@ pub fn access_reason(
 
 /// May the caller read who accessed this patient's record? The patient themself and auditors;
 /// not the care team (who looked at a record is the patient's and the auditor's to see).
-pub fn may_read_access_log_of(caller: &RegisteredActor, patient: &PatientId) -> Result<(), AppError> {
+pub fn may_read_access_log_of(
+    caller: &RegisteredActor,
+    patient: &PatientId,
+) -> Result<(), AppError> {
     match caller.role {
         AccessRole::Auditor => Ok(()),
         AccessRole::Care(Role::Patient) if caller.patient.as_ref() == Some(patient) => Ok(()),

@@ -265,7 +265,12 @@ async fn every_request_is_in_the_access_log_once_in_order_and_the_log_verifies()
     let mut rng = Rng(seed);
     let setup = Setup::new();
     let mut server = setup
-        .start(&["--trusted-proxy", "127.0.0.1", "--checkpoint-every-events", "7"])
+        .start(&[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--checkpoint-every-events",
+            "7",
+        ])
         .await;
     setup.found_teams(&server).await;
     let mut expected = vec![
@@ -334,7 +339,13 @@ async fn every_request_is_in_the_access_log_once_in_order_and_the_log_verifies()
                 "/patients/{patient}/events",
                 None,
                 Some(patient),
-                if allowed { 200 } else if known { 403 } else { 401 },
+                if allowed {
+                    200
+                } else if known {
+                    403
+                } else {
+                    401
+                },
             ),
             3 => (
                 "GET",
@@ -342,7 +353,13 @@ async fn every_request_is_in_the_access_log_once_in_order_and_the_log_verifies()
                 "/patients/{patient}/audit",
                 None,
                 Some(patient),
-                if allowed { 200 } else if known { 403 } else { 401 },
+                if allowed {
+                    200
+                } else if known {
+                    403
+                } else {
+                    401
+                },
             ),
             _ => (
                 "GET",
@@ -350,7 +367,13 @@ async fn every_request_is_in_the_access_log_once_in_order_and_the_log_verifies()
                 "/patients/{patient}/plan",
                 None,
                 Some(patient),
-                if allowed { 200 } else if known { 403 } else { 401 },
+                if allowed {
+                    200
+                } else if known {
+                    403
+                } else {
+                    401
+                },
             ),
         };
         // Some requests come through the trusted proxy (this test's own address).
@@ -436,7 +459,11 @@ async fn every_request_is_in_the_access_log_once_in_order_and_the_log_verifies()
     assert!(said.contains("access log entries verified"), "{said}");
     let all = careledger(&["verify", "--data", data]);
     assert!(all.status.success(), "{}", text(&all));
-    assert!(text(&all).contains("access log entries verified"), "{}", text(&all));
+    assert!(
+        text(&all).contains("access log entries verified"),
+        "{}",
+        text(&all)
+    );
     let listed = careledger(&["access-log", "list", "--data", data, "--patient", OTHER]);
     assert!(listed.status.success(), "{}", text(&listed));
     let lines = String::from_utf8(listed.stdout).unwrap();
@@ -452,7 +479,15 @@ async fn a_changed_access_log_entry_fails_verification_at_its_position() {
     for i in 0..3 {
         let path = format!("/patients/{PATIENT}/plan");
         let (status, _) = setup
-            .send(&server, "card-1", "GET", &path, None, &format!("r{i}"), None)
+            .send(
+                &server,
+                "card-1",
+                "GET",
+                &path,
+                None,
+                &format!("r{i}"),
+                None,
+            )
             .await;
         assert_eq!(status, 200);
     }
@@ -474,7 +509,11 @@ async fn a_changed_access_log_entry_fails_verification_at_its_position() {
     assert!(said.contains("access log position 4"), "{said}");
     let whole = careledger(&["verify", "--data", data]);
     assert!(!whole.status.success());
-    assert!(text(&whole).contains("access log position 4"), "{}", text(&whole));
+    assert!(
+        text(&whole).contains("access log position 4"),
+        "{}",
+        text(&whole)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -662,7 +701,15 @@ async fn entries_are_durable_within_the_stated_delay_and_survive_a_restart() {
     assert!(entries[2]["via"].is_null());
     // Recording goes on after the restart, from the next position.
     let (status, _) = setup
-        .send(&server, "gp-1", "GET", &plan, None, "after-the-restart", None)
+        .send(
+            &server,
+            "gp-1",
+            "GET",
+            &plan,
+            None,
+            "after-the-restart",
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let entries = setup.entries(&server).await;

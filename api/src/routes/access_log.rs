@@ -18,8 +18,7 @@ use crate::extract::{Caller, Query};
 use crate::routes::blocking;
 use crate::state::AppState;
 use crate::wire::{
-    self, AccessEntryView, AccessLogPageView, AccessLogQuery, PatientAccessLogQuery,
-    ProblemDetails,
+    self, AccessEntryView, AccessLogPageView, AccessLogQuery, PatientAccessLogQuery, ProblemDetails,
 };
 
 /// How long a read of the access log waits for the entries recorded before it to be durable.
@@ -84,7 +83,9 @@ pub async fn access_log(
 ) -> Result<Json<AccessLogPageView>, ApiError> {
     access::may_read_access_log(&caller)?;
     let filter = q.filter()?;
-    Ok(Json(page(kept(&state)?, filter, q.after(), q.limit()).await?))
+    Ok(Json(
+        page(kept(&state)?, filter, q.after(), q.limit()).await?,
+    ))
 }
 
 /// Who accessed this patient's record: for the patient themself and for auditors.
@@ -112,7 +113,9 @@ pub async fn patient_access_log(
     let patient = wire::patient_id(&raw)?;
     access::may_read_access_log_of(&caller, &patient)?;
     let filter = q.filter(patient)?;
-    Ok(Json(page(kept(&state)?, filter, q.after(), q.limit()).await?))
+    Ok(Json(
+        page(kept(&state)?, filter, q.after(), q.limit()).await?,
+    ))
 }
 
 /// The access log's latest signed checkpoint: a C2SP tlog-checkpoint of its own origin

@@ -93,7 +93,8 @@ pub use plan::{
     TeamMemberView, TrendView, ValueEntryView, VoidedStopView, PLAN_SERIES_VALUES,
 };
 pub use query::{
-    patient_id, AccessLogQuery, AuditQuery, PatientAccessLogQuery, NotificationQuery, PageQuery, StreamQuery, DEFAULT_PAGE, MAX_PAGE,
+    patient_id, AccessLogQuery, AuditQuery, NotificationQuery, PageQuery, PatientAccessLogQuery,
+    StreamQuery, DEFAULT_PAGE, MAX_PAGE,
 };
 pub use request::{
     expected_revision, parse_append_body, AcknowledgeNotification, AddCareTeamMember, AddNote,

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use careledger_app::access_log::AccessFilter;
 use careledger_core::ids::{ActorId, PatientId};
 use careledger_core::record::Timestamp;
-use careledger_app::access_log::AccessFilter;
 use careledger_projections::audit::AuditFilter;
 use careledger_projections::notifications::Which;
 

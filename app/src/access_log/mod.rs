@@ -438,9 +438,7 @@ impl Writer {
         self.head_hash = prev;
         shared.failed.store(false, Ordering::Release);
         // Places first: whoever waits for durability may take a place next.
-        shared
-            .outstanding
-            .fetch_sub(batch.len(), Ordering::AcqRel);
+        shared.outstanding.fetch_sub(batch.len(), Ordering::AcqRel);
         *shared.durable.lock() = last;
         shared.became_durable.notify_all();
         true
@@ -484,7 +482,10 @@ impl Writer {
             .and_then(|note| write_atomically(&file, &note.to_string()).map(|()| note))
         {
             Ok(note) => {
-                assert!(self.head > self.signed, "an access log checkpoint only grows");
+                assert!(
+                    self.head > self.signed,
+                    "an access log checkpoint only grows"
+                );
                 self.signed = self.head;
                 *shared.latest_checkpoint.lock() = Some(note.to_string());
             }
@@ -728,7 +729,10 @@ mod tests {
         let (entries, next) = log.list(&AccessFilter::default(), 0, 10).unwrap();
         let statuses: Vec<u16> = entries.iter().map(|e| e.entry.status).collect();
         assert_eq!((statuses, next), (vec![401, 200], None));
-        assert_eq!(std::fs::metadata(reserve_path(dir.path())).unwrap().len(), 4096);
+        assert_eq!(
+            std::fs::metadata(reserve_path(dir.path())).unwrap().len(),
+            4096
+        );
     }
 
     #[test]
@@ -764,7 +768,10 @@ mod tests {
         let check = verify(dir.path(), Some(&key)).unwrap();
         assert_eq!(check.report.verified, 3);
         assert_eq!(check.report.head_hash.0, checkpoint.root().0);
-        assert_eq!((check.checkpoint_size, check.checkpoint_problem), (Some(3), None));
+        assert_eq!(
+            (check.checkpoint_size, check.checkpoint_problem),
+            (Some(3), None)
+        );
         // Reopened, it goes on from position 4 and keeps signing.
         let log = AccessLog::open(dir.path(), config()).unwrap();
         assert_eq!(log.reserve().unwrap().record(entry(204)), 4);

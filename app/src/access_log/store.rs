@@ -356,7 +356,8 @@ impl AccessStore {
             // An index key without its entry: find the first for the report.
             for item in self.db.scan_prefix([BY_PATIENT]) {
                 let (key, _) = item.map_err(store_error("verifying the access log"))?;
-                let position = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
+                let position =
+                    u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
                 let names = self
                     .frame_at(position)?
                     .and_then(|f| decode(position, &f).ok())
@@ -417,7 +418,12 @@ fn check(position: u64, prev: &Hash, value: &[u8]) -> Result<StoredEntry, Access
         position,
         what: "too short, or an unknown frame version".into(),
     })?;
-    let computed = entry_hash(position, frame.format_version, &frame.prev_hash, frame.record);
+    let computed = entry_hash(
+        position,
+        frame.format_version,
+        &frame.prev_hash,
+        frame.record,
+    );
     if computed != frame.hash {
         return Err(AccessProblem::HashMismatch { position });
     }
@@ -484,7 +490,10 @@ mod tests {
         );
         assert_eq!(store.head().unwrap(), (4, head));
         let report = store.verify().unwrap();
-        assert_eq!((report.verified, report.head_hash, report.problem), (4, head, None));
+        assert_eq!(
+            (report.verified, report.head_hash, report.problem),
+            (4, head, None)
+        );
         let filter = AccessFilter {
             patient: Some(PatientId::parse("999990007").unwrap()),
             ..AccessFilter::default()
@@ -544,7 +553,10 @@ mod tests {
     fn a_changed_byte_is_named_at_its_position() {
         let dir = tempfile::tempdir().unwrap();
         let store = AccessStore::open(dir.path()).unwrap();
-        write(&store, &[entry(200, None), entry(200, None), entry(200, None)]);
+        write(
+            &store,
+            &[entry(200, None), entry(200, None), entry(200, None)],
+        );
         let mut frame = store.frame_at(2).unwrap().unwrap();
         let at = frame.len() - 3;
         frame[at] ^= 0x40;
