@@ -34,7 +34,8 @@ const ACTORS: [(&str, &str, Option<&str>); 6] = [
 ];
 
 struct Setup {
-    dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    data: std::path::PathBuf,
     client: reqwest::Client,
     tokens: std::collections::HashMap<&'static str, String>,
 }
@@ -43,7 +44,14 @@ impl Setup {
     /// A data directory with the actors, registered through the command-line tool.
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_str().unwrap().to_owned();
+        let mut setup = Setup::at(dir.path());
+        setup._dir = Some(dir);
+        setup
+    }
+
+    /// [`Setup::new`] in the data directory `path`.
+    fn at(path: &Path) -> Setup {
+        let data = path.to_str().unwrap().to_owned();
         let mut tokens = std::collections::HashMap::new();
         for (id, role, patient) in ACTORS {
             let mut args = vec![
@@ -76,14 +84,15 @@ impl Setup {
             .build()
             .unwrap();
         Setup {
-            dir,
+            _dir: None,
+            data: path.to_owned(),
             client,
             tokens,
         }
     }
 
     fn data(&self) -> &Path {
-        self.dir.path()
+        &self.data
     }
 
     async fn start(&self, args: &[&str]) -> ServerProcess {
@@ -717,4 +726,124 @@ async fn entries_are_durable_within_the_stated_delay_and_survive_a_restart() {
     assert_eq!(last["user_agent"], "after-the-restart");
     // The auditor's first read after the restart sits between them.
     assert_eq!(last["position"], 5, "{entries:#?}");
+}
+
+/// A tmpfs of `size`, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
+        );
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+async fn on_a_full_disk_the_released_reserve_keeps_reads_answered_and_every_answer_logged() {
+    use std::io::Write;
+    let fs = Tmpfs::mount("48m");
+    let data = fs.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let setup = Setup::at(&data);
+    let server = setup.start(&["--access-log-reserve-mib", "8"]).await;
+    setup.found_teams(&server).await;
+    let reserve = data.join("access-log").join("reserve");
+    assert_eq!(std::fs::metadata(&reserve).unwrap().len(), 8 << 20);
+    // Fill the disk.
+    let mut filler = std::fs::File::create(fs.dir.path().join("filler")).unwrap();
+    let chunk = vec![1u8; 1 << 16];
+    while filler.write_all(&chunk).is_ok() {}
+    drop(filler);
+
+    let plan = format!("/patients/{PATIENT}/plan");
+    let (mut answered, mut refused) = (Vec::new(), Vec::new());
+    let mut last_refusal = Value::Null;
+    // Until 100 reads in a row are answered after the reserve is released (the writer retries
+    // every 200 ms), within 20 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut in_a_row = 0;
+    for i in 0.. {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reads go on once the reserve is released: {} refused, the last: {last_refusal}",
+            refused.len()
+        );
+        let agent = format!("full-{i}");
+        let (status, body) = setup
+            .send(&server, "gp-1", "GET", &plan, None, &agent, None)
+            .await;
+        match status {
+            200 => {
+                answered.push(agent);
+                in_a_row += usize::from(!reserve.exists());
+            }
+            503 => {
+                assert_eq!(body["code"], "access_log_unavailable", "{body}");
+                refused.push(agent);
+                last_refusal = body;
+                in_a_row = 0;
+            }
+            other => panic!("a read on a full disk answered {other}: {body}"),
+        }
+        if in_a_row == 100 {
+            break;
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "the full disk made the access log's writes fail for a moment"
+    );
+    // Every read answered is in the log; none refused is.
+    let mut logged = std::collections::HashSet::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = setup
+            .send(
+                &server,
+                "auditor-1",
+                "GET",
+                &format!("/access-log?actor=gp-1&limit=1000&after={after}"),
+                None,
+                "reader",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for entry in page["entries"].as_array().unwrap() {
+            logged.insert(entry["user_agent"].as_str().unwrap().to_owned());
+        }
+        match page["next_after"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert!(
+        answered.iter().all(|a| logged.contains(a)),
+        "served but not logged"
+    );
+    assert!(
+        refused.iter().all(|a| !logged.contains(a)),
+        "refused but logged"
+    );
 }

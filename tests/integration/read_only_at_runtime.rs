@@ -431,8 +431,7 @@ async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_noth
     let (status, page) = scene.get(&server, "/events?after=0&limit=10").await;
     let detail = page["detail"].as_str().unwrap_or_default();
     assert!(
-        status == 503
-            && (detail.contains("Read-only") || detail.contains("Input/output error")),
+        status == 503 && (detail.contains("Read-only") || detail.contains("Input/output error")),
         "reading the ledger is refused, naming the cause: {status} {page}"
     );
 
