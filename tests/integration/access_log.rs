@@ -530,12 +530,18 @@ async fn a_patient_sees_who_accessed_their_record_and_nobody_else_does() {
     let setup = Setup::new();
     let server = setup.start(&[]).await;
     setup.found_teams(&server).await;
+    let head = |page: &Value| (page["head"].clone(), page["events"].clone());
+    let (_, before) = setup
+        .send(&server, "auditor-1", "GET", "/events", None, "ledger", None)
+        .await;
     let plan = format!("/patients/{PATIENT}/plan");
     let other_plan = format!("/patients/{OTHER}/plan");
+    let export = format!("/patients/{PATIENT}/export");
     for (actor, path) in [
         ("card-1", &plan),
         ("gp-other", &plan),
         ("gp-other", &other_plan),
+        ("auditor-1", &export),
     ] {
         setup
             .send(&server, actor, "GET", path, None, "looking", None)
@@ -560,6 +566,13 @@ async fn a_patient_sees_who_accessed_their_record_and_nobody_else_does() {
         .collect();
     // The refused look is shown too.
     assert_eq!(looked, vec![("card-1", 200), ("gp-other", 403)], "{page}");
+    let exported: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["route"] == "/patients/{patient}/export")
+        .collect();
+    assert_eq!(exported.len(), 1, "{page}");
+    assert_eq!(exported[0]["who"]["id"], "auditor-1");
+    assert_eq!(exported[0]["reason"], "audit");
     // Filtered by actor.
     let (status, page) = setup
         .send(
@@ -617,6 +630,11 @@ async fn a_patient_sees_who_accessed_their_record_and_nobody_else_does() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("from"), "{body}");
+    // Recording left the ledger as it was: no event, no revision.
+    let (_, after) = setup
+        .send(&server, "auditor-1", "GET", "/events", None, "ledger", None)
+        .await;
+    assert_eq!(head(&before), head(&after));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -668,8 +686,25 @@ async fn only_auditors_read_the_access_log_and_nothing_in_it_can_be_changed() {
             assert_eq!(methods, vec!["get"], "{path} is read only");
         }
     }
+    // A stream is recorded once, when it is answered, naming no patient.
+    let stream = setup
+        .client
+        .get(format!("{}/events/stream", server.base))
+        .bearer_auth(&setup.tokens["feed-1"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    drop(stream);
     // The refused attempts are all in the log.
     let entries = setup.entries(&server).await;
+    let streams: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["route"] == "/events/stream")
+        .collect();
+    assert_eq!(streams.len(), 1, "{entries:#?}");
+    assert_eq!(streams[0]["reason"], "subscription");
+    assert!(streams[0]["patient"].is_null());
     let refused = entries
         .iter()
         .filter(|e| e["route"] == "/access-log" && e["method"] == "GET" && e["status"] != 200)
