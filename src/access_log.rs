@@ -39,12 +39,18 @@ impl AccessLogArgs {
         origin: Option<&str>,
         checkpoints: Option<CheckpointConfig>,
     ) -> anyhow::Result<Option<Arc<AccessLog>>> {
-        let signing = match checkpoints {
+        let key = |origin: Option<&str>| -> anyhow::Result<LogKey> {
+            let key = LogKey::open_or_create(&data_dir::log_key_path(data), origin)?;
+            Ok(key.for_origin(&access_log::origin_for(key.origin()))?)
+        };
+        // Without its key the log is kept all the same, unsigned, as the ledger's checkpointer
+        // signs nothing then either.
+        let signing = match checkpoints.map(|config| (key(origin), config)) {
             None => None,
-            Some(config) => {
-                let key = LogKey::open_or_create(&data_dir::log_key_path(data), origin)?;
-                let key = key.for_origin(&access_log::origin_for(key.origin()))?;
-                Some((key, config))
+            Some((Ok(key), config)) => Some((key, config)),
+            Some((Err(e), _)) => {
+                tracing::error!(error = %e, "signing no access log checkpoints");
+                None
             }
         };
         let config = AccessLogConfig {
