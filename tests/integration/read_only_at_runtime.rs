@@ -372,7 +372,7 @@ impl Scene {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root, loop devices and mkfs.ext4; run by .ci/run with --ignored"]
-async fn file_system_turning_read_only_refuses_writes_keeps_reads_and_loses_nothing() {
+async fn file_system_turning_read_only_refuses_writes_and_unloggable_reads_and_loses_nothing() {
     let fs = Ext4::create();
     let (scene, mut server) = Scene::start(&fs).await;
     let writers = scene.writers(&server);
