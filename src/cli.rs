@@ -192,13 +192,16 @@ enum Command {
         transport: crate::transport::TransportArgs,
         #[command(flatten)]
         oidc: OidcArgs,
+        #[command(flatten)]
+        access_log: crate::access_log::AccessLogArgs,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
         #[command(flatten)]
         data: Data,
     },
-    /// Verify the whole hash chain: prints the count and head hash; exits 1 naming the first bad position.
+    /// Verify the whole hash chain, and the access log when there is one: prints the count and
+    /// head hash; exits 1 naming the first bad position.
     Verify {
         #[command(flatten)]
         data: Data,
@@ -223,6 +226,12 @@ enum Command {
         /// open, overdue or all.
         #[arg(long, default_value = "all")]
         status: String,
+    },
+    /// The access log (NEN 7513): every access to patient data. Verify it, list it, show the
+    /// verifier key of its checkpoints.
+    AccessLog {
+        #[command(subcommand)]
+        command: crate::access_log::AccessLogCommand,
     },
     /// Manage the actors who may use the API and their tokens: on a running server with --url
     /// and an operator's --token, or on a stopped server's data directory.
@@ -374,6 +383,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             witnesses,
             transport,
             oidc,
+            access_log,
         } => serve(
             &data.data,
             &addr,
@@ -382,7 +392,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &witnesses,
             &transport,
             &oidc,
+            &access_log,
         ),
+        Command::AccessLog { command } => crate::access_log::run(command),
         Command::Witness { command } => crate::witness::run(command),
         Command::Key {
             command: KeyCommand::Show { data },
@@ -425,8 +437,10 @@ fn serve(
     witnesses: &crate::witness::WitnessArgs,
     transport_args: &crate::transport::TransportArgs,
     oidc: &OidcArgs,
+    access_log: &crate::access_log::AccessLogArgs,
 ) -> anyhow::Result<ExitCode> {
     let config = checkpoints.config()?;
+    let mut access = None;
     let witnesses = witnesses.targets()?;
     let oidc = oidc.config()?;
     // Before the data directory is opened: a server that may not start touches nothing.
@@ -454,7 +468,16 @@ fn serve(
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let tls = matches!(transport, careledger_api::Transport::Tls(_));
         tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
-        let mut state = AppState::start(&dir).with_limits(limits);
+        // Every access to patient data is recorded; none is served while it cannot be.
+        access = tokio::task::block_in_place(|| {
+            access_log.open(data, checkpoints.origin.as_deref(), config)
+        })?;
+        let mut state = AppState::start(&dir)
+            .with_limits(limits)
+            .with_trusted_proxies(access_log.trusted_proxy.clone());
+        if let Some(log) = &access {
+            state = state.with_access_log(log.clone());
+        }
         if let Some(oidc) = oidc {
             let issuer = oidc.issuer.clone();
             let verifier = careledger_api::oidc::OidcVerifier::start(oidc)
@@ -473,7 +496,7 @@ fn serve(
     });
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
-    close_within(served?, checkpointer, CLOSE_DEADLINE)
+    close_within(served?, checkpointer, access, CLOSE_DEADLINE)
 }
 
 fn proof(command: ProofCommand) -> anyhow::Result<ExitCode> {
@@ -556,10 +579,15 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 fn close_within(
     (dir, app): (DataDir, careledger_app::App),
     checkpointer: Option<careledger_core::checkpoint::Checkpointer>,
+    access: Option<std::sync::Arc<careledger_app::access_log::AccessLog>>,
     deadline: Duration,
 ) -> anyhow::Result<ExitCode> {
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // What is queued is written, and the access log's last checkpoint signed.
+        if let Some(access) = access {
+            access.finish();
+        }
         // The last checkpoint covers every acknowledged event.
         if let Some(checkpointer) = checkpointer {
             checkpointer.finish();
@@ -639,6 +667,9 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
                 tree.root,
                 tree.size
             );
+            if careledger_app::access_log::dir(data).exists() {
+                return crate::access_log::verify(data);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(problem) => {

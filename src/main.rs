@@ -2,6 +2,7 @@
 //! demo, verification, proofs, exports of one patient's history and their offline check, the
 //! read models on the command line, actors.
 
+mod access_log;
 mod actors;
 mod cli;
 mod demo;

@@ -114,6 +114,10 @@ pub enum ApiError {
         /// Events verified before it.
         verified: u64,
     },
+    /// The access log cannot be kept (503, code `access_log_unavailable`): the request was not
+    /// served, so that no access goes unlogged.
+    #[error("{0}")]
+    AccessLogUnavailable(String),
     /// A bug or an unexpected failure (500); the detail goes to the log only.
     #[error("{0}")]
     Internal(String),
@@ -187,6 +191,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Ledger unavailable",
+            ),
+            ApiError::AccessLogUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "access_log_unavailable",
+                "Access log unavailable",
             ),
             ApiError::Damaged(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -278,6 +287,7 @@ impl From<careledger_app::AppError> for ApiError {
             A::Invalid { code, message } => ApiError::Unprocessable { code, message },
             A::Ledger(e) => e.into(),
             A::InUse(m) => ApiError::Unavailable(m),
+            A::AccessLogUnavailable(m) => ApiError::AccessLogUnavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -359,6 +369,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             ApiError::Unavailable(detail) => tracing::warn!(%detail, "ledger unavailable"),
+            ApiError::AccessLogUnavailable(detail) => {
+                tracing::warn!(%detail, "access refused: the access log cannot be kept")
+            }
             ApiError::Damaged(damage) => tracing::error!(%damage, "ledger damaged"),
             _ => {}
         }

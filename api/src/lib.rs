@@ -6,6 +6,7 @@
 //! acknowledging, verifying.
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod access_log;
 pub mod error;
 pub mod extract;
 pub mod limits;

@@ -9,7 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::routes::{admin, emergency, events, evidence, keys, notifications, patients, service};
+use crate::routes::{
+    access_log, admin, emergency, events, evidence, keys, notifications, patients, service,
+};
 use crate::sse;
 use crate::state::AppState;
 
@@ -41,6 +43,9 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::add_actor, admin::list_actors))
         .routes(routes!(admin::revoke_actor))
         .routes(routes!(admin::rotate_actor))
+        .routes(routes!(access_log::access_log))
+        .routes(routes!(access_log::patient_access_log))
+        .routes(routes!(access_log::access_log_checkpoint))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -54,7 +59,11 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes(OpenApi::default()).split_for_parts();
     let hsts = state.hsts;
+    // Every route is recorded in the access log (the fallbacks name no resource and serve no
+    // data); outermost on each route, so that a timeout's 408 is recorded too.
+    let recorded = axum::middleware::from_fn_with_state(state.clone(), crate::access_log::record);
     router
+        .route_layer(recorded)
         .fallback(|| async { ApiError::NotFound("no such route; see /openapi.json".into()) })
         // The router adds `Allow` with the methods the route takes.
         .method_not_allowed_fallback(|| async {

@@ -1,11 +1,13 @@
 //! What every handler shares: the application, and the plans rendered once per change.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use parking_lot::RwLock;
 
+use careledger_app::access_log::AccessLog;
 use careledger_app::{App, DataDir};
 use careledger_core::ids::PatientId;
 
@@ -24,6 +26,12 @@ pub struct AppState {
     pub(crate) hsts: bool,
     /// The OpenID Connect issuer whose access tokens are accepted, if one is configured.
     pub oidc: Option<Arc<crate::oidc::OidcVerifier>>,
+    /// The access log every request is recorded in; `None` records nothing (in-process tests,
+    /// and measurements with `CARELEDGER_BENCH_NO_ACCESS_LOG=1`).
+    pub access_log: Option<Arc<AccessLog>>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` header names the client (`serve
+    /// --trusted-proxy`).
+    pub trusted_proxies: Arc<[IpAddr]>,
 }
 
 impl AppState {
@@ -35,6 +43,8 @@ impl AppState {
             guards: Arc::new(Guards::new(Limits::default())),
             hsts: false,
             oidc: None,
+            access_log: None,
+            trusted_proxies: Arc::from(Vec::new()),
         }
     }
 
@@ -55,6 +65,18 @@ impl AppState {
     /// own tokens.
     pub fn with_oidc(mut self, verifier: crate::oidc::OidcVerifier) -> Self {
         self.oidc = Some(Arc::new(verifier));
+        self
+    }
+
+    /// The same state recording every request in `log`.
+    pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Self {
+        self.access_log = Some(log);
+        self
+    }
+
+    /// The same state taking the client's address from these proxies' forwarding headers.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
+        self.trusted_proxies = Arc::from(proxies);
         self
     }
 

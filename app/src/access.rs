@@ -10,6 +10,7 @@ use careledger_core::role::Role;
 use careledger_core::Submission;
 use careledger_projections::Projections;
 
+use crate::access_log::AccessReason;
 use crate::actors::{AccessRole, ActorStore, RegisteredActor, SubscriberScope};
 use crate::error::AppError;
 
@@ -36,14 +37,24 @@ pub fn has_emergency_access(
     caller: &RegisteredActor,
     patient: &PatientId,
 ) -> bool {
+    emergency_access(projections, caller, patient).is_some()
+}
+
+/// The reason the caller gave when they broke the glass on this patient's record, while the
+/// access lasts.
+pub fn emergency_access(
+    projections: &Projections,
+    caller: &RegisteredActor,
+    patient: &PatientId,
+) -> Option<String> {
     let AccessRole::Care(role) = caller.role else {
-        return false;
+        return None;
     };
     let now = Timestamp::now();
     let model = projections.read();
-    model
-        .patient(patient)
-        .is_some_and(|v| v.plan.emergency_access_of(&caller.id, role, now).is_some())
+    let view = model.patient(patient)?;
+    let grant = view.plan.emergency_access_of(&caller.id, role, now)?;
+    Some(grant.opened.reason.to_string())
 }
 
 /// A patient actor is only ever the patient they are bound to; other actors are bound to none.
@@ -59,20 +70,37 @@ pub fn may_read(
     caller: &RegisteredActor,
     patient: &PatientId,
 ) -> Result<(), AppError> {
+    read_reason(projections, caller, patient).map(|_| ())
+}
+
+/// Why the caller may read this patient (the access log's reason), or why not: [`may_read`]'s
+/// rules, naming their ground.
+pub fn read_reason(
+    projections: &Projections,
+    caller: &RegisteredActor,
+    patient: &PatientId,
+) -> Result<AccessReason, AppError> {
     match caller.role {
-        AccessRole::Auditor => Ok(()),
+        AccessRole::Auditor => Ok(AccessReason::Audit),
         AccessRole::Subscriber => Err(AppError::Forbidden(
             "a subscriber reads the event stream (/events) only".into(),
         )),
         AccessRole::Operator => Err(operator_reads_no_patient_data()),
         // The care group's administrator corrects wrongly founded teams and must see them.
-        AccessRole::Care(Role::CareGroupAdmin) => Ok(()),
-        AccessRole::Care(_)
-            if is_self(caller, patient)
-                && (in_care_team(projections, caller, patient)
-                    || has_emergency_access(projections, caller, patient)) =>
+        AccessRole::Care(Role::CareGroupAdmin) => Ok(AccessReason::Administration),
+        AccessRole::Care(role)
+            if is_self(caller, patient) && in_care_team(projections, caller, patient) =>
         {
-            Ok(())
+            Ok(match role {
+                Role::Patient => AccessReason::OwnRecord,
+                _ => AccessReason::CareTeam,
+            })
+        }
+        AccessRole::Care(_) if is_self(caller, patient) => {
+            match emergency_access(projections, caller, patient) {
+                Some(justification) => Ok(AccessReason::BreakGlass { justification }),
+                None => Err(AppError::not_in_care_team()),
+            }
         }
         AccessRole::Care(_) => Err(AppError::not_in_care_team()),
     }
@@ -83,6 +111,57 @@ pub fn operator_reads_no_patient_data() -> AppError {
     AppError::Forbidden(
         "an operator administers actors (/admin/actors) and reads no patient data".into(),
     )
+}
+
+/// The reason an access log entry records for a request by `caller`: for a patient, the ground
+/// [`read_reason`] gives (none when it refuses); for a route naming no patient, the ground of the
+/// caller's role (the global log and the stream show each caller what the read rules let them).
+pub fn access_reason(
+    projections: &Projections,
+    caller: &RegisteredActor,
+    patient: Option<&PatientId>,
+) -> AccessReason {
+    match patient {
+        Some(patient) => {
+            read_reason(projections, caller, patient).unwrap_or(AccessReason::NotEstablished)
+        }
+        None => match caller.role {
+            AccessRole::Auditor => AccessReason::Audit,
+            AccessRole::Subscriber => AccessReason::Subscription,
+            AccessRole::Operator | AccessRole::Care(Role::CareGroupAdmin) => {
+                AccessReason::Administration
+            }
+            AccessRole::Care(Role::Patient) => AccessReason::OwnRecord,
+            AccessRole::Care(_) => AccessReason::CareTeam,
+        },
+    }
+}
+
+/// May the caller read who accessed this patient's record? The patient themself and auditors;
+/// not the care team (who looked at a record is the patient's and the auditor's to see).
+pub fn may_read_access_log_of(
+    caller: &RegisteredActor,
+    patient: &PatientId,
+) -> Result<(), AppError> {
+    match caller.role {
+        AccessRole::Auditor => Ok(()),
+        AccessRole::Care(Role::Patient) if caller.patient.as_ref() == Some(patient) => Ok(()),
+        _ => Err(AppError::Forbidden(
+            "who accessed a record is shown to the patient themself and to auditors only".into(),
+        )),
+    }
+}
+
+/// May the caller read the whole access log? Auditors only.
+pub fn may_read_access_log(caller: &RegisteredActor) -> Result<(), AppError> {
+    match caller.role {
+        AccessRole::Auditor => Ok(()),
+        _ => Err(AppError::Forbidden(
+            "the access log is read by auditors; a patient reads who accessed their own record at \
+             /patients/{patient}/access-log"
+                .into(),
+        )),
+    }
 }
 
 /// Whether the caller may see an event of this patient in the global log or the stream.

@@ -876,7 +876,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = "0011";
         {
-            let db = sled::open(dir.path()).unwrap();
+            // No background flusher: its thread would hold the directory's lock a moment
+            // after this handle is dropped, and the store's open below would find it in use.
+            let db = sled::Config::new()
+                .path(dir.path())
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
             let old = WrittenByLayout1 {
                 actor: (
                     ActorId::parse("gp-jansen").unwrap(),
@@ -949,7 +955,13 @@ mod tests {
             (id.to_owned(), bytes)
         };
         {
-            let db = sled::open(dir.path()).unwrap();
+            // No background flusher: its thread would hold the directory's lock a moment
+            // after this handle is dropped, and the store's open below would find it in use.
+            let db = sled::Config::new()
+                .path(dir.path())
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
             for (id, bytes) in [
                 write("gp-2", AccessRole::Care(Role::Gp), Some(agb.clone()), "aa"),
                 write(

@@ -69,6 +69,10 @@ pub enum AppError {
         /// The failure.
         detail: String,
     },
+    /// The access log cannot be kept (its queue is full, or it cannot be written): the access
+    /// is refused rather than served unlogged.
+    #[error("{0}")]
+    AccessLogUnavailable(String),
     /// A bug or an unexpected failure.
     #[error("{0}")]
     Internal(String),

@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod access;
+pub mod access_log;
 pub mod actors;
 pub mod admin;
 pub mod data_dir;

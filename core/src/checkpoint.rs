@@ -263,6 +263,14 @@ impl LogKey {
         })
     }
 
+    /// The same key signing for another origin (the access log's, `<origin>/access-log`): its
+    /// verifier key has that name and its own key ID over the same public key.
+    pub fn for_origin(&self, origin: &str) -> Result<Self, NoteError> {
+        Ok(Self {
+            signer: self.signer.renamed(origin)?,
+        })
+    }
+
     /// The origin (and key name).
     pub fn origin(&self) -> &str {
         self.signer.name()

@@ -211,6 +211,17 @@ impl NoteSigner {
         &self.name
     }
 
+    /// The same key under another name (another log the same operator signs, such as the
+    /// access log's origin): a different key ID, the same ed25519 key.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            kind: self.kind,
+            key: self.key.clone(),
+        })
+    }
+
     /// The public half, as a verifier key.
     pub fn verifier_key(&self) -> VerifierKey {
         VerifierKey {

@@ -139,8 +139,22 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("http://{}", listener.local_addr()?);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            // The access log as `careledger serve` keeps it (without the reserve file), unless
+            // CARELEDGER_BENCH_NO_ACCESS_LOG=1 measures without it.
+            let access_log = careledger_app::access_log::open_unless_measuring(
+                &data.path,
+                careledger_app::access_log::AccessLogConfig {
+                    reserve_bytes: 0,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| anyhow!("{e}"))?
+            .map(std::sync::Arc::new);
             // One token drives every append and every subscriber: no per-token limits.
-            let state = AppState::start(&data).with_limits(careledger_api::Limits::unlimited());
+            let mut state = AppState::start(&data).with_limits(careledger_api::Limits::unlimited());
+            if let Some(log) = &access_log {
+                state = state.with_access_log(log.clone());
+            }
             let app = state.app.clone();
             let server = tokio::spawn(careledger_api::serve(listener, state, async move {
                 let _ = stopped.await;
@@ -150,6 +164,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             server.await??;
             if let Some(checkpointer) = checkpointer {
                 checkpointer.finish();
+            }
+            if let Some(log) = access_log {
+                tokio::task::block_in_place(|| log.finish());
             }
             tokio::task::block_in_place(|| app.finish()).map_err(|e| anyhow!("{e}"))?;
             drop(data);

@@ -103,6 +103,30 @@ async fn an_out_of_hours_gp_breaks_the_glass_reads_acts_and_both_lines_see_it() 
     assert_eq!(uses["uses"][0]["opened"]["reason"], reason);
     let (status, body) = f.get("gp-1", "/actors/ooh-1/emergency-access").await;
     assert_problem(status, &body, StatusCode::FORBIDDEN);
+
+    // The access log (NEN 7513) records the read before the glass as refused, and every access
+    // under it with the reason "break_glass" and the justification given.
+    let (status, log) = f
+        .get(
+            "auditor-1",
+            &format!("/access-log?patient={PATIENT}&actor=ooh-1&limit=100"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let entries = log["entries"].as_array().expect("entries");
+    let refused = entries
+        .iter()
+        .find(|e| e["status"] == 403 && e["method"] == "GET")
+        .unwrap_or_else(|| panic!("the refused read is recorded: {log}"));
+    assert_eq!(refused["reason"], "not_established", "{refused}");
+    let under_glass: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["reason"] == "break_glass")
+        .collect();
+    assert!(under_glass.len() >= 3, "the reads and the stop: {log}");
+    for entry in under_glass {
+        assert_eq!(entry["justification"], reason, "{entry}");
+    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod access_log;
 mod anchor_damage;
 mod break_glass;
 mod checkpoint;

@@ -1,5 +1,6 @@
 //! The handlers, by resource.
 
+pub mod access_log;
 pub mod admin;
 pub mod emergency;
 pub mod events;

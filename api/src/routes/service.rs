@@ -22,8 +22,8 @@ use crate::wire::{HealthView, ProblemDetails, VerifyView};
 /// 200 while it does; 503 with the reason class (`damaged`: acknowledged events missing or
 /// changed, found on open or by comparing the stored head with the anchor's last entry;
 /// `storage`: a storage failure, which clears by itself once the cause is removed). Without a
-/// token, or with one of a role that does not audit, the answer is only that; an auditor's token
-/// also gets the head, the reason and what is missing.
+/// token, or with one of a role that neither audits nor operates, the answer is only that; an
+/// auditor's or the operator's token also gets the head, the reason and what is missing.
 #[utoipa::path(get, path = "/health", tag = "service",
     responses(
         (status = 200, description = "the ledger takes writes; the head for auditors", body = HealthView),
@@ -34,7 +34,7 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let details = match headers.get(axum::http::header::AUTHORIZATION) {
         None => false,
         Some(_) => match crate::extract::authenticate(&headers, &state).await {
-            Ok(caller) => caller.role == AccessRole::Auditor,
+            Ok(caller) => matches!(caller.role, AccessRole::Auditor | AccessRole::Operator),
             Err(e) => return e.into_response(),
         },
     };

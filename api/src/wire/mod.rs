@@ -43,6 +43,7 @@
 //! request parser uses; [`schemas`] lists every schema for the OpenAPI document. This module
 //! depends on nothing else in the API crate.
 
+mod access_log;
 mod admin;
 mod audit;
 mod error;
@@ -63,6 +64,7 @@ mod tests;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
+pub use access_log::{AccessEntryView, AccessLogPageView, AccessorView};
 pub use admin::{
     ActorListView, AddActorBody, AdminActorView, IssuedTokenView, RotateTokenBody, TokenLifeView,
 };
@@ -96,7 +98,8 @@ pub use plan::{
     TeamMemberView, TrendView, ValueEntryView, VoidedStopView, PLAN_SERIES_VALUES,
 };
 pub use query::{
-    patient_id, AuditQuery, NotificationQuery, PageQuery, StreamQuery, DEFAULT_PAGE, MAX_PAGE,
+    patient_id, AccessLogQuery, AuditQuery, NotificationQuery, PageQuery, PatientAccessLogQuery,
+    StreamQuery, DEFAULT_PAGE, MAX_PAGE,
 };
 pub use request::{
     expected_revision, parse_append_body, AcknowledgeNotification, AddCareTeamMember, AddNote,
@@ -140,5 +143,6 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     add::<ConsistencyProofView>(&mut out);
     add::<CheckpointEventView>(&mut out);
     add::<ExportView>(&mut out);
+    add::<AccessLogPageView>(&mut out);
     out.into_iter().collect()
 }

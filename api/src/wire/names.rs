@@ -577,3 +577,39 @@ wire_enum! {
         Checkpoint = "checkpoint",
     }
 }
+
+wire_enum! {
+    /// Why the caller had access, as the access log records it (NEN 7513's reason).
+    AccessReasonName {
+        /// No ground: unauthenticated, or refused.
+        NotEstablished = "not_established",
+        /// A member of the patient's care team (for routes naming no patient: the care roles'
+        /// visibility rules).
+        CareTeam = "care_team",
+        /// The patient reading their own record.
+        OwnRecord = "own_record",
+        /// An auditor.
+        Audit = "audit",
+        /// The care group's administrator.
+        Administration = "administration",
+        /// A subscriber reading the event stream.
+        Subscription = "subscription",
+        /// Emergency access outside the care team; `justification` says why.
+        BreakGlass = "break_glass",
+    }
+}
+
+impl From<&careledger_app::access_log::AccessReason> for AccessReasonName {
+    fn from(reason: &careledger_app::access_log::AccessReason) -> Self {
+        use careledger_app::access_log::AccessReason as R;
+        match reason {
+            R::NotEstablished => AccessReasonName::NotEstablished,
+            R::CareTeam => AccessReasonName::CareTeam,
+            R::OwnRecord => AccessReasonName::OwnRecord,
+            R::Audit => AccessReasonName::Audit,
+            R::Administration => AccessReasonName::Administration,
+            R::Subscription => AccessReasonName::Subscription,
+            R::BreakGlass { .. } => AccessReasonName::BreakGlass,
+        }
+    }
+}

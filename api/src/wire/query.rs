@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use careledger_app::access_log::AccessFilter;
 use careledger_core::ids::{ActorId, PatientId};
 use careledger_core::record::Timestamp;
 use careledger_projections::audit::AuditFilter;
@@ -159,4 +160,108 @@ impl NotificationQuery {
     pub fn which(&self) -> Which {
         self.status.unwrap_or(NotificationFilter::Open).into()
     }
+}
+
+/// `GET /access-log`: one patient's or one actor's entries, recorded in a period, a page at a
+/// time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccessLogQuery {
+    /// Only entries naming this patient.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    pub patient: Option<String>,
+    /// Only requests by this actor.
+    #[param(value_type = Option<Id>)]
+    pub actor: Option<String>,
+    /// Recorded at or after (RFC 3339).
+    #[param(value_type = Option<Time>)]
+    pub from: Option<String>,
+    /// Recorded before (RFC 3339).
+    #[param(value_type = Option<Time>)]
+    pub to: Option<String>,
+    /// The position to read after (0, the default, reads from the start).
+    #[param(minimum = 0)]
+    pub after: Option<u64>,
+    /// The page size, 1 to 1000 (100 when absent; larger asks get 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /patients/{patient}/access-log`: one actor's entries, recorded in a period, a page at a
+/// time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PatientAccessLogQuery {
+    /// Only requests by this actor.
+    #[param(value_type = Option<Id>)]
+    pub actor: Option<String>,
+    /// Recorded at or after (RFC 3339).
+    #[param(value_type = Option<Time>)]
+    pub from: Option<String>,
+    /// Recorded before (RFC 3339).
+    #[param(value_type = Option<Time>)]
+    pub to: Option<String>,
+    /// The position to read after (0, the default, reads from the start).
+    #[param(minimum = 0)]
+    pub after: Option<u64>,
+    /// The page size, 1 to 1000 (100 when absent; larger asks get 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+impl AccessLogQuery {
+    /// The filter: a patient, actor or time that is not one is refused, naming it.
+    pub fn filter(&self) -> Result<AccessFilter, WireError> {
+        let patient = self.patient.as_deref().map(patient_id).transpose()?;
+        access_filter(patient, &self.actor, &self.from, &self.to)
+    }
+
+    /// The position to read after.
+    pub fn after(&self) -> u64 {
+        self.after.unwrap_or(0)
+    }
+
+    /// The page size.
+    pub fn limit(&self) -> usize {
+        page(self.limit)
+    }
+}
+
+impl PatientAccessLogQuery {
+    /// The filter for `patient`: an actor or time that is not one is refused, naming it.
+    pub fn filter(&self, patient: PatientId) -> Result<AccessFilter, WireError> {
+        access_filter(Some(patient), &self.actor, &self.from, &self.to)
+    }
+
+    /// The position to read after.
+    pub fn after(&self) -> u64 {
+        self.after.unwrap_or(0)
+    }
+
+    /// The page size.
+    pub fn limit(&self) -> usize {
+        page(self.limit)
+    }
+}
+
+fn access_filter(
+    patient: Option<PatientId>,
+    actor: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<AccessFilter, WireError> {
+    let time = |name: &str, raw: &Option<String>| {
+        raw.as_deref()
+            .map(|r| Timestamp::parse_rfc3339(r).map_err(|e| WireError::invalid(name, e)))
+            .transpose()
+    };
+    Ok(AccessFilter {
+        patient,
+        actor: actor
+            .as_deref()
+            .map(|a| ActorId::parse(a).map_err(|e| WireError::invalid("actor", e)))
+            .transpose()?,
+        from: time("from", from)?,
+        to: time("to", to)?,
+    })
 }

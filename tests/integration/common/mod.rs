@@ -57,12 +57,37 @@ impl Fixture {
             }
             tokens.insert(id, data.actors.add(actor).unwrap());
         }
+        // Every request through the fixture's router is recorded, as on a real server, and the
+        // access log signs its checkpoints with the data directory's log key.
+        let key = careledger_core::checkpoint::LogKey::open_or_create(
+            &careledger_app::data_dir::log_key_path(dir.path()),
+            None,
+        )
+        .unwrap();
+        let key = key
+            .for_origin(&careledger_app::access_log::origin_for(key.origin()))
+            .unwrap();
+        let signing = careledger_core::checkpoint::CheckpointConfig {
+            every_events: 8,
+            every: std::time::Duration::from_secs(1),
+        };
+        let access_log = careledger_app::access_log::AccessLog::open(
+            dir.path(),
+            careledger_app::access_log::AccessLogConfig {
+                reserve_bytes: 0,
+                signing: Some((key, signing)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         // Tests here send many requests with one token as fast as they go; the rate limit has
-        // its own tests against the real server (limits.rs).
-        let state = AppState::start(&data).with_limits(careledger_api::Limits {
-            rate: None,
-            ..careledger_api::Limits::default()
-        });
+        // its own tests against the real server (connections.rs).
+        let state = AppState::start(&data)
+            .with_access_log(std::sync::Arc::new(access_log))
+            .with_limits(careledger_api::Limits {
+                rate: None,
+                ..careledger_api::Limits::default()
+            });
         Fixture {
             dir,
             data,

@@ -46,6 +46,8 @@ impl ServerProcess {
             ])
             .args(args)
             .env("RUST_LOG", "warn")
+            // The access log's reserve, small: many test servers run at once.
+            .env("CARELEDGER_ACCESS_LOG_RESERVE_MIB", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,782 @@
+//! The access log (NEN 7513): every access to patient data, refused attempts included, in its own
+//! append-only, hash-chained log beside the ledger, with its own signed checkpoints.
+//!
+//! A front end takes a [`Permit`] before it serves a request ([`AccessLog::reserve`]: refused
+//! when the queue is full or the log cannot be written, so that nothing is served unlogged) and
+//! records the entry with the outcome when it answers ([`Permit::record`]). Entries get their
+//! positions in the order they are recorded; a writer thread makes them durable in group commits
+//! (one sled batch, flush, `fdatasync`) as soon as they are queued, so that an entry is durable
+//! within [`DURABLE_WITHIN`] of its answer on a working disk. The writer signs a checkpoint of
+//! the chain's size and head hash every so many entries or seconds and when it stops. The
+//! patients' streams, their revisions and the ledger's checkpoints are untouched by any of it.
+//!
+//! The layout, the hash and the checkpoints are specified in `docs/access-log.md`.
+
+mod entry;
+mod store;
+
+pub use entry::{
+    bounded, AccessEntry, AccessFilter, AccessReason, Who, ENTRY_FORMAT_VERSION,
+    MAX_RESOURCE_BYTES, MAX_USER_AGENT_BYTES,
+};
+pub use store::{
+    entry_hash, entry_key, AccessProblem, AccessStore, AccessVerifyReport, StoredEntry,
+    ACCESS_HASH_TAG,
+};
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use careledger_core::checkpoint::{Checkpoint, CheckpointConfig, LogKey};
+use careledger_core::merkle::{TreeHash, TreeHead};
+use careledger_core::note::VerifierKey;
+use careledger_core::record::Hash;
+
+use crate::error::AppError;
+use store::Framed;
+
+/// An entry is durable this long after its request was answered, on a disk that syncs in
+/// less than half of it: the writer commits as soon as an entry is queued, and a commit waits
+/// at most for the one before it.
+pub const DURABLE_WITHIN: Duration = Duration::from_millis(50);
+
+/// Entries queued and not yet durable at most, by default; beyond it accesses are refused.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
+/// Space kept in reserve by default: released at the first failed write, so that the log can
+/// go on (and reads with it) for a while on a full disk.
+pub const DEFAULT_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Set to `1` to keep no access log (measurements side by side only: a server without it serves
+/// patient data unlogged).
+pub const NO_ACCESS_LOG_ENV: &str = "CARELEDGER_BENCH_NO_ACCESS_LOG";
+
+/// The access log's origin for a ledger of `origin`.
+pub fn origin_for(ledger_origin: &str) -> String {
+    format!("{ledger_origin}/access-log")
+}
+
+/// Where the access log's parts live under the data directory.
+pub fn dir(data: &Path) -> PathBuf {
+    data.join("access-log")
+}
+
+fn store_dir(data: &Path) -> PathBuf {
+    dir(data).join("store")
+}
+
+/// The latest signed access log checkpoint.
+pub fn checkpoint_path(data: &Path) -> PathBuf {
+    dir(data).join("checkpoint")
+}
+
+fn reserve_path(data: &Path) -> PathBuf {
+    dir(data).join("reserve")
+}
+
+/// How the access log is kept.
+#[derive(Debug)]
+pub struct AccessLogConfig {
+    /// Entries queued and not yet durable at most.
+    pub queue_capacity: usize,
+    /// Bytes kept in reserve for a full disk (0: none).
+    pub reserve_bytes: u64,
+    /// The key that signs checkpoints (the log key for the access log's origin,
+    /// [`LogKey::for_origin`]) and when; `None` signs none.
+    pub signing: Option<(LogKey, CheckpointConfig)>,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
+            signing: None,
+        }
+    }
+}
+
+struct Queue {
+    entries: Vec<(u64, AccessEntry)>,
+    /// The position the next recorded entry gets.
+    next: u64,
+    stop: bool,
+}
+
+struct Shared {
+    data: PathBuf,
+    store: RwLock<Option<AccessStore>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    durable: Mutex<u64>,
+    became_durable: Condvar,
+    /// Permits given out whose entries are not durable yet.
+    outstanding: AtomicUsize,
+    capacity: usize,
+    failed: AtomicBool,
+    failure: Mutex<String>,
+    latest_checkpoint: Mutex<Option<String>>,
+}
+
+/// The access log of a running server.
+pub struct AccessLog {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    verifier: Option<VerifierKey>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessLog({})", self.shared.data.display())
+    }
+}
+
+/// The right to serve one request: its entry is recorded with [`Permit::record`]. A permit
+/// dropped unrecorded (the request's future was dropped: its client went away) records what
+/// [`Permit::if_cancelled`] gave it, or else gives its place in the queue back.
+pub struct Permit {
+    shared: Arc<Shared>,
+    cancelled: Option<AccessEntry>,
+    recorded: bool,
+}
+
+/// The status recorded for a request whose client went away before it was answered (nginx's
+/// "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+impl Permit {
+    /// The entry to record should the request end without an answer.
+    pub fn if_cancelled(&mut self, entry: AccessEntry) {
+        self.cancelled = Some(entry);
+    }
+
+    /// Queues the entry for the writer; returns its position.
+    pub fn record(mut self, entry: AccessEntry) -> u64 {
+        self.recorded = true;
+        self.cancelled = None;
+        push(&self.shared, entry)
+    }
+}
+
+fn push(shared: &Shared, entry: AccessEntry) -> u64 {
+    let mut queue = shared.queue.lock();
+    let position = queue.next;
+    queue.next += 1;
+    queue.entries.push((position, entry));
+    drop(queue);
+    shared.wake.notify_one();
+    position
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        match self.cancelled.take() {
+            Some(entry) => {
+                push(&self.shared, entry);
+            }
+            None => {
+                self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl AccessLog {
+    /// Opens (or creates) the access log of the data directory `data` and starts its writer.
+    /// Keeps the reserve file of `config.reserve_bytes` (made on first start). A stored
+    /// checkpoint that the log does not extend (the log was cut or changed) stops the signing,
+    /// and says so in the server's log; the log is kept all the same.
+    pub fn open(data: &Path, config: AccessLogConfig) -> Result<AccessLog, AppError> {
+        let store = AccessStore::open(&store_dir(data))?;
+        let (head, head_hash) = store.head()?;
+        ensure_reserve(&reserve_path(data), config.reserve_bytes)?;
+        let file = checkpoint_path(data);
+        let mut signing = config.signing;
+        let stored = signing
+            .as_ref()
+            .map(|(key, _)| check_stored_checkpoint(&store, &file, &key.verifier_key(), head));
+        let (signed, latest) = match stored {
+            Some(Ok(Some((size, note)))) => (size, Some(note)),
+            Some(Err(problem)) => {
+                tracing::error!(%problem, "signing no access log checkpoints");
+                signing = None;
+                (0, None)
+            }
+            _ => (0, None),
+        };
+        let verifier = signing.as_ref().map(|(key, _)| key.verifier_key());
+        let shared = Arc::new(Shared {
+            data: data.to_owned(),
+            store: RwLock::new(Some(store)),
+            queue: Mutex::new(Queue {
+                entries: Vec::new(),
+                next: head + 1,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            durable: Mutex::new(head),
+            became_durable: Condvar::new(),
+            outstanding: AtomicUsize::new(0),
+            capacity: config.queue_capacity.max(1),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(String::new()),
+            latest_checkpoint: Mutex::new(latest),
+        });
+        let worker = shared.clone();
+        let writer = Writer {
+            head,
+            head_hash,
+            signed,
+            signing,
+            last_signed_at: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || writer.run(&worker))
+            .map_err(|e| AppError::Internal(format!("starting the access log writer: {e}")))?;
+        Ok(AccessLog {
+            shared,
+            thread: Mutex::new(Some(thread)),
+            verifier,
+        })
+    }
+
+    /// A place in the queue for one request's entry; refused (the request must not be served)
+    /// while the log cannot be written or the queue is full.
+    pub fn reserve(&self) -> Result<Permit, AppError> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(AppError::AccessLogUnavailable(format!(
+                "the access log cannot be kept ({}); no patient data is served unlogged, retry \
+                 shortly",
+                self.shared.failure.lock()
+            )));
+        }
+        let taken = self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        if taken >= self.shared.capacity {
+            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(AppError::AccessLogUnavailable(format!(
+                "the access log cannot be kept: {} entries wait to be written; no patient data \
+                 is served unlogged, retry shortly",
+                self.shared.capacity
+            )));
+        }
+        Ok(Permit {
+            shared: self.shared.clone(),
+            cancelled: None,
+            recorded: false,
+        })
+    }
+
+    /// The last durable position.
+    pub fn durable(&self) -> u64 {
+        *self.shared.durable.lock()
+    }
+
+    /// Waits until every entry recorded so far is durable, at most `timeout`; true if it is.
+    pub fn wait_recorded(&self, timeout: Duration) -> bool {
+        let through = self.shared.queue.lock().next - 1;
+        let mut durable = self.shared.durable.lock();
+        self.shared
+            .became_durable
+            .wait_while_for(&mut durable, |d| *d < through, timeout);
+        *durable >= through
+    }
+
+    /// Durable entries after `after` that pass `filter`, at most `limit`, oldest first; and the
+    /// position to read after for the next page, when there may be more.
+    pub fn list(
+        &self,
+        filter: &AccessFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEntry>, Option<u64>), AppError> {
+        let through = self.durable();
+        let guard = self.shared.store.read();
+        let store = guard.as_ref().ok_or_else(|| {
+            AppError::AccessLogUnavailable(
+                "the access log is being reopened after a storage failure; retry shortly".into(),
+            )
+        })?;
+        let (entries, more) = store.list(filter, after, through, limit)?;
+        let next = more.then(|| entries.last().map_or(after, |e| e.position));
+        Ok((entries, next))
+    }
+
+    /// The latest signed access log checkpoint (a C2SP signed note); `None` before the first or
+    /// when none are signed.
+    pub fn latest_checkpoint(&self) -> Option<String> {
+        self.shared.latest_checkpoint.lock().clone()
+    }
+
+    /// The verifier key of the access log's checkpoints, when it signs them.
+    pub fn verifier_key(&self) -> Option<&VerifierKey> {
+        self.verifier.as_ref()
+    }
+
+    /// Why the log cannot be written now, while it cannot.
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failed
+            .load(Ordering::Acquire)
+            .then(|| self.shared.failure.lock().clone())
+    }
+
+    /// Writes what is queued, signs a last checkpoint and stops the writer. Requests after it
+    /// are still queued but not written.
+    pub fn finish(&self) {
+        self.shared.queue.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The writer thread's own state.
+struct Writer {
+    head: u64,
+    head_hash: Hash,
+    signed: u64,
+    signing: Option<(LogKey, CheckpointConfig)>,
+    last_signed_at: Instant,
+}
+
+/// How long the writer waits between attempts after a failed write.
+const RETRY: Duration = Duration::from_millis(200);
+/// Attempts at stopping before the queued entries are given up (the process is ending).
+const ATTEMPTS_AT_STOP: u32 = 10;
+
+impl Writer {
+    fn run(mut self, shared: &Shared) {
+        loop {
+            let (batch, stop) = {
+                let mut queue = shared.queue.lock();
+                while queue.entries.is_empty() && !queue.stop {
+                    match self.next_tick() {
+                        Some(wait) => {
+                            if shared.wake.wait_for(&mut queue, wait).timed_out() {
+                                break;
+                            }
+                        }
+                        None => shared.wake.wait(&mut queue),
+                    }
+                }
+                (std::mem::take(&mut queue.entries), queue.stop)
+            };
+            if !batch.is_empty() && !self.commit(shared, &batch, stop) {
+                return;
+            }
+            if self.checkpoint_due(stop) {
+                self.sign(shared);
+            }
+            if stop && shared.queue.lock().entries.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Chains and writes one batch, retrying (after reopening the store, and once releasing
+    /// the reserve) until it is durable; false when it was given up at stop.
+    fn commit(&mut self, shared: &Shared, batch: &[(u64, AccessEntry)], stop: bool) -> bool {
+        let mut prev = self.head_hash;
+        let framed: Vec<Framed> = batch
+            .iter()
+            .zip(self.head + 1..)
+            .map(|((position, entry), expected)| {
+                // Positions are given in queue order and written in it: gapless.
+                assert_eq!(*position, expected, "access log positions are gapless");
+                let f = store::frame(*position, &prev, entry);
+                prev = f.hash;
+                f
+            })
+            .collect();
+        let mut attempts = 0;
+        loop {
+            let written = match shared.store.read().as_ref() {
+                Some(store) => store.write(&framed),
+                None => Err(AppError::AccessLogUnavailable("the store is closed".into())),
+            };
+            match written {
+                Ok(()) => break,
+                Err(e) => {
+                    attempts += 1;
+                    *shared.failure.lock() = e.to_string();
+                    shared.failed.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "writing the access log failed; accesses are refused until it is written");
+                    release_reserve(&reserve_path(&shared.data));
+                    let stopping = stop || shared.queue.lock().stop;
+                    if stopping && attempts >= ATTEMPTS_AT_STOP {
+                        tracing::error!(
+                            entries = batch.len(),
+                            "stopping with access log entries that could not be written"
+                        );
+                        return false;
+                    }
+                    std::thread::sleep(RETRY);
+                    reopen(shared);
+                }
+            }
+        }
+        let last = framed.last().map_or(self.head, |f| f.position);
+        self.head = last;
+        self.head_hash = prev;
+        shared.failed.store(false, Ordering::Release);
+        // Places first: whoever waits for durability may take a place next.
+        shared.outstanding.fetch_sub(batch.len(), Ordering::AcqRel);
+        *shared.durable.lock() = last;
+        shared.became_durable.notify_all();
+        true
+    }
+
+    fn next_tick(&self) -> Option<Duration> {
+        let (_, config) = self.signing.as_ref()?;
+        if self.head == self.signed {
+            return None;
+        }
+        Some(
+            (self.last_signed_at + config.every)
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        )
+    }
+
+    fn checkpoint_due(&self, stop: bool) -> bool {
+        let Some((_, config)) = &self.signing else {
+            return false;
+        };
+        let grown = self.head - self.signed;
+        grown > 0
+            && (stop
+                || (config.every_events > 0 && grown >= config.every_events)
+                || self.last_signed_at.elapsed() >= config.every)
+    }
+
+    fn sign(&mut self, shared: &Shared) {
+        let Some((key, _)) = &self.signing else {
+            return;
+        };
+        let head = TreeHead {
+            size: self.head,
+            root: TreeHash(self.head_hash.0),
+        };
+        let file = checkpoint_path(&shared.data);
+        match key
+            .sign(head)
+            .map_err(|e| e.to_string())
+            .and_then(|note| write_atomically(&file, &note.to_string()).map(|()| note))
+        {
+            Ok(note) => {
+                assert!(
+                    self.head > self.signed,
+                    "an access log checkpoint only grows"
+                );
+                self.signed = self.head;
+                *shared.latest_checkpoint.lock() = Some(note.to_string());
+            }
+            Err(problem) => {
+                tracing::error!(%problem, size = self.head, "signing the access log checkpoint failed; the next tick tries again");
+            }
+        }
+        self.last_signed_at = Instant::now();
+    }
+}
+
+/// Drops the failed database and opens it again from disk (sled latches its first IO error).
+fn reopen(shared: &Shared) {
+    let mut guard = shared.store.write();
+    *guard = None;
+    match AccessStore::open(&store_dir(&shared.data)) {
+        Ok(store) => *guard = Some(store),
+        Err(e) => *shared.failure.lock() = e.to_string(),
+    }
+}
+
+fn write_atomically(file: &Path, text: &str) -> Result<(), String> {
+    let aside = file.with_extension("new");
+    let written = File::create(&aside)
+        .and_then(|mut out| {
+            out.write_all(text.as_bytes())?;
+            out.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&aside, file))
+        .and_then(|()| match file.parent() {
+            Some(dir) => File::open(dir).and_then(|d| d.sync_all()),
+            None => Ok(()),
+        });
+    written.map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Makes the reserve file of `bytes` when it is missing or shorter (written, not sparse, so that
+/// its blocks are really taken).
+fn ensure_reserve(path: &Path, bytes: u64) -> Result<(), AppError> {
+    let failed = |e: std::io::Error| AppError::Store {
+        context: "making the access log's reserve",
+        detail: format!("{}: {e}", path.display()),
+    };
+    let have = std::fs::metadata(path).map_or(0, |m| m.len());
+    if bytes == 0 || have >= bytes {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(failed)?;
+    let chunk = vec![0u8; 1024 * 1024];
+    let mut left = bytes - have;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n]).map_err(failed)?;
+        left -= n as u64;
+    }
+    file.sync_all().map_err(failed)
+}
+
+fn release_reserve(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::warn!(
+            path = %path.display(),
+            "released the access log's reserve; free disk space and restart to make it again"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(error = %e, "releasing the access log's reserve failed"),
+    }
+}
+
+/// The stored checkpoint checked against the key and the store: its size and note, `None`
+/// when there is none; an error saying what disagrees.
+fn check_stored_checkpoint(
+    store: &AccessStore,
+    file: &Path,
+    key: &VerifierKey,
+    head: u64,
+) -> Result<Option<(u64, String)>, String> {
+    let note = match std::fs::read_to_string(file) {
+        Ok(note) => note,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    let (checkpoint, _) = Checkpoint::open(&note, key).map_err(|e| e.to_string())?;
+    check_extends(store, &checkpoint, head)?;
+    Ok(Some((checkpoint.size(), note)))
+}
+
+/// Checks that the stored log holds the chain `checkpoint` signed: at least its size, and the
+/// hash at that size its root.
+fn check_extends(store: &AccessStore, checkpoint: &Checkpoint, head: u64) -> Result<(), String> {
+    let size = checkpoint.size();
+    if size > head {
+        return Err(format!(
+            "the access log holds {head} entries, its checkpoint signed {size}"
+        ));
+    }
+    if size == 0 {
+        return Ok(());
+    }
+    let frame = store
+        .frame_at(size)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the access log has no entry at its checkpoint's size {size}"))?;
+    let hash = careledger_core::chain::Frame::parse(&frame)
+        .map(|f| f.hash)
+        .ok_or_else(|| format!("the entry at {size} cannot be read"))?;
+    if hash.0 != checkpoint.root().0 {
+        return Err(format!(
+            "the hash at position {size} is not the one its checkpoint signed"
+        ));
+    }
+    Ok(())
+}
+
+/// What `careledger access-log verify` found: the chain, then the last checkpoint.
+#[derive(Debug)]
+pub struct AccessLogCheck {
+    /// The chain's verification.
+    pub report: AccessVerifyReport,
+    /// The size of the checkpoint checked, when there is one.
+    pub checkpoint_size: Option<u64>,
+    /// What disagrees with the checkpoint, when something does.
+    pub checkpoint_problem: Option<String>,
+}
+
+/// Verifies the access log of a data directory whose server is stopped: every entry, and its
+/// last checkpoint against `key` (the access log's verifier key) when there is one.
+pub fn verify(data: &Path, key: Option<&VerifierKey>) -> Result<AccessLogCheck, AppError> {
+    if !store_dir(data).join("db").exists() {
+        return Err(AppError::NotFound(format!(
+            "no access log in {}; it is made on the first `careledger serve`",
+            data.display()
+        )));
+    }
+    let store = AccessStore::open(&store_dir(data))?;
+    let report = store.verify()?;
+    let mut check = AccessLogCheck {
+        report,
+        checkpoint_size: None,
+        checkpoint_problem: None,
+    };
+    let Some(key) = key else {
+        return Ok(check);
+    };
+    let note = match std::fs::read_to_string(checkpoint_path(data)) {
+        Ok(note) => note,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(check),
+        Err(e) => {
+            check.checkpoint_problem = Some(e.to_string());
+            return Ok(check);
+        }
+    };
+    match Checkpoint::open(&note, key) {
+        Err(e) => check.checkpoint_problem = Some(format!("the access log checkpoint: {e}")),
+        Ok((checkpoint, _)) => {
+            check.checkpoint_size = Some(checkpoint.size());
+            let verified = check.report.verified;
+            if let Err(problem) = check_extends(&store, &checkpoint, verified) {
+                check.checkpoint_problem = Some(problem);
+            }
+        }
+    }
+    Ok(check)
+}
+
+/// Opens the access log of `data` for a server, or `None` when [`NO_ACCESS_LOG_ENV`] is `1`
+/// (measurements side by side only; the server says so in its log).
+pub fn open_unless_measuring(
+    data: &Path,
+    config: AccessLogConfig,
+) -> Result<Option<AccessLog>, AppError> {
+    if std::env::var_os(NO_ACCESS_LOG_ENV).is_some_and(|v| v == "1") {
+        tracing::warn!(
+            "{NO_ACCESS_LOG_ENV}=1: keeping no access log; patient data is served unlogged (for \
+             measurements only)"
+        );
+        return Ok(None);
+    }
+    AccessLog::open(data, config).map(Some)
+}
+
+/// Opens the stored access log of a stopped server for reading (`careledger access-log list`).
+pub fn open_store(data: &Path) -> Result<AccessStore, AppError> {
+    if !store_dir(data).join("db").exists() {
+        return Err(AppError::NotFound(format!(
+            "no access log in {}; it is made on the first `careledger serve`",
+            data.display()
+        )));
+    }
+    AccessStore::open(&store_dir(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use careledger_core::record::Timestamp;
+
+    fn entry(n: u16) -> AccessEntry {
+        AccessEntry {
+            recorded_at: Timestamp::from_micros(i64::from(n)),
+            who: Who::Unauthenticated,
+            patient: None,
+            method: "GET".into(),
+            route: "/events".into(),
+            resource: "/events".into(),
+            status: n,
+            client: "unknown".into(),
+            via: None,
+            user_agent: None,
+            reason: AccessReason::NotEstablished,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_until_the_writer_has_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::open(
+            dir.path(),
+            AccessLogConfig {
+                queue_capacity: 1,
+                reserve_bytes: 4096,
+                signing: None,
+            },
+        )
+        .unwrap();
+        let permit = log.reserve().unwrap();
+        assert!(matches!(
+            log.reserve(),
+            Err(AppError::AccessLogUnavailable(_))
+        ));
+        assert_eq!(permit.record(entry(401)), 1);
+        assert!(log.wait_recorded(Duration::from_secs(5)));
+        // A permit dropped unrecorded gives its place back.
+        drop(log.reserve().unwrap());
+        log.reserve().unwrap().record(entry(200));
+        assert!(log.wait_recorded(Duration::from_secs(5)));
+        let (entries, next) = log.list(&AccessFilter::default(), 0, 10).unwrap();
+        let statuses: Vec<u16> = entries.iter().map(|e| e.entry.status).collect();
+        assert_eq!((statuses, next), (vec![401, 200], None));
+        assert_eq!(
+            std::fs::metadata(reserve_path(dir.path())).unwrap().len(),
+            4096
+        );
+    }
+
+    #[test]
+    fn checkpoints_sign_the_size_and_head_hash_and_the_log_reopens_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = || {
+            let key = LogKey::from_seed("hospital.example/careledger", &[7; 32]).unwrap();
+            let key = key
+                .for_origin(&origin_for("hospital.example/careledger"))
+                .unwrap();
+            let config = CheckpointConfig {
+                every_events: 2,
+                every: Duration::from_secs(3600),
+            };
+            Some((key, config))
+        };
+        let config = || AccessLogConfig {
+            reserve_bytes: 0,
+            signing: signing(),
+            ..AccessLogConfig::default()
+        };
+        let log = AccessLog::open(dir.path(), config()).unwrap();
+        let key = log.verifier_key().unwrap().clone();
+        assert_eq!(key.name(), "hospital.example/careledger/access-log");
+        for n in 0..3 {
+            log.reserve().unwrap().record(entry(200 + n));
+        }
+        log.finish();
+        let note = log.latest_checkpoint().unwrap();
+        let (checkpoint, _) = Checkpoint::open(&note, &key).unwrap();
+        assert_eq!(checkpoint.size(), 3);
+        drop(log);
+        let check = verify(dir.path(), Some(&key)).unwrap();
+        assert_eq!(check.report.verified, 3);
+        assert_eq!(check.report.head_hash.0, checkpoint.root().0);
+        assert_eq!(
+            (check.checkpoint_size, check.checkpoint_problem),
+            (Some(3), None)
+        );
+        // Reopened, it goes on from position 4 and keeps signing.
+        let log = AccessLog::open(dir.path(), config()).unwrap();
+        assert_eq!(log.reserve().unwrap().record(entry(204)), 4);
+        log.finish();
+        let (checkpoint, _) = Checkpoint::open(&log.latest_checkpoint().unwrap(), &key).unwrap();
+        assert_eq!(checkpoint.size(), 4);
+    }
+}

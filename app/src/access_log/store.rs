@@ -1,0 +1,571 @@
+//! The access log's storage: its own sled database in `<data>/access-log/db`, the hash chain
+//! over the stored entries, the patient index, and verification (`docs/access-log.md`).
+//!
+//! Keys: `e` ‖ position (u64 big-endian) → the frame; `p` ‖ patient id ‖ `0x00` ‖ position →
+//! nothing (the patient index, derived). A frame has the ledger's layout
+//! (`careledger_core::chain::encode_frame`): version, entry format, previous hash, hash, entry
+//! bytes; the hash is [`entry_hash`], BLAKE3 under the access log's own tag.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use careledger_core::chain::{encode_frame, Frame};
+use careledger_core::record::Hash;
+
+use super::entry::{AccessEntry, AccessFilter, ENTRY_FORMAT_VERSION};
+use crate::error::AppError;
+
+/// The domain-separation tag that starts every hashed access log entry.
+pub const ACCESS_HASH_TAG: &[u8; 21] = b"careledger/access/v1\0";
+
+const ENTRY: u8 = b'e';
+const BY_PATIENT: u8 = b'p';
+
+/// The hash of the entry at `position` with `prev_hash` before it and these entry bytes.
+pub fn entry_hash(position: u64, format_version: u16, prev_hash: &Hash, entry: &[u8]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(ACCESS_HASH_TAG);
+    hasher.update(&position.to_be_bytes());
+    hasher.update(&format_version.to_be_bytes());
+    hasher.update(&prev_hash.0);
+    hasher.update(entry);
+    Hash(*hasher.finalize().as_bytes())
+}
+
+/// The key of the entry at `position`.
+pub fn entry_key(position: u64) -> [u8; 9] {
+    let mut key = [ENTRY; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn patient_key(patient: &str, position: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(patient.len() + 10);
+    key.push(BY_PATIENT);
+    key.extend_from_slice(patient.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// One entry framed and hashed, ready to be written.
+pub(crate) struct Framed {
+    pub(crate) position: u64,
+    pub(crate) hash: Hash,
+    pub(crate) frame: Vec<u8>,
+    pub(crate) patient: Option<String>,
+}
+
+/// Frames `entry` at `position` after `prev_hash`.
+pub(crate) fn frame(position: u64, prev_hash: &Hash, entry: &AccessEntry) -> Framed {
+    let bytes = entry.encode();
+    let hash = entry_hash(position, ENTRY_FORMAT_VERSION, prev_hash, &bytes);
+    Framed {
+        position,
+        hash,
+        frame: encode_frame(ENTRY_FORMAT_VERSION, prev_hash, &hash, &bytes),
+        patient: entry.patient.clone(),
+    }
+}
+
+/// One stored entry as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Its position (1 is the first).
+    pub position: u64,
+    /// Its hash as stored.
+    pub hash: Hash,
+    /// The entry.
+    pub entry: AccessEntry,
+}
+
+/// What verifying the access log found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessVerifyReport {
+    /// Entries verified before the first problem (all of them when there is none).
+    pub verified: u64,
+    /// The hash of the last entry verified ([`Hash::ZERO`] when none).
+    pub head_hash: Hash,
+    /// The first problem, naming its position; `None` when the log is intact.
+    pub problem: Option<AccessProblem>,
+}
+
+/// The first thing wrong in the access log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessProblem {
+    /// The stored bytes do not hash to the stored hash (an entry was changed).
+    #[error("access log position {position}: the stored entry does not hash to its stored hash (changed after it was written)")]
+    HashMismatch {
+        /// Where.
+        position: u64,
+    },
+    /// The previous hash stored in a frame is not the hash of the entry before it.
+    #[error("access log position {position}: its previous hash is not the hash of position {}", .position - 1)]
+    BrokenLink {
+        /// Where.
+        position: u64,
+    },
+    /// A position is missing: the next stored one is later.
+    #[error("access log position {position} is missing (the next stored entry is at {found})")]
+    Gap {
+        /// The missing position.
+        position: u64,
+        /// The next stored position.
+        found: u64,
+    },
+    /// The frame or its entry cannot be read.
+    #[error("access log position {position}: the stored frame cannot be read ({what})")]
+    Undecodable {
+        /// Where.
+        position: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The patient index names an entry that does not name that patient, or misses one.
+    #[error("access log position {position}: the patient index disagrees with the entry")]
+    IndexWrong {
+        /// Where.
+        position: u64,
+    },
+}
+
+/// The access log's sled database.
+pub struct AccessStore {
+    dir: PathBuf,
+    db: sled::Db,
+    data_file: File,
+}
+
+fn store_error(context: &'static str) -> impl Fn(sled::Error) -> AppError {
+    move |e| AppError::Store {
+        context,
+        detail: e.to_string(),
+    }
+}
+
+fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> AppError {
+    move |e| AppError::Store {
+        context,
+        detail: e.to_string(),
+    }
+}
+
+impl AccessStore {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, AppError> {
+        std::fs::create_dir_all(dir).map_err(io_error("creating the access log directory"))?;
+        // sled releases its lock a moment after a close; a reopen right after waits for it.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+                Ok(db) => break db,
+                Err(e) => match careledger_core::storage::open_error(dir, e) {
+                    careledger_core::StorageError::InUse { .. } if attempts < 50 => {
+                        attempts += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    e @ careledger_core::StorageError::InUse { .. } => {
+                        return Err(AppError::InUse(e.to_string()))
+                    }
+                    e => {
+                        return Err(AppError::Store {
+                            context: "opening the access log",
+                            detail: e.to_string(),
+                        })
+                    }
+                },
+            }
+        };
+        let data_file =
+            File::open(dir.join("db")).map_err(io_error("opening the access log's data file"))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            db,
+            data_file,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last stored position and its hash ((0, zero) when empty).
+    pub fn head(&self) -> Result<(u64, Hash), AppError> {
+        let last = self
+            .db
+            .range(entry_key(0)..=entry_key(u64::MAX))
+            .next_back()
+            .transpose()
+            .map_err(store_error("reading the access log's head"))?;
+        match last {
+            None => Ok((0, Hash::ZERO)),
+            Some((key, value)) => {
+                let position = position_of(&key).ok_or_else(|| AppError::Store {
+                    context: "reading the access log's head",
+                    detail: "a malformed entry key".into(),
+                })?;
+                let frame = Frame::parse(&value).ok_or_else(|| AppError::Store {
+                    context: "reading the access log's head",
+                    detail: format!("the frame at position {position} cannot be read"),
+                })?;
+                Ok((position, frame.hash))
+            }
+        }
+    }
+
+    /// Writes `framed` and the patient index in one atomic batch, then makes it durable: sled
+    /// flush, then `fdatasync` of its data file.
+    pub(crate) fn write(&self, framed: &[Framed]) -> Result<(), AppError> {
+        let mut batch = sled::Batch::default();
+        for f in framed {
+            batch.insert(&entry_key(f.position)[..], f.frame.as_slice());
+            if let Some(patient) = &f.patient {
+                batch.insert(patient_key(patient, f.position), Vec::<u8>::new());
+            }
+        }
+        self.db
+            .apply_batch(batch)
+            .map_err(store_error("writing the access log"))?;
+        self.sync()
+    }
+
+    fn sync(&self) -> Result<(), AppError> {
+        self.db
+            .flush()
+            .map_err(store_error("flushing the access log"))?;
+        self.data_file
+            .sync_data()
+            .map_err(io_error("syncing the access log"))
+    }
+
+    /// The entry at `position`, as stored (the test and the CLI's tools read it).
+    pub fn frame_at(&self, position: u64) -> Result<Option<Vec<u8>>, AppError> {
+        Ok(self
+            .db
+            .get(entry_key(position))
+            .map_err(store_error("reading the access log"))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The entries after `after`, up to `through`, that pass `filter`, at most `limit`; and
+    /// whether more may follow. With a patient, only the patient index's positions are read.
+    pub fn list(
+        &self,
+        filter: &AccessFilter,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEntry>, bool), AppError> {
+        let read = |key: &[u8], value: &[u8]| -> Result<StoredEntry, AppError> {
+            let position = position_of(key).unwrap_or(0);
+            decode(position, value).map_err(|p| AppError::Store {
+                context: "reading the access log",
+                detail: p.to_string(),
+            })
+        };
+        let mut found = Vec::new();
+        if after >= through {
+            return Ok((found, false));
+        }
+        if let Some(patient) = &filter.patient {
+            let start = patient_key(patient.as_str(), after.saturating_add(1));
+            let end = patient_key(patient.as_str(), through);
+            for item in self.db.range(start..=end) {
+                let (key, _) = item.map_err(store_error("reading the access log"))?;
+                let position = u64::from_be_bytes(
+                    key[key.len() - 8..]
+                        .try_into()
+                        .map_err(|_| AppError::Internal("a malformed index key".into()))?,
+                );
+                let Some(value) = self
+                    .db
+                    .get(entry_key(position))
+                    .map_err(store_error("reading the access log"))?
+                else {
+                    continue;
+                };
+                let stored = read(&entry_key(position), &value)?;
+                if filter.admits(&stored.entry) {
+                    if found.len() == limit {
+                        return Ok((found, true));
+                    }
+                    found.push(stored);
+                }
+            }
+            return Ok((found, false));
+        }
+        for item in self.db.range(entry_key(after + 1)..=entry_key(through)) {
+            let (key, value) = item.map_err(store_error("reading the access log"))?;
+            let stored = read(&key, &value)?;
+            if filter.admits(&stored.entry) {
+                if found.len() == limit {
+                    return Ok((found, true));
+                }
+                found.push(stored);
+            }
+        }
+        Ok((found, false))
+    }
+
+    /// Verifies every stored entry: gapless positions from 1, each frame's hash over its stored
+    /// bytes, each link to the entry before, each entry readable and its patient indexed; and no
+    /// index key without its entry. Stops at the first problem.
+    pub fn verify(&self) -> Result<AccessVerifyReport, AppError> {
+        let mut report = AccessVerifyReport {
+            verified: 0,
+            head_hash: Hash::ZERO,
+            problem: None,
+        };
+        let mut indexed = 0u64;
+        for item in self.db.range(entry_key(0)..=entry_key(u64::MAX)) {
+            let (key, value) = item.map_err(store_error("verifying the access log"))?;
+            let expected = report.verified + 1;
+            let position = position_of(&key).unwrap_or(0);
+            if position != expected {
+                report.problem = Some(AccessProblem::Gap {
+                    position: expected,
+                    found: position,
+                });
+                return Ok(report);
+            }
+            let stored = match check(position, &report.head_hash, &value) {
+                Ok(stored) => stored,
+                Err(problem) => {
+                    report.problem = Some(problem);
+                    return Ok(report);
+                }
+            };
+            if let Some(patient) = &stored.entry.patient {
+                indexed += 1;
+                let present = self
+                    .db
+                    .contains_key(patient_key(patient, position))
+                    .map_err(store_error("verifying the access log"))?;
+                if !present {
+                    report.problem = Some(AccessProblem::IndexWrong { position });
+                    return Ok(report);
+                }
+            }
+            report.verified = position;
+            report.head_hash = stored.hash;
+        }
+        let index_keys = self.db.scan_prefix([BY_PATIENT]).count() as u64;
+        if index_keys != indexed {
+            // An index key without its entry: find the first for the report.
+            for item in self.db.scan_prefix([BY_PATIENT]) {
+                let (key, _) = item.map_err(store_error("verifying the access log"))?;
+                let position =
+                    u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
+                let names = self
+                    .frame_at(position)?
+                    .and_then(|f| decode(position, &f).ok())
+                    .is_some_and(|s| {
+                        s.entry
+                            .patient
+                            .is_some_and(|p| key[1..key.len() - 9] == *p.as_bytes())
+                    });
+                if !names {
+                    report.problem = Some(AccessProblem::IndexWrong { position });
+                    return Ok(report);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Overwrites the stored frame at `position` (tamper tests only: nothing else ever writes
+    /// a stored entry again).
+    #[doc(hidden)]
+    pub fn overwrite_for_tests(&self, position: u64, frame: &[u8]) -> Result<(), AppError> {
+        self.db
+            .insert(entry_key(position), frame)
+            .map_err(store_error("writing the access log"))?;
+        self.sync()
+    }
+}
+
+fn position_of(key: &[u8]) -> Option<u64> {
+    match key {
+        [ENTRY, rest @ ..] => rest.try_into().ok().map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
+/// Reads a stored frame without checking its link.
+fn decode(position: u64, value: &[u8]) -> Result<StoredEntry, AccessProblem> {
+    let frame = Frame::parse(value).ok_or_else(|| AccessProblem::Undecodable {
+        position,
+        what: "too short, or an unknown frame version".into(),
+    })?;
+    let entry = AccessEntry::decode(frame.format_version, frame.record).ok_or_else(|| {
+        AccessProblem::Undecodable {
+            position,
+            what: format!("not an entry of format {}", frame.format_version),
+        }
+    })?;
+    Ok(StoredEntry {
+        position,
+        hash: frame.hash,
+        entry,
+    })
+}
+
+/// Checks one stored frame at `position` after `prev` and reads it.
+fn check(position: u64, prev: &Hash, value: &[u8]) -> Result<StoredEntry, AccessProblem> {
+    let frame = Frame::parse(value).ok_or_else(|| AccessProblem::Undecodable {
+        position,
+        what: "too short, or an unknown frame version".into(),
+    })?;
+    let computed = entry_hash(
+        position,
+        frame.format_version,
+        &frame.prev_hash,
+        frame.record,
+    );
+    if computed != frame.hash {
+        return Err(AccessProblem::HashMismatch { position });
+    }
+    if frame.prev_hash != *prev {
+        return Err(AccessProblem::BrokenLink { position });
+    }
+    decode(position, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_log::entry::{AccessReason, Who};
+    use careledger_core::ids::PatientId;
+    use careledger_core::record::Timestamp;
+
+    fn entry(status: u16, patient: Option<&str>) -> AccessEntry {
+        AccessEntry {
+            recorded_at: Timestamp::from_micros(1_700_000_000_000_000 + i64::from(status)),
+            who: Who::Actor {
+                id: "gp-1".into(),
+                role: "gp".into(),
+                organisation: None,
+            },
+            patient: patient.map(str::to_owned),
+            method: "GET".into(),
+            route: "/patients/{patient}/plan".into(),
+            resource: "/patients/999990007/plan".into(),
+            status,
+            client: "127.0.0.1".into(),
+            via: None,
+            user_agent: Some("test".into()),
+            reason: AccessReason::CareTeam,
+        }
+    }
+
+    fn write(store: &AccessStore, entries: &[AccessEntry]) -> Hash {
+        let mut prev = Hash::ZERO;
+        let framed: Vec<Framed> = entries
+            .iter()
+            .zip(1..)
+            .map(|(e, position)| {
+                let f = frame(position, &prev, e);
+                prev = f.hash;
+                f
+            })
+            .collect();
+        store.write(&framed).unwrap();
+        prev
+    }
+
+    #[test]
+    fn a_written_chain_verifies_and_lists_one_patient_s_entries_by_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        let head = write(
+            &store,
+            &[
+                entry(200, Some("999990007")),
+                entry(403, Some("999990019")),
+                entry(200, None),
+                entry(401, Some("999990007")),
+            ],
+        );
+        assert_eq!(store.head().unwrap(), (4, head));
+        let report = store.verify().unwrap();
+        assert_eq!(
+            (report.verified, report.head_hash, report.problem),
+            (4, head, None)
+        );
+        let filter = AccessFilter {
+            patient: Some(PatientId::parse("999990007").unwrap()),
+            ..AccessFilter::default()
+        };
+        let (found, more) = store.list(&filter, 0, 4, 10).unwrap();
+        let positions: Vec<u64> = found.iter().map(|s| s.position).collect();
+        assert_eq!((positions, more), (vec![1, 4], false));
+        let (page, more) = store.list(&AccessFilter::default(), 1, 4, 2).unwrap();
+        assert_eq!(page.len(), 2);
+        assert!(more);
+        assert_eq!(page[0].entry.status, 403);
+    }
+
+    /// The layout of `docs/access-log.md`, written out by hand: the frame and hash of an entry.
+    #[test]
+    fn an_entry_is_framed_and_hashed_as_the_format_document_says() {
+        let entry = AccessEntry {
+            recorded_at: Timestamp::from_micros(1),
+            who: Who::Unauthenticated,
+            patient: None,
+            method: "GET".into(),
+            route: "/events".into(),
+            resource: "/x".into(),
+            status: 200,
+            client: "unknown".into(),
+            via: None,
+            user_agent: None,
+            reason: AccessReason::NotEstablished,
+        };
+        let mut bytes = vec![0x02, 0x00, 0x00, 3];
+        bytes.extend(b"GET");
+        bytes.push(7);
+        bytes.extend(b"/events");
+        bytes.push(2);
+        bytes.extend(b"/x");
+        bytes.push(200);
+        bytes.push(7);
+        bytes.extend(b"unknown");
+        bytes.extend([0x00, 0x00, 0x00]);
+        assert_eq!(entry.encode(), bytes);
+        let mut hashed = b"careledger/access/v1\0".to_vec();
+        hashed.extend(1u64.to_be_bytes());
+        hashed.extend(1u16.to_be_bytes());
+        hashed.extend([0u8; 32]);
+        hashed.extend(&bytes);
+        let hash = blake3::hash(&hashed);
+        let framed = frame(1, &Hash::ZERO, &entry);
+        assert_eq!(framed.hash.0, *hash.as_bytes());
+        let mut expected = vec![0x01, 0x00, 0x01];
+        expected.extend([0u8; 32]);
+        expected.extend(hash.as_bytes());
+        expected.extend(&bytes);
+        assert_eq!(framed.frame, expected);
+    }
+
+    #[test]
+    fn a_changed_byte_is_named_at_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        write(
+            &store,
+            &[entry(200, None), entry(200, None), entry(200, None)],
+        );
+        let mut frame = store.frame_at(2).unwrap().unwrap();
+        let at = frame.len() - 3;
+        frame[at] ^= 0x40;
+        store.overwrite_for_tests(2, &frame).unwrap();
+        let report = store.verify().unwrap();
+        assert_eq!(report.verified, 1);
+        assert_eq!(
+            report.problem,
+            Some(AccessProblem::HashMismatch { position: 2 })
+        );
+    }
+}
