@@ -388,11 +388,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &data.data,
             &addr,
             read_models.config(),
-            &checkpoints,
-            &witnesses,
-            &transport,
-            &oidc,
-            &access_log,
+            &ServeArgs {
+                checkpoints,
+                witnesses,
+                transport,
+                oidc,
+                access_log,
+            },
         ),
         Command::AccessLog { command } => crate::access_log::run(command),
         Command::Witness { command } => crate::witness::run(command),
@@ -429,16 +431,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What `serve` is configured with besides where and how the read models judge time.
+struct ServeArgs {
+    checkpoints: CheckpointArgs,
+    witnesses: crate::witness::WitnessArgs,
+    transport: crate::transport::TransportArgs,
+    oidc: OidcArgs,
+    access_log: crate::access_log::AccessLogArgs,
+}
+
 fn serve(
     data: &Path,
     addr: &str,
     read_models: ProjectionConfig,
-    checkpoints: &CheckpointArgs,
-    witnesses: &crate::witness::WitnessArgs,
-    transport_args: &crate::transport::TransportArgs,
-    oidc: &OidcArgs,
-    access_log: &crate::access_log::AccessLogArgs,
+    args: &ServeArgs,
 ) -> anyhow::Result<ExitCode> {
+    let ServeArgs {
+        checkpoints,
+        witnesses,
+        transport: transport_args,
+        oidc,
+        access_log,
+    } = args;
     let config = checkpoints.config()?;
     let mut access = None;
     let witnesses = witnesses.targets()?;
