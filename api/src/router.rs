@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::routes::{emergency, events, evidence, keys, notifications, patients, service};
+use crate::routes::{emergency, events, evidence, fhir, keys, notifications, patients, service};
 use crate::sse;
 use crate::state::AppState;
 
@@ -38,6 +38,10 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::consistency))
         .routes(routes!(evidence::export))
         .routes(routes!(emergency::emergency_access_of_actor))
+        .routes(routes!(fhir::metadata))
+        .routes(routes!(fhir::search_patient))
+        .routes(routes!(fhir::everything))
+        .routes(routes!(fhir::read))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

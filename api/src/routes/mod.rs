@@ -3,6 +3,7 @@
 pub mod emergency;
 pub mod events;
 pub mod evidence;
+pub mod fhir;
 pub mod keys;
 pub mod notifications;
 pub mod patients;
