@@ -357,8 +357,12 @@ impl Builder<'_> {
                 (resource, p.first_position)
             })
             .collect();
+        // A Practitioner is who acted, not what an event produced: versioned, not a target.
         for (resource, position) in resources {
-            self.push(resource, vec![position]);
+            self.built.push(Built {
+                resource,
+                positions: vec![position],
+            });
         }
     }
 
@@ -366,23 +370,25 @@ impl Builder<'_> {
         CodeableConcept::coded(Coding::new(codes::ROLE, role.as_str(), &role.to_string()))
     }
 
-    fn team_positions(&self) -> Vec<u64> {
+    /// The positions of the team's changes; of those concerning `actor` only, when given.
+    fn team_positions(&self, actor: Option<&ActorId>) -> Vec<u64> {
         self.events
             .values()
             .filter(|e| {
-                matches!(
-                    e.event(),
-                    Event::CareTeamMemberAdded(_)
-                        | Event::CareTeamMemberRemoved(_)
-                        | Event::LeadHandedOver(_)
-                )
+                let concerned = match e.event() {
+                    Event::CareTeamMemberAdded(m) => &m.actor,
+                    Event::CareTeamMemberRemoved(r) => &r.actor,
+                    Event::LeadHandedOver(h) => &h.to,
+                    _ => return false,
+                };
+                actor.is_none_or(|a| a == concerned)
             })
             .map(|e| e.position)
             .collect()
     }
 
     fn care_team(&mut self) {
-        let positions = self.team_positions();
+        let positions = self.team_positions(None);
         let mut participant = Vec::new();
         let mut roles = Vec::new();
         for m in &self.plan.care_team {
@@ -397,14 +403,17 @@ impl Builder<'_> {
                 let role_id = self.id(&format!("role-{}", m.added.position));
                 let organization = self.organisation(&m.actor);
                 let practitioner = self.who(&m.actor, m.role);
-                roles.push(Resource::PractitionerRole(PractitionerRole {
-                    id: role_id.clone(),
-                    meta: Meta::default(),
-                    extension: extension.clone(),
-                    practitioner,
-                    organization,
-                    code: vec![Self::role_concept(m.role)],
-                }));
+                roles.push((
+                    self.team_positions(Some(&m.actor)),
+                    PractitionerRole {
+                        id: role_id.clone(),
+                        meta: Meta::default(),
+                        extension: extension.clone(),
+                        practitioner,
+                        organization,
+                        code: vec![Self::role_concept(m.role)],
+                    },
+                ));
                 Reference::named("PractitionerRole", &role_id, m.name.as_str())
             };
             participant.push(CareTeamParticipant {
@@ -418,8 +427,8 @@ impl Builder<'_> {
                 }),
             });
         }
-        for role in roles {
-            self.push(role, positions.clone());
+        for (role_positions, role) in roles {
+            self.push(Resource::PractitionerRole(role), role_positions);
         }
         let team = Resource::CareTeam(CareTeam {
             id: self.id("careteam"),

@@ -94,7 +94,7 @@ pub struct PatientSearchQuery {
     /// `http://fhir.nl/fhir/NamingSystem/bsn|{bsn}`, or
     /// `https://careledger.example/fhir/NamingSystem/patient-id|{id}` for a patient known by
     /// another id.
-    pub identifier: Option<String>,
+    pub identifier: String,
 }
 
 fn fhir_base(headers: &HeaderMap) -> String {
@@ -230,15 +230,15 @@ pub async fn search_patient(
     query: Result<Query<PatientSearchQuery>, ApiError>,
 ) -> Result<Response, FhirError> {
     let caller = authenticate(&headers, &state)?;
-    let Query(query) = query?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::Malformed(format!("{e}; search by identifier={}|{{bsn}}", codes::BSN))
+    })?;
     let usage = format!(
         "search by identifier={}|{{bsn}} or identifier={}|{{id}}",
         codes::BSN,
         codes::PATIENT_ID
     );
-    let identifier = query
-        .identifier
-        .ok_or_else(|| ApiError::Malformed(format!("no identifier: {usage}")))?;
+    let identifier = query.identifier;
     let (system, value) = identifier
         .split_once('|')
         .ok_or_else(|| ApiError::Malformed(format!("{identifier:?} names no system: {usage}")))?;
