@@ -481,6 +481,12 @@ impl Builder<'_> {
                     }
                     if let Some(set) = &entry.set {
                         extension.push(Extension::code(codes::EXT_LINE, codes::line(set.line)));
+                        // The setter's lead on the care team, while they are in it.
+                        let member = self.plan.care_team.iter().find(|m| m.actor == set.actor);
+                        if let Some(member) = member {
+                            extension
+                                .push(Extension::code(codes::EXT_LEAD, codes::lead(member.lead)));
+                        }
                     }
                     ("active", Some(Self::target_quantity(&entry.effective)))
                 }
@@ -1289,4 +1295,21 @@ pub fn ucum(value: &MeasureQuantity) -> Quantity {
 
 fn observation_category(code: &str) -> CodeableConcept {
     CodeableConcept::coded(Coding::new(codes::OBSERVATION_CATEGORY, code, ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_names_its_patient_by_the_key_it_starts_with() {
+        assert_eq!(key_of_id("0123456789abcdef"), Some("0123456789abcdef"));
+        assert_eq!(
+            key_of_id("0123456789abcdef-med-42"),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(key_of_id("0123456789ABCDEF"), None);
+        assert_eq!(key_of_id("0123456789abcdefx"), None);
+        assert_eq!(key_of_id("999990007"), None);
+    }
 }

@@ -90,6 +90,13 @@ pub struct Meta {
     pub last_updated: Option<String>,
 }
 
+impl Meta {
+    /// Nothing known: left out of the JSON (FHIR allows no empty object).
+    pub fn is_empty(&self) -> bool {
+        self.version_id.is_none() && self.last_updated.is_none()
+    }
+}
+
 /// `Coding`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coding {
@@ -403,6 +410,7 @@ pub struct Patient {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// The BSN, or the id careledger knows the patient by.
     pub identifier: Vec<Identifier>,
@@ -414,6 +422,7 @@ pub struct Practitioner {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// The AGB code, and careledger's actor id.
     pub identifier: Vec<Identifier>,
@@ -428,6 +437,7 @@ pub struct PractitionerRole {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// Line, lead, main or co-practitioner.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -466,6 +476,7 @@ pub struct CareTeam {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// `active`.
     pub status: String,
@@ -490,6 +501,7 @@ pub struct CarePlan {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// The shared-care arrangement, the annual panel.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -545,6 +557,7 @@ pub struct Goal {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// Basis, the default it replaces, the setter's line and lead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -601,6 +614,7 @@ pub struct MedicationRequest {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// The prescriber's line, each dose change and the stop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -639,6 +653,7 @@ pub struct ServiceRequest {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// Part of the annual panel or not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -674,6 +689,7 @@ pub struct Observation {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// Where it was measured (home self-measurement).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -724,6 +740,7 @@ pub struct AllergyIntolerance {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// Intolerance or contra-indication; recorded by a stop for side effects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -759,6 +776,7 @@ pub struct Condition {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// `active` or `resolved`; absent when entered in error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -796,6 +814,7 @@ pub struct Communication {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// The recipient line, the acknowledgement.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -860,6 +879,7 @@ pub struct Provenance {
     /// Resource id.
     pub id: String,
     /// Version.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// The resources the event produced or changed.
     pub target: Vec<Reference>,
@@ -1052,6 +1072,7 @@ pub struct Bundle {
     /// Always `Bundle`.
     pub resource_type: String,
     /// The patient's last ledger position, and when it was recorded.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     /// `searchset`.
     #[serde(rename = "type")]
@@ -1070,5 +1091,59 @@ impl Bundle {
     /// The resources of one type.
     pub fn resources(&self) -> impl Iterator<Item = &Resource> {
         self.entry.iter().map(|e| &e.resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_written_from_fixed_point_with_their_decimals() {
+        let json = |d: Decimal| serde_json::to_string(&d).unwrap();
+        assert_eq!(json(Decimal::new(18, 1)), "1.8");
+        assert_eq!(json(Decimal::new(180, 2)), "1.80");
+        assert_eq!(json(Decimal::new(140, 0)), "140");
+        assert_eq!(json(Decimal::new(40_000, 3)), "40.000");
+        assert_eq!(json(Decimal::new(-5, 1)), "-0.5");
+    }
+
+    #[test]
+    fn decimals_read_back_to_the_same_value() {
+        for (scaled, decimals) in [(18, 1), (180, 2), (140, 0), (40_000, 3), (2_500, 3)] {
+            let written = Decimal::new(scaled, decimals);
+            let quantity = Quantity {
+                value: Some(written),
+                ..Quantity::default()
+            };
+            let back: Quantity =
+                serde_json::from_str(&serde_json::to_string(&quantity).unwrap()).unwrap();
+            assert_eq!(back.value.unwrap().scaled_to(decimals), scaled);
+        }
+        assert_eq!(Decimal::parse("1e5"), None);
+        assert_eq!(Decimal::parse("-"), None);
+    }
+
+    #[test]
+    fn a_resource_is_tagged_with_its_type_and_leaves_out_what_is_absent() {
+        let patient = Resource::Patient(Patient {
+            id: "0123456789abcdef".into(),
+            meta: Meta::default(),
+            identifier: vec![Identifier::new(
+                "http://fhir.nl/fhir/NamingSystem/bsn",
+                "999990007",
+            )],
+        });
+        let json = serde_json::to_value(&patient).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "resourceType": "Patient",
+                "id": "0123456789abcdef",
+                "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999990007"}]
+            })
+        );
+        let back: Resource = serde_json::from_value(json).unwrap();
+        assert_eq!(back, patient);
     }
 }

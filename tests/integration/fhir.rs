@@ -236,6 +236,12 @@ async fn every_resource_of_the_demo_bundles_passes_the_r4_validator() {
     as_published["fhirVersion"] = "4.0.0".into();
     let (valid, said) = validate(&as_published);
     assert!(valid, "the CapabilityStatement: {said}");
+    let (_, _, nobody) = demo
+        .get(&format!("/fhir/Patient?identifier={BSN_SYSTEM}|123456782"))
+        .await;
+    assert_eq!(nobody["total"], 0);
+    let (valid, said) = validate(&nobody);
+    assert!(valid, "an empty search: {said}");
     let (status, content_type, outcome) = demo.get("/fhir/Goal/not-an-id").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(content_type, "application/fhir+json");
