@@ -1,6 +1,7 @@
-//! FHIR R4 (`/fhir`, `careledger fhir`): every resource of the demo's bundles validated by an
-//! independent validator (HL7's R4 JSON schema, run by node from `tests/fhir-validator`, which
-//! `.ci/run` installs from npm), the Dutch code and naming systems, the BSN's 11-proof, the
+//! FHIR R4 (`/fhir`, `careledger fhir`): every resource of the demo's bundles validated by two
+//! independent validators (HL7's R4 JSON schema under node, and the FHIR 4.0.1 models of Python's
+//! fhir.resources 6.1.0, both in `tests/fhir-validator`, which `.ci/run` installs from npm and
+//! PyPI), the Dutch code and naming systems, the BSN's 11-proof, the
 //! plan read back from the bundle, corrections kept as entered in error, `_since`, reads of
 //! single resources, the search by BSN and the errors as `OperationOutcome`.
 
@@ -156,12 +157,24 @@ fn validator_dir() -> PathBuf {
     dir
 }
 
-/// Runs the independent validator over a document (a Bundle: itself and every entry's
-/// resource); its verdict and what it printed.
-fn validate(document: &Value) -> (bool, String) {
+/// The second validator's Python, with fhir.resources installed; fails loudly when it is not.
+fn python_validator() -> PathBuf {
+    let python = validator_dir().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "the Python FHIR R4 validator is not installed: run `python3 -m venv tests/fhir-validator/.venv \
+         && tests/fhir-validator/.venv/bin/pip install -r tests/fhir-validator/requirements.txt` \
+         (.ci/run does)"
+    );
+    python
+}
+
+/// Runs a validator (a program and its script in `tests/fhir-validator`) over a document (a
+/// Bundle: itself and every entry's resource); its verdict and what it printed.
+fn run_validator(program: &Path, script: &str, document: &Value) -> (bool, String) {
     let dir = validator_dir();
-    let mut child = Command::new("node")
-        .arg(dir.join("validate.js"))
+    let mut child = Command::new(program)
+        .arg(dir.join(script))
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -181,6 +194,16 @@ fn validate(document: &Value) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), said)
+}
+
+/// HL7's R4 JSON schema under node.
+fn validate(document: &Value) -> (bool, String) {
+    run_validator(Path::new("node"), "validate.js", document)
+}
+
+/// fhir.resources' FHIR 4.0.1 models.
+fn validate_python(document: &Value) -> (bool, String) {
+    run_validator(&python_validator(), "validate.py", document)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,16 +259,22 @@ async fn every_resource_of_the_demo_bundles_passes_the_r4_validator() {
     as_published["fhirVersion"] = "4.0.0".into();
     let (valid, said) = validate(&as_published);
     assert!(valid, "the CapabilityStatement: {said}");
+    let (valid, said) = validate_python(&metadata);
+    assert!(valid, "the CapabilityStatement, as 4.0.1: {said}");
     let (_, _, nobody) = demo
         .get(&format!("/fhir/Patient?identifier={BSN_SYSTEM}|123456782"))
         .await;
     assert_eq!(nobody["total"], 0);
     let (valid, said) = validate(&nobody);
     assert!(valid, "an empty search: {said}");
+    let (valid, said) = validate_python(&nobody);
+    assert!(valid, "an empty search: {said}");
     let (status, content_type, outcome) = demo.get("/fhir/Goal/not-an-id").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(content_type, "application/fhir+json");
     let (valid, said) = validate(&outcome);
+    assert!(valid, "an OperationOutcome: {said}");
+    let (valid, said) = validate_python(&outcome);
     assert!(valid, "an OperationOutcome: {said}");
 }
 
@@ -260,6 +289,17 @@ fn the_validator_refuses_what_r4_does_not_allow() {
     assert!(!valid, "{said}");
     assert!(said.contains("lifecycleStatus"), "{said}");
     assert!(said.contains("detail"), "{said}");
+    let (valid, said) = validate_python(&wrong);
+    assert!(!valid, "{said}");
+    assert!(said.contains("detail"), "{said}");
+    // Inside a Bundle too, and a required element left out.
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"fullUrl": "http://x/fhir/Observation/y", "resource": {"resourceType": "Observation", "id": "y", "status": "final"}}
+    ]});
+    let (valid, said) = validate_python(&bundle);
+    assert!(!valid && said.contains("code"), "{said}");
+    let (valid, said) = validate(&bundle);
+    assert!(!valid && said.contains("code"), "{said}");
 }
 
 /// Every value of `key` anywhere in `value`.
