@@ -852,3 +852,80 @@ async fn the_command_line_prints_the_bundle_the_server_serves() {
     assert_eq!(resources(&printed), resources(&served));
     assert_eq!(printed["meta"], served["meta"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_following_since_and_versions_gets_each_new_change() {
+    let f = Fixture::with_patient().await;
+    let token = f.token("gp-1");
+    let patient = PatientId::parse(PATIENT).unwrap();
+    let (_, _, found) = get(&f.state, Some(&token), &search_uri(&patient)).await;
+    let id = found["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let everything = format!("/fhir/Patient/{id}/$everything");
+    let (_, _, first) = get(&f.state, Some(&token), &everything).await;
+    let head: u64 = first["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let since = first["meta"]["lastUpdated"].as_str().unwrap().to_owned();
+
+    let reading = serde_json::json!({"commands": [{"type": "record_measurement", "measure": "systolic_bp",
+        "value": "138", "unit": "mm[Hg]", "source": "self_measured_at_home", "reason": "home reading"}]});
+    let (status, body) = f.post("patient-1", PATIENT, &reading, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let position = body["events"][0]["position"].as_u64().unwrap();
+    f.state.app.projected(position).await;
+
+    let (status, _, next) = get(
+        &f.state,
+        Some(&token),
+        &format!("{everything}?_since={since}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(next["meta"]["versionId"], position.to_string());
+    let newer: Vec<&Value> = next["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| {
+            r["meta"]["versionId"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > head
+        })
+        .collect();
+    let observation = newer
+        .iter()
+        .find(|r| r["resourceType"] == "Observation")
+        .expect("the new reading");
+    assert_eq!(observation["meta"]["versionId"], position.to_string());
+    assert_eq!(
+        observation["performer"][0]["reference"],
+        format!("Patient/{id}")
+    );
+    assert_eq!(observation["method"]["text"], "self-measured at home");
+    assert_eq!(
+        observation["category"][0]["coding"][0]["code"],
+        "vital-signs"
+    );
+    let provenance = newer
+        .iter()
+        .find(|r| r["resourceType"] == "Provenance")
+        .expect("its Provenance");
+    assert_eq!(
+        provenance["target"][0]["reference"],
+        format!("Observation/{}", observation["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        provenance["entity"][0]["what"]["identifier"]["value"],
+        position.to_string()
+    );
+    assert!(newer.iter().any(|r| r["resourceType"] == "CarePlan"));
+}
