@@ -78,6 +78,24 @@ struct PatientArgs {
     json: bool,
 }
 
+/// A patient's record as FHIR.
+#[derive(clap::Args)]
+struct FhirArgs {
+    #[command(flatten)]
+    data: Data,
+    #[command(flatten)]
+    read_models: ReadModelArgs,
+    /// The patient id (a BSN or another id).
+    #[arg(long)]
+    patient: String,
+    /// Only resources changed at or after this instant (RFC 3339), as `_since`.
+    #[arg(long)]
+    since: Option<String>,
+    /// The FHIR base the resources' fullUrl start with: the server's address followed by /fhir.
+    #[arg(long, default_value = "http://localhost:8080/fhir")]
+    base: String,
+}
+
 /// When the server signs checkpoints of its Merkle tree.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CheckpointArgs {
@@ -208,6 +226,8 @@ enum Command {
     },
     /// Print a patient's current care plan (targets, medication, lab, goals) with provenance.
     Plan(PatientArgs),
+    /// Print a patient's record as a FHIR R4 searchset Bundle: what GET /fhir/Patient/{id}/$everything answers.
+    Fhir(FhirArgs),
     /// Print a patient's audit trail: who changed what, when, why, and whether the other line was told.
     Audit {
         #[command(flatten)]
@@ -405,6 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { data } => run_demo(&data.data),
         Command::Verify { data } => verify(&data.data),
         Command::Plan(args) => plan(&args),
+        Command::Fhir(args) => fhir(&args),
         Command::Audit {
             args,
             element,
@@ -737,6 +758,39 @@ fn open_read_models(
     let projections = Projections::open(&projections_dir, config)?;
     projections.catch_up(&ledger)?;
     Ok((ledger, projections))
+}
+
+fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {
+    let patient = wire::patient_id(&args.patient)?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|raw| {
+            Timestamp::parse_rfc3339(raw).with_context(|| {
+                format!("--since must be an instant such as 2026-01-31T12:00:00Z, got {raw:?}")
+            })
+        })
+        .transpose()?;
+    let (ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
+    let events = ledger.read_stream(&patient, 1, usize::MAX)?;
+    let model = projections.read();
+    let view = model
+        .patient(&patient)
+        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let key = careledger_fhir::patient_key(view)
+        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let self_url = format!(
+        "{}/Patient/{key}/$everything",
+        args.base.trim_end_matches('/')
+    );
+    let request = careledger_fhir::Request {
+        base: args.base.trim_end_matches('/'),
+        self_url: &self_url,
+        since,
+    };
+    let bundle = careledger_fhir::everything(&patient, view, &events, request);
+    println!("{}", serde_json::to_string_pretty(&bundle)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {

@@ -111,12 +111,28 @@ pub(crate) async fn record(
 /// The patient the path (`/patients/{patient}/...`) or else the query (`?patient=`) names, when
 /// it is a valid patient id.
 async fn patient_named(parts: &mut Parts, state: &AppState) -> Option<PatientId> {
+    let fhir = parts.uri.path().starts_with("/fhir/");
     if let Ok(params) = RawPathParams::from_request_parts(parts, state).await {
         if let Some((_, raw)) = params.iter().find(|(name, _)| *name == "patient") {
             return wire::patient_id(raw).ok();
         }
+        // A FHIR resource id starts with its patient's key.
+        if let Some((_, id)) = params.iter().find(|(name, _)| fhir && *name == "id") {
+            return crate::routes::fhir::patient_of_id(state, id);
+        }
     }
     let query = parts.uri.query()?;
+    if fhir {
+        // `identifier=http://fhir.nl/fhir/NamingSystem/bsn|{bsn}`, percent-encoded or not.
+        return query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("identifier="))
+            .and_then(|raw| {
+                let raw = raw.replace("%7C", "|").replace("%7c", "|");
+                raw.rsplit('|').next().map(str::to_owned)
+            })
+            .and_then(|bsn| wire::patient_id(&bsn).ok());
+    }
     query
         .split('&')
         .find_map(|pair| pair.strip_prefix("patient="))

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::routes::{
-    access_log, admin, emergency, events, evidence, keys, notifications, patients, service,
+    access_log, admin, emergency, events, evidence, fhir, keys, notifications, patients, service,
 };
 use crate::sse;
 use crate::state::AppState;
@@ -46,6 +46,10 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(access_log::access_log))
         .routes(routes!(access_log::patient_access_log))
         .routes(routes!(access_log::access_log_checkpoint))
+        .routes(routes!(fhir::metadata))
+        .routes(routes!(fhir::search_patient))
+        .routes(routes!(fhir::everything))
+        .routes(routes!(fhir::read))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -21,6 +21,7 @@ mod disk_trouble;
 mod e2e_server;
 mod evidence_http;
 mod export;
+mod fhir;
 mod golden;
 mod hostile_input;
 mod http_api;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod emergency;
 pub mod events;
 pub mod evidence;
+pub mod fhir;
 pub mod keys;
 pub mod notifications;
 pub mod patients;
