@@ -6,41 +6,11 @@ use std::time::Duration;
 use crate::common::{Fixture, PATIENT};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+use crate::common::{serve_in_process, Served};
 
-async fn start(f: &Fixture) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let state = f.state.clone();
-    let handle = tokio::spawn(careledger_api::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop: Some(stop),
-        handle,
-    }
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
+async fn start(f: &Fixture) -> Served {
+    serve_in_process(f.state.clone()).await
 }
 
 async fn append_note(

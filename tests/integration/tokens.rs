@@ -8,7 +8,6 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use careledger_app::actors::{days_after, AccessRole, OidcSubject, RegisteredActor};
 use careledger_core::ids::{ActorId, AgbCode, Text};
@@ -17,39 +16,7 @@ use careledger_core::record::Timestamp;
 use crate::common::process::{careledger, text, ServerProcess};
 use crate::common::{Fixture, PATIENT};
 
-/// A server of the fixture's state on a loopback port, in this process.
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn start(state: careledger_api::AppState) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(careledger_api::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop: Some(stop),
-        handle,
-    }
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-}
+use crate::common::serve_in_process as start;
 
 fn actor(id: &str, role: AccessRole) -> RegisteredActor {
     RegisteredActor::new(

@@ -229,3 +229,40 @@ pub fn note_body(subject: &str) -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// A router state served on 127.0.0.1, on a port the system picks, in this process.
+pub struct Served {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves `state` until [`Served::shutdown`].
+pub async fn serve_in_process(state: AppState) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(careledger_api::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Served {
+        base,
+        stop: Some(stop),
+        handle,
+    }
+}
+
+impl Served {
+    /// Stops serving and waits for the server to finish, 30 s at the most.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
