@@ -43,8 +43,8 @@ use crate::error::AppError;
 use store::Framed;
 
 /// An entry is durable this long after its request was answered, on a disk that syncs in
-/// less than half of it: the writer commits as soon as an entry is queued, and a commit waits
-/// at most for the one before it.
+/// less than half of it: the writer commits as soon as an entry is queued, but no sooner than
+/// [`COMMIT_SPACING`] after its last commit, and a commit waits at most for the one before it.
 pub const DURABLE_WITHIN: Duration = Duration::from_millis(50);
 
 /// Entries queued and not yet durable at most, by default; beyond it accesses are refused.
@@ -239,6 +239,7 @@ impl AccessLog {
             signed,
             signing,
             last_signed_at: Instant::now(),
+            last_commit: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("access-log".into())
@@ -355,7 +356,13 @@ struct Writer {
     signed: u64,
     signing: Option<(LogKey, CheckpointConfig)>,
     last_signed_at: Instant,
+    last_commit: Instant,
 }
+
+/// Commits are at least this far apart: under load, the entries of many requests share one
+/// sled batch and one `fdatasync` (each sync costs the machine a wake-up and a disk flush),
+/// while an entry queued after a quiet spell is committed at once.
+pub const COMMIT_SPACING: Duration = Duration::from_millis(10);
 
 /// How long the writer waits between attempts after a failed write.
 const RETRY: Duration = Duration::from_millis(200);
@@ -365,6 +372,10 @@ const ATTEMPTS_AT_STOP: u32 = 10;
 impl Writer {
     fn run(mut self, shared: &Shared) {
         loop {
+            let since = self.last_commit.elapsed();
+            if since < COMMIT_SPACING {
+                std::thread::sleep(COMMIT_SPACING - since);
+            }
             let (batch, stop) = {
                 let mut queue = shared.queue.lock();
                 while queue.entries.is_empty() && !queue.stop {
@@ -434,6 +445,7 @@ impl Writer {
             }
         }
         let last = framed.last().map_or(self.head, |f| f.position);
+        self.last_commit = Instant::now();
         self.head = last;
         self.head_hash = prev;
         shared.failed.store(false, Ordering::Release);
