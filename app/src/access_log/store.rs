@@ -1,8 +1,12 @@
 //! The access log's storage: its own sled database in `<data>/access-log/db`, the hash chain
 //! over the stored entries, the patient index, and verification (`docs/access-log.md`).
 //!
-//! Keys: `e` ‖ position (u64 big-endian) → the frame; `p` ‖ patient id ‖ `0x00` ‖ position →
-//! nothing (the patient index, derived). A frame has the ledger's layout
+//! Keys: `e` ‖ first position (u64 big-endian) → the frames of up to [`GROUP`] consecutive
+//! entries written together (`0xFF` ‖ for each, its length (u32 BE) ‖ the frame), or one lone
+//! frame; `p` ‖ patient id ‖ `0x00` ‖ first position → the positions (u64 BE each) of that
+//! patient's entries in the group, or nothing for the lone entry at that position (the patient
+//! index, derived). Grouping keeps sled's work per batch to a few inserts rather than two per
+//! entry. A frame has the ledger's layout
 //! (`careledger_core::chain::encode_frame`): version, entry format, previous hash, hash, entry
 //! bytes; the hash is [`entry_hash`], BLAKE3 under the access log's own tag.
 
@@ -20,6 +24,44 @@ pub const ACCESS_HASH_TAG: &[u8; 21] = b"careledger/access/v1\0";
 
 const ENTRY: u8 = b'e';
 const BY_PATIENT: u8 = b'p';
+/// sled's page cache for the access log: entries are written far more than read back, and
+/// sled's default (1 GiB) would let the cache grow with the log.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Entries stored together in one value at most.
+pub const GROUP: usize = 64;
+/// The first byte of a group of frames (a frame starts with its version, never this).
+const GROUP_MARK: u8 = 0xFF;
+
+/// The frames of a stored value whose key names `first`: (position, frame) each.
+fn frames_in(first: u64, value: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    let Some((&GROUP_MARK, mut rest)) = value.split_first() else {
+        return Some(vec![(first, value)]);
+    };
+    let mut frames = Vec::new();
+    let mut position = first;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if tail.len() < len {
+            return None;
+        }
+        frames.push((position, &tail[..len]));
+        rest = &tail[len..];
+        position += 1;
+    }
+    Some(frames)
+}
+
+/// Positions of a patient index value under the key of `first`.
+fn indexed_positions(first: u64, value: &[u8]) -> Vec<u64> {
+    if value.is_empty() {
+        return vec![first];
+    }
+    value
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
+}
 
 /// The hash of the entry at `position` with `prev_hash` before it and these entry bytes.
 pub fn entry_hash(position: u64, format_version: u16, prev_hash: &Hash, entry: &[u8]) -> Hash {
@@ -158,7 +200,11 @@ impl AccessStore {
         // sled releases its lock a moment after a close; a reopen right after waits for it.
         let mut attempts = 0;
         let db = loop {
-            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            let config = sled::Config::new()
+                .path(dir)
+                .flush_every_ms(None)
+                .cache_capacity(CACHE_BYTES);
+            match config.open() {
                 Ok(db) => break db,
                 Err(e) => match careledger_core::storage::open_error(dir, e) {
                     careledger_core::StorageError::InUse { .. } if attempts < 50 => {
@@ -202,13 +248,19 @@ impl AccessStore {
         match last {
             None => Ok((0, Hash::ZERO)),
             Some((key, value)) => {
-                let position = position_of(&key).ok_or_else(|| AppError::Store {
+                let malformed = |detail: String| AppError::Store {
                     context: "reading the access log's head",
-                    detail: "a malformed entry key".into(),
-                })?;
-                let frame = Frame::parse(&value).ok_or_else(|| AppError::Store {
-                    context: "reading the access log's head",
-                    detail: format!("the frame at position {position} cannot be read"),
+                    detail,
+                };
+                let first =
+                    position_of(&key).ok_or_else(|| malformed("a malformed entry key".into()))?;
+                let (position, frame) = frames_in(first, &value)
+                    .and_then(|frames| frames.last().copied())
+                    .ok_or_else(|| {
+                        malformed(format!("the group at position {first} cannot be read"))
+                    })?;
+                let frame = Frame::parse(frame).ok_or_else(|| {
+                    malformed(format!("the frame at position {position} cannot be read"))
                 })?;
                 Ok((position, frame.hash))
             }
@@ -219,10 +271,23 @@ impl AccessStore {
     /// flush, then `fdatasync` of its data file.
     pub(crate) fn write(&self, framed: &[Framed]) -> Result<(), AppError> {
         let mut batch = sled::Batch::default();
-        for f in framed {
-            batch.insert(&entry_key(f.position)[..], f.frame.as_slice());
-            if let Some(patient) = &f.patient {
-                batch.insert(patient_key(patient, f.position), Vec::<u8>::new());
+        for group in framed.chunks(GROUP) {
+            let first = group[0].position;
+            let size: usize = group.iter().map(|f| f.frame.len() + 4).sum();
+            let mut value = Vec::with_capacity(size + 1);
+            value.push(GROUP_MARK);
+            let mut by_patient: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
+            for f in group {
+                value.extend_from_slice(&(f.frame.len() as u32).to_be_bytes());
+                value.extend_from_slice(&f.frame);
+                if let Some(patient) = &f.patient {
+                    let positions = by_patient.entry(patient).or_default();
+                    positions.extend_from_slice(&f.position.to_be_bytes());
+                }
+            }
+            batch.insert(&entry_key(first)[..], value);
+            for (patient, positions) in by_patient {
+                batch.insert(patient_key(patient, first), positions);
             }
         }
         self.db
@@ -242,11 +307,39 @@ impl AccessStore {
 
     /// The entry at `position`, as stored (the test and the CLI's tools read it).
     pub fn frame_at(&self, position: u64) -> Result<Option<Vec<u8>>, AppError> {
-        Ok(self
+        let Some((key, value)) = self
             .db
-            .get(entry_key(position))
+            .range(entry_key(0)..=entry_key(position))
+            .next_back()
+            .transpose()
             .map_err(store_error("reading the access log"))?
-            .map(|v| v.to_vec()))
+        else {
+            return Ok(None);
+        };
+        let first = position_of(&key).unwrap_or(0);
+        Ok(frames_in(first, &value).and_then(|frames| {
+            frames
+                .into_iter()
+                .find(|(p, _)| *p == position)
+                .map(|(_, frame)| frame.to_vec())
+        }))
+    }
+
+    /// The stored values from the one holding `position` on: (first position, value).
+    fn groups_from(
+        &self,
+        position: u64,
+    ) -> Result<impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>, AppError> {
+        let start = self
+            .db
+            .range(entry_key(0)..=entry_key(position))
+            .next_back()
+            .transpose()
+            .map_err(store_error("reading the access log"))?
+            .map_or(entry_key(position), |(key, _)| {
+                entry_key(position_of(&key).unwrap_or(position))
+            });
+        Ok(self.db.range(start..=entry_key(u64::MAX)))
     }
 
     /// The entries after `after`, up to `through`, that pass `filter`, at most `limit`; and
@@ -258,9 +351,8 @@ impl AccessStore {
         through: u64,
         limit: usize,
     ) -> Result<(Vec<StoredEntry>, bool), AppError> {
-        let read = |key: &[u8], value: &[u8]| -> Result<StoredEntry, AppError> {
-            let position = position_of(key).unwrap_or(0);
-            decode(position, value).map_err(|p| AppError::Store {
+        let read = |position: u64, frame: &[u8]| -> Result<StoredEntry, AppError> {
+            decode(position, frame).map_err(|p| AppError::Store {
                 context: "reading the access log",
                 detail: p.to_string(),
             })
@@ -270,23 +362,50 @@ impl AccessStore {
             return Ok((found, false));
         }
         if let Some(patient) = &filter.patient {
-            let start = patient_key(patient.as_str(), after.saturating_add(1));
+            // A group holding a position after `after` starts at most GROUP - 1 before it.
+            let from = (after + 1).saturating_sub(GROUP as u64 - 1);
+            let start = patient_key(patient.as_str(), from);
             let end = patient_key(patient.as_str(), through);
             for item in self.db.range(start..=end) {
-                let (key, _) = item.map_err(store_error("reading the access log"))?;
-                let position = u64::from_be_bytes(
+                let (key, value) = item.map_err(store_error("reading the access log"))?;
+                let first = u64::from_be_bytes(
                     key[key.len() - 8..]
                         .try_into()
                         .map_err(|_| AppError::Internal("a malformed index key".into()))?,
                 );
-                let Some(value) = self
-                    .db
-                    .get(entry_key(position))
-                    .map_err(store_error("reading the access log"))?
-                else {
+                for position in indexed_positions(first, &value) {
+                    if position <= after || position > through {
+                        continue;
+                    }
+                    let Some(frame) = self.frame_at(position)? else {
+                        continue;
+                    };
+                    let stored = read(position, &frame)?;
+                    if filter.admits(&stored.entry) {
+                        if found.len() == limit {
+                            return Ok((found, true));
+                        }
+                        found.push(stored);
+                    }
+                }
+            }
+            return Ok((found, false));
+        }
+        for item in self.groups_from(after + 1)? {
+            let (key, value) = item.map_err(store_error("reading the access log"))?;
+            let first = position_of(&key).unwrap_or(0);
+            let frames = frames_in(first, &value).ok_or_else(|| AppError::Store {
+                context: "reading the access log",
+                detail: format!("the group at position {first} cannot be read"),
+            })?;
+            for (position, frame) in frames {
+                if position <= after {
                     continue;
-                };
-                let stored = read(&entry_key(position), &value)?;
+                }
+                if position > through {
+                    return Ok((found, false));
+                }
+                let stored = read(position, frame)?;
                 if filter.admits(&stored.entry) {
                     if found.len() == limit {
                         return Ok((found, true));
@@ -294,24 +413,29 @@ impl AccessStore {
                     found.push(stored);
                 }
             }
-            return Ok((found, false));
-        }
-        for item in self.db.range(entry_key(after + 1)..=entry_key(through)) {
-            let (key, value) = item.map_err(store_error("reading the access log"))?;
-            let stored = read(&key, &value)?;
-            if filter.admits(&stored.entry) {
-                if found.len() == limit {
-                    return Ok((found, true));
-                }
-                found.push(stored);
-            }
         }
         Ok((found, false))
     }
 
+    /// Whether the patient index lists `position` under `patient`.
+    fn indexed(&self, patient: &str, position: u64) -> Result<bool, AppError> {
+        let from = position.saturating_sub(GROUP as u64 - 1);
+        for item in self
+            .db
+            .range(patient_key(patient, from)..=patient_key(patient, position))
+        {
+            let (key, value) = item.map_err(store_error("verifying the access log"))?;
+            let first = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
+            if indexed_positions(first, &value).contains(&position) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Verifies every stored entry: gapless positions from 1, each frame's hash over its stored
     /// bytes, each link to the entry before, each entry readable and its patient indexed; and no
-    /// index key without its entry. Stops at the first problem.
+    /// index position without its entry. Stops at the first problem.
     pub fn verify(&self) -> Result<AccessVerifyReport, AppError> {
         let mut report = AccessVerifyReport {
             verified: 0,
@@ -321,56 +445,62 @@ impl AccessStore {
         let mut indexed = 0u64;
         for item in self.db.range(entry_key(0)..=entry_key(u64::MAX)) {
             let (key, value) = item.map_err(store_error("verifying the access log"))?;
-            let expected = report.verified + 1;
-            let position = position_of(&key).unwrap_or(0);
-            if position != expected {
-                report.problem = Some(AccessProblem::Gap {
-                    position: expected,
-                    found: position,
+            let first = position_of(&key).unwrap_or(0);
+            let Some(frames) = frames_in(first, &value) else {
+                report.problem = Some(AccessProblem::Undecodable {
+                    position: first,
+                    what: "a group of frames that ends early".into(),
                 });
                 return Ok(report);
-            }
-            let stored = match check(position, &report.head_hash, &value) {
-                Ok(stored) => stored,
-                Err(problem) => {
-                    report.problem = Some(problem);
-                    return Ok(report);
-                }
             };
-            if let Some(patient) = &stored.entry.patient {
-                indexed += 1;
-                let present = self
-                    .db
-                    .contains_key(patient_key(patient, position))
-                    .map_err(store_error("verifying the access log"))?;
-                if !present {
-                    report.problem = Some(AccessProblem::IndexWrong { position });
+            for (position, frame) in frames {
+                let expected = report.verified + 1;
+                if position != expected {
+                    report.problem = Some(AccessProblem::Gap {
+                        position: expected,
+                        found: position,
+                    });
                     return Ok(report);
                 }
+                let stored = match check(position, &report.head_hash, frame) {
+                    Ok(stored) => stored,
+                    Err(problem) => {
+                        report.problem = Some(problem);
+                        return Ok(report);
+                    }
+                };
+                if let Some(patient) = &stored.entry.patient {
+                    indexed += 1;
+                    if !self.indexed(patient, position)? {
+                        report.problem = Some(AccessProblem::IndexWrong { position });
+                        return Ok(report);
+                    }
+                }
+                report.verified = position;
+                report.head_hash = stored.hash;
             }
-            report.verified = position;
-            report.head_hash = stored.hash;
         }
-        let index_keys = self.db.scan_prefix([BY_PATIENT]).count() as u64;
-        if index_keys != indexed {
-            // An index key without its entry: find the first for the report.
-            for item in self.db.scan_prefix([BY_PATIENT]) {
-                let (key, _) = item.map_err(store_error("verifying the access log"))?;
-                let position =
-                    u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
+        let mut listed = 0u64;
+        for item in self.db.scan_prefix([BY_PATIENT]) {
+            let (key, value) = item.map_err(store_error("verifying the access log"))?;
+            let first = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
+            let patient = &key[1..key.len() - 9];
+            for position in indexed_positions(first, &value) {
+                listed += 1;
                 let names = self
                     .frame_at(position)?
                     .and_then(|f| decode(position, &f).ok())
-                    .is_some_and(|s| {
-                        s.entry
-                            .patient
-                            .is_some_and(|p| key[1..key.len() - 9] == *p.as_bytes())
-                    });
+                    .is_some_and(|s| s.entry.patient.is_some_and(|p| patient == p.as_bytes()));
                 if !names {
                     report.problem = Some(AccessProblem::IndexWrong { position });
                     return Ok(report);
                 }
             }
+        }
+        if listed != indexed && report.problem.is_none() {
+            report.problem = Some(AccessProblem::IndexWrong {
+                position: report.verified,
+            });
         }
         Ok(report)
     }
@@ -379,8 +509,24 @@ impl AccessStore {
     /// a stored entry again).
     #[doc(hidden)]
     pub fn overwrite_for_tests(&self, position: u64, frame: &[u8]) -> Result<(), AppError> {
+        let (key, value) = self
+            .db
+            .range(entry_key(0)..=entry_key(position))
+            .next_back()
+            .transpose()
+            .map_err(store_error("reading the access log"))?
+            .ok_or_else(|| AppError::Internal(format!("no entry at {position}")))?;
+        let first = position_of(&key).unwrap_or(0);
+        let frames = frames_in(first, &value)
+            .ok_or_else(|| AppError::Internal(format!("no group at {first}")))?;
+        let mut rewritten = vec![GROUP_MARK];
+        for (p, f) in frames {
+            let f = if p == position { frame } else { f };
+            rewritten.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            rewritten.extend_from_slice(f);
+        }
         self.db
-            .insert(entry_key(position), frame)
+            .insert(key, rewritten)
             .map_err(store_error("writing the access log"))?;
         self.sync()
     }
