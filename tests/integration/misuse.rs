@@ -360,62 +360,36 @@ async fn no_write_reveals_by_status_or_body_whether_a_patient_has_a_record() {
 #[tokio::test]
 async fn idempotency_keys_belong_to_the_actor_and_the_patient() {
     let f = Fixture::with_patient().await;
+    let f = &f;
+    // Every request here carries the same key.
+    let keyed = |actor: &'static str, patient: &'static str, body: &serde_json::Value| {
+        let body = body.clone();
+        async move {
+            f.post(actor, patient, &body, &[("idempotency-key", "k-1")])
+                .await
+        }
+    };
     let note = |subject: &str| json!({"commands": [{"type": "add_note", "subject": subject}]});
-    let (status, gp) = f
-        .post(
-            "gp-1",
-            PATIENT,
-            &note("from the GP"),
-            &[("idempotency-key", "k-1")],
-        )
-        .await;
+    let (status, gp) = keyed("gp-1", PATIENT, &note("from the GP")).await;
     assert_eq!(status, StatusCode::CREATED, "{gp}");
     // Another actor's request under the same key is its own request: written, not a 409 and
     // not the GP's answer.
-    let (status, card) = f
-        .post(
-            "card-1",
-            PATIENT,
-            &note("from cardiology"),
-            &[("idempotency-key", "k-1")],
-        )
-        .await;
+    let (status, card) = keyed("card-1", PATIENT, &note("from cardiology")).await;
     assert_eq!(status, StatusCode::CREATED, "{card}");
     assert_ne!(card["events"], gp["events"]);
     // An outsider using the GP's key learns nothing of it.
-    let (status, outsider) = f
-        .post(
-            "gp-other",
-            PATIENT,
-            &note("from the GP"),
-            &[("idempotency-key", "k-1")],
-        )
-        .await;
+    let (status, outsider) = keyed("gp-other", PATIENT, &note("from the GP")).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{outsider}");
     let (_, plain) = f.post("gp-other", PATIENT, &note("x"), &[]).await;
     assert_eq!(outsider, plain, "the same refusal as without the key");
     // The same key for another patient is another request.
     let founding = json!({"commands": [{"type": "add_care_team_member", "actor": "gp-1",
         "name": "Dr. gp-1", "role": "gp", "lead": "cvrm", "practitioner": "main"}]});
-    let (status, other) = f
-        .post(
-            "gp-1",
-            OTHER_PATIENT,
-            &founding,
-            &[("idempotency-key", "k-1")],
-        )
-        .await;
+    let (status, other) = keyed("gp-1", OTHER_PATIENT, &founding).await;
     assert_eq!(status, StatusCode::CREATED, "{other}");
     // A retry by the GP still answers the GP's own request.
     let head = f.head();
-    let (status, again) = f
-        .post(
-            "gp-1",
-            PATIENT,
-            &note("from the GP"),
-            &[("idempotency-key", "k-1")],
-        )
-        .await;
+    let (status, again) = keyed("gp-1", PATIENT, &note("from the GP")).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["events"], gp["events"]);
     assert_eq!(f.head(), head);
