@@ -1,13 +1,10 @@
 //! End-to-end: a real server on a loopback port, a real SSE subscriber, and a shutdown during a
 //! burst of writes.
 
-use std::time::Duration;
-
 use crate::common::{Fixture, PATIENT};
-use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::common::{serve_in_process, Served};
+use crate::common::{read_sse_until, serve_in_process, Served};
 
 async fn start(f: &Fixture) -> Served {
     serve_in_process(f.state.clone()).await
@@ -29,30 +26,7 @@ async fn append_note(
 
 /// Reads SSE events (id, data) from a response until `count` have arrived.
 async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Value)> {
-    let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut out = Vec::new();
-    while out.len() < count {
-        let chunk = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("events arrive")
-            .expect("stream open")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .map(|v| v.parse::<u64>().unwrap());
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
-            if let (Some(id), Some(data)) = (id, data) {
-                out.push((id, serde_json::from_str(data).unwrap()));
-            }
-        }
-    }
-    out.truncate(count);
-    out
+    read_sse_until(response, |seen| seen.len() >= count).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -902,33 +901,11 @@ const PRACTICE_A: &str = "01111111";
 const PRACTICE_B: &str = "02222222";
 const PATIENT_B: &str = "999990019";
 
-/// Reads SSE events (id, data) until the one at `last` has arrived.
+/// Reads SSE events (their data) until the one at `last` has arrived.
 async fn read_stream_until(response: reqwest::Response, last: u64) -> Vec<Value> {
-    let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut out = Vec::new();
-    loop {
-        let chunk = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("events arrive")
-            .expect("stream open")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .map(|v| v.parse::<u64>().unwrap());
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
-            if let (Some(id), Some(data)) = (id, data) {
-                out.push(serde_json::from_str(data).unwrap());
-                if id >= last {
-                    return out;
-                }
-            }
-        }
-    }
+    let done = |seen: &[(u64, Value)]| seen.last().is_some_and(|(id, _)| *id >= last);
+    let seen = crate::common::read_sse_until(response, done).await;
+    seen.into_iter().map(|(_, data)| data).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

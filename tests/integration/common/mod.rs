@@ -266,3 +266,38 @@ impl Served {
             .unwrap();
     }
 }
+
+/// Reads Server-Sent Events (id, data as JSON) from `response` until `done` says the events
+/// read so far are enough; 20 s at the most between chunks.
+pub async fn read_sse_until(
+    response: reqwest::Response,
+    mut done: impl FnMut(&[(u64, Value)]) -> bool,
+) -> Vec<(u64, Value)> {
+    use futures::StreamExt;
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut out = Vec::new();
+    while !done(&out) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+            .await
+            .expect("events arrive")
+            .expect("stream open")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .map(|v| v.parse::<u64>().unwrap());
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(id), Some(data)) = (id, data) {
+                out.push((id, serde_json::from_str(data).unwrap()));
+                if done(&out) {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
