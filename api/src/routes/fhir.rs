@@ -17,7 +17,7 @@ use careledger_fhir::model::{OperationOutcome, OperationOutcomeIssue, Resource};
 use careledger_fhir::{capability, codes, CONTENT_TYPE};
 
 use crate::error::ApiError;
-use crate::extract::{authenticate, Query};
+use crate::extract::{Caller, Query};
 use crate::routes::blocking;
 use crate::state::AppState;
 
@@ -176,12 +176,12 @@ async fn events_of(state: &AppState, patient: &PatientId) -> Result<Vec<Recorded
 pub async fn everything(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
     uri: Uri,
     Path(id): Path<String>,
     query: Result<Query<EverythingQuery>, ApiError>,
 ) -> Result<Response, FhirError> {
-    let caller = authenticate(&headers, &state).await?;
-    state.guards.admit(&caller.id)?;
+    let Caller(caller) = caller?;
     let Query(query) = query?;
     let since = query
         .since
@@ -234,11 +234,11 @@ fn base_host(base: &str) -> &str {
 pub async fn search_patient(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
     uri: Uri,
     query: Result<Query<PatientSearchQuery>, ApiError>,
 ) -> Result<Response, FhirError> {
-    let caller = authenticate(&headers, &state).await?;
-    state.guards.admit(&caller.id)?;
+    let Caller(caller) = caller?;
     let Query(query) = query.map_err(|e| {
         ApiError::Malformed(format!("{e}; search by identifier={}|{{bsn}}", codes::BSN))
     })?;
@@ -300,11 +300,10 @@ pub async fn search_patient(
     ))]
 pub async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Result<Response, FhirError> {
-    let caller = authenticate(&headers, &state).await?;
-    state.guards.admit(&caller.id)?;
+    let Caller(caller) = caller?;
     if !capability::READABLE.contains(&resource_type.as_str()) {
         return Err(FhirError(ApiError::NotFound(format!(
             "this server serves no {resource_type:?}; it serves {} (GET /fhir/metadata)",
