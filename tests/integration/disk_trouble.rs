@@ -224,7 +224,10 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
             AccessRole::Care(Role::Gp),
         ))
         .unwrap();
-    let state = careledger_api::AppState::start(&data);
+    // One token writes until the disk is full: far past what the per-token rate limit admits,
+    // which is not what this test is about.
+    let state =
+        careledger_api::AppState::start(&data).with_limits(careledger_api::Limits::unlimited());
     let post = |n: u64| {
         let body = serde_json::json!({"commands": [{"type": "start_shared_care", "arrangement": "CVRM by the GP, heart failure by cardiology. ".repeat(3)}]});
         Request::post(format!("/patients/patient-{n}/events"))
