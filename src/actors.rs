@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::Value;
 
+use crate::remote::Remote;
 use careledger_api::wire::{AddActorBody, AdminActorView, RotateTokenBody};
 use careledger_app::actors::{ActorStore, MAX_TOKEN_DAYS};
 use careledger_app::admin;
@@ -24,13 +25,16 @@ pub struct Target {
     /// given, while no server runs on it.
     #[arg(long, default_value = "careledger-data", env = "CARELEDGER_DATA")]
     data: PathBuf,
-    /// A running server's address (http://127.0.0.1:8080): administer its actors through its
+    /// A running server's address (http://127.0.0.1:8080, https://...): administer its actors through its
     /// admin routes, with an operator's --token.
     #[arg(long, env = "CARELEDGER_URL")]
     url: Option<String>,
     /// An operator's bearer token, for --url.
     #[arg(long, env = "CARELEDGER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CAs (PEM) to trust for an https:// --url besides the system's, e.g. a hospital's own CA.
+    #[arg(long, env = "CARELEDGER_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 /// The actor commands.
@@ -292,51 +296,6 @@ impl Target {
             .token
             .clone()
             .ok_or_else(|| anyhow!("--url needs an operator's --token (or CARELEDGER_TOKEN)"))?;
-        Ok(Some(Remote {
-            base: url.trim_end_matches('/').to_owned(),
-            token,
-        }))
-    }
-}
-
-/// A running server's admin routes.
-struct Remote {
-    base: String,
-    token: String,
-}
-
-impl Remote {
-    /// Sends one request and returns the JSON answer; a problem answer is an error with its
-    /// detail.
-    fn send(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            let client = reqwest::Client::new();
-            let url = format!("{}{path}", self.base);
-            let method = reqwest::Method::from_bytes(method.as_bytes())?;
-            let mut request = client.request(method, &url).bearer_auth(&self.token);
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("could not reach {url}; is the server running there?"))?;
-            let status = response.status();
-            let answer: Value = response
-                .json()
-                .await
-                .with_context(|| format!("{url} answered {status} with no JSON"))?;
-            if !status.is_success() {
-                return Err(anyhow!(
-                    "{} ({status}, {})",
-                    answer["detail"].as_str().unwrap_or("refused"),
-                    answer["code"].as_str().unwrap_or("?")
-                ));
-            }
-            Ok(answer)
-        })
+        Ok(Some(Remote::new(url, token, self.ca_file.as_ref())?))
     }
 }

@@ -156,10 +156,14 @@ pub struct OidcArgs {
         conflicts_with = "oidc_jwks_url"
     )]
     pub oidc_jwks_file: Option<PathBuf>,
-    /// The issuer's keys, a JWKS document served over plain http:// (a local proxy or
+    /// The issuer's keys, a JWKS document served over https:// (or plain http:// from a local
     /// sidecar), read again as the file is.
     #[arg(long, env = "CARELEDGER_OIDC_JWKS_URL")]
     pub oidc_jwks_url: Option<String>,
+    /// CAs (PEM) to trust for an https:// --oidc-jwks-url besides the system's, e.g. the
+    /// hospital's own CA.
+    #[arg(long, env = "CARELEDGER_OIDC_CA_FILE", requires = "oidc_jwks_url")]
+    pub oidc_ca_file: Option<PathBuf>,
 }
 
 impl OidcArgs {
@@ -187,6 +191,7 @@ impl OidcArgs {
             issuer: issuer.clone(),
             audience: audience.clone(),
             jwks,
+            ca_file: self.oidc_ca_file.clone(),
         }))
     }
 }

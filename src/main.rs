@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod export;
 mod keys;
+mod remote;
 mod transport;
 mod witness;
 

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 
 use careledger_api::limits::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RATE_BURST,
-    DEFAULT_RATE_PER_SECOND, DEFAULT_STREAMS_PER_TOKEN,
+    DEFAULT_RATE_PER_SECOND, DEFAULT_STREAMS_PER_TOKEN, DEFAULT_VERIFY_TIMEOUT,
 };
 use careledger_api::{Limits, Rate, Transport};
 
@@ -40,6 +40,11 @@ pub struct TransportArgs {
     #[arg(long, default_value_t = DEFAULT_STREAMS_PER_TOKEN, env = "CARELEDGER_MAX_STREAMS_PER_TOKEN",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_token: u32,
+    /// Seconds a /verify (a scan of the whole chain, auditors only) may run before it is
+    /// stopped with 408; decimals allowed (0.5). Give about a second per million events.
+    #[arg(long, default_value_t = DEFAULT_VERIFY_TIMEOUT.as_secs_f64(),
+          env = "CARELEDGER_VERIFY_TIMEOUT_SECS", value_parser = verify_timeout)]
+    pub verify_timeout_secs: f64,
     /// Serve HTTPS with this certificate chain (PEM, the server's certificate first).
     #[arg(long, env = "CARELEDGER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -57,6 +62,17 @@ pub struct TransportArgs {
     pub allow_plaintext: bool,
 }
 
+/// A /verify time limit: a number of seconds from a millisecond to a day.
+fn verify_timeout(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (e.g. 300 or 0.5)"))?;
+    if !(0.001..=86_400.0).contains(&secs) {
+        return Err(format!("{secs} s: give from 0.001 to 86400 seconds"));
+    }
+    Ok(secs)
+}
+
 impl TransportArgs {
     /// The server's limits.
     pub fn limits(&self) -> Limits {
@@ -68,6 +84,7 @@ impl TransportArgs {
                 burst: self.rate_limit_burst,
             }),
             streams_per_token: self.max_streams_per_token,
+            verify_timeout: Duration::from_secs_f64(self.verify_timeout_secs),
         }
     }
 
@@ -101,5 +118,60 @@ impl TransportArgs {
              terminates TLS"
         );
         Ok(Transport::Plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        transport: TransportArgs,
+    }
+
+    fn transport(args: &[&str], addr: &str) -> anyhow::Result<Transport> {
+        let flags = Flags::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        flags.transport.transport(addr)
+    }
+
+    #[test]
+    fn plain_http_is_refused_on_a_reachable_address_unless_allowed_and_always_fine_on_loopback() {
+        assert!(matches!(
+            transport(&[], "127.0.0.1:8080"),
+            Ok(Transport::Plain)
+        ));
+        assert!(matches!(transport(&[], "[::1]:8080"), Ok(Transport::Plain)));
+        let refused = transport(&[], "0.0.0.0:8080").err().unwrap().to_string();
+        assert!(refused.contains("--allow-plaintext"), "{refused}");
+        assert!(matches!(
+            transport(&["--allow-plaintext"], "0.0.0.0:8080"),
+            Ok(Transport::Plain)
+        ));
+        assert!(matches!(
+            transport(&["--allow-plaintext"], "192.0.2.10:8080"),
+            Ok(Transport::Plain)
+        ));
+    }
+
+    #[test]
+    fn the_verify_limit_takes_decimal_seconds_within_a_day() {
+        let limits = |args: &[&str]| {
+            Flags::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+                .map(|f| f.transport.limits().verify_timeout)
+        };
+        assert_eq!(limits(&[]).unwrap(), DEFAULT_VERIFY_TIMEOUT);
+        assert_eq!(
+            limits(&["--verify-timeout-secs", "0.5"]).unwrap(),
+            Duration::from_millis(500)
+        );
+        for bad in ["0", "-1", "90000", "soon"] {
+            let flag = format!("--verify-timeout-secs={bad}");
+            let error = limits(&[&flag]).err().unwrap().to_string();
+            assert!(error.contains("seconds"), "{bad}: {error}");
+        }
     }
 }

@@ -114,6 +114,10 @@ pub enum ApiError {
         /// Events verified before it.
         verified: u64,
     },
+    /// The request ran past its time limit and what it did was stopped (408, code
+    /// `timed_out`): the detail says which limit and how to ask for less.
+    #[error("{0}")]
+    TimedOut(String),
     /// The access log cannot be kept (503, code `access_log_unavailable`): the request was not
     /// served, so that no access goes unlogged.
     #[error("{0}")]
@@ -211,6 +215,11 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "ledger_not_intact",
                 "Ledger not intact",
+            ),
+            ApiError::TimedOut(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "timed_out",
+                "Request timed out",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod access_log;
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod limits;

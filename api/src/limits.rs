@@ -32,6 +32,8 @@ pub struct Limits {
     pub rate: Option<Rate>,
     /// Open `/events/stream` connections per token.
     pub streams_per_token: u32,
+    /// How long a `/verify` (a full-chain scan) may run before it is stopped with 408.
+    pub verify_timeout: Duration,
 }
 
 /// A token bucket: `per_second` requests on average, up to `burst` at once.
@@ -53,6 +55,8 @@ pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
 pub const DEFAULT_RATE_BURST: u32 = 200;
 /// Default open streams per token.
 pub const DEFAULT_STREAMS_PER_TOKEN: u32 = 8;
+/// Default time limit of `/verify`: at the measured 1.3M events/s, a scan of 100M events.
+pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
 /// What a second `/verify` is told to wait before it tries again.
 const VERIFY_RETRY_AFTER_SECS: u64 = 10;
 /// Buckets kept at most; beyond it the full ones (tokens idle for a while) are forgotten.
@@ -68,6 +72,7 @@ impl Default for Limits {
                 burst: DEFAULT_RATE_BURST,
             }),
             streams_per_token: DEFAULT_STREAMS_PER_TOKEN,
+            verify_timeout: DEFAULT_VERIFY_TIMEOUT,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! `iss` and `sub` then name the registered actor it acts as; the actor's role and organisation
 //! come from the registry, never from the token's claims.
 //!
-//! The keys come from a file or an `http://` URL, and are read again when a token names an
+//! The keys come from a file or an `https://` (or, for a local sidecar, `http://`) URL, trusted
+//! through the system's CAs or the operator's CA file, and are read again when a token names an
 //! unknown `kid`, at most once every [`REFRESH_INTERVAL`].
 
 use std::path::PathBuf;
@@ -16,16 +17,14 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use base64::Engine as _;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use careledger_app::actors::OidcSubject;
 
+use crate::client::{check_url, HttpClient};
 use crate::error::ApiError;
 
 /// Leeway on `exp`, `nbf` and `iat`, for clocks slightly apart.
@@ -42,7 +41,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum JwksSource {
     /// A JWKS document on disk.
     File(PathBuf),
-    /// A JWKS document served over plain HTTP (`http://…`).
+    /// A JWKS document served over HTTPS (`https://…`), or plain HTTP from a local sidecar.
     Url(String),
 }
 
@@ -55,6 +54,8 @@ pub struct OidcConfig {
     pub audience: String,
     /// The issuer's keys.
     pub jwks: JwksSource,
+    /// CAs (PEM) trusted for an `https://` JWKS besides the system's: a hospital's own CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Validates access tokens against one issuer's keys.
@@ -63,7 +64,7 @@ pub struct OidcVerifier {
     keys: parking_lot::RwLock<Vec<Jwk>>,
     /// When the keys were last read for an unknown `kid`; one reading at a time.
     refreshed: tokio::sync::Mutex<Option<Instant>>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: HttpClient,
 }
 
 impl std::fmt::Debug for OidcVerifier {
@@ -106,21 +107,15 @@ impl OidcVerifier {
             return Err("--oidc-issuer and --oidc-audience must not be empty".into());
         }
         if let JwksSource::Url(url) = &config.jwks {
-            if !url.starts_with("http://") {
-                return Err(format!(
-                    "--oidc-jwks-url {url}: this server reads keys over plain http:// only (a \
-                     local proxy or sidecar); for an https:// JWKS, save it to a file kept \
-                     current and give --oidc-jwks-file"
-                ));
-            }
+            check_url(url).map_err(|e| format!("--oidc-jwks-url: {e}"))?;
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(FETCH_TIMEOUT));
+        let client = HttpClient::new(config.ca_file.as_deref(), "--oidc-ca-file", FETCH_TIMEOUT)
+            .map_err(|e| e.to_string())?;
         let verifier = OidcVerifier {
             config,
             keys: parking_lot::RwLock::new(Vec::new()),
             refreshed: tokio::sync::Mutex::new(None),
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client,
         };
         match (verifier.read_keys().await, &verifier.config.jwks) {
             (Ok(keys), _) => *verifier.keys.write() = keys,
@@ -166,19 +161,18 @@ impl OidcVerifier {
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.get(uri))
-            .await
-            .map_err(|_| format!("{url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
+        let request = axum::http::Request::get(url)
+            .header(axum::http::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
             .map_err(|e| format!("{url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("{url} answered {}", response.status()));
+        let answer = self
+            .client
+            .send(request, MAX_JWKS_BYTES, FETCH_TIMEOUT)
+            .await?;
+        if !answer.status.is_success() {
+            return Err(format!("{url} answered {}", answer.status));
         }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("reading {url}: {e}"))?;
-        Ok(body.to_bytes().to_vec())
+        Ok(answer.body.to_vec())
     }
 
     /// The key named `kid` (the only key when the token names none), reading the keys again

@@ -19,13 +19,12 @@ use crate::state::AppState;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every documented route, over the document `doc`: the one list the router and the OpenAPI
-/// document are both made from. Every route but the stream has a time limit.
+/// document are both made from. Every route but the stream has a time limit (/verify its own).
 pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
     use tower_http::timeout::TimeoutLayer;
     let limited = OpenApiRouter::new()
         .routes(routes!(service::health))
         .routes(routes!(service::openapi))
-        .routes(routes!(service::verify))
         .routes(routes!(events::global_log))
         .routes(routes!(events::append, events::patient_events))
         .routes(routes!(patients::plan))
@@ -54,8 +53,11 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
+    // The stream runs for as long as its subscriber follows; /verify has its own limit
+    // (`Limits::verify_timeout`), since a full scan may rightly take longer than a request.
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(sse::stream))
+        .routes(routes!(service::verify))
         .merge(limited)
 }
 

@@ -86,3 +86,51 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupErr
     }
     Ok(certificates)
 }
+
+/// The TLS configuration careledger's own clients use (the identity provider's keys, the
+/// command-line tool's requests to a running server): the system's trusted CAs
+/// (`/etc/ssl/certs` and the like, as `SSL_CERT_FILE`/`SSL_CERT_DIR` name them) and, when
+/// `extra_ca` is given, the CAs of that PEM file too (a hospital's own CA). `flag` names the
+/// setting that gave `extra_ca`, for the error.
+pub fn client_config(
+    extra_ca: Option<&Path>,
+    flag: &str,
+) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    // Unreadable system certificates are skipped: a machine without any still reaches servers
+    // whose CA is given with `extra_ca`, and a missing CA shows as a failed handshake naming it.
+    let system = rustls_native_certs::load_native_certs();
+    for error in &system.errors {
+        tracing::debug!(%error, "a system CA certificate could not be read");
+    }
+    let (_, unusable) = roots.add_parsable_certificates(system.certs);
+    if unusable > 0 {
+        tracing::debug!(
+            unusable,
+            "system CA certificates rustls cannot use were skipped"
+        );
+    }
+    if let Some(path) = extra_ca {
+        for ca in certificates(path)? {
+            roots.add(ca).map_err(|e| {
+                TlsSetupError(format!(
+                    "{flag} {}: a certificate is not a usable CA ({e})",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(TlsSetupError(format!(
+            "no trusted CA certificates: this machine has none installed (install the \
+             ca-certificates package) and {flag} was not given"
+        )));
+    }
+    // No ALPN here: the HTTPS connector names the protocols it speaks.
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError(format!("TLS protocol versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

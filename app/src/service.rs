@@ -397,7 +397,19 @@ impl App {
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Option<VerifyReport>, AppError> {
         self.may_verify(caller)?;
-        Ok(self.ledger.verify_cancellable(&mut |_, _| {}, cancel)?)
+        let mut reached = (0, 0);
+        let report = self
+            .ledger
+            .verify_cancellable(&mut |done, total| reached = (done, total), cancel)?;
+        if report.is_none() {
+            tracing::warn!(
+                verified = reached.0,
+                of = reached.1,
+                "a verification was stopped before the head: its time limit ended or its \
+                 client went away"
+            );
+        }
+        Ok(report)
     }
 
     /// Whether `caller` may verify the whole chain: auditors only.

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::process::{careledger, text};
+use crate::common::tls::{pki, tls_files, Pki};
 
 /// A `careledger serve` child on a free loopback port, its standard error in a file; killed
 /// when dropped.
@@ -576,64 +577,6 @@ fn a_reachable_address_without_tls_refuses_to_start_and_touches_nothing() {
     assert!(!data.exists(), "the data directory was not created");
 }
 
-/// A CA, a server certificate for localhost and a client certificate, in PEM.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-fn pki() -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.distinguished_name
-        .push(DnType::CommonName, "careledger test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &*ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(
-        vec!["localhost".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client_cert, client_key) = leaf(
-        vec!["gp-system.example".into()],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
-    Pki {
-        ca: ca.pem(),
-        server_cert,
-        server_key,
-        client_cert,
-        client_key,
-    }
-}
-
-/// Writes the PKI's files into `dir` and returns the server's TLS arguments.
-fn tls_files(dir: &Path, pki: &Pki) -> (String, String, String) {
-    let write = |name: &str, pem: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    (
-        write("server.pem", &pki.server_cert),
-        write("server-key.pem", &pki.server_key),
-        write("ca.pem", &pki.ca),
-    )
-}
-
 /// GET `path` over HTTPS, trusting the PKI's CA, with the client certificate if `with_cert`.
 async fn https_get(
     addr: SocketAddr,
@@ -754,4 +697,112 @@ fn pki_with_other_client(pki: &Pki) -> Pki {
         client_cert: other.client_cert,
         client_key: other.client_key,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_past_its_time_limit_is_stopped_with_408_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Long enough that no scan of it ends within a millisecond.
+    crate::common::built::build(&data, 20_000);
+    let auditor = add_actor(&data, "auditor-1", "auditor");
+    let server = Server::start(&data, &["--verify-timeout-secs", "0.001"], None);
+    let client = fresh_client();
+    let verify = format!("{}/verify", server.base());
+    let r = client
+        .get(&verify)
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "timed_out", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("--verify-timeout-secs"), "{detail}");
+    // The scan itself stops (it does not run on to the head in the background) and gives its
+    // slot back: the next verification is admitted, not told that one is in progress.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client
+            .get(&verify)
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 408 {
+            break;
+        }
+        assert_eq!(r.status(), 429, "a second verification waits for the first");
+        assert!(Instant::now() < deadline, "the stopped scan kept its slot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = server.log();
+    assert!(
+        log.contains("a verification was stopped before the head"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn with_its_default_limit_the_same_verification_reaches_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::common::built::build(&data, 20_000);
+    let auditor = add_actor(&data, "auditor-1", "auditor");
+    let server = Server::start(&data, &[], None);
+    let r = fresh_client()
+        .get(format!("{}/verify", server.base()))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert!(report["verified"].as_u64().unwrap() >= 20_000, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actors_commands_reach_a_server_over_https_trusting_the_ca_file_and_name_an_untrusted_one(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pki = pki();
+    let (cert, key, ca) = tls_files(dir.path(), &pki);
+    let op = add_actor(&data, "op-1", "operator");
+    let server = Server::start(&data, &["--tls-cert", &cert, "--tls-key", &key], None);
+    // The certificate names localhost.
+    let url = format!("https://localhost:{}", server.addr.port());
+    let trusted = careledger(&[
+        "actors",
+        "list",
+        "--url",
+        &url,
+        "--token",
+        &op,
+        "--ca-file",
+        &ca,
+    ]);
+    assert!(trusted.status.success(), "{}", text(&trusted));
+    assert!(text(&trusted).contains("op-1"), "{}", text(&trusted));
+    // Without the CA the server's certificate is not trusted, and the error says so.
+    let untrusted = careledger(&["actors", "list", "--url", &url, "--token", &op]);
+    assert!(!untrusted.status.success());
+    let said = text(&untrusted).to_lowercase();
+    assert!(
+        said.contains("certificate") && said.contains("could not reach"),
+        "{said}"
+    );
+    // A URL of another scheme is refused before anything is sent.
+    let ftp = careledger(&[
+        "actors",
+        "list",
+        "--url",
+        "ftp://localhost/",
+        "--token",
+        &op,
+    ]);
+    assert!(!ftp.status.success());
+    assert!(text(&ftp).contains("https://"), "{}", text(&ftp));
 }

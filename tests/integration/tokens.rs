@@ -870,6 +870,7 @@ async fn keys_read_over_http_admit_an_oidc_subject_until_its_actor_is_revoked() 
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         jwks: careledger_api::oidc::JwksSource::Url(jwks_url),
+        ca_file: None,
     })
     .await
     .unwrap();
@@ -892,6 +893,63 @@ async fn keys_read_over_http_admit_an_oidc_subject_until_its_actor_is_revoked() 
         &["auditor-oidc"],
     );
     server.shutdown().await;
+    jwks_server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_read_over_https_are_trusted_through_the_ca_file_and_not_without_it() {
+    use crate::common::tls::{pki, serve_https_json};
+    let f = Fixture::empty();
+    let key = IssuerKey::new("k1");
+    let pki = pki();
+    let (addr, jwks_server) =
+        serve_https_json(&pki, json!({"keys": [key.jwk()]}).to_string()).await;
+    let jwks_url = format!("https://localhost:{}/jwks", addr.port());
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &pki.ca).unwrap();
+    f.data
+        .actors
+        .add(
+            actor("auditor-oidc", AccessRole::Auditor).reached_as(OidcSubject {
+                issuer: ISSUER.into(),
+                subject: "u-7".into(),
+            }),
+        )
+        .unwrap();
+    let token = key.access_token(&claims("u-7"));
+    let config = |ca_file: Option<std::path::PathBuf>| careledger_api::oidc::OidcConfig {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        jwks: careledger_api::oidc::JwksSource::Url(jwks_url.clone()),
+        ca_file,
+    };
+    let client = reqwest::Client::new();
+    // Trusted through the hospital's CA: the token is accepted.
+    let verifier = careledger_api::oidc::OidcVerifier::start(config(Some(ca.path().into())))
+        .await
+        .unwrap();
+    let server = start(f.state.clone().with_oidc(verifier)).await;
+    let events = format!("{}/events", server.base);
+    assert_eq!(get(&client, &events, &token).await.0, StatusCode::OK);
+    server.shutdown().await;
+    // Without it the keys cannot be read, and no token is accepted.
+    let verifier = careledger_api::oidc::OidcVerifier::start(config(None))
+        .await
+        .unwrap();
+    let server = start(f.state.clone().with_oidc(verifier)).await;
+    let events = format!("{}/events", server.base);
+    assert_eq!(
+        get(&client, &events, &token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    server.shutdown().await;
+    // A JWKS address of another scheme is refused at start.
+    let mut ftp = config(None);
+    ftp.jwks = careledger_api::oidc::JwksSource::Url("ftp://localhost/jwks".into());
+    let refused = careledger_api::oidc::OidcVerifier::start(ftp)
+        .await
+        .unwrap_err();
+    assert!(refused.contains("https://"), "{refused}");
     jwks_server.abort();
 }
 

@@ -71,13 +71,14 @@ pub async fn openapi() -> Response {
 ///
 /// 200 with the count and head hash only when the ledger is intact; otherwise 409 with the
 /// position where it first fails. A full scan: for auditors only, one at a time (429 with
-/// `Retry-After` while another runs), and stopped when its request times out (408).
+/// `Retry-After` while another runs), and stopped when it runs past its own time limit
+/// (`Limits::verify_timeout`) or its client goes (408).
 #[utoipa::path(get, path = "/verify", tag = "service", security(("bearer" = [])),
     responses(
         (status = 200, description = "the ledger is intact", body = VerifyView),
         (status = 401, description = "no or an unknown token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "only auditors verify the whole chain", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 408, description = "the scan did not end within the request's time limit and was stopped"),
+        (status = 408, description = "the scan did not reach the head within its time limit (`--verify-timeout-secs`) and was stopped (code `timed_out`)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "the ledger is not intact: where it first fails", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "another verification is running (code `verify_in_progress`), or this token sent too many requests (`rate_limited`); `Retry-After` says when to retry", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "the ledger cannot be read now", body = ProblemDetails, content_type = "application/problem+json"),
@@ -93,12 +94,20 @@ pub async fn verify(
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancel));
     let app = state.app.clone();
-    let report = blocking(move || {
+    let limit = state.limits().verify_timeout;
+    let scan = blocking(move || {
         let _slot = slot;
         Ok(app.verify(&caller, &cancel)?)
-    })
-    .await?;
-    let Some(report) = report else {
+    });
+    let Ok(report) = tokio::time::timeout(limit, scan).await else {
+        return Err(ApiError::TimedOut(format!(
+            "the verification did not reach the head within {} s and was stopped; the \
+             operator sets the limit with --verify-timeout-secs, or runs `careledger verify` \
+             with the server stopped",
+            limit.as_secs_f64()
+        )));
+    };
+    let Some(report) = report? else {
         return Err(ApiError::Unavailable(
             "the verification was stopped before it reached the head".into(),
         ));

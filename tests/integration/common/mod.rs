@@ -1,8 +1,10 @@
 //! Shared set-up for the API tests: a data directory with a care team and actors.
 #![allow(dead_code)]
 
+pub mod built;
 pub mod process;
 pub mod tamper;
+pub mod tls;
 
 use std::collections::HashMap;
 
