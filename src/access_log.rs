@@ -114,7 +114,7 @@ pub fn run(command: AccessLogCommand) -> anyhow::Result<ExitCode> {
                     data.display()
                 )
             })?;
-            println!("{key}");
+            say!("{key}");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -138,24 +138,26 @@ pub fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     let key = verifier_key(data)?;
     let check = access_log::verify(data, key.as_ref())?;
     if let Some(problem) = &check.report.problem {
-        println!("FAILED: {problem}");
-        println!(
+        say!("FAILED: {problem}");
+        say!(
             "{} access log entries before it verified; last good hash {}",
-            check.report.verified, check.report.head_hash
+            check.report.verified,
+            check.report.head_hash
         );
         return Ok(ExitCode::FAILURE);
     }
     if let Some(problem) = &check.checkpoint_problem {
-        println!("FAILED: the access log's checkpoint: {problem}");
+        say!("FAILED: the access log's checkpoint: {problem}");
         return Ok(ExitCode::FAILURE);
     }
     let signed = match check.checkpoint_size {
         Some(size) => format!("; its checkpoint of size {size} verifies"),
         None => "; no checkpoint signed yet".to_owned(),
     };
-    println!(
+    say!(
         "ok: {} access log entries verified; head hash {}{signed}",
-        check.report.verified, check.report.head_hash
+        check.report.verified,
+        check.report.head_hash
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -182,13 +184,13 @@ fn list(
         for stored in &entries {
             let view = AccessEntryView::from(stored);
             if json {
-                println!("{}", serde_json::to_string(&view)?);
+                say!("{}", serde_json::to_string(&view)?);
             } else {
                 let who = match (&view.who.id, &view.who.role) {
                     (Some(id), Some(role)) => format!("{id} ({role})"),
                     _ => "unauthenticated".to_owned(),
                 };
-                println!(
+                say!(
                     "{:>6}  {}  {:<28} {:<9} {} {} {}  from {}  {}",
                     view.position,
                     view.recorded_at,

@@ -161,7 +161,7 @@ pub fn run(command: ActorsCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             for actor in answer["actors"].as_array().into_iter().flatten() {
-                println!("{}", list_line(actor));
+                say!("{}", list_line(actor));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -178,7 +178,7 @@ pub fn run(command: ActorsCommand) -> anyhow::Result<ExitCode> {
                     serde_json::to_value(AdminActorView::from(&record))?
                 }
             };
-            println!("{}", list_line(&answer));
+            say!("{}", list_line(&answer));
             eprintln!("The token of {id} is revoked; `careledger actors rotate --id {id}` issues a new one.");
             Ok(ExitCode::SUCCESS)
         }
@@ -238,7 +238,7 @@ fn print_issued(answer: &Value, what: &str) -> anyhow::Result<ExitCode> {
     let token = answer["token"]
         .as_str()
         .ok_or_else(|| anyhow!("the answer holds no token: {answer}"))?;
-    println!("{token}");
+    say!("{token}");
     let actor = &answer["actor"];
     eprintln!(
         "Actor {} ({}) {what}; the token expires {}. It is shown once; keep it secret.",

@@ -580,7 +580,7 @@ fn proof(command: ProofCommand) -> anyhow::Result<ExitCode> {
             })
         }
     };
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    say!("{}", serde_json::to_string_pretty(&json)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -605,7 +605,7 @@ fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
         ));
     }
     let key = careledger_core::checkpoint::LogKey::open(&path)?;
-    println!("{}", key.verifier_key());
+    say!("{}", key.verifier_key());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -660,18 +660,18 @@ fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
     let app = AppState::start(&dir).app;
     let report = demo::run(&app)?;
     app.finish()?;
-    println!("Wrote {} events to {}:", report.events, data.display());
+    say!("Wrote {} events to {}:", report.events, data.display());
     for line in &report.lines {
-        println!("  {line}");
+        say!("  {line}");
     }
     if !report.tokens.is_empty() {
-        println!("\nDemo actors and their bearer tokens (shown once):");
+        say!("\nDemo actors and their bearer tokens (shown once):");
         for (id, role, token) in &report.tokens {
-            println!("  {id:<20} {role:<20} {token}");
+            say!("  {id:<20} {role:<20} {token}");
         }
     }
     let head = dir.ledger.head();
-    println!("\nHead: position {}, hash {}", head.position, head.hash);
+    say!("\nHead: position {}, hash {}", head.position, head.hash);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -696,10 +696,10 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
         None => {
             let tree = check_tree(data, &ledger)?;
             if let Some(problem) = &tree.problem {
-                println!("FAILED: {problem}");
+                say!("FAILED: {problem}");
                 return Ok(ExitCode::FAILURE);
             }
-            println!(
+            say!(
                 "ok: {} events verified in {:.2?}; head hash {}; Merkle root {} at size {}",
                 report.verified,
                 started.elapsed(),
@@ -713,10 +713,11 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(problem) => {
-            println!("FAILED: {problem}");
-            println!(
+            say!("FAILED: {problem}");
+            say!(
                 "{} events before it verified; last good hash {}",
-                report.verified, report.head_hash
+                report.verified,
+                report.head_hash
             );
             Ok(ExitCode::FAILURE)
         }
@@ -794,7 +795,7 @@ fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {
         since,
     };
     let bundle = careledger_fhir::everything(&patient, view, &events, request);
-    println!("{}", serde_json::to_string_pretty(&bundle)?);
+    say!("{}", serde_json::to_string_pretty(&bundle)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -806,7 +807,7 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
         .patient(&patient)
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&PlanView::new(
                 &patient,
@@ -817,17 +818,18 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let p = &view.plan;
-    println!("Care plan of patient {patient} (revision {})", p.revision);
+    say!("Care plan of patient {patient} (revision {})", p.revision);
     match &p.shared_care {
-        Some((arrangement, by)) => println!(
+        Some((arrangement, by)) => say!(
             "Shared care: {arrangement} (since position {}, {})",
-            by.position, by.actor_name
+            by.position,
+            by.actor_name
         ),
-        None => println!("Shared care: no"),
+        None => say!("Shared care: no"),
     }
-    println!("\nCare team:");
+    say!("\nCare team:");
     for m in &p.care_team {
-        println!(
+        say!(
             "  {:<20} {:<22} {:<12} lead {:?}, {:?}",
             m.name.as_str(),
             m.role.to_string(),
@@ -836,7 +838,7 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             m.practitioner
         );
     }
-    println!("\nTargets:");
+    say!("\nTargets:");
     for (measure, t) in &p.targets {
         let status = match p.target_status(*measure) {
             TargetStatus::Met => "met",
@@ -852,7 +854,7 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
         let replaced = t.replaced.as_ref().map_or(String::new(), |r| {
             format!("; replaced {} {}", r.comparator.symbol(), r.value)
         });
-        println!(
+        say!(
             "  {:<24} {} {:<14} latest {:<14} {status:<8} set by {by}{replaced}",
             measure.name(),
             t.effective.comparator.symbol(),
@@ -860,9 +862,9 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             latest
         );
     }
-    println!("\nActive medication:");
+    say!("\nActive medication:");
     for (atc, m) in &p.medications {
-        println!(
+        say!(
             "  {atc:<8} {:<16} {} {:<10} prescribed by {} {} ({})",
             m.name.as_str(),
             m.dose,
@@ -889,17 +891,19 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
                 ),
                 _ => "entered in error".to_owned(),
             };
-            println!("  history: {atc:<8} {:<16} {how}", episode.name.as_str());
+            say!("  history: {atc:<8} {:<16} {how}", episode.name.as_str());
         }
     }
     for pref in &p.preferences {
-        println!(
+        say!(
             "  preference: {} ({}): {}",
-            pref.name, pref.atc, pref.preference
+            pref.name,
+            pref.atc,
+            pref.preference
         );
     }
     print_clinical(p);
-    println!(
+    say!(
         "\nAnnual CVRM panel: {}",
         p.annual_panel
             .iter()
@@ -908,7 +912,7 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             .join(", ")
     );
     for (id, o) in &p.lab_orders {
-        println!(
+        say!(
             "  open order {id}: {} pending since {}",
             o.pending
                 .iter()
@@ -918,14 +922,14 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             o.ordered.occurred_at.to_chrono().format("%Y-%m-%d")
         );
     }
-    println!("\nLatest values:");
+    say!("\nLatest values:");
     for (m, v) in p.lab_results.iter().chain(p.measurements.iter()) {
         let flag = if p.is_entered_in_error(v.recorded.position) {
             " (entered in error)"
         } else {
             ""
         };
-        println!(
+        say!(
             "  {:<24} {:<14} {} (pos {}){flag}",
             m.name(),
             v.value.to_string(),
@@ -933,27 +937,30 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             v.recorded.position
         );
     }
-    println!("\nLifestyle goals:");
+    say!("\nLifestyle goals:");
     for (id, g) in &p.goals {
-        println!(
+        say!(
             "  {id}: {} ({})",
             g.description,
             g.outcome
                 .map_or("open".into(), |o| format!("{o:?}").to_lowercase())
         );
     }
-    println!("\nNotes and letters:");
+    say!("\nNotes and letters:");
     for n in &p.notes {
-        println!(
+        say!(
             "  [{:?}] {} by {} ({})",
-            n.kind, n.subject, n.written.actor_name, n.written.recorded_at
+            n.kind,
+            n.subject,
+            n.written.actor_name,
+            n.written.recorded_at
         );
     }
     let signals = signals::signals(view, projections.config(), Timestamp::now());
     if !signals.is_empty() {
-        println!("\nSignals:");
+        say!("\nSignals:");
         for s in signals {
-            println!("  {}: {}", s.code, s.message);
+            say!("  {}: {}", s.code, s.message);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -961,14 +968,14 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
 
 /// Intolerances, problems and smoking status, each with who recorded it.
 fn print_clinical(p: &careledger_projections::plan::CarePlan) {
-    println!("\nIntolerances and contra-indications:");
+    say!("\nIntolerances and contra-indications:");
     for i in &p.intolerances {
         let flag = if p.is_entered_in_error(i.recorded.position) {
             " (entered in error)"
         } else {
             ""
         };
-        println!(
+        say!(
             "  {} {} ({}): {}; recorded by {} {} on {}{flag}",
             i.kind,
             i.substance,
@@ -979,15 +986,15 @@ fn print_clinical(p: &careledger_projections::plan::CarePlan) {
             i.recorded.occurred_at.to_chrono().format("%Y-%m-%d")
         );
     }
-    println!("\nProblems:");
+    say!("\nProblems:");
     for (id, problem) in &p.problems {
         let state = problem.resolved.as_ref().map_or("active".into(), |r| {
             format!("resolved {}", r.occurred_at.to_chrono().format("%Y-%m-%d"))
         });
-        println!("  {id}: {} {} ({state})", problem.code, problem.description);
+        say!("  {id}: {} {} ({state})", problem.code, problem.description);
     }
     if let Some(s) = p.smoking_status() {
-        println!("\nSmoking status: {}", s.status.name());
+        say!("\nSmoking status: {}", s.status.name());
     }
 }
 
@@ -1010,22 +1017,26 @@ fn audit_cmd(
     let entries = audit::query(view, &filter);
     if args.json {
         let list: Vec<_> = entries.into_iter().map(AuditEntryView::from).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        say!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
     for e in entries {
         let p = &e.provenance;
-        println!("#{:<5} {} {}", p.position, p.recorded_at, e.summary);
+        say!("#{:<5} {} {}", p.position, p.recorded_at, e.summary);
         if e.from.is_some() || e.to.is_some() {
-            println!(
+            say!(
                 "       change: {} -> {}",
                 e.from.as_deref().unwrap_or("-"),
                 e.to.as_deref().unwrap_or("-")
             );
         }
-        println!(
+        say!(
             "       by {} ({}, {}), occurred {}, reason: {}",
-            p.actor, p.role, p.line, p.occurred_at, p.reason
+            p.actor,
+            p.role,
+            p.line,
+            p.occurred_at,
+            p.reason
         );
         for told in &e.notified {
             let status = match &told.status {
@@ -1037,15 +1048,15 @@ fn audit_cmd(
                     format!("withdrawn: entered in error (correction at position {correction})")
                 }
             };
-            println!("       {} told: {status}", told.recipient);
+            say!("       {} told: {status}", told.recipient);
         }
         if let Some(c) = e.corrected_by {
-            println!("       ENTERED IN ERROR (correction at position {c})");
+            say!("       ENTERED IN ERROR (correction at position {c})");
         }
         if let Some(start) = e.voided_with {
-            println!("       VOID: the medication start at position {start} was entered in error");
+            say!("       VOID: the medication start at position {start} was entered in error");
         }
-        println!("       hash {}", p.hash);
+        say!("       hash {}", p.hash);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1078,7 +1089,7 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
             .iter()
             .map(|n| NotificationView::new(n, n.is_overdue(config, now)))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        say!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
     for n in list {
@@ -1094,7 +1105,7 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
                 format!("withdrawn by correction {correction}")
             }
         };
-        println!(
+        say!(
             "{:<8} to {:<12} {state:<40} {}",
             n.id,
             n.recipient.to_string(),
@@ -1115,7 +1126,7 @@ fn rebuild(data: &Path) -> anyhow::Result<ExitCode> {
     })?;
     eprintln!();
     projections.flush()?;
-    println!(
+    say!(
         "rebuilt the read models from {applied} events in {:.2?}",
         started.elapsed()
     );

@@ -26,7 +26,7 @@ pub fn export_cmd(data: &Path, patient: &str, out: &Path) -> anyhow::Result<Exit
     let json = serde_json::to_vec_pretty(&bundle)?;
     std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
     let last = bundle.events.last().map_or(0, |e| e.position);
-    println!(
+    say!(
         "Exported {} events of patient {patient} (the last at position {last}) to {}",
         bundle.events.len(),
         out.display()
@@ -39,9 +39,9 @@ pub fn export_cmd(data: &Path, patient: &str, out: &Path) -> anyhow::Result<Exit
                 .map(|(c, _)| c.size())
         })
         .unwrap_or(0);
-    println!("against the checkpoint of tree size {size}.");
+    say!("against the checkpoint of tree size {size}.");
     if bundle.heads.is_none() {
-        println!(
+        say!(
             "WARNING: that checkpoint carries no heads map (it was signed before they existed): \
              the export cannot prove that no later event of the patient is left out. Export \
              again after the server has signed a new checkpoint."
@@ -101,7 +101,7 @@ pub fn verify_export_cmd(options: &VerifyOptions<'_>) -> anyhow::Result<ExitCode
     let verified = match verified {
         Ok(verified) => verified,
         Err(problem) => {
-            println!("FAILED: {problem}");
+            say!("FAILED: {problem}");
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -109,7 +109,7 @@ pub fn verify_export_cmd(options: &VerifyOptions<'_>) -> anyhow::Result<ExitCode
     let _ = print_verified(&mut std::io::stdout().lock(), &verified, &log);
     match (&verified.completeness, options.require_complete) {
         (Completeness::TailUnproven, true) => {
-            println!("FAILED: the tail is unproven and --require-complete was given");
+            say!("FAILED: the tail is unproven and --require-complete was given");
             Ok(ExitCode::FAILURE)
         }
         _ => Ok(ExitCode::SUCCESS),

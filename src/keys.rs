@@ -119,7 +119,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                     Some(p) => format!("revoked at position {p}"),
                     None => "in use".to_owned(),
                 };
-                println!(
+                say!(
                     "{:<24} {:<20} {}  registered at position {} by {}; {state}; system {}",
                     key.key.actor.as_str(),
                     key.key.key_id.as_str(),
@@ -153,9 +153,10 @@ fn record_change(
         Text::new(reason).context("--reason")?,
     )?;
     for e in &outcome.events {
-        println!(
+        say!(
             "recorded at position {} in the key stream, hash {}",
-            e.position, e.hash
+            e.position,
+            e.hash
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -176,7 +177,7 @@ fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
         format!("{}\n", base64_encode(&secret)).as_bytes(),
     )?;
     file.sync_all()?;
-    println!("{}", base64_encode(&public_key(&secret)));
+    say!("{}", base64_encode(&public_key(&secret)));
     eprintln!(
         "Private key written to {}; register the public key above for the actor \
          (POST /actors/me/keys, or `careledger keys register`).",

@@ -2,6 +2,10 @@
 //! demo, verification, proofs, exports of one patient's history and their offline check, the
 //! read models on the command line, actors.
 
+// First: its `say!` macro is used by the modules after it.
+#[macro_use]
+mod output;
+
 mod access_log;
 mod actors;
 mod cli;

@@ -93,7 +93,7 @@ fn verify(log_key: &str, witness_keys: &[String], file: &Path) -> anyhow::Result
     };
     let (checkpoint, note) = careledger_core::checkpoint::Checkpoint::open(&text, &log)
         .context("the checkpoint does not carry a valid signature by the log's key")?;
-    println!(
+    say!(
         "checkpoint {} size {} root {}",
         checkpoint.origin(),
         checkpoint.size(),
@@ -105,17 +105,17 @@ fn verify(log_key: &str, witness_keys: &[String], file: &Path) -> anyhow::Result
             VerifierKey::parse(spec).with_context(|| format!("--witness-key {spec:?}"))?;
         let found = note.signatures().iter().find(|s| s.is_by(&witness));
         match found.map(|s| s.verify_cosignature(&witness, note.text())) {
-            Some(Ok(time)) => println!(
+            Some(Ok(time)) => say!(
                 "cosigned by {} at {time} (seconds since 1970, UTC)",
                 witness.name()
             ),
             Some(Err(e)) => {
                 all = false;
-                println!("NOT cosigned by {}: {e}", witness.name());
+                say!("NOT cosigned by {}: {e}", witness.name());
             }
             None => {
                 all = false;
-                println!(
+                say!(
                     "NOT cosigned by {}: no cosignature by that key",
                     witness.name()
                 );
@@ -131,7 +131,7 @@ fn verify(log_key: &str, witness_keys: &[String], file: &Path) -> anyhow::Result
 
 fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
     let signer = create_witness_key(out, name)?;
-    println!("{}", signer.verifier_key());
+    say!("{}", signer.verifier_key());
     Ok(ExitCode::SUCCESS)
 }
 

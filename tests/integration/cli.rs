@@ -252,3 +252,43 @@ fn proof_prints_inclusion_and_consistency_proofs_that_verify_and_names_a_bad_siz
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("tree size 0"));
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly_without_a_panic() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    // Audit trails longer than a pipe's buffer (64 KiB), so that the writer meets the closed pipe.
+    common::built::build(dir.path(), 3_000);
+    let data = dir.path().to_str().unwrap();
+    for args in [
+        vec!["audit", "--data", data, "--patient", "patient-1"],
+        vec!["audit", "--data", data, "--patient", "patient-2", "--json"],
+    ] {
+        // As `careledger audit | head -c 10`: the reader takes a few bytes and closes the pipe.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_careledger"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 10];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        drop(child.stdout.take());
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}: {status}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
