@@ -1,12 +1,18 @@
 //! The access log's storage: its own sled database in `<data>/access-log/db`, the hash chain
 //! over the stored entries, the patient index, and verification (`docs/access-log.md`).
 //!
-//! Keys: `e` ‖ first position (u64 big-endian) → the frames of up to [`GROUP`] consecutive
-//! entries written together (`0xFF` ‖ for each, its length (u32 BE) ‖ the frame), or one lone
-//! frame; `p` ‖ patient id ‖ `0x00` ‖ first position → the positions (u64 BE each) of that
+//! The entries themselves are appended to a file of their own, `<data>/access-log/entries`: a
+//! group of up to [`GROUP`] consecutive frames written together (`0xFF` ‖ for each, its length
+//! (u32 BE) ‖ the frame), one after the other. sled keeps where each group is and the patient
+//! index. Keys: `e` ‖ first position (u64 big-endian) → where the group is in the file (`0xFE` ‖
+//! offset (u64 BE) ‖ length (u32 BE)), or, as earlier builds wrote them, the group itself or one
+//! lone frame; `p` ‖ patient id ‖ `0x00` ‖ first position → the positions (u64 BE each) of that
 //! patient's entries in the group, or nothing for the lone entry at that position (the patient
-//! index, derived). Grouping keeps sled's work per batch to a few inserts rather than two per
-//! entry. A frame has the ledger's layout
+//! index, derived). An entry is written once, at the end of a file, instead of being copied
+//! through sled's log and pages: sled's work per batch is a few small inserts. A write appends
+//! the groups and `fdatasync`s the file before sled records where they are, so sled never
+//! points past what is durable; bytes after the last group sled names (a crash between the
+//! two) are cut off when the store opens. A frame has the ledger's layout
 //! (`careledger_core::chain::encode_frame`): version, entry format, previous hash, hash, entry
 //! bytes; the hash is [`entry_hash`], BLAKE3 under the access log's own tag.
 
@@ -31,6 +37,29 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub const GROUP: usize = 64;
 /// The first byte of a group of frames (a frame starts with its version, never this).
 const GROUP_MARK: u8 = 0xFF;
+/// The first byte of where a group is in the entries file (offset, length).
+const PLACE_MARK: u8 = 0xFE;
+/// The file the groups of entries are appended to, in the store's directory.
+const ENTRIES_FILE: &str = "entries";
+
+/// Where a group is in the entries file, as sled stores it.
+fn place_value(offset: u64, len: u32) -> [u8; 13] {
+    let mut value = [0; 13];
+    value[0] = PLACE_MARK;
+    value[1..9].copy_from_slice(&offset.to_be_bytes());
+    value[9..].copy_from_slice(&len.to_be_bytes());
+    value
+}
+
+/// The offset and length a stored value names, when it names a place in the entries file.
+fn place_of(value: &[u8]) -> Option<(u64, u32)> {
+    let (&PLACE_MARK, rest) = value.split_first()? else {
+        return None;
+    };
+    let offset = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let len = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?);
+    Some((offset, len))
+}
 
 /// The frames of a stored value whose key names `first`: (position, frame) each.
 fn frames_in(first: u64, value: &[u8]) -> Option<Vec<(u64, &[u8])>> {
@@ -172,11 +201,14 @@ pub enum AccessProblem {
     },
 }
 
-/// The access log's sled database.
+/// The access log's entries file and sled database.
 pub struct AccessStore {
     dir: PathBuf,
     db: sled::Db,
     data_file: File,
+    entries: File,
+    /// Where the next group goes in the entries file: the end of the last one sled names.
+    end: parking_lot::Mutex<u64>,
 }
 
 fn store_error(context: &'static str) -> impl Fn(sled::Error) -> AppError {
@@ -225,11 +257,58 @@ impl AccessStore {
         };
         let data_file =
             File::open(dir.join("db")).map_err(io_error("opening the access log's data file"))?;
+        let entries = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(ENTRIES_FILE))
+            .map_err(io_error("opening the access log's entries file"))?;
+        let last = db
+            .range(entry_key(0)..=entry_key(u64::MAX))
+            .next_back()
+            .transpose()
+            .map_err(store_error("reading the access log's head"))?;
+        let end = last
+            .and_then(|(_, value)| place_of(&value))
+            .map_or(0, |(offset, len)| offset + u64::from(len));
+        let len = entries
+            .metadata()
+            .map_err(io_error("reading the access log's entries file"))?
+            .len();
+        if len > end {
+            // Appended and synced, but the write ended before sled recorded where: never
+            // acknowledged to the writer, cut off so that the next group starts at `end`.
+            entries
+                .set_len(end)
+                .and_then(|()| entries.sync_data())
+                .map_err(io_error(
+                    "cutting an unrecorded tail off the access log's entries",
+                ))?;
+        }
+        // Shorter than `end` is damage: reads and verification name the groups it lost.
         Ok(Self {
             dir: dir.to_owned(),
             db,
             data_file,
+            entries,
+            end: parking_lot::Mutex::new(end),
         })
+    }
+
+    /// The group of frames a stored value holds or names in the entries file.
+    fn group<'a>(&self, value: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+        use std::os::unix::fs::FileExt as _;
+        let Some((offset, len)) = place_of(value) else {
+            return Ok(std::borrow::Cow::Borrowed(value));
+        };
+        let mut bytes = vec![0; len as usize];
+        self.entries
+            .read_exact_at(&mut bytes, offset)
+            .map_err(|e| {
+                format!("the entries file holds no {len} bytes at offset {offset} ({e})")
+            })?;
+        Ok(std::borrow::Cow::Owned(bytes))
     }
 
     /// The directory.
@@ -254,7 +333,10 @@ impl AccessStore {
                 };
                 let first =
                     position_of(&key).ok_or_else(|| malformed("a malformed entry key".into()))?;
-                let (position, frame) = frames_in(first, &value)
+                let group = self.group(&value).map_err(|e| {
+                    malformed(format!("the group at position {first} cannot be read: {e}"))
+                })?;
+                let (position, frame) = frames_in(first, &group)
                     .and_then(|frames| frames.last().copied())
                     .ok_or_else(|| {
                         malformed(format!("the group at position {first} cannot be read"))
@@ -270,30 +352,46 @@ impl AccessStore {
     /// Writes `framed` and the patient index in one atomic batch, then makes it durable: sled
     /// flush, then `fdatasync` of its data file.
     pub(crate) fn write(&self, framed: &[Framed]) -> Result<(), AppError> {
+        use std::os::unix::fs::FileExt as _;
+        let mut end = self.end.lock();
+        let size: usize = framed.iter().map(|f| f.frame.len() + 4).sum();
+        let mut bytes = Vec::with_capacity(size + framed.len().div_ceil(GROUP));
         let mut batch = sled::Batch::default();
         for group in framed.chunks(GROUP) {
             let first = group[0].position;
-            let size: usize = group.iter().map(|f| f.frame.len() + 4).sum();
-            let mut value = Vec::with_capacity(size + 1);
-            value.push(GROUP_MARK);
+            let start = bytes.len();
+            bytes.push(GROUP_MARK);
             let mut by_patient: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
             for f in group {
-                value.extend_from_slice(&(f.frame.len() as u32).to_be_bytes());
-                value.extend_from_slice(&f.frame);
+                bytes.extend_from_slice(&(f.frame.len() as u32).to_be_bytes());
+                bytes.extend_from_slice(&f.frame);
                 if let Some(patient) = &f.patient {
                     let positions = by_patient.entry(patient).or_default();
                     positions.extend_from_slice(&f.position.to_be_bytes());
                 }
             }
-            batch.insert(&entry_key(first)[..], value);
+            let len = u32::try_from(bytes.len() - start).map_err(|_| {
+                AppError::Internal("a group of access log entries over 4 GiB".into())
+            })?;
+            batch.insert(
+                &entry_key(first)[..],
+                &place_value(*end + start as u64, len)[..],
+            );
             for (patient, positions) in by_patient {
                 batch.insert(patient_key(patient, first), positions);
             }
         }
+        // At the end sled names, whatever a failed attempt left there: a retry writes over it.
+        self.entries
+            .write_all_at(&bytes, *end)
+            .and_then(|()| self.entries.sync_data())
+            .map_err(io_error("writing the access log's entries"))?;
         self.db
             .apply_batch(batch)
             .map_err(store_error("writing the access log"))?;
-        self.sync()
+        self.sync()?;
+        *end += bytes.len() as u64;
+        Ok(())
     }
 
     fn sync(&self) -> Result<(), AppError> {
@@ -317,7 +415,11 @@ impl AccessStore {
             return Ok(None);
         };
         let first = position_of(&key).unwrap_or(0);
-        Ok(frames_in(first, &value).and_then(|frames| {
+        let group = self.group(&value).map_err(|detail| AppError::Store {
+            context: "reading the access log",
+            detail,
+        })?;
+        Ok(frames_in(first, &group).and_then(|frames| {
             frames
                 .into_iter()
                 .find(|(p, _)| *p == position)
@@ -394,7 +496,11 @@ impl AccessStore {
         for item in self.groups_from(after + 1)? {
             let (key, value) = item.map_err(store_error("reading the access log"))?;
             let first = position_of(&key).unwrap_or(0);
-            let frames = frames_in(first, &value).ok_or_else(|| AppError::Store {
+            let group = self.group(&value).map_err(|detail| AppError::Store {
+                context: "reading the access log",
+                detail,
+            })?;
+            let frames = frames_in(first, &group).ok_or_else(|| AppError::Store {
                 context: "reading the access log",
                 detail: format!("the group at position {first} cannot be read"),
             })?;
@@ -446,7 +552,17 @@ impl AccessStore {
         for item in self.db.range(entry_key(0)..=entry_key(u64::MAX)) {
             let (key, value) = item.map_err(store_error("verifying the access log"))?;
             let first = position_of(&key).unwrap_or(0);
-            let Some(frames) = frames_in(first, &value) else {
+            let group = match self.group(&value) {
+                Ok(group) => group,
+                Err(what) => {
+                    report.problem = Some(AccessProblem::Undecodable {
+                        position: first,
+                        what,
+                    });
+                    return Ok(report);
+                }
+            };
+            let Some(frames) = frames_in(first, &group) else {
                 report.problem = Some(AccessProblem::Undecodable {
                     position: first,
                     what: "a group of frames that ends early".into(),
@@ -517,7 +633,8 @@ impl AccessStore {
             .map_err(store_error("reading the access log"))?
             .ok_or_else(|| AppError::Internal(format!("no entry at {position}")))?;
         let first = position_of(&key).unwrap_or(0);
-        let frames = frames_in(first, &value)
+        let group = self.group(&value).map_err(AppError::Internal)?;
+        let frames = frames_in(first, &group)
             .ok_or_else(|| AppError::Internal(format!("no group at {first}")))?;
         let mut rewritten = vec![GROUP_MARK];
         for (p, f) in frames {
@@ -525,10 +642,36 @@ impl AccessStore {
             rewritten.extend_from_slice(&(f.len() as u32).to_be_bytes());
             rewritten.extend_from_slice(f);
         }
-        self.db
-            .insert(key, rewritten)
-            .map_err(store_error("writing the access log"))?;
-        self.sync()
+        use std::os::unix::fs::FileExt as _;
+        match place_of(&value) {
+            // In place when it fits, as a tamperer with the file would.
+            Some((offset, len)) if rewritten.len() == len as usize => self
+                .entries
+                .write_all_at(&rewritten, offset)
+                .and_then(|()| self.entries.sync_data())
+                .map_err(io_error("writing the access log's entries")),
+            // Else at the end, and sled names the new place.
+            Some(_) => {
+                let mut end = self.end.lock();
+                self.entries
+                    .write_all_at(&rewritten, *end)
+                    .and_then(|()| self.entries.sync_data())
+                    .map_err(io_error("writing the access log's entries"))?;
+                let place = place_value(*end, rewritten.len() as u32);
+                self.db
+                    .insert(key, &place[..])
+                    .map_err(store_error("writing the access log"))?;
+                self.sync()?;
+                *end += rewritten.len() as u64;
+                Ok(())
+            }
+            None => {
+                self.db
+                    .insert(key, rewritten)
+                    .map_err(store_error("writing the access log"))?;
+                self.sync()
+            }
+        }
     }
 }
 
@@ -651,6 +794,148 @@ mod tests {
         assert_eq!(page.len(), 2);
         assert!(more);
         assert_eq!(page[0].entry.status, 403);
+    }
+
+    /// Frames `entries` after `prev` from position `from` on.
+    fn framed_from(from: u64, prev: Hash, entries: &[AccessEntry]) -> (Vec<Framed>, Hash) {
+        let mut prev = prev;
+        let framed = entries
+            .iter()
+            .zip(from..)
+            .map(|(e, position)| {
+                let f = frame(position, &prev, e);
+                prev = f.hash;
+                f
+            })
+            .collect();
+        (framed, prev)
+    }
+
+    #[test]
+    fn entries_go_to_the_entries_file_and_sled_names_only_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        let entries: Vec<AccessEntry> = (0..150)
+            .map(|n| entry(200 + n, Some("999990007")))
+            .collect();
+        let head = write(&store, &entries);
+        let file_len = std::fs::metadata(dir.path().join(ENTRIES_FILE))
+            .unwrap()
+            .len();
+        let framed_len: u64 = framed_from(1, Hash::ZERO, &entries)
+            .0
+            .iter()
+            .map(|f| f.frame.len() as u64 + 4)
+            .sum();
+        // Three groups (64, 64, 22), each with its mark.
+        assert_eq!(file_len, framed_len + 3);
+        for item in store.db.range(entry_key(0)..=entry_key(u64::MAX)) {
+            let (_, value) = item.unwrap();
+            assert!(
+                place_of(&value).is_some(),
+                "sled holds a place, not the frames"
+            );
+        }
+        drop(store);
+        let store = AccessStore::open(dir.path()).unwrap();
+        assert_eq!(store.head().unwrap(), (150, head));
+        assert_eq!(store.verify().unwrap().problem, None);
+    }
+
+    #[test]
+    fn bytes_after_the_last_recorded_group_are_cut_off_on_open_and_writing_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        let head = write(&store, &[entry(200, Some("999990007")), entry(200, None)]);
+        drop(store);
+        // A crash after the entries file was synced and before sled recorded the group.
+        let path = dir.path().join(ENTRIES_FILE);
+        let recorded = std::fs::metadata(&path).unwrap().len();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &[0xFF, 0, 0, 1, 0, 7, 7, 7]).unwrap();
+        drop(file);
+        let store = AccessStore::open(dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), recorded);
+        assert_eq!(store.head().unwrap(), (2, head));
+        let (framed, head) = framed_from(3, head, &[entry(404, Some("999990019"))]);
+        store.write(&framed).unwrap();
+        let report = store.verify().unwrap();
+        assert_eq!(
+            (report.verified, report.head_hash, report.problem),
+            (3, head, None)
+        );
+    }
+
+    #[test]
+    fn groups_stored_in_sled_by_earlier_builds_still_read_and_verify_before_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        // As an earlier build wrote them: the group itself in sled, and a lone frame.
+        let (old, head) = framed_from(
+            1,
+            Hash::ZERO,
+            &[
+                entry(200, Some("999990007")),
+                entry(201, None),
+                entry(202, None),
+            ],
+        );
+        let mut group = vec![GROUP_MARK];
+        for f in &old[..2] {
+            group.extend_from_slice(&(f.frame.len() as u32).to_be_bytes());
+            group.extend_from_slice(&f.frame);
+        }
+        store.db.insert(entry_key(1), group).unwrap();
+        store.db.insert(entry_key(3), old[2].frame.clone()).unwrap();
+        store
+            .db
+            .insert(patient_key("999990007", 1), &1u64.to_be_bytes()[..])
+            .unwrap();
+        drop(store);
+        let store = AccessStore::open(dir.path()).unwrap();
+        assert_eq!(store.head().unwrap(), (3, head));
+        let (new, head) = framed_from(4, head, &[entry(203, Some("999990007"))]);
+        store.write(&new).unwrap();
+        let report = store.verify().unwrap();
+        assert_eq!(
+            (report.verified, report.head_hash, report.problem),
+            (4, head, None)
+        );
+        let filter = AccessFilter {
+            patient: Some(PatientId::parse("999990007").unwrap()),
+            ..AccessFilter::default()
+        };
+        let (found, _) = store.list(&filter, 0, 4, 10).unwrap();
+        let positions: Vec<u64> = found.iter().map(|s| s.position).collect();
+        assert_eq!(positions, vec![1, 4]);
+    }
+
+    #[test]
+    fn an_entries_file_that_lost_its_tail_is_named_by_verification_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        let entries: Vec<AccessEntry> = (0..70).map(|n| entry(200 + n, None)).collect();
+        write(&store, &entries);
+        let path = dir.path().join(ENTRIES_FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let report = store.verify().unwrap();
+        assert_eq!(report.verified, 64, "the first group stands");
+        match report.problem {
+            Some(AccessProblem::Undecodable { position, what }) => {
+                assert_eq!(position, 65);
+                assert!(what.contains("entries file"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The layout of `docs/access-log.md`, written out by hand: the frame and hash of an entry.
