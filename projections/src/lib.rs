@@ -5,6 +5,7 @@
 //! - [`notifications`]: the notify-the-other-party messages;
 //! - [`signals`]: duplicate lab work, annual lab due, target not met, home-measurement trends,
 //!   and the lab-order signals of [`lab`];
+//! - [`labels`]: human labels in Dutch and English for every front end, times in Europe/Amsterdam;
 //! - [`clinical`]: intolerances, problems, indications and smoking status in the plan;
 //! - [`store`]: the projections persisted in their own sled database with their checkpoint.
 //!
@@ -15,6 +16,7 @@
 pub mod audit;
 pub mod clinical;
 pub mod lab;
+pub mod labels;
 pub mod notifications;
 pub mod plan;
 pub mod signals;
