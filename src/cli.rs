@@ -14,14 +14,14 @@ use careledger_core::role::Line;
 use careledger_core::{Ledger, LedgerConfig};
 use careledger_projections::audit::{self, AuditFilter};
 use careledger_projections::notifications::{self, Which};
-use careledger_projections::plan::{self, TargetStatus};
 use careledger_projections::{signals, ProjectionConfig, Projections};
 
 use careledger_api::wire::{self, AuditEntryView, NotificationView, PlanView};
 use careledger_api::AppState;
 use careledger_app::data_dir::{self, DataDir};
 
-use crate::{demo, export};
+use crate::remote::Remote;
+use crate::{demo, export, render};
 
 /// careledger: an event-sourced, hash-chained care-plan ledger for shared care between the GP
 /// practice (first line) and the hospital specialist (second line).
@@ -70,6 +70,10 @@ struct PatientArgs {
     data: Data,
     #[command(flatten)]
     read_models: ReadModelArgs,
+    #[command(flatten)]
+    server: crate::remote::ServerArgs,
+    #[command(flatten)]
+    lang: render::LangArg,
     /// The patient id (a BSN or another id).
     #[arg(long)]
     patient: String,
@@ -228,6 +232,9 @@ enum Command {
     Verify {
         #[command(flatten)]
         data: Data,
+        /// With --url: the running server verifies its ledger (an auditor's --token).
+        #[command(flatten)]
+        server: crate::remote::ServerArgs,
     },
     /// Print a patient's current care plan (targets, medication, lab, goals) with provenance.
     Plan(PatientArgs),
@@ -428,7 +435,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => key_show(&data.data),
         Command::Proof { command } => proof(command),
         Command::Demo { data } => run_demo(&data.data),
-        Command::Verify { data } => verify(&data.data),
+        Command::Verify { data, server } => match &server.url {
+            Some(url) => verify_remote(url, &server),
+            None => verify(&data.data),
+        },
         Command::Plan(args) => plan(&args),
         Command::Fhir(args) => fhir(&args),
         Command::Audit {
@@ -675,6 +685,32 @@ fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `verify --url`: the running server verifies its whole chain (`GET /verify`, auditors only).
+fn verify_remote(url: &str, server: &crate::remote::ServerArgs) -> anyhow::Result<ExitCode> {
+    let token = server
+        .token
+        .clone()
+        .ok_or_else(|| anyhow!("--url needs an auditor's --token (or CARELEDGER_TOKEN)"))?;
+    let remote = Remote::new(url, token, server.ca_file.as_ref())?;
+    let started = std::time::Instant::now();
+    let answer = remote.send("GET", "/verify", None);
+    let view: wire::VerifyView = match answer {
+        Ok(value) => serde_json::from_value(value)
+            .context("the server's answer to /verify is not what this build reads")?,
+        Err(e) => {
+            say!("FAILED: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    say!(
+        "ok: {} events verified by the server at {url} in {:.2?}; head hash {}",
+        view.verified,
+        started.elapsed(),
+        view.head_hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     let (ledger_dir, _, _) = data_dir::paths(data);
     if !ledger_dir.join("db").exists() {
@@ -799,203 +835,77 @@ fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
-    let patient = wire::patient_id(&args.patient)?;
-    let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
-        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
-    if args.json {
-        say!(
-            "{}",
-            serde_json::to_string_pretty(&PlanView::new(
-                &patient,
-                &view.plan,
-                projections.config().trend_readings
-            ))?
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let p = &view.plan;
-    say!("Care plan of patient {patient} (revision {})", p.revision);
-    match &p.shared_care {
-        Some((arrangement, by)) => say!(
-            "Shared care: {arrangement} (since position {}, {})",
-            by.position,
-            by.actor_name
-        ),
-        None => say!("Shared care: no"),
-    }
-    say!("\nCare team:");
-    for m in &p.care_team {
-        say!(
-            "  {:<20} {:<22} {:<12} lead {:?}, {:?}",
-            m.name.as_str(),
-            m.role.to_string(),
-            m.line.to_string(),
-            m.lead,
-            m.practitioner
-        );
-    }
-    say!("\nTargets:");
-    for (measure, t) in &p.targets {
-        let status = match p.target_status(*measure) {
-            TargetStatus::Met => "met",
-            TargetStatus::NotMet => "NOT MET",
-            TargetStatus::NoData => "no data",
-        };
-        let latest = p
-            .latest_value(*measure)
-            .map_or("-".into(), |v| v.value.to_string());
-        let by = t.set.as_ref().map_or("guideline default".into(), |s| {
-            format!("{} {} (pos {})", s.role, s.actor_name, s.position)
-        });
-        let replaced = t.replaced.as_ref().map_or(String::new(), |r| {
-            format!("; replaced {} {}", r.comparator.symbol(), r.value)
-        });
-        say!(
-            "  {:<24} {} {:<14} latest {:<14} {status:<8} set by {by}{replaced}",
-            measure.name(),
-            t.effective.comparator.symbol(),
-            t.effective.value.to_string(),
-            latest
-        );
-    }
-    say!("\nActive medication:");
-    for (atc, m) in &p.medications {
-        say!(
-            "  {atc:<8} {:<16} {} {:<10} prescribed by {} {} ({})",
-            m.name.as_str(),
-            m.dose,
-            m.frequency.as_str(),
-            m.started.role,
-            m.started.actor_name,
-            m.started.line
-        );
-    }
-    for (atc, episodes) in &p.medication_history {
-        for episode in episodes {
-            let status = p.episode_status(episode);
-            if status == plan::EpisodeStatus::Active {
-                continue;
-            }
-            let how = match p.standing_stop(episode) {
-                Some(stop) if status == plan::EpisodeStatus::Stopped => format!(
-                    "stopped by {} {} on {} (recorded {}): {}",
-                    stop.recorded.role,
-                    stop.recorded.actor_name,
-                    stop.recorded.occurred_at,
-                    stop.recorded.recorded_at,
-                    stop.reason
-                ),
-                _ => "entered in error".to_owned(),
-            };
-            say!("  history: {atc:<8} {:<16} {how}", episode.name.as_str());
-        }
-    }
-    for pref in &p.preferences {
-        say!(
-            "  preference: {} ({}): {}",
-            pref.name,
-            pref.atc,
-            pref.preference
-        );
-    }
-    print_clinical(p);
-    say!(
-        "\nAnnual CVRM panel: {}",
-        p.annual_panel
-            .iter()
-            .map(|t| t.test.code())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    for (id, o) in &p.lab_orders {
-        say!(
-            "  open order {id}: {} pending since {}",
-            o.pending
-                .iter()
-                .map(|t| t.code())
-                .collect::<Vec<_>>()
-                .join(", "),
-            o.ordered.occurred_at.to_chrono().format("%Y-%m-%d")
-        );
-    }
-    say!("\nLatest values:");
-    for (m, v) in p.lab_results.iter().chain(p.measurements.iter()) {
-        let flag = if p.is_entered_in_error(v.recorded.position) {
-            " (entered in error)"
-        } else {
-            ""
-        };
-        say!(
-            "  {:<24} {:<14} {} (pos {}){flag}",
-            m.name(),
-            v.value.to_string(),
-            v.recorded.occurred_at,
-            v.recorded.position
-        );
-    }
-    say!("\nLifestyle goals:");
-    for (id, g) in &p.goals {
-        say!(
-            "  {id}: {} ({})",
-            g.description,
-            g.outcome
-                .map_or("open".into(), |o| format!("{o:?}").to_lowercase())
-        );
-    }
-    say!("\nNotes and letters:");
-    for n in &p.notes {
-        say!(
-            "  [{:?}] {} by {} ({})",
-            n.kind,
-            n.subject,
-            n.written.actor_name,
-            n.written.recorded_at
-        );
-    }
-    let signals = signals::signals(view, projections.config(), Timestamp::now());
-    if !signals.is_empty() {
-        say!("\nSignals:");
-        for s in signals {
-            say!("  {}: {}", s.code, s.message);
-        }
-    }
+/// Prints `value` as JSON for programs.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
+    say!("{}", serde_json::to_string_pretty(value)?);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Intolerances, problems and smoking status, each with who recorded it.
-fn print_clinical(p: &careledger_projections::plan::CarePlan) {
-    say!("\nIntolerances and contra-indications:");
-    for i in &p.intolerances {
-        let flag = if p.is_entered_in_error(i.recorded.position) {
-            " (entered in error)"
-        } else {
-            ""
+/// `value` with everything but unreserved characters percent-encoded, for a query string.
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl PatientArgs {
+    /// The running server named by `--url`, if one is.
+    fn remote(&self) -> anyhow::Result<Option<Remote>> {
+        let Some(url) = &self.server.url else {
+            return Ok(None);
         };
-        say!(
-            "  {} {} ({}): {}; recorded by {} {} on {}{flag}",
-            i.kind,
-            i.substance,
-            i.atc,
-            i.reaction,
-            i.recorded.role,
-            i.recorded.actor_name,
-            i.recorded.occurred_at.to_chrono().format("%Y-%m-%d")
-        );
+        let token = self.server.token.clone().ok_or_else(|| {
+            anyhow!("--url needs the --token (or CARELEDGER_TOKEN) of who reads the record")
+        })?;
+        Ok(Some(Remote::new(url, token, self.server.ca_file.as_ref())?))
     }
-    say!("\nProblems:");
-    for (id, problem) in &p.problems {
-        let state = problem.resolved.as_ref().map_or("active".into(), |r| {
-            format!("resolved {}", r.occurred_at.to_chrono().format("%Y-%m-%d"))
-        });
-        say!("  {id}: {} {} ({state})", problem.code, problem.description);
+
+    /// GET `path` of the patient's record from the running server, as `T`.
+    fn fetch<T: serde::de::DeserializeOwned>(
+        &self,
+        remote: &Remote,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        let patient = query_value(&self.patient);
+        let value = remote.send("GET", &format!("/patients/{patient}{path}"), None)?;
+        serde_json::from_value(value)
+            .with_context(|| format!("the server's answer to {path} is not what this build reads"))
     }
-    if let Some(s) = p.smoking_status() {
-        say!("\nSmoking status: {}", s.status.name());
+}
+
+fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
+    let patient = wire::patient_id(&args.patient)?;
+    let (view, signals) = match args.remote()? {
+        Some(remote) => {
+            let view: PlanView = args.fetch(&remote, "/plan")?;
+            let signals: wire::SignalListView = args.fetch(&remote, "/signals")?;
+            (view, signals.signals)
+        }
+        None => {
+            let (_ledger, projections) =
+                open_read_models(&args.data.data, args.read_models.config())?;
+            let model = projections.read();
+            let view = model
+                .patient(&patient)
+                .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+            let signals = signals::signals(view, projections.config(), render::now());
+            (
+                PlanView::new(&patient, &view.plan, projections.config().trend_readings),
+                signals.iter().map(wire::SignalView::from).collect(),
+            )
+        }
+    };
+    if args.json {
+        return print_json(&view);
     }
+    render::plan(&view, &signals, args.lang.lang);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn audit_cmd(
@@ -1004,60 +914,42 @@ fn audit_cmd(
     actor: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let patient = wire::patient_id(&args.patient)?;
-    let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
-    let filter = AuditFilter {
-        element,
-        actor: actor.map(|a| ActorId::parse(&a)).transpose()?,
-        ..AuditFilter::default()
-    };
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
-        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
-    let entries = audit::query(view, &filter);
-    if args.json {
-        let list: Vec<_> = entries.into_iter().map(AuditEntryView::from).collect();
-        say!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    for e in entries {
-        let p = &e.provenance;
-        say!("#{:<5} {} {}", p.position, p.recorded_at, e.summary);
-        if e.from.is_some() || e.to.is_some() {
-            say!(
-                "       change: {} -> {}",
-                e.from.as_deref().unwrap_or("-"),
-                e.to.as_deref().unwrap_or("-")
-            );
+    let actor = actor.map(|a| ActorId::parse(&a)).transpose()?;
+    let entries: Vec<AuditEntryView> = match args.remote()? {
+        Some(remote) => {
+            let mut query = Vec::new();
+            if let Some(element) = &element {
+                query.push(format!("element={}", query_value(element)));
+            }
+            if let Some(actor) = &actor {
+                query.push(format!("actor={}", query_value(actor.as_str())));
+            }
+            let path = format!("/audit?{}", query.join("&"));
+            let trail: wire::AuditTrailView = args.fetch(&remote, &path)?;
+            trail.entries
         }
-        say!(
-            "       by {} ({}, {}), occurred {}, reason: {}",
-            p.actor,
-            p.role,
-            p.line,
-            p.occurred_at,
-            p.reason
-        );
-        for told in &e.notified {
-            let status = match &told.status {
-                notifications::NotificationStatus::Open => "not yet acknowledged".to_owned(),
-                notifications::NotificationStatus::Acknowledged { by, at, position } => {
-                    format!("acknowledged by {by} at {at} (position {position})")
-                }
-                notifications::NotificationStatus::Withdrawn { correction } => {
-                    format!("withdrawn: entered in error (correction at position {correction})")
-                }
+        None => {
+            let (_ledger, projections) =
+                open_read_models(&args.data.data, args.read_models.config())?;
+            let filter = AuditFilter {
+                element,
+                actor,
+                ..AuditFilter::default()
             };
-            say!("       {} told: {status}", told.recipient);
+            let model = projections.read();
+            let view = model
+                .patient(&patient)
+                .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+            audit::query(view, &filter)
+                .into_iter()
+                .map(AuditEntryView::from)
+                .collect()
         }
-        if let Some(c) = e.corrected_by {
-            say!("       ENTERED IN ERROR (correction at position {c})");
-        }
-        if let Some(start) = e.voided_with {
-            say!("       VOID: the medication start at position {start} was entered in error");
-        }
-        say!("       hash {}", p.hash);
+    };
+    if args.json {
+        return print_json(&entries);
     }
+    render::audit(&entries, args.lang.lang);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1073,45 +965,32 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
             ))
         }
     };
-    let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
-        .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
-    let now = Timestamp::now();
-    let config = projections.config();
-    let list: Vec<_> = [Line::First, Line::Second]
-        .into_iter()
-        .flat_map(|l| notifications::for_line(view, l, which, config, now))
-        .collect();
+    let list: Vec<NotificationView> = match args.remote()? {
+        Some(remote) => {
+            let listed: wire::NotificationListView =
+                args.fetch(&remote, &format!("/notifications?status={status}"))?;
+            listed.notifications
+        }
+        None => {
+            let (_ledger, projections) =
+                open_read_models(&args.data.data, args.read_models.config())?;
+            let model = projections.read();
+            let view = model
+                .patient(&patient)
+                .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+            let now = render::now();
+            let config = projections.config();
+            [Line::First, Line::Second]
+                .into_iter()
+                .flat_map(|l| notifications::for_line(view, l, which, config, now))
+                .map(|n| NotificationView::new(&n, n.is_overdue(config, now)))
+                .collect()
+        }
+    };
     if args.json {
-        let json: Vec<_> = list
-            .iter()
-            .map(|n| NotificationView::new(n, n.is_overdue(config, now)))
-            .collect();
-        say!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&list);
     }
-    for n in list {
-        let state = match &n.status {
-            notifications::NotificationStatus::Open if n.is_overdue(config, now) => {
-                "OVERDUE".to_owned()
-            }
-            notifications::NotificationStatus::Open => "open".to_owned(),
-            notifications::NotificationStatus::Acknowledged { by, at, .. } => {
-                format!("acknowledged by {by} at {at}")
-            }
-            notifications::NotificationStatus::Withdrawn { correction } => {
-                format!("withdrawn by correction {correction}")
-            }
-        };
-        say!(
-            "{:<8} to {:<12} {state:<40} {}",
-            n.id,
-            n.recipient.to_string(),
-            n.summary
-        );
-    }
+    render::notifications(&list, args.lang.lang);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,6 +13,7 @@ mod demo;
 mod export;
 mod keys;
 mod remote;
+mod render;
 mod transport;
 mod witness;
 

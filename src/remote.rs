@@ -17,6 +17,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take, answer included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A running server to read through instead of the data directory it holds.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// A running server's address (http://127.0.0.1:8080, https://...): read through it, with
+    /// --token, instead of opening the data directory (which the server holds).
+    #[arg(long, env = "CARELEDGER_URL")]
+    pub url: Option<String>,
+    /// The bearer token of who reads, for --url.
+    #[arg(long, env = "CARELEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CAs (PEM) to trust for an https:// --url besides the system's.
+    #[arg(long, env = "CARELEDGER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A running server's address, a bearer token and the CAs to trust for it.
 pub struct Remote {
     base: String,

@@ -347,7 +347,7 @@ pub enum StorageError {
     /// Another process holds the store's directory (sled locks it; usually a running server).
     /// The user's to resolve: stop that process, or go through it.
     #[error(
-        "{} is in use by another process (a running `careledger serve`?); stop it first, or use the HTTP API",
+        "{} is in use by another process (a running `careledger serve`?): read through the server with --url and --token (plan, audit, notifications, verify, actors), or stop it first",
         dir.display()
     )]
     InUse {

@@ -183,6 +183,19 @@ impl Measure {
         self.spec().unit
     }
 
+    /// The unit as clinicians write it, for text people read: `mmHg` for UCUM's `mm[Hg]`,
+    /// `µmol/L`, `kg/m²`, `mL/min/1.73 m²`; the UCUM code ([`Measure::unit`]) everywhere a
+    /// program reads it.
+    pub fn display_unit(self) -> &'static str {
+        match self.unit() {
+            "mm[Hg]" => "mmHg",
+            "umol/L" => "µmol/L",
+            "kg/m2" => "kg/m²",
+            "mL/min/{1.73_m2}" => "mL/min/1.73 m²",
+            other => other,
+        }
+    }
+
     /// Decimals kept: the value is stored as an integer of 10^-decimals units.
     pub fn decimals(self) -> u32 {
         self.spec().decimals
@@ -292,9 +305,10 @@ impl Quantity {
     }
 }
 
+/// The value and the unit as clinicians write it ("144 mmHg"): for text people read.
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.value_text(), self.measure.unit())
+        write!(f, "{} {}", self.value_text(), self.measure.display_unit())
     }
 }
 

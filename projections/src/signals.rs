@@ -219,7 +219,7 @@ fn home_trends(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
                     "the mean of the last {n} home readings of {} is {} {}, off target {} {}",
                     measure.name(),
                     format_scaled(mean, measure.decimals()),
-                    measure.unit(),
+                    measure.display_unit(),
                     target.effective.comparator.symbol(),
                     target.effective.value
                 ),

@@ -56,6 +56,8 @@ fn demo_writes_every_event_kind_and_verify_accepts_it() {
         "999990007",
         "--element",
         "medication:C10AA05",
+        "--lang",
+        "en",
     ]);
     assert!(
         stdout(&audit).contains("stopped atorvastatin 20 mg 1x daily (C10AA05): side effects"),
@@ -291,4 +293,89 @@ fn a_reader_that_stops_early_ends_the_output_quietly_without_a_panic() {
         assert!(status.success(), "{args:?}: {status}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_commands_read_through_a_running_server_with_url_and_print_as_from_the_directory()
+{
+    use common::process::{prepare_demo, text, ServerProcess};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (auditor, gp, _) = prepare_demo(dir.path());
+    let patient = "999990007";
+    let local = |args: &[&str]| {
+        let out = careledger(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        stdout(&out)
+    };
+    let audit_here = local(&["audit", "--data", data, "--patient", patient]);
+    let plan_here = local(&["plan", "--data", data, "--patient", patient, "--lang", "en"]);
+    let client = reqwest::Client::new();
+    let server = ServerProcess::start(dir.path(), &client).await;
+    // The directory is held: the error says how to read through the server.
+    let held = careledger(&["plan", "--data", data, "--patient", patient]);
+    assert!(!held.status.success());
+    assert!(text(&held).contains("--url"), "{}", text(&held));
+    let remote = |args: &[&str], token: &str| {
+        let mut all = args.to_vec();
+        all.extend(["--url", &server.base, "--token", token]);
+        let out = careledger(&all);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        stdout(&out)
+    };
+    assert_eq!(
+        remote(&["audit", "--patient", patient], &gp),
+        audit_here,
+        "the same trail, the same text"
+    );
+    let plan_there = remote(&["plan", "--patient", patient, "--lang", "en"], &gp);
+    let targets = |text: &str| {
+        text.lines()
+            .skip_while(|l| !l.starts_with("Targets"))
+            .take_while(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(targets(&plan_there), targets(&plan_here));
+    assert!(
+        plan_there.contains("LDL cholesterol (LOINC 22748-8): ≤ 1.8 mmol/L"),
+        "{plan_there}"
+    );
+    // People's words, never the code's: no enum names, no UCUM brackets, local times.
+    for code_name in [
+        "Cvrm",
+        "OrganDisease",
+        "SelfMeasuredAtHome",
+        "mm[Hg]",
+        "lead Main",
+    ] {
+        assert!(
+            !plan_there.contains(code_name),
+            "{code_name} in:\n{plan_there}"
+        );
+    }
+    assert!(plan_there.contains("self-measured at home"), "{plan_there}");
+    let dutch = remote(&["plan", "--patient", patient], &gp);
+    assert!(dutch.contains("Zorgplan van patiënt"), "{dutch}");
+    assert!(dutch.contains("regie CVRM, hoofdbehandelaar"), "{dutch}");
+    assert!(dutch.contains("≤ 1,8 mmol/L"), "{dutch}");
+    let told = remote(
+        &["notifications", "--patient", patient, "--lang", "en"],
+        &gp,
+    );
+    assert!(told.contains("to first line"), "{told}");
+    let verified = remote(&["verify"], &auditor);
+    assert!(verified.starts_with("ok: "), "{verified}");
+    // A GP may not verify the whole chain: the server's refusal, in its words.
+    let refused = careledger(&["verify", "--url", &server.base, "--token", &gp]);
+    assert!(!refused.status.success());
+    assert!(
+        stdout(&refused).contains("auditors only"),
+        "{}",
+        stdout(&refused)
+    );
+    // --url without a token says which token is needed.
+    let no_token = careledger(&["audit", "--patient", patient, "--url", &server.base]);
+    assert!(!no_token.status.success());
+    assert!(text(&no_token).contains("--token"), "{}", text(&no_token));
 }

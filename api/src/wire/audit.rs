@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use careledger_core::ids::PatientId;
@@ -16,7 +16,7 @@ use super::plan::ProvenanceView;
 use super::scalar::{EventKind, HashHex, Time};
 
 /// A patient's audit trail (`GET /patients/{patient}/audit`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditTrailView {
     /// The patient.
     pub patient: String,
@@ -36,7 +36,7 @@ impl AuditTrailView {
 
 /// One entry of the audit trail: what changed from what to what, who, when, why, whom it told,
 /// and the corrections linked both ways.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntryView {
     /// The event's global position.
     pub position: u64,
@@ -78,7 +78,7 @@ pub struct AuditEntryView {
 }
 
 /// Who wrote an audited event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditActorView {
     /// The actor.
     pub id: String,
@@ -91,7 +91,7 @@ pub struct AuditActorView {
 }
 
 /// A recipient told of an entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ToldView {
     /// The recipient.
     pub recipient: Line,
@@ -138,7 +138,7 @@ impl From<&AuditEntry> for AuditEntryView {
 
 /// A notification's state: open, acknowledged (by whom, when, at which position) or withdrawn
 /// (by a correction before anyone acknowledged it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum NotificationStatusView {
     /// Not yet acknowledged.
@@ -178,7 +178,7 @@ impl From<&NotificationStatus> for NotificationStatusView {
 }
 
 /// A patient's notifications to the caller's line (`GET /patients/{patient}/notifications`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NotificationListView {
     /// The notifications.
     pub notifications: Vec<NotificationView>,
@@ -193,7 +193,7 @@ impl FromIterator<NotificationView> for NotificationListView {
 }
 
 /// A notification to one recipient.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NotificationView {
     /// Its id (`n-42-second`).
     pub id: String,
@@ -222,7 +222,7 @@ pub struct NotificationView {
 }
 
 /// A notification's text: a template and the values it is filled with.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageView {
     /// The template: the causing event's kind, or `change`.
     pub template: String,
@@ -253,7 +253,7 @@ impl NotificationView {
 }
 
 /// A patient's signals (`GET /patients/{patient}/signals`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SignalListView {
     /// The signals as of now.
     pub signals: Vec<SignalView>,
@@ -268,7 +268,7 @@ impl<'a> FromIterator<&'a Signal> for SignalListView {
 }
 
 /// A signal worth a clinician's attention.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SignalView {
     /// `duplicate_lab_work`, `annual_lab_due`, `target_not_met`, `home_trend_off_target`,
     /// `lab_order_open`, `lab_order_expired`, `annual_panel_incomplete`,

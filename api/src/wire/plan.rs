@@ -2,7 +2,7 @@
 //! series of one measure ([`MeasureSeriesView`], `GET /patients/{patient}/measures/{measure}`),
 //! with the provenance every element carries.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use careledger_core::clinical::{Indication, SmokingStatus as CoreSmokingStatus};
@@ -27,7 +27,7 @@ use super::scalar::{HashHex, Time};
 pub const PLAN_SERIES_VALUES: usize = 5;
 
 /// Where an element of the plan comes from: the event that set it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProvenanceView {
     /// The event's global position.
     pub position: u64,
@@ -71,7 +71,7 @@ fn provenance(p: &Provenance) -> ProvenanceView {
 }
 
 /// A value with its unit, and both as text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QuantityView {
     /// The value in the measure's precision ("1.8").
     pub value: String,
@@ -92,7 +92,7 @@ impl From<&Quantity> for QuantityView {
 }
 
 /// Why a medication was changed or stopped: its code and a sentence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChangeReasonView {
     /// The code.
     pub code: ChangeReasonCode,
@@ -116,7 +116,7 @@ fn correction_mark(plan: &CarePlan, position: u64) -> Option<ProvenanceView> {
 }
 
 /// One value of a measure's series, with its correction mark.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ValueEntryView {
     /// The value.
     pub value: QuantityView,
@@ -157,7 +157,7 @@ impl ValueEntryView {
 }
 
 /// The trend of a measure over its last readings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TrendView {
     /// Which readings it is taken over.
     pub basis: TrendBasis,
@@ -196,7 +196,7 @@ fn values(plan: &CarePlan, measure: Measure) -> &[ValueEntry] {
 
 /// Every value of one measure in clinical order (`occurred_at`, then position), corrected ones
 /// marked, with the latest value that stands and the trend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MeasureSeriesView {
     /// The patient.
     pub patient: String,
@@ -243,7 +243,7 @@ impl MeasureSeriesView {
 }
 
 /// The plan's summary of a measure's series: its last values and trend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SeriesSummaryView {
     /// The measure.
     pub measure: MeasureCode,
@@ -276,7 +276,7 @@ impl SeriesSummaryView {
 /// The care plan (IZP) with provenance: what stands (entries marked entered in error count for
 /// nothing), the medication history, the last values of each measure with their trend, and the
 /// corrections.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PlanView {
     /// The patient.
     pub patient: String,
@@ -326,7 +326,7 @@ pub struct PlanView {
 }
 
 /// Every break of the glass by one actor (`GET /actors/{actor}/emergency-access`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EmergencyAccessListView {
     /// The actor.
     pub actor: String,
@@ -335,7 +335,7 @@ pub struct EmergencyAccessListView {
 }
 
 /// One break of the glass, with the patient it opened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EmergencyAccessUseView {
     /// The patient.
     pub patient: String,
@@ -346,7 +346,7 @@ pub struct EmergencyAccessUseView {
 }
 
 /// A break of the glass: emergency access by a practitioner outside the care team.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EmergencyAccessView {
     /// When the access ends (it is open until then).
     pub until: Time,
@@ -355,7 +355,7 @@ pub struct EmergencyAccessView {
 }
 
 /// A lead and who holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LeadView {
     /// The lead.
     pub lead: Lead,
@@ -366,7 +366,7 @@ pub struct LeadView {
 }
 
 /// The main practitioner of a lead.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MainPractitionerView {
     /// The member.
     pub actor: String,
@@ -377,7 +377,7 @@ pub struct MainPractitionerView {
 }
 
 /// A member of the care team.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TeamMemberView {
     /// The member.
     pub actor: String,
@@ -398,7 +398,7 @@ pub struct TeamMemberView {
 }
 
 /// The shared-care arrangement.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SharedCareView {
     /// What was agreed.
     pub arrangement: String,
@@ -407,7 +407,7 @@ pub struct SharedCareView {
 }
 
 /// The effective target of a measure.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TargetView {
     /// The measure.
     pub measure: MeasureCode,
@@ -432,7 +432,7 @@ pub struct TargetView {
 }
 
 /// A target a set target replaces.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReplacedTargetView {
     /// How a value was compared with it.
     pub comparator: Comparator,
@@ -443,7 +443,7 @@ pub struct ReplacedTargetView {
 }
 
 /// The latest value of a target's measure.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LatestValueView {
     /// The value.
     pub value: QuantityView,
@@ -452,7 +452,7 @@ pub struct LatestValueView {
 }
 
 /// An active medication.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MedicationView {
     /// The ATC code.
     pub atc: String,
@@ -475,7 +475,7 @@ pub struct MedicationView {
 }
 
 /// Why a medication is given: a problem on the list, or words.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum IndicationView {
     /// A problem on the problem list.
@@ -510,7 +510,7 @@ impl IndicationView {
 }
 
 /// A medication preference.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PreferenceView {
     /// The preferred medication or group.
     pub atc: String,
@@ -523,7 +523,7 @@ pub struct PreferenceView {
 }
 
 /// A lab order with tests pending.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LabOrderView {
     /// The order's id.
     pub order: String,
@@ -540,7 +540,7 @@ pub struct LabOrderView {
 }
 
 /// A test of the annual panel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PanelTestView {
     /// The test.
     pub test: MeasureCode,
@@ -549,7 +549,7 @@ pub struct PanelTestView {
 }
 
 /// The latest result of a lab test.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LabResultView {
     /// The test.
     pub test: MeasureCode,
@@ -562,7 +562,7 @@ pub struct LabResultView {
 }
 
 /// The latest measurement of a measure.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MeasurementView {
     /// The measure.
     pub measure: MeasureCode,
@@ -577,7 +577,7 @@ pub struct MeasurementView {
 }
 
 /// A lifestyle goal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GoalView {
     /// The goal's id.
     pub goal: String,
@@ -590,7 +590,7 @@ pub struct GoalView {
 }
 
 /// A note or letter.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NoteView {
     /// Note or letter.
     pub kind: NoteKind,
@@ -603,7 +603,7 @@ pub struct NoteView {
 }
 
 /// A correction: the corrected position and who corrected, when and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CorrectionView {
     /// The position marked entered in error.
     pub position: u64,
@@ -612,7 +612,7 @@ pub struct CorrectionView {
 }
 
 /// One episode of a medication, from its start to its stop.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EpisodeView {
     /// The ATC code.
     pub atc: String,
@@ -631,7 +631,7 @@ pub struct EpisodeView {
 }
 
 /// The start of an episode.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EpisodeStartView {
     /// The dose it started at.
     pub dose: String,
@@ -644,7 +644,7 @@ pub struct EpisodeStartView {
 }
 
 /// A dose change of an episode.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DoseChangeView {
     /// The new dose.
     pub dose: String,
@@ -659,7 +659,7 @@ pub struct DoseChangeView {
 }
 
 /// The stop that stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StopView {
     /// Why.
     pub change_reason: ChangeReasonView,
@@ -680,7 +680,7 @@ pub struct StopView {
 }
 
 /// A stop marked entered in error.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VoidedStopView {
     /// Why it was stopped.
     pub change_reason: ChangeReasonView,
@@ -748,7 +748,7 @@ impl EpisodeView {
 }
 
 /// An intolerance or contra-indication.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IntoleranceView {
     /// The substance or group.
     pub atc: String,
@@ -767,7 +767,7 @@ pub struct IntoleranceView {
 }
 
 /// A problem on the problem list.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProblemView {
     /// The problem's id.
     pub problem: String,
@@ -788,7 +788,7 @@ pub struct ProblemView {
 }
 
 /// The latest smoking status, coded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SmokingStatusView {
     /// The status.
     pub status: SmokingStatus,

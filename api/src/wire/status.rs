@@ -2,7 +2,7 @@
 //! ([`VerifyView`]), health ([`HealthView`]) and the `application/problem+json` body of every
 //! error ([`ProblemDetails`], RFC 9457).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use careledger_core::anchor::Damage;
@@ -13,7 +13,7 @@ use super::names::{HealthStatus, UnhealthyClass};
 use super::scalar::HashHex;
 
 /// The result of verifying the whole chain (`GET /verify`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerifyView {
     /// True when every stored event verified.
     pub intact: bool,
@@ -27,7 +27,7 @@ pub struct VerifyView {
 }
 
 /// Where verification first failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerifyProblemView {
     /// The position.
     pub position: u64,
@@ -52,7 +52,7 @@ impl From<&VerifyReport> for VerifyView {
 /// Whether the ledger takes writes (`GET /health`): 200, or 503 with the reason's class. The
 /// details (the head, the reason as a sentence, what is missing) are given to auditors and the
 /// operator only ([`HealthView::public`] leaves them out).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
     /// `ok` or `unhealthy`.
     pub status: HealthStatus,
@@ -131,7 +131,7 @@ impl HealthView {
 pub const PROBLEM_TYPE_BASE: &str = "https://careledger.example/problems/";
 
 /// The body of every error response (`application/problem+json`, RFC 9457).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProblemDetails {
     /// The problem type's URI, named by its code.
     #[serde(rename = "type")]
