@@ -212,6 +212,11 @@ enum Command {
         oidc: OidcArgs,
         #[command(flatten)]
         access_log: crate::access_log::AccessLogArgs,
+        /// Disk space the data directory keeps in reserve, in MiB (`<data>/reserve`): on a
+        /// full disk it is released so that the server starts, serves reads and verification
+        /// and refuses writes with 503 until space returns (0: none).
+        #[arg(long, default_value_t = 64, env = "CARELEDGER_RESERVE_MIB")]
+        reserve_mib: u64,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -404,10 +409,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transport,
             oidc,
             access_log,
+            reserve_mib,
         } => serve(
             &data.data,
             &addr,
-            read_models.config(),
+            careledger_app::data_dir::OpenConfig {
+                read_models: read_models.config(),
+                reserve_bytes: reserve_mib * 1024 * 1024,
+            },
             &ServeArgs {
                 checkpoints,
                 witnesses,
@@ -464,7 +473,7 @@ struct ServeArgs {
 fn serve(
     data: &Path,
     addr: &str,
-    read_models: ProjectionConfig,
+    open: careledger_app::data_dir::OpenConfig,
     args: &ServeArgs,
 ) -> anyhow::Result<ExitCode> {
     let ServeArgs {
@@ -484,9 +493,12 @@ fn serve(
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
     let served = runtime.block_on(async {
-        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, read_models))?;
+        let dir = tokio::task::block_in_place(|| DataDir::open_configured(data, open))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
+        }
+        if let Some(hold) = dir.holds.current() {
+            tracing::error!(reason = %hold.reason, "writes are held; /health reports it");
         }
         if let Some(config) = config {
             match dir.start_checkpoints(checkpoints.origin.as_deref(), config) {

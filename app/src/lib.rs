@@ -16,8 +16,11 @@ pub mod data_dir;
 pub mod error;
 pub mod export;
 pub mod feed;
+pub mod hold;
 pub mod keys;
 pub mod projector;
+pub mod recovery;
+pub mod reserve;
 pub mod service;
 pub mod witnesses;
 
