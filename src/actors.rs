@@ -300,15 +300,20 @@ impl Target {
 }
 
 /// A running server's admin routes.
-struct Remote {
-    base: String,
-    token: String,
+pub(crate) struct Remote {
+    pub(crate) base: String,
+    pub(crate) token: String,
 }
 
 impl Remote {
     /// Sends one request and returns the JSON answer; a problem answer is an error with its
     /// detail.
-    fn send(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

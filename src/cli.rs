@@ -270,6 +270,14 @@ enum Command {
         #[command(subcommand)]
         command: crate::keys::KeysCommand,
     },
+    /// Back a running server's data directory up (the server writes the copy on its host and
+    /// verifies it), with --url and an operator's --token; prints what it wrote and the
+    /// secrets in it.
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into an empty data directory and verify it (--from, --checkpoint for a
+    /// newer signed checkpoint); or, with --accept-loss --reason, record that acknowledged
+    /// events a restored ledger lacks are lost. Exits 3 when the restored ledger is behind.
+    Restore(crate::backup::RestoreArgs),
     /// Rebuild the read models from the ledger, from position 1.
     Rebuild {
         #[command(flatten)]
@@ -444,6 +452,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Actors { command } => crate::actors::run(command),
         Command::Keys { command } => crate::keys::run(command),
         Command::Rebuild { data } => rebuild(&data.data),
+        Command::Backup(args) => crate::backup::backup_cmd(&args),
+        Command::Restore(args) => crate::backup::restore_cmd(&args),
         Command::Export { data, patient, out } => export::export_cmd(&data.data, &patient, &out),
         Command::VerifyExport {
             file,
@@ -714,6 +724,17 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
                 tree.root,
                 tree.size
             );
+            if let Some(loss) = careledger_app::backup::recorded_loss(data)? {
+                println!(
+                    "recorded loss (signed by the log key): {} acknowledged events after position {} \
+                     of a signed checkpoint of size {} were lost in a restore; recorded at {}: {}",
+                    loss.witnessed_size - loss.restored_size,
+                    loss.restored_size,
+                    loss.witnessed_size,
+                    loss.recorded_at,
+                    loss.reason
+                );
+            }
             if careledger_app::access_log::dir(data).exists() {
                 return crate::access_log::verify(data);
             }

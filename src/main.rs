@@ -4,6 +4,7 @@
 
 mod access_log;
 mod actors;
+mod backup;
 mod cli;
 mod demo;
 mod export;

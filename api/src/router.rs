@@ -43,6 +43,7 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::add_actor, admin::list_actors))
         .routes(routes!(admin::revoke_actor))
         .routes(routes!(admin::rotate_actor))
+        .routes(routes!(admin::backup))
         .routes(routes!(access_log::access_log))
         .routes(routes!(access_log::patient_access_log))
         .routes(routes!(access_log::access_log_checkpoint))

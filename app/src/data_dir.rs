@@ -158,6 +158,9 @@ impl DataDir {
             }
             opened => opened?,
         };
+        // A restored ledger behind a newer signed checkpoint takes no writes until the events
+        // are brought back or their loss is recorded.
+        crate::backup::check_behind(data, &ledger, &holds)?;
         if !holds.is_held(HoldKind::DiskFull) {
             if let Err(e) = reserve.ensure() {
                 tracing::error!(error = %e, "the data directory keeps no reserve: free disk space, or a restart on a full disk will refuse to open");

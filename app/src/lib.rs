@@ -12,6 +12,7 @@ pub mod access;
 pub mod access_log;
 pub mod actors;
 pub mod admin;
+pub mod backup;
 pub mod data_dir;
 pub mod error;
 pub mod export;

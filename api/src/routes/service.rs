@@ -58,7 +58,18 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let view = if details { view } else { view.public() };
+    let view = if details {
+        // A loss of acknowledged events recorded after a restore stays visible to auditors.
+        match careledger_app::backup::recorded_loss(&state.app.path) {
+            Ok(loss) => view.with_recorded_loss(loss.as_ref()),
+            Err(e) => {
+                tracing::error!(error = %e, "the recorded loss cannot be read");
+                view
+            }
+        }
+    } else {
+        view.public()
+    };
     (status, Json(view)).into_response()
 }
 

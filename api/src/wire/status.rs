@@ -163,6 +163,20 @@ impl HealthView {
         }
     }
 
+    /// With the operator's record of acknowledged events lost in a restore, if any.
+    pub fn with_recorded_loss(self, loss: Option<&careledger_app::backup::RecordedLoss>) -> Self {
+        HealthView {
+            recorded_loss: loss.map(|l| RecordedLossView {
+                missing_events: l.witnessed_size - l.restored_size,
+                restored_size: l.restored_size,
+                witnessed_size: l.witnessed_size,
+                reason: l.reason.clone(),
+                recorded_at: l.recorded_at.to_string(),
+            }),
+            ..self
+        }
+    }
+
     /// True when the ledger takes writes (200), false for 503.
     pub fn is_ok(&self) -> bool {
         self.status == HealthStatus::Ok

@@ -292,6 +292,30 @@ impl AccessLog {
         })
     }
 
+    /// Copies the durable entries into a new access log store under the data directory
+    /// `data` (a backup); the position copied through.
+    pub fn copy_into(&self, data: &Path) -> Result<u64, AppError> {
+        let through = self.durable();
+        match self.shared.store.read().as_ref() {
+            Some(store) => store.copy_through(&store_dir(data), through)?,
+            None => {
+                return Err(AppError::AccessLogUnavailable(
+                    "the access log's store is closed after a failure; retry the backup once it is written again".into(),
+                ))
+            }
+        }
+        for file in [checkpoint_path(&self.shared.data)] {
+            if file.exists() {
+                let to = checkpoint_path(data);
+                std::fs::copy(&file, &to).map_err(|e| AppError::Store {
+                    context: "copying the access log's checkpoint",
+                    detail: format!("{}: {e}", to.display()),
+                })?;
+            }
+        }
+        Ok(through)
+    }
+
     /// The last durable position.
     pub fn durable(&self) -> u64 {
         *self.shared.durable.lock()
