@@ -39,6 +39,15 @@ pub struct RestoreArgs {
     /// covers.
     #[arg(long, conflicts_with = "accept_loss")]
     checkpoint: Option<PathBuf>,
+    /// A witness of the log (URL=VKEY, as `serve --witness` takes it; repeatable): asked which
+    /// size it cosigned last, so that a restore older than what the witnesses hold is known.
+    #[arg(
+        long,
+        conflicts_with = "accept_loss",
+        env = "CARELEDGER_WITNESSES",
+        value_delimiter = ','
+    )]
+    witness: Vec<String>,
     /// Record, signed with the log key, that the restored ledger lacks acknowledged events
     /// that cannot be brought back, so that it takes writes again; auditors see the record in
     /// /health and `careledger verify`.
@@ -125,7 +134,35 @@ pub fn restore_cmd(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     let data = std::path::absolute(&args.data)?;
-    let report = backup::restore(from, &data, newer.as_deref())?;
+    let witnesses = args
+        .witness
+        .iter()
+        .map(|spec| careledger_app::witnesses::WitnessTarget::parse(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut report = backup::restore(from, &data, newer.as_deref())?;
+    if !witnesses.is_empty() {
+        let client = careledger_api::witness::HttpWitnessClient::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let answers = runtime.block_on(backup::ask_witnesses(&data, &witnesses, &client))?;
+        for answer in answers {
+            match answer.size {
+                Ok(size) => {
+                    println!("Witness {} cosigned size {size} last.", answer.url);
+                    if size > report.ledger_size {
+                        let missing = size - report.ledger_size;
+                        report.missing_events = report.missing_events.max(Some(missing));
+                        report.latest_signed = report.latest_signed.max(Some(size));
+                    }
+                }
+                Err(e) => println!(
+                    "Witness {} did not say which size it cosigned: {e}; ask its operator (GET /<hex SHA-256 of the origin>/checkpoint).",
+                    answer.url
+                ),
+            }
+        }
+    }
     println!(
         "Restored {} into {}: {} events verified, head {}; the read models are rebuilt on the first start.",
         from.display(),

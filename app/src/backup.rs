@@ -43,6 +43,11 @@ pub fn witnessed_checkpoint_path(data: &Path) -> PathBuf {
     data.join("witnessed-checkpoint")
 }
 
+/// Sizes witnesses said they cosigned, asked at restore (`<size> <witness URL>` a line).
+pub fn witnessed_sizes_path(data: &Path) -> PathBuf {
+    data.join("witnessed-sizes")
+}
+
 /// The operator's signed record of acknowledged events lost in a restore.
 pub fn recorded_loss_path(data: &Path) -> PathBuf {
     data.join("recorded-loss")
@@ -368,6 +373,71 @@ pub fn restore(from: &Path, data: &Path, newer: Option<&str>) -> Result<RestoreR
     })
 }
 
+/// What one witness said of a restored ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessSize {
+    /// The witness's URL.
+    pub url: String,
+    /// The size it cosigned last, or why it did not say.
+    pub size: Result<u64, String>,
+}
+
+/// Asks each witness which size it cosigned last (C2SP tlog-witness: an add-checkpoint
+/// request for the restored size, signed with the restored log key; a witness that holds
+/// another size answers 409 with it, one that holds this one cosigns it again). Sizes beyond
+/// the restored ledger are kept in `<data>/witnessed-sizes`, so that the data directory opens
+/// with writes held until the events are back or their loss is recorded.
+pub async fn ask_witnesses(
+    data: &Path,
+    witnesses: &[crate::witnesses::WitnessTarget],
+    client: &dyn crate::witnesses::WitnessClient,
+) -> Result<Vec<WitnessSize>, AppError> {
+    let (size, body) = {
+        let key = LogKey::open(&log_key_path(data)).map_err(checkpoint_error)?;
+        let ledger = Ledger::open(&paths(data).0, LedgerConfig::default())?;
+        let size = ledger.head().position;
+        let note = key
+            .sign(ledger.tree_head(size)?)
+            .map_err(checkpoint_error)?;
+        let body = careledger_core::witness::AddCheckpoint::new(size, vec![], &note.to_string())
+            .map_err(checkpoint_error)?
+            .to_bytes();
+        (size, body)
+    };
+    let mut answers = Vec::new();
+    for witness in witnesses {
+        let size = match client.add_checkpoint(witness.url(), body.clone()).await {
+            Ok(crate::witnesses::WitnessReply::Cosigned(_)) => Ok(size),
+            Ok(crate::witnesses::WitnessReply::Conflict(held)) => Ok(held),
+            Ok(crate::witnesses::WitnessReply::Refused { status, body }) => {
+                Err(format!("answered {status}: {body}"))
+            }
+            Err(e) => Err(e),
+        };
+        answers.push(WitnessSize {
+            url: witness.url().to_owned(),
+            size,
+        });
+    }
+    let ahead: String = answers
+        .iter()
+        .filter_map(|a| match a.size {
+            Ok(held) if held > size => Some(format!("{held} {}\n", a.url)),
+            _ => None,
+        })
+        .collect();
+    if !ahead.is_empty() {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(witnessed_sizes_path(data))
+            .and_then(|mut f| f.write_all(ahead.as_bytes()).and_then(|()| f.sync_all()))
+            .map_err(store_error("keeping the witnesses' sizes"))?;
+    }
+    Ok(answers)
+}
+
 /// Holds writes when the ledger of `data` is behind a newer signed checkpoint kept at restore
 /// and no recorded loss covers it.
 pub fn check_behind(data: &Path, ledger: &Ledger, holds: &WriteHolds) -> Result<(), AppError> {
@@ -384,8 +454,8 @@ pub fn check_behind(data: &Path, ledger: &Ledger, holds: &WriteHolds) -> Result<
     holds.hold(WriteHold {
         kind: HoldKind::BehindWitnessed,
         reason: format!(
-            "the restored ledger holds {head} events, but a signed checkpoint of {witnessed} \
-             events was issued before: {} acknowledged events are missing. Bring them back \
+            "the restored ledger holds {head} events, but a checkpoint of {witnessed} events \
+             was signed (and cosigned by witnesses) before: {} acknowledged events are missing. Bring them back \
              (restore a newer backup), or record their loss: careledger restore --accept-loss \
              --data {} --reason \"...\"",
             witnessed - head,
@@ -396,8 +466,23 @@ pub fn check_behind(data: &Path, ledger: &Ledger, holds: &WriteHolds) -> Result<
     Ok(())
 }
 
-/// The size of the newer signed checkpoint kept at restore, its signature checked.
+/// The largest size known to have been signed or cosigned after the backup: the newer signed
+/// checkpoint kept at restore (its signature checked) and the sizes the witnesses said they
+/// cosigned.
 fn witnessed_size(data: &Path) -> Result<Option<u64>, AppError> {
+    let from_witnesses = match std::fs::read_to_string(witnessed_sizes_path(data)) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .max(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(store_error("reading the witnesses' sizes")(e)),
+    };
+    Ok(signed_witnessed_size(data)?.max(from_witnesses))
+}
+
+/// The size of the newer signed checkpoint kept at restore, its signature checked.
+fn signed_witnessed_size(data: &Path) -> Result<Option<u64>, AppError> {
     match std::fs::read_to_string(witnessed_checkpoint_path(data)) {
         Ok(note) => {
             let key = LogKey::open(&log_key_path(data)).map_err(checkpoint_error)?;
@@ -445,7 +530,7 @@ pub fn accept_loss(data: &Path, reason: &str) -> Result<RecordedLoss, AppError> 
     }
     let Some(witnessed) = witnessed_size(data)? else {
         return Err(AppError::NotFound(format!(
-            "{} holds no newer signed checkpoint: nothing is known to be lost",
+            "{} holds no newer signed or cosigned checkpoint: nothing is known to be lost",
             data.display()
         )));
     };

@@ -362,3 +362,189 @@ async fn a_backup_is_refused_into_a_non_empty_or_relative_directory_and_to_anyon
     let error = careledger_app::backup::restore(&to, target.path(), None).unwrap_err();
     assert!(error.to_string().contains("is not empty"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_backs_up_a_running_server_and_a_restore_behind_a_witness_lacks_events_until_the_loss_is_recorded(
+) {
+    use crate::common::process::careledger;
+    use careledger_core::note::{NoteSigner, COSIGNATURE_V1};
+    use careledger_core::witness::{AddCheckpoint, Witness};
+
+    let f = Fixture::empty();
+    let op = operator(&f);
+    let served = serve_in_process(f.state.clone()).await;
+    let key = careledger_core::checkpoint::LogKey::open(&careledger_app::data_dir::log_key_path(
+        f.dir.path(),
+    ))
+    .unwrap();
+    // A witness of this log, on a loopback port.
+    let witness_state = tempfile::tempdir().unwrap();
+    let signer =
+        NoteSigner::from_seed("witness.example/gp-cooperative", COSIGNATURE_V1, &[7; 32]).unwrap();
+    let witness_key = signer.verifier_key();
+    let witness =
+        Arc::new(Witness::open(signer, &[key.verifier_key()], witness_state.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let witness_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_witness, stopped) = tokio::sync::oneshot::channel::<()>();
+    let witness_task = tokio::spawn(careledger_api::witness::serve(
+        listener,
+        witness.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    for n in 0..2 {
+        let (status, body) = f
+            .post("gp-1", &format!("early-{n}"), &founding(n), &[])
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("backup");
+    let base = served.base.clone();
+    let args: Vec<String> = [
+        "backup",
+        "--to",
+        to.to_str().unwrap(),
+        "--url",
+        &base,
+        "--token",
+        &op,
+    ]
+    .map(String::from)
+    .to_vec();
+    let output = tokio::task::spawn_blocking(move || {
+        careledger(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("SECRETS") && stdout.contains("log-key") && stdout.contains("actors/"),
+        "{stdout}"
+    );
+    let backed_up = f.data.ledger.head().position;
+
+    // Two more appends, and the witness cosigns the checkpoint that covers them.
+    for n in 0..2 {
+        let (status, body) = f
+            .post("gp-1", &format!("late-{n}"), &founding(n), &[])
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let head = f.data.ledger.head().position;
+    let note = key
+        .sign(f.data.ledger.tree_head(head).unwrap())
+        .unwrap()
+        .to_string();
+    witness
+        .add_checkpoint(&AddCheckpoint::new(0, vec![], &note).unwrap().to_bytes(), 1)
+        .unwrap();
+    served.shutdown().await;
+
+    let fresh = tempfile::tempdir().unwrap();
+    let data = fresh.path().join("data");
+    let data_arg = data.to_str().unwrap().to_owned();
+    let witness_arg = format!("{witness_url}={witness_key}");
+    let from = to.to_str().unwrap().to_owned();
+    let output = {
+        let (data_arg, witness_arg, from) = (data_arg.clone(), witness_arg.clone(), from.clone());
+        tokio::task::spawn_blocking(move || {
+            careledger(&[
+                "restore",
+                "--from",
+                &from,
+                "--data",
+                &data_arg,
+                "--witness",
+                &witness_arg,
+            ])
+        })
+        .await
+        .unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let missing = head - backed_up;
+    assert!(
+        stdout.contains(&format!("cosigned size {head} last")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{missing} acknowledged events are missing")),
+        "{stdout}"
+    );
+
+    // The same restore again is refused: the directory is no longer empty.
+    let again = {
+        let (data_arg, from) = (data_arg.clone(), from.clone());
+        tokio::task::spawn_blocking(move || {
+            careledger(&["restore", "--from", &from, "--data", &data_arg])
+        })
+        .await
+        .unwrap()
+    };
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+
+    let restored = DataDir::open(&data).unwrap();
+    let hold = restored.holds.current().expect("writes are held");
+    assert_eq!(hold.missing_events, Some(missing));
+    drop(restored);
+
+    let output = {
+        let data_arg = data_arg.clone();
+        tokio::task::spawn_blocking(move || {
+            careledger(&[
+                "restore",
+                "--accept-loss",
+                "--reason",
+                "no newer backup survived",
+                "--data",
+                &data_arg,
+            ])
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = tokio::task::spawn_blocking(move || careledger(&["verify", "--data", &data_arg]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "recorded loss (signed by the log key): {missing} acknowledged events"
+        )) && stdout.contains("no newer backup survived"),
+        "{stdout}"
+    );
+    let restored = DataDir::open(&data).unwrap();
+    assert!(
+        restored.holds.current().is_none(),
+        "the loss is recorded: writes resume"
+    );
+
+    let _ = stop_witness.send(());
+    witness_task.await.unwrap().unwrap();
+}
