@@ -610,7 +610,9 @@ fn open_ledger(data: &Path) -> anyhow::Result<Ledger> {
             data.display()
         ));
     }
-    Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
+    Ok(data_dir::open_in_reserve(data, || {
+        Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
+    })?)
 }
 
 fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
@@ -693,14 +695,7 @@ fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(data: &Path) -> anyhow::Result<ExitCode> {
-    let (ledger_dir, _, _) = data_dir::paths(data);
-    if !ledger_dir.join("db").exists() {
-        return Err(anyhow!(
-            "no ledger in {}; give the data directory with --data",
-            data.display()
-        ));
-    }
-    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+    let ledger = open_ledger(data)?;
     let started = std::time::Instant::now();
     let report = ledger.verify(&mut |done, total| {
         if total > 0 {
@@ -787,10 +782,13 @@ fn open_read_models(
             data.display()
         ));
     }
-    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
-    let projections = Projections::open(&projections_dir, config)?;
-    projections.catch_up(&ledger)?;
-    Ok((ledger, projections))
+    // On a full disk too (sled writes as it opens): in the reserve's space.
+    Ok(data_dir::open_in_reserve(data, || {
+        let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+        let projections = Projections::open(&projections_dir, config)?;
+        projections.catch_up(&ledger)?;
+        Ok((ledger, projections))
+    })?)
 }
 
 fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {

@@ -79,6 +79,26 @@ pub fn open_existing_ledger(data: &Path) -> Result<Ledger, AppError> {
     Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
 }
 
+/// Runs `open`, a command-line tool's open of a stopped server's data directory. When it
+/// fails for another reason than another process holding the directory, and the directory
+/// keeps a reserve, the disk may be full: the reserve is released and `open` tried again, so
+/// that reading and verifying work on a full disk too. The next `careledger serve` makes the
+/// reserve again once space returns.
+pub fn open_in_reserve<T>(
+    data: &Path,
+    open: impl Fn() -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let reserve = reserve(data, 0);
+    match open() {
+        Err(first) if !in_use(&first) && reserve.exists() => {
+            tracing::warn!(error = %first, "opening failed; releasing the data directory's reserve and opening again (is the disk full?)");
+            reserve.release();
+            open()
+        }
+        opened => opened,
+    }
+}
+
 /// The ledger, the read models (caught up) and the actors of `data`.
 fn open_parts(
     data: &Path,

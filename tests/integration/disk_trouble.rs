@@ -526,3 +526,60 @@ async fn health_recovers_by_itself_once_space_returns_after_the_disk_filled_whil
     acked.extend(http::found(&state, &gp, n + 1).await.unwrap());
     http::assert_nothing_acknowledged_lost(&data, &acked);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+async fn verify_and_plan_answer_on_a_full_disk() {
+    use careledger_app::data_dir::OpenConfig;
+    use careledger_app::DataDir;
+
+    let fs = Tmpfs::mount("40m");
+    let path = fs.path.join("data");
+    let data = DataDir::open_configured(
+        &path,
+        OpenConfig {
+            reserve_bytes: 8 * 1024 * 1024,
+            ..OpenConfig::default()
+        },
+    )
+    .unwrap();
+    let (gp, _) = http::actors(&data);
+    let state = http::state(&data);
+    for n in 0..5 {
+        http::found(&state, &gp, n).await.unwrap();
+    }
+    drop(state);
+    drop(data);
+    fill_disk(&fs.path);
+
+    let data_arg = path.to_str().unwrap().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        let verify = crate::common::process::careledger(&["verify", "--data", &data_arg]);
+        let plan = crate::common::process::careledger(&[
+            "plan",
+            "--data",
+            &data_arg,
+            "--patient",
+            "patient-3",
+        ]);
+        (verify, plan)
+    })
+    .await
+    .unwrap();
+    let (verify, plan) = output;
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("ok: 10 events verified"));
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        !path.join("reserve").exists(),
+        "opening needed the reserve's space: the disk was full"
+    );
+}
