@@ -295,6 +295,19 @@ impl AccessLog {
     /// Copies the durable entries into a new access log store under the data directory
     /// `data` (a backup); the position copied through.
     pub fn copy_into(&self, data: &Path) -> Result<u64, AppError> {
+        // The checkpoint first: the durable position, read after, is at least its size.
+        let file = checkpoint_path(&self.shared.data);
+        if file.exists() {
+            std::fs::create_dir_all(dir(data)).map_err(|e| AppError::Store {
+                context: "copying the access log",
+                detail: format!("{}: {e}", dir(data).display()),
+            })?;
+            let to = checkpoint_path(data);
+            std::fs::copy(&file, &to).map_err(|e| AppError::Store {
+                context: "copying the access log's checkpoint",
+                detail: format!("{}: {e}", to.display()),
+            })?;
+        }
         let through = self.durable();
         match self.shared.store.read().as_ref() {
             Some(store) => store.copy_through(&store_dir(data), through)?,
@@ -304,14 +317,17 @@ impl AccessLog {
                 ))
             }
         }
-        for file in [checkpoint_path(&self.shared.data)] {
-            if file.exists() {
-                let to = checkpoint_path(data);
-                std::fs::copy(&file, &to).map_err(|e| AppError::Store {
-                    context: "copying the access log's checkpoint",
-                    detail: format!("{}: {e}", to.display()),
-                })?;
-            }
+        // The copy verified: every entry, and its checkpoint against the log's key.
+        let check = verify(data, self.verifier_key())?;
+        if let Some(problem) = check
+            .report
+            .problem
+            .map(|p| p.to_string())
+            .or(check.checkpoint_problem)
+        {
+            return Err(AppError::Conflict(format!(
+                "the access log's copy does not verify: {problem}"
+            )));
         }
         Ok(through)
     }
