@@ -82,6 +82,12 @@ async fn a_backup_taken_while_writers_append_restores_into_a_fresh_directory_tha
 ) {
     let f = Fixture::empty();
     let op = operator(&f);
+    // A keyed append before the backup: its retry after the restore is not written again.
+    let keyed = founding(999);
+    let (status, first) = f
+        .post("gp-1", "keyed", &keyed, &[("idempotency-key", "letter-1")])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
     let served = serve_in_process(f.state.clone()).await;
     let stop = Arc::new(AtomicBool::new(false));
     // Two writers append over HTTP until told to stop; each keeps the event ids acknowledged.
@@ -215,7 +221,12 @@ async fn a_backup_taken_while_writers_append_restores_into_a_fresh_directory_tha
         .all(|e| copied.contains(&e.record.event_id.to_string())));
     // Every event acknowledged at a position up to the copy's head is in it.
     let within: Vec<_> = acked.iter().filter(|(p, _)| *p <= size).collect();
-    assert_eq!(within.len() as u64, size, "only the writers wrote");
+    let keyed_events = first["events"].as_array().unwrap().len();
+    assert_eq!(
+        (within.len() + keyed_events) as u64,
+        size,
+        "only the writers and the keyed append wrote"
+    );
     assert!(within.iter().all(|(_, id)| copied.contains(id)));
     let state = AppState::start(&restored);
     // The tokens work on the restored server: their hashes were copied.
@@ -226,6 +237,19 @@ async fn a_backup_taken_while_writers_append_restores_into_a_fresh_directory_tha
     assert_eq!(status, StatusCode::OK, "{plan}");
     let (status, body) = post_events(&state, &f.token("gp-1"), "after-restore", &founding(0)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let retry = Request::post("/patients/keyed/events")
+        .header("authorization", format!("Bearer {}", f.token("gp-1")))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "letter-1")
+        .body(Body::from(keyed.to_string()))
+        .unwrap();
+    let (status, replay) = send(&state, retry).await;
+    assert!(status.is_success(), "{replay}");
+    assert_eq!(
+        replay["replayed"], true,
+        "the idempotency key was copied: {replay}"
+    );
+    assert_eq!(replay["events"], first["events"]);
     let report = restored.ledger.verify(&mut |_, _| {}).unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
 }
