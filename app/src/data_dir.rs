@@ -134,7 +134,7 @@ pub(crate) fn disk_full(reserve: &Reserve, cause: &dyn std::fmt::Display) -> Wri
              reserve ({}), and writes are refused while reads and verification go on: free disk \
              space (at least {} MiB); writes resume by themselves once the reserve can be made again",
             reserve.path().display(),
-            reserve.bytes().div_ceil(1024 * 1024)
+            (reserve.bytes() + crate::recovery::HEADROOM_BYTES).div_ceil(1024 * 1024)
         ),
         missing_events: None,
     }

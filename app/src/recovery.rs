@@ -24,7 +24,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Free space asked for beyond the reserve before it is made again: making it must not fill
 /// the disk again at once.
-const HEADROOM_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const HEADROOM_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The probe's thread, stopped when dropped.
 pub(crate) struct RecoveryProbe {
