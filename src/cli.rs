@@ -221,6 +221,11 @@ enum Command {
         oidc: OidcArgs,
         #[command(flatten)]
         access_log: crate::access_log::AccessLogArgs,
+        /// Disk space the data directory keeps in reserve, in MiB (`<data>/reserve`): on a
+        /// full disk it is released so that the server starts, serves reads and verification
+        /// and refuses writes with 503 until space returns (0: none).
+        #[arg(long, default_value_t = 64, env = "CARELEDGER_RESERVE_MIB")]
+        reserve_mib: u64,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -277,6 +282,14 @@ enum Command {
         #[command(subcommand)]
         command: crate::keys::KeysCommand,
     },
+    /// Back a running server's data directory up (the server writes the copy on its host and
+    /// verifies it), with --url and an operator's --token; prints what it wrote and the
+    /// secrets in it.
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into an empty data directory and verify it (--from, --checkpoint for a
+    /// newer signed checkpoint); or, with --accept-loss --reason, record that acknowledged
+    /// events a restored ledger lacks are lost. Exits 3 when the restored ledger is behind.
+    Restore(crate::backup::RestoreArgs),
     /// Rebuild the read models from the ledger, from position 1.
     Rebuild {
         #[command(flatten)]
@@ -416,10 +429,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transport,
             oidc,
             access_log,
+            reserve_mib,
         } => serve(
             &data.data,
             &addr,
-            read_models.config(),
+            careledger_app::data_dir::OpenConfig {
+                read_models: read_models.config(),
+                reserve_bytes: reserve_mib * 1024 * 1024,
+            },
             &ServeArgs {
                 checkpoints,
                 witnesses,
@@ -450,6 +467,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Actors { command } => crate::actors::run(command),
         Command::Keys { command } => crate::keys::run(command),
         Command::Rebuild { data } => rebuild(&data.data),
+        Command::Backup(args) => crate::backup::backup_cmd(&args),
+        Command::Restore(args) => crate::backup::restore_cmd(&args),
         Command::Export { data, patient, out } => export::export_cmd(&data.data, &patient, &out),
         Command::VerifyExport {
             file,
@@ -479,7 +498,7 @@ struct ServeArgs {
 fn serve(
     data: &Path,
     addr: &str,
-    read_models: ProjectionConfig,
+    open: careledger_app::data_dir::OpenConfig,
     args: &ServeArgs,
 ) -> anyhow::Result<ExitCode> {
     let ServeArgs {
@@ -499,9 +518,12 @@ fn serve(
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
     let served = runtime.block_on(async {
-        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, read_models))?;
+        let dir = tokio::task::block_in_place(|| DataDir::open_configured(data, open))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
+        }
+        if let Some(hold) = dir.holds.current() {
+            tracing::error!(reason = %hold.reason, "writes are held; /health reports it");
         }
         if let Some(config) = config {
             match dir.start_checkpoints(checkpoints.origin.as_deref(), config) {
@@ -603,7 +625,9 @@ fn open_ledger(data: &Path) -> anyhow::Result<Ledger> {
             data.display()
         ));
     }
-    Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
+    Ok(data_dir::open_in_reserve(data, || {
+        Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
+    })?)
 }
 
 fn key_show(data: &Path) -> anyhow::Result<ExitCode> {
@@ -712,14 +736,7 @@ fn verify_remote(url: &str, server: &crate::remote::ServerArgs) -> anyhow::Resul
 }
 
 fn verify(data: &Path) -> anyhow::Result<ExitCode> {
-    let (ledger_dir, _, _) = data_dir::paths(data);
-    if !ledger_dir.join("db").exists() {
-        return Err(anyhow!(
-            "no ledger in {}; give the data directory with --data",
-            data.display()
-        ));
-    }
-    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+    let ledger = open_ledger(data)?;
     let started = std::time::Instant::now();
     let report = ledger.verify(&mut |done, total| {
         if total > 0 {
@@ -743,6 +760,17 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
                 tree.root,
                 tree.size
             );
+            if let Some(loss) = careledger_app::backup::recorded_loss(data)? {
+                say!(
+                    "recorded loss (signed by the log key): {} acknowledged events after position {} \
+                     of a signed checkpoint of size {} were lost in a restore; recorded at {}: {}",
+                    loss.witnessed_size - loss.restored_size,
+                    loss.restored_size,
+                    loss.witnessed_size,
+                    loss.recorded_at,
+                    loss.reason
+                );
+            }
             if careledger_app::access_log::dir(data).exists() {
                 return crate::access_log::verify(data);
             }
@@ -796,10 +824,13 @@ fn open_read_models(
             data.display()
         ));
     }
-    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
-    let projections = Projections::open(&projections_dir, config)?;
-    projections.catch_up(&ledger)?;
-    Ok((ledger, projections))
+    // On a full disk too (sled writes as it opens): in the reserve's space.
+    Ok(data_dir::open_in_reserve(data, || {
+        let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+        let projections = Projections::open(&projections_dir, config)?;
+        projections.catch_up(&ledger)?;
+        Ok((ledger, projections))
+    })?)
 }
 
 fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {

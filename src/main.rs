@@ -8,6 +8,7 @@ mod output;
 
 mod access_log;
 mod actors;
+mod backup;
 mod cli;
 mod demo;
 mod export;

@@ -118,6 +118,16 @@ pub enum ApiError {
     /// `timed_out`): the detail says which limit and how to ask for less.
     #[error("{0}")]
     TimedOut(String),
+    /// Writes are held (503): the code names why (`disk_full`: the server opened on a full disk
+    /// in its reserve's space; `behind_witnessed_checkpoint`: a restored ledger lacks
+    /// acknowledged events), the message what the operator does. Reads go on.
+    #[error("{message}")]
+    WritesHeld {
+        /// The hold's stable code.
+        code: String,
+        /// The sentence.
+        message: String,
+    },
     /// The access log cannot be kept (503, code `access_log_unavailable`): the request was not
     /// served, so that no access goes unlogged.
     #[error("{0}")]
@@ -205,6 +215,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "access_log_unavailable",
                 "Access log unavailable",
+            ),
+            ApiError::WritesHeld { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "writes_held",
+                "Writes held",
             ),
             ApiError::Damaged(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -302,6 +317,10 @@ impl From<careledger_app::AppError> for ApiError {
             A::Ledger(e) => e.into(),
             A::InUse(m) => ApiError::Unavailable(m),
             A::AccessLogUnavailable(m) => ApiError::AccessLogUnavailable(m),
+            A::WritesHeld(hold) => ApiError::WritesHeld {
+                code: hold.kind.as_str().into(),
+                message: hold.reason,
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -351,7 +370,8 @@ impl ApiError {
             ApiError::Unprocessable { code, message }
             | ApiError::NotPermitted { code, message }
             | ApiError::Signature { code, message }
-            | ApiError::TooManyRequests { code, message, .. } => (code.clone(), message.clone()),
+            | ApiError::TooManyRequests { code, message, .. }
+            | ApiError::WritesHeld { code, message } => (code.clone(), message.clone()),
             ApiError::InvalidToken { code, message } => (code.clone(), message.clone()),
             ApiError::Internal(_) => (
                 kind.to_owned(),
@@ -383,6 +403,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             ApiError::Unavailable(detail) => tracing::warn!(%detail, "ledger unavailable"),
+            ApiError::WritesHeld { message, .. } => tracing::warn!(%message, "write refused"),
             ApiError::AccessLogUnavailable(detail) => {
                 tracing::warn!(%detail, "access refused: the access log cannot be kept")
             }

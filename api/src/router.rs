@@ -58,6 +58,9 @@ pub(crate) fn routes(doc: OpenApi) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(sse::stream))
         .routes(routes!(service::verify))
+        // A backup copies the whole ledger: at a region's size it takes minutes, and an
+        // operator waits for its answer rather than have it cut off.
+        .routes(routes!(admin::backup))
         .merge(limited)
 }
 

@@ -564,6 +564,19 @@ impl ActorStore {
         })
     }
 
+    /// Copies every actor as stored (token hashes, not tokens) into a new store in `dir`.
+    pub fn copy_to(&self, dir: &Path) -> Result<u64, AppError> {
+        let target = ActorStore::open(dir)?;
+        let mut copied = 0;
+        for item in self.db.iter() {
+            let (key, value) = item.map_err(internal)?;
+            target.db.insert(key, value).map_err(internal)?;
+            copied += 1;
+        }
+        target.db.flush().map_err(internal)?;
+        Ok(copied)
+    }
+
     fn write(&self, stored: &StoredActor) -> Result<(), AppError> {
         let bytes = encode_stored(stored)?;
         self.db

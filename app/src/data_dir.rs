@@ -9,6 +9,22 @@ use careledger_projections::{ProjectionConfig, Projections};
 
 use crate::actors::ActorStore;
 use crate::error::AppError;
+use crate::hold::{HoldKind, WriteHold, WriteHolds};
+use crate::reserve::Reserve;
+
+/// Space the data directory keeps in reserve by default for a server (`serve --reserve-mib`):
+/// enough for the stores to open and the access log to go on for a while on a full disk.
+pub const DEFAULT_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How a data directory is opened.
+#[derive(Clone, Debug, Default)]
+pub struct OpenConfig {
+    /// How the read models judge time.
+    pub read_models: ProjectionConfig,
+    /// The size of `<data>/reserve` (0: none is kept, as for the command-line tool's reads and
+    /// the tests).
+    pub reserve_bytes: u64,
+}
 
 /// The parts of a data directory: `<data>/ledger`, `<data>/projections`, `<data>/actors`.
 pub struct DataDir {
@@ -20,6 +36,11 @@ pub struct DataDir {
     pub projections: Arc<Projections>,
     /// Actors and token hashes.
     pub actors: Arc<ActorStore>,
+    /// Why writes are held, when they are (a full disk, a restored ledger behind a witnessed
+    /// checkpoint).
+    pub holds: Arc<WriteHolds>,
+    /// `<data>/reserve`: released when the stores cannot open on a full disk.
+    pub reserve: Reserve,
 }
 
 /// Where each part lives: the ledger, the read models and the actors.
@@ -41,6 +62,11 @@ pub fn checkpoint_path(data: &Path) -> PathBuf {
     data.join("checkpoint")
 }
 
+/// The data directory's reserve of `bytes`.
+pub fn reserve(data: &Path, bytes: u64) -> Reserve {
+    Reserve::new(data.join("reserve"), bytes, "the data directory's reserve")
+}
+
 /// Opens the ledger of a data directory that has one (for the commands that only read it).
 pub fn open_existing_ledger(data: &Path) -> Result<Ledger, AppError> {
     let (ledger_dir, _, _) = paths(data);
@@ -53,6 +79,67 @@ pub fn open_existing_ledger(data: &Path) -> Result<Ledger, AppError> {
     Ok(Ledger::open(&ledger_dir, LedgerConfig::default())?)
 }
 
+/// Runs `open`, a command-line tool's open of a stopped server's data directory. When it
+/// fails for another reason than another process holding the directory, and the directory
+/// keeps a reserve, the disk may be full: the reserve is released and `open` tried again, so
+/// that reading and verifying work on a full disk too. The next `careledger serve` makes the
+/// reserve again once space returns.
+pub fn open_in_reserve<T>(
+    data: &Path,
+    open: impl Fn() -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let reserve = reserve(data, 0);
+    match open() {
+        Err(first) if !in_use(&first) && reserve.exists() => {
+            tracing::warn!(error = %first, "opening failed; releasing the data directory's reserve and opening again (is the disk full?)");
+            reserve.release();
+            open()
+        }
+        opened => opened,
+    }
+}
+
+/// The ledger, the read models (caught up) and the actors of `data`.
+fn open_parts(
+    data: &Path,
+    config: &ProjectionConfig,
+) -> Result<(Ledger, Projections, ActorStore), AppError> {
+    let (ledger_dir, projections_dir, actors_dir) = paths(data);
+    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
+    let projections = Projections::open(&projections_dir, *config)?;
+    projections.catch_up(&ledger)?;
+    let actors = ActorStore::open(&actors_dir)?;
+    Ok((ledger, projections, actors))
+}
+
+/// True when another process holds a part of the directory: no reserve helps then.
+fn in_use(e: &AppError) -> bool {
+    use careledger_core::StorageError;
+    matches!(
+        e,
+        AppError::InUse(_)
+            | AppError::Ledger(careledger_core::Error::Storage(StorageError::InUse { .. }))
+            | AppError::Projections(careledger_projections::ProjectionError::Storage(
+                StorageError::InUse { .. }
+            ))
+    )
+}
+
+/// The hold of a directory opened in its reserve's space.
+pub(crate) fn disk_full(reserve: &Reserve, cause: &dyn std::fmt::Display) -> WriteHold {
+    WriteHold {
+        kind: HoldKind::DiskFull,
+        reason: format!(
+            "the disk of the data directory is full ({cause}); it was opened in the space of its \
+             reserve ({}), and writes are refused while reads and verification go on: free disk \
+             space (at least {} MiB); writes resume by themselves once the reserve can be made again",
+            reserve.path().display(),
+            (reserve.bytes() + crate::recovery::HEADROOM_BYTES).div_ceil(1024 * 1024)
+        ),
+        missing_events: None,
+    }
+}
+
 impl DataDir {
     /// Opens (or creates) every part and catches the projections up, with the read models'
     /// default settings.
@@ -63,16 +150,49 @@ impl DataDir {
     /// Opens (or creates) every part and catches the projections up; `config` sets how the read
     /// models judge time (overdue notifications, expired lab orders).
     pub fn open_with(data: &Path, config: ProjectionConfig) -> Result<Self, AppError> {
-        let (ledger_dir, projections_dir, actors_dir) = paths(data);
-        let ledger = Arc::new(Ledger::open(&ledger_dir, LedgerConfig::default())?);
-        let projections = Arc::new(Projections::open(&projections_dir, config)?);
-        projections.catch_up(&ledger)?;
-        let actors = Arc::new(ActorStore::open(&actors_dir)?);
+        Self::open_configured(
+            data,
+            OpenConfig {
+                read_models: config,
+                reserve_bytes: 0,
+            },
+        )
+    }
+
+    /// Opens (or creates) every part, catches the projections up and keeps the reserve.
+    ///
+    /// Opening writes (sled writes as it opens). When it fails and a reserve is kept, the
+    /// disk may be full: the reserve is released and the parts opened again in its space. The
+    /// directory then serves reads and verification with writes held
+    /// ([`HoldKind::DiskFull`]) until the reserve can be made again.
+    pub fn open_configured(data: &Path, config: OpenConfig) -> Result<Self, AppError> {
+        let reserve = reserve(data, config.reserve_bytes);
+        let holds = Arc::new(WriteHolds::default());
+        let (ledger, projections, actors) = match open_parts(data, &config.read_models) {
+            Err(first) if !in_use(&first) && reserve.exists() => {
+                tracing::warn!(error = %first, "opening the data directory failed; releasing its reserve and opening again (is the disk full?)");
+                reserve.release();
+                let parts = open_parts(data, &config.read_models)?;
+                holds.hold(disk_full(&reserve, &first));
+                parts
+            }
+            opened => opened?,
+        };
+        // A restored ledger behind a newer signed checkpoint takes no writes until the events
+        // are brought back or their loss is recorded.
+        crate::backup::check_behind(data, &ledger, &holds)?;
+        if !holds.is_held(HoldKind::DiskFull) {
+            if let Err(e) = reserve.ensure() {
+                tracing::error!(error = %e, "the data directory keeps no reserve: free disk space, or a restart on a full disk will refuse to open");
+            }
+        }
         Ok(Self {
             path: data.to_owned(),
-            ledger,
-            projections,
-            actors,
+            ledger: Arc::new(ledger),
+            projections: Arc::new(projections),
+            actors: Arc::new(actors),
+            holds,
+            reserve,
         })
     }
 

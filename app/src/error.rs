@@ -73,6 +73,10 @@ pub enum AppError {
     /// is refused rather than served unlogged.
     #[error("{0}")]
     AccessLogUnavailable(String),
+    /// Writes are held (a full disk, a restored ledger behind a witnessed checkpoint): reads
+    /// and verification go on; the hold says why and what the operator does.
+    #[error("{}", .0.reason)]
+    WritesHeld(crate::hold::WriteHold),
     /// A bug or an unexpected failure.
     #[error("{0}")]
     Internal(String),

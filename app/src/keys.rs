@@ -115,6 +115,7 @@ impl App {
                 caller.role.as_str()
             ))
         })?;
+        self.writable()?;
         let owner = actor.id.clone();
         change_key(&self.ledger, actor, owner, change, reason)
     }

@@ -12,12 +12,16 @@ pub mod access;
 pub mod access_log;
 pub mod actors;
 pub mod admin;
+pub mod backup;
 pub mod data_dir;
 pub mod error;
 pub mod export;
 pub mod feed;
+pub mod hold;
 pub mod keys;
 pub mod projector;
+pub mod recovery;
+pub mod reserve;
 pub mod service;
 pub mod witnesses;
 

@@ -22,7 +22,9 @@ use crate::actors::{AccessRole, ActorStore, RegisteredActor, TokenRefusal};
 use crate::data_dir::DataDir;
 use crate::error::AppError;
 use crate::feed::{Feed, Render};
+use crate::hold::WriteHolds;
 use crate::projector::Projector;
+use crate::recovery::RecoveryProbe;
 
 /// How long an append waits for the read models to show it before answering anyway.
 pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
@@ -52,7 +54,10 @@ pub struct App {
     pub feed: Arc<Feed>,
     /// The data directory.
     pub path: std::path::PathBuf,
+    /// Why writes are held, when they are: checked before every append, reported by `/health`.
+    pub holds: Arc<WriteHolds>,
     projector: Arc<Projector>,
+    _recovery: Arc<RecoveryProbe>,
     last_used: Arc<LastUsedWriter>,
     /// When this server's checkpointer signs, once one is followed ([`App::follow_checkpoints`]).
     signing: Arc<OnceLock<CheckpointConfig>>,
@@ -81,6 +86,12 @@ impl App {
         App {
             feed: Arc::new(Feed::new(ledger.head().position, render)),
             path: dir.path.clone(),
+            holds: dir.holds.clone(),
+            _recovery: Arc::new(RecoveryProbe::start(
+                &ledger,
+                &dir.holds,
+                dir.reserve.clone(),
+            )),
             ledger,
             projections: dir.projections.clone(),
             actors: dir.actors.clone(),
@@ -253,6 +264,7 @@ impl App {
         signed: Option<&careledger_core::signed_request::SignedRequest>,
     ) -> Result<AppendOutcome, AppError> {
         let actor = self.may_write(caller, &write.patient)?;
+        self.writable()?;
         access::check_members_are_registered(&self.actors, &write.patient, &write.submissions)?;
         let request = AppendRequest {
             patient: write.patient,
@@ -267,6 +279,15 @@ impl App {
             Some(signed) => self.ledger.append_signed(request, signed)?,
             None => self.ledger.append(request)?,
         })
+    }
+
+    /// Refused while writes are held (a full disk, a restored ledger that lacks acknowledged
+    /// events), saying why and what the operator does.
+    pub fn writable(&self) -> Result<(), AppError> {
+        match self.holds.current() {
+            Some(hold) => Err(AppError::WritesHeld(hold)),
+            None => Ok(()),
+        }
     }
 
     /// Acknowledges a notification by its id (`n-42-second`); the recipient is the caller's

@@ -482,6 +482,12 @@ impl Anchor {
         Ok(())
     }
 
+    /// Appends one entry for `hashes` from `first` and syncs it (a copy of another anchor's
+    /// entries, [`crate::backup`]).
+    pub(crate) fn append_copied(&mut self, first: u64, hashes: &[Hash]) -> Result<()> {
+        self.append(first, hashes)
+    }
+
     /// Visits every anchored `(position, hash)` in order, from the file on disk.
     pub(crate) fn for_each(&self, visit: &mut dyn FnMut(u64, &Hash)) -> Result<()> {
         let file = File::open(&self.path).map_err(|e| anchor_err(&self.path, "reading", e))?;
@@ -493,6 +499,31 @@ impl Anchor {
         .map_err(|e| anchor_err(&self.path, "reading", e))?;
         Ok(())
     }
+}
+
+/// The hashes the anchor at `path` holds for positions 1 to `size`, read without writing to
+/// it (the anchor of a running ledger, for a backup); an error when it holds fewer.
+pub(crate) fn hashes_through(path: &Path, size: u64) -> Result<Vec<Hash>> {
+    let file = File::open(path).map_err(|e| anchor_err(path, "reading", e))?;
+    let mut hashes = Vec::new();
+    read_entries(&file, &mut |first, entry| {
+        for (i, hash) in entry.iter().enumerate() {
+            let position = first + i as u64;
+            if position == hashes.len() as u64 + 1 && position <= size {
+                hashes.push(*hash);
+            }
+        }
+    })
+    .map_err(|e| anchor_err(path, "reading", e))?;
+    if (hashes.len() as u64) < size {
+        return Err(StorageError::corrupt(format!(
+            "the anchor {} holds {} events, fewer than the {size} to copy",
+            path.display(),
+            hashes.len()
+        ))
+        .into());
+    }
+    Ok(hashes)
 }
 
 /// Compares the ledger in `storage`, whose last stored position is `head`, with the anchor, and

@@ -565,7 +565,7 @@ fn idempotency_value(print: &Hash, appended: &[Appended]) -> Vec<u8> {
     value
 }
 
-fn parse_idempotency_value(value: &[u8]) -> Option<(Hash, Vec<u64>)> {
+pub(crate) fn parse_idempotency_value(value: &[u8]) -> Option<(Hash, Vec<u64>)> {
     if value.len() < 32 || !(value.len() - 32).is_multiple_of(8) {
         return None;
     }

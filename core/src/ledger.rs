@@ -120,13 +120,26 @@ impl Ledger {
         self.log.damage()
     }
 
+    /// After a storage failure, tries to take writes again without waiting for one: reopens
+    /// the storage (at most every reopen interval, once a probe write succeeds), as the next
+    /// append would. Ok when the ledger takes writes; the refusal otherwise. A background
+    /// probe calls it, so that `/health` recovers with no write sent.
+    pub fn recover(&self) -> Result<()> {
+        self.log.lock_writer().map(drop)
+    }
+
     /// The cheap check behind `/health`: the damage found on open, a storage failure, or a
     /// stored head that has fallen behind, or differs from, the anchor's last entry.
     pub fn health(&self) -> std::result::Result<(), Error> {
         self.log.health()
     }
 
-    /// The storage, for the modules that read it directly (the Merkle tree).
+    /// Where the anchor lives, when the ledger keeps one (for a backup's copy of it).
+    pub(crate) fn anchor_file(&self) -> Option<std::path::PathBuf> {
+        self.log.anchor_path()
+    }
+
+    /// The storage, for the modules that read it directly (the Merkle tree, a backup).
     pub(crate) fn storage(&self) -> &dyn Storage {
         self.log.storage()
     }

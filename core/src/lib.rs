@@ -14,6 +14,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod anchor;
+pub mod backup;
 pub mod care_team;
 pub mod chain;
 pub mod checkpoint;

@@ -345,6 +345,11 @@ impl<C> EventLog<C> {
         self.storage.as_ref()
     }
 
+    /// Where the anchor lives, when the log keeps one.
+    pub(crate) fn anchor_path(&self) -> Option<std::path::PathBuf> {
+        self.anchor.as_ref().map(|a| a.lock().path().to_owned())
+    }
+
     /// The clock that times the retries.
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

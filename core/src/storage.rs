@@ -137,6 +137,13 @@ pub trait Storage: Send + Sync {
         Ok(false)
     }
 
+    /// Visits every stored idempotency entry (key without its prefix, value). A storage that
+    /// cannot list them visits none.
+    fn scan_idempotency(&self, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
+        let _ = visit;
+        Ok(())
+    }
+
     /// The stored hash of the Merkle tree's complete subtree at `level` and `index`, if stored.
     /// A storage that keeps no tree answers `None`, and the ledger hashes it from the frames.
     fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
@@ -662,6 +669,14 @@ impl Storage for SledStorage {
             visit(id, revision_of(&key)?, &run);
         }
         Ok(true)
+    }
+
+    fn scan_idempotency(&self, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
+        for item in self.db()?.db.scan_prefix([IDEMPOTENCY]) {
+            let (key, value) = item.map_err(sled_err)?;
+            visit(&key[1..], &value);
+        }
+        Ok(())
     }
 
     fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {

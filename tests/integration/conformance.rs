@@ -218,8 +218,32 @@ fn key_body(rng: &mut Rng, careful: bool) -> (Vec<u8>, &'static str) {
     (rng.pick(&malformed).to_vec(), "application/json")
 }
 
-/// A body for the operator's routes: a new actor (a fresh id) or a rotation, or a malformed one.
-fn admin_body(rng: &mut Rng, path: &str, careful: bool) -> (Vec<u8>, &'static str) {
+/// A body for the operator's routes: a new actor (a fresh id), a rotation, or a backup into a
+/// fresh directory under `backups`; or a malformed one.
+fn admin_body(
+    rng: &mut Rng,
+    path: &str,
+    careful: bool,
+    backups: &std::path::Path,
+) -> (Vec<u8>, &'static str) {
+    if path == "/admin/backup" {
+        let fresh = backups.join(format!("backup-{}", rng.next()));
+        let valid = json!({ "to": fresh });
+        if careful || rng.chance(50) {
+            return (valid.to_string().into_bytes(), "application/json");
+        }
+        // Relative, not empty (the directory of every backup), not a path, unknown fields.
+        let malformed = [
+            json!({"to": "backups/today"}),
+            json!({"to": backups}),
+            json!({"to": 5}),
+            json!({"to": fresh, "extra": 1}),
+        ];
+        return (
+            rng.pick(&malformed).to_string().into_bytes(),
+            "application/json",
+        );
+    }
     let valid = if path == "/admin/actors" {
         json!({"id": format!("auditor-{}", rng.next()), "name": "Auditor", "role": "auditor",
             "expires_in_days": 30})
@@ -336,6 +360,9 @@ async fn every_answer_matches_the_served_openapi_document() {
         )
         .unwrap();
     f.state.app.follow_checkpoints(&checkpointer);
+    // Where the operator's backups go; one that is not empty for the refusals.
+    let backups = tempfile::tempdir().unwrap();
+    std::fs::write(backups.path().join("kept"), b"not empty").unwrap();
     // The operator, whose careful requests reach the admin routes.
     let operator = f
         .data
@@ -484,7 +511,9 @@ async fn every_answer_matches_the_served_openapi_document() {
         if op.has_body {
             let (bytes, content_type) = match op.path.as_str() {
                 "/actors/me/keys" => key_body(&mut rng, careful),
-                admin if admin.starts_with("/admin/") => admin_body(&mut rng, admin, careful),
+                admin if admin.starts_with("/admin/") => {
+                    admin_body(&mut rng, admin, careful, backups.path())
+                }
                 _ => body(&mut rng, careful),
             };
             request = request.header("content-type", content_type).body(bytes);

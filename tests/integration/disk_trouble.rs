@@ -293,3 +293,293 @@ async fn full_disk_answers_503_over_http_and_201_again_once_space_returns() {
     assert!(data.ledger.head().position > stored);
     assert!(data.ledger.verify(&mut |_, _| {}).unwrap().is_intact());
 }
+
+/// What the HTTP tests below share: a router over a data directory, and requests to it.
+mod http {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use careledger_api::AppState;
+    use careledger_app::actors::{AccessRole, RegisteredActor};
+    use careledger_app::DataDir;
+    use careledger_core::ids::{ActorId, Text};
+    use careledger_core::role::Role;
+    use tower::ServiceExt;
+
+    /// A GP's and an auditor's tokens.
+    pub fn actors(data: &DataDir) -> (String, String) {
+        let add = |id: &str, role| {
+            data.actors
+                .add(RegisteredActor::new(
+                    ActorId::parse(id).unwrap(),
+                    Text::new(format!("Dr. {id}")).unwrap(),
+                    role,
+                ))
+                .unwrap()
+        };
+        (
+            add("gp-1", AccessRole::Care(Role::Gp)),
+            add("auditor-1", AccessRole::Auditor),
+        )
+    }
+
+    pub fn state(data: &DataDir) -> AppState {
+        AppState::start(data).with_limits(careledger_api::Limits::unlimited())
+    }
+
+    pub async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = careledger_api::app(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn get(
+        state: &AppState,
+        token: Option<&str>,
+        uri: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::get(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        send(state, request.body(Body::empty()).unwrap()).await
+    }
+
+    /// Founds patient `n`'s care team; the event ids the answer acknowledges, or the refusal.
+    pub async fn found(
+        state: &AppState,
+        token: &str,
+        n: u64,
+    ) -> Result<Vec<String>, (StatusCode, serde_json::Value)> {
+        let body = serde_json::json!({"commands": [{"type": "start_shared_care", "arrangement": "CVRM by the GP, heart failure by cardiology. ".repeat(3)}]});
+        let request = Request::post(format!("/patients/patient-{n}/events"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        match send(state, request).await {
+            (StatusCode::CREATED, body) => Ok(body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event_id"].as_str().unwrap().to_owned())
+                .collect()),
+            refused => Err(refused),
+        }
+    }
+
+    /// Every acknowledged event id is in the ledger, and the ledger verifies.
+    pub fn assert_nothing_acknowledged_lost(data: &DataDir, acked: &[String]) {
+        let report = data.ledger.verify(&mut |_, _| {}).unwrap();
+        assert!(report.is_intact(), "{:?}", report.problem);
+        let stored: std::collections::HashSet<String> = data
+            .ledger
+            .read_all(0, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| e.record.event_id.to_string())
+            .collect();
+        let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+        assert!(lost.is_empty(), "acknowledged events lost: {lost:?}");
+    }
+
+    /// Polls `/health` (no write is sent) until it answers `expected`, for at most 10 s.
+    pub async fn wait_for_health(state: &AppState, expected: StatusCode) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, body) = get(state, None, "/health").await;
+            if status == expected {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/health still answers {status} {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Fills the file system holding `dir` to the last block: a file that is written until the
+/// disk refuses.
+fn fill_disk(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for chunk in [64 * 1024, 4096, 512, 1] {
+        let bytes = vec![0u8; chunk];
+        while file.write_all(&bytes).is_ok() {}
+    }
+    let _ = file.sync_all();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+async fn a_server_started_on_a_full_disk_serves_reads_and_verification_refuses_writes_and_takes_them_again_once_space_returns(
+) {
+    use axum::http::StatusCode;
+    use careledger_app::data_dir::OpenConfig;
+    use careledger_app::DataDir;
+
+    let fs = Tmpfs::mount("40m");
+    let path = fs.path.join("data");
+    let open = || {
+        DataDir::open_configured(
+            &path,
+            OpenConfig {
+                // The read models' store opens 2 MiB segments: the reserve must hold a few.
+                reserve_bytes: 8 * 1024 * 1024,
+                ..OpenConfig::default()
+            },
+        )
+    };
+    let data = open().unwrap();
+    assert!(data.holds.current().is_none());
+    let (gp, auditor) = http::actors(&data);
+    let state = http::state(&data);
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        acked.extend(http::found(&state, &gp, n).await.unwrap());
+    }
+    let head = data.ledger.head();
+    drop(state);
+    drop(data);
+
+    // The disk fills while the server is down (another process's logs, say).
+    let filler = fill_disk(&fs.path);
+    let data = open().expect("a server starts on a full disk, in its reserve's space");
+    let state = http::state(&data);
+    assert_eq!(data.ledger.head(), head);
+
+    // Reads and verification answer.
+    let (status, plan) = http::get(&state, Some(&gp), "/patients/patient-3/plan").await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    let (status, verified) = http::get(&state, Some(&auditor), "/verify").await;
+    assert_eq!(status, StatusCode::OK, "{verified}");
+    assert_eq!(verified["verified"], head.position);
+
+    // Writes are refused with 503, saying what is wrong and what the operator does.
+    let (status, problem) = http::found(&state, &gp, 100).await.unwrap_err();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(problem["code"], "disk_full", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("disk") && detail.contains("full") && detail.contains("free disk space"),
+        "{detail}"
+    );
+    let (status, health) = http::get(&state, None, "/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["class"], "disk_full", "{health}");
+    let (_, health) = http::get(&state, Some(&auditor), "/health").await;
+    assert!(
+        health["reason"]
+            .as_str()
+            .unwrap()
+            .contains("free disk space"),
+        "{health}"
+    );
+
+    // Space returns: /health says so by itself, with no write sent, and writes resume.
+    std::fs::remove_file(filler).unwrap();
+    http::wait_for_health(&state, StatusCode::OK).await;
+    assert!(data.reserve.is_kept(), "the reserve is made again");
+    acked.extend(http::found(&state, &gp, 101).await.unwrap());
+    http::assert_nothing_acknowledged_lost(&data, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+async fn health_recovers_by_itself_once_space_returns_after_the_disk_filled_while_serving() {
+    use axum::http::StatusCode;
+    use careledger_app::DataDir;
+
+    let fs = Tmpfs::mount("3m");
+    let data = DataDir::open(&fs.path.join("data")).unwrap();
+    let (gp, _) = http::actors(&data);
+    let state = http::state(&data);
+    let mut acked = Vec::new();
+    let mut n = 0;
+    let refusal = loop {
+        match http::found(&state, &gp, n).await {
+            Ok(ids) => acked.extend(ids),
+            Err(refusal) => break refusal,
+        }
+        n += 1;
+        assert!(n < 100_000, "a 3 MiB file system fills up");
+    };
+    assert_eq!(refusal.0, StatusCode::SERVICE_UNAVAILABLE, "{}", refusal.1);
+    let health = http::wait_for_health(&state, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(health["class"], "storage", "{health}");
+
+    fs.remount("size=64m");
+    // No write is sent: the server notices by itself.
+    http::wait_for_health(&state, StatusCode::OK).await;
+    acked.extend(http::found(&state, &gp, n + 1).await.unwrap());
+    http::assert_nothing_acknowledged_lost(&data, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+async fn verify_and_plan_answer_on_a_full_disk() {
+    use careledger_app::data_dir::OpenConfig;
+    use careledger_app::DataDir;
+
+    let fs = Tmpfs::mount("40m");
+    let path = fs.path.join("data");
+    let data = DataDir::open_configured(
+        &path,
+        OpenConfig {
+            reserve_bytes: 8 * 1024 * 1024,
+            ..OpenConfig::default()
+        },
+    )
+    .unwrap();
+    let (gp, _) = http::actors(&data);
+    let state = http::state(&data);
+    for n in 0..5 {
+        http::found(&state, &gp, n).await.unwrap();
+    }
+    drop(state);
+    drop(data);
+    fill_disk(&fs.path);
+
+    let data_arg = path.to_str().unwrap().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        let verify = crate::common::process::careledger(&["verify", "--data", &data_arg]);
+        let plan = crate::common::process::careledger(&[
+            "plan",
+            "--data",
+            &data_arg,
+            "--patient",
+            "patient-3",
+        ]);
+        (verify, plan)
+    })
+    .await
+    .unwrap();
+    let (verify, plan) = output;
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("ok: 10 events verified"));
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        !path.join("reserve").exists(),
+        "opening needed the reserve's space: the disk was full"
+    );
+}

@@ -10,6 +10,7 @@ mod common;
 
 mod access_log;
 mod anchor_damage;
+mod backup;
 mod break_glass;
 mod checkpoint;
 mod cli;

@@ -15,8 +15,8 @@ use crate::extract::{json_bytes, Caller};
 use crate::routes::blocking;
 use crate::state::AppState;
 use crate::wire::{
-    ActorListView, AddActorBody, AdminActorView, IssuedTokenView, ProblemDetails, RotateTokenBody,
-    WireError,
+    ActorListView, AddActorBody, AdminActorView, BackupBody, BackupView, IssuedTokenView,
+    ProblemDetails, RotateTokenBody, WireError,
 };
 
 fn issued(issued: &IssuedToken) -> IssuedTokenView {
@@ -145,4 +145,43 @@ pub async fn rotate_actor(
     })
     .await?;
     Ok(Json(issued(&rotated)))
+}
+
+/// Backs the data directory up while the server runs: a consistent copy of the ledger up to
+/// its durable head (writes go on meanwhile), the anchor, the log key, the checkpoints, the
+/// actors and the access log, written into `to` on the server's host and verified (chain,
+/// anchor, head, the latest signed checkpoint) before the answer. The read models are left
+/// out: they are rebuilt on the first start after `careledger restore`. The answer names every
+/// file and the secrets among them. Only an operator may.
+#[utoipa::path(post, path = "/admin/backup", tag = "admin", security(("bearer" = [])),
+    request_body(content = BackupBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "written and verified; what it holds, and its secrets", body = BackupView),
+        (status = 400, description = "the body is malformed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or a refused one", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "the caller is not an operator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the copy did not verify against the ledger or its checkpoint", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "`to` is not absolute (`path_not_absolute`) or not empty (`directory_not_empty`)", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn backup(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<BackupView>), ApiError> {
+    let bytes = json_bytes(&headers, body)?;
+    let body: BackupBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Malformed(format!("the body is not a backup request: {e}")))?;
+    let app = state.app.clone();
+    let access_log = state.access_log.clone();
+    let report = blocking(move || {
+        Ok(app.backup(
+            &caller,
+            std::path::Path::new(&body.to),
+            access_log.as_deref(),
+        )?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(BackupView::from(&report))))
 }

@@ -21,7 +21,9 @@ use crate::wire::{HealthView, ProblemDetails, VerifyView};
 ///
 /// 200 while it does; 503 with the reason class (`damaged`: acknowledged events missing or
 /// changed, found on open or by comparing the stored head with the anchor's last entry;
-/// `storage`: a storage failure, which clears by itself once the cause is removed). Without a
+/// `storage`: a storage failure, which clears by itself once the cause is removed; `disk_full`:
+/// the server opened on a full disk and holds writes until space returns, noticed by itself;
+/// `behind_witnessed_checkpoint`: a restored ledger lacks acknowledged events). Without a
 /// token, or with one of a role that neither audits nor operates, the answer is only that; an
 /// auditor's or the operator's token also gets the head, the reason and what is missing.
 #[utoipa::path(get, path = "/health", tag = "service",
@@ -46,13 +48,28 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
             "the health check failed: {e}"
         ))),
     };
-    let view = HealthView::new(&head, failure.as_ref());
+    // The ledger's own failure first (damage outranks a hold); then a hold on writes.
+    let view = match (&failure, state.app.holds.current()) {
+        (None, Some(hold)) => HealthView::held(&head, &hold),
+        _ => HealthView::new(&head, failure.as_ref()),
+    };
     let status = if view.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let view = if details { view } else { view.public() };
+    let view = if details {
+        // A loss of acknowledged events recorded after a restore stays visible to auditors.
+        match careledger_app::backup::recorded_loss(&state.app.path) {
+            Ok(loss) => view.with_recorded_loss(loss.as_ref()),
+            Err(e) => {
+                tracing::error!(error = %e, "the recorded loss cannot be read");
+                view
+            }
+        }
+    } else {
+        view.public()
+    };
     (status, Json(view)).into_response()
 }
 

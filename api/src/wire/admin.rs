@@ -212,3 +212,90 @@ pub struct IssuedTokenView {
     /// The actor's record.
     pub actor: AdminActorView,
 }
+
+/// `POST /admin/backup`: where the running server writes the backup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupBody {
+    /// An absolute path on the server's host, to an empty or absent directory.
+    pub to: String,
+}
+
+/// A file the backup wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupFileView {
+    /// Relative to the backup's directory.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// A secret in the backup: store the copy accordingly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupSecretView {
+    /// The file or directory, relative to the backup.
+    pub path: String,
+    /// What it is and what someone holding it can do.
+    pub what: String,
+}
+
+/// What `POST /admin/backup` wrote, verified: the copy was opened, its chain and anchor
+/// verified, its head compared with the ledger's at `ledger_size` and with the latest signed
+/// checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupView {
+    /// The backup's directory on the server's host.
+    pub directory: String,
+    /// Events copied: the durable head when the backup began (writes went on after it).
+    pub ledger_size: u64,
+    /// The head hash at that size (hex).
+    pub head_hash: String,
+    /// The Merkle root at that size (hex).
+    pub tree_root: String,
+    /// The latest signed checkpoint's size, which the copy was checked against.
+    pub checkpoint_size: Option<u64>,
+    /// Access log entries copied.
+    pub access_log_entries: Option<u64>,
+    /// Actors copied.
+    pub actors: u64,
+    /// True: the copy verified before this answer.
+    pub verified: bool,
+    /// Every file written.
+    pub files: Vec<BackupFileView>,
+    /// The secrets the copy holds.
+    pub secrets: Vec<BackupSecretView>,
+    /// What is left out, and why.
+    pub left_out: Vec<String>,
+}
+
+impl From<&careledger_app::backup::BackupReport> for BackupView {
+    fn from(r: &careledger_app::backup::BackupReport) -> Self {
+        BackupView {
+            directory: r.directory.display().to_string(),
+            ledger_size: r.ledger_size,
+            head_hash: r.head_hash.to_hex(),
+            tree_root: r.tree_root.clone(),
+            checkpoint_size: r.checkpoint_size,
+            access_log_entries: r.access_log_entries,
+            actors: r.actors,
+            verified: true,
+            files: r
+                .files
+                .iter()
+                .map(|(path, bytes)| BackupFileView {
+                    path: path.clone(),
+                    bytes: *bytes,
+                })
+                .collect(),
+            secrets: r
+                .secrets
+                .iter()
+                .map(|s| BackupSecretView {
+                    path: s.path.into(),
+                    what: s.what.into(),
+                })
+                .collect(),
+            left_out: r.left_out.clone(),
+        }
+    }
+}

@@ -66,7 +66,8 @@ use utoipa::ToSchema;
 
 pub use access_log::{AccessEntryView, AccessLogPageView, AccessorView};
 pub use admin::{
-    ActorListView, AddActorBody, AdminActorView, IssuedTokenView, RotateTokenBody, TokenLifeView,
+    ActorListView, AddActorBody, AdminActorView, BackupBody, BackupFileView, BackupSecretView,
+    BackupView, IssuedTokenView, RotateTokenBody, TokenLifeView,
 };
 pub use audit::{
     AuditActorView, AuditEntryView, AuditTrailView, MessageView, NotificationListView,
@@ -126,6 +127,8 @@ pub fn schemas() -> std::collections::BTreeMap<String, RefOr<Schema>> {
     add::<RotateTokenBody>(&mut out);
     add::<ActorListView>(&mut out);
     add::<IssuedTokenView>(&mut out);
+    add::<BackupBody>(&mut out);
+    add::<BackupView>(&mut out);
     add::<AppendOutcomeView>(&mut out);
     add::<RecordedEventView>(&mut out);
     add::<EventPageView>(&mut out);

@@ -566,6 +566,12 @@ wire_enum! {
         Damaged = "damaged",
         /// A storage failure, which clears once its cause is removed.
         Storage = "storage",
+        /// The disk is full: the server opened in its reserve's space and holds writes until
+        /// the reserve can be made again, which it notices by itself.
+        DiskFull = "disk_full",
+        /// A restored ledger lacks acknowledged events that a signed checkpoint covers: writes
+        /// are held until they are brought back or the operator records the loss.
+        BehindWitnessedCheckpoint = "behind_witnessed_checkpoint",
     }
 }
 

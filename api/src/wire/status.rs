@@ -72,9 +72,29 @@ pub struct HealthView {
     /// The last position the anchor holds, when damaged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_anchored_position: Option<u64>,
-    /// Acknowledged events missing from the ledger, when damaged.
+    /// Acknowledged events missing from the ledger, when damaged or restored behind a signed
+    /// checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_events: Option<u64>,
+    /// Acknowledged events whose loss the operator recorded after a restore (a signed, logged
+    /// record: `careledger restore --accept-loss`), for auditors; absent when none was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_loss: Option<RecordedLossView>,
+}
+
+/// A loss of acknowledged events recorded by the operator after a restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecordedLossView {
+    /// Acknowledged events the restored ledger lacks.
+    pub missing_events: u64,
+    /// The ledger's size when the loss was recorded (the restored head).
+    pub restored_size: u64,
+    /// The size of the signed checkpoint the ledger fell behind.
+    pub witnessed_size: u64,
+    /// Why, in the operator's words.
+    pub reason: String,
+    /// When it was recorded (RFC 3339).
+    pub recorded_at: String,
 }
 
 impl HealthView {
@@ -88,6 +108,7 @@ impl HealthView {
             head_hash: None,
             last_anchored_position: None,
             missing_events: None,
+            recorded_loss: None,
         };
         match failure {
             None => HealthView {
@@ -98,6 +119,7 @@ impl HealthView {
                 head_hash: Some(head.hash.to_hex()),
                 last_anchored_position: None,
                 missing_events: None,
+                recorded_loss: None,
             },
             Some(Error::Damaged(damage)) => HealthView {
                 last_anchored_position: Some(damage.last_anchored),
@@ -118,6 +140,40 @@ impl HealthView {
             head_hash: None,
             last_anchored_position: None,
             missing_events: None,
+            recorded_loss: None,
+        }
+    }
+
+    /// Health while writes are held: the hold's class, reason and missing events.
+    pub fn held(head: &Head, hold: &careledger_app::hold::WriteHold) -> Self {
+        use careledger_app::hold::HoldKind;
+        let class = match hold.kind {
+            HoldKind::DiskFull => UnhealthyClass::DiskFull,
+            _ => UnhealthyClass::BehindWitnessedCheckpoint,
+        };
+        HealthView {
+            status: HealthStatus::Unhealthy,
+            class: Some(class),
+            reason: Some(hold.reason.clone()),
+            head_position: Some(head.position),
+            head_hash: None,
+            last_anchored_position: None,
+            missing_events: hold.missing_events,
+            recorded_loss: None,
+        }
+    }
+
+    /// With the operator's record of acknowledged events lost in a restore, if any.
+    pub fn with_recorded_loss(self, loss: Option<&careledger_app::backup::RecordedLoss>) -> Self {
+        HealthView {
+            recorded_loss: loss.map(|l| RecordedLossView {
+                missing_events: l.witnessed_size - l.restored_size,
+                restored_size: l.restored_size,
+                witnessed_size: l.witnessed_size,
+                reason: l.reason.clone(),
+                recorded_at: l.recorded_at.to_string(),
+            }),
+            ..self
         }
     }
 

@@ -40,6 +40,7 @@ use careledger_core::note::VerifierKey;
 use careledger_core::record::Hash;
 
 use crate::error::AppError;
+use crate::reserve::Reserve;
 use store::Framed;
 
 /// An entry is durable this long after its request was answered, on a disk that syncs in
@@ -77,8 +78,9 @@ pub fn checkpoint_path(data: &Path) -> PathBuf {
     dir(data).join("checkpoint")
 }
 
-fn reserve_path(data: &Path) -> PathBuf {
-    dir(data).join("reserve")
+/// The access log's reserve of `bytes` (released at its first failed write).
+fn reserve(data: &Path, bytes: u64) -> Reserve {
+    Reserve::new(dir(data).join("reserve"), bytes, "the access log's reserve")
 }
 
 /// How the access log is kept.
@@ -197,9 +199,21 @@ impl AccessLog {
     /// checkpoint that the log does not extend (the log was cut or changed) stops the signing,
     /// and says so in the server's log; the log is kept all the same.
     pub fn open(data: &Path, config: AccessLogConfig) -> Result<AccessLog, AppError> {
-        let store = AccessStore::open(&store_dir(data))?;
+        let reserve = reserve(data, config.reserve_bytes);
+        // Opening writes: on a full disk the reserve makes the room for it.
+        let store = match AccessStore::open(&store_dir(data)) {
+            Err(e) if !matches!(e, AppError::InUse(_)) && reserve.release() => {
+                tracing::warn!(error = %e, "opening the access log failed; opening it again in the reserve's space");
+                AccessStore::open(&store_dir(data))?
+            }
+            opened => opened?,
+        };
         let (head, head_hash) = store.head()?;
-        ensure_reserve(&reserve_path(data), config.reserve_bytes)?;
+        if let Err(e) = reserve.ensure() {
+            // A full disk: the log is kept all the same, and says so; a restart with space
+            // makes the reserve again.
+            tracing::error!(error = %e, "the access log keeps no reserve; free disk space");
+        }
         let file = checkpoint_path(data);
         let mut signing = config.signing;
         let stored = signing
@@ -276,6 +290,46 @@ impl AccessLog {
             cancelled: None,
             recorded: false,
         })
+    }
+
+    /// Copies the durable entries into a new access log store under the data directory
+    /// `data` (a backup); the position copied through.
+    pub fn copy_into(&self, data: &Path) -> Result<u64, AppError> {
+        // The checkpoint first: the durable position, read after, is at least its size.
+        let file = checkpoint_path(&self.shared.data);
+        if file.exists() {
+            std::fs::create_dir_all(dir(data)).map_err(|e| AppError::Store {
+                context: "copying the access log",
+                detail: format!("{}: {e}", dir(data).display()),
+            })?;
+            let to = checkpoint_path(data);
+            std::fs::copy(&file, &to).map_err(|e| AppError::Store {
+                context: "copying the access log's checkpoint",
+                detail: format!("{}: {e}", to.display()),
+            })?;
+        }
+        let through = self.durable();
+        match self.shared.store.read().as_ref() {
+            Some(store) => store.copy_through(&store_dir(data), through)?,
+            None => {
+                return Err(AppError::AccessLogUnavailable(
+                    "the access log's store is closed after a failure; retry the backup once it is written again".into(),
+                ))
+            }
+        }
+        // The copy verified: every entry, and its checkpoint against the log's key.
+        let check = verify(data, self.verifier_key())?;
+        if let Some(problem) = check
+            .report
+            .problem
+            .map(|p| p.to_string())
+            .or(check.checkpoint_problem)
+        {
+            return Err(AppError::Conflict(format!(
+                "the access log's copy does not verify: {problem}"
+            )));
+        }
+        Ok(through)
     }
 
     /// The last durable position.
@@ -430,7 +484,9 @@ impl Writer {
                     *shared.failure.lock() = e.to_string();
                     shared.failed.store(true, Ordering::Release);
                     tracing::error!(error = %e, "writing the access log failed; accesses are refused until it is written");
-                    release_reserve(&reserve_path(&shared.data));
+                    if reserve(&shared.data, 0).release() {
+                        tracing::warn!("the access log goes on in its reserve's space; free disk space and restart to make it again");
+                    }
                     let stopping = stop || shared.queue.lock().stop;
                     if stopping && attempts >= ATTEMPTS_AT_STOP {
                         tracing::error!(
@@ -532,43 +588,6 @@ fn write_atomically(file: &Path, text: &str) -> Result<(), String> {
             None => Ok(()),
         });
     written.map_err(|e| format!("{}: {e}", file.display()))
-}
-
-/// Makes the reserve file of `bytes` when it is missing or shorter (written, not sparse, so that
-/// its blocks are really taken).
-fn ensure_reserve(path: &Path, bytes: u64) -> Result<(), AppError> {
-    let failed = |e: std::io::Error| AppError::Store {
-        context: "making the access log's reserve",
-        detail: format!("{}: {e}", path.display()),
-    };
-    let have = std::fs::metadata(path).map_or(0, |m| m.len());
-    if bytes == 0 || have >= bytes {
-        return Ok(());
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(failed)?;
-    let chunk = vec![0u8; 1024 * 1024];
-    let mut left = bytes - have;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        file.write_all(&chunk[..n]).map_err(failed)?;
-        left -= n as u64;
-    }
-    file.sync_all().map_err(failed)
-}
-
-fn release_reserve(path: &Path) {
-    match std::fs::remove_file(path) {
-        Ok(()) => tracing::warn!(
-            path = %path.display(),
-            "released the access log's reserve; free disk space and restart to make it again"
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::error!(error = %e, "releasing the access log's reserve failed"),
-    }
 }
 
 /// The stored checkpoint checked against the key and the store: its size and note, `None`
@@ -742,7 +761,9 @@ mod tests {
         let statuses: Vec<u16> = entries.iter().map(|e| e.entry.status).collect();
         assert_eq!((statuses, next), (vec![401, 200], None));
         assert_eq!(
-            std::fs::metadata(reserve_path(dir.path())).unwrap().len(),
+            std::fs::metadata(reserve(dir.path(), 0).path())
+                .unwrap()
+                .len(),
             4096
         );
     }

@@ -403,6 +403,32 @@ impl AccessStore {
             .map_err(io_error("syncing the access log"))
     }
 
+    /// Copies the entries up to `through` (durable: the log is append-only and keyed by
+    /// position, so they never change) with their patient index into a new store in `dir`,
+    /// synced; later entries, written meanwhile, are left out.
+    pub fn copy_through(&self, dir: &Path, through: u64) -> Result<(), AppError> {
+        let target = AccessStore::open(dir)?;
+        let mut batch = sled::Batch::default();
+        for item in self.db.iter() {
+            let (key, value) = item.map_err(store_error("reading the access log to copy it"))?;
+            let first = match key.as_ref() {
+                [ENTRY, ..] => position_of(&key),
+                [BY_PATIENT, .., _, _, _, _, _, _, _, _] => {
+                    key[key.len() - 8..].try_into().ok().map(u64::from_be_bytes)
+                }
+                _ => None,
+            };
+            if first.is_some_and(|first| first <= through) {
+                batch.insert(key, value);
+            }
+        }
+        target
+            .db
+            .apply_batch(batch)
+            .map_err(store_error("writing the access log's copy"))?;
+        target.sync()
+    }
+
     /// The entry at `position`, as stored (the test and the CLI's tools read it).
     pub fn frame_at(&self, position: u64) -> Result<Option<Vec<u8>>, AppError> {
         let Some((key, value)) = self
