@@ -407,8 +407,12 @@ impl AccessStore {
     /// position, so they never change) with their patient index into a new store in `dir`,
     /// synced; later entries, written meanwhile, are left out.
     pub fn copy_through(&self, dir: &Path, through: u64) -> Result<(), AppError> {
+        use std::os::unix::fs::FileExt as _;
         let target = AccessStore::open(dir)?;
         let mut batch = sled::Batch::default();
+        // The groups go to the copy's entries file, one after the other, as the writer puts
+        // them; sled names their new places.
+        let mut end = 0u64;
         for item in self.db.iter() {
             let (key, value) = item.map_err(store_error("reading the access log to copy it"))?;
             let first = match key.as_ref() {
@@ -418,10 +422,31 @@ impl AccessStore {
                 }
                 _ => None,
             };
-            if first.is_some_and(|first| first <= through) {
+            if !first.is_some_and(|first| first <= through) {
+                continue;
+            }
+            if key.first() == Some(&ENTRY) {
+                let group = self.group(&value).map_err(|detail| AppError::Store {
+                    context: "reading the access log to copy it",
+                    detail,
+                })?;
+                let len = u32::try_from(group.len()).map_err(|_| {
+                    AppError::Internal("a group of access log entries over 4 GiB".into())
+                })?;
+                target
+                    .entries
+                    .write_all_at(&group, end)
+                    .map_err(io_error("writing the access log's copy"))?;
+                batch.insert(key, &place_value(end, len)[..]);
+                end += u64::from(len);
+            } else {
                 batch.insert(key, value);
             }
         }
+        target
+            .entries
+            .sync_data()
+            .map_err(io_error("writing the access log's copy"))?;
         target
             .db
             .apply_batch(batch)
