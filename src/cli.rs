@@ -212,6 +212,12 @@ enum Command {
         oidc: OidcArgs,
         #[command(flatten)]
         access_log: crate::access_log::AccessLogArgs,
+        /// The memory the server's caches may use together, in MiB: the read models' cache of
+        /// decoded views, sled's page caches of the ledger, read models, access log and actors,
+        /// and the rendered plans, in the shares docs/performance.md lists (at least 64).
+        #[arg(long = "memory-budget", value_name = "MIB", env = "CARELEDGER_MEMORY_BUDGET_MIB",
+              default_value_t = careledger_app::memory::DEFAULT_MEMORY_BUDGET_MIB)]
+        memory_budget: u64,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -404,6 +410,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transport,
             oidc,
             access_log,
+            memory_budget,
         } => serve(
             &data.data,
             &addr,
@@ -414,6 +421,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 transport,
                 oidc,
                 access_log,
+                memory: careledger_app::MemoryBudget::from_mib(memory_budget)
+                    .map_err(|e| anyhow!("--memory-budget: {e}"))?,
             },
         ),
         Command::AccessLog { command } => crate::access_log::run(command),
@@ -459,6 +468,8 @@ struct ServeArgs {
     transport: crate::transport::TransportArgs,
     oidc: OidcArgs,
     access_log: crate::access_log::AccessLogArgs,
+    /// What the caches may use together.
+    memory: careledger_app::MemoryBudget,
 }
 
 fn serve(
@@ -473,6 +484,7 @@ fn serve(
         transport: transport_args,
         oidc,
         access_log,
+        memory,
     } = args;
     let config = checkpoints.config()?;
     let mut access = None;
@@ -484,7 +496,7 @@ fn serve(
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
     let served = runtime.block_on(async {
-        let dir = tokio::task::block_in_place(|| DataDir::open_with(data, read_models))?;
+        let dir = tokio::task::block_in_place(|| DataDir::open_within(data, read_models, *memory))?;
         if let Some(problem) = dir.ledger.head_problem() {
             tracing::error!(%problem, "the ledger refuses writes; /health reports it");
         }
@@ -505,10 +517,11 @@ fn serve(
         tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
         // Every access to patient data is recorded; none is served while it cannot be.
         access = tokio::task::block_in_place(|| {
-            access_log.open(data, checkpoints.origin.as_deref(), config)
+            access_log.open(data, checkpoints.origin.as_deref(), config, memory.access_log_sled())
         })?;
         let mut state = AppState::start(&dir)
             .with_limits(limits)
+            .with_plan_cache_bytes(memory.plan_json())
             .with_trusted_proxies(access_log.trusted_proxy.clone());
         if let Some(log) = &access {
             state = state.with_access_log(log.clone());
@@ -773,10 +786,10 @@ fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let (ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let events = ledger.read_stream(&patient, 1, usize::MAX)?;
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
+    let view = projections
+        .view(&patient)?
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let view = &*view;
     let key = careledger_fhir::patient_key(view)
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
     let self_url = format!(
@@ -796,10 +809,10 @@ fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {
 fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
     let patient = wire::patient_id(&args.patient)?;
     let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
+    let view = projections
+        .view(&patient)?
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let view = &*view;
     if args.json {
         println!(
             "{}",
@@ -998,10 +1011,10 @@ fn audit_cmd(
         actor: actor.map(|a| ActorId::parse(&a)).transpose()?,
         ..AuditFilter::default()
     };
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
+    let view = projections
+        .view(&patient)?
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let view = &*view;
     let entries = audit::query(view, &filter);
     if args.json {
         let list: Vec<_> = entries.into_iter().map(AuditEntryView::from).collect();
@@ -1058,10 +1071,10 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
         }
     };
     let (_ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
+    let view = projections
+        .view(&patient)?
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let view = &*view;
     let now = Timestamp::now();
     let config = projections.config();
     let list: Vec<_> = [Line::First, Line::Second]

@@ -48,6 +48,14 @@ impl AppState {
         }
     }
 
+    /// The same state keeping at most `bytes` of rendered plans (a share of the memory budget).
+    pub fn with_plan_cache_bytes(self, bytes: u64) -> Self {
+        Self {
+            plans: Arc::new(PlanCache::with_budget(bytes)),
+            ..self
+        }
+    }
+
     /// The same state with other limits (before it serves anything).
     pub fn with_limits(self, limits: Limits) -> Self {
         Self {
@@ -95,26 +103,66 @@ impl AppState {
 /// Plans rendered to JSON, each with the patient's revision it shows: a plan is a function of
 /// the patient's events alone, so it is rendered once per change and served as shared bytes to
 /// every reader until the patient's next event.
+pub(crate) struct PlanCache {
+    plans: RwLock<Plans>,
+    budget: u64,
+}
+
 #[derive(Default)]
-pub(crate) struct PlanCache(RwLock<HashMap<PatientId, (u64, Bytes)>>);
+struct Plans {
+    by_patient: HashMap<PatientId, (u64, Bytes)>,
+    bytes: u64,
+}
 
 /// Plans kept at most; beyond that the cache starts again empty.
 const PLAN_CACHE_ENTRIES: usize = 10_000;
+/// Bytes of rendered plans kept at most by default: the plans' share of the default memory
+/// budget (`careledger_app::MemoryBudget::plan_json`).
+const PLAN_CACHE_BYTES: u64 = 32 << 20;
+
+impl Default for PlanCache {
+    fn default() -> Self {
+        Self::with_budget(PLAN_CACHE_BYTES)
+    }
+}
 
 impl PlanCache {
+    fn with_budget(budget: u64) -> Self {
+        Self {
+            plans: RwLock::new(Plans::default()),
+            budget,
+        }
+    }
+
     pub(crate) fn get(&self, patient: &PatientId, revision: u64) -> Option<Bytes> {
-        self.0
+        self.plans
             .read()
+            .by_patient
             .get(patient)
             .filter(|(cached, _)| *cached == revision)
             .map(|(_, bytes)| bytes.clone())
     }
 
     pub(crate) fn put(&self, patient: PatientId, revision: u64, bytes: Bytes) {
-        let mut plans = self.0.write();
-        if plans.len() >= PLAN_CACHE_ENTRIES && !plans.contains_key(&patient) {
-            plans.clear();
+        let size = bytes.len() as u64;
+        if size > self.budget {
+            return;
         }
-        plans.insert(patient, (revision, bytes));
+        let mut plans = self.plans.write();
+        let held = plans.by_patient.contains_key(&patient);
+        let replaced = plans
+            .by_patient
+            .get(&patient)
+            .map_or(0, |(_, old)| old.len() as u64);
+        let full = (!held && plans.by_patient.len() >= PLAN_CACHE_ENTRIES)
+            || plans.bytes - replaced + size > self.budget;
+        if full {
+            plans.by_patient.clear();
+            plans.bytes = 0;
+        }
+        if let Some((_, old)) = plans.by_patient.insert(patient, (revision, bytes)) {
+            plans.bytes -= old.len() as u64;
+        }
+        plans.bytes += size;
     }
 }

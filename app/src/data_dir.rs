@@ -9,6 +9,7 @@ use careledger_projections::{ProjectionConfig, Projections};
 
 use crate::actors::ActorStore;
 use crate::error::AppError;
+use crate::memory::MemoryBudget;
 
 /// The parts of a data directory: `<data>/ledger`, `<data>/projections`, `<data>/actors`.
 pub struct DataDir {
@@ -63,11 +64,31 @@ impl DataDir {
     /// Opens (or creates) every part and catches the projections up; `config` sets how the read
     /// models judge time (overdue notifications, expired lab orders).
     pub fn open_with(data: &Path, config: ProjectionConfig) -> Result<Self, AppError> {
+        Self::open_within(data, config, MemoryBudget::default())
+    }
+
+    /// As [`DataDir::open_with`], the ledger's, the read models' and the actors' caches taking
+    /// their shares of `budget` (the read models' settings for time from `config`).
+    pub fn open_within(
+        data: &Path,
+        config: ProjectionConfig,
+        budget: MemoryBudget,
+    ) -> Result<Self, AppError> {
         let (ledger_dir, projections_dir, actors_dir) = paths(data);
-        let ledger = Arc::new(Ledger::open(&ledger_dir, LedgerConfig::default())?);
-        let projections = Arc::new(Projections::open(&projections_dir, config)?);
+        let ledger_config = LedgerConfig {
+            cache_bytes: budget.ledger_sled(),
+            ..LedgerConfig::default()
+        };
+        let ledger = Arc::new(Ledger::open(&ledger_dir, ledger_config)?);
+        let projections = Arc::new(Projections::open(
+            &projections_dir,
+            budget.projections(config),
+        )?);
         projections.catch_up(&ledger)?;
-        let actors = Arc::new(ActorStore::open(&actors_dir)?);
+        let actors = Arc::new(ActorStore::open_with_cache(
+            &actors_dir,
+            budget.actors_sled(),
+        )?);
         Ok(Self {
             path: data.to_owned(),
             ledger,

@@ -17,10 +17,12 @@ pub mod error;
 pub mod export;
 pub mod feed;
 pub mod keys;
+pub mod memory;
 pub mod projector;
 pub mod service;
 pub mod witnesses;
 
 pub use data_dir::DataDir;
 pub use error::AppError;
+pub use memory::MemoryBudget;
 pub use service::{App, Write};

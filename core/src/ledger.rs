@@ -43,6 +43,9 @@ pub struct LedgerConfig {
     /// Where new event ids (and the correlation ids requests leave out) come from: random
     /// version 4 UUIDs by default.
     pub ids: Arc<dyn IdSource>,
+    /// sled's page cache for the ledger, in bytes (a share of `careledger serve
+    /// --memory-budget`); 1 GiB by default ([`crate::storage::CACHE_BYTES`]).
+    pub cache_bytes: u64,
 }
 
 impl Default for LedgerConfig {
@@ -52,6 +55,7 @@ impl Default for LedgerConfig {
             reopen_interval: Duration::from_millis(200),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
+            cache_bytes: crate::storage::CACHE_BYTES,
         }
     }
 }
@@ -69,7 +73,7 @@ impl Ledger {
     /// so damaged that sled fails inside its own recovery give an error naming them.
     pub fn open(dir: &Path, config: LedgerConfig) -> Result<Ledger> {
         let open = || {
-            let storage = SledStorage::open(dir)?;
+            let storage = SledStorage::open_with_cache(dir, config.cache_bytes)?;
             let anchor = Anchor::open(&anchor_path(dir))?;
             Self::build(Box::new(storage), Some(anchor), config)
         };

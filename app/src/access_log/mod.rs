@@ -91,6 +91,8 @@ pub struct AccessLogConfig {
     /// The key that signs checkpoints (the log key for the access log's origin,
     /// [`LogKey::for_origin`]) and when; `None` signs none.
     pub signing: Option<(LogKey, CheckpointConfig)>,
+    /// sled's page cache for the access log, in bytes (a share of the memory budget).
+    pub cache_bytes: u64,
 }
 
 impl Default for AccessLogConfig {
@@ -99,6 +101,7 @@ impl Default for AccessLogConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             reserve_bytes: DEFAULT_RESERVE_BYTES,
             signing: None,
+            cache_bytes: store::CACHE_BYTES,
         }
     }
 }
@@ -123,6 +126,8 @@ struct Shared {
     failed: AtomicBool,
     failure: Mutex<String>,
     latest_checkpoint: Mutex<Option<String>>,
+    /// sled's page cache, kept for a reopen.
+    cache_bytes: u64,
 }
 
 /// The access log of a running server.
@@ -197,7 +202,7 @@ impl AccessLog {
     /// checkpoint that the log does not extend (the log was cut or changed) stops the signing,
     /// and says so in the server's log; the log is kept all the same.
     pub fn open(data: &Path, config: AccessLogConfig) -> Result<AccessLog, AppError> {
-        let store = AccessStore::open(&store_dir(data))?;
+        let store = AccessStore::open_with_cache(&store_dir(data), config.cache_bytes)?;
         let (head, head_hash) = store.head()?;
         ensure_reserve(&reserve_path(data), config.reserve_bytes)?;
         let file = checkpoint_path(data);
@@ -231,6 +236,7 @@ impl AccessLog {
             failed: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
             latest_checkpoint: Mutex::new(latest),
+            cache_bytes: config.cache_bytes,
         });
         let worker = shared.clone();
         let writer = Writer {
@@ -513,7 +519,7 @@ impl Writer {
 fn reopen(shared: &Shared) {
     let mut guard = shared.store.write();
     *guard = None;
-    match AccessStore::open(&store_dir(&shared.data)) {
+    match AccessStore::open_with_cache(&store_dir(&shared.data), shared.cache_bytes) {
         Ok(store) => *guard = Some(store),
         Err(e) => *shared.failure.lock() = e.to_string(),
     }
@@ -724,6 +730,7 @@ mod tests {
                 queue_capacity: 1,
                 reserve_bytes: 4096,
                 signing: None,
+                ..AccessLogConfig::default()
             },
         )
         .unwrap();
