@@ -217,6 +217,28 @@ impl Ledger {
             .read_stream(patient, from_revision, limit, decode_framed)
     }
 
+    /// Every patient with events, each once, in the order of the per-patient index (by the
+    /// id's length, then the id); ids that are no patient (the key stream) are left out. `None`
+    /// when the storage keeps no index it can list. A read model rebuilt patient by patient
+    /// starts here.
+    pub fn patients(&self) -> Result<Option<Vec<PatientId>>> {
+        let mut patients = Vec::new();
+        let mut last: Vec<u8> = Vec::new();
+        let listed = self.log.storage().scan_index(&mut |id, _, _| {
+            if id != last.as_slice() {
+                last.clear();
+                last.extend_from_slice(id);
+                if let Some(patient) = std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|id| PatientId::parse(id).ok())
+                {
+                    patients.push(patient);
+                }
+            }
+        })?;
+        Ok(listed.then_some(patients))
+    }
+
     /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order.
     pub fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         self.log.read_all(after, limit, decode_frame)

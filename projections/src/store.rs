@@ -489,6 +489,44 @@ fn encode_views(snapshots: &[Snapshot]) -> Result<Vec<Encoded>, ProjectionError>
     Ok(out)
 }
 
+/// The batch that stores encoded views with their index entries, removing a view's chunks
+/// beyond its new length and the index entries it no longer holds.
+fn batch_of(db: &sled::Db, encoded: &[Encoded]) -> Result<sled::Batch, ProjectionError> {
+    let mut batch = sled::Batch::default();
+    for view in encoded {
+        let chunks = view.chunks.len() as u32;
+        for (i, chunk) in view.chunks.iter().enumerate() {
+            batch.insert(chunk_key(&view.patient, i as u32), chunk.clone());
+        }
+        // A view never shrinks by much, but a smaller one must not keep old chunks.
+        for item in db.range(chunk_key(&view.patient, chunks)..=chunk_key(&view.patient, u32::MAX))
+        {
+            batch.remove(item.map_err(storage)?.0);
+        }
+        let held_key = prefixed(HELD_PREFIX, &[view.patient.as_str()]);
+        let held: Vec<Vec<u8>> = match db.get(&held_key).map_err(storage)? {
+            None => Vec::new(),
+            Some(bytes) => {
+                bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                    .map_err(|e| ProjectionError::Decode(e.to_string()))?
+                    .0
+            }
+        };
+        let now: HashSet<&[u8]> = view.index.iter().map(|(k, _)| k.as_slice()).collect();
+        for stale in held.iter().filter(|k| !now.contains(k.as_slice())) {
+            batch.remove(stale.as_slice());
+        }
+        for (key, value) in &view.index {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        let keys: Vec<&[u8]> = view.index.iter().map(|(k, _)| k.as_slice()).collect();
+        let keys = bincode::serde::encode_to_vec(&keys, bincode::config::standard())
+            .map_err(|e| ProjectionError::Storage(StorageError::other(e)))?;
+        batch.insert(held_key, keys);
+    }
+    Ok(batch)
+}
+
 /// The persisted read models with their cache.
 pub struct Projections {
     dir: PathBuf,
@@ -767,7 +805,9 @@ impl Projections {
 
     /// Applies up to one batch of events after the checkpoint; returns how many.
     fn apply_step(&self, ledger: &Ledger) -> Result<u64, ProjectionError> {
-        self.recover_if_broken()?;
+        // While the disk takes no writes the failed database still reads: fold on, the changed
+        // views staying in the cache until a persist can write them.
+        let _ = self.recover_if_broken();
         let count = {
             let _one_at_a_time = self.catching_up.lock();
             let after = self.checkpoint();
@@ -889,39 +929,7 @@ impl Projections {
         };
         drop(snapshots);
         let db = self.db()?;
-        let mut batch = sled::Batch::default();
-        for view in &encoded {
-            let chunks = view.chunks.len() as u32;
-            for (i, chunk) in view.chunks.iter().enumerate() {
-                batch.insert(chunk_key(&view.patient, i as u32), chunk.clone());
-            }
-            // A view never shrinks by much, but a smaller one must not keep old chunks.
-            for item in
-                db.range(chunk_key(&view.patient, chunks)..=chunk_key(&view.patient, u32::MAX))
-            {
-                batch.remove(item.map_err(storage)?.0);
-            }
-            let held_key = prefixed(HELD_PREFIX, &[view.patient.as_str()]);
-            let held: Vec<Vec<u8>> = match db.get(&held_key).map_err(storage)? {
-                None => Vec::new(),
-                Some(bytes) => {
-                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-                        .map_err(|e| ProjectionError::Decode(e.to_string()))?
-                        .0
-                }
-            };
-            let now: HashSet<&[u8]> = view.index.iter().map(|(k, _)| k.as_slice()).collect();
-            for stale in held.iter().filter(|k| !now.contains(k.as_slice())) {
-                batch.remove(stale.as_slice());
-            }
-            for (key, value) in &view.index {
-                batch.insert(key.as_slice(), value.as_slice());
-            }
-            let keys: Vec<&[u8]> = view.index.iter().map(|(k, _)| k.as_slice()).collect();
-            let keys = bincode::serde::encode_to_vec(&keys, bincode::config::standard())
-                .map_err(|e| ProjectionError::Storage(StorageError::other(e)))?;
-            batch.insert(held_key, keys);
-        }
+        let mut batch = batch_of(&db, &encoded)?;
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
         {
             let _no_reads_meanwhile = self.io.write();
@@ -945,9 +953,10 @@ impl Projections {
     }
 
     /// After a storage failure: once the directory takes writes again (a probe file written and
-    /// synced), reopens the database and continues from what it holds. A failed database may
-    /// have lost batches it had accepted; the cache forgets everything and the applier folds
-    /// again from the stored checkpoint.
+    /// synced), reopens the database and continues from what it holds. The cache keeps its
+    /// changed views, written by the next persist; should the reopened database lack a batch
+    /// the failed one had accepted (its checkpoint is older than the last one written), the
+    /// cache forgets everything and the applier folds again from the stored checkpoint.
     fn recover_if_broken(&self) -> Result<(), ProjectionError> {
         if !self.broken.load(Ordering::Acquire) {
             return Ok(());
@@ -978,19 +987,23 @@ impl Projections {
         let reopened = open_db(&self.dir, self.config.sled_cache_bytes)?;
         let checkpoint = stored_checkpoint(&reopened)?;
         *db = Some(reopened);
-        *self.cache.lock() = Cache {
-            checkpoint,
-            ..Cache::default()
-        };
-        self.persisted.store(checkpoint, Ordering::Release);
+        if checkpoint != self.persisted.load(Ordering::Acquire) {
+            // A batch the failed database accepted is not on disk: views evicted since may be
+            // missing from it. Forget them all and fold again from what is stored.
+            *self.cache.lock() = Cache {
+                checkpoint,
+                ..Cache::default()
+            };
+            self.persisted.store(checkpoint, Ordering::Release);
+        }
         self.broken.store(false, Ordering::Release);
         Ok(())
     }
 
-    /// Clears the read models and folds the whole ledger again, in passes: each pass folds the
-    /// patients whose views, projected to the end of the ledger, fit half the cache, and skips
-    /// the others' events; each view is written once, when its pass ends (or earlier, should
-    /// the cache fill). The checkpoint is stored at the end: a rebuild cut short starts again.
+    /// Clears the read models and folds the whole ledger again, up to its head when the rebuild
+    /// starts, in bounded memory: patient by patient from each one's stream when the ledger lists
+    /// its patients (sled's does), else in passes over the ledger. Each view is written once.
+    /// The checkpoint is stored at the end: a rebuild cut short starts again.
     pub fn rebuild(
         &self,
         ledger: &Ledger,
@@ -1007,6 +1020,101 @@ impl Projections {
             self.persisted.store(0, Ordering::Release);
         }
         let head = ledger.head().position;
+        let applied = match ledger.patients()? {
+            Some(patients) => self.rebuild_by_patient(ledger, &db, &patients, head, progress)?,
+            None => self.rebuild_in_passes(ledger, &db, head, progress)?,
+        };
+        self.cache.lock().checkpoint = head;
+        self.noting(self.persist_once())?;
+        Ok(applied)
+    }
+
+    /// The rebuild of a ledger that lists its patients: each patient's stream read and folded
+    /// on its own, on two threads, the views written in batches of a quarter of the cache each:
+    /// memory holds a few views, and each view is written once.
+    fn rebuild_by_patient(
+        &self,
+        ledger: &Ledger,
+        db: &sled::Db,
+        patients: &[PatientId],
+        head: u64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, ProjectionError> {
+        let batch_bytes = (self.config.view_cache_bytes / 4).max(1);
+        let folded = AtomicU64::new(0);
+        let next = AtomicU64::new(0);
+        let work = || -> Result<(), ProjectionError> {
+            let mut pending: Vec<Snapshot> = Vec::new();
+            let mut pending_bytes = 0;
+            let write = |pending: &mut Vec<Snapshot>| -> Result<(), ProjectionError> {
+                let encoded = encode_views(pending)?;
+                pending.clear();
+                let batch = batch_of(db, &encoded)?;
+                let _no_reads_meanwhile = self.io.write();
+                self.noting(db.apply_batch(batch).map_err(storage))
+            };
+            loop {
+                // Patients in runs of 64, so that the threads' batches hold neighbouring keys.
+                let from = next.fetch_add(64, Ordering::Relaxed) as usize;
+                let Some(run) = patients.get(from..(from + 64).min(patients.len())) else {
+                    break;
+                };
+                for patient in run {
+                    let mut view = PatientView::default();
+                    let mut count = 0;
+                    for event in ledger.read_stream(patient, 1, usize::MAX)? {
+                        if event.position <= head && view.apply(&event) {
+                            count += 1;
+                        }
+                    }
+                    if count == 0 {
+                        continue;
+                    }
+                    folded.fetch_add(count, Ordering::Relaxed);
+                    pending_bytes += count * EVENT_BYTES;
+                    pending.push(Snapshot {
+                        patient: patient.clone(),
+                        view: Arc::new(view),
+                        version: 0,
+                    });
+                    if pending_bytes >= batch_bytes {
+                        write(&mut pending)?;
+                        pending_bytes = 0;
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                write(&mut pending)?;
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| -> Result<(), ProjectionError> {
+            let other = scope.spawn(work);
+            let mine = {
+                // Progress from this thread while both work.
+                let result = work();
+                progress(folded.load(Ordering::Relaxed), head);
+                result
+            };
+            let other = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            mine.and(other)
+        })?;
+        Ok(folded.load(Ordering::Relaxed))
+    }
+
+    /// The rebuild of a ledger that does not list its patients: passes over the ledger, each
+    /// folding the patients whose views, projected to the end of the ledger, fit half the cache
+    /// (the others' events skipped), writing each view once, when its pass ends.
+    fn rebuild_in_passes(
+        &self,
+        ledger: &Ledger,
+        db: &sled::Db,
+        head: u64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, ProjectionError> {
+        let db = db.clone();
         let budget = self.config.view_cache_bytes;
         let mut done: HashSet<PatientId> = HashSet::new();
         let mut from = 0;
@@ -1055,8 +1163,6 @@ impl Projections {
                 None => break,
             }
         }
-        self.cache.lock().checkpoint = head;
-        self.noting(self.persist_once())?;
         Ok(applied)
     }
 
@@ -1120,7 +1226,14 @@ impl Projections {
         self.noting(result)
     }
 
-    /// The estimate of all cached views' memory with dirty ones counted, for tests.
+    /// Evicts every stored view from the cache (views not yet stored stay), for tests and
+    /// measurements of reads from disk.
+    #[doc(hidden)]
+    pub fn evict_stored(&self) {
+        self.cache.lock().evict(0);
+    }
+
+    /// The estimate of the cached views not yet stored, for tests.
     #[doc(hidden)]
     pub fn dirty_bytes(&self) -> u64 {
         self.cache.lock().dirty_bytes()
