@@ -120,7 +120,7 @@ fn follow_up(patient: u64, request: u64, commands: u64) -> anyhow::Result<Vec<Co
         let command = match r % 6 {
             0 | 1 => Command::RecordMeasurement(Measurement {
                 value: Quantity::new(Measure::SystolicBloodPressure, 118 + (r % 50) as i64)?,
-                source: if r % 4 == 0 {
+                source: if r.is_multiple_of(4) {
                     MeasurementSource::SelfMeasuredAtHome
                 } else {
                     MeasurementSource::Practice

@@ -6,7 +6,8 @@
 //! - [`signals`]: duplicate lab work, annual lab due, target not met, home-measurement trends,
 //!   and the lab-order signals of [`lab`];
 //! - [`clinical`]: intolerances, problems, indications and smoking status in the plan;
-//! - [`store`]: the projections persisted in their own sled database with their checkpoint.
+//! - [`store`]: the projections on disk in their own sled database, with their checkpoint, the
+//!   indexes across patients and a bounded cache of decoded views.
 //!
 //! **Invariant:** projections do no IO and read no clock: [`ReadModel::apply`] is a pure fold over
 //! recorded events, and "now" is passed in by the caller wherever time matters.
@@ -175,7 +176,9 @@ fn notify_context(
     careledger_core::notify::Context::before(recorded.event(), shared_care, team, author, emergency)
 }
 
-/// All read models: one [`PatientView`] per patient, and the position folded up to.
+/// Every patient's [`PatientView`] in memory, and the position folded up to: the fold of a
+/// whole history where it is small (an export's verification, tests). The server's read models
+/// are [`Projections`], on disk behind a bounded cache.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadModel {
     /// The last position applied.

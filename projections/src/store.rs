@@ -251,8 +251,7 @@ fn load_view(
     patient: &PatientId,
 ) -> Result<Option<(PatientView, usize)>, ProjectionError> {
     let mut bytes = Vec::new();
-    let mut expected = 0u32;
-    for item in db.scan_prefix(patient_key(patient)) {
+    for (expected, item) in (0u32..).zip(db.scan_prefix(patient_key(patient))) {
         let (key, value) = item.map_err(storage)?;
         let chunk = key
             .len()
@@ -265,7 +264,6 @@ fn load_view(
                 "the state of {patient} has chunk {chunk} where {expected} belongs"
             )));
         }
-        expected += 1;
         bytes.extend_from_slice(&value);
     }
     if bytes.is_empty() {
@@ -286,12 +284,15 @@ pub fn fhir_key(view: &PatientView) -> Option<String> {
     Some(first.provenance.hash.to_hex()[..16].to_owned())
 }
 
+/// An index entry: its key and value.
+type IndexEntry = (Vec<u8>, Vec<u8>);
+
 /// The index entries a patient's view holds, each as key and value; every value starts with
 /// the patient (behind its length), then what the entry carries (the team for `'t'`).
 fn index_entries(
     patient: &PatientId,
     view: &PatientView,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ProjectionError> {
+) -> Result<Vec<IndexEntry>, ProjectionError> {
     let id = patient.as_str();
     let mut of_patient = Vec::with_capacity(1 + id.len());
     push_id(&mut of_patient, id);
@@ -461,7 +462,7 @@ struct Encoded {
     version: u64,
     chunks: Vec<sled::IVec>,
     encoded_len: usize,
-    index: Vec<(Vec<u8>, Vec<u8>)>,
+    index: Vec<IndexEntry>,
 }
 
 /// Encodes the snapshots' views, compressed and cut into the stored chunks, with their index
