@@ -806,8 +806,9 @@ impl Projections {
 
     /// Applies up to one batch of events after the checkpoint; returns how many.
     fn apply_step(&self, ledger: &Ledger) -> Result<u64, ProjectionError> {
-        // While the disk takes no writes the failed database still reads: fold on, the changed
-        // views staying in the cache until a persist can write them.
+        // While the disk takes no writes, keep the failed database: events whose views are
+        // cached still fold (sled refuses reads after a failed write, so a miss fails until
+        // the store reopens), the changed views staying in the cache.
         let _ = self.recover_if_broken();
         let count = {
             let _one_at_a_time = self.catching_up.lock();
