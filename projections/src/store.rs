@@ -1091,18 +1091,23 @@ impl Projections {
             Ok(())
         };
         std::thread::scope(|scope| -> Result<(), ProjectionError> {
-            let other = scope.spawn(work);
-            let mine = {
-                // Progress from this thread while both work.
-                let result = work();
-                progress(folded.load(Ordering::Relaxed), head);
-                result
-            };
-            let other = other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            mine.and(other)
+            let workers = [scope.spawn(work), scope.spawn(work)];
+            // This thread reports progress while the two work.
+            let mut ticks = 0u32;
+            while workers.iter().any(|w| !w.is_finished()) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                ticks += 1;
+                if ticks.is_multiple_of(40) {
+                    progress(folded.load(Ordering::Relaxed), head);
+                }
+            }
+            workers.into_iter().try_for_each(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
         })?;
+        progress(folded.load(Ordering::Relaxed), head);
         Ok(folded.load(Ordering::Relaxed))
     }
 
