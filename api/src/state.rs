@@ -166,3 +166,26 @@ impl PlanCache {
         plans.bytes += size;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_plans_keep_to_their_budget_and_a_plan_over_it_is_not_kept() {
+        let cache = PlanCache::with_budget(10_000);
+        for n in 0..100u64 {
+            let patient = PatientId::parse(&format!("patient-{n}")).unwrap();
+            cache.put(patient.clone(), 1, Bytes::from(vec![b'x'; 1_500]));
+            assert_eq!(cache.get(&patient, 1).map(|b| b.len()), Some(1_500));
+            assert!(cache.get(&patient, 2).is_none(), "another revision");
+            let plans = cache.plans.read();
+            let held: u64 = plans.by_patient.values().map(|(_, b)| b.len() as u64).sum();
+            assert_eq!(held, plans.bytes);
+            assert!(plans.bytes <= 10_000, "{} bytes kept", plans.bytes);
+        }
+        let big = PatientId::parse("patient-big").unwrap();
+        cache.put(big.clone(), 1, Bytes::from(vec![b'x'; 10_001]));
+        assert!(cache.get(&big, 1).is_none());
+    }
+}
