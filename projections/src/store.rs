@@ -18,7 +18,7 @@
 //! the database once a probe file can be written and synced, and folds again from the stored
 //! checkpoint whatever the failed database may have lost.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -345,6 +345,9 @@ fn index_entries(
     }
     Ok(entries)
 }
+
+/// Views read from disk ahead of a fold, by patient (`None`: none stored).
+type Preloaded = HashMap<PatientId, Option<(PatientView, usize)>>;
 
 /// A decoded view in the cache.
 struct Entry {
@@ -818,7 +821,8 @@ impl Projections {
                 return Ok(0);
             }
             let db = self.noting(self.db())?;
-            self.noting(self.fold(&db, &events, true, &mut |_, _| true))?;
+            let mut preloaded = self.noting(self.preload(&db, &events))?;
+            self.noting(self.fold(&db, &events, true, &mut preloaded, &mut |_, _| true))?;
             events.len() as u64
         };
         self.write_back_if_full()?;
@@ -834,6 +838,34 @@ impl Projections {
         Ok(())
     }
 
+    /// Reads from disk the views of the events' patients that are not cached, before `fold`
+    /// takes the cache's lock, so that reads of cached views do not wait for the disk. A view not
+    /// cached is not dirty, so what is stored is its latest state and no batch is writing it;
+    /// only the applier (holding `catching_up`) changes views. `None` for a patient with no
+    /// stored view.
+    fn preload(
+        &self,
+        db: &sled::Db,
+        events: &[RecordedEvent],
+    ) -> Result<Preloaded, ProjectionError> {
+        let missing: BTreeSet<&PatientId> = {
+            let cache = self.cache.lock();
+            events
+                .iter()
+                .map(|e| &e.record.patient)
+                .filter(|p| {
+                    !careledger_core::signing_keys::is_key_stream(p)
+                        && !cache.entries.contains_key(*p)
+                })
+                .collect()
+        };
+        let mut preloaded = HashMap::with_capacity(missing.len());
+        for patient in missing {
+            preloaded.insert(patient.clone(), load_view(db, patient)?);
+        }
+        Ok(preloaded)
+    }
+
     /// Folds events read from the ledger into the cached views, loading a view on a miss, and
     /// marks the views changed; `admit(patient, position)` says whether to fold a patient's
     /// event (a rebuild's pass folds some patients). With `advance`, the checkpoint moves to
@@ -843,6 +875,7 @@ impl Projections {
         db: &sled::Db,
         events: &[RecordedEvent],
         advance: bool,
+        preloaded: &mut Preloaded,
         admit: &mut dyn FnMut(&PatientId, u64) -> bool,
     ) -> Result<u64, ProjectionError> {
         let mut cache = self.cache.lock();
@@ -858,7 +891,11 @@ impl Projections {
                 if !cache.entries.contains_key(patient) {
                     // Not cached, so not dirty: what is stored is its latest state (and no
                     // batch is writing it), read here without the `io` lock.
-                    let (view, bytes) = match load_view(db, patient)? {
+                    let stored = match preloaded.remove(patient) {
+                        Some(stored) => stored,
+                        None => load_view(db, patient)?,
+                    };
+                    let (view, bytes) = match stored {
                         Some((view, len)) => (view, estimate(len)),
                         None => (PatientView::default(), ENTRY_BYTES),
                     };
@@ -1133,8 +1170,12 @@ impl Projections {
             let pass_from = from;
             self.read_ledger(ledger, from, head, &mut |events| {
                 let last = events.last().map_or(from, |e| e.position);
-                let folded =
-                    self.noting(self.fold(&db, events, false, &mut |patient, position| {
+                let folded = self.noting(self.fold(
+                    &db,
+                    events,
+                    false,
+                    &mut Preloaded::new(),
+                    &mut |patient, position| {
                         if done.contains(patient) {
                             false
                         } else if admitted.contains(patient) {
@@ -1146,7 +1187,8 @@ impl Projections {
                             next_from.get_or_insert(position - 1);
                             false
                         }
-                    }))?;
+                    },
+                ))?;
                 applied += folded;
                 // Close the pass once the views admitted, grown in proportion to the rest of
                 // the ledger, would fill half the cache.
