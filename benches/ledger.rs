@@ -171,8 +171,7 @@ fn projections(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("plan", |b| {
         b.iter(|| {
-            let model = projections.read();
-            let view = model.patient(&patient(7)).unwrap();
+            let view = projections.view(&patient(7)).unwrap().unwrap();
             let readings = projections.config().trend_readings;
             serde_json::to_string(&careledger_api::wire::PlanView::new(
                 &patient(7),

@@ -38,6 +38,7 @@ impl AccessLogArgs {
         data: &Path,
         origin: Option<&str>,
         checkpoints: Option<CheckpointConfig>,
+        cache_bytes: u64,
     ) -> anyhow::Result<Option<Arc<AccessLog>>> {
         let key = |origin: Option<&str>| -> anyhow::Result<LogKey> {
             let key = LogKey::open_or_create(&data_dir::log_key_path(data), origin)?;
@@ -56,6 +57,7 @@ impl AccessLogArgs {
         let config = AccessLogConfig {
             reserve_bytes: self.access_log_reserve_mib * 1024 * 1024,
             signing,
+            cache_bytes,
             ..AccessLogConfig::default()
         };
         Ok(access_log::open_unless_measuring(data, config)?.map(Arc::new))

@@ -226,6 +226,12 @@ enum Command {
         /// and refuses writes with 503 until space returns (0: none).
         #[arg(long, default_value_t = 64, env = "CARELEDGER_RESERVE_MIB")]
         reserve_mib: u64,
+        /// The memory the server's caches may use together, in MiB: the read models' cache of
+        /// decoded views, sled's page caches of the ledger, read models, access log and actors,
+        /// and the rendered plans, in the shares docs/performance.md lists (at least 64).
+        #[arg(long = "memory-budget", value_name = "MIB", env = "CARELEDGER_MEMORY_BUDGET_MIB",
+              default_value_t = careledger_app::memory::DEFAULT_MEMORY_BUDGET_MIB)]
+        memory_budget: u64,
     },
     /// Write a realistic shared-care history and demo actors into an empty data directory, and print their tokens.
     Demo {
@@ -430,12 +436,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             oidc,
             access_log,
             reserve_mib,
+            memory_budget,
         } => serve(
             &data.data,
             &addr,
             careledger_app::data_dir::OpenConfig {
                 read_models: read_models.config(),
                 reserve_bytes: reserve_mib * 1024 * 1024,
+                budget: careledger_app::MemoryBudget::from_mib(memory_budget)
+                    .map_err(|e| anyhow!("--memory-budget: {e}"))?,
             },
             &ServeArgs {
                 checkpoints,
@@ -508,6 +517,7 @@ fn serve(
         oidc,
         access_log,
     } = args;
+    let memory = open.budget;
     let config = checkpoints.config()?;
     let mut access = None;
     let witnesses = witnesses.targets()?;
@@ -542,10 +552,11 @@ fn serve(
         tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
         // Every access to patient data is recorded; none is served while it cannot be.
         access = tokio::task::block_in_place(|| {
-            access_log.open(data, checkpoints.origin.as_deref(), config)
+            access_log.open(data, checkpoints.origin.as_deref(), config, memory.access_log_sled())
         })?;
         let mut state = AppState::start(&dir)
             .with_limits(limits)
+            .with_plan_cache_bytes(memory.plan_json())
             .with_trusted_proxies(access_log.trusted_proxy.clone());
         if let Some(log) = &access {
             state = state.with_access_log(log.clone());
@@ -846,10 +857,10 @@ fn fhir(args: &FhirArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let (ledger, projections) = open_read_models(&args.data.data, args.read_models.config())?;
     let events = ledger.read_stream(&patient, 1, usize::MAX)?;
-    let model = projections.read();
-    let view = model
-        .patient(&patient)
+    let view = projections
+        .view(&patient)?
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+    let view = &*view;
     let key = careledger_fhir::patient_key(view)
         .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
     let self_url = format!(
@@ -921,10 +932,10 @@ fn plan(args: &PatientArgs) -> anyhow::Result<ExitCode> {
         None => {
             let (_ledger, projections) =
                 open_read_models(&args.data.data, args.read_models.config())?;
-            let model = projections.read();
-            let view = model
-                .patient(&patient)
+            let view = projections
+                .view(&patient)?
                 .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+            let view = &*view;
             let signals = signals::signals(view, projections.config(), render::now());
             (
                 PlanView::new(&patient, &view.plan, projections.config().trend_readings),
@@ -967,10 +978,10 @@ fn audit_cmd(
                 actor,
                 ..AuditFilter::default()
             };
-            let model = projections.read();
-            let view = model
-                .patient(&patient)
+            let view = projections
+                .view(&patient)?
                 .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+            let view = &*view;
             audit::query(view, &filter)
                 .into_iter()
                 .map(AuditEntryView::from)
@@ -1005,10 +1016,10 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
         None => {
             let (_ledger, projections) =
                 open_read_models(&args.data.data, args.read_models.config())?;
-            let model = projections.read();
-            let view = model
-                .patient(&patient)
+            let view = projections
+                .view(&patient)?
                 .ok_or_else(|| anyhow!("no events for patient {patient}"))?;
+            let view = &*view;
             let now = render::now();
             let config = projections.config();
             [Line::First, Line::Second]

@@ -48,6 +48,14 @@ impl AppState {
         }
     }
 
+    /// The same state keeping at most `bytes` of rendered plans (a share of the memory budget).
+    pub fn with_plan_cache_bytes(self, bytes: u64) -> Self {
+        Self {
+            plans: Arc::new(PlanCache::with_budget(bytes)),
+            ..self
+        }
+    }
+
     /// The same state with other limits (before it serves anything).
     pub fn with_limits(self, limits: Limits) -> Self {
         Self {
@@ -95,26 +103,89 @@ impl AppState {
 /// Plans rendered to JSON, each with the patient's revision it shows: a plan is a function of
 /// the patient's events alone, so it is rendered once per change and served as shared bytes to
 /// every reader until the patient's next event.
+pub(crate) struct PlanCache {
+    plans: RwLock<Plans>,
+    budget: u64,
+}
+
 #[derive(Default)]
-pub(crate) struct PlanCache(RwLock<HashMap<PatientId, (u64, Bytes)>>);
+struct Plans {
+    by_patient: HashMap<PatientId, (u64, Bytes)>,
+    bytes: u64,
+}
 
 /// Plans kept at most; beyond that the cache starts again empty.
 const PLAN_CACHE_ENTRIES: usize = 10_000;
+/// Bytes of rendered plans kept at most by default: the plans' share of the default memory
+/// budget (`careledger_app::MemoryBudget::plan_json`).
+const PLAN_CACHE_BYTES: u64 = 32 << 20;
+
+impl Default for PlanCache {
+    fn default() -> Self {
+        Self::with_budget(PLAN_CACHE_BYTES)
+    }
+}
 
 impl PlanCache {
+    fn with_budget(budget: u64) -> Self {
+        Self {
+            plans: RwLock::new(Plans::default()),
+            budget,
+        }
+    }
+
     pub(crate) fn get(&self, patient: &PatientId, revision: u64) -> Option<Bytes> {
-        self.0
+        self.plans
             .read()
+            .by_patient
             .get(patient)
             .filter(|(cached, _)| *cached == revision)
             .map(|(_, bytes)| bytes.clone())
     }
 
     pub(crate) fn put(&self, patient: PatientId, revision: u64, bytes: Bytes) {
-        let mut plans = self.0.write();
-        if plans.len() >= PLAN_CACHE_ENTRIES && !plans.contains_key(&patient) {
-            plans.clear();
+        let size = bytes.len() as u64;
+        if size > self.budget {
+            return;
         }
-        plans.insert(patient, (revision, bytes));
+        let mut plans = self.plans.write();
+        let held = plans.by_patient.contains_key(&patient);
+        let replaced = plans
+            .by_patient
+            .get(&patient)
+            .map_or(0, |(_, old)| old.len() as u64);
+        let full = (!held && plans.by_patient.len() >= PLAN_CACHE_ENTRIES)
+            || plans.bytes - replaced + size > self.budget;
+        if full {
+            plans.by_patient.clear();
+            plans.bytes = 0;
+        }
+        if let Some((_, old)) = plans.by_patient.insert(patient, (revision, bytes)) {
+            plans.bytes -= old.len() as u64;
+        }
+        plans.bytes += size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_plans_keep_to_their_budget_and_a_plan_over_it_is_not_kept() {
+        let cache = PlanCache::with_budget(10_000);
+        for n in 0..100u64 {
+            let patient = PatientId::parse(&format!("patient-{n}")).unwrap();
+            cache.put(patient.clone(), 1, Bytes::from(vec![b'x'; 1_500]));
+            assert_eq!(cache.get(&patient, 1).map(|b| b.len()), Some(1_500));
+            assert!(cache.get(&patient, 2).is_none(), "another revision");
+            let plans = cache.plans.read();
+            let held: u64 = plans.by_patient.values().map(|(_, b)| b.len() as u64).sum();
+            assert_eq!(held, plans.bytes);
+            assert!(plans.bytes <= 10_000, "{} bytes kept", plans.bytes);
+        }
+        let big = PatientId::parse("patient-big").unwrap();
+        cache.put(big.clone(), 1, Bytes::from(vec![b'x'; 10_001]));
+        assert!(cache.get(&big, 1).is_none());
     }
 }

@@ -15,19 +15,29 @@ use crate::actors::{AccessRole, ActorStore, RegisteredActor, SubscriberScope};
 use crate::error::AppError;
 
 /// True when a care-role caller is in the patient's care team, in the role they are
-/// registered in.
+/// registered in; false too when the read models cannot be read (logged).
 pub fn in_care_team(
     projections: &Projections,
     caller: &RegisteredActor,
     patient: &PatientId,
 ) -> bool {
-    let model = projections.read();
-    model.patient(patient).is_some_and(|v| {
-        v.plan
-            .care_team
-            .iter()
-            .any(|m| m.actor == caller.id && AccessRole::Care(m.role) == caller.role)
+    care_team_has(projections, caller, patient).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "reading a care team failed");
+        false
     })
+}
+
+/// [`in_care_team`], with a failure to read the read models as an error. The care team is
+/// read from its index when the patient's view is not cached: no whole view is decoded for it.
+fn care_team_has(
+    projections: &Projections,
+    caller: &RegisteredActor,
+    patient: &PatientId,
+) -> Result<bool, AppError> {
+    Ok(projections.care_team(patient)?.is_some_and(|team| {
+        team.iter()
+            .any(|(actor, role)| *actor == caller.id && AccessRole::Care(*role) == caller.role)
+    }))
 }
 
 /// True when a practitioner outside the care team holds emergency access to the patient now,
@@ -41,20 +51,35 @@ pub fn has_emergency_access(
 }
 
 /// The reason the caller gave when they broke the glass on this patient's record, while the
-/// access lasts.
+/// access lasts; `None` too when the read models cannot be read (logged).
 pub fn emergency_access(
     projections: &Projections,
     caller: &RegisteredActor,
     patient: &PatientId,
 ) -> Option<String> {
+    emergency_access_checked(projections, caller, patient).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "reading emergency access failed");
+        None
+    })
+}
+
+/// [`emergency_access`], with a failure to read the read models as an error.
+fn emergency_access_checked(
+    projections: &Projections,
+    caller: &RegisteredActor,
+    patient: &PatientId,
+) -> Result<Option<String>, AppError> {
     let AccessRole::Care(role) = caller.role else {
-        return None;
+        return Ok(None);
     };
     let now = Timestamp::now();
-    let model = projections.read();
-    let view = model.patient(patient)?;
-    let grant = view.plan.emergency_access_of(&caller.id, role, now)?;
-    Some(grant.opened.reason.to_string())
+    Ok(projections
+        .with_view(patient, |view| {
+            view.plan
+                .emergency_access_of(&caller.id, role, now)
+                .map(|grant| grant.opened.reason.to_string())
+        })?
+        .flatten())
 }
 
 /// A patient actor is only ever the patient they are bound to; other actors are bound to none.
@@ -88,16 +113,14 @@ pub fn read_reason(
         AccessRole::Operator => Err(operator_reads_no_patient_data()),
         // The care group's administrator corrects wrongly founded teams and must see them.
         AccessRole::Care(Role::CareGroupAdmin) => Ok(AccessReason::Administration),
-        AccessRole::Care(role)
-            if is_self(caller, patient) && in_care_team(projections, caller, patient) =>
-        {
-            Ok(match role {
-                Role::Patient => AccessReason::OwnRecord,
-                _ => AccessReason::CareTeam,
-            })
-        }
-        AccessRole::Care(_) if is_self(caller, patient) => {
-            match emergency_access(projections, caller, patient) {
+        AccessRole::Care(role) if is_self(caller, patient) => {
+            if care_team_has(projections, caller, patient)? {
+                return Ok(match role {
+                    Role::Patient => AccessReason::OwnRecord,
+                    _ => AccessReason::CareTeam,
+                });
+            }
+            match emergency_access_checked(projections, caller, patient)? {
                 Some(justification) => Ok(AccessReason::BreakGlass { justification }),
                 None => Err(AppError::not_in_care_team()),
             }
@@ -177,12 +200,15 @@ pub fn sees_events_of(
         AccessRole::Auditor => true,
         AccessRole::Subscriber => match &caller.scope {
             Some(SubscriberScope::All) => true,
-            Some(SubscriberScope::Organisation(agb)) => {
-                let model = projections.read();
-                model.patient(patient).is_some_and(|v| {
-                    actors.any_registered_for(agb, v.plan.care_team.iter().map(|m| &m.actor))
-                })
-            }
+            Some(SubscriberScope::Organisation(agb)) => match projections.care_team(patient) {
+                Ok(team) => team.is_some_and(|team| {
+                    actors.any_registered_for(agb, team.iter().map(|(actor, _)| actor))
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a care team failed");
+                    false
+                }
+            },
             None => false,
         },
         AccessRole::Operator => false,

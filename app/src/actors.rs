@@ -543,15 +543,26 @@ pub fn check_token_days(days: u32) -> Result<u32, AppError> {
     Ok(days)
 }
 
+/// sled's page cache for the actors' database by default (sled's own default is 1 GiB).
+pub const ACTORS_CACHE_BYTES: u64 = 8 << 20;
+
 impl ActorStore {
-    /// Opens the store in `dir`.
+    /// Opens the store in `dir`, with sled's page cache of [`ACTORS_CACHE_BYTES`].
     pub fn open(dir: &Path) -> Result<Self, AppError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            match careledger_core::storage::open_error(dir, e) {
+        Self::open_with_cache(dir, ACTORS_CACHE_BYTES)
+    }
+
+    /// Opens the store in `dir`, with sled's page cache of `cache_bytes` (a share of the
+    /// memory budget: the registry is read into memory on open, so sled's cache serves writes).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, AppError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match careledger_core::storage::open_error(dir, e) {
                 e @ careledger_core::StorageError::InUse { .. } => AppError::InUse(e.to_string()),
                 e => internal(e),
-            }
-        })?;
+            })?;
         let now = Timestamp::now();
         let mut registry = Registry::default();
         for item in db.iter() {

@@ -10,6 +10,7 @@ use careledger_projections::{ProjectionConfig, Projections};
 use crate::actors::ActorStore;
 use crate::error::AppError;
 use crate::hold::{HoldKind, WriteHold, WriteHolds};
+use crate::memory::MemoryBudget;
 use crate::reserve::Reserve;
 
 /// Space the data directory keeps in reserve by default for a server (`serve --reserve-mib`):
@@ -24,6 +25,9 @@ pub struct OpenConfig {
     /// The size of `<data>/reserve` (0: none is kept, as for the command-line tool's reads and
     /// the tests).
     pub reserve_bytes: u64,
+    /// The caches' memory budget: the ledger's, the read models' and the actors' caches take
+    /// their shares of it.
+    pub budget: MemoryBudget,
 }
 
 /// The parts of a data directory: `<data>/ledger`, `<data>/projections`, `<data>/actors`.
@@ -103,12 +107,17 @@ pub fn open_in_reserve<T>(
 fn open_parts(
     data: &Path,
     config: &ProjectionConfig,
+    budget: MemoryBudget,
 ) -> Result<(Ledger, Projections, ActorStore), AppError> {
     let (ledger_dir, projections_dir, actors_dir) = paths(data);
-    let ledger = Ledger::open(&ledger_dir, LedgerConfig::default())?;
-    let projections = Projections::open(&projections_dir, *config)?;
+    let ledger_config = LedgerConfig {
+        cache_bytes: budget.ledger_sled(),
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::open(&ledger_dir, ledger_config)?;
+    let projections = Projections::open(&projections_dir, budget.projections(*config))?;
     projections.catch_up(&ledger)?;
-    let actors = ActorStore::open(&actors_dir)?;
+    let actors = ActorStore::open_with_cache(&actors_dir, budget.actors_sled())?;
     Ok((ledger, projections, actors))
 }
 
@@ -155,6 +164,24 @@ impl DataDir {
             OpenConfig {
                 read_models: config,
                 reserve_bytes: 0,
+                budget: MemoryBudget::default(),
+            },
+        )
+    }
+
+    /// As [`DataDir::open_with`], the ledger's, the read models' and the actors' caches taking
+    /// their shares of `budget`.
+    pub fn open_within(
+        data: &Path,
+        config: ProjectionConfig,
+        budget: MemoryBudget,
+    ) -> Result<Self, AppError> {
+        Self::open_configured(
+            data,
+            OpenConfig {
+                read_models: config,
+                reserve_bytes: 0,
+                budget,
             },
         )
     }
@@ -168,11 +195,15 @@ impl DataDir {
     pub fn open_configured(data: &Path, config: OpenConfig) -> Result<Self, AppError> {
         let reserve = reserve(data, config.reserve_bytes);
         let holds = Arc::new(WriteHolds::default());
-        let (ledger, projections, actors) = match open_parts(data, &config.read_models) {
+        let (ledger, projections, actors) = match open_parts(
+            data,
+            &config.read_models,
+            config.budget,
+        ) {
             Err(first) if !in_use(&first) && reserve.exists() => {
                 tracing::warn!(error = %first, "opening the data directory failed; releasing its reserve and opening again (is the disk full?)");
                 reserve.release();
-                let parts = open_parts(data, &config.read_models)?;
+                let parts = open_parts(data, &config.read_models, config.budget)?;
                 holds.hold(disk_full(&reserve, &first));
                 parts
             }

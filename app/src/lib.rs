@@ -19,6 +19,7 @@ pub mod export;
 pub mod feed;
 pub mod hold;
 pub mod keys;
+pub mod memory;
 pub mod projector;
 pub mod recovery;
 pub mod reserve;
@@ -27,4 +28,5 @@ pub mod witnesses;
 
 pub use data_dir::DataDir;
 pub use error::AppError;
+pub use memory::MemoryBudget;
 pub use service::{App, Write};

@@ -20,6 +20,9 @@ use tokio::sync::watch;
 use careledger_core::Ledger;
 use careledger_projections::{ProjectionError, Projections};
 
+/// How long the apply thread waits before trying again after a failure.
+const RETRY_APPLY: Duration = Duration::from_secs(1);
+
 /// How often the read models' changes are written at the least.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
@@ -125,7 +128,7 @@ impl Projector {
         }
     }
 
-    /// True once applying failed (the read models stay behind until a restart catches them up).
+    /// True while applying fails (the read models stay behind until the store recovers).
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
@@ -183,12 +186,22 @@ fn apply_loop(
         }
         match projections.apply_new(ledger) {
             Ok(_) => {
+                if failed.swap(false, Ordering::AcqRel) {
+                    tracing::info!("the read models apply new events again");
+                }
                 projected.send_replace(projections.checkpoint());
             }
             Err(e) => {
-                tracing::error!(error = %e, "the read models could not apply new events; they catch up on restart");
-                failed.store(true, Ordering::Release);
-                return;
+                // A storage failure (a full disk): the store reopens once the disk takes writes
+                // again, tried here every second.
+                if !failed.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "the read models could not apply new events; retrying every second");
+                }
+                let mut durable = wake.durable.lock();
+                if !durable.1 {
+                    wake.signal.wait_for(&mut durable, RETRY_APPLY);
+                }
+                continue;
             }
         }
     }
@@ -200,6 +213,7 @@ fn apply_loop(
 fn persist_loop(stop: &(Mutex<bool>, Condvar), projections: &Projections) {
     let (stopped, signal) = stop;
     let mut pause = PERSIST_EVERY;
+    let mut failing = false;
     loop {
         {
             let mut stopped = stopped.lock();
@@ -211,8 +225,18 @@ fn persist_loop(stop: &(Mutex<bool>, Condvar), projections: &Projections) {
             }
         }
         let started = Instant::now();
-        if let Err(e) = projections.persist() {
-            tracing::warn!(error = %e, "persisting the read models failed; they catch up on restart");
+        match projections.persist() {
+            // Once per episode: the store reopens by itself when the disk takes writes again.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "persisting the read models failed; retrying every second");
+            }
+            Err(_) => {}
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("the read models are persisted again");
+            }
+            Ok(()) => {}
         }
         pause = PERSIST_EVERY.max(started.elapsed() * 10);
     }

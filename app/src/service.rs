@@ -218,11 +218,9 @@ impl App {
         patient: &PatientId,
         f: impl FnOnce(&PatientView) -> R,
     ) -> Result<R, AppError> {
-        let model = self.projections.read();
-        let view = model
-            .patient(patient)
-            .ok_or_else(AppError::not_in_care_team)?;
-        Ok(f(view))
+        self.projections
+            .with_view(patient, f)?
+            .ok_or_else(AppError::not_in_care_team)
     }
 
     /// Refuses a caller who may not write to this patient's record at all: only care roles

@@ -43,6 +43,9 @@ pub struct LedgerConfig {
     /// Where new event ids (and the correlation ids requests leave out) come from: random
     /// version 4 UUIDs by default.
     pub ids: Arc<dyn IdSource>,
+    /// sled's page cache for the ledger, in bytes (a share of `careledger serve
+    /// --memory-budget`); 1 GiB by default ([`crate::storage::CACHE_BYTES`]).
+    pub cache_bytes: u64,
 }
 
 impl Default for LedgerConfig {
@@ -52,6 +55,7 @@ impl Default for LedgerConfig {
             reopen_interval: Duration::from_millis(200),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
+            cache_bytes: crate::storage::CACHE_BYTES,
         }
     }
 }
@@ -69,7 +73,7 @@ impl Ledger {
     /// so damaged that sled fails inside its own recovery give an error naming them.
     pub fn open(dir: &Path, config: LedgerConfig) -> Result<Ledger> {
         let open = || {
-            let storage = SledStorage::open(dir)?;
+            let storage = SledStorage::open_with_cache(dir, config.cache_bytes)?;
             let anchor = Anchor::open(&anchor_path(dir))?;
             Self::build(Box::new(storage), Some(anchor), config)
         };
@@ -224,6 +228,28 @@ impl Ledger {
     ) -> Result<Vec<FramedEvent>> {
         self.log
             .read_stream(patient, from_revision, limit, decode_framed)
+    }
+
+    /// Every patient with events, each once, in the order of the per-patient index (by the
+    /// id's length, then the id); ids that are no patient (the key stream) are left out. `None`
+    /// when the storage keeps no index it can list. A read model rebuilt patient by patient
+    /// starts here.
+    pub fn patients(&self) -> Result<Option<Vec<PatientId>>> {
+        let mut patients = Vec::new();
+        let mut last: Vec<u8> = Vec::new();
+        let listed = self.log.storage().scan_index(&mut |id, _, _| {
+            if id != last.as_slice() {
+                last.clear();
+                last.extend_from_slice(id);
+                if let Some(patient) = std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|id| PatientId::parse(id).ok())
+                {
+                    patients.push(patient);
+                }
+            }
+        })?;
+        Ok(listed.then_some(patients))
     }
 
     /// Durable events of all patients after `after` (0 for the start), up to `limit`, in order.

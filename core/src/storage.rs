@@ -382,7 +382,7 @@ fn from_sled(e: sled::Error) -> StorageError {
 /// them from the log, so a cache much smaller than a large ledger slows verification down
 /// (`docs/performance.md`). sled counts what it caches, so this bounds memory rather than
 /// reserving it.
-const CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+pub const CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Size of the file written to check that the data directory takes writes again.
 const PROBE_BYTES: usize = 64 * 1024;
@@ -401,6 +401,8 @@ pub struct SledStorage {
     /// Why the store is closed, when reopening it failed.
     closed_because: Mutex<String>,
     synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+    /// sled's page cache, kept for a reopen.
+    cache_bytes: u64,
 }
 
 /// An open sled database and its data file, kept open for `fdatasync`.
@@ -410,12 +412,12 @@ struct OpenDb {
 }
 
 impl OpenDb {
-    fn open(dir: &Path) -> Result<Self> {
+    fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(None);
         // sled releases its file lock only when its last background task lets go of the
         // database, a moment after the handle is dropped: a reopen right after a close (a restart,
@@ -439,10 +441,18 @@ impl OpenDb {
 }
 
 impl SledStorage {
-    /// Opens or creates the store in `dir`.
+    /// Opens or creates the store in `dir`, with sled's default page cache for the ledger
+    /// ([`CACHE_BYTES`]).
     pub fn open(dir: &Path) -> Result<Self> {
-        let open = OpenDb::open(dir)?;
+        Self::open_with_cache(dir, CACHE_BYTES)
+    }
+
+    /// Opens or creates the store in `dir` with a page cache of `cache_bytes` (a share of the
+    /// server's memory budget).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let open = OpenDb::open(dir, cache_bytes)?;
         Ok(Self {
+            cache_bytes,
             dir: dir.to_owned(),
             open: RwLock::new(Some(Arc::new(open))),
             closed_because: Mutex::new(String::new()),
@@ -758,7 +768,7 @@ impl Storage for SledStorage {
         let mut guard = self.open.write();
         // Drop the failed database first: sled holds an exclusive lock on its files.
         *guard = None;
-        match OpenDb::open(&self.dir) {
+        match OpenDb::open(&self.dir, self.cache_bytes) {
             Ok(open) => {
                 *guard = Some(Arc::new(open));
                 Ok(())

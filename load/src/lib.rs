@@ -2,6 +2,8 @@
 //! latency of appends and plan reads, and the delay from an append's acknowledgement to its
 //! delivery to SSE subscribers.
 
+pub mod bulk;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -7,7 +7,8 @@
 //!   and the lab-order signals of [`lab`];
 //! - [`labels`]: human labels in Dutch and English for every front end, times in Europe/Amsterdam;
 //! - [`clinical`]: intolerances, problems, indications and smoking status in the plan;
-//! - [`store`]: the projections persisted in their own sled database with their checkpoint.
+//! - [`store`]: the projections on disk in their own sled database, with their checkpoint, the
+//!   indexes across patients and a bounded cache of decoded views.
 //!
 //! **Invariant:** projections do no IO and read no clock: [`ReadModel::apply`] is a pure fold over
 //! recorded events, and "now" is passed in by the caller wherever time matters.
@@ -35,7 +36,7 @@ pub use audit::{AuditEntry, AuditFilter};
 pub use notifications::{Notification, NotificationStatus};
 pub use plan::CarePlan;
 pub use signals::Signal;
-pub use store::{ProjectionError, Projections};
+pub use store::{fhir_key, CacheStats, ProjectionError, Projections};
 
 /// Settings of the read models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +50,18 @@ pub struct ProjectionConfig {
     /// A lab order with tests still pending expires after this many days and shows as
     /// `pending since <date>` (a Dutch lab request form is valid for about three months).
     pub lab_order_expiry_days: u32,
+    /// The budget of the cache of decoded views, in bytes (an estimate per view): views beyond
+    /// it are evicted once they are stored (`docs/performance.md`, the memory budget).
+    pub view_cache_bytes: u64,
+    /// sled's page cache for the read models' database, in bytes.
+    pub sled_cache_bytes: u64,
 }
+
+/// The view cache's share of the default memory budget of 512 MiB (`careledger serve
+/// --memory-budget`; `careledger_app::MemoryBudget` divides it).
+pub const DEFAULT_VIEW_CACHE_BYTES: u64 = 192 << 20;
+/// The read models' sled cache's share of the default memory budget of 512 MiB.
+pub const DEFAULT_SLED_CACHE_BYTES: u64 = 48 << 20;
 
 impl Default for ProjectionConfig {
     fn default() -> Self {
@@ -58,6 +70,8 @@ impl Default for ProjectionConfig {
             duplicate_lab_window_days: careledger_core::duplicate_lab::DEFAULT_WINDOW_DAYS,
             trend_readings: 3,
             lab_order_expiry_days: 90,
+            view_cache_bytes: DEFAULT_VIEW_CACHE_BYTES,
+            sled_cache_bytes: DEFAULT_SLED_CACHE_BYTES,
         }
     }
 }
@@ -114,6 +128,39 @@ pub struct PatientView {
     pub notifications: Vec<Notification>,
 }
 
+impl PatientView {
+    /// Folds one of this patient's recorded events in; returns false when the view already
+    /// holds it. Every event adds one audit entry to its patient's view, so a view that holds an
+    /// event at or after this position (one stored ahead of the checkpoint stored with it, or
+    /// folded further by an earlier pass of a rebuild) is left as it is.
+    pub fn apply(&mut self, recorded: &RecordedEvent) -> bool {
+        if self
+            .audit
+            .last()
+            .is_some_and(|e| e.position() >= recorded.position)
+        {
+            return false;
+        }
+        let context = notify_context(self, recorded);
+        let notified = notifications::derive(self, recorded, context);
+        // One provenance per event, shared by its audit entry and (for a value) its series entry.
+        let provenance = std::sync::Arc::new(Provenance::of(recorded));
+        audit::record(self, recorded, &provenance, &notified);
+        clinical::apply(&mut self.plan, recorded);
+        lab::apply(&mut self.plan, recorded);
+        plan::apply(&mut self.plan, recorded, &provenance);
+        self.notifications.extend(notified);
+        notifications::apply_acknowledgement(self, recorded);
+        notifications::apply_correction(self, recorded);
+        true
+    }
+
+    /// The position of the last event folded in (0 for an empty view).
+    pub fn last_position(&self) -> u64 {
+        self.audit.last().map_or(0, |e| e.position())
+    }
+}
+
 /// What the notify rule needs of the team, read from the view before the event is applied: the
 /// same facts `PatientState::notify_context` reads in the write model.
 fn notify_context(
@@ -131,7 +178,9 @@ fn notify_context(
     careledger_core::notify::Context::before(recorded.event(), shared_care, team, author, emergency)
 }
 
-/// All read models: one [`PatientView`] per patient, and the position folded up to.
+/// Every patient's [`PatientView`] in memory, and the position folded up to: the fold of a
+/// whole history where it is small (an export's verification, tests). The server's read models
+/// are [`Projections`], on disk behind a bounded cache.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadModel {
     /// The last position applied.
@@ -157,28 +206,7 @@ impl ReadModel {
             .patients
             .entry(recorded.record.patient.clone())
             .or_default();
-        // Every event adds one audit entry to its patient's view. A view can be stored ahead of
-        // the checkpoint stored with it (`Projections::persist` encodes one patient at a time
-        // while appends go on): what it already holds is not applied again.
-        if view
-            .audit
-            .last()
-            .is_some_and(|e| e.position() >= recorded.position)
-        {
-            self.checkpoint = recorded.position;
-            return;
-        }
-        let context = notify_context(view, recorded);
-        let notified = notifications::derive(view, recorded, context);
-        // One provenance per event, shared by its audit entry and (for a value) its series entry.
-        let provenance = std::sync::Arc::new(Provenance::of(recorded));
-        audit::record(view, recorded, &provenance, &notified);
-        clinical::apply(&mut view.plan, recorded);
-        lab::apply(&mut view.plan, recorded);
-        plan::apply(&mut view.plan, recorded, &provenance);
-        view.notifications.extend(notified);
-        notifications::apply_acknowledgement(view, recorded);
-        notifications::apply_correction(view, recorded);
+        view.apply(recorded);
         self.checkpoint = recorded.position;
     }
 

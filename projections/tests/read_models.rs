@@ -164,11 +164,12 @@ impl Story {
     }
 
     fn view(&self) -> PatientView {
-        self.projections
-            .read()
-            .patient(&PatientId::parse(PATIENT).unwrap())
+        (*self
+            .projections
+            .view(&PatientId::parse(PATIENT).unwrap())
             .unwrap()
-            .clone()
+            .unwrap())
+        .clone()
     }
 
     fn notification_of(&self, position: u64) -> Option<notifications::Notification> {
@@ -646,10 +647,10 @@ proptest! {
             }
         }
         projections.catch_up(&ledger).unwrap();
-        let incremental: ReadModel = projections.read().clone();
+        let incremental: ReadModel = projections.to_read_model().unwrap();
         let rebuilt = Projections::open(&dir.path().join("rebuilt"), ProjectionConfig::default()).unwrap();
         rebuilt.rebuild(&ledger, &mut |_, _| {}).unwrap();
-        prop_assert_eq!(&*rebuilt.read(), &incremental);
+        prop_assert_eq!(&rebuilt.to_read_model().unwrap(), &incremental);
         prop_assert_eq!(incremental.checkpoint, ledger.head().position);
     }
 }
@@ -680,7 +681,7 @@ fn state_in_an_earlier_layout_is_dropped_and_caught_up_again_from_the_ledger() {
     let reopened =
         Projections::open(&dir.join("projections"), ProjectionConfig::default()).unwrap();
     let patient = PatientId::parse(PATIENT).unwrap();
-    assert_eq!(reopened.read().patient(&patient).unwrap(), &expected);
+    assert_eq!(&*reopened.view(&patient).unwrap().unwrap(), &expected);
     drop(reopened);
 
     // A database in the earlier layout (sled's default segments, one value per patient, no
@@ -704,7 +705,7 @@ fn state_in_an_earlier_layout_is_dropped_and_caught_up_again_from_the_ledger() {
         "nothing of the earlier layout is trusted"
     );
     projections.catch_up(&ledger).unwrap();
-    assert_eq!(projections.read().patient(&patient).unwrap(), &expected);
+    assert_eq!(&*projections.view(&patient).unwrap().unwrap(), &expected);
 }
 
 /// The server persists once a second while appends go on: whatever a persist and the appends
@@ -773,7 +774,10 @@ fn persisting_while_appends_go_on_loses_nothing_and_applies_nothing_twice() {
     let rebuilt =
         Projections::open(&dir.path().join("rebuilt"), ProjectionConfig::default()).unwrap();
     rebuilt.rebuild(&ledger, &mut |_, _| {}).unwrap();
-    assert_eq!(*reopened.read(), *rebuilt.read());
+    assert_eq!(
+        reopened.to_read_model().unwrap(),
+        rebuilt.to_read_model().unwrap()
+    );
     assert_eq!(reopened.checkpoint(), ledger.head().position);
 }
 
@@ -1244,11 +1248,12 @@ impl Run {
     }
 
     fn view(&self) -> PatientView {
-        self.projections
-            .read()
-            .patient(&PatientId::parse(PATIENT).unwrap())
+        (*self
+            .projections
+            .view(&PatientId::parse(PATIENT).unwrap())
             .unwrap()
-            .clone()
+            .unwrap())
+        .clone()
     }
 }
 
@@ -1950,10 +1955,10 @@ fn the_catalogue_in_the_plan_survives_persisting_and_equals_a_rebuild_from_zero(
     let patient = PatientId::parse(PATIENT).unwrap();
     let reopened =
         Projections::open(&dir.join("projections"), ProjectionConfig::default()).unwrap();
-    assert_eq!(reopened.read().patient(&patient).unwrap(), &expected);
+    assert_eq!(&*reopened.view(&patient).unwrap().unwrap(), &expected);
     let rebuilt = Projections::open(&dir.join("rebuilt"), ProjectionConfig::default()).unwrap();
     rebuilt.rebuild(&ledger, &mut |_, _| {}).unwrap();
-    assert_eq!(rebuilt.read().patient(&patient).unwrap(), &expected);
+    assert_eq!(&*rebuilt.view(&patient).unwrap().unwrap(), &expected);
 }
 
 /// One change to the care team, chosen by `i`, among three GPs and two cardiologists; a

@@ -423,9 +423,13 @@ async fn every_answer_matches_the_served_openapi_document() {
     // About 45 requests per operation, so that each reaches success whatever the seed.
     let cases = cases_asked.unwrap_or(45 * operations.len());
     let fhir_id = {
-        let model = f.data.projections.read();
-        careledger_fhir::patient_key(model.patient(&PatientId::parse(PATIENT).unwrap()).unwrap())
+        let view = f
+            .data
+            .projections
+            .view(&PatientId::parse(PATIENT).unwrap())
             .unwrap()
+            .unwrap();
+        careledger_fhir::patient_key(&view).unwrap()
     };
 
     // Every actor, the care team's members twice as often, no token and an unknown one.

@@ -583,3 +583,106 @@ async fn verify_and_plan_answer_on_a_full_disk() {
         "opening needed the reserve's space: the disk was full"
     );
 }
+
+/// A note of about 1.5 KiB that does not compress (hex of a hash chain), by the GP.
+fn incompressible_note(n: u64) -> AppendRequest {
+    let mut body = String::new();
+    let mut hash = blake3::hash(&n.to_le_bytes());
+    while body.len() < 1500 {
+        body.push_str(&hash.to_hex());
+        hash = blake3::hash(hash.as_bytes());
+    }
+    AppendRequest {
+        patient: PatientId::parse(&format!("patient-{}", n % 40)).unwrap(),
+        expected: ExpectedRevision::Any,
+        actor: gp(),
+        submissions: vec![Submission {
+            command: Command::AddNote(careledger_core::event::Note {
+                kind: careledger_core::event::NoteKind::Note,
+                subject: Text::new("consultation").unwrap(),
+                body: Text::new(body).unwrap(),
+            }),
+            occurred_at: None,
+            reason: Text::new("quarterly consultation").unwrap(),
+        }],
+        idempotency_key: None,
+        correlation_id: None,
+        causation_id: None,
+    }
+}
+
+/// The read models' database on a disk that fills up while the ledger (elsewhere) takes
+/// writes: applying or persisting fails with the cause; once space returns the store reopens by
+/// itself, without a restart, catches up and stores everything.
+#[test]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+fn read_models_reopen_after_a_full_disk_without_a_restart() {
+    use careledger_projections::{ProjectionConfig, Projections, ReadModel};
+
+    let fs = Tmpfs::mount("6m");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&elsewhere.path().join("ledger"), config()).unwrap();
+    let at = fs.path.join("projections");
+    // A small cache: views are read back from the database, reopened or not.
+    let read_models = ProjectionConfig {
+        view_cache_bytes: 256 * 1024,
+        ..ProjectionConfig::default()
+    };
+    let projections = Projections::open(&at, read_models).unwrap();
+    for patient in 0..40 {
+        ledger.append(found(patient)).unwrap();
+    }
+    let mut n = 0;
+    let error = loop {
+        for _ in 0..20 {
+            ledger.append(incompressible_note(n)).unwrap();
+            n += 1;
+        }
+        // sled refuses reads too once a write failed: applying (a view read on a miss) or
+        // persisting fails first.
+        match projections
+            .apply_new(&ledger)
+            .and_then(|_| projections.persist())
+        {
+            Ok(()) => assert!(n < 100_000, "a 6 MiB file system fills up"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        error.to_string().contains("No space left"),
+        "the error names the cause: {error}"
+    );
+    // While the disk stays full the ledger goes on; the read models cannot store anything.
+    for _ in 0..10 {
+        ledger.append(incompressible_note(n)).unwrap();
+        n += 1;
+    }
+    let _ = projections.apply_new(&ledger);
+    assert!(projections.persist().is_err(), "the disk is still full");
+
+    fs.remount("size=64m");
+    projections
+        .apply_new(&ledger)
+        .expect("the store reopens once the disk takes writes again");
+    projections.persist().unwrap();
+    for _ in 0..10 {
+        ledger.append(incompressible_note(n)).unwrap();
+        n += 1;
+    }
+    projections.apply_new(&ledger).unwrap();
+    projections.persist().unwrap();
+
+    let mut expected = ReadModel::default();
+    for event in ledger.read_all(0, usize::MAX).unwrap() {
+        expected.apply(&event);
+    }
+    assert_eq!(projections.to_read_model().unwrap(), expected);
+    drop(projections);
+    let reopened = Projections::open(&at, read_models).unwrap();
+    assert_eq!(
+        reopened.checkpoint(),
+        ledger.head().position,
+        "everything was stored once space returned"
+    );
+    assert_eq!(reopened.to_read_model().unwrap(), expected);
+}

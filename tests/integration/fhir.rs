@@ -61,17 +61,11 @@ impl Demo {
     }
 
     fn patients(&self) -> Vec<PatientId> {
-        let model = self.data.projections.read();
-        model.patients.keys().cloned().collect()
+        self.data.projections.patients().unwrap()
     }
 
     fn view(&self, patient: &PatientId) -> PatientView {
-        self.data
-            .projections
-            .read()
-            .patient(patient)
-            .unwrap()
-            .clone()
+        (*self.data.projections.view(patient).unwrap().unwrap()).clone()
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, String, Value) {

@@ -39,22 +39,29 @@ pub async fn emergency_access_of_actor(
     }
     let actor = ActorId::parse(&actor)
         .map_err(|e| ApiError::Malformed(format!("the actor id is not valid: {e}")))?;
-    let model = state.app.projections.read();
-    let mut uses: Vec<EmergencyAccessUseView> = model
-        .patients
-        .iter()
-        .flat_map(|(patient, view)| {
-            view.plan
-                .emergency_access
-                .iter()
-                .filter(|e| e.opened.actor == actor)
-                .map(move |e| EmergencyAccessUseView {
-                    patient: patient.to_string(),
-                    until: Time(e.until),
-                    opened: ProvenanceView::from(&e.opened),
-                })
-        })
-        .collect();
+    // The index of grants by actor names the patients; only their views are read.
+    let projections = &state.app.projections;
+    let patients = projections
+        .emergency_patients_of(&actor)
+        .map_err(careledger_app::AppError::from)?;
+    let mut uses: Vec<EmergencyAccessUseView> = Vec::new();
+    for patient in patients {
+        let found = projections
+            .with_view(&patient, |view| {
+                view.plan
+                    .emergency_access
+                    .iter()
+                    .filter(|e| e.opened.actor == actor)
+                    .map(|e| EmergencyAccessUseView {
+                        patient: patient.to_string(),
+                        until: Time(e.until),
+                        opened: ProvenanceView::from(&e.opened),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map_err(careledger_app::AppError::from)?;
+        uses.extend(found.into_iter().flatten());
+    }
     uses.sort_by_key(|u| u.opened.position);
     Ok(Json(EmergencyAccessListView {
         actor: actor.to_string(),

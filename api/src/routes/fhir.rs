@@ -121,12 +121,15 @@ pub(crate) fn patient_of_id(state: &AppState, id: &str) -> Option<PatientId> {
 }
 
 fn patient_of_key(state: &AppState, key: &str) -> Option<PatientId> {
-    let model = state.app.projections.read();
-    model
-        .patients
-        .iter()
-        .find(|(_, view)| bundle::patient_key(view).as_deref() == Some(key))
-        .map(|(patient, _)| patient.clone())
+    // The read models index patients by this key (`careledger_projections::fhir_key`, the
+    // same as `bundle::patient_key`).
+    match state.app.projections.patient_by_fhir_key(key) {
+        Ok(patient) => patient,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the index of FHIR keys failed");
+            None
+        }
+    }
 }
 
 /// The patient a FHIR id belongs to, when the caller may read them; one refusal for an id of

@@ -93,6 +93,8 @@ pub struct AccessLogConfig {
     /// The key that signs checkpoints (the log key for the access log's origin,
     /// [`LogKey::for_origin`]) and when; `None` signs none.
     pub signing: Option<(LogKey, CheckpointConfig)>,
+    /// sled's page cache for the access log, in bytes (a share of the memory budget).
+    pub cache_bytes: u64,
 }
 
 impl Default for AccessLogConfig {
@@ -101,6 +103,7 @@ impl Default for AccessLogConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             reserve_bytes: DEFAULT_RESERVE_BYTES,
             signing: None,
+            cache_bytes: store::CACHE_BYTES,
         }
     }
 }
@@ -125,6 +128,8 @@ struct Shared {
     failed: AtomicBool,
     failure: Mutex<String>,
     latest_checkpoint: Mutex<Option<String>>,
+    /// sled's page cache, kept for a reopen.
+    cache_bytes: u64,
 }
 
 /// The access log of a running server.
@@ -201,10 +206,10 @@ impl AccessLog {
     pub fn open(data: &Path, config: AccessLogConfig) -> Result<AccessLog, AppError> {
         let reserve = reserve(data, config.reserve_bytes);
         // Opening writes: on a full disk the reserve makes the room for it.
-        let store = match AccessStore::open(&store_dir(data)) {
+        let store = match AccessStore::open_with_cache(&store_dir(data), config.cache_bytes) {
             Err(e) if !matches!(e, AppError::InUse(_)) && reserve.release() => {
                 tracing::warn!(error = %e, "opening the access log failed; opening it again in the reserve's space");
-                AccessStore::open(&store_dir(data))?
+                AccessStore::open_with_cache(&store_dir(data), config.cache_bytes)?
             }
             opened => opened?,
         };
@@ -245,6 +250,7 @@ impl AccessLog {
             failed: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
             latest_checkpoint: Mutex::new(latest),
+            cache_bytes: config.cache_bytes,
         });
         let worker = shared.clone();
         let writer = Writer {
@@ -569,7 +575,7 @@ impl Writer {
 fn reopen(shared: &Shared) {
     let mut guard = shared.store.write();
     *guard = None;
-    match AccessStore::open(&store_dir(&shared.data)) {
+    match AccessStore::open_with_cache(&store_dir(&shared.data), shared.cache_bytes) {
         Ok(store) => *guard = Some(store),
         Err(e) => *shared.failure.lock() = e.to_string(),
     }
@@ -743,6 +749,7 @@ mod tests {
                 queue_capacity: 1,
                 reserve_bytes: 4096,
                 signing: None,
+                ..AccessLogConfig::default()
             },
         )
         .unwrap();

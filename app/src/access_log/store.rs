@@ -32,7 +32,7 @@ const ENTRY: u8 = b'e';
 const BY_PATIENT: u8 = b'p';
 /// sled's page cache for the access log: entries are written far more than read back, and
 /// sled's default (1 GiB) would let the cache grow with the log.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Entries stored together in one value at most.
 pub const GROUP: usize = 64;
 /// The first byte of a group of frames (a frame starts with its version, never this).
@@ -226,8 +226,13 @@ fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> AppError {
 }
 
 impl AccessStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, with sled's page cache of [`CACHE_BYTES`].
     pub fn open(dir: &Path) -> Result<Self, AppError> {
+        Self::open_with_cache(dir, CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database in `dir`, with sled's page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, AppError> {
         std::fs::create_dir_all(dir).map_err(io_error("creating the access log directory"))?;
         // sled releases its lock a moment after a close; a reopen right after waits for it.
         let mut attempts = 0;
@@ -235,7 +240,7 @@ impl AccessStore {
             let config = sled::Config::new()
                 .path(dir)
                 .flush_every_ms(None)
-                .cache_capacity(CACHE_BYTES);
+                .cache_capacity(cache_bytes);
             match config.open() {
                 Ok(db) => break db,
                 Err(e) => match careledger_core::storage::open_error(dir, e) {

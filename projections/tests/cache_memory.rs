@@ -1,0 +1,146 @@
+//! The cache's estimate of a view's memory is not below what the decoded views really take
+//! from the heap, measured with a counting allocator (alone in this test binary, so that no
+//! other test's allocations are counted).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use careledger_core::event::*;
+use careledger_core::ids::{ActorId, PatientId, Text};
+use careledger_core::quantity::{Measure, Quantity};
+use careledger_core::role::{Lead, Practitioner, Role};
+use careledger_core::{Actor, AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission};
+use careledger_projections::{ProjectionConfig, Projections};
+
+/// The system allocator, counting the bytes in use.
+struct Counting;
+
+static IN_USE: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        IN_USE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        IN_USE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by `System` with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        IN_USE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by `System` with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn gp() -> Actor {
+    Actor {
+        id: ActorId::parse("gp-1").unwrap(),
+        role: Role::Gp,
+        name: Text::new("A. Jansen").unwrap(),
+        organisation: None,
+    }
+}
+
+fn append(ledger: &Ledger, patient: &PatientId, command: Command) {
+    ledger
+        .append(AppendRequest {
+            patient: patient.clone(),
+            expected: ExpectedRevision::Any,
+            actor: gp(),
+            submissions: vec![Submission {
+                command,
+                occurred_at: None,
+                reason: Text::new("quarterly consultation").unwrap(),
+            }],
+            idempotency_key: None,
+            correlation_id: None,
+            causation_id: None,
+        })
+        .unwrap();
+}
+
+#[test]
+fn the_estimate_of_cached_views_is_not_below_their_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
+    let patients: Vec<PatientId> = (0..30)
+        .map(|i| PatientId::parse(&format!("patient-{i}")).unwrap())
+        .collect();
+    for (i, patient) in patients.iter().enumerate() {
+        append(
+            &ledger,
+            patient,
+            Command::AddCareTeamMember(Member {
+                actor: gp().id,
+                name: gp().name,
+                agb: None,
+                role: Role::Gp,
+                lead: Lead::Cvrm,
+                practitioner: Practitioner::Main,
+            }),
+        );
+        // Views from a few events to a few hundred: notes and measurements.
+        for j in 0..(i * i / 3 + 2) {
+            let command = if j % 2 == 0 {
+                Command::AddNote(Note {
+                    kind: NoteKind::Note,
+                    subject: Text::new("CVRM follow-up").unwrap(),
+                    body: Text::new(format!("Blood pressure {j} at target.")).unwrap(),
+                })
+            } else {
+                Command::RecordMeasurement(Measurement {
+                    value: Quantity::new(Measure::SystolicBloodPressure, 110 + j as i64 % 70)
+                        .unwrap(),
+                    source: MeasurementSource::Practice,
+                })
+            };
+            append(&ledger, patient, command);
+        }
+    }
+    let at = dir.path().join("projections");
+    let written = Projections::open(&at, ProjectionConfig::default()).unwrap();
+    written.catch_up(&ledger).unwrap();
+    drop(written);
+
+    let projections = Projections::open(&at, ProjectionConfig::default()).unwrap();
+    // sled's page cache takes what it reads: read everything once, so that only the views are
+    // counted below.
+    for patient in &patients {
+        projections.view(patient).unwrap().unwrap();
+    }
+    projections.evict_stored();
+    assert_eq!(projections.cache_stats().views, 0);
+    let mut held = Vec::new();
+    let before = IN_USE.load(Ordering::Relaxed);
+    for patient in &patients {
+        held.push(projections.view(patient).unwrap().unwrap());
+    }
+    let heap = IN_USE.load(Ordering::Relaxed) - before;
+    let stats = projections.cache_stats();
+    assert_eq!(stats.views, patients.len() as u64);
+    eprintln!(
+        "{} views: {heap} bytes on the heap, estimated {}",
+        stats.views, stats.bytes
+    );
+    assert!(
+        stats.bytes as i64 >= heap,
+        "the estimate {} is below the heap the views take, {heap}",
+        stats.bytes
+    );
+    assert!(
+        (stats.bytes as i64) < heap * 3,
+        "the estimate {} is far above the heap the views take, {heap}: the cache holds less than its budget allows",
+        stats.bytes
+    );
+    drop(held);
+}
