@@ -1025,7 +1025,7 @@ fn notifications_cmd(args: &PatientArgs, status: &str) -> anyhow::Result<ExitCod
             [Line::First, Line::Second]
                 .into_iter()
                 .flat_map(|l| notifications::for_line(view, l, which, config, now))
-                .map(|n| NotificationView::new(&n, n.is_overdue(config, now)))
+                .map(|n| NotificationView::new(n, n.is_overdue(config, now)))
                 .collect()
         }
     };

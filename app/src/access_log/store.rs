@@ -427,7 +427,7 @@ impl AccessStore {
                 }
                 _ => None,
             };
-            if !first.is_some_and(|first| first <= through) {
+            if first.is_none_or(|first| first > through) {
                 continue;
             }
             if key.first() == Some(&ENTRY) {
