@@ -513,6 +513,9 @@ fn serve(
         if let Some(log) = &access {
             state = state.with_access_log(log.clone());
         }
+        if let Some(url) = &transport_args.public_url {
+            state = state.with_public_url(url);
+        }
         if let Some(oidc) = oidc {
             let issuer = oidc.issuer.clone();
             let verifier = careledger_api::oidc::OidcVerifier::start(oidc)

@@ -23,4 +23,4 @@ pub mod witnesses;
 
 pub use data_dir::DataDir;
 pub use error::AppError;
-pub use service::{App, Write};
+pub use service::{App, MyPatient, Write};

@@ -28,6 +28,7 @@ mod http_api;
 mod ledger_proofs;
 mod merkle;
 mod misuse;
+mod pages;
 mod python_verifier;
 mod read_only_at_runtime;
 mod signed_requests;
