@@ -11,6 +11,7 @@ mod common;
 mod access_log;
 mod anchor_damage;
 mod break_glass;
+mod browser;
 mod checkpoint;
 mod cli;
 mod conformance;
