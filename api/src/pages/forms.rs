@@ -23,7 +23,7 @@ use careledger_core::ExpectedRevision;
 use careledger_projections::labels::Lang;
 
 use super::session::{self, SESSION_COOKIE, SIGNIN_COOKIE};
-use super::{error_page, html, layout, PageLang, Reader};
+use super::{error_page, html, layout, refusal_page, PageLang, Reader};
 use crate::error::ApiError;
 use crate::routes::blocking;
 use crate::state::AppState;
@@ -164,6 +164,10 @@ pub async fn signin(
             Some(format!("{text}: {}", problem.detail)),
         );
     }
+    // A new session id on every sign-in; the one this browser held before ends.
+    if let Some((old, _)) = session::session_of(&headers, &state) {
+        state.sessions.end(&old);
+    }
     let id = match state.sessions.start(token) {
         Ok(id) => id,
         Err(e) => return error_page(l, &ApiError::from(e)),
@@ -216,7 +220,7 @@ async fn write(
     let lang = reader.lang.lang;
     match write_command(state, reader, patient, command).await {
         Ok(()) => Redirect::to(&format!("{back}?done=1")).into_response(),
-        Err(e) => error_page(lang, &e),
+        Err(e) => refusal_page(lang, &e, back),
     }
 }
 
@@ -296,7 +300,7 @@ pub async fn acknowledge(
     .await;
     match result {
         Ok(()) => Redirect::to(&format!("{back}?done=1")).into_response(),
-        Err(e) => error_page(lang, &e),
+        Err(e) => refusal_page(lang, &e, &back),
     }
 }
 

@@ -236,6 +236,11 @@ pub(crate) fn html(status: StatusCode, lang: PageLang, markup: maud::Markup) -> 
 /// A refusal or failure as a page, in the reader's words: the rule's label with the ledger's
 /// sentence for the detail.
 pub(crate) fn error_page(lang: Lang, error: &ApiError) -> Response {
+    refusal_page(lang, error, "/ui")
+}
+
+/// [`error_page`], with a link back to the page the refused form was on.
+pub(crate) fn refusal_page(lang: Lang, error: &ApiError, back: &str) -> Response {
     let problem = error.problem();
     let text = careledger_projections::labels::refusal(&problem.code, &problem.detail, lang);
     let title = lang.pick("Niet gelukt", "Not done");
@@ -245,7 +250,7 @@ pub(crate) fn error_page(lang: Lang, error: &ApiError) -> Response {
         maud::html! {
             h1 { (title) }
             p.refusal role="alert" { (text) }
-            p { a href="/ui" { (lang.pick("Naar het begin", "To the start")) } }
+            p { a href=(back) { (lang.pick("Terug", "Back")) } }
         },
     );
     html(
