@@ -66,6 +66,7 @@ pub(crate) async fn record(
     // A page is authenticated by its session cookie, and attributed to the session's actor.
     let caller = if crate::pages::is_page(parts.uri.path()) {
         crate::pages::session::authenticate(&parts.headers, &state)
+            .await
             .ok()
             .map(|(actor, _, _)| actor)
     } else {

@@ -37,6 +37,8 @@ pub struct AppState {
     /// The address browsers reach this server at (`serve --public-url`): session cookies are
     /// `Secure` when it is https, also behind a TLS-terminating proxy.
     pub(crate) public_url: Option<Arc<str>>,
+    /// The pages' sign-in with the identity provider, when configured.
+    pub(crate) oidc_login: Option<Arc<crate::pages::oidc_login::OidcLogin>>,
 }
 
 impl AppState {
@@ -52,7 +54,32 @@ impl AppState {
             trusted_proxies: Arc::from(Vec::new()),
             sessions: Arc::new(crate::pages::session::Sessions::default()),
             public_url: None,
+            oidc_login: None,
         }
+    }
+
+    /// The same state offering the pages' sign-in with the identity provider (authorization
+    /// code with PKCE); it needs the public address (the callback's) set first, and the
+    /// issuer's access tokens accepted ([`AppState::with_oidc`]).
+    pub fn with_oidc_login(
+        mut self,
+        settings: crate::pages::oidc_login::OidcLoginSettings,
+    ) -> Result<Self, String> {
+        let Some(public) = self.public_url.clone() else {
+            return Err(
+                "signing in with the identity provider needs --public-url, the address its \
+                 callback is reached at"
+                    .into(),
+            );
+        };
+        if self.oidc.is_none() {
+            return Err(
+                "signing in with the identity provider needs --oidc-issuer and its keys".into(),
+            );
+        }
+        let login = crate::pages::oidc_login::OidcLogin::new(settings, &public)?;
+        self.oidc_login = Some(Arc::new(login));
+        Ok(self)
     }
 
     /// The same state with the address browsers reach it at (`serve --public-url`).

@@ -568,3 +568,197 @@ async fn the_docs_page_describes_the_api_from_its_openapi_document() {
     assert!(css.contains("@media print"));
     server.shutdown().await;
 }
+
+// ---- Signing in with the identity provider: authorization code with PKCE ----
+
+const ISSUER: &str = "https://login.hospital.example/realms/care";
+const AUDIENCE: &str = "careledger";
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A small identity provider on loopback: `/authorize` sends the browser straight back with a
+/// code (the user is taken as signed in), `/token` gives an access token for the code only with
+/// the verifier whose S256 challenge came with it, `/jwks` its key.
+struct Provider {
+    base: String,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Provider {
+    async fn start(subject: &'static str) -> Provider {
+        use axum::extract::{Form, Query};
+        use axum::response::IntoResponse;
+        use axum::routing::{get, post};
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
+            "kid": "k1", "x": b64(key.verifying_key().as_bytes())}]});
+        let challenges: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let issued = challenges.clone();
+        let app = axum::Router::new()
+            .route(
+                "/authorize",
+                get(move |Query(q): Query<HashMap<String, String>>| {
+                    let issued = issued.clone();
+                    async move {
+                        assert_eq!(q["response_type"], "code");
+                        assert_eq!(q["code_challenge_method"], "S256");
+                        let code = format!("code-{}", q["state"]);
+                        issued
+                            .lock()
+                            .unwrap()
+                            .insert(code.clone(), q["code_challenge"].clone());
+                        axum::response::Redirect::to(&format!(
+                            "{}?code={code}&state={}",
+                            q["redirect_uri"], q["state"]
+                        ))
+                    }
+                }),
+            )
+            .route(
+                "/token",
+                post(move |Form(f): Form<HashMap<String, String>>| {
+                    let challenges = challenges.clone();
+                    let key = key.clone();
+                    async move {
+                        let expected = challenges.lock().unwrap().remove(&f["code"]);
+                        let challenge =
+                            careledger_api::pages::oidc_login::challenge(&f["code_verifier"]);
+                        if expected.as_deref() != Some(challenge.as_str()) {
+                            return (StatusCode::BAD_REQUEST, "invalid_grant").into_response();
+                        }
+                        use ed25519_dalek::Signer;
+                        let now = crate::common::unix_now();
+                        let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1"});
+                        let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": subject,
+                            "client_id": "careledger-pages", "iat": now, "exp": now + 300, "jti": "1"});
+                        let input = format!(
+                            "{}.{}",
+                            b64(header.to_string().as_bytes()),
+                            b64(claims.to_string().as_bytes())
+                        );
+                        let token =
+                            format!("{input}.{}", b64(&key.sign(input.as_bytes()).to_bytes()));
+                        axum::Json(json!({"access_token": token, "token_type": "Bearer",
+                            "expires_in": 300}))
+                        .into_response()
+                    }
+                }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let jwks = jwks.clone();
+                    async move { axum::Json(jwks) }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Provider { base, handle }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_provider_signs_a_practitioner_in_with_pkce_and_a_foreign_state_is_refused() {
+    let f = Fixture::with_patient().await;
+    f.data
+        .actors
+        .add(
+            careledger_app::actors::RegisteredActor::new(
+                ActorId::parse("gp-oidc").unwrap(),
+                careledger_core::ids::Text::new("A. Jansen").unwrap(),
+                careledger_app::actors::AccessRole::parse("gp").unwrap(),
+            )
+            .reached_as(careledger_app::actors::OidcSubject {
+                issuer: ISSUER.into(),
+                subject: "u-42".into(),
+            }),
+        )
+        .unwrap();
+    // The new GP joins the patient's team, so that their list shows the patient.
+    let join = json!({"commands": [{"type": "add_care_team_member", "actor": "gp-oidc",
+        "name": "A. Jansen", "role": "gp", "lead": "cvrm", "practitioner": "co", "reason": "locum"}]});
+    let (status, answer) = f.post("gp-1", PATIENT, &join, &[]).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{answer}");
+    let provider = Provider::start("u-42").await;
+    let verifier = careledger_api::oidc::OidcVerifier::start(careledger_api::oidc::OidcConfig {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        jwks: careledger_api::oidc::JwksSource::Url(format!("{}/jwks", provider.base)),
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = f
+        .state
+        .clone()
+        .with_oidc(verifier)
+        .with_public_url(&base)
+        .with_oidc_login(careledger_api::pages::oidc_login::OidcLoginSettings {
+            client_id: "careledger-pages".into(),
+            authorization_endpoint: format!("{}/authorize", provider.base),
+            token_endpoint: format!("{}/token", provider.base),
+        })
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(careledger_api::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+
+    let mut browser = Browser::new(&base);
+    let (_, _, page) = browser.get("/ui/signin").await;
+    assert!(page.contains("/ui/signin/oidc"), "{page}");
+    let (status, headers, _) = browser.get("/ui/signin/oidc").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let authorize = location(&headers).to_owned();
+    assert!(authorize.starts_with(&provider.base) && authorize.contains("code_challenge="));
+    let state_cookie = browser.cookie("careledger_oidc").unwrap().to_owned();
+    // At the provider (no cookies of ours go there), and back.
+    let back = Browser::new(&provider.base)
+        .get(authorize.trim_start_matches(&provider.base))
+        .await
+        .1;
+    let callback = location(&back).trim_start_matches(&base).to_owned();
+    assert!(
+        callback.starts_with("/ui/signin/oidc/callback?code="),
+        "{callback}"
+    );
+
+    // A browser that did not start this sign-in is refused.
+    let mut other = Browser::new(&base);
+    let (status, _, page) = other.get(&callback).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+    assert!(other.cookie("careledger_session").is_none());
+
+    let (status, headers, page) = browser.get(&callback).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(headers["refresh"], "0; url=/ui");
+    assert!(
+        browser.cookie("careledger_oidc").is_none(),
+        "the state is spent"
+    );
+    assert_ne!(state_cookie, "");
+    let (status, _, page) = browser.get("/ui/patients").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("A. Jansen (huisarts)") && page.contains(PATIENT),
+        "{page}"
+    );
+    // The code was spent: using it again is refused.
+    let (status, _, _) = browser.get(&callback).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    provider.handle.abort();
+}

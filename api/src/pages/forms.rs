@@ -120,6 +120,15 @@ fn signin_page(
                     "The token is kept neither in the page nor in the cookie: the server keeps it with your session until you sign out or the server restarts.")) }
                 button type="submit" { (title) }
             }
+            @if let Some(oidc) = &state.oidc {
+                @if state.oidc_login.is_some() {
+                    p {
+                        a #oidc href="/ui/signin/oidc" {
+                            (l.pick("Aanmelden via ", "Sign in with ")) (oidc.config().issuer)
+                        }
+                    }
+                }
+            }
         },
     );
     let mut response = html(status, lang, markup);

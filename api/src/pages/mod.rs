@@ -2,7 +2,8 @@
 //! patients, a patient's plan at a glance with a chart per measure, the timeline, the
 //! notification inbox with its forms, the patient's own page, and `/docs`.
 //!
-//! Routes live under `/ui/...`. Sign-in makes a server-side session ([`session`]); every page
+//! Routes live under `/ui/...`. Sign-in (a careledger token, or the identity provider's
+//! authorization-code flow with PKCE: [`oidc_login`]) makes a server-side session ([`session`]); every page
 //! request authenticates the session's token again, goes through the same authorisation as the
 //! API (`App::may_read`, `App::with_view`), is recorded in the access log by the same middleware
 //! (a cookie-session request is attributed to its actor) and counts against the same per-token
@@ -16,6 +17,7 @@ pub mod docs;
 pub mod forms;
 pub mod inbox;
 pub mod layout;
+pub mod oidc_login;
 pub mod patients;
 pub mod plan;
 pub mod session;
@@ -56,6 +58,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/", get(home))
         .route("/ui/static/style.css", get(style))
         .route("/ui/signin", get(forms::signin_form).post(forms::signin))
+        .route("/ui/signin/oidc", get(oidc_login::start))
+        .route("/ui/signin/oidc/callback", get(oidc_login::callback))
         .route("/ui/signout", post(forms::signout))
         .route("/ui/patients", get(patients::list))
         .route("/ui/patients/{patient}", get(plan::plan_page))
@@ -100,7 +104,7 @@ pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
 /// `GET /ui`: the signed-in reader's start page: a practitioner's patients, a patient's own
 /// plan; the sign-in form otherwise.
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match session::authenticate(&headers, &state) {
+    match session::authenticate(&headers, &state).await {
         Err(_) => Redirect::to("/ui/signin").into_response(),
         Ok((actor, _, _)) => match &actor.patient {
             Some(own) => Redirect::to(&format!("/ui/patients/{}", own.as_str())).into_response(),
@@ -174,7 +178,7 @@ impl FromRequestParts<AppState> for Reader {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let lang = PageLang::of(parts);
-        let (caller, csrf) = match session::authenticate(&parts.headers, state) {
+        let (caller, csrf) = match session::authenticate(&parts.headers, state).await {
             Ok((actor, _, session)) => (actor, session.csrf),
             Err(_) => {
                 // Gone, expired or its token refused: sign in again, and say why.

@@ -16,6 +16,8 @@ use parking_lot::Mutex;
 use careledger_app::actors::RegisteredActor;
 use careledger_app::AppError;
 
+use crate::error::ApiError;
+
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -155,18 +157,39 @@ pub(crate) fn session_of(headers: &HeaderMap, state: &AppState) -> Option<(Strin
     Some((id.to_owned(), session))
 }
 
-/// The actor of the request's session, its token authenticated again: a refused token (revoked,
-/// expired, replaced) ends every session signed in with it.
-pub(crate) fn authenticate(
+/// The actor of the request's session, its token authenticated again: a careledger token
+/// through `App::authenticate`, an identity provider's access token through the API's
+/// `OidcVerifier`. A refused token (revoked, expired, replaced) ends every session signed in
+/// with it.
+pub(crate) async fn authenticate(
     headers: &HeaderMap,
     state: &AppState,
-) -> Result<(RegisteredActor, String, Session), AppError> {
+) -> Result<(RegisteredActor, String, Session), ApiError> {
     let Some((id, session)) = session_of(headers, state) else {
-        return Err(AppError::Unauthenticated(
+        return Err(ApiError::Unauthenticated(
             "sign in at /ui/signin first".into(),
         ));
     };
-    match state.app.authenticate(&session.token) {
+    let actor = if crate::oidc::looks_like_jwt(&session.token) {
+        match &state.oidc {
+            Some(oidc) => match oidc.verify(&session.token).await {
+                Ok(subject) => state
+                    .app
+                    .authenticate_subject(&subject)
+                    .map_err(ApiError::from),
+                Err(e) => Err(e),
+            },
+            None => Err(ApiError::Unauthenticated(
+                "this server accepts no identity provider's tokens now".into(),
+            )),
+        }
+    } else {
+        state
+            .app
+            .authenticate(&session.token)
+            .map_err(ApiError::from)
+    };
+    match actor {
         Ok(actor) => Ok((actor, id, session)),
         Err(e) => {
             state.sessions.end_token(&session.token);
