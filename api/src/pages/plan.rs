@@ -15,7 +15,7 @@ use careledger_core::record::Timestamp;
 use careledger_core::role::{Lead, Role};
 use careledger_projections::labels::{self, Lang};
 use careledger_projections::plan::{CarePlan, TargetEntry, ValueEntry};
-use careledger_projections::{PatientView, Provenance};
+use careledger_projections::PatientView;
 
 use super::{error_page, html, layout, Reader};
 use crate::error::ApiError;
@@ -595,9 +595,4 @@ fn own_plan(reader: &Reader, patient: &PatientId, view: &PatientView, done: bool
         }
     };
     layout::page(reader, title, body)
-}
-
-/// Who set something, for other pages.
-pub fn provenance(p: &Provenance, l: Lang) -> Markup {
-    layout::by(p, l)
 }
