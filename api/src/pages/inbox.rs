@@ -45,7 +45,13 @@ pub async fn inbox(
                         li id=(n.id) {
                             p {
                                 strong { (labels::event_kind(&n.kind, l)) } " — "
-                                (labels::message(&n.message, l))
+                                // Kinds told in the audit's one-line summary have it in English
+                                // only: marked so, for screen readers.
+                                @if n.message.template == "change" && l == careledger_projections::labels::Lang::Nl {
+                                    span lang="en" { (labels::message(&n.message, l)) }
+                                } @else {
+                                    (labels::message(&n.message, l))
+                                }
                             }
                             p.muted {
                                 time datetime=(labels::machine_time(n.created_at)) { (labels::datetime(n.created_at, l)) }
