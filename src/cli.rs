@@ -164,10 +164,45 @@ pub struct OidcArgs {
     /// sidecar), read again as the file is.
     #[arg(long, env = "CARELEDGER_OIDC_JWKS_URL")]
     pub oidc_jwks_url: Option<String>,
-    /// CAs (PEM) to trust for an https:// --oidc-jwks-url besides the system's, e.g. the
-    /// hospital's own CA.
-    #[arg(long, env = "CARELEDGER_OIDC_CA_FILE", requires = "oidc_jwks_url")]
+    /// CAs (PEM) to trust for an https:// --oidc-jwks-url and --oidc-token-endpoint besides
+    /// the system's, e.g. the hospital's own CA.
+    #[arg(long, env = "CARELEDGER_OIDC_CA_FILE")]
     pub oidc_ca_file: Option<PathBuf>,
+    /// The pages' client id at the identity provider: with it, the sign-in page offers the
+    /// authorization-code flow with PKCE (needs --public-url and the two endpoints).
+    #[arg(
+        long,
+        env = "CARELEDGER_OIDC_CLIENT_ID",
+        requires_all = ["oidc_issuer", "oidc_authorization_endpoint", "oidc_token_endpoint"]
+    )]
+    pub oidc_client_id: Option<String>,
+    /// The identity provider's authorization endpoint, where the browser signs in.
+    #[arg(
+        long,
+        env = "CARELEDGER_OIDC_AUTHORIZATION_ENDPOINT",
+        requires = "oidc_client_id"
+    )]
+    pub oidc_authorization_endpoint: Option<String>,
+    /// The identity provider's token endpoint, https:// (trusting the system's CAs and
+    /// --oidc-ca-file), or plain http:// from a local proxy or sidecar.
+    #[arg(
+        long,
+        env = "CARELEDGER_OIDC_TOKEN_ENDPOINT",
+        requires = "oidc_client_id"
+    )]
+    pub oidc_token_endpoint: Option<String>,
+}
+
+impl OidcArgs {
+    /// The pages' sign-in with the identity provider, when a client id is given.
+    fn login(&self) -> Option<careledger_api::pages::oidc_login::OidcLoginSettings> {
+        Some(careledger_api::pages::oidc_login::OidcLoginSettings {
+            client_id: self.oidc_client_id.clone()?,
+            authorization_endpoint: self.oidc_authorization_endpoint.clone()?,
+            token_endpoint: self.oidc_token_endpoint.clone()?,
+            ca_file: self.oidc_ca_file.clone(),
+        })
+    }
 }
 
 impl OidcArgs {
@@ -521,6 +556,7 @@ fn serve(
     let config = checkpoints.config()?;
     let mut access = None;
     let witnesses = witnesses.targets()?;
+    let oidc_login = oidc.login();
     let oidc = oidc.config()?;
     // Before the data directory is opened: a server that may not start touches nothing.
     let transport = transport_args.transport(addr)?;
@@ -561,6 +597,9 @@ fn serve(
         if let Some(log) = &access {
             state = state.with_access_log(log.clone());
         }
+        if let Some(url) = &transport_args.public_url {
+            state = state.with_public_url(url);
+        }
         if let Some(oidc) = oidc {
             let issuer = oidc.issuer.clone();
             let verifier = careledger_api::oidc::OidcVerifier::start(oidc)
@@ -568,6 +607,11 @@ fn serve(
                 .map_err(|e| anyhow!("OpenID Connect: {e}"))?;
             state = state.with_oidc(verifier);
             tracing::info!(%issuer, "accepting OpenID Connect access tokens");
+        }
+        if let Some(login) = oidc_login {
+            state = state
+                .with_oidc_login(login)
+                .map_err(|e| anyhow!("OpenID Connect sign-in: {e}"))?;
         }
         // Every checkpoint signed goes to the SSE subscribers as it is signed.
         if let Some(checkpointer) = checkpointer.as_ref() {

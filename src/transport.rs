@@ -16,6 +16,11 @@ use careledger_api::{Limits, Rate, Transport};
 /// Connections, per-token limits and TLS (`docs/security/connections.md`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct TransportArgs {
+    /// The address browsers reach this server at, e.g. https://careledger.example.nl, also
+    /// behind a TLS-terminating proxy: the pages' session cookies are `Secure` when it is
+    /// https, and a form's `Origin` must be this address.
+    #[arg(long, env = "CARELEDGER_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     /// Connections open at once. At the cap the oldest connection without a request in flight
     /// is closed to make room; when all have one, the new connection is closed at once.
     /// Lowered, with a warning, to what the process's descriptor limit (`ulimit -n`) allows.
@@ -174,4 +179,25 @@ mod tests {
             assert!(error.contains("seconds"), "{bad}: {error}");
         }
     }
+}
+
+/// `--public-url`: an http:// or https:// origin, without a path.
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{raw:?} is no address; give it as https://host[:port]"
+        ));
+    };
+    if scheme != "https" && scheme != "http" {
+        return Err(format!(
+            "{raw:?}: the public address is http:// or https://"
+        ));
+    }
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "{raw:?}: give the origin only (https://host[:port]), without a path"
+        ));
+    }
+    Ok(url.to_owned())
 }

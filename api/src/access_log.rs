@@ -3,8 +3,9 @@
 //! unlogged), authenticates the caller once for the handler too, takes the patient from the path
 //! or the query, runs the handler, and records the entry with the response's status.
 //!
-//! `/health` and `/openapi.json`, which need no token and show no patient data, are not
-//! recorded. A stream (`/events/stream`) is recorded once, when it is answered; which events it then sends
+//! `/health`, `/openapi.json`, `/`, `/docs` and the pages' style sheet, which need no token
+//! and show no patient data, are not recorded. A page (`/ui/...`) is authenticated by its
+//! session cookie and recorded under the session's actor. A stream (`/events/stream`) is recorded once, when it is answered; which events it then sends
 //! each subscriber follows the read rules (`careledger_app::access::sees_events_of`).
 
 use std::net::{IpAddr, SocketAddr};
@@ -30,7 +31,13 @@ use crate::wire;
 
 /// The routes that need no token and show no patient data: not recorded (a load balancer's
 /// health checks would otherwise fill the log).
-const UNRECORDED: [&str; 2] = ["/health", "/openapi.json"];
+const UNRECORDED: [&str; 5] = [
+    "/health",
+    "/openapi.json",
+    "/",
+    "/docs",
+    "/ui/static/style.css",
+];
 
 /// Longest client address kept from a forwarding header, in bytes.
 const MAX_ADDRESS_BYTES: usize = 64;
@@ -56,7 +63,15 @@ pub(crate) async fn record(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let (mut parts, body) = request.into_parts();
-    let caller = authenticate(&parts.headers, &state).await.ok();
+    // A page is authenticated by its session cookie, and attributed to the session's actor.
+    let caller = if crate::pages::is_page(parts.uri.path()) {
+        crate::pages::session::authenticate(&parts.headers, &state)
+            .await
+            .ok()
+            .map(|(actor, _, _)| actor)
+    } else {
+        authenticate(&parts.headers, &state).await.ok()
+    };
     if let Some(actor) = &caller {
         parts.extensions.insert(Authenticated(actor.clone()));
     }

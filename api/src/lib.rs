@@ -13,6 +13,7 @@ pub mod extract;
 pub mod limits;
 pub mod oidc;
 pub mod openapi;
+pub mod pages;
 pub mod router;
 pub mod routes;
 pub mod serve;

@@ -72,6 +72,7 @@ pub fn app(state: AppState) -> Router {
     // data); outermost on each route, so that a timeout's 408 is recorded too.
     let recorded = axum::middleware::from_fn_with_state(state.clone(), crate::access_log::record);
     router
+        .merge(crate::pages::routes())
         .route_layer(recorded)
         .fallback(|| async { ApiError::NotFound("no such route; see /openapi.json".into()) })
         // The router adds `Allow` with the methods the route takes.
@@ -109,10 +110,15 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Routes whose answers hold no patient's data and may be cached.
-const CACHEABLE: [&str; 3] = ["/health", "/openapi.json", "/checkpoint"];
+const CACHEABLE: [&str; 4] = [
+    "/health",
+    "/openapi.json",
+    "/checkpoint",
+    "/ui/static/style.css",
+];
 
 /// The headers every answer carries: no content sniffing, no framing, nothing loaded from
-/// anywhere (`default-src 'none'`: the API serves data, never pages), no caching of anything
+/// anywhere (`default-src 'none'`) but for the pages, which load their own style sheet, no caching of anything
 /// that may hold a patient's data, and HSTS when served over TLS.
 async fn security_headers(
     request: axum::extract::Request,
@@ -127,10 +133,13 @@ async fn security_headers(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    // A page sets its own, strict policy (`pages::CSP`); everything else loads nothing.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     if !cacheable {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

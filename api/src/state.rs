@@ -32,6 +32,13 @@ pub struct AppState {
     /// Peers whose `X-Forwarded-For` / `Forwarded` header names the client (`serve
     /// --trusted-proxy`).
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// The pages' sign-in sessions, kept in memory: they end when the server restarts.
+    pub(crate) sessions: Arc<crate::pages::session::Sessions>,
+    /// The address browsers reach this server at (`serve --public-url`): session cookies are
+    /// `Secure` when it is https, also behind a TLS-terminating proxy.
+    pub(crate) public_url: Option<Arc<str>>,
+    /// The pages' sign-in with the identity provider, when configured.
+    pub(crate) oidc_login: Option<Arc<crate::pages::oidc_login::OidcLogin>>,
 }
 
 impl AppState {
@@ -45,6 +52,9 @@ impl AppState {
             oidc: None,
             access_log: None,
             trusted_proxies: Arc::from(Vec::new()),
+            sessions: Arc::new(crate::pages::session::Sessions::default()),
+            public_url: None,
+            oidc_login: None,
         }
     }
 
@@ -54,6 +64,51 @@ impl AppState {
             plans: Arc::new(PlanCache::with_budget(bytes)),
             ..self
         }
+    }
+
+    /// The same state offering the pages' sign-in with the identity provider (authorization
+    /// code with PKCE); it needs the public address (the callback's) set first, and the
+    /// issuer's access tokens accepted ([`AppState::with_oidc`]).
+    pub fn with_oidc_login(
+        mut self,
+        settings: crate::pages::oidc_login::OidcLoginSettings,
+    ) -> Result<Self, String> {
+        let Some(public) = self.public_url.clone() else {
+            return Err(
+                "signing in with the identity provider needs --public-url, the address its \
+                 callback is reached at"
+                    .into(),
+            );
+        };
+        if self.oidc.is_none() {
+            return Err(
+                "signing in with the identity provider needs --oidc-issuer and its keys".into(),
+            );
+        }
+        let login = crate::pages::oidc_login::OidcLogin::new(settings, &public)?;
+        self.oidc_login = Some(Arc::new(login));
+        Ok(self)
+    }
+
+    /// The same state with the address browsers reach it at (`serve --public-url`).
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(Arc::from(url.trim_end_matches('/')));
+        self
+    }
+
+    /// The pages' sign-in sessions held now.
+    pub fn sessions_held(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether the pages' cookies are `Secure`: served over TLS, or behind a proxy that is
+    /// reached over https.
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.hsts
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
     }
 
     /// The same state with other limits (before it serves anything).

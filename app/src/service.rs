@@ -41,6 +41,21 @@ pub struct Write {
     pub idempotency_key: Option<String>,
 }
 
+/// A patient in the caller's care: what a practitioner's list of patients shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MyPatient {
+    /// The patient.
+    pub patient: PatientId,
+    /// Their name, as the care team has it, when the patient is a member.
+    pub name: Option<String>,
+    /// Notifications to the caller's line not yet acknowledged.
+    pub open_notifications: u64,
+    /// Signals worth a clinician's attention (duplicate lab work, targets not met...).
+    pub signals: u64,
+    /// The plan's revision.
+    pub revision: u64,
+}
+
 /// One data directory in use: everything a request needs, cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -221,6 +236,57 @@ impl App {
         self.projections
             .with_view(patient, f)?
             .ok_or_else(AppError::not_in_care_team)
+    }
+
+    /// The patients whose care team has the caller, each with the caller's line's open
+    /// notifications and the patient's signals counted as of `now`, in patient-id order: a
+    /// practitioner's list of their patients. A patient actor gets their own record; other
+    /// roles (auditors, subscribers, the operator) are in no care team and get none.
+    ///
+    /// The one query over the read models for this list, so that it moves with them.
+    pub fn my_patients(
+        &self,
+        caller: &RegisteredActor,
+        now: careledger_core::record::Timestamp,
+    ) -> Vec<MyPatient> {
+        use careledger_projections::notifications::{for_line, Which};
+        let Some(line) = caller.line() else {
+            return Vec::new();
+        };
+        let config = self.projections.config();
+        // The index of a member's patients, then each patient's view (from the cache, or read
+        // from disk): memory stays bounded whatever the number of patients.
+        let patients = match self.projections.patients_of(&caller.id) {
+            Ok(patients) => patients,
+            Err(e) => {
+                tracing::error!(error = %e, "listing a practitioner's patients failed");
+                return Vec::new();
+            }
+        };
+        patients
+            .into_iter()
+            .filter_map(|patient| {
+                let view = self.projections.view(&patient).ok().flatten()?;
+                view.plan
+                    .care_team
+                    .iter()
+                    .any(|m| m.actor == caller.id)
+                    .then(|| MyPatient {
+                        patient: patient.clone(),
+                        name: view
+                            .plan
+                            .care_team
+                            .iter()
+                            .find(|m| m.role == careledger_core::role::Role::Patient)
+                            .map(|m| m.name.to_string()),
+                        open_notifications: for_line(&view, line, Which::Open, config, now).len()
+                            as u64,
+                        signals: careledger_projections::signals::signals(&view, config, now).len()
+                            as u64,
+                        revision: view.plan.revision,
+                    })
+            })
+            .collect()
     }
 
     /// Refuses a caller who may not write to this patient's record at all: only care roles

@@ -319,6 +319,11 @@ pub fn signal(code: &str, lang: Lang) -> String {
         "lab_order_open" => ("labaanvraag open", "lab order open"),
         "lab_order_expired" => ("labaanvraag verlopen", "lab order expired"),
         "annual_panel_incomplete" => ("jaarlijkse CVRM-lab onvolledig", "annual panel incomplete"),
+        "cvrm_lead_unassigned" => ("regie CVRM niet toegewezen", "CVRM lead unassigned"),
+        "organ_disease_lead_unassigned" => (
+            "regie orgaanlijden niet toegewezen",
+            "organ disease lead unassigned",
+        ),
         other => return other.replace('_', " "),
     };
     lang.pick(nl, en).to_owned()
@@ -628,6 +633,23 @@ mod tests {
             measurement_source(Some(MeasurementSource::SelfMeasuredAtHome), Lang::Nl),
             "thuis gemeten"
         );
+    }
+
+    #[test]
+    fn every_signal_has_a_dutch_label() {
+        for code in [
+            "duplicate_lab_work",
+            "annual_lab_due",
+            "target_not_met",
+            "home_trend_off_target",
+            "lab_order_open",
+            "lab_order_expired",
+            "annual_panel_incomplete",
+            "cvrm_lead_unassigned",
+            "organ_disease_lead_unassigned",
+        ] {
+            assert_ne!(signal(code, Lang::Nl), code.replace('_', " "), "{code}");
+        }
     }
 
     #[test]
