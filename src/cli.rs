@@ -252,8 +252,9 @@ enum Command {
         witnesses: crate::witness::WitnessArgs,
         #[command(flatten)]
         transport: crate::transport::TransportArgs,
+        // Boxed: the largest of the commands' arguments, kept off the stack of the others.
         #[command(flatten)]
-        oidc: OidcArgs,
+        oidc: Box<OidcArgs>,
         #[command(flatten)]
         access_log: crate::access_log::AccessLogArgs,
         /// Disk space the data directory keeps in reserve, in MiB (`<data>/reserve`): on a
@@ -485,7 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 checkpoints,
                 witnesses,
                 transport,
-                oidc,
+                oidc: *oidc,
                 access_log,
             },
         ),

@@ -126,6 +126,27 @@ impl TransportArgs {
     }
 }
 
+/// `--public-url`: an http:// or https:// origin, without a path.
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{raw:?} is no address; give it as https://host[:port]"
+        ));
+    };
+    if scheme != "https" && scheme != "http" {
+        return Err(format!(
+            "{raw:?}: the public address is http:// or https://"
+        ));
+    }
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "{raw:?}: give the origin only (https://host[:port]), without a path"
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
@@ -179,25 +200,4 @@ mod tests {
             assert!(error.contains("seconds"), "{bad}: {error}");
         }
     }
-}
-
-/// `--public-url`: an http:// or https:// origin, without a path.
-fn parse_public_url(raw: &str) -> Result<String, String> {
-    let url = raw.trim().trim_end_matches('/');
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!(
-            "{raw:?} is no address; give it as https://host[:port]"
-        ));
-    };
-    if scheme != "https" && scheme != "http" {
-        return Err(format!(
-            "{raw:?}: the public address is http:// or https://"
-        ));
-    }
-    if rest.is_empty() || rest.contains('/') {
-        return Err(format!(
-            "{raw:?}: give the origin only (https://host[:port]), without a path"
-        ));
-    }
-    Ok(url.to_owned())
 }
