@@ -427,7 +427,8 @@ async fn the_inbox_acknowledges_a_notification_and_the_timeline_links_each_entry
         .get(&format!("/ui/patients/{PATIENT}/timeline"))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains(&format!("/proof/inclusion?position={position}")));
+    let proof_link = format!("/ui/patients/{PATIENT}/proof/{position}");
+    assert!(page.contains(&proof_link), "{page}");
     let (_, stored) = f
         .get("auditor-1", &format!("/patients/{PATIENT}/events"))
         .await;
@@ -441,6 +442,36 @@ async fn the_inbox_acknowledges_a_notification_and_the_timeline_links_each_entry
     assert!(page.contains(&hash), "the timeline shows the stored hash");
     assert!(page.contains("bevestigd door J. de Vries"), "{page}");
     assert!(page.contains("Klinische tijd") && page.contains("Vastgelegd"));
+
+    // The link opens the proof in the signed-in session: the event's hash, its path, and the
+    // root the API's inclusion proof for the same tree reaches.
+    let (status, _, proof_page) = browser.get(&proof_link).await;
+    assert_eq!(status, StatusCode::OK, "{proof_page}");
+    assert!(proof_page.contains(&hash), "{proof_page}");
+    let size = proof_page
+        .split("Boomgrootte</dt><dd>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the page names the tree's size");
+    let (_, api_proof) = f
+        .get(
+            "auditor-1",
+            &format!("/proof/inclusion?position={position}&tree_size={size}"),
+        )
+        .await;
+    assert!(
+        proof_page.contains(api_proof["root"].as_str().unwrap()),
+        "the root of the API's proof: {proof_page}"
+    );
+    for step in api_proof["path"].as_array().unwrap() {
+        assert!(proof_page.contains(step.as_str().unwrap()), "{proof_page}");
+    }
+    // A position of another patient is no proof of this patient's record.
+    let (status, _, refused) = browser
+        .get(&format!("/ui/patients/{PATIENT}/proof/1000000"))
+        .await;
+    assert_ne!(status, StatusCode::OK, "{refused}");
     server.shutdown().await;
 }
 

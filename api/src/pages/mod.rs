@@ -20,6 +20,7 @@ pub mod layout;
 pub mod oidc_login;
 pub mod patients;
 pub mod plan;
+pub mod proof;
 pub mod session;
 pub mod timeline;
 
@@ -64,6 +65,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/patients", get(patients::list))
         .route("/ui/patients/{patient}", get(plan::plan_page))
         .route("/ui/patients/{patient}/timeline", get(timeline::timeline))
+        .route(
+            "/ui/patients/{patient}/proof/{position}",
+            get(proof::proof_page),
+        )
         .route("/ui/patients/{patient}/inbox", get(inbox::inbox))
         .route(
             "/ui/patients/{patient}/notifications/{notification}/acknowledge",

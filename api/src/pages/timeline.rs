@@ -1,7 +1,7 @@
 //! `GET /ui/patients/{patient}/timeline`: who changed what, from what to what, when (clinical
 //! time and recording time), in which role and line and why, whether the other side was told
 //! and acknowledged, each entry with its proof: its position and hash, and the link to its
-//! inclusion proof in the ledger's Merkle tree.
+//! inclusion proof in the ledger's Merkle tree (`proof.rs`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -98,7 +98,7 @@ pub fn render_timeline(reader: &Reader, patient: &PatientId, view: &PatientView)
                             dd {
                                 (l.pick("positie ", "position ")) (p.position) ", " (l.pick("revisie ", "revision ")) (e.revision) ", hash "
                                 span.hash { (p.hash.to_hex()) } " · "
-                                a href={ "/proof/inclusion?position=" (p.position) } { (l.pick("bewijs van opname", "inclusion proof")) }
+                                a href={ "/ui/patients/" (id) "/proof/" (p.position) } { (l.pick("bewijs van opname", "inclusion proof")) }
                             }
                         }
                     }
