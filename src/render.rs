@@ -136,10 +136,18 @@ pub fn plan(p: &PlanView, signals: &[SignalView], lang: Lang) {
     say!("\n{}:", t("Streefwaarden", "Targets"));
     for target in &p.targets {
         let measure = measure_of(target.measure);
-        let latest = target
-            .latest
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), |l| amount(&l.value, measure, lang));
+        let status = labels::target_status(target.status.into(), lang);
+        // "latest 2,9 mmol/L: not met", or only "no value yet".
+        let latest = target.latest.as_ref().map_or_else(
+            || status.to_owned(),
+            |l| {
+                format!(
+                    "{} {}: {status}",
+                    t("laatste", "latest"),
+                    amount(&l.value, measure, lang)
+                )
+            },
+        );
         let set = match &target.provenance {
             Some(p) => format!("{} {}", t("gesteld door", "set by"), by(p, lang)),
             None => t("standaard van de richtlijn", "the guideline's default").to_owned(),
@@ -154,13 +162,11 @@ pub fn plan(p: &PlanView, signals: &[SignalView], lang: Lang) {
             )
         });
         say!(
-            "  {}: {} {} ({}); {} {latest}: {}; {set}{replaced}{}",
+            "  {}: {} {} ({}); {latest}; {set}{replaced}{}",
             labels::measure(measure, lang),
             target.comparator.0.symbol(),
             amount(&target.target, measure, lang),
             labels::basis(target.basis.into(), lang),
-            t("laatste", "latest"),
-            labels::target_status(target.status.into(), lang),
             struck(target.entered_in_error, lang)
         );
     }
