@@ -14,13 +14,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use careledger_core::event::{Command, Dose, DoseUnit, Medication, Target, TargetBasis};
-use careledger_core::ids::{AtcCode, Text};
-use careledger_core::quantity::{Comparator, Measure, Quantity};
-use careledger_core::Submission;
 use careledger_projections::ReadModel;
 
-use common::{command, found_team, open, patient, request};
+use common::{open, patient, write_plan_history};
 
 const ROUNDS: usize = 50;
 const TARGET: Duration = Duration::from_millis(50);
@@ -30,14 +26,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn submission(command: Command, reason: &str) -> Submission {
-    Submission {
-        command,
-        occurred_at: None,
-        reason: Text::new(reason).unwrap(),
-    }
 }
 
 fn measure(label: &str, mut f: impl FnMut() -> usize) -> usize {
@@ -69,38 +57,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(dir.path());
     let who = patient(1);
-    let founding = vec![
-        found_team(),
-        submission(
-            Command::SetTarget(Target {
-                comparator: Comparator::AtMost,
-                value: Quantity::new(Measure::LdlCholesterol, 18).unwrap(),
-                basis: TargetBasis::EscGuideline,
-                rationale: Text::new("high risk after MI").unwrap(),
-            }),
-            "return letter",
-        ),
-        submission(
-            Command::StartMedication(Medication {
-                atc: AtcCode::parse("C10AA05").unwrap(),
-                name: Text::new("atorvastatin").unwrap(),
-                dose: Dose::new(40_000, DoseUnit::Mg).unwrap(),
-                frequency: Text::new("1x daily").unwrap(),
-                indication: None,
-            }),
-            "secondary prevention",
-        ),
-    ];
-    let founded = founding.len() as u64;
-    ledger.append(request(who.clone(), founding)).unwrap();
-    let mut i = 0;
-    while i < events.saturating_sub(founded) {
-        let n = 10.min(events - founded - i);
-        ledger
-            .append(request(who.clone(), (i..i + n).map(command).collect()))
-            .unwrap();
-        i += n;
-    }
+    write_plan_history(&ledger, &who, events);
     let stream = ledger.read_stream(&who, 1, usize::MAX).unwrap();
     let mut model = ReadModel::default();
     for e in &stream {

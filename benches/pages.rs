@@ -13,63 +13,21 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use careledger_api::pages::{plan::render_plan, timeline::render_timeline, PageLang, Reader};
 use careledger_app::actors::{AccessRole, RegisteredActor};
-use careledger_core::event::{Command, Dose, DoseUnit, Medication, Target, TargetBasis};
-use careledger_core::ids::{ActorId, AtcCode, Text};
-use careledger_core::quantity::{Comparator, Measure, Quantity};
+use careledger_core::ids::{ActorId, Text};
 use careledger_core::record::Timestamp;
 use careledger_core::role::Role;
-use careledger_core::Submission;
 use careledger_projections::labels::Lang;
 use careledger_projections::{ProjectionConfig, ReadModel};
 
-use common::{command, found_team, open, patient, request};
+use common::{open, patient, write_plan_history};
 
 const EVENTS: u64 = 1_000;
-
-fn submission(command: Command, reason: &str) -> Submission {
-    Submission {
-        command,
-        occurred_at: None,
-        reason: Text::new(reason).unwrap(),
-    }
-}
 
 fn pages(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(dir.path());
     let who = patient(1);
-    let founding = vec![
-        found_team(),
-        submission(
-            Command::SetTarget(Target {
-                comparator: Comparator::AtMost,
-                value: Quantity::new(Measure::LdlCholesterol, 18).unwrap(),
-                basis: TargetBasis::EscGuideline,
-                rationale: Text::new("high risk after MI").unwrap(),
-            }),
-            "return letter",
-        ),
-        submission(
-            Command::StartMedication(Medication {
-                atc: AtcCode::parse("C10AA05").unwrap(),
-                name: Text::new("atorvastatin").unwrap(),
-                dose: Dose::new(40_000, DoseUnit::Mg).unwrap(),
-                frequency: Text::new("1x daily").unwrap(),
-                indication: None,
-            }),
-            "secondary prevention",
-        ),
-    ];
-    let founded = founding.len() as u64;
-    ledger.append(request(who.clone(), founding)).unwrap();
-    let mut i = 0;
-    while i < EVENTS - founded {
-        let n = 10.min(EVENTS - founded - i);
-        ledger
-            .append(request(who.clone(), (i..i + n).map(command).collect()))
-            .unwrap();
-        i += n;
-    }
+    write_plan_history(&ledger, &who, EVENTS);
     let mut model = ReadModel::default();
     for e in &ledger.read_stream(&who, 1, usize::MAX).unwrap() {
         model.apply(e);

@@ -4,13 +4,59 @@
 
 use std::path::Path;
 
-use careledger_core::event::{Command, Measurement, MeasurementSource, Member, Note, NoteKind};
-use careledger_core::ids::{ActorId, PatientId, Text};
-use careledger_core::quantity::{Measure, Quantity};
+use careledger_core::event::{
+    Command, Dose, DoseUnit, Measurement, MeasurementSource, Medication, Member, Note, NoteKind,
+    Target, TargetBasis,
+};
+use careledger_core::ids::{ActorId, AtcCode, PatientId, Text};
+use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::role::{Lead, Practitioner, Role};
 use careledger_core::{
     Actor, AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission, Timestamp,
 };
+
+/// Writes one patient's plan history of `events` events: the care team, an LDL target of the
+/// ESC guideline and a statin, then measurements and notes as [`command`] writes them, ten per
+/// append (the FHIR and pages benchmarks read it back).
+pub fn write_plan_history(ledger: &Ledger, who: &PatientId, events: u64) {
+    let submission = |command: Command, reason: &str| Submission {
+        command,
+        occurred_at: None,
+        reason: Text::new(reason).unwrap(),
+    };
+    let founding = vec![
+        found_team(),
+        submission(
+            Command::SetTarget(Target {
+                comparator: Comparator::AtMost,
+                value: Quantity::new(Measure::LdlCholesterol, 18).unwrap(),
+                basis: TargetBasis::EscGuideline,
+                rationale: Text::new("high risk after MI").unwrap(),
+            }),
+            "return letter",
+        ),
+        submission(
+            Command::StartMedication(Medication {
+                atc: AtcCode::parse("C10AA05").unwrap(),
+                name: Text::new("atorvastatin").unwrap(),
+                dose: Dose::new(40_000, DoseUnit::Mg).unwrap(),
+                frequency: Text::new("1x daily").unwrap(),
+                indication: None,
+            }),
+            "secondary prevention",
+        ),
+    ];
+    let founded = founding.len() as u64;
+    ledger.append(request(who.clone(), founding)).unwrap();
+    let mut i = 0;
+    while i < events.saturating_sub(founded) {
+        let n = 10.min(events - founded - i);
+        ledger
+            .append(request(who.clone(), (i..i + n).map(command).collect()))
+            .unwrap();
+        i += n;
+    }
+}
 
 /// The GP who writes every benchmark event.
 pub fn gp() -> Actor {
