@@ -25,16 +25,10 @@ pub struct Target {
     /// given, while no server runs on it.
     #[arg(long, default_value = "careledger-data", env = "CARELEDGER_DATA")]
     data: PathBuf,
-    /// A running server's address (http://127.0.0.1:8080, https://...): administer its actors through its
-    /// admin routes, with an operator's --token.
-    #[arg(long, env = "CARELEDGER_URL")]
-    url: Option<String>,
-    /// An operator's bearer token, for --url.
-    #[arg(long, env = "CARELEDGER_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// CAs (PEM) to trust for an https:// --url besides the system's, e.g. a hospital's own CA.
-    #[arg(long, env = "CARELEDGER_CA_FILE")]
-    ca_file: Option<PathBuf>,
+    /// A running server administers its actors through its admin routes, with an operator's
+    /// token.
+    #[command(flatten)]
+    server: crate::remote::ServerArgs,
 }
 
 /// The actor commands.
@@ -289,13 +283,6 @@ fn list_line(actor: &Value) -> String {
 
 impl Target {
     fn remote(&self) -> anyhow::Result<Option<Remote>> {
-        let Some(url) = &self.url else {
-            return Ok(None);
-        };
-        let token = self
-            .token
-            .clone()
-            .ok_or_else(|| anyhow!("--url needs an operator's --token (or CARELEDGER_TOKEN)"))?;
-        Ok(Some(Remote::new(url, token, self.ca_file.as_ref())?))
+        self.server.remote("an operator's")
     }
 }

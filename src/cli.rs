@@ -767,11 +767,9 @@ fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
 
 /// `verify --url`: the running server verifies its whole chain (`GET /verify`, auditors only).
 fn verify_remote(url: &str, server: &crate::remote::ServerArgs) -> anyhow::Result<ExitCode> {
-    let token = server
-        .token
-        .clone()
-        .ok_or_else(|| anyhow!("--url needs an auditor's --token (or CARELEDGER_TOKEN)"))?;
-    let remote = Remote::new(url, token, server.ca_file.as_ref())?;
+    let Some(remote) = server.remote("an auditor's")? else {
+        return Err(anyhow!("--url is needed to verify through a server"));
+    };
     let started = std::time::Instant::now();
     let answer = remote.send("GET", "/verify", None);
     let view: wire::VerifyView = match answer {
@@ -944,13 +942,7 @@ fn query_value(value: &str) -> String {
 impl PatientArgs {
     /// The running server named by `--url`, if one is.
     fn remote(&self) -> anyhow::Result<Option<Remote>> {
-        let Some(url) = &self.server.url else {
-            return Ok(None);
-        };
-        let token = self.server.token.clone().ok_or_else(|| {
-            anyhow!("--url needs the --token (or CARELEDGER_TOKEN) of who reads the record")
-        })?;
-        Ok(Some(Remote::new(url, token, self.server.ca_file.as_ref())?))
+        self.server.remote("the reader's")
     }
 
     /// GET `path` of the patient's record from the running server, as `T`.

@@ -20,16 +20,32 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// A running server to read through instead of the data directory it holds.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServerArgs {
-    /// A running server's address (http://127.0.0.1:8080, https://...): read through it, with
-    /// --token, instead of opening the data directory (which the server holds).
+    /// A running server's address (http://127.0.0.1:8080, https://...): the command goes
+    /// through it, with --token, instead of opening the data directory (which the server holds).
     #[arg(long, env = "CARELEDGER_URL")]
     pub url: Option<String>,
-    /// The bearer token of who reads, for --url.
+    /// The bearer token the command acts with, for --url: an operator's for `actors`, an
+    /// auditor's for `verify`, the reader's for `plan`, `audit` and `notifications`.
     #[arg(long, env = "CARELEDGER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// CAs (PEM) to trust for an https:// --url besides the system's.
     #[arg(long, env = "CARELEDGER_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The server named by `--url`, if one is, called with the token of `whose` ("an
+    /// operator's", "an auditor's"): refused without a token.
+    pub fn remote(&self, whose: &str) -> anyhow::Result<Option<Remote>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let token = self
+            .token
+            .clone()
+            .ok_or_else(|| anyhow!("--url needs {whose} --token (or CARELEDGER_TOKEN)"))?;
+        Ok(Some(Remote::new(url, token, self.ca_file.as_ref())?))
+    }
 }
 
 /// A running server's address, a bearer token and the CAs to trust for it.

@@ -81,6 +81,14 @@ fn frames_in(first: u64, value: &[u8]) -> Option<Vec<(u64, &[u8])>> {
     Some(frames)
 }
 
+/// The frame at `position` in the group whose first position is `first`, if it holds it.
+fn frame_in(first: u64, group: &[u8], position: u64) -> Option<Vec<u8>> {
+    frames_in(first, group)?
+        .into_iter()
+        .find(|(p, _)| *p == position)
+        .map(|(_, frame)| frame.to_vec())
+}
+
 /// Positions of a patient index value under the key of `first`.
 fn indexed_positions(first: u64, value: &[u8]) -> Vec<u64> {
     if value.is_empty() {
@@ -461,6 +469,14 @@ impl AccessStore {
 
     /// The entry at `position`, as stored (the test and the CLI's tools read it).
     pub fn frame_at(&self, position: u64) -> Result<Option<Vec<u8>>, AppError> {
+        let Some((first, group)) = self.group_at(position)? else {
+            return Ok(None);
+        };
+        Ok(frame_in(first, &group, position))
+    }
+
+    /// The group of frames that holds `position`: its first position and its bytes.
+    fn group_at(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>, AppError> {
         let Some((key, value)) = self
             .db
             .range(entry_key(0)..=entry_key(position))
@@ -475,12 +491,7 @@ impl AccessStore {
             context: "reading the access log",
             detail,
         })?;
-        Ok(frames_in(first, &group).and_then(|frames| {
-            frames
-                .into_iter()
-                .find(|(p, _)| *p == position)
-                .map(|(_, frame)| frame.to_vec())
-        }))
+        Ok(Some((first, group.into_owned())))
     }
 
     /// The stored values from the one holding `position` on: (first position, value).
@@ -520,6 +531,8 @@ impl AccessStore {
             return Ok((found, false));
         }
         if let Some(patient) = &filter.patient {
+            // A patient's entries of one group are read from one reading of the group.
+            let mut last: Option<(u64, Vec<u8>)> = None;
             // A group holding a position after `after` starts at most GROUP - 1 before it.
             let from = (after + 1).saturating_sub(GROUP as u64 - 1);
             let start = patient_key(patient.as_str(), from);
@@ -535,7 +548,13 @@ impl AccessStore {
                     if position <= after || position > through {
                         continue;
                     }
-                    let Some(frame) = self.frame_at(position)? else {
+                    let holds = |(first, group): &(u64, Vec<u8>)| frame_in(*first, group, position);
+                    let mut frame = last.as_ref().and_then(holds);
+                    if frame.is_none() {
+                        last = self.group_at(position)?;
+                        frame = last.as_ref().and_then(holds);
+                    }
+                    let Some(frame) = frame else {
                         continue;
                     };
                     let stored = read(position, &frame)?;
