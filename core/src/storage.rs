@@ -405,6 +405,30 @@ pub struct SledStorage {
     cache_bytes: u64,
 }
 
+/// Removes the snapshots sled left unfinished in `dir` (`snap.*.generating`); true when it
+/// removed one. sled writes a snapshot under that name and renames it once complete, so a file
+/// left with it (an open that ran out of disk space, a crash while opening) never holds the
+/// database's state; sled 0.34 nonetheless reads it on the next open and reports the whole
+/// database corrupt. Called only after an open failed for a reason other than another process
+/// holding the directory, so that no running process is writing the file.
+pub fn clear_unfinished_snapshots(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut cleared = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.")
+            && name.ends_with(".generating")
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            cleared = true;
+        }
+    }
+    cleared
+}
+
 /// An open sled database and its data file, kept open for `fdatasync`.
 struct OpenDb {
     db: sled::Db,
@@ -423,12 +447,16 @@ impl OpenDb {
         // database, a moment after the handle is dropped: a reopen right after a close (a restart,
         // a reopen after a storage failure) waits for that, within a bound.
         let mut attempts = 0;
+        let mut cleared = false;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
                 Err(e) if is_lock_error(&e) && attempts < LOCK_ATTEMPTS => {
                     attempts += 1;
                     std::thread::sleep(LOCK_RETRY);
+                }
+                Err(e) if !is_lock_error(&e) && !cleared && clear_unfinished_snapshots(dir) => {
+                    cleared = true;
                 }
                 Err(e) => return Err(open_error(dir, e).into()),
             }
@@ -952,5 +980,29 @@ mod tests {
             .map(|(p, first, positions)| (p.as_str(), *first, positions.len() / 8))
             .collect();
         assert_eq!(shape, [("a", 4, 3), ("b", 1, 1), ("a", 8, 1)]);
+    }
+
+    #[test]
+    fn a_snapshot_sled_left_unfinished_is_removed_and_the_store_opens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let storage = SledStorage::open(dir.path()).unwrap();
+            let open = storage.db().unwrap();
+            open.db.insert(b"k", b"v".as_slice()).unwrap();
+            open.db.flush().unwrap();
+        }
+        // As an open that ran out of disk space leaves it: an empty snapshot under the name
+        // sled writes before renaming, past every complete one.
+        std::fs::write(dir.path().join("snap.7FFFFFFFFFFFFFFF.generating"), b"").unwrap();
+        assert!(
+            sled::open(dir.path()).is_err(),
+            "sled itself takes it for its snapshot and refuses the database"
+        );
+        let storage = SledStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            storage.db().unwrap().db.get(b"k").unwrap().as_deref(),
+            Some(b"v".as_slice())
+        );
+        assert!(!dir.path().join("snap.7FFFFFFFFFFFFFFF.generating").exists());
     }
 }

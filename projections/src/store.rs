@@ -135,6 +135,10 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ProjectionError> {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
+                e @ StorageError::InUse { .. } => return Err(ProjectionError::Storage(e)),
+                // Not held by another process: a snapshot left unfinished is removed and the
+                // open tried again (`clear_unfinished_snapshots`).
+                _ if careledger_core::storage::clear_unfinished_snapshots(dir) => {}
                 e => return Err(ProjectionError::Storage(e)),
             },
         }

@@ -41,7 +41,12 @@ pub fn patient_id(raw: &str) -> Result<PatientId, WireError> {
 
 /// A stream's id in a query: a patient, or one of the ledger's own streams.
 fn stream_id(raw: &str) -> Result<PatientId, WireError> {
-    PatientId::parse(raw).map_err(|e| WireError::malformed("patient", e))
+    // Core's sentence names the patient id already ("patient id may hold only ...").
+    PatientId::parse(raw).map_err(|e| WireError {
+        path: "patient".into(),
+        message: e.to_string(),
+        kind: super::WireErrorKind::Malformed,
+    })
 }
 
 /// A page size as asked for, within 1 to [`MAX_PAGE`] ([`DEFAULT_PAGE`] when not asked for).

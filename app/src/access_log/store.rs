@@ -259,6 +259,8 @@ impl AccessStore {
                     e @ careledger_core::StorageError::InUse { .. } => {
                         return Err(AppError::InUse(e.to_string()))
                     }
+                    // A snapshot sled left unfinished is removed and the open tried again.
+                    _ if careledger_core::storage::clear_unfinished_snapshots(dir) => {}
                     e => {
                         return Err(AppError::Store {
                             context: "opening the access log",
