@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use careledger_core::ids::ActorId;
 use careledger_core::record::Timestamp;
 use careledger_core::role::Line;
+use careledger_core::timing;
 use careledger_core::{Ledger, LedgerConfig};
 use careledger_projections::audit::{self, AuditFilter};
 use careledger_projections::notifications::{self, Which};
@@ -564,6 +565,14 @@ fn serve(
     let limits = transport_args.limits();
     let runtime = tokio::runtime::Runtime::new()?;
     let mut checkpointer = None;
+    let timings = std::env::var_os(timing::TIMINGS_ENV).is_some_and(|v| v == "1");
+    if timings {
+        timing::enable();
+        tracing::info!(
+            "{}=1: counting each request's phases; the table is printed when the server stops",
+            timing::TIMINGS_ENV
+        );
+    }
     let served = runtime.block_on(async {
         let dir = tokio::task::block_in_place(|| DataDir::open_configured(data, open))?;
         if let Some(problem) = dir.ledger.head_problem() {
@@ -624,6 +633,9 @@ fn serve(
     });
     // A request stuck on a failing disk must not keep the process alive.
     runtime.shutdown_timeout(CLOSE_DEADLINE);
+    if timings {
+        eprint!("{}", timing::table());
+    }
     close_within(served?, checkpointer, access, CLOSE_DEADLINE)
 }
 

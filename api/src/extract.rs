@@ -44,6 +44,8 @@ pub async fn authenticate(
     headers: &HeaderMap,
     state: &AppState,
 ) -> Result<RegisteredActor, ApiError> {
+    let _authenticating =
+        careledger_core::timing::start(careledger_core::timing::Phase::Authenticate);
     let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::Unauthenticated(
             "send an Authorization: Bearer <token> header; `careledger actors add` creates a token"

@@ -126,6 +126,7 @@ async fn security_headers(
     hsts: bool,
 ) -> axum::response::Response {
     use axum::http::header::{self, HeaderValue};
+    let _request = careledger_core::timing::start(careledger_core::timing::Phase::Request);
     let cacheable = CACHEABLE.contains(&request.uri().path());
     let mut response = next.run(request).await;
     let headers = response.headers_mut();

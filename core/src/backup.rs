@@ -10,7 +10,8 @@
 
 use std::path::Path;
 
-use crate::anchor::{anchor_path, hashes_through, Anchor};
+use crate::anchor::{anchor_path, hashes_up_to, Anchor};
+use crate::chain::Frame;
 use crate::error::{Error, Result, StorageError};
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::log::decode_frame;
@@ -164,7 +165,42 @@ impl Ledger {
         let Some(source) = self.anchor_file() else {
             return Ok(());
         };
-        let hashes = hashes_through(&source, size)?;
+        let mut hashes = hashes_up_to(&source, size)?;
+        // The events after the last checkpoint are durable in the journal and anchored by the
+        // next one: their hashes come from the stored frames.
+        if (hashes.len() as u64) < size && self.journal_file().is_some() {
+            let mut failure = None;
+            self.storage()
+                .scan(hashes.len() as u64 + 1, &mut |position, frame| {
+                    if position > size {
+                        return false;
+                    }
+                    match Frame::parse(frame) {
+                        Some(f) if position == hashes.len() as u64 + 1 => {
+                            hashes.push(f.hash);
+                            true
+                        }
+                        _ => {
+                            failure = Some(position);
+                            false
+                        }
+                    }
+                })?;
+            if let Some(position) = failure {
+                return Err(StorageError::corrupt(format!(
+                    "the frame at position {position} does not parse; nothing was copied past it"
+                ))
+                .into());
+            }
+        }
+        if (hashes.len() as u64) < size {
+            return Err(StorageError::corrupt(format!(
+                "the anchor {} holds {} events, fewer than the {size} to copy",
+                source.display(),
+                hashes.len()
+            ))
+            .into());
+        }
         let mut anchor = Anchor::open(path)?;
         for (chunk, first) in hashes
             .chunks(FRAMES_PER_BATCH)

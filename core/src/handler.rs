@@ -23,6 +23,7 @@ use crate::record::{
 };
 use crate::signed_request::{SignatureProblem, SignedRequest, MAX_CREATED_SKEW_SECONDS};
 use crate::signing_keys;
+use crate::timing::{self, Phase};
 
 /// Most commands accepted in one append.
 pub const MAX_BATCH: usize = 1000;
@@ -145,7 +146,10 @@ impl CommandHandler {
             .map(|_| fingerprint(&request));
         let committing = log.committing();
         let (outcome, last_position, epoch) = {
+            let waiting = timing::start(Phase::WriterLock);
             let (mut writer, epoch) = log.lock_writer()?;
+            drop(waiting);
+            let _deciding = timing::start(Phase::Decide);
             if let (Some(key), Some(print)) = (&request.idempotency_key, &fingerprint) {
                 if let Some(value) = stored_idempotency(log, &writer.tail, &request, key, print)? {
                     // A retry is answered only to whoever may still give its commands: a
@@ -171,6 +175,7 @@ impl CommandHandler {
             (outcome, writer.tail.head().position, epoch)
         };
         drop(committing);
+        let _durable = timing::start(Phase::Durable);
         log.make_durable(last_position, epoch)?;
         Ok(outcome)
     }
@@ -311,8 +316,10 @@ impl CommandHandler {
                     signed_request: signed.as_ref().map(|(hash, _)| *hash),
                     event,
                 };
+                let encoding = timing::start(Phase::Encode);
                 let bytes = encode_record(&record)?;
                 let linked = pending.link(&request.patient, record.revision, &bytes);
+                drop(encoding);
                 appended.push(Appended {
                     position: linked.position,
                     revision: record.revision,

@@ -17,9 +17,10 @@ use crate::decide::{PatientState, Policy};
 use crate::error::{Error, Result};
 use crate::handler::{CommandHandler, Log};
 use crate::ids::PatientId;
+use crate::journal::{journal_path, Journal};
 use crate::log::{decode_frame, decode_framed};
 use crate::record::{FramedEvent, RecordedEvent};
-use crate::storage::{SledStorage, Storage};
+use crate::storage::{SledStorage, Storage, WriteBatch};
 use crate::verify::VerifyReport;
 
 pub use crate::handler::{
@@ -67,15 +68,17 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (or creates) a ledger in `dir` on sled, with its anchor next to it
-    /// ([`crate::anchor::anchor_path`]), checking the head of the chain and comparing the ledger
+    /// Opens (or creates) a ledger in `dir` on sled, with its anchor and its write-ahead
+    /// journal next to it ([`crate::anchor::anchor_path`], [`crate::journal::journal_path`]),
+    /// replaying the journal into sled, checking the head of the chain and comparing the ledger
     /// with the anchor. A damaged ledger opens for reading only ([`Ledger::damage`]); files
     /// so damaged that sled fails inside its own recovery give an error naming them.
     pub fn open(dir: &Path, config: LedgerConfig) -> Result<Ledger> {
         let open = || {
             let storage = SledStorage::open_with_cache(dir, config.cache_bytes)?;
             let anchor = Anchor::open(&anchor_path(dir))?;
-            Self::build(Box::new(storage), Some(anchor), config)
+            let journal = Journal::open(&journal_path(dir))?;
+            Self::build(Box::new(storage), Some(anchor), Some(journal), config)
         };
         crate::anchor::catch_damage(&format!("opening the ledger in {}", dir.display()), open)
     }
@@ -86,24 +89,43 @@ impl Ledger {
         anchor: &Path,
         config: LedgerConfig,
     ) -> Result<Ledger> {
-        Self::build(storage, Some(Anchor::open(anchor)?), config)
+        Self::build(storage, Some(Anchor::open(anchor)?), None, config)
+    }
+
+    /// Opens a ledger on any storage with the anchor at `anchor` and the write-ahead journal at
+    /// `journal` (both created when missing): a group commit then syncs the journal alone, as a
+    /// ledger opened by [`Ledger::open`] does.
+    pub fn with_storage_anchor_and_journal(
+        storage: Box<dyn Storage>,
+        anchor: &Path,
+        journal: &Path,
+        config: LedgerConfig,
+    ) -> Result<Ledger> {
+        Self::build(
+            storage,
+            Some(Anchor::open(anchor)?),
+            Some(Journal::open(journal)?),
+            config,
+        )
     }
 
     /// Opens a ledger on any storage, without an anchor. When the head does not verify, the
     /// ledger opens for reading and verification but refuses writes; [`Ledger::head_problem`]
     /// says why.
     pub fn with_storage(storage: Box<dyn Storage>, config: LedgerConfig) -> Result<Ledger> {
-        Self::build(storage, None, config)
+        Self::build(storage, None, None, config)
     }
 
     fn build(
         storage: Box<dyn Storage>,
         anchor: Option<Anchor>,
+        journal: Option<(Journal, Vec<WriteBatch>)>,
         config: LedgerConfig,
     ) -> Result<Ledger> {
         let log = Log::open(
             storage,
             anchor,
+            journal,
             config.clock.clone(),
             config.reopen_interval,
         )?;
@@ -141,6 +163,11 @@ impl Ledger {
     /// Where the anchor lives, when the ledger keeps one (for a backup's copy of it).
     pub(crate) fn anchor_file(&self) -> Option<std::path::PathBuf> {
         self.log.anchor_path()
+    }
+
+    /// Where the ledger's journal lives, when it keeps one.
+    pub fn journal_file(&self) -> Option<std::path::PathBuf> {
+        self.log.journal_path()
     }
 
     /// The storage, for the modules that read it directly (the Merkle tree, a backup).

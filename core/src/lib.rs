@@ -29,6 +29,7 @@ pub mod governance;
 pub mod handler;
 pub mod heads;
 pub mod ids;
+pub mod journal;
 pub mod ledger;
 pub mod log;
 pub mod merkle;
@@ -41,6 +42,7 @@ pub mod role;
 pub mod signed_request;
 pub mod signing_keys;
 pub mod storage;
+pub mod timing;
 pub mod verify;
 pub mod witness;
 

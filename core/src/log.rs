@@ -13,6 +13,13 @@
 //! then appends the batch's hashes to the anchor and `fdatasync`s that, and only then publishes
 //! the new durable position and acknowledges the appends it covers.
 //!
+//! **With a journal** ([`crate::journal`], as every ledger on sled has), the leader applies the
+//! batch to storage without syncing it, appends the same batch to the journal and `fdatasync`s
+//! that alone: one wait on the disk per group commit. A checkpoint every
+//! [`CHECKPOINT_INTERVAL`] or [`CHECKPOINT_BYTES`] (and when the log is dropped) syncs the
+//! storage, anchors what it holds and empties the journal. On open and after a storage failure
+//! the journal's events are anchored and applied to storage again before anything is read.
+//!
 //! **Write epochs.** Every storage failure ends a write epoch: an append staged in an ended
 //! epoch and not durable by then is never acknowledged, even if a later sync succeeds (after a
 //! failed `fdatasync` the kernel may have dropped the pages that did not reach the disk and
@@ -35,13 +42,20 @@ use crate::chain::{encode_frame, event_hash, Frame};
 use crate::clock::Clock;
 use crate::error::{Error, Result, StorageError};
 use crate::ids::PatientId;
+use crate::journal::{encode_batch, Journal};
 use crate::merkle::{open_tree, Frontier};
 use crate::record::{decode_record, FramedEvent, Hash, RecordedEvent, RECORD_FORMAT_VERSION};
 use crate::storage::{Storage, WriteBatch};
+use crate::timing::{self, Phase};
 use crate::verify::{check_frame, Problem, VerifyReport};
 
 /// Longest a sync waits for appenders that are about to commit, so that one sync covers them.
 const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(1_000);
+/// With a journal: how long at most between checkpoints (storage synced, events anchored,
+/// journal emptied) while appends arrive.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+/// With a journal: the journal's size that makes the next group commit checkpoint.
+pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
 /// How many ended epochs are remembered: appenders of an older one have long given up.
 const ENDED_EPOCHS_KEPT: usize = 64;
 
@@ -223,6 +237,15 @@ pub(crate) struct EventLog<C> {
     /// The hashes of every acknowledged event, outside sled (`None` on a storage given without
     /// one, as the tests' fault-injecting storages are).
     anchor: Option<Mutex<Anchor>>,
+    /// The write-ahead journal, when the log keeps one: group commits sync it instead of the
+    /// storage and the anchor.
+    journal: Option<Mutex<JournalState>>,
+}
+
+/// The journal and when it was last emptied.
+struct JournalState {
+    journal: Journal,
+    last_checkpoint: std::time::Instant,
 }
 
 impl<C: Default> EventLog<C> {
@@ -231,15 +254,38 @@ impl<C: Default> EventLog<C> {
     pub(crate) fn open(
         storage: Box<dyn Storage>,
         mut anchor: Option<Anchor>,
+        journal: Option<(Journal, Vec<WriteBatch>)>,
         clock: Arc<dyn Clock>,
         reopen_interval: Duration,
     ) -> Result<Self> {
+        // The journal's events were acknowledged: anchored and stored before anything is read.
+        let journal = match journal {
+            Some((journal, batches)) => {
+                absorb_journal(storage.as_ref(), anchor.as_mut(), batches)?;
+                Some(journal)
+            }
+            None => None,
+        };
         // What storage holds may include writes never synced (a process that stopped between
         // a write and its sync): sync them before taking them as durable, before readers see
         // them and the anchor adopts them.
         storage.sync()?;
         let (head, problem) = check_head(storage.as_ref())?;
         let damage = compare_with_anchor(storage.as_ref(), anchor.as_mut(), head, problem)?;
+        let journal = match journal {
+            Some(mut journal) => {
+                // Storage and anchor now hold everything in it (a damaged log keeps it as it
+                // is: it takes no writes).
+                if damage.is_none() && journal.bytes() > 0 {
+                    journal.reset()?;
+                }
+                Some(Mutex::new(JournalState {
+                    journal,
+                    last_checkpoint: clock.instant(),
+                }))
+            }
+            None => None,
+        };
         let tree = open_tree(storage.as_ref(), head.position)?;
         Ok(EventLog {
             storage,
@@ -263,6 +309,7 @@ impl<C: Default> EventLog<C> {
             ended_epochs: Mutex::new(Vec::new()),
             listeners: Mutex::new(Vec::new()),
             anchor: anchor.map(Mutex::new),
+            journal,
         })
     }
 
@@ -305,7 +352,11 @@ impl<C: Default> EventLog<C> {
         // The reopened storage may hold writes of the failed epoch that no sync covered (sled
         // writes its buffers out when the failed database is dropped): sync them before they
         // count as durable, as on open.
-        if let Err(e) = self.storage.reopen().and_then(|()| self.storage.sync()) {
+        let reopened = self
+            .storage
+            .reopen()
+            .and_then(|()| self.absorb_journal_again());
+        if let Err(e) = reopened.and_then(|()| self.storage.sync()) {
             current.retry_after = Some(now + self.reopen_interval);
             current.still_failing = Some(e.to_string());
             return Err(Error::Poisoned(current.describe()));
@@ -322,6 +373,13 @@ impl<C: Default> EventLog<C> {
                 return Err(current.error());
             }
         };
+        if problem.is_none() {
+            if let Err(e) = self.empty_journal() {
+                current.retry_after = Some(now + self.reopen_interval);
+                current.still_failing = Some(e.to_string());
+                return Err(current.error());
+            }
+        }
         writer.tail = Tail {
             head,
             staged: Staged::default(),
@@ -526,16 +584,31 @@ impl<C> EventLog<C> {
         while self.committing.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::yield_now();
         }
-        self.write_staged(&mut self.writer.lock().tail)?;
+        let journal_entry = self.write_staged(&mut self.writer.lock().tail)?;
         // Everything written before this point is covered by the sync below.
         let target = *self.written.lock();
-        if let Err(e) = self.storage.sync() {
-            self.storage_failed("making writes durable", &e);
-            return Err(e);
-        }
-        if let Err(e) = self.anchor_through(target.position) {
-            self.storage_failed("anchoring the writes", &e);
-            return Err(e);
+        let mut checkpoint_due = false;
+        if let Some(journal) = &self.journal {
+            let mut journal = journal.lock();
+            if let Some(entry) = journal_entry {
+                let _syncing = timing::start(Phase::JournalSync);
+                if let Err(e) = journal.journal.append(&entry) {
+                    self.storage_failed("journaling the writes", &e);
+                    return Err(e);
+                }
+            }
+            checkpoint_due = journal.journal.bytes() >= CHECKPOINT_BYTES
+                || (journal.journal.bytes() > 0
+                    && self.clock.instant() >= journal.last_checkpoint + CHECKPOINT_INTERVAL);
+        } else {
+            if let Err(e) = self.sync_storage() {
+                self.storage_failed("making writes durable", &e);
+                return Err(e);
+            }
+            if let Err(e) = self.anchor_through(target.position) {
+                self.storage_failed("anchoring the writes", &e);
+                return Err(e);
+            }
         }
         {
             let mut durable = self.durable.lock();
@@ -554,15 +627,79 @@ impl<C> EventLog<C> {
         for listener in self.listeners.lock().iter() {
             listener(target.position);
         }
+        // After publishing: the appends above are durable in the journal whatever happens here.
+        if checkpoint_due {
+            if let Err(e) = self.checkpoint(target.position) {
+                self.storage_failed("checkpointing the journal", &e);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
-    /// Writes the staged appends to storage as one atomic batch (not yet durable).
-    fn write_staged(&self, tail: &mut Tail) -> Result<()> {
+    /// With a journal: syncs the storage, anchors every event up to `position` (all that is
+    /// written) and empties the journal. Called by the sync's leader, or with no appender left.
+    fn checkpoint(&self, position: u64) -> Result<()> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let _checkpointing = timing::start(Phase::Checkpoint);
+        let mut journal = journal.lock();
+        self.sync_storage()?;
+        self.anchor_through(position)?;
+        journal.journal.reset()?;
+        journal.last_checkpoint = self.clock.instant();
+        Ok(())
+    }
+
+    /// Syncs the storage (sled's flush and `fdatasync`).
+    fn sync_storage(&self) -> Result<()> {
+        let _syncing = timing::start(Phase::SledSync);
+        self.storage.sync()
+    }
+
+    /// After the storage reopened: anchors the journal's events (as the disk holds them) and
+    /// applies them to the storage again, into a fresh copy of the anchor from its file.
+    fn absorb_journal_again(&self) -> Result<()> {
+        let (Some(journal), Some(anchor)) = (&self.journal, &self.anchor) else {
+            return Ok(());
+        };
+        let batches = journal.lock().journal.reread()?;
+        let mut fresh = Anchor::open(anchor.lock().path())?;
+        absorb_journal(self.storage.as_ref(), Some(&mut fresh), batches)?;
+        *anchor.lock() = fresh;
+        Ok(())
+    }
+
+    /// Empties the journal once storage and anchor hold what it held.
+    fn empty_journal(&self) -> Result<()> {
+        match &self.journal {
+            Some(journal) => {
+                let mut journal = journal.lock();
+                if journal.journal.bytes() > 0 {
+                    journal.journal.reset()?;
+                }
+                journal.last_checkpoint = self.clock.instant();
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Where the journal lives, when the log keeps one.
+    pub(crate) fn journal_path(&self) -> Option<std::path::PathBuf> {
+        self.journal
+            .as_ref()
+            .map(|j| j.lock().journal.path().to_owned())
+    }
+
+    /// Writes the staged appends to storage as one atomic batch (not yet durable); with a
+    /// journal, returns the batch's journal entry, to be made durable by the caller.
+    fn write_staged(&self, tail: &mut Tail) -> Result<Option<Vec<u8>>> {
         if tail.staged.batch.is_empty() || tail.staged.epoch != self.epoch.load(Ordering::SeqCst) {
             // Nothing staged, or the appends of an ended epoch: those are never acknowledged,
             // and the reopen after the failure starts the writer again from storage.
-            return Ok(());
+            return Ok(None);
         }
         let mut batch = std::mem::take(&mut tail.staged.batch);
         // Gapless: the batch follows what is written, and nothing is written beyond what is
@@ -589,7 +726,15 @@ impl<C> EventLog<C> {
         // The tree's nodes go into the same atomic batch as the frames they cover. After a
         // failed commit the reopen reads the tree's edge again from storage.
         tail.tree.extend(&mut batch);
-        if let Err(e) = self.storage.commit(batch) {
+        let entry = self.journal.as_ref().map(|_| {
+            let mut entry = Vec::with_capacity(journal_entry_size(&batch));
+            encode_batch(&batch, &mut entry);
+            entry
+        });
+        let writing = timing::start(Phase::SledWrite);
+        let committed = self.storage.commit(batch);
+        drop(writing);
+        if let Err(e) = committed {
             // The batch may or may not be in sled's memory. Writes are refused until the
             // storage is reopened and the writer's state read again from it.
             self.storage_failed("a write", &e);
@@ -604,7 +749,7 @@ impl<C> EventLog<C> {
             tail.tree.size(),
             tail.head.position
         );
-        Ok(())
+        Ok(entry)
     }
 
     /// The events at `positions` (ascending), each stored value read once, durable or not,
@@ -759,6 +904,7 @@ impl<C> EventLog<C> {
     /// Makes the anchor hold every event up to `position` (written to storage and synced):
     /// one write and one `fdatasync` for the whole group commit.
     fn anchor_through(&self, position: u64) -> Result<()> {
+        let _syncing = timing::start(Phase::AnchorSync);
         match &self.anchor {
             Some(anchor) => anchor.lock().sync_through(position),
             None => Ok(()),
@@ -783,6 +929,80 @@ impl<C> EventLog<C> {
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         self.storage.size_on_disk()
     }
+}
+
+impl<C> Drop for EventLog<C> {
+    /// Leaves the journal empty when everything in it can be synced and anchored, so that a
+    /// ledger closed cleanly is whole in storage and anchor alone.
+    fn drop(&mut self) {
+        if self.refusal.get_mut().is_some() {
+            return;
+        }
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        if journal.lock().journal.bytes() == 0 {
+            return;
+        }
+        // On failure the journal stays as it is, for the next open to replay.
+        let _ = self.checkpoint(self.durable_position.load(Ordering::SeqCst));
+    }
+}
+
+/// About how many bytes the journal entry of `batch` takes.
+fn journal_entry_size(batch: &WriteBatch) -> usize {
+    let frames: usize = batch.frames.iter().map(|(_, f)| f.len() + 12).sum();
+    frames + batch.index.len() * 40 + batch.tree.len() * 41 + 64
+}
+
+/// Brings what the journal held (`batches`, in order) into the anchor and the storage: the
+/// anchor gets the hashes of its events after its last entry, and the storage every batch that
+/// continues what it holds (a batch it already holds is skipped; after a gap, which only damage
+/// leaves, nothing more is applied and the comparison with the anchor names what is missing).
+fn absorb_journal(
+    storage: &dyn Storage,
+    anchor: Option<&mut Anchor>,
+    batches: Vec<WriteBatch>,
+) -> Result<()> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    if let Some(anchor) = anchor.filter(|a| a.damage().is_none()) {
+        let from = anchor.last().map(|a| a.position + 1);
+        let mut first = None;
+        let mut hashes = Vec::new();
+        for (position, frame) in batches.iter().flat_map(|b| b.frames.iter()) {
+            if from.is_some_and(|from| *position < from) {
+                continue;
+            }
+            if first.is_none() {
+                first = Some(*position);
+            }
+            hashes.push(Frame::parse(frame).map_or(Hash::ZERO, |f| f.hash));
+        }
+        // The journal follows the anchor's last entry (a checkpoint empties it only once the
+        // anchor holds what it held); anything else is left to the comparison to name.
+        if let Some(first) = first.filter(|f| from.is_none_or(|from| *f == from)) {
+            anchor.append_copied(first, &hashes)?;
+        }
+    }
+    let mut head = storage.last_frame()?.map_or(0, |(p, _)| p);
+    for batch in batches {
+        match (batch.frames.first(), batch.frames.last()) {
+            (Some(&(first, _)), Some(&(last, _))) => {
+                if last <= head {
+                    continue;
+                }
+                if first > head + 1 {
+                    break;
+                }
+                storage.commit(batch)?;
+                head = last;
+            }
+            _ => storage.commit(batch)?,
+        }
+    }
+    Ok(())
 }
 
 fn not_stored(position: u64) -> Error {

@@ -27,6 +27,7 @@ mod fhir;
 mod golden;
 mod hostile_input;
 mod http_api;
+mod journal;
 mod ledger_proofs;
 mod merkle;
 mod misuse;

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use careledger_app::Write;
+use careledger_core::timing::{self, Phase};
 use careledger_core::{AppendOutcome, ExpectedRevision};
 
 use crate::error::ApiError;
@@ -96,6 +97,7 @@ pub async fn append(
 ) -> Result<Response, ApiError> {
     let patient = wire::patient_id(&patient)?;
     let acting = state.app.may_write(&caller, &patient)?.line();
+    let parsing = timing::start(Phase::Parse);
     let bytes = json_bytes(&headers, body)?;
     let signed = signature::from_request(&signature::RequestParts {
         method: method.as_str(),
@@ -105,6 +107,7 @@ pub async fn append(
         body: &bytes,
     })?;
     let (expected, submissions) = wire::parse_append_body(&bytes, acting)?;
+    drop(parsing);
     let write = Write {
         patient,
         expected: if_match(&headers)?
@@ -128,8 +131,10 @@ pub(crate) async fn written(
     outcome: AppendOutcome,
 ) -> Result<Response, ApiError> {
     if let Some(last) = outcome.events.last() {
+        let _waiting = timing::start(Phase::Projection);
         state.app.projected(last.position).await;
     }
+    let _responding = timing::start(Phase::Response);
     let status = if outcome.replayed {
         StatusCode::OK
     } else {
