@@ -57,8 +57,11 @@ pub const HEADER_LEN: u64 = 19 + 2 + 8 + 8;
 const CHECK_LEN: usize = 8;
 /// The longest entry body taken as an entry when read (a group commit is far smaller).
 const MAX_BODY: u64 = 1 << 30;
-/// The file is extended ahead of its entries by at least this many written zeros, synced once.
-const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
+/// The file is extended ahead of its entries by written zeros, synced once: by half its size,
+/// at least this much (small, so that a nearly full disk is not taken up by it)...
+const PREALLOCATE_MIN: u64 = 64 * 1024;
+/// ... and at most this much at a time.
+const PREALLOCATE_MAX: u64 = 4 * 1024 * 1024;
 
 /// Where the journal of the ledger in `ledger_dir` lives: next to it, `<dir>-journal`.
 pub fn journal_path(ledger_dir: &Path) -> PathBuf {
@@ -224,16 +227,18 @@ impl Journal {
     }
 
     /// Makes room for `bytes` more: extends the file with written zeros and syncs it (size and
-    /// blocks), at least [`PREALLOCATE_BYTES`] at a time.
+    /// blocks), by half the file's size, from [`PREALLOCATE_MIN`] to [`PREALLOCATE_MAX`] at a
+    /// time. Once a generation has grown the file, the next ones reuse its blocks.
     fn reserve(&mut self, bytes: u64) -> Result<()> {
         if self.len + bytes <= self.allocated && bytes > 0 {
             return Ok(());
         }
-        if bytes == 0 && self.allocated >= self.len + PREALLOCATE_BYTES {
+        if bytes == 0 && self.allocated >= self.len + PREALLOCATE_MIN {
             return Ok(());
         }
         let fail = |e| journal_err(&self.path, "extending", e);
-        let grow = PREALLOCATE_BYTES.max(bytes);
+        let step = (self.allocated / 2).clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
+        let grow = step.max(bytes);
         let zeros = vec![0u8; grow as usize];
         self.file
             .write_all_at(&zeros, self.allocated)
