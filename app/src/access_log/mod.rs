@@ -83,6 +83,52 @@ fn reserve(data: &Path, bytes: u64) -> Reserve {
     Reserve::new(dir(data).join("reserve"), bytes, "the access log's reserve")
 }
 
+/// The reserve an open of the access log's store released to make room for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Released {
+    /// None: the store opened at once.
+    Nothing,
+    /// The access log's own (`<data>/access-log/reserve`).
+    OwnReserve,
+    /// The data directory's (`<data>/reserve`).
+    DataReserve,
+}
+
+/// Opens the store of the data directory `data`. sled writes as it opens: when that fails
+/// for another reason than another process holding the store, the disk may be full, and the
+/// open is tried again in the space of the access log's reserve `own`, then of the data
+/// directory's (as [`crate::data_dir::open_in_reserve`] opens the ledger and read models), so
+/// that the server and `careledger verify` open the log on a full disk too. A serve makes
+/// both reserves again once there is room.
+fn open_store_in_reserve(
+    data: &Path,
+    cache_bytes: u64,
+    own: &Reserve,
+) -> Result<(AccessStore, Released), AppError> {
+    let dir = store_dir(data);
+    let mut failure = match AccessStore::open_with_cache(&dir, cache_bytes) {
+        Ok(store) => return Ok((store, Released::Nothing)),
+        Err(e @ AppError::InUse(_)) => return Err(e),
+        Err(e) => e,
+    };
+    let reserves = [
+        (own.clone(), Released::OwnReserve),
+        (crate::data_dir::reserve(data, 0), Released::DataReserve),
+    ];
+    for (reserve, released) in reserves {
+        if !reserve.release() {
+            continue;
+        }
+        tracing::warn!(error = %failure, reserve = %reserve.path().display(), "opening the access log failed; opening it again in the space of a reserve (is the disk full?)");
+        match AccessStore::open_with_cache(&dir, cache_bytes) {
+            Ok(store) => return Ok((store, released)),
+            Err(e @ AppError::InUse(_)) => return Err(e),
+            Err(e) => failure = e,
+        }
+    }
+    Err(failure)
+}
+
 /// How the access log is kept.
 #[derive(Debug)]
 pub struct AccessLogConfig {
@@ -137,6 +183,8 @@ pub struct AccessLog {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     verifier: Option<VerifierKey>,
+    /// Opened in the space of the data directory's reserve.
+    in_data_reserve: bool,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -205,14 +253,8 @@ impl AccessLog {
     /// and says so in the server's log; the log is kept all the same.
     pub fn open(data: &Path, config: AccessLogConfig) -> Result<AccessLog, AppError> {
         let reserve = reserve(data, config.reserve_bytes);
-        // Opening writes: on a full disk the reserve makes the room for it.
-        let store = match AccessStore::open_with_cache(&store_dir(data), config.cache_bytes) {
-            Err(e) if !matches!(e, AppError::InUse(_)) && reserve.release() => {
-                tracing::warn!(error = %e, "opening the access log failed; opening it again in the reserve's space");
-                AccessStore::open_with_cache(&store_dir(data), config.cache_bytes)?
-            }
-            opened => opened?,
-        };
+        // Opening writes: on a full disk a reserve makes the room for it.
+        let (store, released) = open_store_in_reserve(data, config.cache_bytes, &reserve)?;
         let (head, head_hash) = store.head()?;
         if let Err(e) = reserve.ensure() {
             // A full disk: the log is kept all the same, and says so; a restart with space
@@ -269,7 +311,15 @@ impl AccessLog {
             shared,
             thread: Mutex::new(Some(thread)),
             verifier,
+            in_data_reserve: released == Released::DataReserve,
         })
+    }
+
+    /// True when the log could open only in the space of the data directory's reserve (the
+    /// disk is full and the log kept no reserve of its own): the server then holds writes
+    /// until that reserve is made again ([`crate::DataDir::hold_for_full_disk`]).
+    pub fn opened_in_data_reserve(&self) -> bool {
+        self.in_data_reserve
     }
 
     /// A place in the queue for one request's entry; refused (the request must not be served)
@@ -661,7 +711,8 @@ pub fn verify(data: &Path, key: Option<&VerifierKey>) -> Result<AccessLogCheck, 
             data.display()
         )));
     }
-    let store = AccessStore::open(&store_dir(data))?;
+    // On a full disk too, in a reserve's space, as the ledger opens for verification.
+    let (store, _) = open_store_in_reserve(data, store::CACHE_BYTES, &reserve(data, 0))?;
     let report = store.verify()?;
     let mut check = AccessLogCheck {
         report,
@@ -716,7 +767,7 @@ pub fn open_store(data: &Path) -> Result<AccessStore, AppError> {
             data.display()
         )));
     }
-    AccessStore::open(&store_dir(data))
+    open_store_in_reserve(data, store::CACHE_BYTES, &reserve(data, 0)).map(|(store, _)| store)
 }
 
 #[cfg(test)]
