@@ -605,6 +605,9 @@ fn serve(
             .with_plan_cache_bytes(memory.plan_json())
             .with_trusted_proxies(access_log.trusted_proxy.clone());
         if let Some(log) = &access {
+            if log.opened_in_data_reserve() && !dir.holds.is_held(careledger_app::hold::HoldKind::DiskFull) {
+                dir.hold_for_full_disk(&"the access log could not open");
+            }
             state = state.with_access_log(log.clone());
         }
         if let Some(url) = &transport_args.public_url {

@@ -8,24 +8,26 @@
 //! session cookie and recorded under the session's actor. A stream (`/events/stream`) is recorded once, when it is answered; which events it then sends
 //! each subscriber follows the read rules (`careledger_app::access::sees_events_of`).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use careledger_app::access;
 use careledger_app::access_log::{
-    bounded, AccessEntry, AccessReason, Who, CLIENT_CLOSED, MAX_RESOURCE_BYTES,
+    bounded, method_name, AccessEntry, AccessReason, Who, CLIENT_CLOSED, MAX_RESOURCE_BYTES,
     MAX_USER_AGENT_BYTES,
 };
+use careledger_app::actors::RegisteredActor;
 use careledger_core::ids::PatientId;
 use careledger_core::record::Timestamp;
 
 use crate::error::ApiError;
-use crate::extract::{authenticate, Authenticated};
+use crate::extract::{authenticate, Authenticated, PathPatient};
 use crate::state::AppState;
 use crate::wire;
 
@@ -72,10 +74,7 @@ pub(crate) async fn record(
     } else {
         authenticate(&parts.headers, &state).await.ok()
     };
-    if let Some(actor) = &caller {
-        parts.extensions.insert(Authenticated(actor.clone()));
-    }
-    let patient = patient_named(&mut parts, &state).await;
+    let (patient, in_path) = patient_named(&mut parts, &state).await;
     let route = parts
         .extensions
         .get::<MatchedPath>()
@@ -85,7 +84,6 @@ pub(crate) async fn record(
         .headers
         .get(header::USER_AGENT)
         .map(|v| bounded(&String::from_utf8_lossy(v.as_bytes()), MAX_USER_AGENT_BYTES));
-    let method = parts.method.as_str().to_owned();
     let resource = bounded(
         parts
             .uri
@@ -93,50 +91,77 @@ pub(crate) async fn record(
             .map_or(parts.uri.path(), |pq| pq.as_str()),
         MAX_RESOURCE_BYTES,
     );
-    let reason = |patient: Option<&PatientId>| match &caller {
+    let reason = |caller: Option<&RegisteredActor>, patient: Option<&PatientId>| match caller {
         None => AccessReason::NotEstablished,
         Some(actor) => access::access_reason(&state.app.projections, actor, patient),
     };
-    let mut entry = AccessEntry {
+    let first_reason = reason(caller.as_ref(), patient.as_ref());
+    let granted = first_reason != AccessReason::NotEstablished;
+    let is_get = parts.method == Method::GET;
+    let entry = AccessEntry {
         recorded_at: Timestamp::now(),
         who: caller.as_ref().map_or(Who::Unauthenticated, Who::actor),
         patient: patient.as_ref().map(|p| p.as_str().to_owned()),
-        method,
+        method: method_name(parts.method.as_str()),
         route,
         resource,
         status: CLIENT_CLOSED,
         client,
         via,
         user_agent,
-        reason: reason(patient.as_ref()),
+        reason: first_reason,
     };
-    // Should the client go away before the answer (the future is dropped), this is recorded.
-    permit.if_cancelled(entry.clone());
+    // The handler's extractors take what was established here instead of doing it again:
+    // the caller (`Caller`) and, for the patient of the path, that they may read it
+    // (`Readable`: the ground was found by the same rules, `access::read_reason`).
+    if let (Some(patient), true) = (&patient, in_path) {
+        parts.extensions.insert(PathPatient {
+            patient: patient.clone(),
+            granted,
+        });
+    }
+    // The permit keeps the one entry: recorded as it is should the client go away before the
+    // answer (the future is dropped), else completed with the answer below.
+    permit.keep(entry);
+    let caller = match caller {
+        Some(actor) if !is_get => {
+            parts.extensions.insert(Authenticated(actor.clone()));
+            Some(actor)
+        }
+        Some(actor) => {
+            parts.extensions.insert(Authenticated(actor));
+            None
+        }
+        None => None,
+    };
     let response = next.run(Request::from_parts(parts, body)).await;
     // The reason after the handler: a write that founded a care team was by its member.
-    if entry.method != "GET" {
-        entry.reason = reason(patient.as_ref());
+    if let (Some(entry), Some(actor)) = (permit.kept_mut(), caller.as_ref()) {
+        entry.reason = reason(Some(actor), patient.as_ref());
     }
-    entry.status = response.status().as_u16();
-    entry.recorded_at = Timestamp::now();
-    permit.record(entry);
+    permit.answered(response.status().as_u16(), Timestamp::now());
     response
 }
 
 /// The patient the path (`/patients/{patient}/...`) or else the query (`?patient=`) names, when
-/// it is a valid patient id.
-async fn patient_named(parts: &mut Parts, state: &AppState) -> Option<PatientId> {
+/// it is a valid patient id; and whether it is the path's `{patient}`.
+async fn patient_named(parts: &mut Parts, state: &AppState) -> (Option<PatientId>, bool) {
     let fhir = parts.uri.path().starts_with("/fhir/");
     if let Ok(params) = RawPathParams::from_request_parts(parts, state).await {
         if let Some((_, raw)) = params.iter().find(|(name, _)| *name == "patient") {
-            return wire::patient_id(raw).ok();
+            return (wire::patient_id(raw).ok(), true);
         }
         // A FHIR resource id starts with its patient's key.
         if let Some((_, id)) = params.iter().find(|(name, _)| fhir && *name == "id") {
-            return crate::routes::fhir::patient_of_id(state, id);
+            return (crate::routes::fhir::patient_of_id(state, id), false);
         }
     }
-    let query = parts.uri.query()?;
+    (patient_in_query(parts.uri.query(), fhir), false)
+}
+
+/// The patient a query names: `?patient=`, or a FHIR search's BSN identifier.
+fn patient_in_query(query: Option<&str>, fhir: bool) -> Option<PatientId> {
+    let query = query?;
     if fhir {
         // `identifier=http://fhir.nl/fhir/NamingSystem/bsn|{bsn}`, percent-encoded or not.
         return query
@@ -158,17 +183,17 @@ async fn patient_named(parts: &mut Parts, state: &AppState) -> Option<PatientId>
 /// trusted proxy reports the client in `X-Forwarded-For` (the rightmost address that is not a
 /// trusted proxy itself) or else in `Forwarded` (`for=`, RFC 7239). Any other peer is the
 /// client, whatever it sends.
-fn client_address(parts: &Parts, trusted: &[IpAddr]) -> (String, Option<String>) {
+fn client_address(parts: &Parts, trusted: &[IpAddr]) -> (Cow<'static, str>, Option<String>) {
     let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
-        return ("unknown".into(), None);
+        return (Cow::Borrowed("unknown"), None);
     };
     let peer = peer.ip();
     if !trusted.contains(&peer) {
-        return (peer.to_string(), None);
+        return (peer.to_string().into(), None);
     }
     match forwarded_client(&parts.headers, trusted) {
-        Some(client) => (client, Some(peer.to_string())),
-        None => (peer.to_string(), None),
+        Some(client) => (client.into(), Some(peer.to_string())),
+        None => (peer.to_string().into(), None),
     }
 }
 

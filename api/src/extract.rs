@@ -23,6 +23,15 @@ pub struct Caller(pub RegisteredActor);
 #[derive(Clone)]
 pub(crate) struct Authenticated(pub(crate) RegisteredActor);
 
+/// The patient of the path (`/patients/{patient}/...`) as the access log's middleware read it,
+/// and whether the caller it authenticated may read them (the ground it recorded), kept on the
+/// request so that [`Readable`] neither parses the path nor looks the care team up again.
+#[derive(Clone)]
+pub(crate) struct PathPatient {
+    pub(crate) patient: PatientId,
+    pub(crate) granted: bool,
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -91,6 +100,16 @@ impl FromRequestParts<AppState> for Readable {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        if let Some(PathPatient { patient, granted }) = parts.extensions.get::<PathPatient>() {
+            if !granted {
+                // Refused: asked again for the refusal's words.
+                state.app.may_read(&caller, patient)?;
+            }
+            return Ok(Readable {
+                caller,
+                patient: patient.clone(),
+            });
+        }
         let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::Malformed(e.to_string()))?;

@@ -227,6 +227,13 @@ impl DataDir {
         })
     }
 
+    /// Holds writes for a full disk ([`HoldKind::DiskFull`]) when a part opened after the
+    /// others (the access log) could open only in the space of the data directory's reserve;
+    /// the recovery probe makes the reserve again and lifts the hold once there is room.
+    pub fn hold_for_full_disk(&self, cause: &dyn std::fmt::Display) {
+        self.holds.hold(disk_full(&self.reserve, cause));
+    }
+
     /// Opens the log key (made on first start for `origin`; a different origin later is
     /// refused) and starts issuing checkpoints into `<data>/checkpoint`.
     pub fn start_checkpoints(

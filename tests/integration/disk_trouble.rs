@@ -601,6 +601,79 @@ async fn verify_and_plan_answer_on_a_full_disk() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+async fn verify_checks_the_ledger_and_the_access_log_on_a_full_disk() {
+    use careledger_app::access_log::{AccessLog, AccessLogConfig};
+    use careledger_app::data_dir::OpenConfig;
+    use careledger_app::DataDir;
+
+    let fs = Tmpfs::mount("40m");
+    let path = fs.path.join("data");
+    let data = DataDir::open_configured(
+        &path,
+        OpenConfig {
+            // sled's open writes up to a segment (512 KiB): the ledger's open in `verify` takes
+            // most of this reserve, and the access log's then finds no room in what is left,
+            // as when the ledger's open takes the data directory's reserve on a full disk.
+            reserve_bytes: 640 * 1024,
+            ..OpenConfig::default()
+        },
+    )
+    .unwrap();
+    // As `serve` keeps it, with a reserve of its own.
+    let log = std::sync::Arc::new(
+        AccessLog::open(
+            &path,
+            AccessLogConfig {
+                reserve_bytes: 4 * 1024 * 1024,
+                ..AccessLogConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let (gp, _) = http::actors(&data);
+    let state = http::state(&data).with_access_log(log.clone());
+    for n in 0..5 {
+        http::found(&state, &gp, n).await.unwrap();
+    }
+    let (status, plan) = http::get(&state, Some(&gp), "/patients/patient-3/plan").await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{plan}");
+    log.finish();
+    let recorded = log.durable();
+    assert_eq!(recorded, 6, "five writes and a read");
+    drop(state);
+    drop(log);
+    drop(data);
+    fill_disk(&fs.path);
+
+    let data_arg = path.to_str().unwrap().to_owned();
+    let verify = tokio::task::spawn_blocking(move || {
+        crate::common::process::careledger(&["verify", "--data", &data_arg])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(stdout.contains("ok: 10 events verified"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ok: {recorded} access log entries verified")),
+        "{stdout}"
+    );
+    assert!(
+        !path.join("reserve").exists(),
+        "opening the ledger needed the data directory's reserve: the disk was full"
+    );
+    assert!(
+        !path.join("access-log").join("reserve").exists(),
+        "opening the access log needed its own reserve: the ledger's open took the other"
+    );
+}
+
 /// A note of about 1.5 KiB that does not compress (hex of a hash chain), by the GP.
 fn incompressible_note(n: u64) -> AppendRequest {
     let mut body = String::new();

@@ -1,6 +1,8 @@
 //! One access log entry: who accessed which patient's data, what, when, with what outcome, from
 //! where, with which client system and why; and its stored bytes (`docs/access-log.md`).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use careledger_core::ids::{ActorId, PatientId};
@@ -105,8 +107,8 @@ pub struct AccessEntry {
     pub who: Who,
     /// The patient the route or query names, when it names a valid one.
     pub patient: Option<String>,
-    /// The HTTP method.
-    pub method: String,
+    /// The HTTP method (the standard ones borrowed, not allocated per request).
+    pub method: Cow<'static, str>,
     /// The route template (`/patients/{patient}/plan`).
     pub route: String,
     /// The resource as requested: path and query, at most [`MAX_RESOURCE_BYTES`].
@@ -115,7 +117,7 @@ pub struct AccessEntry {
     pub status: u16,
     /// The client's address: the peer's, or the one a trusted proxy reported for it; `unknown`
     /// when the server was not told (in-process requests).
-    pub client: String,
+    pub client: Cow<'static, str>,
     /// The trusted proxy's own address, when `client` is what it reported.
     pub via: Option<String>,
     /// The client system's `User-Agent`, at most [`MAX_USER_AGENT_BYTES`].
@@ -129,6 +131,13 @@ impl AccessEntry {
     pub fn encode(&self) -> Vec<u8> {
         // Encoding plain strings, integers and enums into a Vec cannot fail.
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    /// Appends the stored bytes of the entry to `out` (the bytes [`AccessEntry::encode`]
+    /// returns), so that a commit encodes its frames in place.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Writing plain strings, integers and enums into a Vec cannot fail.
+        let _ = bincode::serde::encode_into_std_write(self, out, bincode::config::standard());
     }
 
     /// Decodes stored bytes of format `format`; `None` when they are not an entry of it.
@@ -150,6 +159,18 @@ impl AccessEntry {
     /// Whether `actor` made the request.
     pub fn is_by(&self, actor: &ActorId) -> bool {
         self.who.id() == Some(actor.as_str())
+    }
+}
+
+/// The name of an HTTP method as an entry keeps it: the standard methods (RFC 9110, PATCH)
+/// borrowed, any other copied.
+pub fn method_name(method: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    match STANDARD.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_owned()),
     }
 }
 

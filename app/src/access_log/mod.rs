@@ -16,7 +16,7 @@ mod entry;
 mod store;
 
 pub use entry::{
-    bounded, AccessEntry, AccessFilter, AccessReason, Who, ENTRY_FORMAT_VERSION,
+    bounded, method_name, AccessEntry, AccessFilter, AccessReason, Who, ENTRY_FORMAT_VERSION,
     MAX_RESOURCE_BYTES, MAX_USER_AGENT_BYTES,
 };
 pub use store::{
@@ -37,11 +37,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use careledger_core::checkpoint::{Checkpoint, CheckpointConfig, LogKey};
 use careledger_core::merkle::{TreeHash, TreeHead};
 use careledger_core::note::VerifierKey;
-use careledger_core::record::Hash;
+use careledger_core::record::{Hash, Timestamp};
 
 use crate::error::AppError;
 use crate::reserve::Reserve;
-use store::Framed;
+use store::Commit;
 
 /// An entry is durable this long after its request was answered, on a disk that syncs in
 /// less than half of it: the writer commits as soon as an entry is queued, but no sooner than
@@ -81,6 +81,52 @@ pub fn checkpoint_path(data: &Path) -> PathBuf {
 /// The access log's reserve of `bytes` (released at its first failed write).
 fn reserve(data: &Path, bytes: u64) -> Reserve {
     Reserve::new(dir(data).join("reserve"), bytes, "the access log's reserve")
+}
+
+/// The reserve an open of the access log's store released to make room for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Released {
+    /// None: the store opened at once.
+    Nothing,
+    /// The access log's own (`<data>/access-log/reserve`).
+    OwnReserve,
+    /// The data directory's (`<data>/reserve`).
+    DataReserve,
+}
+
+/// Opens the store of the data directory `data`. sled writes as it opens: when that fails
+/// for another reason than another process holding the store, the disk may be full, and the
+/// open is tried again in the space of the access log's reserve `own`, then of the data
+/// directory's (as [`crate::data_dir::open_in_reserve`] opens the ledger and read models), so
+/// that the server and `careledger verify` open the log on a full disk too. A serve makes
+/// both reserves again once there is room.
+fn open_store_in_reserve(
+    data: &Path,
+    cache_bytes: u64,
+    own: &Reserve,
+) -> Result<(AccessStore, Released), AppError> {
+    let dir = store_dir(data);
+    let mut failure = match AccessStore::open_with_cache(&dir, cache_bytes) {
+        Ok(store) => return Ok((store, Released::Nothing)),
+        Err(e @ AppError::InUse(_)) => return Err(e),
+        Err(e) => e,
+    };
+    let reserves = [
+        (own.clone(), Released::OwnReserve),
+        (crate::data_dir::reserve(data, 0), Released::DataReserve),
+    ];
+    for (reserve, released) in reserves {
+        if !reserve.release() {
+            continue;
+        }
+        tracing::warn!(error = %failure, reserve = %reserve.path().display(), "opening the access log failed; opening it again in the space of a reserve (is the disk full?)");
+        match AccessStore::open_with_cache(&dir, cache_bytes) {
+            Ok(store) => return Ok((store, released)),
+            Err(e @ AppError::InUse(_)) => return Err(e),
+            Err(e) => failure = e,
+        }
+    }
+    Err(failure)
 }
 
 /// How the access log is kept.
@@ -137,6 +183,8 @@ pub struct AccessLog {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     verifier: Option<VerifierKey>,
+    /// Opened in the space of the data directory's reserve.
+    in_data_reserve: bool,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -145,12 +193,13 @@ impl std::fmt::Debug for AccessLog {
     }
 }
 
-/// The right to serve one request: its entry is recorded with [`Permit::record`]. A permit
-/// dropped unrecorded (the request's future was dropped: its client went away) records what
-/// [`Permit::if_cancelled`] gave it, or else gives its place in the queue back.
+/// The right to serve one request: its entry is recorded with [`Permit::answered`] (the entry
+/// [`Permit::keep`] gave it, with the answer's status) or [`Permit::record`]. A permit dropped
+/// unrecorded (the request's future was dropped: its client went away) records the entry it
+/// keeps as it is, or else gives its place in the queue back.
 pub struct Permit {
     shared: Arc<Shared>,
-    cancelled: Option<AccessEntry>,
+    entry: Option<AccessEntry>,
     recorded: bool,
 }
 
@@ -159,15 +208,32 @@ pub struct Permit {
 pub const CLIENT_CLOSED: u16 = 499;
 
 impl Permit {
-    /// The entry to record should the request end without an answer.
-    pub fn if_cancelled(&mut self, entry: AccessEntry) {
-        self.cancelled = Some(entry);
+    /// Keeps the request's entry: recorded as it is should the request end without an answer
+    /// (give it the status [`CLIENT_CLOSED`]), else by [`Permit::answered`]. One entry, not a
+    /// copy for each ending.
+    pub fn keep(&mut self, entry: AccessEntry) {
+        self.entry = Some(entry);
     }
 
-    /// Queues the entry for the writer; returns its position.
+    /// The entry kept, to complete while the request is served.
+    pub fn kept_mut(&mut self) -> Option<&mut AccessEntry> {
+        self.entry.as_mut()
+    }
+
+    /// Queues the kept entry with the answer's `status`, recorded at `recorded_at`; its
+    /// position. `None` when no entry was kept (the place is given back).
+    pub fn answered(mut self, status: u16, recorded_at: Timestamp) -> Option<u64> {
+        let mut entry = self.entry.take()?;
+        entry.status = status;
+        entry.recorded_at = recorded_at;
+        self.recorded = true;
+        Some(push(&self.shared, entry))
+    }
+
+    /// Queues `entry` for the writer (instead of any kept); returns its position.
     pub fn record(mut self, entry: AccessEntry) -> u64 {
         self.recorded = true;
-        self.cancelled = None;
+        self.entry = None;
         push(&self.shared, entry)
     }
 }
@@ -187,7 +253,7 @@ impl Drop for Permit {
         if self.recorded {
             return;
         }
-        match self.cancelled.take() {
+        match self.entry.take() {
             Some(entry) => {
                 push(&self.shared, entry);
             }
@@ -205,14 +271,8 @@ impl AccessLog {
     /// and says so in the server's log; the log is kept all the same.
     pub fn open(data: &Path, config: AccessLogConfig) -> Result<AccessLog, AppError> {
         let reserve = reserve(data, config.reserve_bytes);
-        // Opening writes: on a full disk the reserve makes the room for it.
-        let store = match AccessStore::open_with_cache(&store_dir(data), config.cache_bytes) {
-            Err(e) if !matches!(e, AppError::InUse(_)) && reserve.release() => {
-                tracing::warn!(error = %e, "opening the access log failed; opening it again in the reserve's space");
-                AccessStore::open_with_cache(&store_dir(data), config.cache_bytes)?
-            }
-            opened => opened?,
-        };
+        // Opening writes: on a full disk a reserve makes the room for it.
+        let (store, released) = open_store_in_reserve(data, config.cache_bytes, &reserve)?;
         let (head, head_hash) = store.head()?;
         if let Err(e) = reserve.ensure() {
             // A full disk: the log is kept all the same, and says so; a restart with space
@@ -260,6 +320,8 @@ impl AccessLog {
             signing,
             last_signed_at: Instant::now(),
             last_commit: Instant::now(),
+            buffer: Vec::new(),
+            spare: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("access-log".into())
@@ -269,7 +331,15 @@ impl AccessLog {
             shared,
             thread: Mutex::new(Some(thread)),
             verifier,
+            in_data_reserve: released == Released::DataReserve,
         })
+    }
+
+    /// True when the log could open only in the space of the data directory's reserve (the
+    /// disk is full and the log kept no reserve of its own): the server then holds writes
+    /// until that reserve is made again ([`crate::DataDir::hold_for_full_disk`]).
+    pub fn opened_in_data_reserve(&self) -> bool {
+        self.in_data_reserve
     }
 
     /// A place in the queue for one request's entry; refused (the request must not be served)
@@ -293,7 +363,7 @@ impl AccessLog {
         }
         Ok(Permit {
             shared: self.shared.clone(),
-            cancelled: None,
+            entry: None,
             recorded: false,
         })
     }
@@ -417,12 +487,19 @@ struct Writer {
     signing: Option<(LogKey, CheckpointConfig)>,
     last_signed_at: Instant,
     last_commit: Instant,
+    /// The last commit's buffer, kept for the next (its capacity, not its bytes).
+    buffer: Vec<u8>,
+    /// The queue's last vector, kept empty for the next batch to be taken into.
+    spare: Vec<(u64, AccessEntry)>,
 }
 
 /// Commits are at least this far apart: under load, the entries of many requests share one
 /// sled batch and one `fdatasync` (each sync costs the machine a wake-up and a disk flush),
 /// while an entry queued after a quiet spell is committed at once.
 pub const COMMIT_SPACING: Duration = Duration::from_millis(10);
+
+/// Entries the writer's spare queue vector keeps room for at most.
+const SPARE_CAPACITY: usize = 4096;
 
 /// How long the writer waits between attempts after a failed write.
 const RETRY: Duration = Duration::from_millis(200);
@@ -448,10 +525,18 @@ impl Writer {
                         None => shared.wake.wait(&mut queue),
                     }
                 }
-                (std::mem::take(&mut queue.entries), queue.stop)
+                let batch = std::mem::replace(&mut queue.entries, std::mem::take(&mut self.spare));
+                (batch, queue.stop)
             };
             if !batch.is_empty() && !self.commit(shared, &batch, stop) {
                 return;
+            }
+            // The entries are dropped here, off the queue's lock; the vector is kept.
+            let mut batch = batch;
+            batch.clear();
+            // Not the capacity of a rare burst, kept for good.
+            if batch.capacity() <= SPARE_CAPACITY {
+                self.spare = batch;
             }
             if self.checkpoint_due(stop) {
                 self.sign(shared);
@@ -465,22 +550,21 @@ impl Writer {
     /// Chains and writes one batch, retrying (after reopening the store, and once releasing
     /// the reserve) until it is durable; false when it was given up at stop.
     fn commit(&mut self, shared: &Shared, batch: &[(u64, AccessEntry)], stop: bool) -> bool {
-        let mut prev = self.head_hash;
-        let framed: Vec<Framed> = batch
-            .iter()
-            .zip(self.head + 1..)
-            .map(|((position, entry), expected)| {
-                // Positions are given in queue order and written in it: gapless.
-                assert_eq!(*position, expected, "access log positions are gapless");
-                let f = store::frame(*position, &prev, entry);
-                prev = f.hash;
-                f
-            })
-            .collect();
+        let buffer = std::mem::take(&mut self.buffer);
+        let mut commit = Commit::new(self.head, self.head_hash, buffer);
+        for (position, entry) in batch {
+            // Positions are given in queue order and written in it: gapless.
+            assert_eq!(
+                *position,
+                commit.last() + 1,
+                "access log positions are gapless"
+            );
+            commit.push(entry);
+        }
         let mut attempts = 0;
         loop {
             let written = match shared.store.read().as_ref() {
-                Some(store) => store.write(&framed),
+                Some(store) => store.write(&commit),
                 None => Err(AppError::AccessLogUnavailable("the store is closed".into())),
             };
             match written {
@@ -506,10 +590,11 @@ impl Writer {
                 }
             }
         }
-        let last = framed.last().map_or(self.head, |f| f.position);
+        let last = commit.last();
         self.last_commit = Instant::now();
         self.head = last;
-        self.head_hash = prev;
+        self.head_hash = commit.head_hash();
+        self.buffer = commit.into_buffer();
         shared.failed.store(false, Ordering::Release);
         // Places first: whoever waits for durability may take a place next.
         shared.outstanding.fetch_sub(batch.len(), Ordering::AcqRel);
@@ -661,7 +746,8 @@ pub fn verify(data: &Path, key: Option<&VerifierKey>) -> Result<AccessLogCheck, 
             data.display()
         )));
     }
-    let store = AccessStore::open(&store_dir(data))?;
+    // On a full disk too, in a reserve's space, as the ledger opens for verification.
+    let (store, _) = open_store_in_reserve(data, store::CACHE_BYTES, &reserve(data, 0))?;
     let report = store.verify()?;
     let mut check = AccessLogCheck {
         report,
@@ -716,7 +802,7 @@ pub fn open_store(data: &Path) -> Result<AccessStore, AppError> {
             data.display()
         )));
     }
-    AccessStore::open(&store_dir(data))
+    open_store_in_reserve(data, store::CACHE_BYTES, &reserve(data, 0)).map(|(store, _)| store)
 }
 
 #[cfg(test)]
@@ -773,6 +859,51 @@ mod tests {
                 .len(),
             4096
         );
+    }
+
+    #[test]
+    fn a_kept_entry_is_recorded_once_with_the_answer_or_as_kept_when_the_request_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AccessLogConfig {
+            reserve_bytes: 0,
+            ..AccessLogConfig::default()
+        };
+        let log = AccessLog::open(dir.path(), config).unwrap();
+        let mut answered = log.reserve().unwrap();
+        answered.keep(entry(CLIENT_CLOSED));
+        answered.kept_mut().unwrap().route = "/patients/{patient}/plan".into();
+        let mut dropped = log.reserve().unwrap();
+        dropped.keep(entry(CLIENT_CLOSED));
+        assert_eq!(answered.answered(200, Timestamp::from_micros(7)), Some(1));
+        drop(dropped);
+        // A permit that kept nothing records nothing and gives its place back.
+        assert_eq!(
+            log.reserve()
+                .unwrap()
+                .answered(200, Timestamp::from_micros(8)),
+            None
+        );
+        assert!(log.wait_recorded(Duration::from_secs(5)));
+        let (entries, _) = log.list(&AccessFilter::default(), 0, 10).unwrap();
+        let got: Vec<(u64, u16, &str, i64)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.position,
+                    e.entry.status,
+                    e.entry.route.as_ref(),
+                    e.entry.recorded_at.micros(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 200, "/patients/{patient}/plan", 7),
+                (2, CLIENT_CLOSED, "/events", i64::from(CLIENT_CLOSED))
+            ]
+        );
+        assert_eq!(log.shared.outstanding.load(Ordering::Acquire), 0);
     }
 
     #[test]

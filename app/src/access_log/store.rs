@@ -6,10 +6,14 @@
 //! (u32 BE) ‖ the frame), one after the other. sled keeps where each group is and the patient
 //! index. Keys: `e` ‖ first position (u64 big-endian) → where the group is in the file (`0xFE` ‖
 //! offset (u64 BE) ‖ length (u32 BE)), or, as earlier builds wrote them, the group itself or one
-//! lone frame; `p` ‖ patient id ‖ `0x00` ‖ first position → the positions (u64 BE each) of that
-//! patient's entries in the group, or nothing for the lone entry at that position (the patient
-//! index, derived). An entry is written once, at the end of a file, instead of being copied
-//! through sled's log and pages: sled's work per batch is a few small inserts. A write appends
+//! lone frame; `q` ‖ patient id ‖ `0x00` ‖ last position → the positions (u64 BE each, ascending,
+//! the last the key's) of that patient's entries in one commit (the patient index, derived: one
+//! key per patient per commit, [`INDEX_RUN`] positions at most); as earlier builds wrote it, `p`
+//! ‖ patient id ‖ `0x00` ‖ first position → the positions of that patient's entries in the
+//! group starting there, or nothing for the lone entry at that position. An entry is written
+//! once, at the end of a file, instead of being copied through sled's log and pages: sled's work
+//! per commit is a few small inserts. Frames are encoded and hashed straight into the commit's
+//! buffer, the bytes that go to the file ([`Commit`]). A write appends
 //! the groups and `fdatasync`s the file before sled records where they are, so sled never
 //! points past what is durable; bytes after the last group sled names (a crash between the
 //! two) are cut off when the store opens. A frame has the ledger's layout
@@ -19,7 +23,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use careledger_core::chain::{encode_frame, Frame};
+use careledger_core::chain::Frame;
 use careledger_core::record::Hash;
 
 use super::entry::{AccessEntry, AccessFilter, ENTRY_FORMAT_VERSION};
@@ -29,7 +33,14 @@ use crate::error::AppError;
 pub const ACCESS_HASH_TAG: &[u8; 21] = b"careledger/access/v1\0";
 
 const ENTRY: u8 = b'e';
-const BY_PATIENT: u8 = b'p';
+/// The patient index as earlier builds wrote it: one key per patient per group, by its first
+/// position. Read, never written.
+const BY_PATIENT_GROUP: u8 = b'p';
+/// The patient index: one key per patient per commit, by its last position.
+const BY_PATIENT: u8 = b'q';
+/// Positions under one patient index key at most (4 KiB of value); a patient with more entries
+/// in one commit gets a key per run of this many.
+pub const INDEX_RUN: usize = 512;
 /// sled's page cache for the access log: entries are written far more than read back, and
 /// sled's default (1 GiB) would let the cache grow with the log.
 pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -89,15 +100,25 @@ fn frame_in(first: u64, group: &[u8], position: u64) -> Option<Vec<u8>> {
         .map(|(_, frame)| frame.to_vec())
 }
 
-/// Positions of a patient index value under the key of `first`.
-fn indexed_positions(first: u64, value: &[u8]) -> Vec<u64> {
+/// Positions of a patient index value under a key of `at` (its first position in the
+/// layout of earlier builds, its last in this one's): the u64s it holds, or, empty, `at`.
+fn indexed_positions(at: u64, value: &[u8]) -> Vec<u64> {
     if value.is_empty() {
-        return vec![first];
+        return vec![at];
     }
     value
         .chunks_exact(8)
         .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
         .collect()
+}
+
+/// The patient and the position of a patient index key of either layout.
+fn index_key_parts(key: &[u8]) -> Option<(&[u8], u64)> {
+    let (rest, tail) = key.split_last_chunk::<8>()?;
+    let (&0, patient) = rest.get(1..)?.split_last()? else {
+        return None;
+    };
+    Some((patient, u64::from_be_bytes(*tail)))
 }
 
 /// The hash of the entry at `position` with `prev_hash` before it and these entry bytes.
@@ -118,33 +139,136 @@ pub fn entry_key(position: u64) -> [u8; 9] {
     key
 }
 
-fn patient_key(patient: &str, position: u64) -> Vec<u8> {
+/// A patient index key of `layout` ([`BY_PATIENT`], or [`BY_PATIENT_GROUP`] of earlier builds).
+fn patient_key(layout: u8, patient: &str, position: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(patient.len() + 10);
-    key.push(BY_PATIENT);
+    key.push(layout);
     key.extend_from_slice(patient.as_bytes());
     key.push(0);
     key.extend_from_slice(&position.to_be_bytes());
     key
 }
 
-/// One entry framed and hashed, ready to be written.
-pub(crate) struct Framed {
-    pub(crate) position: u64,
-    pub(crate) hash: Hash,
-    pub(crate) frame: Vec<u8>,
-    pub(crate) patient: Option<String>,
+/// One commit's entries, framed, chained and hashed straight into the bytes that go to the
+/// entries file (groups of up to [`GROUP`] frames), with where each group starts and each
+/// patient's positions: built once, written as often as a retry needs.
+pub(crate) struct Commit<'a> {
+    bytes: Vec<u8>,
+    /// Each group's first position and where it starts in `bytes`.
+    groups: Vec<(u64, usize)>,
+    by_patient: std::collections::BTreeMap<&'a str, Vec<u64>>,
+    /// The position the next entry gets.
+    next: u64,
+    head_hash: Hash,
 }
 
-/// Frames `entry` at `position` after `prev_hash`.
-pub(crate) fn frame(position: u64, prev_hash: &Hash, entry: &AccessEntry) -> Framed {
+impl<'a> Commit<'a> {
+    /// A commit after the entry at `head` with hash `head_hash`, building in `buffer` (its
+    /// contents dropped, its capacity kept: the writer hands the last commit's buffer back).
+    pub(crate) fn new(head: u64, head_hash: Hash, mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Commit {
+            bytes: buffer,
+            groups: Vec::new(),
+            by_patient: Default::default(),
+            next: head + 1,
+            head_hash,
+        }
+    }
+
+    /// Frames `entry` as the next position: its length, the frame's header, the entry's bytes
+    /// encoded in place, and its hash over them written into the header.
+    pub(crate) fn push(&mut self, entry: &'a AccessEntry) {
+        use careledger_core::chain::{FRAME_VERSION, HEADER_LEN};
+        let position = self.next;
+        if self
+            .groups
+            .last()
+            .is_none_or(|(first, _)| position - first == GROUP as u64)
+        {
+            self.groups.push((position, self.bytes.len()));
+            self.bytes.push(GROUP_MARK);
+        }
+        let length_at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        let frame_at = self.bytes.len();
+        self.bytes.push(FRAME_VERSION);
+        self.bytes
+            .extend_from_slice(&ENTRY_FORMAT_VERSION.to_be_bytes());
+        self.bytes.extend_from_slice(&self.head_hash.0);
+        self.bytes.extend_from_slice(&[0; 32]);
+        let entry_at = self.bytes.len();
+        entry.encode_into(&mut self.bytes);
+        let hash = entry_hash(
+            position,
+            ENTRY_FORMAT_VERSION,
+            &self.head_hash,
+            &self.bytes[entry_at..],
+        );
+        self.bytes[entry_at - 32..entry_at].copy_from_slice(&hash.0);
+        debug_assert_eq!(entry_at - frame_at, HEADER_LEN);
+        let frame_len = (self.bytes.len() - frame_at) as u32;
+        self.bytes[length_at..frame_at].copy_from_slice(&frame_len.to_be_bytes());
+        if let Some(patient) = &entry.patient {
+            self.by_patient.entry(patient).or_default().push(position);
+        }
+        self.next += 1;
+        self.head_hash = hash;
+    }
+
+    /// The last position framed (the head before it when none was).
+    pub(crate) fn last(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// The hash of the last entry framed.
+    pub(crate) fn head_hash(&self) -> Hash {
+        self.head_hash
+    }
+
+    /// Its buffer back, for the next commit.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Each group: its first position and its bytes.
+    fn groups(&self) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
+        let ends = self
+            .groups
+            .iter()
+            .skip(1)
+            .map(|(_, start)| *start)
+            .chain([self.bytes.len()]);
+        self.groups
+            .iter()
+            .zip(ends)
+            .map(|((first, start), end)| (*first, *start..end))
+    }
+}
+
+/// The patient index entries of one patient's positions in one commit: a key per run of at
+/// most [`INDEX_RUN`] positions, by its last.
+fn index_entries<'a>(
+    patient: &'a str,
+    positions: &'a [u64],
+) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
+    positions.chunks(INDEX_RUN).map(move |run| {
+        let last = run[run.len() - 1];
+        let value: Vec<u8> = run.iter().flat_map(|p| p.to_be_bytes()).collect();
+        (patient_key(BY_PATIENT, patient, last), value)
+    })
+}
+
+/// Frames `entry` at `position` after `prev_hash` the plain way, as the format document
+/// describes it: the reference [`Commit::push`] is held to.
+#[cfg(test)]
+fn frame(position: u64, prev_hash: &Hash, entry: &AccessEntry) -> (Hash, Vec<u8>) {
     let bytes = entry.encode();
     let hash = entry_hash(position, ENTRY_FORMAT_VERSION, prev_hash, &bytes);
-    Framed {
-        position,
+    (
         hash,
-        frame: encode_frame(ENTRY_FORMAT_VERSION, prev_hash, &hash, &bytes),
-        patient: entry.patient.clone(),
-    }
+        careledger_core::chain::encode_frame(ENTRY_FORMAT_VERSION, prev_hash, &hash, &bytes),
+    )
 }
 
 /// One stored entry as read back.
@@ -364,48 +488,37 @@ impl AccessStore {
         }
     }
 
-    /// Writes `framed` and the patient index in one atomic batch, then makes it durable: sled
-    /// flush, then `fdatasync` of its data file.
-    pub(crate) fn write(&self, framed: &[Framed]) -> Result<(), AppError> {
+    /// Writes `commit`: its groups appended to the entries file, `fdatasync`; then where each
+    /// group is and the patient index (one key per patient) in one atomic sled batch, made
+    /// durable (sled flush, then `fdatasync` of its data file).
+    pub(crate) fn write(&self, commit: &Commit<'_>) -> Result<(), AppError> {
         use std::os::unix::fs::FileExt as _;
         let mut end = self.end.lock();
-        let size: usize = framed.iter().map(|f| f.frame.len() + 4).sum();
-        let mut bytes = Vec::with_capacity(size + framed.len().div_ceil(GROUP));
         let mut batch = sled::Batch::default();
-        for group in framed.chunks(GROUP) {
-            let first = group[0].position;
-            let start = bytes.len();
-            bytes.push(GROUP_MARK);
-            let mut by_patient: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
-            for f in group {
-                bytes.extend_from_slice(&(f.frame.len() as u32).to_be_bytes());
-                bytes.extend_from_slice(&f.frame);
-                if let Some(patient) = &f.patient {
-                    let positions = by_patient.entry(patient).or_default();
-                    positions.extend_from_slice(&f.position.to_be_bytes());
-                }
-            }
-            let len = u32::try_from(bytes.len() - start).map_err(|_| {
+        for (first, range) in commit.groups() {
+            let len = u32::try_from(range.len()).map_err(|_| {
                 AppError::Internal("a group of access log entries over 4 GiB".into())
             })?;
             batch.insert(
                 &entry_key(first)[..],
-                &place_value(*end + start as u64, len)[..],
+                &place_value(*end + range.start as u64, len)[..],
             );
-            for (patient, positions) in by_patient {
-                batch.insert(patient_key(patient, first), positions);
+        }
+        for (patient, positions) in &commit.by_patient {
+            for (key, value) in index_entries(patient, positions) {
+                batch.insert(key, value);
             }
         }
         // At the end sled names, whatever a failed attempt left there: a retry writes over it.
         self.entries
-            .write_all_at(&bytes, *end)
+            .write_all_at(&commit.bytes, *end)
             .and_then(|()| self.entries.sync_data())
             .map_err(io_error("writing the access log's entries"))?;
         self.db
             .apply_batch(batch)
             .map_err(store_error("writing the access log"))?;
         self.sync()?;
-        *end += bytes.len() as u64;
+        *end += commit.bytes.len() as u64;
         Ok(())
     }
 
@@ -430,11 +543,26 @@ impl AccessStore {
         let mut end = 0u64;
         for item in self.db.iter() {
             let (key, value) = item.map_err(store_error("reading the access log to copy it"))?;
+            if key.first() == Some(&BY_PATIENT) {
+                // A commit's positions, keyed by the last: those up to `through`, keyed by
+                // the last of them (a commit after `through` has none).
+                let Some((patient, last)) = index_key_parts(&key) else {
+                    continue;
+                };
+                let kept: Vec<u64> = indexed_positions(last, &value)
+                    .into_iter()
+                    .filter(|p| *p <= through)
+                    .collect();
+                if let Some(&last) = kept.last() {
+                    let patient = std::str::from_utf8(patient).unwrap_or_default();
+                    let value: Vec<u8> = kept.iter().flat_map(|p| p.to_be_bytes()).collect();
+                    batch.insert(patient_key(BY_PATIENT, patient, last), value);
+                }
+                continue;
+            }
             let first = match key.as_ref() {
                 [ENTRY, ..] => position_of(&key),
-                [BY_PATIENT, .., _, _, _, _, _, _, _, _] => {
-                    key[key.len() - 8..].try_into().ok().map(u64::from_be_bytes)
-                }
+                [BY_PATIENT_GROUP, ..] => index_key_parts(&key).map(|(_, first)| first),
                 _ => None,
             };
             if first.is_none_or(|first| first > through) {
@@ -535,37 +663,23 @@ impl AccessStore {
         if let Some(patient) = &filter.patient {
             // A patient's entries of one group are read from one reading of the group.
             let mut last: Option<(u64, Vec<u8>)> = None;
-            // A group holding a position after `after` starts at most GROUP - 1 before it.
-            let from = (after + 1).saturating_sub(GROUP as u64 - 1);
-            let start = patient_key(patient.as_str(), from);
-            let end = patient_key(patient.as_str(), through);
-            for item in self.db.range(start..=end) {
-                let (key, value) = item.map_err(store_error("reading the access log"))?;
-                let first = u64::from_be_bytes(
-                    key[key.len() - 8..]
-                        .try_into()
-                        .map_err(|_| AppError::Internal("a malformed index key".into()))?,
-                );
-                for position in indexed_positions(first, &value) {
-                    if position <= after || position > through {
-                        continue;
+            for position in self.patient_positions(patient.as_str(), after, through) {
+                let position = position?;
+                let holds = |(first, group): &(u64, Vec<u8>)| frame_in(*first, group, position);
+                let mut frame = last.as_ref().and_then(holds);
+                if frame.is_none() {
+                    last = self.group_at(position)?;
+                    frame = last.as_ref().and_then(holds);
+                }
+                let Some(frame) = frame else {
+                    continue;
+                };
+                let stored = read(position, &frame)?;
+                if filter.admits(&stored.entry) {
+                    if found.len() == limit {
+                        return Ok((found, true));
                     }
-                    let holds = |(first, group): &(u64, Vec<u8>)| frame_in(*first, group, position);
-                    let mut frame = last.as_ref().and_then(holds);
-                    if frame.is_none() {
-                        last = self.group_at(position)?;
-                        frame = last.as_ref().and_then(holds);
-                    }
-                    let Some(frame) = frame else {
-                        continue;
-                    };
-                    let stored = read(position, &frame)?;
-                    if filter.admits(&stored.entry) {
-                        if found.len() == limit {
-                            return Ok((found, true));
-                        }
-                        found.push(stored);
-                    }
+                    found.push(stored);
                 }
             }
             return Ok((found, false));
@@ -600,20 +714,52 @@ impl AccessStore {
         Ok((found, false))
     }
 
+    /// The positions the patient index lists for `patient` after `after`, up to `through`,
+    /// ascending: those of earlier builds' layout first (all older than this one's).
+    fn patient_positions<'a>(
+        &'a self,
+        patient: &str,
+        after: u64,
+        through: u64,
+    ) -> impl Iterator<Item = Result<u64, AppError>> + 'a {
+        // A group holding a position after `after` starts at most GROUP - 1 before it.
+        let from = (after + 1).saturating_sub(GROUP as u64 - 1);
+        let by_group = self.db.range(
+            patient_key(BY_PATIENT_GROUP, patient, from)
+                ..=patient_key(BY_PATIENT_GROUP, patient, through),
+        );
+        // A commit's key is its last position: the first key at or after `after + 1` holds
+        // the first position after `after`, or precedes it in the same commit.
+        let by_commit = self.db.range(
+            patient_key(BY_PATIENT, patient, after + 1)
+                ..=patient_key(BY_PATIENT, patient, u64::MAX),
+        );
+        by_group
+            .chain(by_commit)
+            .flat_map(|item| {
+                let positions = item
+                    .map_err(store_error("reading the access log"))
+                    .and_then(|(key, value)| {
+                        let (_, at) = index_key_parts(&key)
+                            .ok_or_else(|| AppError::Internal("a malformed index key".into()))?;
+                        Ok(indexed_positions(at, &value))
+                    });
+                match positions {
+                    Ok(positions) => positions.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                }
+            })
+            .filter(move |p| p.as_ref().map_or(true, |p| *p > after))
+            .take_while(move |p| p.as_ref().map_or(true, |p| *p <= through))
+    }
+
     /// Whether the patient index lists `position` under `patient`.
     fn indexed(&self, patient: &str, position: u64) -> Result<bool, AppError> {
-        let from = position.saturating_sub(GROUP as u64 - 1);
-        for item in self
-            .db
-            .range(patient_key(patient, from)..=patient_key(patient, position))
-        {
-            let (key, value) = item.map_err(store_error("verifying the access log"))?;
-            let first = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
-            if indexed_positions(first, &value).contains(&position) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let next = self
+            .patient_positions(patient, position - 1, position)
+            .next()
+            .transpose()?;
+        Ok(next == Some(position))
     }
 
     /// Verifies every stored entry: gapless positions from 1, each frame's hash over its stored
@@ -674,11 +820,30 @@ impl AccessStore {
             }
         }
         let mut listed = 0u64;
-        for item in self.db.scan_prefix([BY_PATIENT]) {
+        let keys = self
+            .db
+            .scan_prefix([BY_PATIENT_GROUP])
+            .chain(self.db.scan_prefix([BY_PATIENT]));
+        for item in keys {
             let (key, value) = item.map_err(store_error("verifying the access log"))?;
-            let first = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
-            let patient = &key[1..key.len() - 9];
-            for position in indexed_positions(first, &value) {
+            let Some((patient, at)) = index_key_parts(&key) else {
+                report.problem = Some(AccessProblem::IndexWrong {
+                    position: report.verified,
+                });
+                return Ok(report);
+            };
+            let positions = indexed_positions(at, &value);
+            // A commit's key names its last position, and its positions ascend.
+            let by_commit = key[0] == BY_PATIENT;
+            let ordered = positions.windows(2).all(|w| w[0] < w[1])
+                && (!by_commit || positions.last() == Some(&at));
+            if !ordered || value.len() % 8 != 0 {
+                report.problem = Some(AccessProblem::IndexWrong {
+                    position: positions.last().copied().unwrap_or(at),
+                });
+                return Ok(report);
+            }
+            for position in positions {
                 listed += 1;
                 let names = self
                     .frame_at(position)?
@@ -826,19 +991,41 @@ mod tests {
         }
     }
 
+    /// Writes `entries` as one commit after the store's head; the new head hash.
     fn write(store: &AccessStore, entries: &[AccessEntry]) -> Hash {
-        let mut prev = Hash::ZERO;
-        let framed: Vec<Framed> = entries
-            .iter()
-            .zip(1..)
-            .map(|(e, position)| {
-                let f = frame(position, &prev, e);
-                prev = f.hash;
-                f
+        let (head, head_hash) = store.head().unwrap();
+        let mut commit = Commit::new(head, head_hash, Vec::new());
+        for e in entries {
+            commit.push(e);
+        }
+        store.write(&commit).unwrap();
+        commit.head_hash()
+    }
+
+    fn positions_of(store: &AccessStore, patient: &str, after: u64, through: u64) -> Vec<u64> {
+        let filter = AccessFilter {
+            patient: Some(PatientId::parse(patient).unwrap()),
+            ..AccessFilter::default()
+        };
+        let (found, _) = store.list(&filter, after, through, usize::MAX).unwrap();
+        found.iter().map(|s| s.position).collect()
+    }
+
+    /// The patient index keys of `layout`: (patient, position in the key, positions listed).
+    fn index_keys(store: &AccessStore, layout: u8) -> Vec<(String, u64, Vec<u64>)> {
+        store
+            .db
+            .scan_prefix([layout])
+            .map(|item| {
+                let (key, value) = item.unwrap();
+                let (patient, at) = index_key_parts(&key).unwrap();
+                (
+                    String::from_utf8(patient.to_vec()).unwrap(),
+                    at,
+                    indexed_positions(at, &value),
+                )
             })
-            .collect();
-        store.write(&framed).unwrap();
-        prev
+            .collect()
     }
 
     #[test]
@@ -873,19 +1060,120 @@ mod tests {
         assert_eq!(page[0].entry.status, 403);
     }
 
-    /// Frames `entries` after `prev` from position `from` on.
-    fn framed_from(from: u64, prev: Hash, entries: &[AccessEntry]) -> (Vec<Framed>, Hash) {
+    /// Frames `entries` after `prev` from position `from` on, the plain way: the frames and
+    /// the last hash.
+    fn framed_from(from: u64, prev: Hash, entries: &[AccessEntry]) -> (Vec<Vec<u8>>, Hash) {
         let mut prev = prev;
         let framed = entries
             .iter()
             .zip(from..)
             .map(|(e, position)| {
-                let f = frame(position, &prev, e);
-                prev = f.hash;
-                f
+                let (hash, frame) = frame(position, &prev, e);
+                prev = hash;
+                frame
             })
             .collect();
         (framed, prev)
+    }
+
+    #[test]
+    fn one_commit_writes_one_index_key_per_patient_keyed_by_its_last_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        let patients = ["999990007", "999990019", "999990020"];
+        // 150 entries over three groups: patient n % 4 (the fourth names none).
+        let entries: Vec<AccessEntry> = (0..150u16)
+            .map(|n| entry(200 + n, patients.get(usize::from(n % 4)).copied()))
+            .collect();
+        write(&store, &entries);
+        let more: Vec<AccessEntry> = (0..10u16)
+            .map(|n| entry(300 + n, Some(patients[0])))
+            .collect();
+        let head = write(&store, &more);
+        let keys = index_keys(&store, BY_PATIENT);
+        assert_eq!(
+            keys.len(),
+            4,
+            "three patients in the first commit, one in the second"
+        );
+        assert!(index_keys(&store, BY_PATIENT_GROUP).is_empty());
+        let expected_first =
+            |i: u64| -> Vec<u64> { (1..=150).filter(|p| (p - 1) % 4 == i).collect() };
+        assert!(keys.contains(&(patients[0].into(), 149, expected_first(0))));
+        assert!(keys.contains(&(patients[1].into(), 150, expected_first(1))));
+        assert!(keys.contains(&(patients[2].into(), 147, expected_first(2))));
+        assert!(keys.contains(&(patients[0].into(), 160, (151..=160).collect())));
+        // Listed from any point, across commits.
+        let all: Vec<u64> = expected_first(0).into_iter().chain(151..=160).collect();
+        assert_eq!(positions_of(&store, patients[0], 0, 160), all);
+        let after_100: Vec<u64> = all.iter().copied().filter(|p| *p > 100).collect();
+        assert_eq!(positions_of(&store, patients[0], 100, 160), after_100);
+        assert_eq!(
+            positions_of(&store, patients[0], 140, 152),
+            vec![141, 145, 149, 151, 152]
+        );
+        assert_eq!(
+            positions_of(&store, patients[2], 147, 160),
+            Vec::<u64>::new()
+        );
+        let report = store.verify().unwrap();
+        assert_eq!(
+            (report.verified, report.head_hash, report.problem),
+            (160, head, None)
+        );
+    }
+
+    #[test]
+    fn a_patient_with_more_entries_in_one_commit_than_a_run_gets_a_key_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        let entries: Vec<AccessEntry> = (0..1100u16).map(|n| entry(n, Some("999990007"))).collect();
+        write(&store, &entries);
+        let lasts: Vec<u64> = index_keys(&store, BY_PATIENT).iter().map(|k| k.1).collect();
+        assert_eq!(lasts, vec![512, 1024, 1100]);
+        assert_eq!(
+            positions_of(&store, "999990007", 1000, 1030),
+            (1001..=1030).collect::<Vec<u64>>()
+        );
+        assert_eq!(store.verify().unwrap().problem, None);
+    }
+
+    #[test]
+    fn an_index_key_naming_another_patient_s_entry_is_named_by_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        write(
+            &store,
+            &[entry(200, Some("999990007")), entry(200, Some("999990019"))],
+        );
+        store
+            .db
+            .insert(
+                patient_key(BY_PATIENT, "999990007", 2),
+                &2u64.to_be_bytes()[..],
+            )
+            .unwrap();
+        assert_eq!(
+            store.verify().unwrap().problem,
+            Some(AccessProblem::IndexWrong { position: 2 })
+        );
+    }
+
+    #[test]
+    fn a_copy_through_a_commit_keeps_only_the_index_up_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(&dir.path().join("from")).unwrap();
+        write(&store, &[entry(200, Some("999990007")), entry(201, None)]);
+        write(
+            &store,
+            &[entry(202, Some("999990007")), entry(203, Some("999990019"))],
+        );
+        store.copy_through(&dir.path().join("to"), 2).unwrap();
+        let copy = AccessStore::open(&dir.path().join("to")).unwrap();
+        assert_eq!(copy.head().unwrap().0, 2);
+        assert_eq!(copy.verify().unwrap().problem, None);
+        assert_eq!(positions_of(&copy, "999990007", 0, 2), vec![1]);
+        assert_eq!(index_keys(&copy, BY_PATIENT).len(), 1);
     }
 
     #[test]
@@ -902,7 +1190,7 @@ mod tests {
         let framed_len: u64 = framed_from(1, Hash::ZERO, &entries)
             .0
             .iter()
-            .map(|f| f.frame.len() as u64 + 4)
+            .map(|f| f.len() as u64 + 4)
             .sum();
         // Three groups (64, 64, 22), each with its mark.
         assert_eq!(file_len, framed_len + 3);
@@ -937,8 +1225,7 @@ mod tests {
         let store = AccessStore::open(dir.path()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), recorded);
         assert_eq!(store.head().unwrap(), (2, head));
-        let (framed, head) = framed_from(3, head, &[entry(404, Some("999990019"))]);
-        store.write(&framed).unwrap();
+        let head = write(&store, &[entry(404, Some("999990019"))]);
         let report = store.verify().unwrap();
         assert_eq!(
             (report.verified, report.head_hash, report.problem),
@@ -962,32 +1249,89 @@ mod tests {
         );
         let mut group = vec![GROUP_MARK];
         for f in &old[..2] {
-            group.extend_from_slice(&(f.frame.len() as u32).to_be_bytes());
-            group.extend_from_slice(&f.frame);
+            group.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            group.extend_from_slice(f);
         }
         store.db.insert(entry_key(1), group).unwrap();
-        store.db.insert(entry_key(3), old[2].frame.clone()).unwrap();
+        store.db.insert(entry_key(3), old[2].clone()).unwrap();
         store
             .db
-            .insert(patient_key("999990007", 1), &1u64.to_be_bytes()[..])
+            .insert(
+                patient_key(BY_PATIENT_GROUP, "999990007", 1),
+                &1u64.to_be_bytes()[..],
+            )
             .unwrap();
         drop(store);
         let store = AccessStore::open(dir.path()).unwrap();
         assert_eq!(store.head().unwrap(), (3, head));
-        let (new, head) = framed_from(4, head, &[entry(203, Some("999990007"))]);
-        store.write(&new).unwrap();
+        let head = write(&store, &[entry(203, Some("999990007"))]);
         let report = store.verify().unwrap();
         assert_eq!(
             (report.verified, report.head_hash, report.problem),
             (4, head, None)
         );
-        let filter = AccessFilter {
-            patient: Some(PatientId::parse("999990007").unwrap()),
-            ..AccessFilter::default()
-        };
-        let (found, _) = store.list(&filter, 0, 4, 10).unwrap();
-        let positions: Vec<u64> = found.iter().map(|s| s.position).collect();
-        assert_eq!(positions, vec![1, 4]);
+        assert_eq!(positions_of(&store, "999990007", 0, 4), vec![1, 4]);
+    }
+
+    #[test]
+    fn an_index_of_earlier_builds_one_key_per_group_reads_before_the_one_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(dir.path()).unwrap();
+        // 130 entries as an earlier build indexed them: a key per patient per group of 64,
+        // by the group's first position (1, 65, 129).
+        let entries: Vec<AccessEntry> = (0..130u16)
+            .map(|n| entry(n, Some(["999990007", "999990019"][usize::from(n % 2)])))
+            .collect();
+        let head = write(&store, &entries);
+        for (patient, _, _) in index_keys(&store, BY_PATIENT) {
+            store
+                .db
+                .remove(patient_key(
+                    BY_PATIENT,
+                    &patient,
+                    if patient == "999990007" { 129 } else { 130 },
+                ))
+                .unwrap();
+        }
+        for first in [1u64, 65, 129] {
+            for (patient, parity) in [("999990007", 1), ("999990019", 0)] {
+                let value: Vec<u8> = (first..(first + 64).min(131))
+                    .filter(|p| p % 2 == parity)
+                    .flat_map(|p| p.to_be_bytes())
+                    .collect();
+                store
+                    .db
+                    .insert(patient_key(BY_PATIENT_GROUP, patient, first), value)
+                    .unwrap();
+            }
+        }
+        assert!(index_keys(&store, BY_PATIENT).is_empty());
+        let report = store.verify().unwrap();
+        assert_eq!(
+            (report.verified, report.head_hash, report.problem),
+            (130, head, None)
+        );
+        // Then this build's commits, one key per patient each.
+        write(
+            &store,
+            &[entry(1, Some("999990007")), entry(2, Some("999990007"))],
+        );
+        assert_eq!(index_keys(&store, BY_PATIENT).len(), 1);
+        let odd: Vec<u64> = (1..=130).filter(|p| p % 2 == 1).chain([131, 132]).collect();
+        assert_eq!(positions_of(&store, "999990007", 0, 132), odd);
+        assert_eq!(
+            positions_of(&store, "999990007", 100, 131),
+            odd.iter()
+                .copied()
+                .filter(|p| (101..=131).contains(p))
+                .collect::<Vec<u64>>()
+        );
+        assert_eq!(store.verify().unwrap().problem, None);
+        // A copy keeps both layouts.
+        store.copy_through(&dir.path().join("copy"), 132).unwrap();
+        let copy = AccessStore::open(&dir.path().join("copy")).unwrap();
+        assert_eq!(copy.verify().unwrap().problem, None);
+        assert_eq!(positions_of(&copy, "999990007", 0, 132), odd);
     }
 
     #[test]
@@ -1048,13 +1392,53 @@ mod tests {
         hashed.extend([0u8; 32]);
         hashed.extend(&bytes);
         let hash = blake3::hash(&hashed);
-        let framed = frame(1, &Hash::ZERO, &entry);
-        assert_eq!(framed.hash.0, *hash.as_bytes());
+        let (framed_hash, framed) = frame(1, &Hash::ZERO, &entry);
+        assert_eq!(framed_hash.0, *hash.as_bytes());
         let mut expected = vec![0x01, 0x00, 0x01];
         expected.extend([0u8; 32]);
         expected.extend(hash.as_bytes());
         expected.extend(&bytes);
-        assert_eq!(framed.frame, expected);
+        assert_eq!(framed, expected);
+        // A commit frames it in place into the same bytes, in a group of its own.
+        let mut commit = Commit::new(0, Hash::ZERO, vec![7; 3]);
+        commit.push(&entry);
+        let mut group = vec![GROUP_MARK];
+        group.extend((expected.len() as u32).to_be_bytes());
+        group.extend(&expected);
+        assert_eq!(commit.bytes, group);
+        assert_eq!(commit.head_hash().0, *hash.as_bytes());
+    }
+
+    #[test]
+    fn a_commit_frames_chains_and_groups_as_frame_by_frame() {
+        let entries: Vec<AccessEntry> = (0..130u16)
+            .map(|n| entry(200 + n, (n % 3 == 0).then_some("999990007")))
+            .collect();
+        let prev = Hash([9; 32]);
+        let mut commit = Commit::new(40, prev, Vec::new());
+        for e in &entries {
+            commit.push(e);
+        }
+        let (frames, head) = framed_from(41, prev, &entries);
+        assert_eq!((commit.last(), commit.head_hash()), (170, head));
+        type Group<'a> = (u64, Vec<(u64, &'a [u8])>);
+        let groups: Vec<Group<'_>> = commit
+            .groups()
+            .map(|(first, range)| (first, frames_in(first, &commit.bytes[range]).unwrap()))
+            .collect();
+        assert_eq!(
+            groups
+                .iter()
+                .map(|(first, g)| (*first, g.len()))
+                .collect::<Vec<_>>(),
+            vec![(41, 64), (105, 64), (169, 2)]
+        );
+        let in_commit: Vec<&[u8]> = groups
+            .iter()
+            .flat_map(|(_, g)| g.iter().map(|f| f.1))
+            .collect();
+        let expected: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        assert_eq!(in_commit, expected);
     }
 
     #[test]
