@@ -25,6 +25,7 @@ use careledger_app::access_log::{
 use careledger_app::actors::RegisteredActor;
 use careledger_core::ids::PatientId;
 use careledger_core::record::Timestamp;
+use careledger_core::timing::{self, Phase};
 
 use crate::error::ApiError;
 use crate::extract::{authenticate, Authenticated, PathPatient};
@@ -60,6 +61,8 @@ pub(crate) async fn record(
     if public {
         return next.run(request).await;
     }
+    // The middleware's own work, before the handler (authentication included) and after it.
+    let before = timing::start(Phase::AccessLog);
     let mut permit = match log.reserve() {
         Ok(permit) => permit,
         Err(e) => return ApiError::from(e).into_response(),
@@ -134,7 +137,9 @@ pub(crate) async fn record(
         }
         None => None,
     };
+    drop(before);
     let response = next.run(Request::from_parts(parts, body)).await;
+    let _after = timing::start(Phase::AccessLog);
     // The reason after the handler: a write that founded a care team was by its member.
     if let (Some(entry), Some(actor)) = (permit.kept_mut(), caller.as_ref()) {
         entry.reason = reason(Some(actor), patient.as_ref());

@@ -18,7 +18,8 @@ pub enum Phase {
     Request,
     /// Reading the bearer token and looking up its actor.
     Authenticate,
-    /// The access log's middleware: taking a permit, building and queueing the entry.
+    /// The access log's middleware: taking a permit, building and queueing the entry
+    /// (authentication included: it is done there once per request).
     AccessLog,
     /// Parsing and checking the body into commands.
     Parse,
