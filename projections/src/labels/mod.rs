@@ -8,7 +8,10 @@
 
 use chrono_tz::Europe::Amsterdam;
 
-use careledger_core::event::{ChangeReason, GoalOutcome, MeasurementSource, NoteKind, TargetBasis};
+use careledger_core::clinical::{IntoleranceKind, SmokingStatus};
+use careledger_core::event::{
+    ChangeReason, Dose, GoalOutcome, MeasurementSource, NoteKind, TargetBasis,
+};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::Timestamp;
 use careledger_core::role::{Lead, Line, Practitioner, Role};
@@ -243,6 +246,48 @@ pub fn note_kind(kind: NoteKind, lang: Lang) -> &'static str {
     lang.pick(nl, en)
 }
 
+/// Smoking status: "ex-roker" / "ex-smoker".
+pub fn smoking_status(status: SmokingStatus, lang: Lang) -> &'static str {
+    let (nl, en) = match status {
+        SmokingStatus::Never => ("nooit gerookt", "never smoked tobacco"),
+        SmokingStatus::Former => ("ex-roker", "ex-smoker"),
+        SmokingStatus::Current => ("roker", "smoker"),
+    };
+    lang.pick(nl, en)
+}
+
+/// An intolerance or a contra-indication: "intolerantie" / "intolerance".
+pub fn intolerance_kind(kind: IntoleranceKind, lang: Lang) -> &'static str {
+    let (nl, en) = match kind {
+        IntoleranceKind::Intolerance => ("intolerantie", "intolerance"),
+        IntoleranceKind::ContraIndication => ("contra-indicatie", "contra-indication"),
+    };
+    lang.pick(nl, en)
+}
+
+/// A dose as clinicians write it: "2,5 mg", "100 µg", "1 tablet", "2 tabletten", "10 IE".
+pub fn dose(dose: &Dose, lang: Lang) -> String {
+    let amount = dose.amount_text();
+    format!(
+        "{} {}",
+        number(&amount, lang),
+        sentences::dose_unit(dose.unit().symbol(), &amount, lang)
+    )
+}
+
+/// A dose given as text with its unit symbol (`"2.5 mg"`, as the API writes it), as
+/// clinicians write it.
+pub fn dose_text(text: &str, lang: Lang) -> String {
+    match text.trim().split_once(' ') {
+        Some((amount, symbol)) => format!(
+            "{} {}",
+            number(amount, lang),
+            sentences::dose_unit(symbol, amount, lang)
+        ),
+        None => number(text, lang),
+    }
+}
+
 /// How a lifestyle goal ended.
 pub fn goal_outcome(outcome: Option<GoalOutcome>, lang: Lang) -> &'static str {
     let (nl, en) = match outcome {
@@ -333,6 +378,12 @@ pub fn signal(code: &str, lang: Lang) -> String {
         other => return other.replace('_', " "),
     };
     lang.pick(nl, en).to_owned()
+}
+
+/// A signal's sentence in the reader's language; the read models' own English sentence for a
+/// code without a rendering.
+pub fn signal_sentence(signal: &crate::Signal, lang: Lang) -> String {
+    signal_message(&signal.code, &signal.values, lang).unwrap_or_else(|| signal.message.clone())
 }
 
 /// The English values a notification's message is filled with, in Dutch: a change reason,

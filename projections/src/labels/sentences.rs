@@ -5,7 +5,7 @@
 //! with a decimal comma in Dutch, a reason, basis, source or outcome in words. A message stored
 //! before every kind had its own template (`change`) shows its English summary as it is.
 
-use careledger_core::clinical::{IntoleranceKind, SmokingStatus};
+use careledger_core::clinical::IntoleranceKind;
 use careledger_core::event::{ChangeReason, MeasurementSource, NoteKind};
 use careledger_core::quantity::Measure;
 use careledger_core::role::{Lead, Line, Role};
@@ -143,7 +143,7 @@ impl Reader<'_> {
 }
 
 /// A dose's unit as clinicians write it: `µg`, Dutch `ml` and `IE`, tablets counted.
-fn dose_unit(symbol: &str, amount: &str, lang: Lang) -> String {
+pub(crate) fn dose_unit(symbol: &str, amount: &str, lang: Lang) -> String {
     let one = amount == "1";
     match symbol {
         "ug" => "µg".to_owned(),
@@ -289,12 +289,8 @@ pub fn message(message: &Message, lang: Lang) -> String {
         ),
         ("problem_resolved", _) => problem_resolved(&r, &who),
         ("smoking_status_recorded", _) => {
-            let status = match message::smoking_status(v("status")) {
-                Some(SmokingStatus::Never) => r.pick("nooit gerookt", "never smoked tobacco"),
-                Some(SmokingStatus::Former) => r.pick("ex-roker", "ex-smoker"),
-                Some(SmokingStatus::Current) => r.pick("roker", "smoker"),
-                None => v("status"),
-            };
+            let status = message::smoking_status(v("status"))
+                .map_or(v("status"), |s| super::smoking_status(s, lang));
             format!(
                 "{who} {}: {status}",
                 r.pick("legde de rookstatus vast", "recorded smoking status")
