@@ -133,11 +133,12 @@ impl Reader<'_> {
         }
     }
 
-    fn lead(&self) -> &'static str {
+    /// The lead handed over, in English: "CVRM", "the organ disease".
+    fn lead_en(&self) -> &'static str {
         match code::parse(&code::LEADS, self.v("lead")) {
             Some(Lead::Cvrm) => "CVRM",
-            Some(Lead::OrganDisease) => self.pick("het orgaanlijden", "the organ disease"),
-            _ => self.pick("niets", "nothing"),
+            Some(Lead::OrganDisease) => "the organ disease",
+            _ => "nothing",
         }
     }
 }
@@ -174,13 +175,13 @@ pub fn message(message: &Message, lang: Lang) -> String {
             format!("{who} removed {} from the care team", v("member"))
         }
         ("lead_handed_over", Lang::Nl) => format!(
-            "{who} droeg de regie over {} over aan {}, nu hoofdbehandelaar",
-            r.lead(),
+            "{who} droeg de {} over aan {}, nu hoofdbehandelaar",
+            code::parse(&code::LEADS, v("lead")).map_or("regie", |l| super::lead(l, lang)),
             v("to")
         ),
         ("lead_handed_over", Lang::En) => format!(
             "{who} handed the lead on {} to {}, now its main practitioner",
-            r.lead(),
+            r.lead_en(),
             v("to")
         ),
         ("shared_care_started", Lang::Nl) => {
@@ -337,7 +338,10 @@ fn member_added(r: &Reader<'_>, who: &str) -> String {
     let mut about = Vec::new();
     if let Some(role) = Role::parse(r.v("member_role")) {
         about.push(super::role(role, lang).to_owned());
-        about.push(super::line(role.line(), lang).to_owned());
+        // A patient's line is the patient: named once.
+        if role != Role::Patient {
+            about.push(super::line(role.line(), lang).to_owned());
+        }
     }
     let practitioner = match r.v("practitioner") {
         "main" => r.pick("hoofdbehandelaar", "main practitioner"),
@@ -893,7 +897,7 @@ mod tests {
         let handed = m("lead_handed_over", &[("lead", "cvrm"), ("to", "B. Visser")]);
         assert_eq!(
             both(&handed).0,
-            "Huisarts A. Jansen droeg de regie over CVRM over aan B. Visser, nu hoofdbehandelaar"
+            "Huisarts A. Jansen droeg de regie CVRM over aan B. Visser, nu hoofdbehandelaar"
         );
         let letter = m(
             "note_added",

@@ -128,10 +128,9 @@ pub fn signal_message(code: &str, values: &BTreeMap<String, String>, lang: Lang)
             s.target()
         ),
         ("home_trend_off_target", Lang::Nl) => format!(
-            "het gemiddelde van de laatste {} thuismetingen van de {} is {}, buiten de \
-             streefwaarde {}",
-            v("readings"),
+            "{}: het gemiddelde van de laatste {} thuismetingen is {}, buiten de streefwaarde {}",
             s.measure_name(),
+            v("readings"),
             s.quantity("mean"),
             s.target()
         ),
@@ -281,8 +280,8 @@ mod tests {
         ]);
         assert_eq!(
             signal_message("home_trend_off_target", &trend, Lang::Nl).unwrap(),
-            "het gemiddelde van de laatste 3 thuismetingen van de systolische bloeddruk is \
-             146,3 mmHg, buiten de streefwaarde < 140 mmHg"
+            "systolische bloeddruk: het gemiddelde van de laatste 3 thuismetingen is 146,3 mmHg, \
+             buiten de streefwaarde < 140 mmHg"
         );
         let duplicate = values(&[("measure", "hba1c"), ("days", "12"), ("first", "40")]);
         assert_eq!(
