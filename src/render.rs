@@ -6,13 +6,12 @@
 use careledger_api::wire::names::{MeasureCode, WireName as _};
 use careledger_api::wire::scalar::Time;
 use careledger_api::wire::{
-    AuditEntryView, NotificationStatusView, NotificationView, PlanView, ProvenanceView,
-    QuantityView, SignalView,
+    AuditEntryView, MessageView, NotificationStatusView, NotificationView, PlanView,
+    ProvenanceView, QuantityView, SignalView,
 };
 use careledger_core::quantity::Measure;
 use careledger_core::record::Timestamp;
 use careledger_projections::labels::{self, Lang};
-use careledger_projections::notifications::Message;
 
 /// The language asked for: `--lang`, else `CARELEDGER_LANG`, else Dutch.
 #[derive(clap::Args, Clone, Debug)]
@@ -177,7 +176,7 @@ pub fn plan(p: &PlanView, signals: &[SignalView], lang: Lang) {
             "  {} (ATC {}) {} {}; {} {} {} {}",
             m.name,
             m.atc,
-            labels::number(&m.dose, lang),
+            labels::dose_text(&m.dose, lang),
             m.frequency,
             t("voorgeschreven in de", "prescribed in the"),
             labels::line(m.prescribed_by_line.0, lang),
@@ -238,9 +237,10 @@ pub fn plan(p: &PlanView, signals: &[SignalView], lang: Lang) {
     );
     for i in &p.intolerances {
         say!(
-            "  {} (ATC {}): {}; {} {}{}",
+            "  {} (ATC {}), {}: {}; {} {}{}",
             i.substance,
             i.atc,
+            labels::intolerance_kind(i.kind.0, lang),
             i.reaction,
             t("vastgelegd door", "recorded by"),
             by(&i.provenance, lang),
@@ -262,7 +262,11 @@ pub fn plan(p: &PlanView, signals: &[SignalView], lang: Lang) {
         );
     }
     if let Some(smoking) = &p.smoking_status {
-        say!("\n{}: {}", t("Roken", "Smoking"), smoking.text);
+        say!(
+            "\n{}: {}",
+            t("Roken", "Smoking"),
+            labels::smoking_status(smoking.status.0, lang)
+        );
     }
 
     say!("\n{}:", t("Jaarlijkse CVRM-controle", "Annual CVRM panel"));
@@ -358,12 +362,9 @@ pub fn plan(p: &PlanView, signals: &[SignalView], lang: Lang) {
             let measure = s.measure.map_or(String::new(), |m| {
                 format!(" ({})", labels::measure_name(measure_of(m), lang))
             });
-            // The sentence is the read models' own, in English.
-            let message = match lang {
-                Lang::En => format!(": {}", s.message),
-                Lang::Nl => String::new(),
-            };
-            say!("  {}{measure}{message}", labels::signal(&s.code, lang));
+            let message = labels::signal_message(&s.code, &s.values, lang)
+                .unwrap_or_else(|| s.message.clone());
+            say!("  {}{measure}: {message}", labels::signal(&s.code, lang));
         }
     }
 }
@@ -372,17 +373,18 @@ pub fn plan(p: &PlanView, signals: &[SignalView], lang: Lang) {
 pub fn audit(entries: &[AuditEntryView], lang: Lang) {
     let t = |nl: &'static str, en: &'static str| lang.pick(nl, en);
     for e in entries {
-        let what = match lang {
-            Lang::En => e.summary.clone(),
-            Lang::Nl => format!("{} ({})", labels::event_kind(&e.kind, lang), e.element),
-        };
+        let what = labels::message(&e.message.to_message(), lang);
         say!("#{:<5} {} {what}", e.position, when(e.recorded_at, lang));
-        if e.from.is_some() || e.to.is_some() {
+        if e.from_state.is_some() || e.to_state.is_some() {
+            let state = |s: &Option<MessageView>| {
+                s.as_ref()
+                    .map_or_else(|| "-".to_owned(), |s| labels::state(&s.to_message(), lang))
+            };
             say!(
                 "       {}: {} -> {}",
                 t("wijziging", "change"),
-                e.from.as_deref().unwrap_or("-"),
-                e.to.as_deref().unwrap_or("-")
+                state(&e.from_state),
+                state(&e.to_state)
             );
         }
         say!(
@@ -456,13 +458,7 @@ pub fn notifications(list: &[NotificationView], lang: Lang) {
         } else {
             status(&n.status, lang)
         };
-        let message = labels::message(
-            &Message {
-                template: n.message.template.clone(),
-                values: n.message.values.clone(),
-            },
-            lang,
-        );
+        let message = labels::message(&n.message.to_message(), lang);
         say!(
             "{:<14} {} {:<12} {}  {message}",
             n.id,

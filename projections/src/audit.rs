@@ -10,6 +10,8 @@ use careledger_core::ids::ActorId;
 use careledger_core::record::{RecordedEvent, Timestamp};
 use careledger_core::role::Line;
 
+use crate::labels::{self, Lang};
+use crate::message::{self as text, Message};
 use crate::notifications::{Notification, NotificationStatus};
 use crate::plan::TargetValue;
 use crate::{summary, PatientView, Provenance};
@@ -34,12 +36,18 @@ pub struct AuditEntry {
     pub kind: String,
     /// The plan element (`target:ldl`, `medication:C10AA05`).
     pub element: String,
-    /// One sentence.
+    /// One sentence, in English (`message` rendered).
     pub summary: String,
-    /// The element before the change, where it had a value.
+    /// The sentence, structured: shown in the reader's language by [`crate::labels::message`].
+    pub message: Message,
+    /// The element before the change, where it had a value, in English (`from_state` rendered).
     pub from: Option<String>,
-    /// The element after the change.
+    /// The element after the change, in English.
     pub to: Option<String>,
+    /// The element before the change, structured ([`crate::labels::state`] renders it).
+    pub from_state: Option<Message>,
+    /// The element after the change, structured.
+    pub to_state: Option<Message>,
     /// Who was told of the change (the other line, the patient), and whether they acknowledged.
     pub notified: Vec<Told>,
     /// The position of the correction that marks this entry as entered in error.
@@ -98,46 +106,59 @@ pub fn query<'v>(view: &'v PatientView, filter: &AuditFilter) -> Vec<&'v AuditEn
     view.audit.iter().filter(|e| filter.matches(e)).collect()
 }
 
-fn target_text(t: &TargetValue) -> String {
-    format!("{} {}", t.comparator.symbol(), t.value)
+fn target_state(t: &TargetValue) -> Message {
+    text::target_state(t.comparator, &t.value)
+}
+
+fn plain(template: &str) -> Message {
+    text::state(template, &[])
 }
 
 /// What the element was and becomes, read from the plan before the event is applied.
-fn change(view: &PatientView, event: &Event) -> (Option<String>, Option<String>) {
+fn change(view: &PatientView, event: &Event) -> (Option<Message>, Option<Message>) {
     let plan = &view.plan;
+    let active = |atc| {
+        plan.medications
+            .get(atc)
+            .map(|m| text::medication_state(Some(m.name.as_str()), &m.dose, m.frequency.as_str()))
+    };
     match event {
         Event::TargetSet(t) => (
             plan.targets
                 .get(&t.value.measure())
-                .map(|e| target_text(&e.effective)),
-            Some(format!("{} {}", t.comparator.symbol(), t.value)),
+                .map(|e| target_state(&e.effective)),
+            Some(text::target_state(t.comparator, &t.value)),
         ),
         Event::TargetWithdrawn(w) => (
             plan.targets
                 .get(&w.measure)
-                .map(|e| target_text(&e.effective)),
-            Some("guideline default".into()),
+                .map(|e| target_state(&e.effective)),
+            Some(plain("guideline_default")),
         ),
-        Event::MedicationStarted(m) => {
-            (None, Some(format!("{} {} {}", m.name, m.dose, m.frequency)))
-        }
+        Event::MedicationStarted(m) => (
+            None,
+            Some(text::medication_state(
+                Some(m.name.as_str()),
+                &m.dose,
+                m.frequency.as_str(),
+            )),
+        ),
         Event::MedicationDoseChanged(c) => (
-            plan.medications
-                .get(&c.atc)
-                .map(|m| format!("{} {} {}", m.name, m.dose, m.frequency)),
-            Some(format!("{} {}", c.dose, c.frequency)),
+            active(&c.atc),
+            Some(text::medication_state(None, &c.dose, c.frequency.as_str())),
         ),
-        Event::MedicationStopped(s) => (
-            plan.medications
-                .get(&s.atc)
-                .map(|m| format!("{} {} {}", m.name, m.dose, m.frequency)),
-            Some("stopped".into()),
-        ),
-        Event::SharedCareStarted(_) => (Some("no shared care".into()), Some("shared care".into())),
-        Event::SharedCareEnded(_) => (Some("shared care".into()), Some("no shared care".into())),
+        Event::MedicationStopped(s) => (active(&s.atc), Some(plain("stopped"))),
+        Event::SharedCareStarted(_) => (Some(plain("no_shared_care")), Some(plain("shared_care"))),
+        Event::SharedCareEnded(_) => (Some(plain("shared_care")), Some(plain("no_shared_care"))),
         Event::LifestyleGoalClosed(c) => (
-            Some("open".into()),
-            Some(format!("{:?}", c.outcome).to_lowercase()),
+            Some(plain("goal_open")),
+            Some(text::state(
+                "goal_closed",
+                &[(
+                    "outcome",
+                    text::code::of(&text::code::OUTCOMES, c.outcome).to_owned(),
+                )],
+            )),
         ),
         _ => (None, None),
     }
@@ -149,9 +170,11 @@ pub(crate) fn record(
     recorded: &RecordedEvent,
     provenance: &Arc<Provenance>,
     notified: &[Notification],
+    message: Message,
 ) {
     let r = &recorded.record;
-    let (from, to) = change(view, &r.event);
+    let (from_state, to_state) = change(view, &r.event);
+    let english = |s: &Option<Message>| s.as_ref().map(|s| labels::state(s, Lang::En));
     let corrects = match &r.event {
         Event::EnteredInError(c) => Some(c.position),
         _ => None,
@@ -180,9 +203,12 @@ pub(crate) fn record(
         // The notification of the same event already holds the sentence.
         summary: notified
             .first()
-            .map_or_else(|| summary::sentence(recorded), |n| n.summary.clone()),
-        from,
-        to,
+            .map_or_else(|| message.english(), |n| n.summary.clone()),
+        message,
+        from: english(&from_state),
+        to: english(&to_state),
+        from_state,
+        to_state,
         notified: notified
             .iter()
             .map(|n| Told {

@@ -77,16 +77,9 @@ pub fn open_orders<'p>(
         .collect()
 }
 
-fn date(t: Timestamp) -> String {
-    t.to_chrono().format("%Y-%m-%d").to_string()
-}
-
-fn names(tests: &[Measure]) -> String {
-    tests
-        .iter()
-        .map(|t| t.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Tests by their codes, for a signal's values: `ldl,hba1c`.
+fn codes(tests: &[Measure]) -> String {
+    tests.iter().map(|t| t.code()).collect::<Vec<_>>().join(",")
 }
 
 /// Lab signals as of `now`: `lab_order_open` (an open order, so the other line does not draw
@@ -117,34 +110,21 @@ pub(crate) fn signals(
 
 fn order_signal(s: &OrderStatus<'_>, config: &ProjectionConfig) -> Signal {
     let o = &s.entry.ordered;
-    let who = format!("{} {} ({})", o.role, o.actor_name, o.line);
-    let pending = names(&s.entry.pending);
-    if s.expired {
-        Signal {
-            code: "lab_order_expired".into(),
-            measure: None,
-            message: format!(
-                "lab order {} by {who}: {pending} pending since {}, past the {} days a lab \
-                 order stays valid; order again if still needed",
-                s.order,
-                date(s.pending_since),
-                config.lab_order_expiry_days
-            ),
-            positions: vec![o.position],
-        }
+    let values = [
+        ("order", s.order.to_string()),
+        ("role", o.role.as_str().to_owned()),
+        ("name", o.actor_name.to_string()),
+        ("line", o.line.as_str().to_owned()),
+        ("tests", codes(&s.entry.pending)),
+        ("since", s.pending_since.micros().to_string()),
+        ("valid_days", config.lab_order_expiry_days.to_string()),
+    ];
+    let code = if s.expired {
+        "lab_order_expired"
     } else {
-        Signal {
-            code: "lab_order_open".into(),
-            measure: None,
-            message: format!(
-                "lab order {} by {who} on {}: {pending} pending; both lines use this blood \
-                 draw rather than ordering again (agreement 7)",
-                s.order,
-                date(s.pending_since)
-            ),
-            positions: vec![o.position],
-        }
-    }
+        "lab_order_open"
+    };
+    Signal::new(code, None, &values, vec![o.position])
 }
 
 /// The specialist's additions (made before the last annual order) that the order left out and
@@ -178,16 +158,15 @@ fn annual_panel_incomplete(view: &PatientView) -> Option<Signal> {
             (counts && !annual.tests.contains(&t.test) && !covered_later(t.test)).then_some(t.test)
         })
         .collect();
-    (!missing.is_empty()).then(|| Signal {
-        code: "annual_panel_incomplete".into(),
-        measure: None,
-        message: format!(
-            "the annual CVRM lab {} of {} leaves out {}, added to the annual panel by the \
-             specialist (agreements 2 and 7); order them with the next blood draw",
-            annual.order,
-            date(annual.ordered.occurred_at),
-            names(&missing)
-        ),
-        positions: vec![at],
+    (!missing.is_empty()).then(|| {
+        let values = [
+            ("order", annual.order.to_string()),
+            (
+                "ordered_at",
+                annual.ordered.occurred_at.micros().to_string(),
+            ),
+            ("tests", codes(&missing)),
+        ];
+        Signal::new("annual_panel_incomplete", None, &values, vec![at])
     })
 }

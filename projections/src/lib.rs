@@ -5,6 +5,8 @@
 //! - [`notifications`]: the notify-the-other-party messages;
 //! - [`signals`]: duplicate lab work, annual lab due, target not met, home-measurement trends,
 //!   and the lab-order signals of [`lab`];
+//! - [`message`]: the structured text of each event (a template and language-neutral values),
+//!   which notifications and the audit trail keep and [`labels`] renders;
 //! - [`labels`]: human labels in Dutch and English for every front end, times in Europe/Amsterdam;
 //! - [`clinical`]: intolerances, problems, indications and smoking status in the plan;
 //! - [`store`]: the projections on disk in their own sled database, with their checkpoint, the
@@ -18,6 +20,7 @@ pub mod audit;
 pub mod clinical;
 pub mod lab;
 pub mod labels;
+pub mod message;
 pub mod notifications;
 pub mod plan;
 pub mod signals;
@@ -142,10 +145,11 @@ impl PatientView {
             return false;
         }
         let context = notify_context(self, recorded);
-        let notified = notifications::derive(self, recorded, context);
+        let text = message::for_event(self, recorded);
+        let notified = notifications::derive(self, recorded, context, &text);
         // One provenance per event, shared by its audit entry and (for a value) its series entry.
         let provenance = std::sync::Arc::new(Provenance::of(recorded));
-        audit::record(self, recorded, &provenance, &notified);
+        audit::record(self, recorded, &provenance, &notified, text);
         clinical::apply(&mut self.plan, recorded);
         lab::apply(&mut self.plan, recorded);
         plan::apply(&mut self.plan, recorded, &provenance);

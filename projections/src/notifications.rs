@@ -3,8 +3,6 @@
 //!
 //! Derived, not stored separately: nothing can be lost between writing an event and notifying.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use careledger_core::event::Event;
@@ -13,7 +11,7 @@ use careledger_core::notify;
 use careledger_core::record::{RecordedEvent, Timestamp};
 use careledger_core::role::Line;
 
-use crate::{summary, PatientView, ProjectionConfig};
+use crate::{PatientView, ProjectionConfig};
 
 /// Open or acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,95 +35,7 @@ pub enum NotificationStatus {
     },
 }
 
-/// A notification's text, kept structured: a template id and the values it is filled with, so
-/// that a page can show it in Dutch as well as English. [`Message::english`] renders it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    /// The template: the causing event's kind (`medication_stopped`), or `change` for kinds
-    /// told in the audit's one-line summary.
-    pub template: String,
-    /// The values by name (`who`, `drug`, `dose`, `atc`, `change_reason`, `reason`, ...).
-    pub values: BTreeMap<String, String>,
-}
-
-impl Message {
-    fn value(&self, key: &str) -> &str {
-        self.values.get(key).map_or("", String::as_str)
-    }
-
-    /// The message in English, for clinicians: names, doses and reasons, never a bare code.
-    pub fn english(&self) -> String {
-        let v = |k: &str| self.value(k);
-        let because = |main: &str| join_reasons(main, v("reason"));
-        match self.template.as_str() {
-            "medication_started" => format!(
-                "{} started {} {} {} ({}){}",
-                v("who"),
-                v("drug"),
-                v("dose"),
-                v("frequency"),
-                v("atc"),
-                because("")
-            ),
-            "medication_dose_changed" => format!(
-                "{} changed {} ({}) from {} to {} {}{}",
-                v("who"),
-                v("drug"),
-                v("atc"),
-                v("from"),
-                v("dose"),
-                v("frequency"),
-                because(v("change_reason"))
-            ),
-            "medication_stopped" => format!(
-                "{} stopped {} {} {} ({}){}",
-                v("who"),
-                v("drug"),
-                v("dose"),
-                v("frequency"),
-                v("atc"),
-                because(v("change_reason"))
-            ),
-            "target_set" => format!(
-                "{} set the {} target to {} ({}){}",
-                v("who"),
-                v("measure"),
-                v("target"),
-                v("basis"),
-                because(v("rationale"))
-            ),
-            "target_withdrawn" => format!(
-                "{} withdrew the {} target; the guideline default {} applies again{}",
-                v("who"),
-                v("measure"),
-                v("default"),
-                because("")
-            ),
-            "entered_in_error" => format!(
-                "{} marked as entered in error (position {}){}{}",
-                v("who"),
-                v("corrected"),
-                if v("what").is_empty() { "" } else { ": " },
-                v("what")
-            ),
-            _ if v("reason").trim().is_empty() => v("summary").to_owned(),
-            _ => format!("{}; reason: {}", v("summary"), v("reason").trim()),
-        }
-    }
-}
-
-/// `": side effects, myalgia"`: the coded reason and the words given, without a dangling colon.
-fn join_reasons(main: &str, words: &str) -> String {
-    let parts: Vec<&str> = [main.trim(), words.trim()]
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", parts.join(", "))
-    }
-}
+pub use crate::message::Message;
 
 /// A message to a recipient (the other line, or the patient) about an event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,80 +70,6 @@ impl Notification {
     }
 }
 
-/// The structured text of an event, read from the view before the event is applied.
-pub(crate) fn message(view: &PatientView, recorded: &RecordedEvent) -> Message {
-    let record = &recorded.record;
-    let mut values = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        values.insert(k.to_owned(), v);
-    };
-    put("who", summary::who(recorded));
-    put("reason", record.reason.to_string());
-    let medication = |atc| {
-        view.plan.medications.get(atc).map(|m| {
-            (
-                m.name.to_string(),
-                m.dose.to_string(),
-                m.frequency.to_string(),
-            )
-        })
-    };
-    let template = match &record.event {
-        Event::MedicationStarted(m) => {
-            put("drug", m.name.to_string());
-            put("atc", m.atc.to_string());
-            put("dose", m.dose.to_string());
-            put("frequency", m.frequency.to_string());
-            "medication_started"
-        }
-        Event::MedicationDoseChanged(c) => {
-            let (drug, dose, frequency) = medication(&c.atc).unwrap_or_default();
-            put("drug", drug);
-            put("atc", c.atc.to_string());
-            put("from", format!("{dose} {frequency}"));
-            put("dose", c.dose.to_string());
-            put("frequency", c.frequency.to_string());
-            put("change_reason", c.reason.to_string());
-            "medication_dose_changed"
-        }
-        Event::MedicationStopped(s) => {
-            let (drug, dose, frequency) = medication(&s.atc).unwrap_or_default();
-            put("drug", drug);
-            put("atc", s.atc.to_string());
-            put("dose", dose);
-            put("frequency", frequency);
-            put("change_reason", s.reason.to_string());
-            "medication_stopped"
-        }
-        Event::TargetSet(t) => {
-            put("measure", t.value.measure().name().to_owned());
-            put("target", format!("{} {}", t.comparator.symbol(), t.value));
-            put("basis", summary::basis(t.basis).to_owned());
-            put("rationale", t.rationale.to_string());
-            "target_set"
-        }
-        Event::TargetWithdrawn(w) => {
-            put("measure", w.measure.name().to_owned());
-            let default = crate::plan::CarePlan::default();
-            let text = default
-                .targets
-                .get(&w.measure)
-                .map(|e| format!("{} {}", e.effective.comparator.symbol(), e.effective.value))
-                .unwrap_or_else(|| "(none)".into());
-            put("default", text);
-            "target_withdrawn"
-        }
-        _ => {
-            put("summary", summary::sentence(recorded));
-            "change"
-        }
-    };
-    Message {
-        template: template.to_owned(),
-        values,
-    }
-}
-
 /// The notifications an event causes: one per recipient, none for most events.
 ///
 /// A correction (`entered_in_error`) tells whoever was told of the corrected entry, or of the
@@ -243,6 +79,7 @@ pub(crate) fn derive(
     view: &PatientView,
     recorded: &RecordedEvent,
     context: notify::Context,
+    message: &Message,
 ) -> Vec<Notification> {
     let record = &recorded.record;
     let author = record.actor.line();
@@ -266,10 +103,6 @@ pub(crate) fn derive(
     if recipients.is_empty() {
         return Vec::new();
     }
-    let message = match &record.event {
-        Event::EnteredInError(c) => correction_message(view, recorded, c.position),
-        _ => message(view, recorded),
-    };
     let summary = message.english();
     recipients
         .into_iter()
@@ -286,24 +119,6 @@ pub(crate) fn derive(
             status: NotificationStatus::Open,
         })
         .collect()
-}
-
-/// "GP A. Jansen marked as entered in error (position 12): GP A. Jansen started amlodipine ...".
-fn correction_message(view: &PatientView, recorded: &RecordedEvent, corrected: u64) -> Message {
-    let what = view
-        .audit
-        .iter()
-        .find(|e| e.position() == corrected)
-        .map_or_else(String::new, |e| e.summary.clone());
-    let mut values = BTreeMap::new();
-    values.insert("who".to_owned(), summary::who(recorded));
-    values.insert("corrected".to_owned(), corrected.to_string());
-    values.insert("what".to_owned(), what);
-    values.insert("reason".to_owned(), recorded.record.reason.to_string());
-    Message {
-        template: "entered_in_error".to_owned(),
-        values,
-    }
 }
 
 /// Marks a notification acknowledged when the event is its acknowledgement.

@@ -4,6 +4,8 @@
 //! Signals are derived from the plan's histories when asked for: entries marked entered in
 //! error never count, and lab work and readings are ordered by clinical time (`occurred_at`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use careledger_core::decide::WarningCode;
@@ -22,10 +24,41 @@ pub struct Signal {
     pub code: String,
     /// The measure concerned, if one.
     pub measure: Option<Measure>,
-    /// A sentence for the clinician.
+    /// The sentence for the clinician, in English ([`crate::labels::signal_message`] renders
+    /// it from `code` and `values` in either language).
     pub message: String,
+    /// The values the sentence is filled with, language-neutral: a measure by its code, values
+    /// as decimal text with a point, dates as microseconds since the epoch.
+    pub values: BTreeMap<String, String>,
     /// The positions that give rise to it.
     pub positions: Vec<u64>,
+}
+
+impl Signal {
+    /// A signal of `code` with its values; the English sentence is rendered from them.
+    pub fn new(
+        code: &str,
+        measure: Option<Measure>,
+        values: &[(&str, String)],
+        positions: Vec<u64>,
+    ) -> Signal {
+        let mut values: BTreeMap<String, String> = values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        if let Some(m) = measure {
+            values.insert("measure".to_owned(), m.code().to_owned());
+        }
+        let message = crate::labels::signal_message(code, &values, crate::labels::Lang::En)
+            .unwrap_or_default();
+        Signal {
+            code: code.to_owned(),
+            measure,
+            message,
+            values,
+            positions,
+        }
+    }
 }
 
 /// The plan's lab work: each test of a lab order, and each lab result, with whether it is
@@ -98,25 +131,11 @@ fn leads_unassigned(view: &PatientView) -> Vec<Signal> {
         .iter()
         .filter(|(lead, main)| main.is_none() && (*lead == Lead::Cvrm || second_line))
         .map(|(lead, _)| {
-            let (code, text) = match lead {
-                Lead::Cvrm => (
-                    "cvrm_lead_unassigned",
-                    "no GP leads CVRM for this patient yet: a GP in the team takes the lead \
-                     (hand_over_lead to themselves), or the team adds the patient's GP as main \
-                     practitioner (agreement 1)",
-                ),
-                _ => (
-                    "organ_disease_lead_unassigned",
-                    "no specialist leads the organ disease for this patient: a specialist in the \
-                     team takes the lead (hand_over_lead to themselves) (agreement 1)",
-                ),
+            let code = match lead {
+                Lead::Cvrm => "cvrm_lead_unassigned",
+                _ => "organ_disease_lead_unassigned",
             };
-            Signal {
-                code: code.into(),
-                measure: None,
-                message: text.into(),
-                positions: Vec::new(),
-            }
+            Signal::new(code, None, &[], Vec::new())
         })
         .collect()
 }
@@ -136,17 +155,17 @@ fn duplicate_lab(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
         else {
             continue;
         };
-        out.push(Signal {
-            code: WarningCode::DuplicateLabWork.into(),
-            measure: Some(now.test),
-            message: format!(
-                "{} requested again {} day(s) after position {} (agreement 7: avoid duplicate blood tests)",
-                now.test.name(),
-                first.occurred_at.days_until(now.occurred_at).max(0),
-                first.position
-            ),
-            positions: vec![first.position, now.position],
-        });
+        let code: String = WarningCode::DuplicateLabWork.into();
+        let days = first.occurred_at.days_until(now.occurred_at).max(0);
+        out.push(Signal::new(
+            &code,
+            Some(now.test),
+            &[
+                ("days", days.to_string()),
+                ("first", first.position.to_string()),
+            ],
+            vec![first.position, now.position],
+        ));
     }
     out
 }
@@ -163,16 +182,13 @@ fn annual_lab_due(view: &PatientView, now: Timestamp) -> Option<Signal> {
         .map(|o| (o.ordered.occurred_at, o.ordered.position))
         .max();
     let due = last.is_none_or(|(at, _)| at.days_until(now) > 365);
-    due.then(|| Signal {
-        code: "annual_lab_due".into(),
-        measure: None,
-        message: match last {
-            None => "no annual CVRM lab panel was ordered yet (agreement 7)".into(),
-            Some((at, _)) => format!(
-                "the last annual CVRM lab panel was ordered on {at}, over a year ago (agreement 7)"
-            ),
-        },
-        positions: last.map(|(_, p)| vec![p]).unwrap_or_default(),
+    due.then(|| {
+        let values: Vec<(&str, String)> = last
+            .map(|(at, _)| ("last_ordered_at", at.micros().to_string()))
+            .into_iter()
+            .collect();
+        let positions = last.map(|(_, p)| vec![p]).unwrap_or_default();
+        Signal::new("annual_lab_due", None, &values, positions)
     })
 }
 
@@ -183,18 +199,19 @@ fn targets_not_met(view: &PatientView) -> Vec<Signal> {
         .filter(|(m, _)| plan.target_status(**m) == TargetStatus::NotMet)
         .filter_map(|(m, target)| {
             let latest = plan.latest_value(*m)?;
-            Some(Signal {
-                code: "target_not_met".into(),
-                measure: Some(*m),
-                message: format!(
-                    "{} {} does not meet the target {} {} (agreement 3)",
-                    m.name(),
-                    latest.value,
-                    target.effective.comparator.symbol(),
-                    target.effective.value
-                ),
-                positions: vec![latest.recorded.position],
-            })
+            Some(Signal::new(
+                "target_not_met",
+                Some(*m),
+                &[
+                    ("value", latest.value.value_text()),
+                    (
+                        "comparator",
+                        target.effective.comparator.symbol().to_owned(),
+                    ),
+                    ("target", target.effective.value.value_text()),
+                ],
+                vec![latest.recorded.position],
+            ))
         })
         .collect()
 }
@@ -212,19 +229,20 @@ fn home_trends(view: &PatientView, config: &ProjectionConfig) -> Vec<Signal> {
             .comparator
             .holds(mean, target.effective.value.scaled())
         {
-            out.push(Signal {
-                code: "home_trend_off_target".into(),
-                measure: Some(*measure),
-                message: format!(
-                    "the mean of the last {n} home readings of {} is {} {}, off target {} {}",
-                    measure.name(),
-                    format_scaled(mean, measure.decimals()),
-                    measure.display_unit(),
-                    target.effective.comparator.symbol(),
-                    target.effective.value
-                ),
-                positions: trend.positions.iter().rev().copied().collect(),
-            });
+            out.push(Signal::new(
+                "home_trend_off_target",
+                Some(*measure),
+                &[
+                    ("readings", n.to_string()),
+                    ("mean", format_scaled(mean, measure.decimals())),
+                    (
+                        "comparator",
+                        target.effective.comparator.symbol().to_owned(),
+                    ),
+                    ("target", target.effective.value.value_text()),
+                ],
+                trend.positions.iter().rev().copied().collect(),
+            ));
         }
     }
     out

@@ -45,8 +45,10 @@ const FORMAT_KEY: &[u8] = b"format";
 /// the care team folded by core's rule ([`careledger_core::care_team`]); a plan stored in layout 4
 /// could name a member whose addition was corrected after a handover, so it is folded again.
 /// Layout 7: the indexes across patients (care-team members, emergency grants, FHIR keys, open
-/// notifications) stored beside the views.
-const FORMAT: &[u8] = b"7";
+/// notifications) stored beside the views. Layout 8: every audit entry keeps its sentence and
+/// its from and to structured (`message`, `from_state`, `to_state`) and every notification a
+/// template of its own kind, so that each reads in Dutch and English; rebuilt from the ledger.
+const FORMAT: &[u8] = b"8";
 const PATIENT_PREFIX: u8 = b'p';
 /// The care team of a patient: `'t'` ‖ patient → the members (actor and role).
 const TEAM_PREFIX: u8 = b't';

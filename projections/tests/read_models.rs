@@ -202,8 +202,9 @@ fn medication_change_during_shared_care_notifies_the_other_line() {
     );
     assert_eq!(n.message.template, "medication_stopped");
     assert_eq!(n.message.values["drug"], "atorvastatin");
-    assert_eq!(n.message.values["dose"], "40 mg");
-    assert_eq!(n.message.values["change_reason"], "side effects");
+    assert_eq!(n.message.values["amount"], "40");
+    assert_eq!(n.message.values["unit"], "mg");
+    assert_eq!(n.message.values["change_reason"], "side_effects");
     assert_eq!(n.reason, "clinical reason");
 }
 
@@ -1843,10 +1844,17 @@ fn an_order_with_tests_pending_expires_and_shows_pending_since_its_date() {
         .find(|x| x.code == "lab_order_expired")
         .unwrap();
     assert!(
-        signal.message.contains("pending since 2026-03-02"),
+        signal.message.contains("pending since 2 Mar 2026"),
         "{}",
         signal.message
     );
+    let dutch = careledger_projections::labels::signal_message(
+        &signal.code,
+        &signal.values,
+        careledger_projections::labels::Lang::Nl,
+    )
+    .unwrap();
+    assert!(dutch.contains("open sinds 2 mrt 2026"), "{dutch}");
 }
 
 #[test]

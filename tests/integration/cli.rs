@@ -67,6 +67,66 @@ fn demo_writes_every_event_kind_and_verify_accepts_it() {
 }
 
 #[test]
+fn the_audit_trail_of_every_event_kind_reads_in_dutch_and_in_english_with_lang_en() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(careledger(&["demo", "--data", data]).status.success());
+    let audit = |lang: &str| {
+        let out = careledger(&[
+            "audit",
+            "--data",
+            data,
+            "--patient",
+            "999990007",
+            "--lang",
+            lang,
+        ]);
+        assert!(out.status.success());
+        stdout(&out)
+    };
+    let dutch = audit("nl");
+    for text in [
+        "deed labaanvraag lab-2026-01 (jaarcontrole CVRM)",
+        "voegde creatinekinase (CK), ALAT, NT-proBNP toe aan het jaarlijkse CVRM-lab",
+        "legde de rookstatus vast: ex-roker",
+        "legde gewicht 81,2 kg vast (in de huisartspraktijk)",
+        "legde systolische bloeddruk 142 mmHg vast (thuismeting)",
+        "stopte atorvastatin 20 mg 1x daily (C10AA05): bijwerkingen",
+        "voegde een terugrapportagebrief toe",
+        "als foutief ingevoerd: ",
+        "wijziging: ≤ 2,5 mmol/L -> ≤ 1,8 mmol/L",
+    ] {
+        assert!(dutch.contains(text), "{text:?} missing from:\n{dutch}");
+    }
+    // None of the English sentences of the events is left in the Dutch trail.
+    for english in [
+        "ordered lab",
+        "recorded lab result",
+        "to the care team",
+        "set the ",
+        "self-measured",
+        "guideline default",
+        "marked as entered in error",
+        "acknowledged the notification",
+        "added a return letter",
+        "recorded smoking status",
+        "81.2",
+    ] {
+        assert!(!dutch.contains(english), "{english:?} in:\n{dutch}");
+    }
+    let english = audit("en");
+    assert!(
+        english.contains("ordered lab lab-2026-01 (annual CVRM panel)"),
+        "{english}"
+    );
+    assert!(
+        english.contains("recorded weight 81.2 kg (at the practice)"),
+        "{english}"
+    );
+    assert!(!english.contains("legde"), "{english}");
+}
+
+#[test]
 fn verify_names_the_position_of_a_changed_byte_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();

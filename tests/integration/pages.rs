@@ -795,3 +795,132 @@ async fn the_identity_provider_signs_a_practitioner_in_with_pkce_and_a_foreign_s
     server.await.unwrap().unwrap();
     provider.handle.abort();
 }
+
+/// Sends commands as `actor` through the API and expects them recorded.
+async fn record(f: &Fixture, actor: &str, commands: Value) {
+    let (status, answer) = f
+        .post(actor, PATIENT, &json!({ "commands": commands }), &[])
+        .await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{answer}");
+}
+
+#[tokio::test]
+async fn lab_work_readings_letters_and_team_changes_read_in_dutch_in_the_inbox_timeline_and_signals_and_in_english_when_asked(
+) {
+    let (f, server) = served().await;
+    cardiologist_sets_ldl_target(&f).await;
+    record(
+        &f,
+        "card-1",
+        json!([
+            {"type": "order_lab", "order": "lab-7", "tests": ["ldl", "creatinine"], "annual_panel": false,
+             "reason": "outpatient visit"},
+            {"type": "extend_annual_panel", "tests": ["nt_probnp"], "reason": "heart failure follow-up"},
+            {"type": "record_lab_result", "measure": "ldl", "value": "2.6", "unit": "mmol/L", "reason": "outpatient lab"},
+            {"type": "record_measurement", "measure": "systolic_bp", "value": "138", "unit": "mm[Hg]",
+             "source": "hospital", "reason": "outpatient visit"},
+            {"type": "add_note", "kind": "return_letter", "subject": "Controle polikliniek", "body": "Stabiel.",
+             "reason": "return letter"}
+        ]),
+    )
+    .await;
+    record(
+        &f,
+        "gp-1",
+        json!([{"type": "add_care_team_member", "actor": "pharm-other", "name": "K. Visser",
+                "role": "pharmacist", "practitioner": "co", "reason": "medication review"}]),
+    )
+    .await;
+
+    // The GP's inbox: every message in Dutch, values with a decimal comma and their units.
+    let mut gp = Browser::new(&server.base);
+    gp.sign_in(&f.token("gp-1")).await;
+    let inbox = format!("/ui/patients/{PATIENT}/inbox");
+    let (status, _, page) = gp.get(&inbox).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for text in [
+        "Cardioloog Dr. card-1 stelde de streefwaarde voor LDL-cholesterol vast op ≤ 1,8 mmol/L \
+         (richtlijn ESC): very high risk, return letter",
+        "Cardioloog Dr. card-1 voegde NT-proBNP toe aan het jaarlijkse CVRM-lab",
+        "Cardioloog Dr. card-1 legde labuitslag LDL-cholesterol 2,6 mmol/L vast",
+        "Cardioloog Dr. card-1 legde systolische bloeddruk 138 mmHg vast (in het ziekenhuis)",
+        "Cardioloog Dr. card-1 voegde een terugrapportagebrief toe: Controle polikliniek",
+        "Cardioloog Dr. card-1 startte atorvastatin 40 mg 1x daily (C10AA05)",
+    ] {
+        assert!(
+            page.contains(text),
+            "{text:?} missing from the inbox:\n{page}"
+        );
+    }
+    for english in [
+        "recorded lab result",
+        "to the annual CVRM panel",
+        "set the LDL",
+        "added a return letter",
+        "at the hospital",
+        // Nothing is marked as English any more (the link to the English pages is, rightly).
+        "<span lang=\"en\">",
+    ] {
+        assert!(!page.contains(english), "{english:?} in the Dutch inbox");
+    }
+    // The cardiologist is told of the new member of the team, in Dutch.
+    let mut card = Browser::new(&server.base);
+    card.sign_in(&f.token("card-1")).await;
+    let (_, _, page) = card.get(&inbox).await;
+    assert!(
+        page.contains("Huisarts Dr. gp-1 voegde K. Visser (apotheker, eerste lijn; medebehandelaar) toe aan het zorgteam"),
+        "{page}"
+    );
+
+    // The timeline: the lab order, which told nobody, and each change from what to what.
+    let timeline = format!("/ui/patients/{PATIENT}/timeline");
+    let (_, _, page) = gp.get(&timeline).await;
+    for text in [
+        "Cardioloog Dr. card-1 deed labaanvraag lab-7: LDL-cholesterol, kreatinine",
+        "≤ 2,5 mmol/L → ≤ 1,8 mmol/L",
+        "Huisarts Dr. gp-1 startte gedeelde zorg: CVRM by GP, heart by cardiology",
+    ] {
+        assert!(
+            page.contains(text),
+            "{text:?} missing from the timeline:\n{page}"
+        );
+    }
+    assert!(!page.contains("ordered lab") && !page.contains("1.8 mmol/L"));
+
+    // The plan page's signals, in Dutch.
+    let plan = format!("/ui/patients/{PATIENT}");
+    let (_, _, page) = gp.get(&plan).await;
+    for text in [
+        "LDL-cholesterol 2,6 mmol/L haalt de streefwaarde ≤ 1,8 mmol/L niet (werkafspraak 3)",
+        "labaanvraag lab-7 van cardioloog Dr. card-1 (tweede lijn) op ",
+        "kreatinine nog open",
+    ] {
+        assert!(
+            page.contains(text),
+            "{text:?} missing from the plan:\n{page}"
+        );
+    }
+    assert!(!page.contains("does not meet the target"));
+
+    // English when asked.
+    let (_, _, page) = gp.get(&format!("{inbox}?lang=en")).await;
+    assert!(
+        page.contains("Cardiologist Dr. card-1 recorded lab result LDL cholesterol 2.6 mmol/L"),
+        "{page}"
+    );
+    assert!(!page.contains("legde labuitslag"), "{page}");
+    let (_, _, page) = gp.get(&timeline).await;
+    assert!(
+        page.contains("Cardiologist Dr. card-1 ordered lab lab-7: LDL cholesterol, creatinine"),
+        "{page}"
+    );
+    assert!(page.contains("≤ 2.5 mmol/L → ≤ 1.8 mmol/L"), "{page}");
+    let (_, _, page) = gp.get(&plan).await;
+    assert!(
+        page.contains(
+            "LDL cholesterol 2.6 mmol/L does not meet the target ≤ 1.8 mmol/L (agreement 3)"
+        ),
+        "{page}"
+    );
+    server.shutdown().await;
+}

@@ -44,14 +44,7 @@ pub async fn inbox(
                     @for n in &mine {
                         li id=(n.id) {
                             p {
-                                strong { (labels::event_kind(&n.kind, l)) } " — "
-                                // Kinds told in the audit's one-line summary have it in English
-                                // only: marked so, for screen readers.
-                                @if n.message.template == "change" && l == careledger_projections::labels::Lang::Nl {
-                                    span lang="en" { (labels::message(&n.message, l)) }
-                                } @else {
-                                    (labels::message(&n.message, l))
-                                }
+                                strong { (labels::event_kind(&n.kind, l)) } " — " (labels::message(&n.message, l))
                             }
                             p.muted {
                                 time datetime=(labels::machine_time(n.created_at)) { (labels::datetime(n.created_at, l)) }

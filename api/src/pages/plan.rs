@@ -86,7 +86,7 @@ pub fn render_plan(
         @if !signals.is_empty() {
             section aria-labelledby="signals" {
                 h2 #signals { (l.pick("Signalen", "Signals")) }
-                ul { @for s in signals { li { strong { (labels::signal(&s.code, l)) } ": " (s.message) } } }
+                ul { @for s in signals { li { strong { (labels::signal(&s.code, l)) } ": " (labels::signal_sentence(s, l)) } } }
             }
         }
         (targets(plan, l))
@@ -345,7 +345,7 @@ fn medication(reader: &Reader, plan: &CarePlan, id: &str) -> Markup {
                 } }
                 tbody { @for (atc, m) in &plan.medications { tr {
                     td { (m.name) " " small { "(ATC " (atc.as_str()) ")" } }
-                    td { (m.dose.to_string()) " " (m.frequency) }
+                    td { (labels::dose(&m.dose, l)) " " (m.frequency) }
                     td { (layout::by(&m.started, l)) }
                     @if prescriber { td {
                         form method="post" action={ "/ui/patients/" (id) "/medications/" (atc.as_str()) "/stop" } {
@@ -367,7 +367,7 @@ fn medication(reader: &Reader, plan: &CarePlan, id: &str) -> Markup {
             ul { @for (atc, episodes) in &plan.medication_history { @for e in episodes {
                 li {
                     (maybe_struck(plan, e.started.position, l, html! {
-                        strong { (e.name) } " (ATC " (atc.as_str()) ") " (e.dose.to_string()) " " (e.frequency) " — "
+                        strong { (e.name) } " (ATC " (atc.as_str()) ") " (labels::dose(&e.dose, l)) " " (e.frequency) " — "
                         (labels::episode_status(plan.episode_status(e), l)) "; "
                         (l.pick("gestart door ", "started by ")) (layout::by(&e.started, l))
                     }))
@@ -375,7 +375,7 @@ fn medication(reader: &Reader, plan: &CarePlan, id: &str) -> Markup {
                         (maybe_struck(plan, s.recorded.position, l, html! {
                             @match &s.kind {
                                 careledger_projections::plan::MedicationStepKind::DoseChanged { dose, frequency } => {
-                                    (l.pick("dosering gewijzigd naar ", "dose changed to ")) (dose.to_string()) " " (frequency)
+                                    (l.pick("dosering gewijzigd naar ", "dose changed to ")) (labels::dose(dose, l)) " " (frequency)
                                 }
                                 careledger_projections::plan::MedicationStepKind::Stopped => { (l.pick("gestopt", "stopped")) }
                             }
@@ -389,7 +389,7 @@ fn medication(reader: &Reader, plan: &CarePlan, id: &str) -> Markup {
                 h3 { (l.pick("Intoleranties", "Intolerances")) }
                 ul { @for i in &plan.intolerances { li {
                     (maybe_struck(plan, i.recorded.position, l, html! {
-                        (i.substance) " (ATC " (i.atc.as_str()) "): " (i.reaction) " — " (layout::by(&i.recorded, l))
+                        (i.substance) " (ATC " (i.atc.as_str()) "), " (labels::intolerance_kind(i.kind, l)) ": " (i.reaction) " — " (layout::by(&i.recorded, l))
                     }))
                 } } }
             }
@@ -575,7 +575,7 @@ fn own_plan(reader: &Reader, patient: &PatientId, view: &PatientView, done: bool
         section aria-labelledby="mine-medication" {
             h2 #mine-medication { (l.pick("Uw medicijnen", "Your medicines")) }
             ul { @for m in plan.medications.values() {
-                li { (m.name) ", " (m.dose.to_string()) " " (m.frequency) " — " (l.pick("voorgeschreven door ", "prescribed by ")) (m.started.actor_name) }
+                li { (m.name) ", " (labels::dose(&m.dose, l)) " " (m.frequency) " — " (l.pick("voorgeschreven door ", "prescribed by ")) (m.started.actor_name) }
             } }
         }
         (measurement_form(reader, id, true))

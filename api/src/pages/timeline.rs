@@ -49,6 +49,11 @@ fn told(view: &PatientView, status: &NotificationStatus, l: Lang) -> Markup {
     }
 }
 
+/// What an element was or became, in the reader's language; a dash for nothing.
+fn state(state: Option<&careledger_projections::message::Message>, l: Lang) -> String {
+    state.map_or_else(|| "—".to_owned(), |s| labels::state(s, l))
+}
+
 /// The timeline, newest first (the bench renders it too).
 pub fn render_timeline(reader: &Reader, patient: &PatientId, view: &PatientView) -> Markup {
     let l = reader.lang.lang;
@@ -64,13 +69,13 @@ pub fn render_timeline(reader: &Reader, patient: &PatientId, view: &PatientView)
                 li id={ "p" (p.position) } {
                     article {
                         @let heading = html! {
-                            strong { (labels::event_kind(&e.kind, l)) } " — " (e.summary)
+                            strong { (labels::event_kind(&e.kind, l)) } " — " (labels::message(&e.message, l))
                         };
                         h2 { @if e.corrected_by.is_some() { del { (heading) } } @else { (heading) } }
                         dl {
-                            @if e.from.is_some() || e.to.is_some() {
+                            @if e.from_state.is_some() || e.to_state.is_some() {
                                 dt { (l.pick("Van → naar", "From → to")) }
-                                dd { (e.from.as_deref().unwrap_or("—")) " → " (e.to.as_deref().unwrap_or("—")) }
+                                dd { (state(e.from_state.as_ref(), l)) " → " (state(e.to_state.as_ref(), l)) }
                             }
                             dt { (l.pick("Door", "By")) }
                             dd { (p.actor_name) " (" (labels::role(p.role, l)) ", " (labels::line(p.line, l)) ")" }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use careledger_core::ids::PatientId;
 use careledger_projections::audit::AuditEntry;
-use careledger_projections::notifications::{Notification, NotificationStatus};
+use careledger_projections::notifications::{Message, Notification, NotificationStatus};
 use careledger_projections::Signal;
 
 use super::names::{Line, MeasureCode, Role};
@@ -51,12 +51,20 @@ pub struct AuditEntryView {
     pub kind: String,
     /// The plan element it touches (`target:ldl`, `medication:C10AA05`).
     pub element: String,
-    /// One sentence.
+    /// One sentence, in English.
     pub summary: String,
-    /// What the element was.
+    /// The sentence, structured: the event's kind as template and its values, for a client
+    /// that shows it in another language.
+    pub message: MessageView,
+    /// What the element was, in English.
     pub from: Option<String>,
-    /// What it became.
+    /// What it became, in English.
     pub to: Option<String>,
+    /// What the element was, structured (template `target`, `medication`, `dose`, `stopped`,
+    /// `guideline_default`, `shared_care`, `no_shared_care`, `goal_open`, `goal_closed`).
+    pub from_state: Option<MessageView>,
+    /// What it became, structured.
+    pub to_state: Option<MessageView>,
     /// Who.
     pub actor: AuditActorView,
     /// When the ledger recorded it.
@@ -109,8 +117,11 @@ impl From<&AuditEntry> for AuditEntryView {
             kind: e.kind.clone(),
             element: e.element.clone(),
             summary: e.summary.clone(),
+            message: MessageView::from(&e.message),
             from: e.from.clone(),
             to: e.to.clone(),
+            from_state: e.from_state.as_ref().map(MessageView::from),
+            to_state: e.to_state.as_ref().map(MessageView::from),
             actor: AuditActorView {
                 id: p.actor.to_string(),
                 name: p.actor_name.to_string(),
@@ -221,13 +232,35 @@ pub struct NotificationView {
     pub overdue: bool,
 }
 
-/// A notification's text: a template and the values it is filled with.
+/// A text kept structured: a template and the values it is filled with, language-neutral
+/// (measures by code, values as decimal text with a point, reasons and sources by code), so
+/// that a client shows it in Dutch or English.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageView {
-    /// The template: the causing event's kind, or `change`.
+    /// The template: the causing event's kind (`change` in texts stored before every kind had
+    /// its own, told in the `summary` value), or a state's kind.
     pub template: String,
     /// The values by name.
     pub values: BTreeMap<String, String>,
+}
+
+impl From<&Message> for MessageView {
+    fn from(m: &Message) -> Self {
+        MessageView {
+            template: m.template.clone(),
+            values: m.values.clone(),
+        }
+    }
+}
+
+impl MessageView {
+    /// The read models' message, for the labels.
+    pub fn to_message(&self) -> Message {
+        Message {
+            template: self.template.clone(),
+            values: self.values.clone(),
+        }
+    }
 }
 
 impl NotificationView {
@@ -242,10 +275,7 @@ impl NotificationView {
             summary: n.summary.clone(),
             reason: n.reason.clone(),
             created_at: Time(n.created_at),
-            message: MessageView {
-                template: n.message.template.clone(),
-                values: n.message.values.clone(),
-            },
+            message: MessageView::from(&n.message),
             status: NotificationStatusView::from(&n.status),
             overdue,
         }
@@ -276,8 +306,12 @@ pub struct SignalView {
     pub code: String,
     /// The measure concerned, if one.
     pub measure: Option<MeasureCode>,
-    /// A sentence for the clinician.
+    /// A sentence for the clinician, in English.
     pub message: String,
+    /// The values the sentence is filled with, language-neutral (a measure by its code, values
+    /// as decimal text with a point, dates as microseconds since the epoch), for a client that
+    /// shows it in another language.
+    pub values: BTreeMap<String, String>,
     /// The positions that give rise to it.
     pub positions: Vec<u64>,
 }
@@ -288,6 +322,7 @@ impl From<&Signal> for SignalView {
             code: s.code.clone(),
             measure: s.measure.map(MeasureCode),
             message: s.message.clone(),
+            values: s.values.clone(),
             positions: s.positions.clone(),
         }
     }

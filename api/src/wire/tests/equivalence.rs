@@ -8,7 +8,9 @@
 //! it. [`assert_same_json`] allows exactly that difference, at the keys that hold times.
 //!
 //! One field is new: every recorded event carries its stored `frame` in base64, which the old
-//! JSON did not have ([`without_frame`] checks it and takes it out before comparing).
+//! JSON did not have ([`without_frame`] checks it and takes it out before comparing). The
+//! audit entries' structured `message`, `from_state` and `to_state` and the signals' `values`
+//! are added fields too, written by `legacy_view` as the read models hold them.
 
 use serde::Serialize;
 use serde_json::{json, Value};

@@ -329,7 +329,11 @@ pub fn audit_entry(e: &AuditEntry) -> Value {
     let p = &e.provenance;
     json!({
         "position": p.position, "hash": p.hash.to_hex(), "revision": e.revision,
-        "type": e.kind, "element": e.element, "summary": e.summary, "from": e.from, "to": e.to,
+        "type": e.kind, "element": e.element, "summary": e.summary,
+        "message": {"template": e.message.template, "values": e.message.values},
+        "from": e.from, "to": e.to,
+        "from_state": e.from_state.as_ref().map(|m| json!({"template": m.template, "values": m.values})),
+        "to_state": e.to_state.as_ref().map(|m| json!({"template": m.template, "values": m.values})),
         "actor": {"id": p.actor.as_str(), "name": p.actor_name.as_str(), "role": p.role.as_str(), "line": p.line.as_str()},
         "recorded_at": p.recorded_at.to_string(), "occurred_at": p.occurred_at.to_string(), "reason": p.reason.as_str(),
         "notified": e.notified.iter().map(|n| json!({"recipient": n.recipient.as_str(), "status": notification_status(&n.status)})).collect::<Vec<_>>(),
@@ -350,5 +354,5 @@ pub fn notification(n: &Notification, overdue: bool) -> Value {
 
 /// A signal as JSON.
 pub fn signal(s: &Signal) -> Value {
-    json!({"code": s.code, "measure": s.measure.map(|m| m.code()), "message": s.message, "positions": s.positions})
+    json!({"code": s.code, "measure": s.measure.map(|m| m.code()), "message": s.message, "values": s.values, "positions": s.positions})
 }

@@ -8,13 +8,22 @@
 
 use chrono_tz::Europe::Amsterdam;
 
-use careledger_core::event::{ChangeReason, GoalOutcome, MeasurementSource, NoteKind, TargetBasis};
+use careledger_core::clinical::{IntoleranceKind, SmokingStatus};
+use careledger_core::event::{
+    ChangeReason, Dose, GoalOutcome, MeasurementSource, NoteKind, TargetBasis,
+};
 use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::record::Timestamp;
 use careledger_core::role::{Lead, Line, Practitioner, Role};
 
-use crate::notifications::{Message, NotificationStatus};
+use crate::notifications::NotificationStatus;
+
+mod sentences;
+mod signal_text;
+
 use crate::plan::{EpisodeStatus, TargetStatus};
+pub use sentences::{message, state};
+pub use signal_text::signal_message;
 
 /// The language a reader reads in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -237,6 +246,48 @@ pub fn note_kind(kind: NoteKind, lang: Lang) -> &'static str {
     lang.pick(nl, en)
 }
 
+/// Smoking status: "ex-roker" / "ex-smoker".
+pub fn smoking_status(status: SmokingStatus, lang: Lang) -> &'static str {
+    let (nl, en) = match status {
+        SmokingStatus::Never => ("nooit gerookt", "never smoked tobacco"),
+        SmokingStatus::Former => ("ex-roker", "ex-smoker"),
+        SmokingStatus::Current => ("roker", "smoker"),
+    };
+    lang.pick(nl, en)
+}
+
+/// An intolerance or a contra-indication: "intolerantie" / "intolerance".
+pub fn intolerance_kind(kind: IntoleranceKind, lang: Lang) -> &'static str {
+    let (nl, en) = match kind {
+        IntoleranceKind::Intolerance => ("intolerantie", "intolerance"),
+        IntoleranceKind::ContraIndication => ("contra-indicatie", "contra-indication"),
+    };
+    lang.pick(nl, en)
+}
+
+/// A dose as clinicians write it: "2,5 mg", "100 µg", "1 tablet", "2 tabletten", "10 IE".
+pub fn dose(dose: &Dose, lang: Lang) -> String {
+    let amount = dose.amount_text();
+    format!(
+        "{} {}",
+        number(&amount, lang),
+        sentences::dose_unit(dose.unit().symbol(), &amount, lang)
+    )
+}
+
+/// A dose given as text with its unit symbol (`"2.5 mg"`, as the API writes it), as
+/// clinicians write it.
+pub fn dose_text(text: &str, lang: Lang) -> String {
+    match text.trim().split_once(' ') {
+        Some((amount, symbol)) => format!(
+            "{} {}",
+            number(amount, lang),
+            sentences::dose_unit(symbol, amount, lang)
+        ),
+        None => number(text, lang),
+    }
+}
+
 /// How a lifestyle goal ended.
 pub fn goal_outcome(outcome: Option<GoalOutcome>, lang: Lang) -> &'static str {
     let (nl, en) = match outcome {
@@ -329,9 +380,15 @@ pub fn signal(code: &str, lang: Lang) -> String {
     lang.pick(nl, en).to_owned()
 }
 
+/// A signal's sentence in the reader's language; the read models' own English sentence for a
+/// code without a rendering.
+pub fn signal_sentence(signal: &crate::Signal, lang: Lang) -> String {
+    signal_message(&signal.code, &signal.values, lang).unwrap_or_else(|| signal.message.clone())
+}
+
 /// The English values a notification's message is filled with, in Dutch: a change reason,
 /// a measure's name, a target's basis. Anything else (names, doses, words given) as it is.
-fn value_in(value: &str, lang: Lang) -> String {
+pub(crate) fn value_in(value: &str, lang: Lang) -> String {
     if lang == Lang::En {
         return value.to_owned();
     }
@@ -360,7 +417,7 @@ fn value_in(value: &str, lang: Lang) -> String {
 }
 
 /// A role named at the start of `who` ("GP A. Jansen", "Cardiologist B. de Vries") in Dutch.
-fn who_in(who: &str, lang: Lang) -> String {
+pub(crate) fn who_in(who: &str, lang: Lang) -> String {
     if lang == Lang::En {
         return who.to_owned();
     }
@@ -380,81 +437,11 @@ fn who_in(who: &str, lang: Lang) -> String {
     who.to_owned()
 }
 
-fn capitalise(s: &str) -> String {
+pub(crate) fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
-    }
-}
-
-/// A notification's message in the reader's language: names, doses and reasons, never a
-/// bare code. English is the projections' own rendering ([`Message::english`]).
-pub fn message(message: &Message, lang: Lang) -> String {
-    if lang == Lang::En {
-        return message.english();
-    }
-    let v = |k: &str| message.values.get(k).map_or("", String::as_str);
-    let d = |k: &str| value_in(v(k), lang);
-    let because = |main: String| {
-        let parts: Vec<String> = [main, v("reason").trim().to_owned()]
-            .into_iter()
-            .filter(|p| !p.trim().is_empty())
-            .collect();
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", parts.join(", "))
-        }
-    };
-    let who = who_in(v("who"), lang);
-    match message.template.as_str() {
-        "medication_started" => format!(
-            "{who} is gestart met {} {} {} ({}){}",
-            v("drug"),
-            v("dose"),
-            v("frequency"),
-            v("atc"),
-            because(String::new())
-        ),
-        "medication_dose_changed" => format!(
-            "{who} wijzigde {} ({}) van {} naar {} {}{}",
-            v("drug"),
-            v("atc"),
-            v("from"),
-            v("dose"),
-            v("frequency"),
-            because(d("change_reason"))
-        ),
-        "medication_stopped" => format!(
-            "{who} stopte {} {} {} ({}){}",
-            v("drug"),
-            v("dose"),
-            v("frequency"),
-            v("atc"),
-            because(d("change_reason"))
-        ),
-        "target_set" => format!(
-            "{who} stelde de streefwaarde voor {} vast op {} ({}){}",
-            d("measure"),
-            number(v("target"), lang),
-            d("basis"),
-            because(v("rationale").to_owned())
-        ),
-        "target_withdrawn" => format!(
-            "{who} trok de streefwaarde voor {} in; de richtlijnwaarde {} geldt weer{}",
-            d("measure"),
-            number(v("default"), lang),
-            because(String::new())
-        ),
-        "entered_in_error" => format!(
-            "{who} markeerde positie {} als foutief ingevoerd{}{}",
-            v("corrected"),
-            if v("what").is_empty() { "" } else { ": " },
-            v("what")
-        ),
-        // Other kinds carry the audit's one-line summary, in English: shown as it is.
-        _ => message.english(),
     }
 }
 
@@ -557,6 +544,7 @@ pub fn machine_time(t: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
     use std::collections::BTreeMap;
 
     fn at(rfc3339: &str) -> Timestamp {
