@@ -400,13 +400,9 @@ impl Anchor {
         if self.len + bytes <= self.allocated {
             return Ok(());
         }
-        let fail = |e| anchor_err(&self.path, "extending", e);
         let grow = PREALLOCATE_BYTES.max(bytes);
-        let zeros = vec![0u8; grow as usize];
-        self.file
-            .write_all_at(&zeros, self.allocated)
-            .map_err(fail)?;
-        self.file.sync_all().map_err(fail)?;
+        extend_with_zeros(&self.file, self.allocated, grow)
+            .map_err(|e| anchor_err(&self.path, "extending", e))?;
         self.allocated += grow;
         Ok(())
     }
@@ -499,6 +495,14 @@ impl Anchor {
         .map_err(|e| anchor_err(&self.path, "reading", e))?;
         Ok(())
     }
+}
+
+/// Writes `bytes` zero bytes into `file` from `at` and syncs it (size and blocks), so that later
+/// writes there overwrite allocated blocks and their `fdatasync` writes data only (the anchor's
+/// and the journal's room ahead of their entries).
+pub(crate) fn extend_with_zeros(file: &File, at: u64, bytes: u64) -> std::io::Result<()> {
+    file.write_all_at(&vec![0u8; bytes as usize], at)?;
+    file.sync_all()
 }
 
 /// The hashes the anchor at `path` holds for positions 1 to `size`, read without writing to

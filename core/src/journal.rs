@@ -236,14 +236,10 @@ impl Journal {
         if bytes == 0 && self.allocated >= self.len + PREALLOCATE_MIN {
             return Ok(());
         }
-        let fail = |e| journal_err(&self.path, "extending", e);
         let step = (self.allocated / 2).clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
         let grow = step.max(bytes);
-        let zeros = vec![0u8; grow as usize];
-        self.file
-            .write_all_at(&zeros, self.allocated)
-            .map_err(fail)?;
-        self.file.sync_all().map_err(fail)?;
+        crate::anchor::extend_with_zeros(&self.file, self.allocated, grow)
+            .map_err(|e| journal_err(&self.path, "extending", e))?;
         self.allocated += grow;
         Ok(())
     }

@@ -12,55 +12,39 @@ use std::time::Duration;
 use careledger_core::anchor::anchor_path;
 use careledger_core::checkpoint::check_tree;
 use careledger_core::clock::ManualClock;
-use careledger_core::event::{Command, Note, NoteKind, SharedCare};
-use careledger_core::ids::{ActorId, PatientId, Text};
+use careledger_core::event::{Command, SharedCare};
+use careledger_core::ids::{PatientId, Text};
 use careledger_core::journal::journal_path;
-use careledger_core::role::Role;
-use careledger_core::{
-    Actor, AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission, Timestamp,
-};
+use careledger_core::log::CHECKPOINT_INTERVAL;
+use careledger_core::{Ledger, LedgerConfig, Timestamp};
 
-fn gp() -> Actor {
-    Actor {
-        id: ActorId::parse("gp-1").unwrap(),
-        role: Role::Gp,
-        name: Text::new("Dr. GP").unwrap(),
-        organisation: None,
-    }
-}
+use crate::common::built::{note, request};
 
+/// Appends a note for `patient` (founding its care team first when it has none); the last
+/// position written.
 fn append(ledger: &Ledger, patient: &str, n: u64) -> u64 {
-    let patient = PatientId::parse(patient).unwrap();
-    let mut submissions = Vec::new();
-    if ledger.read_stream(&patient, 1, 1).unwrap().is_empty() {
-        submissions.push(Command::StartSharedCare(SharedCare {
+    let id = PatientId::parse(patient).unwrap();
+    let mut commands = Vec::new();
+    if ledger.read_stream(&id, 1, 1).unwrap().is_empty() {
+        commands.push(Command::StartSharedCare(SharedCare {
             arrangement: Text::new("shared care").unwrap(),
         }));
     }
-    submissions.push(Command::AddNote(Note {
-        kind: NoteKind::Note,
-        subject: Text::new(format!("note {n}")).unwrap(),
-        body: Text::default(),
-    }));
-    let outcome = ledger
-        .append(AppendRequest {
-            patient,
-            expected: ExpectedRevision::Any,
-            actor: gp(),
-            submissions: submissions
-                .into_iter()
-                .map(|command| Submission {
-                    command,
-                    occurred_at: None,
-                    reason: Text::new("journal test").unwrap(),
-                })
-                .collect(),
-            idempotency_key: None,
-            correlation_id: None,
-            causation_id: None,
-        })
-        .unwrap();
+    commands.push(note(n));
+    let outcome = ledger.append(request(patient, commands)).unwrap();
     outcome.events.last().unwrap().position
+}
+
+/// A ledger's settings with a clock the test moves, and the clock.
+fn with_manual_clock() -> (LedgerConfig, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
+        1_772_355_600_000_000,
+    )));
+    let config = LedgerConfig {
+        clock: clock.clone(),
+        ..LedgerConfig::default()
+    };
+    (config, clock)
 }
 
 /// Copies the ledger's directory, anchor and (when `with_journal`) journal as they are on disk
@@ -140,20 +124,14 @@ fn acknowledged_events_only_in_the_journal_survive_a_power_cut_and_the_copy_take
 fn a_checkpoint_puts_the_journal_s_events_into_sled_and_the_anchor() {
     let dir = tempfile::tempdir().unwrap();
     let ledger_dir = dir.path().join("ledger");
-    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
-        1_772_355_600_000_000,
-    )));
-    let config = LedgerConfig {
-        clock: clock.clone(),
-        ..LedgerConfig::default()
-    };
+    let (config, clock) = with_manual_clock();
     let ledger = Ledger::open(&ledger_dir, config.clone()).unwrap();
     let mut head = 0;
     for n in 0..20 {
         head = append(&ledger, "patient-1", n);
     }
     // The next group commit after the checkpoint interval checkpoints.
-    clock.advance(careledger_core::log::CHECKPOINT_INTERVAL + Duration::from_millis(1));
+    clock.advance(CHECKPOINT_INTERVAL + Duration::from_millis(1));
     head = head.max(append(&ledger, "patient-2", 20));
 
     let cut = tempfile::tempdir().unwrap();
@@ -167,18 +145,12 @@ fn a_checkpoint_puts_the_journal_s_events_into_sled_and_the_anchor() {
 fn a_cut_sled_file_under_a_journal_is_named_as_damage_with_the_journal_s_events_counted() {
     let dir = tempfile::tempdir().unwrap();
     let ledger_dir = dir.path().join("ledger");
-    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
-        1_772_355_600_000_000,
-    )));
-    let config = LedgerConfig {
-        clock: clock.clone(),
-        ..LedgerConfig::default()
-    };
+    let (config, clock) = with_manual_clock();
     let ledger = Ledger::open(&ledger_dir, config.clone()).unwrap();
     for n in 0..30 {
         append(&ledger, "patient-1", n);
     }
-    clock.advance(careledger_core::log::CHECKPOINT_INTERVAL + Duration::from_millis(1));
+    clock.advance(CHECKPOINT_INTERVAL + Duration::from_millis(1));
     let checkpointed = append(&ledger, "patient-1", 30);
     let mut head = checkpointed;
     for n in 31..40 {
