@@ -491,6 +491,9 @@ async fn the_patient_reads_their_own_plan_in_plain_language_and_records_a_home_r
         "Uw streefwaarden",
         "streven naar ≤ 1,8 mmol/L",
         "Uw medicijnen",
+        // What changed recently, in a sentence: who did what, and why.
+        "Wat er recent veranderde",
+        "stelde de streefwaarde voor",
     ] {
         assert!(page.contains(text), "{text:?} missing: {page}");
     }

@@ -588,8 +588,7 @@ fn own_plan(reader: &Reader, patient: &PatientId, view: &PatientView, done: bool
             h2 #mine-recent { (l.pick("Wat er recent veranderde", "What changed recently")) }
             ul { @for e in view.audit.iter().rev().filter(|e| e.kind != "notification_acknowledged").take(10) {
                 li { (maybe_struck(plan, e.position(), l, html! {
-                    (labels::date(e.provenance.recorded_at, l)) ": " (labels::event_kind(&e.kind, l))
-                    " — " (e.provenance.actor_name) " (" (labels::role(e.provenance.role, l)) ")"
+                    (labels::date(e.provenance.recorded_at, l)) ": " (labels::message(&e.message, l))
                 })) }
             } }
         }
