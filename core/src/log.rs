@@ -477,14 +477,23 @@ impl<C> EventLog<C> {
         tail: &mut Tail,
         patient: &PatientId,
     ) -> Result<Vec<RecordedEvent>> {
-        // Storage must hold every event of the patient: staged appends may be the patient's
-        // (when the command side dropped its state after a failed request). Only then are
-        // they written ahead of their group commit.
-        if (tail.staged.batch.index.iter()).any(|(p, _, _)| p == patient) {
-            self.write_staged(tail)?;
-        }
         let positions = self.storage.stream_positions(patient, 1, usize::MAX)?;
-        self.read_positions(&positions, decode_frame)
+        let mut events = self.read_positions(&positions, decode_frame)?;
+        // Staged appends may be the patient's (when the command side dropped its state after a
+        // failed request): they follow what storage holds, read from the staged batch. (They
+        // are not written ahead of their group commit: with a journal, a batch written to
+        // storage outside a group commit would be acknowledged without being journaled.)
+        let staged = &tail.staged.batch;
+        let first_staged = staged.frames.first().map_or(0, |(p, _)| *p);
+        for (_, _, position) in (staged.index.iter()).filter(|(p, _, _)| p == patient) {
+            let frame = usize::try_from(position - first_staged)
+                .ok()
+                .and_then(|i| staged.frames.get(i))
+                .filter(|(p, _)| p == position)
+                .ok_or_else(|| not_stored(*position))?;
+            events.push(decode_frame(*position, &frame.1)?);
+        }
+        Ok(events)
     }
 
     /// After a failed write or sync: ends the epoch, so that nothing pending is acknowledged,
@@ -1172,4 +1181,82 @@ pub(crate) fn decode_framed(position: u64, bytes: &[u8]) -> Result<FramedEvent> 
         event: decode_frame(position, bytes)?,
         frame: bytes.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anchor::anchor_path;
+    use crate::clock::SystemClock;
+    use crate::event::{Event, Note, NoteKind};
+    use crate::ids::{ActorId, Text, Uid};
+    use crate::journal::journal_path;
+    use crate::record::{encode_record, Actor, Record, Timestamp};
+    use crate::role::Role;
+    use crate::storage::SledStorage;
+
+    fn note(patient: &PatientId, revision: u64) -> Vec<u8> {
+        let at = Timestamp::from_micros(1_772_355_600_000_000);
+        encode_record(&Record {
+            patient: patient.clone(),
+            revision,
+            event_id: Uid::random(),
+            recorded_at: at,
+            occurred_at: at,
+            actor: Actor {
+                id: ActorId::parse("gp-1").unwrap(),
+                role: Role::Gp,
+                name: Text::new("Dr. GP").unwrap(),
+                organisation: None,
+            },
+            reason: Text::new("test").unwrap(),
+            correlation_id: Uid::random(),
+            causation_id: None,
+            idempotency_key: None,
+            signed_request: None,
+            event: Event::NoteAdded(Note {
+                kind: NoteKind::Note,
+                subject: Text::new("note").unwrap(),
+                body: Text::default(),
+            }),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_patient_s_staged_events_are_read_from_the_batch_and_journaled_by_their_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("ledger");
+        let log = EventLog::<()>::open(
+            Box::new(SledStorage::open(&ledger).unwrap()),
+            Some(Anchor::open(&anchor_path(&ledger)).unwrap()),
+            Some(Journal::open(&journal_path(&ledger)).unwrap()),
+            Arc::new(SystemClock),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        let patient = PatientId::parse("999990007").unwrap();
+        let (mut writer, epoch) = log.lock_writer().unwrap();
+        let mut pending = writer.tail.begin();
+        pending.link(&patient, 1, &note(&patient, 1));
+        pending.link(&patient, 2, &note(&patient, 2));
+        writer.tail.stage(pending, epoch);
+        // The command side folds the patient again (after a failed request, say).
+        let events = log.writer_stream(&mut writer.tail, &patient).unwrap();
+        let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
+        assert_eq!(positions, [1, 2]);
+        assert_eq!(
+            log.storage().last_frame().unwrap(),
+            None,
+            "nothing is written ahead of the group commit"
+        );
+        drop(writer);
+        log.make_durable(2, epoch).unwrap();
+        let (_, batches) = Journal::open(&journal_path(&ledger)).unwrap();
+        let journaled: Vec<u64> = (batches.iter())
+            .flat_map(|b| b.frames.iter().map(|(p, _)| *p))
+            .collect();
+        assert_eq!(journaled, [1, 2], "the group commit journaled both");
+        assert_eq!(log.head().position, 2);
+    }
 }

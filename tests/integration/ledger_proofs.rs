@@ -426,6 +426,9 @@ enum Point {
     Lookup,
     /// Inside the first write to storage after the failing sync began, before sled gets it.
     Commit,
+    /// Inside the first read of a patient's stream from storage after the failing sync began
+    /// (the writer folding a patient's state again, under its lock).
+    Fold,
 }
 
 /// Real sled storage that, once armed, holds the ledger's threads at [`Point`]s until the test
@@ -515,6 +518,9 @@ impl careledger_core::storage::Storage for Scripted {
         from: u64,
         limit: usize,
     ) -> careledger_core::Result<Vec<u64>> {
+        (self.script).hold(Point::Fold, |s| {
+            s.hold_commit && s.reached.contains(&Point::Sync)
+        });
         self.inner.stream_positions(patient, from, limit)
     }
     fn idempotency(&self, key: &[u8]) -> careledger_core::Result<Option<Vec<u8>>> {
@@ -589,8 +595,9 @@ fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
         let third = while_writing.then(|| {
             // `third` waits for the writer lock that `second` holds; once `second` has staged,
             // a request for the same patient that fails half-way drops the patient's folded
-            // state, and the next one writes the staged `second` to storage to fold it again:
-            // that write is held while the sync fails.
+            // state, and the next one folds it again from storage and the staged `second`
+            // (nothing is written to storage outside a group commit): that fold is held while
+            // the sync fails.
             let ledger = ledger.clone();
             std::thread::spawn(move || {
                 let mut failing =
@@ -603,7 +610,7 @@ fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
         });
         if while_writing {
             script.release(Point::Lookup);
-            script.reached(Point::Commit);
+            script.reached(Point::Fold);
         }
         script.release(Point::Sync);
         let first = first.join().unwrap();
@@ -612,6 +619,7 @@ fn no_write_pending_at_a_failed_sync_is_acknowledged_by_a_later_one() {
         // The failure has ended the epoch: let the held threads go on.
         script.release(Point::Lookup);
         script.release(Point::Commit);
+        script.release(Point::Fold);
         let pending =
             std::iter::once(second.join().unwrap()).chain(third.map(|t| t.join().unwrap()));
         for (which, outcome) in ["second", "third"].into_iter().zip(pending) {
