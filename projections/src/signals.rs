@@ -102,6 +102,19 @@ fn lab_work(view: &PatientView) -> Vec<(LabWork, bool)> {
     work
 }
 
+/// Every signal's code, as `Signal::code` carries it (the labels give each a sentence).
+pub const CODES: [&str; 9] = [
+    "duplicate_lab_work",
+    "annual_lab_due",
+    "target_not_met",
+    "home_trend_off_target",
+    "lab_order_open",
+    "lab_order_expired",
+    "annual_panel_incomplete",
+    "cvrm_lead_unassigned",
+    "organ_disease_lead_unassigned",
+];
+
 /// The patient's signals as of `now`.
 pub fn signals(view: &PatientView, config: &ProjectionConfig, now: Timestamp) -> Vec<Signal> {
     let mut out = duplicate_lab(view, config);

@@ -625,17 +625,7 @@ mod tests {
 
     #[test]
     fn every_signal_has_a_dutch_label() {
-        for code in [
-            "duplicate_lab_work",
-            "annual_lab_due",
-            "target_not_met",
-            "home_trend_off_target",
-            "lab_order_open",
-            "lab_order_expired",
-            "annual_panel_incomplete",
-            "cvrm_lead_unassigned",
-            "organ_disease_lead_unassigned",
-        ] {
+        for code in crate::signals::CODES {
             assert_ne!(signal(code, Lang::Nl), code.replace('_', " "), "{code}");
         }
     }

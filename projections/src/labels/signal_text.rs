@@ -228,17 +228,7 @@ mod tests {
             .collect()
     }
 
-    const CODES: [&str; 9] = [
-        "duplicate_lab_work",
-        "annual_lab_due",
-        "target_not_met",
-        "home_trend_off_target",
-        "lab_order_open",
-        "lab_order_expired",
-        "annual_panel_incomplete",
-        "cvrm_lead_unassigned",
-        "organ_disease_lead_unassigned",
-    ];
+    use crate::signals::CODES;
 
     #[test]
     fn every_signal_has_a_sentence_in_both_languages() {
