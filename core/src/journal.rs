@@ -119,38 +119,35 @@ impl Journal {
             .truncate(false)
             .open(path)
             .map_err(|e| journal_err(path, "opening", e))?;
-        let bytes = std::fs::read(path).map_err(|e| journal_err(path, "reading", e))?;
+        let file_len = (file.metadata())
+            .map_err(|e| journal_err(path, "reading", e))?
+            .len();
         let mut journal = Journal {
             path: path.to_owned(),
             file,
             generation: 1,
             len: HEADER_LEN,
-            allocated: bytes.len() as u64,
+            allocated: file_len,
         };
-        if (bytes.len() as u64) < HEADER_LEN {
-            // New, or a crash while it was being created: nothing was journaled in it.
-            if !bytes[..bytes.len().min(MAGIC.len())]
-                .iter()
-                .zip(MAGIC.iter())
-                .all(|(a, b)| a == b)
-                && bytes.iter().any(|b| *b != 0)
-            {
-                return Err(StorageError::corrupt(format!(
-                    "{} is not a careledger journal (it does not start with its header)",
-                    path.display()
-                ))
-                .into());
-            }
-            journal.start_file()?;
-            if !existed {
-                sync_parent(path)?;
-            }
-            return Ok((journal, Vec::new()));
+        if file_len >= HEADER_LEN {
+            let batches = journal.reread()?;
+            return Ok((journal, batches));
         }
-        journal.generation = read_header(path, &bytes[..HEADER_LEN as usize])?;
-        let (batches, end) = read_entries(path, journal.generation, &bytes)?;
-        journal.len = end;
-        Ok((journal, batches))
+        // New, or a crash while it was being created: nothing was journaled in it.
+        let bytes = std::fs::read(path).map_err(|e| journal_err(path, "reading", e))?;
+        let prefix_is_magic = bytes.iter().zip(MAGIC.iter()).all(|(a, b)| a == b);
+        if !prefix_is_magic && bytes.iter().any(|b| *b != 0) {
+            return Err(StorageError::corrupt(format!(
+                "{} is not a careledger journal (it does not start with its header)",
+                path.display()
+            ))
+            .into());
+        }
+        journal.start_file()?;
+        if !existed {
+            sync_parent(path)?;
+        }
+        Ok((journal, Vec::new()))
     }
 
     /// The batches in the file now (after a storage failure, the journal as the disk has it).
