@@ -335,6 +335,12 @@ pub async fn add_note(
     write(&state, reader, &patient, c, &back).await
 }
 
+/// The unit the API takes for a measure chosen on a form (empty for an unknown measure, which
+/// the API then names).
+fn unit_of(measure: &str) -> &'static str {
+    careledger_core::quantity::Measure::parse(measure).map_or("", |m| m.unit())
+}
+
 /// `POST /ui/patients/{patient}/measurements`: a reading; a patient's is taken at home.
 pub async fn record_measurement(
     State(state): State<AppState>,
@@ -347,9 +353,7 @@ pub async fn record_measurement(
         return refused;
     }
     let measure = field(&fields, "measure");
-    let unit = careledger_core::quantity::Measure::parse(measure)
-        .map(|m| m.unit())
-        .unwrap_or("");
+    let unit = unit_of(measure);
     // A decimal comma is how Dutch readers type a value.
     let value = field(&fields, "value").replace(',', ".");
     let source = match field(&fields, "source") {
@@ -404,9 +408,7 @@ pub async fn set_target(
         return refused;
     }
     let measure = field(&fields, "measure");
-    let unit = careledger_core::quantity::Measure::parse(measure)
-        .map(|m| m.unit())
-        .unwrap_or("");
+    let unit = unit_of(measure);
     let c = command(json!({
         "type": "set_target",
         "measure": measure,
