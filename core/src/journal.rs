@@ -251,10 +251,16 @@ fn sync_parent(path: &Path) -> Result<()> {
     }
 }
 
+/// What an operator does about a journal that cannot be read (docs/reliability.md).
+const DAMAGED_JOURNAL_ADVICE: &str = "after a clean stop it holds nothing; after a crash it may \
+     hold the events acknowledged in the 2 s before it. Keep a copy, move the file aside and run \
+     `careledger verify --data`: the ledger then opens from sled and its anchor, and names any \
+     anchored event sled lost (docs/reliability.md)";
+
 fn read_header(path: &Path, bytes: &[u8]) -> Result<u64> {
     let damaged = |what: &str| {
         StorageError::corrupt(format!(
-            "the journal {} is damaged: {what}; it holds the ledger's latest acknowledged events, so move it aside only after `careledger verify` (docs/reliability.md)",
+            "the journal {} is damaged: {what}; {DAMAGED_JOURNAL_ADVICE}",
             path.display()
         ))
     };
@@ -298,7 +304,7 @@ fn read_entries(path: &Path, generation: u64, bytes: &[u8]) -> Result<(Vec<Write
         }
         let batch = decode_batch(body).ok_or_else(|| {
             StorageError::corrupt(format!(
-                "the journal {} holds an entry at byte {offset} whose check matches but whose batch does not decode",
+                "the journal {} is damaged: its entry at byte {offset} passes its check but does not decode; {DAMAGED_JOURNAL_ADVICE}",
                 path.display()
             ))
         })?;
