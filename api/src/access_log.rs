@@ -98,7 +98,13 @@ pub(crate) async fn record(
         None => AccessReason::NotEstablished,
         Some(actor) => access::access_reason(&state.app.projections, actor, patient),
     };
-    let first_reason = reason(caller.as_ref(), patient.as_ref());
+    let mut first_reason = reason(caller.as_ref(), patient.as_ref());
+    if first_reason == AccessReason::NotEstablished && caller.is_some() {
+        // Judged by a care team as the read models hold it: once they hold every write
+        // acknowledged before this request (a team just founded by another request).
+        state.app.caught_up().await;
+        first_reason = reason(caller.as_ref(), patient.as_ref());
+    }
     let granted = first_reason != AccessReason::NotEstablished;
     let is_get = parts.method == Method::GET;
     let entry = AccessEntry {
@@ -140,9 +146,13 @@ pub(crate) async fn record(
     drop(before);
     let response = next.run(Request::from_parts(parts, body)).await;
     let _after = timing::start(Phase::AccessLog);
-    // The reason after the handler: a write that founded a care team was by its member.
-    if let (Some(entry), Some(actor)) = (permit.kept_mut(), caller.as_ref()) {
-        entry.reason = reason(Some(actor), patient.as_ref());
+    // The reason after the handler: a write that founded a care team was by its member, as
+    // the read models show once they hold the write.
+    if let (Some(actor), false) = (caller.as_ref(), granted) {
+        state.app.caught_up().await;
+        if let Some(entry) = permit.kept_mut() {
+            entry.reason = reason(Some(actor), patient.as_ref());
+        }
     }
     permit.answered(response.status().as_u16(), Timestamp::now());
     response

@@ -71,9 +71,13 @@ pub fn app(state: AppState) -> Router {
     // Every route is recorded in the access log (the fallbacks name no resource and serve no
     // data); outermost on each route, so that a timeout's 408 is recorded too.
     let recorded = axum::middleware::from_fn_with_state(state.clone(), crate::access_log::record);
+    let caught_up = axum::middleware::from_fn_with_state(state.clone(), reads_see_writes);
     router
         .merge(crate::pages::routes())
         .route_layer(recorded)
+        // Outside the access log, whose ground for an access is the care team as the read
+        // models hold it.
+        .route_layer(caught_up)
         .fallback(|| async { ApiError::NotFound("no such route; see /openapi.json".into()) })
         // The router adds `Allow` with the methods the route takes.
         .method_not_allowed_fallback(|| async {
@@ -107,6 +111,31 @@ pub fn app(state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+/// Routes that read nothing of the read models: they answer without waiting for them.
+const READ_NO_READ_MODELS: [&str; 5] = [
+    "/health",
+    "/openapi.json",
+    "/checkpoint",
+    "/verify",
+    "/ui/static/style.css",
+];
+
+/// Writes answer once durable; a read (GET, HEAD) first waits until the read models hold every
+/// event acknowledged before it arrived, so that it shows them, whoever wrote them. Without
+/// writes in flight that is one comparison.
+async fn reads_see_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if reads && !READ_NO_READ_MODELS.contains(&request.uri().path()) {
+        state.app.caught_up().await;
+    }
+    next.run(request).await
 }
 
 /// Routes whose answers hold no patient's data and may be cached.

@@ -272,6 +272,10 @@ impl Subscription {
                 continue;
             }
             self.after = items.last().map_or(self.after, |e| e.position);
+            self.state
+                .app
+                .judges_events_through(&self.caller, self.after)
+                .await;
             let shown: Vec<&Arc<FeedItem>> = items
                 .iter()
                 .filter(|e| self.patient.as_ref().is_none_or(|p| *p == e.patient))

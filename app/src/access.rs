@@ -221,6 +221,17 @@ pub fn sees_events_of(
     }
 }
 
+/// Whether [`sees_events_of`] asks the read models (a care team, an emergency access) for this
+/// caller: their answer for an event is then only right once the read models hold that event.
+pub fn sees_events_by_care_team(caller: &RegisteredActor) -> bool {
+    match caller.role {
+        AccessRole::Subscriber => matches!(caller.scope, Some(SubscriberScope::Organisation(_))),
+        AccessRole::Care(Role::CareGroupAdmin) => false,
+        AccessRole::Care(_) => true,
+        AccessRole::Auditor | AccessRole::Operator => false,
+    }
+}
+
 /// The actor registry's part of agreement 1: a member is a registered actor, added in the role
 /// they hold, and a patient actor joins only their own care team. Checked before the append, as
 /// `decide` knows nothing of the registry.

@@ -26,7 +26,8 @@ use crate::hold::WriteHolds;
 use crate::projector::Projector;
 use crate::recovery::RecoveryProbe;
 
-/// How long an append waits for the read models to show it before answering anyway.
+/// How long a read waits for the read models to show the writes acknowledged before it (or a
+/// page's form for its own write) before answering with what they show.
 pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
 /// What a writer asks for: commands for one patient, and the conditions they are written on.
@@ -225,6 +226,16 @@ impl App {
         access::sees_events_of(&self.projections, &self.actors, caller, patient)
     }
 
+    /// Waits, when the caller's view of the log depends on care teams, until the read models
+    /// hold the events up to `position`, so that [`App::sees_events_of`] judges an event by a
+    /// care team that includes it (a subscriber must not miss the event that adds their
+    /// organisation to a team).
+    pub async fn judges_events_through(&self, caller: &RegisteredActor, position: u64) {
+        if access::sees_events_by_care_team(caller) {
+            self.projected(position).await;
+        }
+    }
+
     /// Calls `f` with the patient's read models, which the caller must have been allowed to read
     /// ([`App::may_read`]); a patient without a record gets the same refusal as one the caller
     /// may not see.
@@ -390,9 +401,26 @@ impl App {
         )
     }
 
-    /// Waits until the read models show `position` (a write the caller made), for at most
-    /// [`READ_YOUR_WRITES`]; the write is durable either way.
+    /// Waits until the read models show every event acknowledged before the call (the durable
+    /// head), for at most [`READ_YOUR_WRITES`]: a read that follows a write sees it, whoever
+    /// wrote it. Writes answer once durable and do not wait for the read models; reads do, and
+    /// only while the projector is behind (an atomic comparison when it is not). While applying
+    /// fails (a full disk) reads answer at once with what the read models show.
+    pub async fn caught_up(&self) {
+        let head = self.ledger.head().position;
+        if self.projector.position() >= head || self.projector.failed() {
+            return;
+        }
+        let _waiting = careledger_core::timing::start(careledger_core::timing::Phase::Projection);
+        self.projected(head).await;
+    }
+
+    /// Waits until the read models show `position`, for at most [`READ_YOUR_WRITES`]; the
+    /// events are durable either way.
     pub async fn projected(&self, position: u64) {
+        if self.projector.position() >= position {
+            return;
+        }
         if !self.projector.reached(position, READ_YOUR_WRITES).await {
             tracing::warn!(
                 position,
@@ -403,6 +431,9 @@ impl App {
 
     /// As [`App::projected`], outside an async runtime.
     pub fn projected_blocking(&self, position: u64) {
+        if self.projector.position() >= position {
+            return;
+        }
         if !self.projector.reached_blocking(position, READ_YOUR_WRITES) {
             tracing::warn!(
                 position,

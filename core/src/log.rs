@@ -91,12 +91,15 @@ pub(crate) struct Tail {
 }
 
 /// Appends numbered, linked and folded into the writer's state, not yet written to storage.
-/// The leader of the next group commit writes them as one atomic batch, then syncs.
+/// The leader of the next group commit writes them as one batch, then syncs.
 #[derive(Default)]
 struct Staged {
     batch: WriteBatch,
     /// The epoch the appends were staged in.
     epoch: u64,
+    /// With a journal: the batch the group commit's leader is journaling, taken from `batch`,
+    /// stored once the journal holds it. Read like the staged batch until then.
+    in_flight: WriteBatch,
 }
 
 impl Tail {
@@ -145,14 +148,23 @@ impl Tail {
         self.head = pending.head;
     }
 
+    /// The batches not yet in storage, in position order: the one being journaled, then the
+    /// staged one.
+    fn unstored(&self) -> [&WriteBatch; 2] {
+        [&self.staged.in_flight, &self.staged.batch]
+    }
+
     /// True when a signed request with this hash is staged and not yet written.
     fn staged_signed_request(&self, hash: &Hash) -> bool {
-        (self.staged.batch.signed_requests.iter()).any(|(h, _)| h == hash)
+        (self.unstored().into_iter())
+            .flat_map(|b| b.signed_requests.iter())
+            .any(|(h, _)| h == hash)
     }
 
     /// The value of an idempotency key staged and not yet written, if any.
     fn staged_idempotency(&self, key: &[u8]) -> Option<Vec<u8>> {
-        (self.staged.batch.idempotency.iter())
+        (self.unstored().into_iter())
+            .flat_map(|b| b.idempotency.iter())
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
     }
@@ -480,18 +492,20 @@ impl<C> EventLog<C> {
         let positions = self.storage.stream_positions(patient, 1, usize::MAX)?;
         let mut events = self.read_positions(&positions, decode_frame)?;
         // Staged appends may be the patient's (when the command side dropped its state after a
-        // failed request): they follow what storage holds, read from the staged batch. (They
-        // are not written ahead of their group commit: with a journal, a batch written to
-        // storage outside a group commit would be acknowledged without being journaled.)
-        let staged = &tail.staged.batch;
-        let first_staged = staged.frames.first().map_or(0, |(p, _)| *p);
-        for (_, _, position) in (staged.index.iter()).filter(|(p, _, _)| p == patient) {
-            let frame = usize::try_from(position - first_staged)
-                .ok()
-                .and_then(|i| staged.frames.get(i))
-                .filter(|(p, _)| p == position)
-                .ok_or_else(|| not_stored(*position))?;
-            events.push(decode_frame(*position, &frame.1)?);
+        // failed request), and so may the batch being journaled: they follow what storage
+        // holds, read from those batches. (They are not written ahead of their group commit:
+        // with a journal, a batch in storage before the journal holds it could outlive a crash
+        // that the journal's entry did not.)
+        for batch in tail.unstored() {
+            let first = batch.frames.first().map_or(0, |(p, _)| *p);
+            for (_, _, position) in (batch.index.iter()).filter(|(p, _, _)| p == patient) {
+                let frame = usize::try_from(position - first)
+                    .ok()
+                    .and_then(|i| batch.frames.get(i))
+                    .filter(|(p, _)| p == position)
+                    .ok_or_else(|| not_stored(*position))?;
+                events.push(decode_frame(*position, &frame.1)?);
+            }
         }
         Ok(events)
     }
@@ -600,9 +614,20 @@ impl<C> EventLog<C> {
         if let Some(journal) = &self.journal {
             let mut journal = journal.lock();
             if let Some(entry) = journal_entry {
-                let _syncing = timing::start(Phase::JournalSync);
+                let syncing = timing::start(Phase::JournalSync);
                 if let Err(e) = journal.journal.append(&entry) {
                     self.storage_failed("journaling the writes", &e);
+                    return Err(e);
+                }
+                drop(syncing);
+                // Durable now; stored once the journal holds it, so that a crash never leaves
+                // in storage part of a batch the journal lacks (the open stores the journal's
+                // batches again, whole).
+                let _writing = timing::start(Phase::SledWrite);
+                let mut writer = self.writer.lock();
+                let batch = std::mem::take(&mut writer.tail.staged.in_flight);
+                if let Err(e) = self.storage.store_journaled(batch) {
+                    self.storage_failed("a write", &e);
                     return Err(e);
                 }
             }
@@ -703,7 +728,8 @@ impl<C> EventLog<C> {
     }
 
     /// Writes the staged appends to storage as one atomic batch (not yet durable); with a
-    /// journal, returns the batch's journal entry, to be made durable by the caller.
+    /// journal, keeps the batch as the one in flight and returns its journal entry, for the
+    /// caller to make durable and then store.
     fn write_staged(&self, tail: &mut Tail) -> Result<Option<Vec<u8>>> {
         if tail.staged.batch.is_empty() || tail.staged.epoch != self.epoch.load(Ordering::SeqCst) {
             // Nothing staged, or the appends of an ended epoch: those are never acknowledged,
@@ -735,11 +761,21 @@ impl<C> EventLog<C> {
         // The tree's nodes go into the same atomic batch as the frames they cover. After a
         // failed commit the reopen reads the tree's edge again from storage.
         tail.tree.extend(&mut batch);
-        let entry = self.journal.as_ref().map(|_| {
+        // The tree covers exactly the frames written (unless it stopped at a damaged frame on
+        // open): once synced, its size is the durable position. Cheap, so always checked.
+        assert!(
+            !tail.tree.in_step() || tail.tree.size() == tail.head.position,
+            "the tree's size {} is the written position {}",
+            tail.tree.size(),
+            tail.head.position
+        );
+        if self.journal.is_some() {
             let mut entry = Vec::with_capacity(journal_entry_size(&batch));
             encode_batch(&batch, &mut entry);
-            entry
-        });
+            tail.staged.in_flight = batch;
+            *self.written.lock() = tail.head;
+            return Ok(Some(entry));
+        }
         let writing = timing::start(Phase::SledWrite);
         let committed = self.storage.commit(batch);
         drop(writing);
@@ -750,15 +786,7 @@ impl<C> EventLog<C> {
             return Err(e);
         }
         *self.written.lock() = tail.head;
-        // The tree covers exactly the frames written (unless it stopped at a damaged frame on
-        // open): once synced, its size is the durable position. Cheap, so always checked.
-        assert!(
-            !tail.tree.in_step() || tail.tree.size() == tail.head.position,
-            "the tree's size {} is the written position {}",
-            tail.tree.size(),
-            tail.head.position
-        );
-        Ok(entry)
+        Ok(None)
     }
 
     /// The events at `positions` (ascending), each stored value read once, durable or not,
@@ -965,9 +993,9 @@ fn journal_entry_size(batch: &WriteBatch) -> usize {
 }
 
 /// Brings what the journal held (`batches`, in order) into the anchor and the storage: the
-/// anchor gets the hashes of its events after its last entry, and the storage every batch that
-/// continues what it holds (a batch it already holds is skipped; after a gap, which only damage
-/// leaves, nothing more is applied and the comparison with the anchor names what is missing).
+/// anchor gets the hashes of its events after its last entry, and the storage every batch again
+/// (what a crash left of them there is made whole; after a gap, which only damage leaves,
+/// nothing more is stored and the comparison with the anchor names what is missing).
 fn absorb_journal(
     storage: &dyn Storage,
     anchor: Option<&mut Anchor>,
@@ -995,21 +1023,24 @@ fn absorb_journal(
             anchor.append_copied(first, &hashes)?;
         }
     }
-    let mut head = storage.last_frame()?.map_or(0, |(p, _)| p);
+    // A group commit stores its batch only once the journal holds it, entry by entry: a crash
+    // may have left any part of the journal's batches in storage, so each is stored again,
+    // whole. After a gap, which only damage leaves (storage lost what a checkpoint synced, or
+    // the journal skips positions), nothing is stored and the comparison with the anchor names
+    // what is missing.
+    let mut next = match batches.iter().find_map(|b| b.frames.first()) {
+        Some(&(first, _)) if first > 1 && storage.frame(first - 1)?.is_none() => return Ok(()),
+        Some(&(first, _)) => first,
+        None => 0,
+    };
     for batch in batches {
-        match (batch.frames.first(), batch.frames.last()) {
-            (Some(&(first, _)), Some(&(last, _))) => {
-                if last <= head {
-                    continue;
-                }
-                if first > head + 1 {
-                    break;
-                }
-                storage.commit(batch)?;
-                head = last;
+        if let (Some(&(first, _)), Some(&(last, _))) = (batch.frames.first(), batch.frames.last()) {
+            if first != next {
+                break;
             }
-            _ => storage.commit(batch)?,
+            next = last + 1;
         }
+        storage.store_journaled(batch)?;
     }
     Ok(())
 }
@@ -1258,5 +1289,103 @@ mod tests {
             .collect();
         assert_eq!(journaled, [1, 2], "the group commit journaled both");
         assert_eq!(log.head().position, 2);
+    }
+
+    fn open_log(ledger: &std::path::Path) -> EventLog<()> {
+        EventLog::<()>::open(
+            Box::new(SledStorage::open(ledger).unwrap()),
+            Some(Anchor::open(&anchor_path(ledger)).unwrap()),
+            Some(Journal::open(&journal_path(ledger)).unwrap()),
+            Arc::new(SystemClock),
+            Duration::from_millis(200),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_being_journaled_is_read_from_memory_until_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(&dir.path().join("ledger"));
+        let patient = PatientId::parse("999990007").unwrap();
+        let (mut writer, epoch) = log.lock_writer().unwrap();
+        let mut pending = writer.tail.begin();
+        pending.link(&patient, 1, &note(&patient, 1));
+        pending.link(&patient, 2, &note(&patient, 2));
+        pending.remember(b"key-1", b"outcome".to_vec());
+        writer.tail.stage(pending, epoch);
+        // The leader takes the batch to journal it; the writer lock is free meanwhile.
+        let entry = log.write_staged(&mut writer.tail).unwrap();
+        assert!(entry.is_some(), "a journal entry to sync");
+        assert!(writer.tail.staged.batch.is_empty());
+        assert_eq!(log.storage().last_frame().unwrap(), None, "not stored yet");
+        let events = log.writer_stream(&mut writer.tail, &patient).unwrap();
+        let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
+        assert_eq!(
+            positions,
+            [1, 2],
+            "the batch in flight is the patient's too"
+        );
+        assert_eq!(
+            log.idempotency(&writer.tail, b"key-1").unwrap(),
+            Some(b"outcome".to_vec()),
+            "a retry finds the first outcome while it is journaled"
+        );
+    }
+
+    #[test]
+    fn what_a_crash_left_of_a_journaled_batch_in_storage_is_made_whole_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        let patient = PatientId::parse("999990007").unwrap();
+        let log = open_log(&first);
+        let (mut writer, epoch) = log.lock_writer().unwrap();
+        let mut pending = writer.tail.begin();
+        // 64 events: one complete subtree of the stored levels.
+        for revision in 1..=64 {
+            pending.link(&patient, revision, &note(&patient, revision));
+        }
+        writer.tail.stage(pending, epoch);
+        drop(writer);
+        log.make_durable(64, epoch).unwrap();
+        // The power cut: the journal holds the batch; storage holds its frames and not its
+        // index entries or tree nodes (sled wrote only part of the inserts).
+        let second = dir.path().join("second");
+        std::fs::create_dir_all(&second).unwrap();
+        std::fs::copy(journal_path(&first), journal_path(&second)).unwrap();
+        let (_, batches) = Journal::open(&journal_path(&second)).unwrap();
+        let [batch] = <[WriteBatch; 1]>::try_from(batches).ok().unwrap();
+        assert!(!batch.index.is_empty() && !batch.tree.is_empty());
+        {
+            let partial = SledStorage::open(&second).unwrap();
+            partial
+                .store_journaled(WriteBatch {
+                    frames: batch.frames.clone(),
+                    ..WriteBatch::default()
+                })
+                .unwrap();
+            partial.sync().unwrap();
+            assert!(partial
+                .stream_positions(&patient, 1, 10)
+                .unwrap()
+                .is_empty());
+        }
+        let reopened = open_log(&second);
+        assert_eq!(reopened.head().position, 64);
+        assert!(reopened.damage().is_none(), "{:?}", reopened.damage());
+        assert_eq!(
+            reopened
+                .storage()
+                .stream_positions(&patient, 1, 100)
+                .unwrap(),
+            (1..=64).collect::<Vec<u64>>(),
+            "the index entries are stored again from the journal"
+        );
+        for (level, index, hash) in &batch.tree {
+            assert_eq!(
+                reopened.storage().tree_node(*level, *index).unwrap(),
+                Some(*hash),
+                "the tree's nodes are stored again from the journal"
+            );
+        }
     }
 }

@@ -41,7 +41,7 @@ pub enum Phase {
     AnchorSync,
     /// A checkpoint: sled synced, events anchored, the journal emptied.
     Checkpoint,
-    /// Waiting until the read models show the write (read your writes).
+    /// A read waiting until the read models show the writes acknowledged before it.
     Projection,
     /// Building the response.
     Response,
@@ -83,7 +83,7 @@ impl Phase {
             Phase::SledSync => "  sled flush+fdatasync",
             Phase::AnchorSync => "  anchor fdatasync",
             Phase::Checkpoint => "  checkpoint",
-            Phase::Projection => "projection",
+            Phase::Projection => "read waits for read models",
             Phase::Response => "response",
         }
     }

@@ -43,6 +43,7 @@ pub async fn global_log(
     let ledger = state.app.ledger.clone();
     let events = blocking(move || Ok(ledger.read_all_framed(after, limit)?)).await?;
     let next_after = events.last().map_or(after, |e| e.event.position);
+    state.app.judges_events_through(&caller, next_after).await;
     let shown = events
         .iter()
         .filter(|e| {
@@ -61,7 +62,8 @@ pub async fn global_log(
 /// Appends commands to a patient's care plan, atomically.
 ///
 /// Answers 201 once the events are durable (200 for a retry with the same `Idempotency-Key`
-/// and content), with the plan already showing them.
+/// and content). A read made after the answer shows them: reads wait until the read models
+/// hold every event acknowledged before the read began.
 #[utoipa::path(post, path = "/patients/{patient}/events", tag = "events", security(("bearer" = [])),
     params(
         ("patient" = String, Path, description = "the patient (a BSN, or another id)", pattern = "^[A-Za-z0-9._:-]{1,64}$"),
@@ -122,18 +124,12 @@ pub async fn append(
         None => Ok(app.append(&caller, write)?),
     })
     .await?;
-    written(&state, outcome).await
+    written(outcome)
 }
 
-/// The answer to a write, once the read models show it (read your writes).
-pub(crate) async fn written(
-    state: &AppState,
-    outcome: AppendOutcome,
-) -> Result<Response, ApiError> {
-    if let Some(last) = outcome.events.last() {
-        let _waiting = timing::start(Phase::Projection);
-        state.app.projected(last.position).await;
-    }
+/// The answer to a durable write. It does not wait for the read models: the reads that follow
+/// do ([`crate::router`], `caught_up`).
+pub(crate) fn written(outcome: AppendOutcome) -> Result<Response, ApiError> {
     let _responding = timing::start(Phase::Response);
     let status = if outcome.replayed {
         StatusCode::OK
