@@ -892,14 +892,23 @@ fn refresh_shared_care(plan: &mut CarePlan) {
         .and_then(|(arrangement, p)| arrangement.clone().map(|a| (a, p.clone())));
 }
 
+/// The standing target of `measure`: the last step of its history not entered in error (the
+/// guideline's default when it withdrew the target, or when there is none), with the value it
+/// replaced, that of the step before it. Read from the end, so that a long history costs no more
+/// than a short one.
 fn refresh_target(plan: &mut CarePlan, measure: Measure) {
-    let mut entry = guideline_default(measure);
-    for step in plan.target_history.get(&measure).into_iter().flatten() {
-        if plan.corrections.contains_key(&step.recorded.position) {
-            continue;
-        }
-        let replaced = entry.as_ref().map(|e| e.effective.clone());
-        entry = match &step.set {
+    let mut standing = (plan.target_history.get(&measure).into_iter().flatten())
+        .rev()
+        .filter(|step| !plan.corrections.contains_key(&step.recorded.position));
+    let (last, before) = (standing.next(), standing.next());
+    let default_effective = || guideline_default(measure).map(|d| d.effective);
+    let replaced = match before.map(|step| &step.set) {
+        Some(Some((effective, _))) => Some(effective.clone()),
+        Some(None) | None => default_effective(),
+    };
+    let entry = match last {
+        None => guideline_default(measure),
+        Some(step) => match &step.set {
             Some((effective, rationale)) => Some(TargetEntry {
                 effective: effective.clone(),
                 rationale: rationale.clone(),
@@ -907,8 +916,8 @@ fn refresh_target(plan: &mut CarePlan, measure: Measure) {
                 replaced,
             }),
             None => guideline_default(measure).map(|d| TargetEntry { replaced, ..d }),
-        };
-    }
+        },
+    };
     match entry {
         Some(e) => plan.targets.insert(measure, e),
         None => plan.targets.remove(&measure),
