@@ -1090,6 +1090,17 @@ async fn a_practices_subscriber_sees_only_its_own_patients_events_on_events_and_
             .acting_for(AgbCode::parse(PRACTICE_A).unwrap()),
         )
         .unwrap();
+    // The event that brings the practice into patient B's team is on its live stream: the
+    // stream judges it by the care team once the read models hold it (the write's answer does
+    // not wait for them).
+    let before = f.head();
+    let live = client
+        .get(format!("{}/events/stream?after={before}", server.base))
+        .bearer_auth(&his_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
     let response = client
         .post(format!("{}/patients/{PATIENT_B}/events", server.base))
         .bearer_auth(&gp_b_token)
@@ -1106,6 +1117,10 @@ async fn a_practices_subscriber_sees_only_its_own_patients_events_on_events_and_
         "{}",
         response.text().await.unwrap()
     );
+    let seen = read_stream_until(live, before + 1).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["patient"], PATIENT_B);
+    assert_eq!(seen[0]["type"], "care_team_member_added", "{seen:?}");
     let (_, page, _) = get(&client, &format!("{}/events?after=0", server.base), &his_a).await;
     let of_b = page["events"]
         .as_array()
