@@ -18,10 +18,6 @@ mod render;
 mod transport;
 mod witness;
 
-/// mimalloc instead of the system allocator: see `Cargo.toml`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     cli::main()
 }

@@ -73,6 +73,10 @@ pub struct MeasureArgs {
     /// Skip dropping the page cache (which needs root) before verification and the restart.
     #[arg(long)]
     pub warm: bool,
+    /// Measure the server alone: no verification and no rebuild (the read models as an earlier
+    /// run left them), for comparing servers on one data directory.
+    #[arg(long)]
+    pub serve_only: bool,
 }
 
 const GP: &str = "bulk-gp";
@@ -401,23 +405,26 @@ pub fn measure(args: &MeasureArgs) -> anyhow::Result<()> {
     };
 
     // Verification with a cold page cache, in this process.
-    if !args.warm {
+    if !args.warm && !args.serve_only {
         drop_page_cache()?;
     }
     let started = Instant::now();
     let ledger = Ledger::open(&ledger_dir, ledger_config.clone())?;
-    let report = ledger.verify(&mut |_, _| {})?;
-    let took = started.elapsed();
-    if !report.is_intact() {
-        bail!("the ledger does not verify: {:?}", report.problem);
+    if !args.serve_only {
+        let report = ledger.verify(&mut |_, _| {})?;
+        let took = started.elapsed();
+        if !report.is_intact() {
+            bail!("the ledger does not verify: {:?}", report.problem);
+        }
+        let events = report.verified;
+        println!(
+            "verification ({}): {events} events in {:.2} s, {:.0} events/s",
+            if args.warm { "warm" } else { "cold page cache" },
+            took.as_secs_f64(),
+            events as f64 / took.as_secs_f64()
+        );
     }
-    let events = report.verified;
-    println!(
-        "verification ({}): {events} events in {:.2} s, {:.0} events/s",
-        if args.warm { "warm" } else { "cold page cache" },
-        took.as_secs_f64(),
-        events as f64 / took.as_secs_f64()
-    );
+    let events = ledger.head().position;
 
     // Rebuild from zero with the budget's view cache, as the server would at its first start.
     let started = Instant::now();
@@ -426,20 +433,24 @@ pub fn measure(args: &MeasureArgs) -> anyhow::Result<()> {
             &projections_dir,
             budget.projections(careledger_projections::ProjectionConfig::default()),
         )?;
-        projections.rebuild(&ledger, &mut |_, _| {})?;
-        projections.flush()?;
+        if !args.serve_only {
+            projections.rebuild(&ledger, &mut |_, _| {})?;
+            projections.flush()?;
+        }
         projections.patients_of(&ActorId::parse(GP)?)?.len() as u64
     };
     let took = started.elapsed();
     if patients == 0 {
         bail!("no patient of {GP} in the ledger; write it with careledger-load bulk");
     }
-    println!(
-        "rebuild: {events} events in {:.2} s, {:.0} events/s (view cache {} MiB)",
-        took.as_secs_f64(),
-        events as f64 / took.as_secs_f64(),
-        budget.view_cache() >> 20
-    );
+    if !args.serve_only {
+        println!(
+            "rebuild: {events} events in {:.2} s, {:.0} events/s (view cache {} MiB)",
+            took.as_secs_f64(),
+            events as f64 / took.as_secs_f64(),
+            budget.view_cache() >> 20
+        );
+    }
     drop(ledger);
 
     // A reader for the server: an auditor reads every patient.
