@@ -762,7 +762,7 @@ fn close_within(
 
 fn run_demo(data: &Path) -> anyhow::Result<ExitCode> {
     let dir = DataDir::open(data)?;
-    let app = AppState::start(&dir).app;
+    let app = AppState::start(&dir).app.clone();
     let report = demo::run(&app)?;
     app.finish()?;
     say!("Wrote {} events to {}:", report.events, data.display());

@@ -85,7 +85,7 @@ pub async fn serve_with(
     let tls = match transport {
         Transport::Plain => None,
         Transport::Tls(config) => {
-            state.hsts = true;
+            state.shared_mut().hsts = true;
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
     };

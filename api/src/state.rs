@@ -13,9 +13,22 @@ use careledger_core::ids::PatientId;
 
 use crate::limits::{Guards, Limits};
 
-/// The shared state of the router.
+/// The shared state of the router: one reference-counted pointer, so that the clones axum makes
+/// for every extractor and middleware of a request cost one counter, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Clone)]
+pub struct Shared {
     /// The application: ledger, read models, actors, projector and feed.
     pub app: App,
     /// Rendered plans, reused until the patient's next event.
@@ -44,7 +57,7 @@ pub struct AppState {
 impl AppState {
     /// The state over a started application, with the default [`Limits`].
     pub fn new(app: App) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             app,
             plans: Arc::new(PlanCache::default()),
             guards: Arc::new(Guards::new(Limits::default())),
@@ -55,15 +68,18 @@ impl AppState {
             sessions: Arc::new(crate::pages::session::Sessions::default()),
             public_url: None,
             oidc_login: None,
-        }
+        }))
+    }
+
+    /// The parts, to set before the state serves anything (a copy if it is shared already).
+    pub(crate) fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The same state keeping at most `bytes` of rendered plans (a share of the memory budget).
-    pub fn with_plan_cache_bytes(self, bytes: u64) -> Self {
-        Self {
-            plans: Arc::new(PlanCache::with_budget(bytes)),
-            ..self
-        }
+    pub fn with_plan_cache_bytes(mut self, bytes: u64) -> Self {
+        self.shared_mut().plans = Arc::new(PlanCache::with_budget(bytes));
+        self
     }
 
     /// The same state offering the pages' sign-in with the identity provider (authorization
@@ -86,13 +102,13 @@ impl AppState {
             );
         }
         let login = crate::pages::oidc_login::OidcLogin::new(settings, &public)?;
-        self.oidc_login = Some(Arc::new(login));
+        self.shared_mut().oidc_login = Some(Arc::new(login));
         Ok(self)
     }
 
     /// The same state with the address browsers reach it at (`serve --public-url`).
     pub fn with_public_url(mut self, url: &str) -> Self {
-        self.public_url = Some(Arc::from(url.trim_end_matches('/')));
+        self.shared_mut().public_url = Some(Arc::from(url.trim_end_matches('/')));
         self
     }
 
@@ -112,11 +128,9 @@ impl AppState {
     }
 
     /// The same state with other limits (before it serves anything).
-    pub fn with_limits(self, limits: Limits) -> Self {
-        Self {
-            guards: Arc::new(Guards::new(limits)),
-            ..self
-        }
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.shared_mut().guards = Arc::new(Guards::new(limits));
+        self
     }
 
     /// The limits this state serves with.
@@ -127,19 +141,19 @@ impl AppState {
     /// The same state, accepting the access tokens `verifier` validates besides careledger's
     /// own tokens.
     pub fn with_oidc(mut self, verifier: crate::oidc::OidcVerifier) -> Self {
-        self.oidc = Some(Arc::new(verifier));
+        self.shared_mut().oidc = Some(Arc::new(verifier));
         self
     }
 
     /// The same state recording every request in `log`.
     pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Self {
-        self.access_log = Some(log);
+        self.shared_mut().access_log = Some(log);
         self
     }
 
     /// The same state taking the client's address from these proxies' forwarding headers.
     pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
-        self.trusted_proxies = Arc::from(proxies);
+        self.shared_mut().trusted_proxies = Arc::from(proxies);
         self
     }
 
