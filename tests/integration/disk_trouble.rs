@@ -149,9 +149,9 @@ fn full_disk_fails_appends_clearly_keeps_what_was_stored_and_resumes_when_space_
     assert!(again.to_string().contains("No space left"), "{again}");
 
     fs.remount("size=64m");
-    // The refused append may be stored all the same (its batch reached sled before the journal
-    // ran out of space, and sled wrote it when it reopened: docs/reliability.md); then whole,
-    // once, and never acknowledged. Either way the next patient is new.
+    // The refused append may be stored all the same (its journal entry reached the file before
+    // the failure, and the reopen stored the journal's batches: docs/reliability.md); then
+    // whole, once, and never acknowledged. Either way the next patient is new.
     ledger.recover().unwrap();
     let refused = PatientId::parse(&format!("patient-{next}")).unwrap();
     let stored_refused = ledger.read_stream(&refused, 1, 10).unwrap();
