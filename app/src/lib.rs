@@ -29,4 +29,4 @@ pub mod witnesses;
 pub use data_dir::DataDir;
 pub use error::AppError;
 pub use memory::MemoryBudget;
-pub use service::{App, MyPatient, Write};
+pub use service::{App, MyPatient, Write, PROJECTION_LAG_LIMIT};

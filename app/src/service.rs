@@ -30,6 +30,11 @@ use crate::recovery::RecoveryProbe;
 /// page's form for its own write) before answering with what they show.
 pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
+/// How many events the read models may fall behind the durable head before a write's answer waits
+/// for them: the bound on what a read waits for after a burst of writes (the projector applies
+/// several thousand events a second on this class of machine, so well under a second).
+pub const PROJECTION_LAG_LIMIT: u64 = 1_000;
+
 /// What a writer asks for: commands for one patient, and the conditions they are written on.
 pub struct Write {
     /// The patient.
@@ -413,6 +418,19 @@ impl App {
         }
         let _waiting = careledger_core::timing::start(careledger_core::timing::Phase::Projection);
         self.projected(head).await;
+    }
+
+    /// Back-pressure for writers: waits, when the read models are more than
+    /// [`PROJECTION_LAG_LIMIT`] events behind the write at `position`, until they are within it
+    /// (for at most [`READ_YOUR_WRITES`]). Writes then go no faster than the read models follow,
+    /// and a read never waits for more than that many events.
+    pub async fn keep_up(&self, position: u64) {
+        let within = position.saturating_sub(PROJECTION_LAG_LIMIT);
+        if self.projector.position() >= within || self.projector.failed() {
+            return;
+        }
+        let _waiting = careledger_core::timing::start(careledger_core::timing::Phase::KeepUp);
+        self.projected(within).await;
     }
 
     /// Waits until the read models show `position`, for at most [`READ_YOUR_WRITES`]; the

@@ -43,13 +43,15 @@ pub enum Phase {
     Checkpoint,
     /// A read waiting until the read models show the writes acknowledged before it.
     Projection,
+    /// A write waiting for read models more than `PROJECTION_LAG_LIMIT` events behind.
+    KeepUp,
     /// Building the response.
     Response,
 }
 
 impl Phase {
     /// Every phase, in the order a table lists them.
-    pub const ALL: [Phase; 15] = [
+    pub const ALL: [Phase; 16] = [
         Phase::Request,
         Phase::Authenticate,
         Phase::AccessLog,
@@ -64,6 +66,7 @@ impl Phase {
         Phase::AnchorSync,
         Phase::Checkpoint,
         Phase::Projection,
+        Phase::KeepUp,
         Phase::Response,
     ];
 
@@ -84,6 +87,7 @@ impl Phase {
             Phase::AnchorSync => "  anchor fdatasync",
             Phase::Checkpoint => "  checkpoint",
             Phase::Projection => "read waits for read models",
+            Phase::KeepUp => "write waits for read models",
             Phase::Response => "response",
         }
     }

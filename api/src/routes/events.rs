@@ -124,12 +124,19 @@ pub async fn append(
         None => Ok(app.append(&caller, write)?),
     })
     .await?;
-    written(outcome)
+    written(&state, outcome).await
 }
 
-/// The answer to a durable write. It does not wait for the read models: the reads that follow
-/// do ([`crate::router`], `caught_up`).
-pub(crate) fn written(outcome: AppendOutcome) -> Result<Response, ApiError> {
+/// The answer to a durable write. It does not wait for the read models (the reads that follow
+/// do: [`crate::router`], `caught_up`), unless they fell more than
+/// [`careledger_app::PROJECTION_LAG_LIMIT`] events behind it.
+pub(crate) async fn written(
+    state: &AppState,
+    outcome: AppendOutcome,
+) -> Result<Response, ApiError> {
+    if let Some(last) = outcome.events.last() {
+        state.app.keep_up(last.position).await;
+    }
     let _responding = timing::start(Phase::Response);
     let status = if outcome.replayed {
         StatusCode::OK

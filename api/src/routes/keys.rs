@@ -55,5 +55,5 @@ pub async fn register_key(
     let reason = Text::new(body.reason.unwrap_or_default())?;
     let app = state.app.clone();
     let outcome = blocking(move || Ok(app.change_own_key(&caller, change, reason)?)).await?;
-    written(outcome)
+    written(&state, outcome).await
 }

@@ -85,5 +85,5 @@ pub async fn acknowledge(
     let outcome =
         blocking(move || Ok(app.acknowledge(&caller, patient, &notification, expected, key)?))
             .await?;
-    written(outcome)
+    written(&state, outcome).await
 }
