@@ -4,7 +4,7 @@
 //! authorised here from the read models' care team, which the same events fold into.
 
 use careledger_core::event::Command;
-use careledger_core::ids::PatientId;
+use careledger_core::ids::{AgbCode, PatientId};
 use careledger_core::record::Timestamp;
 use careledger_core::role::Role;
 use careledger_core::Submission;
@@ -187,6 +187,30 @@ pub fn may_read_access_log(caller: &RegisteredActor) -> Result<(), AppError> {
     }
 }
 
+/// Whose events a caller sees in the global log and the stream.
+enum SeesEvents<'a> {
+    /// Every patient's (auditors, the care group's administrator, all-patients subscribers).
+    All,
+    /// None (the operator, a subscriber without a scope).
+    None,
+    /// The patients whose care team has a member registered for this organisation.
+    Organisation(&'a AgbCode),
+    /// The patients whose care team has the caller, or to whom they have emergency access.
+    OwnPatients,
+}
+
+fn sees_events(caller: &RegisteredActor) -> SeesEvents<'_> {
+    match (&caller.role, &caller.scope) {
+        (AccessRole::Auditor, _) | (AccessRole::Care(Role::CareGroupAdmin), _) => SeesEvents::All,
+        (AccessRole::Subscriber, Some(SubscriberScope::All)) => SeesEvents::All,
+        (AccessRole::Subscriber, Some(SubscriberScope::Organisation(agb))) => {
+            SeesEvents::Organisation(agb)
+        }
+        (AccessRole::Subscriber, None) | (AccessRole::Operator, _) => SeesEvents::None,
+        (AccessRole::Care(_), _) => SeesEvents::OwnPatients,
+    }
+}
+
 /// Whether the caller may see an event of this patient in the global log or the stream.
 /// A subscriber scoped to an organisation sees the patients whose care team, as the read
 /// models fold it, has a member registered for that organisation.
@@ -196,24 +220,19 @@ pub fn sees_events_of(
     caller: &RegisteredActor,
     patient: &PatientId,
 ) -> bool {
-    match caller.role {
-        AccessRole::Auditor => true,
-        AccessRole::Subscriber => match &caller.scope {
-            Some(SubscriberScope::All) => true,
-            Some(SubscriberScope::Organisation(agb)) => match projections.care_team(patient) {
-                Ok(team) => team.is_some_and(|team| {
-                    actors.any_registered_for(agb, team.iter().map(|(actor, _)| actor))
-                }),
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a care team failed");
-                    false
-                }
-            },
-            None => false,
+    match sees_events(caller) {
+        SeesEvents::All => true,
+        SeesEvents::None => false,
+        SeesEvents::Organisation(agb) => match projections.care_team(patient) {
+            Ok(team) => team.is_some_and(|team| {
+                actors.any_registered_for(agb, team.iter().map(|(actor, _)| actor))
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "reading a care team failed");
+                false
+            }
         },
-        AccessRole::Operator => false,
-        AccessRole::Care(Role::CareGroupAdmin) => true,
-        AccessRole::Care(_) => {
+        SeesEvents::OwnPatients => {
             is_self(caller, patient)
                 && (in_care_team(projections, caller, patient)
                     || has_emergency_access(projections, caller, patient))
@@ -224,12 +243,10 @@ pub fn sees_events_of(
 /// Whether [`sees_events_of`] asks the read models (a care team, an emergency access) for this
 /// caller: their answer for an event is then only right once the read models hold that event.
 pub fn sees_events_by_care_team(caller: &RegisteredActor) -> bool {
-    match caller.role {
-        AccessRole::Subscriber => matches!(caller.scope, Some(SubscriberScope::Organisation(_))),
-        AccessRole::Care(Role::CareGroupAdmin) => false,
-        AccessRole::Care(_) => true,
-        AccessRole::Auditor | AccessRole::Operator => false,
-    }
+    matches!(
+        sees_events(caller),
+        SeesEvents::Organisation(_) | SeesEvents::OwnPatients
+    )
 }
 
 /// The actor registry's part of agreement 1: a member is a registered actor, added in the role

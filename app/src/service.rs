@@ -13,6 +13,7 @@ use careledger_core::ids::{PatientId, Text};
 use careledger_core::merkle::{ConsistencyProof, InclusionProof, TreeHash};
 use careledger_core::notify;
 use careledger_core::role::Line;
+use careledger_core::timing::Phase;
 use careledger_core::verify::VerifyReport;
 use careledger_core::{AppendOutcome, AppendRequest, ExpectedRevision, Ledger, Submission};
 use careledger_projections::{PatientView, Projections};
@@ -412,12 +413,10 @@ impl App {
     /// only while the projector is behind (an atomic comparison when it is not). While applying
     /// fails (a full disk) reads answer at once with what the read models show.
     pub async fn caught_up(&self) {
-        let head = self.ledger.head().position;
-        if self.projector.position() >= head || self.projector.failed() {
-            return;
+        if !self.projector.failed() {
+            let head = self.ledger.head().position;
+            self.reach(head, Some(Phase::Projection)).await;
         }
-        let _waiting = careledger_core::timing::start(careledger_core::timing::Phase::Projection);
-        self.projected(head).await;
     }
 
     /// Back-pressure for writers: waits, when the read models are more than
@@ -425,20 +424,24 @@ impl App {
     /// (for at most [`READ_YOUR_WRITES`]). Writes then go no faster than the read models follow,
     /// and a read never waits for more than that many events.
     pub async fn keep_up(&self, position: u64) {
-        let within = position.saturating_sub(PROJECTION_LAG_LIMIT);
-        if self.projector.position() >= within || self.projector.failed() {
-            return;
+        if !self.projector.failed() {
+            let within = position.saturating_sub(PROJECTION_LAG_LIMIT);
+            self.reach(within, Some(Phase::KeepUp)).await;
         }
-        let _waiting = careledger_core::timing::start(careledger_core::timing::Phase::KeepUp);
-        self.projected(within).await;
     }
 
     /// Waits until the read models show `position`, for at most [`READ_YOUR_WRITES`]; the
     /// events are durable either way.
     pub async fn projected(&self, position: u64) {
+        self.reach(position, None).await;
+    }
+
+    /// [`App::projected`], the wait counted as `phase` when it is not over at once.
+    async fn reach(&self, position: u64, phase: Option<Phase>) {
         if self.projector.position() >= position {
             return;
         }
+        let _waiting = phase.map(careledger_core::timing::start);
         if !self.projector.reached(position, READ_YOUR_WRITES).await {
             tracing::warn!(
                 position,

@@ -758,8 +758,8 @@ impl<C> EventLog<C> {
             "durable beyond written"
         );
         self.anchor_stage(&batch.frames);
-        // The tree's nodes go into the same atomic batch as the frames they cover. After a
-        // failed commit the reopen reads the tree's edge again from storage.
+        // The tree's nodes go into the same batch as the frames they cover. After a failed
+        // write the reopen reads the tree's edge again from storage.
         tail.tree.extend(&mut batch);
         // The tree covers exactly the frames written (unless it stopped at a damaged frame on
         // open): once synced, its size is the durable position. Cheap, so always checked.

@@ -901,13 +901,13 @@ fn refresh_target(plan: &mut CarePlan, measure: Measure) {
         .rev()
         .filter(|step| !plan.corrections.contains_key(&step.recorded.position));
     let (last, before) = (standing.next(), standing.next());
-    let default_effective = || guideline_default(measure).map(|d| d.effective);
+    let default = guideline_default(measure);
     let replaced = match before.map(|step| &step.set) {
         Some(Some((effective, _))) => Some(effective.clone()),
-        Some(None) | None => default_effective(),
+        Some(None) | None => default.as_ref().map(|d| d.effective.clone()),
     };
     let entry = match last {
-        None => guideline_default(measure),
+        None => default,
         Some(step) => match &step.set {
             Some((effective, rationale)) => Some(TargetEntry {
                 effective: effective.clone(),
@@ -915,7 +915,7 @@ fn refresh_target(plan: &mut CarePlan, measure: Measure) {
                 set: Some(step.recorded.clone()),
                 replaced,
             }),
-            None => guideline_default(measure).map(|d| TargetEntry { replaced, ..d }),
+            None => default.map(|d| TargetEntry { replaced, ..d }),
         },
     };
     match entry {

@@ -252,10 +252,8 @@ async fn write_command(
     };
     let app = state.app.clone();
     let caller = reader.caller;
-    let outcome = blocking(move || Ok(app.append(&caller, write)?)).await?;
-    if let Some(last) = outcome.events.last() {
-        state.app.projected(last.position).await;
-    }
+    // The page it redirects to waits for the read models to show the write (`caught_up`).
+    blocking(move || Ok(app.append(&caller, write)?)).await?;
     Ok(())
 }
 
@@ -297,13 +295,10 @@ pub async fn acknowledge(
         let patient = wire::patient_id(&patient)?;
         let app = state.app.clone();
         let caller = reader.caller;
-        let outcome = blocking(move || {
+        blocking(move || {
             Ok(app.acknowledge(&caller, patient, &notification, ExpectedRevision::Any, None)?)
         })
         .await?;
-        if let Some(last) = outcome.events.last() {
-            state.app.projected(last.position).await;
-        }
         Ok::<(), ApiError>(())
     }
     .await;
