@@ -27,8 +27,8 @@ use crate::hold::WriteHolds;
 use crate::projector::Projector;
 use crate::recovery::RecoveryProbe;
 
-/// How long a read waits for the read models to show the writes acknowledged before it (or a
-/// page's form for its own write) before answering with what they show.
+/// How long a read (or a write held back by [`PROJECTION_LAG_LIMIT`], or the stream's filter by
+/// care team) waits for the read models before going on with what they show.
 pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
 /// How many events the read models may fall behind the durable head before a write's answer waits
