@@ -555,23 +555,17 @@ impl ActorStore {
     /// Opens the store in `dir`, with sled's page cache of `cache_bytes` (a share of the
     /// memory budget: the registry is read into memory on open, so sled's cache serves writes).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, AppError> {
-        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
-        let mut cleared = false;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(e) => match careledger_core::storage::open_error(dir, e) {
-                    e @ careledger_core::StorageError::InUse { .. } => {
-                        return Err(AppError::InUse(e.to_string()))
-                    }
-                    // A snapshot sled left unfinished is removed and the open tried again.
-                    _ if !cleared && careledger_core::storage::clear_unfinished_snapshots(dir) => {
-                        cleared = true;
-                    }
-                    e => return Err(internal(e)),
-                },
+        // Every write flushes itself, so sled's background flusher is not needed.
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None);
+        let db = careledger_core::storage::open_sled(&config, dir).map_err(|e| {
+            match careledger_core::storage::open_error(dir, e) {
+                e @ careledger_core::StorageError::InUse { .. } => AppError::InUse(e.to_string()),
+                e => internal(e),
             }
-        };
+        })?;
         let now = Timestamp::now();
         let mut registry = Registry::default();
         for item in db.iter() {

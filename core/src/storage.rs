@@ -466,6 +466,32 @@ pub fn clear_unfinished_snapshots(dir: &Path) -> bool {
     cleared
 }
 
+/// Opens the sled database `config` names (in `dir`), for every store of a data directory.
+///
+/// sled releases its file lock only when its last background task lets go of the database, a
+/// moment after the handle is dropped: a reopen right after a close (a restart, a reopen after a
+/// storage failure, a copy opened again) waits for that, within a bound, before the directory is
+/// called in use. A snapshot sled left unfinished is removed once and the open tried again
+/// ([`clear_unfinished_snapshots`]). Other failures are returned as sled gave them, for the
+/// caller to judge (usually with [`open_error`]).
+pub fn open_sled(config: &sled::Config, dir: &Path) -> std::result::Result<sled::Db, sled::Error> {
+    let mut attempts = 0;
+    let mut cleared = false;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_error(&e) && attempts < LOCK_ATTEMPTS => {
+                attempts += 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(e) if !is_lock_error(&e) && !cleared && clear_unfinished_snapshots(dir) => {
+                cleared = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// An open sled database and its data file, kept open for `fdatasync`.
 struct OpenDb {
     db: sled::Db,
@@ -480,24 +506,7 @@ impl OpenDb {
             .path(dir)
             .cache_capacity(cache_bytes)
             .flush_every_ms(None);
-        // sled releases its file lock only when its last background task lets go of the
-        // database, a moment after the handle is dropped: a reopen right after a close (a restart,
-        // a reopen after a storage failure) waits for that, within a bound.
-        let mut attempts = 0;
-        let mut cleared = false;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(e) if is_lock_error(&e) && attempts < LOCK_ATTEMPTS => {
-                    attempts += 1;
-                    std::thread::sleep(LOCK_RETRY);
-                }
-                Err(e) if !is_lock_error(&e) && !cleared && clear_unfinished_snapshots(dir) => {
-                    cleared = true;
-                }
-                Err(e) => return Err(open_error(dir, e).into()),
-            }
-        };
+        let db = open_sled(&config, dir).map_err(|e| open_error(dir, e))?;
         let path = dir.join("db");
         let data_file = File::open(&path)
             .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;

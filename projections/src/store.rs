@@ -110,40 +110,26 @@ const SEGMENT_BYTES: usize = 2 << 20;
 /// within a bound. A database written with other sled settings (an earlier version) is removed
 /// and created anew: it holds only derived state, which the catch-up rebuilds from the ledger.
 fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ProjectionError> {
-    let mut attempts = 0;
-    let mut recreated = false;
-    loop {
-        match sled::Config::new()
-            .path(dir)
-            .segment_size(SEGMENT_BYTES)
-            .cache_capacity(cache_bytes)
-            .open()
-        {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Unsupported(_)) if !recreated => {
-                recreated = true;
-                std::fs::remove_dir_all(dir).map_err(|e| {
-                    ProjectionError::Storage(StorageError::io(
-                        format!(
-                            "{} was written with other settings and could not be removed to be rebuilt",
-                            dir.display()
-                        ),
-                        e,
-                    ))
-                })?;
-            }
-            Err(e) => match open_error(dir, e) {
-                StorageError::InUse { .. } if attempts < 50 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                e @ StorageError::InUse { .. } => return Err(ProjectionError::Storage(e)),
-                // Not held by another process: a snapshot left unfinished is removed and the
-                // open tried again (`clear_unfinished_snapshots`).
-                _ if careledger_core::storage::clear_unfinished_snapshots(dir) => {}
-                e => return Err(ProjectionError::Storage(e)),
-            },
+    let config = sled::Config::new()
+        .path(dir)
+        .segment_size(SEGMENT_BYTES)
+        .cache_capacity(cache_bytes);
+    match careledger_core::storage::open_sled(&config, dir) {
+        Ok(db) => Ok(db),
+        Err(sled::Error::Unsupported(_)) => {
+            std::fs::remove_dir_all(dir).map_err(|e| {
+                ProjectionError::Storage(StorageError::io(
+                    format!(
+                        "{} was written with other settings and could not be removed to be rebuilt",
+                        dir.display()
+                    ),
+                    e,
+                ))
+            })?;
+            careledger_core::storage::open_sled(&config, dir)
+                .map_err(|e| ProjectionError::Storage(open_error(dir, e)))
         }
+        Err(e) => Err(ProjectionError::Storage(open_error(dir, e))),
     }
 }
 

@@ -366,34 +366,19 @@ impl AccessStore {
     /// Opens (or creates) the database in `dir`, with sled's page cache of `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, AppError> {
         std::fs::create_dir_all(dir).map_err(io_error("creating the access log directory"))?;
-        // sled releases its lock a moment after a close; a reopen right after waits for it.
-        let mut attempts = 0;
-        let db = loop {
-            let config = sled::Config::new()
-                .path(dir)
-                .flush_every_ms(None)
-                .cache_capacity(cache_bytes);
-            match config.open() {
-                Ok(db) => break db,
-                Err(e) => match careledger_core::storage::open_error(dir, e) {
-                    careledger_core::StorageError::InUse { .. } if attempts < 50 => {
-                        attempts += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    e @ careledger_core::StorageError::InUse { .. } => {
-                        return Err(AppError::InUse(e.to_string()))
-                    }
-                    // A snapshot sled left unfinished is removed and the open tried again.
-                    _ if careledger_core::storage::clear_unfinished_snapshots(dir) => {}
-                    e => {
-                        return Err(AppError::Store {
-                            context: "opening the access log",
-                            detail: e.to_string(),
-                        })
-                    }
+        let config = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .cache_capacity(cache_bytes);
+        let db = careledger_core::storage::open_sled(&config, dir).map_err(|e| {
+            match careledger_core::storage::open_error(dir, e) {
+                e @ careledger_core::StorageError::InUse { .. } => AppError::InUse(e.to_string()),
+                e => AppError::Store {
+                    context: "opening the access log",
+                    detail: e.to_string(),
                 },
             }
-        };
+        })?;
         let data_file =
             File::open(dir.join("db")).map_err(io_error("opening the access log's data file"))?;
         let entries = std::fs::OpenOptions::new()
