@@ -133,6 +133,25 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ProjectionError> {
     }
 }
 
+/// A new, empty database in `dir`, in place of whatever was there (its handle dropped first):
+/// removing the files is quick, where emptying a large database key by key takes as long as
+/// writing it (14 s for the views of 10M events).
+fn fresh_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ProjectionError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ProjectionError::Storage(StorageError::io(
+                format!("removing {} to rebuild it", dir.display()),
+                e,
+            )))
+        }
+    }
+    let db = open_db(dir, cache_bytes)?;
+    start_empty(&db)?;
+    Ok(db)
+}
+
 /// Empties the database, leaving only the mark of this layout.
 fn start_empty(db: &sled::Db) -> Result<(), ProjectionError> {
     db.clear().map_err(storage)?;
@@ -546,10 +565,15 @@ pub struct Projections {
 impl Projections {
     /// Opens the projections' database in `dir`; views are read as they are used.
     pub fn open(dir: &Path, config: ProjectionConfig) -> Result<Self, ProjectionError> {
-        let db = open_db(dir, config.sled_cache_bytes)?;
+        let mut db = open_db(dir, config.sled_cache_bytes)?;
         if db.get(FORMAT_KEY).map_err(storage)?.as_deref() != Some(FORMAT) {
             // Empty, or written in an earlier layout: start from zero; the catch-up rebuilds.
-            start_empty(&db)?;
+            if db.first().map_err(storage)?.is_some() {
+                drop(db);
+                db = fresh_db(dir, config.sled_cache_bytes)?;
+            } else {
+                start_empty(&db)?;
+            }
         }
         let checkpoint = stored_checkpoint(&db)?;
         Ok(Self {
@@ -1042,14 +1066,18 @@ impl Projections {
     ) -> Result<u64, ProjectionError> {
         self.recover_if_broken()?;
         let _one_at_a_time = self.catching_up.lock();
-        let db = self.db()?;
         {
             let _no_persist = self.persisting.lock();
             let _no_reads = self.io.write();
-            self.noting(start_empty(&db))?;
+            let mut db = self.db.write();
+            // sled holds an exclusive lock on its files: the old database goes first. On a
+            // failure the store stays closed and broken, and reopens as after any other.
+            *db = None;
+            *db = Some(self.noting(fresh_db(&self.dir, self.config.sled_cache_bytes))?);
             *self.cache.lock() = Cache::default();
             self.persisted.store(0, Ordering::Release);
         }
+        let db = self.db()?;
         let head = ledger.head().position;
         let applied = match ledger.patients()? {
             Some(patients) => self.rebuild_by_patient(ledger, &db, &patients, head, progress)?,
