@@ -593,6 +593,7 @@ fn serve(
         }
         // Pushes each new checkpoint on a task of its own, never on the append path.
         let _pushing = crate::witness::start_pushing(&dir, checkpointer.as_ref(), witnesses);
+        let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let tls = matches!(transport, careledger_api::Transport::Tls(_));
         tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
@@ -631,7 +632,7 @@ fn serve(
             state.app.follow_checkpoints(checkpointer);
         }
         let app = state.app.clone();
-        careledger_api::serve_with(listener, state, transport, shutdown_signal()).await?;
+        careledger_api::serve_with(listener, state, transport, stop).await?;
         anyhow::Ok((dir, app))
     });
     // A request stuck on a failing disk must not keep the process alive.
@@ -1106,21 +1107,27 @@ fn rebuild(data: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: a signal sent the moment the server says it is serving, or answers
+/// its first request, then stops it cleanly (in-flight writes finished, the last checkpoint
+/// signed) instead of killing it by the signal's default action. Call it inside the runtime,
+/// before the listener is bound.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    let received = |handler: std::io::Result<Signal>| async move {
+        match handler {
+            Ok(mut handler) => {
+                handler.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    async move {
+        tokio::select! {
+            () = received(interrupt) => {},
+            () = received(terminate) => {},
+        }
     }
 }

@@ -144,6 +144,7 @@ fn serve(key: &Path, log_keys: &[String], state: &Path, addr: &str) -> anyhow::R
     let witness = Arc::new(Witness::open(signer, &logs, state)?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let stop = crate::cli::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -154,7 +155,7 @@ fn serve(key: &Path, log_keys: &[String], state: &Path, addr: &str) -> anyhow::R
             state = %state.display(),
             "witness serving"
         );
-        careledger_api::witness::serve(listener, witness, crate::cli::shutdown_signal()).await?;
+        careledger_api::witness::serve(listener, witness, stop).await?;
         tracing::info!("witness stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

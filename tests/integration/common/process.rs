@@ -79,7 +79,16 @@ impl ServerProcess {
         unsafe {
             libc::kill(self.child.id() as i32, signal)
         };
-        self.child.wait().unwrap();
+        let status = self.child.wait().unwrap();
+        if signal != libc::SIGKILL {
+            // A stop signal is handled from the moment the server answers: it ends the process
+            // itself, never the signal's default action.
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                None,
+                "the server was killed by signal {signal} instead of stopping: {status}"
+            );
+        }
     }
 }
 
