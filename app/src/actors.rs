@@ -560,12 +560,7 @@ impl ActorStore {
             .path(dir)
             .cache_capacity(cache_bytes)
             .flush_every_ms(None);
-        let db = careledger_core::storage::open_sled(&config, dir).map_err(|e| {
-            match careledger_core::storage::open_error(dir, e) {
-                e @ careledger_core::StorageError::InUse { .. } => AppError::InUse(e.to_string()),
-                e => internal(e),
-            }
-        })?;
+        let db = crate::error::open_store_db(&config, dir, "opening the actors' registry")?;
         let now = Timestamp::now();
         let mut registry = Registry::default();
         for item in db.iter() {

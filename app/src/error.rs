@@ -109,3 +109,22 @@ impl From<careledger_core::InvalidInput> for AppError {
         }
     }
 }
+
+/// Opens the sled database `config` names in `dir`, for a store of the application layer (the
+/// actors, the access log): another process holding it is [`AppError::InUse`], any other
+/// failure an [`AppError::Store`] with `context`. See [`careledger_core::storage::open_sled`].
+pub(crate) fn open_store_db(
+    config: &sled::Config,
+    dir: &std::path::Path,
+    context: &'static str,
+) -> Result<sled::Db, AppError> {
+    careledger_core::storage::open_sled(config, dir).map_err(|e| {
+        match careledger_core::storage::open_error(dir, e) {
+            e @ careledger_core::StorageError::InUse { .. } => AppError::InUse(e.to_string()),
+            e => AppError::Store {
+                context,
+                detail: e.to_string(),
+            },
+        }
+    })
+}

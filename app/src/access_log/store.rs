@@ -370,15 +370,7 @@ impl AccessStore {
             .path(dir)
             .flush_every_ms(None)
             .cache_capacity(cache_bytes);
-        let db = careledger_core::storage::open_sled(&config, dir).map_err(|e| {
-            match careledger_core::storage::open_error(dir, e) {
-                e @ careledger_core::StorageError::InUse { .. } => AppError::InUse(e.to_string()),
-                e => AppError::Store {
-                    context: "opening the access log",
-                    detail: e.to_string(),
-                },
-            }
-        })?;
+        let db = crate::error::open_store_db(&config, dir, "opening the access log")?;
         let data_file =
             File::open(dir.join("db")).map_err(io_error("opening the access log's data file"))?;
         let entries = std::fs::OpenOptions::new()
