@@ -492,6 +492,33 @@ pub fn open_sled(config: &sled::Config, dir: &Path) -> std::result::Result<sled:
     }
 }
 
+/// Waits, within the bound a reopen waits ([`open_sled`]), until no sled handle holds the
+/// database in `dir` (sled keeps an exclusive lock on its `db` file while any of its threads
+/// still hold the database): before its files are removed once its handle is dropped, so that
+/// none of sled's background work writes into the directory afterwards.
+/// [`StorageError::InUse`] when it is still held.
+pub fn wait_until_released(dir: &Path) -> std::result::Result<(), StorageError> {
+    let path = dir.join("db");
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io(format!("opening {}", path.display()), e)),
+    };
+    for _ in 0..=LOCK_ATTEMPTS {
+        match file.try_lock() {
+            // Released again when `file` is closed.
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => std::thread::sleep(LOCK_RETRY),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StorageError::io(format!("locking {}", path.display()), e))
+            }
+        }
+    }
+    Err(StorageError::InUse {
+        dir: dir.to_owned(),
+    })
+}
+
 /// An open sled database and its data file, kept open for `fdatasync`.
 struct OpenDb {
     db: sled::Db,
@@ -1005,6 +1032,21 @@ mod tests {
         }
         drop(held);
         assert!(SledStorage::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_database_is_released_once_every_handle_and_sleds_threads_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(wait_until_released(dir.path()).is_ok(), "no database yet");
+        let held = sled::open(dir.path()).unwrap();
+        assert!(matches!(
+            wait_until_released(dir.path()),
+            Err(StorageError::InUse { .. })
+        ));
+        // With sled's background flusher, whose thread lets go a moment after the handle.
+        drop(held);
+        assert!(wait_until_released(dir.path()).is_ok());
+        assert!(sled::open(dir.path()).is_ok());
     }
 
     #[test]

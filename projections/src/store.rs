@@ -122,7 +122,7 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ProjectionError> {
     match careledger_core::storage::open_sled(&config, dir) {
         Ok(db) => Ok(db),
         Err(sled::Error::Unsupported(_)) => {
-            std::fs::remove_dir_all(dir).map_err(|e| {
+            remove_files_in(dir).map_err(|e| {
                 ProjectionError::Storage(StorageError::io(
                     format!(
                         "{} was written with other settings and could not be removed to be rebuilt",
@@ -140,33 +140,39 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ProjectionError> {
 
 /// A new, empty database in `dir`, in place of whatever was there (its handle dropped first):
 /// removing the files is quick, where emptying a large database key by key takes as long as
-/// writing it (14 s for the views of 10M events). What is in the directory goes, the directory
-/// itself stays: it may be a volume mounted there, or a link.
+/// writing it (14 s for the views of 10M events).
 fn fresh_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ProjectionError> {
-    let removing = |e| {
+    // sled's threads may hold the dropped database a moment longer, and would write into the
+    // new one's directory.
+    careledger_core::storage::wait_until_released(dir).map_err(ProjectionError::Storage)?;
+    remove_files_in(dir).map_err(|e| {
         ProjectionError::Storage(StorageError::io(
             format!("removing the files in {} to rebuild them", dir.display()),
             e,
         ))
-    };
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            for entry in entries {
-                let entry = entry.map_err(removing)?;
-                let path = entry.path();
-                if entry.file_type().map_err(removing)?.is_dir() {
-                    std::fs::remove_dir_all(&path).map_err(removing)?;
-                } else {
-                    std::fs::remove_file(&path).map_err(removing)?;
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(removing(e)),
-    }
+    })?;
     let db = open_db(dir, cache_bytes)?;
     start_empty(&db)?;
     Ok(db)
+}
+
+/// Removes what is in `dir`, keeping the directory itself: it may be a volume mounted there, or
+/// a link.
+fn remove_files_in(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Empties the database, leaving only the mark of this layout.
