@@ -329,20 +329,23 @@ fn print_entry(
     writeln!(
         out,
         "#{:<5} revision {:<4} {}",
-        p.position, e.revision, e.summary
+        p.position,
+        e.revision,
+        e.summary()
     )?;
     writeln!(
         out,
         "       who: {} ({}), {}, {}",
         p.actor_name, p.actor, p.role, p.line
     )?;
-    if e.from.is_some() || e.to.is_some() {
+    let (from, to) = (e.from(), e.to());
+    if from.is_some() || to.is_some() {
         writeln!(
             out,
             "       what: {} changed from {} to {}",
             e.element,
-            e.from.as_deref().unwrap_or("nothing"),
-            e.to.as_deref().unwrap_or("nothing")
+            from.as_deref().unwrap_or("nothing"),
+            to.as_deref().unwrap_or("nothing")
         )?;
     }
     writeln!(

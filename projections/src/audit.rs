@@ -11,7 +11,7 @@ use careledger_core::record::{RecordedEvent, Timestamp};
 use careledger_core::role::Line;
 
 use crate::labels::{self, Lang};
-use crate::message::{self as text, Message};
+use crate::message::{self as text, Message, Word};
 use crate::notifications::{Notification, NotificationStatus};
 use crate::plan::TargetValue;
 use crate::{summary, PatientView, Provenance};
@@ -33,18 +33,14 @@ pub struct AuditEntry {
     /// Revision in the patient's stream.
     pub revision: u64,
     /// Event kind (`target_set`).
-    pub kind: String,
+    pub kind: Word,
     /// The plan element (`target:ldl`, `medication:C10AA05`).
     pub element: String,
-    /// One sentence, in English (`message` rendered).
-    pub summary: String,
-    /// The sentence, structured: shown in the reader's language by [`crate::labels::message`].
-    pub message: Message,
-    /// The element before the change, where it had a value, in English (`from_state` rendered).
-    pub from: Option<String>,
-    /// The element after the change, in English.
-    pub to: Option<String>,
-    /// The element before the change, structured ([`crate::labels::state`] renders it).
+    /// The sentence, structured: shown in the reader's language by [`crate::labels::message`],
+    /// in English by [`AuditEntry::summary`].
+    pub message: Arc<Message>,
+    /// The element before the change, structured ([`crate::labels::state`] renders it; in
+    /// English [`AuditEntry::from`]).
     pub from_state: Option<Message>,
     /// The element after the change, structured.
     pub to_state: Option<Message>,
@@ -65,6 +61,22 @@ impl AuditEntry {
     /// The event's global position.
     pub fn position(&self) -> u64 {
         self.provenance.position
+    }
+
+    /// One sentence, in English: the message rendered when read, never stored (the read models
+    /// keep the structured text only).
+    pub fn summary(&self) -> String {
+        self.message.english()
+    }
+
+    /// The element before the change, where it had a value, in English.
+    pub fn from(&self) -> Option<String> {
+        self.from_state.as_ref().map(|s| labels::state(s, Lang::En))
+    }
+
+    /// The element after the change, in English.
+    pub fn to(&self) -> Option<String> {
+        self.to_state.as_ref().map(|s| labels::state(s, Lang::En))
     }
 }
 
@@ -110,7 +122,7 @@ fn target_state(t: &TargetValue) -> Message {
     text::target_state(t.comparator, &t.value)
 }
 
-fn plain(template: &str) -> Message {
+fn plain(template: &'static str) -> Message {
     text::state(template, &[])
 }
 
@@ -156,7 +168,7 @@ fn change(view: &PatientView, event: &Event) -> (Option<Message>, Option<Message
                 "goal_closed",
                 &[(
                     "outcome",
-                    text::code::of(&text::code::OUTCOMES, c.outcome).to_owned(),
+                    text::code::of(&text::code::OUTCOMES, c.outcome).into(),
                 )],
             )),
         ),
@@ -170,11 +182,10 @@ pub(crate) fn record(
     recorded: &RecordedEvent,
     provenance: &Arc<Provenance>,
     notified: &[Notification],
-    message: Message,
+    message: Arc<Message>,
 ) {
     let r = &recorded.record;
     let (from_state, to_state) = change(view, &r.event);
-    let english = |s: &Option<Message>| s.as_ref().map(|s| labels::state(s, Lang::En));
     let corrects = match &r.event {
         Event::EnteredInError(c) => Some(c.position),
         _ => None,
@@ -198,15 +209,9 @@ pub(crate) fn record(
     view.audit.push(AuditEntry {
         provenance: Arc::clone(provenance),
         revision: r.revision,
-        kind: r.event.kind().to_owned(),
+        kind: Word::Borrowed(r.event.kind()),
         element: summary::element(&r.event),
-        // The notification of the same event already holds the sentence.
-        summary: notified
-            .first()
-            .map_or_else(|| message.english(), |n| n.summary.clone()),
         message,
-        from: english(&from_state),
-        to: english(&to_state),
         from_state,
         to_state,
         notified: notified

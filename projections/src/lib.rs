@@ -145,7 +145,7 @@ impl PatientView {
             return false;
         }
         let context = notify_context(self, recorded);
-        let text = message::for_event(self, recorded);
+        let text = std::sync::Arc::new(message::for_event(self, recorded));
         let notified = notifications::derive(self, recorded, context, &text);
         // One provenance per event, shared by its audit entry and (for a value) its series entry.
         let provenance = std::sync::Arc::new(Provenance::of(recorded));

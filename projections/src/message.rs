@@ -7,6 +7,7 @@
 //! reason, basis, source or outcome by its code. Names, subjects and reasons written by a
 //! clinician are kept as written. `who` keeps the English "Role name" for clients that read it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,11 @@ use careledger_core::role::Lead;
 
 use crate::{summary, PatientView};
 
+/// A word of a [`Message`]: a template, key or code the program knows (borrowed, no copy made
+/// while folding), or a value written by a clinician or read back from storage (owned). Stored
+/// and sent as a plain string.
+pub type Word = Cow<'static, str>;
+
 /// A text, kept structured: a template id and the values it is filled with, so that a page can
 /// show it in Dutch as well as English. [`Message::english`] renders it in English,
 /// [`crate::labels::message`] in either language.
@@ -28,9 +34,9 @@ use crate::{summary, PatientView};
 pub struct Message {
     /// The template: the causing event's kind (`medication_stopped`); `change` in read models
     /// written before every kind had its own, told in the one-line `summary` value.
-    pub template: String,
+    pub template: Word,
     /// The values by name (`who`, `drug`, `amount`, `atc`, `change_reason`, `reason`, ...).
-    pub values: BTreeMap<String, String>,
+    pub values: BTreeMap<Word, Word>,
 }
 
 impl Message {
@@ -39,13 +45,35 @@ impl Message {
         crate::labels::message(self, crate::labels::Lang::En)
     }
 
-    /// A value, empty when absent.
-    pub fn value(&self, key: &str) -> &str {
-        self.values.get(key).map_or("", String::as_str)
+    /// A message of `template` with no values yet.
+    pub fn new(template: impl Into<Word>) -> Self {
+        Message {
+            template: template.into(),
+            values: BTreeMap::new(),
+        }
     }
 
-    fn put(&mut self, key: &str, value: impl Into<String>) {
-        self.values.insert(key.to_owned(), value.into());
+    /// A message read from plain strings (a client's copy, a test).
+    pub fn of_strings<'a>(
+        template: &str,
+        values: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        Message {
+            template: Cow::Owned(template.to_owned()),
+            values: values
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.to_owned()), Cow::Owned(v.to_owned())))
+                .collect(),
+        }
+    }
+
+    /// A value, empty when absent.
+    pub fn value(&self, key: &str) -> &str {
+        self.values.get(key).map_or("", |v| v.as_ref())
+    }
+
+    fn put(&mut self, key: impl Into<Word>, value: impl Into<Word>) {
+        self.values.insert(key.into(), value.into());
     }
 }
 
@@ -117,10 +145,21 @@ fn put_quantity(m: &mut Message, value: &Quantity) {
     m.put("value", value.value_text());
 }
 
-fn put_dose(m: &mut Message, prefix: &str, dose: &Dose, frequency: &str) {
-    m.put(&format!("{prefix}amount"), dose.amount_text());
-    m.put(&format!("{prefix}unit"), dose.unit().symbol());
-    m.put(&format!("{prefix}frequency"), frequency);
+/// Whose dose a message names: the new one, or the one it replaces (keys with `from_`).
+#[derive(Clone, Copy)]
+enum DoseKeys {
+    New,
+    Replaced,
+}
+
+fn put_dose(m: &mut Message, keys: DoseKeys, dose: &Dose, frequency: &str) {
+    let [amount, unit, times] = match keys {
+        DoseKeys::New => ["amount", "unit", "frequency"],
+        DoseKeys::Replaced => ["from_amount", "from_unit", "from_frequency"],
+    };
+    m.put(amount, dose.amount_text());
+    m.put(unit, dose.unit().symbol());
+    m.put(times, frequency.to_owned());
 }
 
 fn put_reason(m: &mut Message, reason: &ChangeReason) {
@@ -138,10 +177,7 @@ fn tests(list: &[Measure]) -> String {
 /// The structured text of an event, read from the view before the event is applied.
 fn of_event(view: &PatientView, recorded: &RecordedEvent) -> Message {
     let record = &recorded.record;
-    let mut m = Message {
-        template: record.event.kind().to_owned(),
-        values: BTreeMap::new(),
-    };
+    let mut m = Message::new(record.event.kind());
     m.put("who", summary::who(recorded));
     m.put("role", record.actor.role.as_str());
     m.put("name", record.actor.name.to_string());
@@ -196,22 +232,32 @@ fn of_event(view: &PatientView, recorded: &RecordedEvent) -> Message {
         Event::MedicationStarted(s) => {
             m.put("drug", s.name.to_string());
             m.put("atc", s.atc.to_string());
-            put_dose(&mut m, "", &s.dose, s.frequency.as_str());
+            put_dose(&mut m, DoseKeys::New, &s.dose, s.frequency.as_str());
         }
         Event::MedicationDoseChanged(c) => {
             m.put("atc", c.atc.to_string());
             if let Some(active) = plan.medications.get(&c.atc) {
                 m.put("drug", active.name.to_string());
-                put_dose(&mut m, "from_", &active.dose, active.frequency.as_str());
+                put_dose(
+                    &mut m,
+                    DoseKeys::Replaced,
+                    &active.dose,
+                    active.frequency.as_str(),
+                );
             }
-            put_dose(&mut m, "", &c.dose, c.frequency.as_str());
+            put_dose(&mut m, DoseKeys::New, &c.dose, c.frequency.as_str());
             put_reason(&mut m, &c.reason);
         }
         Event::MedicationStopped(s) => {
             m.put("atc", s.atc.to_string());
             if let Some(active) = plan.medications.get(&s.atc) {
                 m.put("drug", active.name.to_string());
-                put_dose(&mut m, "", &active.dose, active.frequency.as_str());
+                put_dose(
+                    &mut m,
+                    DoseKeys::New,
+                    &active.dose,
+                    active.frequency.as_str(),
+                );
             }
             put_reason(&mut m, &s.reason);
         }
@@ -305,10 +351,10 @@ fn of_correction(view: &PatientView, recorded: &RecordedEvent, corrected: u64) -
     let mut m = of_event(view, recorded);
     m.put("corrected", corrected.to_string());
     if let Some(entry) = view.audit.iter().find(|e| e.position() == corrected) {
-        m.put("what", entry.summary.clone());
+        m.put("what", entry.summary());
         m.put("what.template", entry.message.template.clone());
         for (k, v) in &entry.message.values {
-            m.put(&format!("what.{k}"), v.clone());
+            m.put(format!("what.{k}"), v.clone());
         }
     }
     m
@@ -317,13 +363,16 @@ fn of_correction(view: &PatientView, recorded: &RecordedEvent, corrected: u64) -
 /// The message nested under `prefix.` (a correction's `what.`), if any.
 pub fn nested(message: &Message, prefix: &str) -> Option<Message> {
     let lead = format!("{prefix}.");
-    let template = message.values.get(&format!("{lead}template"))?.clone();
+    let template = message
+        .values
+        .get(format!("{lead}template").as_str())?
+        .clone();
     let values = message
         .values
         .iter()
         .filter_map(|(k, v)| {
             let key = k.strip_prefix(&lead)?;
-            (key != "template").then(|| (key.to_owned(), v.clone()))
+            (key != "template").then(|| (Cow::Owned(key.to_owned()), v.clone()))
         })
         .collect();
     Some(Message { template, values })
@@ -333,12 +382,12 @@ pub fn nested(message: &Message, prefix: &str) -> Option<Message> {
 /// names the kind of value: `target` (`comparator`, `value`, `measure`), `guideline_default`,
 /// `medication` (`drug`, `amount`, `unit`, `frequency`), `dose`, `stopped`, `shared_care`,
 /// `no_shared_care`, `goal_open`, `goal_closed` (`outcome`).
-pub(crate) fn state(template: &str, values: &[(&str, String)]) -> Message {
+pub(crate) fn state(template: &'static str, values: &[(&'static str, Word)]) -> Message {
     Message {
-        template: template.to_owned(),
+        template: Cow::Borrowed(template),
         values: values
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
             .collect(),
     }
 }
@@ -348,23 +397,20 @@ pub(crate) fn target_state(comparator: Comparator, value: &Quantity) -> Message 
     state(
         "target",
         &[
-            ("comparator", comparator.symbol().to_owned()),
-            ("value", value.value_text()),
-            ("measure", value.measure().code().to_owned()),
+            ("comparator", comparator.symbol().into()),
+            ("value", value.value_text().into()),
+            ("measure", value.measure().code().into()),
         ],
     )
 }
 
 /// A medication (name, dose, frequency) as a state.
 pub(crate) fn medication_state(drug: Option<&str>, dose: &Dose, frequency: &str) -> Message {
-    let mut m = Message {
-        template: if drug.is_some() { "medication" } else { "dose" }.to_owned(),
-        values: BTreeMap::new(),
-    };
+    let mut m = Message::new(if drug.is_some() { "medication" } else { "dose" });
     if let Some(drug) = drug {
-        m.put("drug", drug);
+        m.put("drug", drug.to_owned());
     }
-    put_dose(&mut m, "", dose, frequency);
+    put_dose(&mut m, DoseKeys::New, dose, frequency);
     m
 }
 

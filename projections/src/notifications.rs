@@ -3,6 +3,8 @@
 //!
 //! Derived, not stored separately: nothing can be lost between writing an event and notifying.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use careledger_core::event::Event;
@@ -35,7 +37,7 @@ pub enum NotificationStatus {
     },
 }
 
-pub use crate::message::Message;
+pub use crate::message::{Message, Word};
 
 /// A message to a recipient (the other line, or the patient) about an event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,11 +51,9 @@ pub struct Notification {
     /// The causing event's position; an acknowledgement names it with the recipient.
     pub position: u64,
     /// The causing event's kind (`medication_stopped`).
-    pub kind: String,
-    /// The text, structured.
-    pub message: Message,
-    /// The text in English (`message` rendered).
-    pub summary: String,
+    pub kind: Word,
+    /// The text, structured (shared with the causing event's audit entry while folding).
+    pub message: Arc<Message>,
     /// The reason given with the event.
     pub reason: String,
     /// When the causing event was recorded.
@@ -68,6 +68,11 @@ impl Notification {
         self.status == NotificationStatus::Open
             && self.created_at.days_until(now) >= i64::from(config.overdue_after_days)
     }
+
+    /// The text in English: the message rendered when read, never stored.
+    pub fn summary(&self) -> String {
+        self.message.english()
+    }
 }
 
 /// The notifications an event causes: one per recipient, none for most events.
@@ -79,7 +84,7 @@ pub(crate) fn derive(
     view: &PatientView,
     recorded: &RecordedEvent,
     context: notify::Context,
-    message: &Message,
+    message: &Arc<Message>,
 ) -> Vec<Notification> {
     let record = &recorded.record;
     let author = record.actor.line();
@@ -103,7 +108,6 @@ pub(crate) fn derive(
     if recipients.is_empty() {
         return Vec::new();
     }
-    let summary = message.english();
     recipients
         .into_iter()
         .map(|recipient| Notification {
@@ -111,9 +115,8 @@ pub(crate) fn derive(
             patient: record.patient.clone(),
             recipient,
             position: recorded.position,
-            kind: record.event.kind().to_owned(),
-            message: message.clone(),
-            summary: summary.clone(),
+            kind: Word::Borrowed(record.event.kind()),
+            message: Arc::clone(message),
             reason: record.reason.to_string(),
             created_at: record.recorded_at,
             status: NotificationStatus::Open,

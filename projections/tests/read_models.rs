@@ -197,7 +197,7 @@ fn medication_change_during_shared_care_notifies_the_other_line() {
     assert_eq!(n.recipient, Line::Second);
     assert_eq!(n.id, format!("n-{stopped}-second"));
     assert_eq!(
-        n.summary,
+        n.summary(),
         "GP A. Jansen stopped atorvastatin 40 mg 1x daily (C10AA05): side effects, clinical reason"
     );
     assert_eq!(n.message.template, "medication_stopped");
@@ -256,7 +256,7 @@ fn specialist_target_notifies_the_gp_with_a_readable_summary() {
     );
     let n = s.notification_of(set).unwrap();
     assert_eq!(n.recipient, Line::First);
-    assert_eq!(n.summary, "Cardiologist J. de Vries set the LDL cholesterol target to ≤ 1.8 mmol/L (ESC guideline): high risk, clinical reason");
+    assert_eq!(n.summary(), "Cardiologist J. de Vries set the LDL cholesterol target to ≤ 1.8 mmol/L (ESC guideline): high risk, clinical reason");
     let withdrawn = s.by(
         &cardiologist(),
         vec![Command::WithdrawTarget(TargetWithdrawal {
@@ -442,8 +442,11 @@ fn audit_trail_answers_who_changed_the_statin_and_filters() {
     let entries = audit::query(&view, &filter);
     assert_eq!(entries.len(), 2);
     let change = entries.iter().find(|e| e.position() == changed).unwrap();
-    assert_eq!(change.from.as_deref(), Some("atorvastatin 40 mg 1x daily"));
-    assert_eq!(change.to.as_deref(), Some("20 mg 1x daily"));
+    assert_eq!(
+        change.from().as_deref(),
+        Some("atorvastatin 40 mg 1x daily")
+    );
+    assert_eq!(change.to().as_deref(), Some("20 mg 1x daily"));
     assert_eq!(
         (change.provenance.actor.clone(), change.provenance.line),
         (gp().id, Line::First)
@@ -1138,11 +1141,11 @@ fn agreement_6_a_correction_tells_the_line_told_of_the_entry_and_withdraws_its_n
     let n = s.notification_of(correction).unwrap();
     assert_eq!(n.recipient, Line::Second);
     assert!(
-        n.summary.contains("marked as entered in error"),
+        n.summary().contains("marked as entered in error"),
         "{}",
-        n.summary
+        n.summary()
     );
-    assert!(n.summary.contains("atorvastatin"), "{}", n.summary);
+    assert!(n.summary().contains("atorvastatin"), "{}", n.summary());
     assert_eq!(
         s.notification_of(start).unwrap().status,
         NotificationStatus::Withdrawn { correction }

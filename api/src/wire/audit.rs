@@ -114,12 +114,12 @@ impl From<&AuditEntry> for AuditEntryView {
             position: p.position,
             hash: p.hash.to_hex(),
             revision: e.revision,
-            kind: e.kind.clone(),
+            kind: e.kind.to_string(),
             element: e.element.clone(),
-            summary: e.summary.clone(),
-            message: MessageView::from(&e.message),
-            from: e.from.clone(),
-            to: e.to.clone(),
+            summary: e.summary(),
+            message: MessageView::from(&*e.message),
+            from: e.from(),
+            to: e.to(),
             from_state: e.from_state.as_ref().map(MessageView::from),
             to_state: e.to_state.as_ref().map(MessageView::from),
             actor: AuditActorView {
@@ -247,8 +247,12 @@ pub struct MessageView {
 impl From<&Message> for MessageView {
     fn from(m: &Message) -> Self {
         MessageView {
-            template: m.template.clone(),
-            values: m.values.clone(),
+            template: m.template.to_string(),
+            values: m
+                .values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 }
@@ -256,10 +260,10 @@ impl From<&Message> for MessageView {
 impl MessageView {
     /// The read models' message, for the labels.
     pub fn to_message(&self) -> Message {
-        Message {
-            template: self.template.clone(),
-            values: self.values.clone(),
-        }
+        Message::of_strings(
+            &self.template,
+            self.values.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 }
 
@@ -271,11 +275,11 @@ impl NotificationView {
             patient: n.patient.to_string(),
             recipient: Line(n.recipient),
             position: n.position,
-            kind: n.kind.clone(),
-            summary: n.summary.clone(),
+            kind: n.kind.to_string(),
+            summary: n.summary(),
             reason: n.reason.clone(),
             created_at: Time(n.created_at),
-            message: MessageView::from(&n.message),
+            message: MessageView::from(&*n.message),
             status: NotificationStatusView::from(&n.status),
             overdue,
         }

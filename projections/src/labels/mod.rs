@@ -545,7 +545,6 @@ pub fn machine_time(t: Timestamp) -> String {
 mod tests {
     use super::*;
     use crate::message::Message;
-    use std::collections::BTreeMap;
 
     fn at(rfc3339: &str) -> Timestamp {
         Timestamp::parse_rfc3339(rfc3339).unwrap()
@@ -632,22 +631,18 @@ mod tests {
 
     #[test]
     fn a_notification_reads_in_dutch_with_its_reasons_translated() {
-        let values: BTreeMap<String, String> = [
-            ("who", "GP A. Jansen"),
-            ("drug", "atorvastatine"),
-            ("dose", "40 mg"),
-            ("frequency", "1x daags"),
-            ("atc", "C10AA05"),
-            ("change_reason", "side effects"),
-            ("reason", "spierpijn"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let m = Message {
-            template: "medication_stopped".into(),
-            values,
-        };
+        let m = Message::of_strings(
+            "medication_stopped",
+            [
+                ("who", "GP A. Jansen"),
+                ("drug", "atorvastatine"),
+                ("dose", "40 mg"),
+                ("frequency", "1x daags"),
+                ("atc", "C10AA05"),
+                ("change_reason", "side effects"),
+                ("reason", "spierpijn"),
+            ],
+        );
         assert_eq!(
             message(&m, Lang::Nl),
             "Huisarts A. Jansen stopte atorvastatine 40 mg 1x daags (C10AA05): bijwerkingen, \

@@ -166,7 +166,7 @@ pub fn message(message: &Message, lang: Lang) -> String {
     let r = Reader { m: message, lang };
     let who = r.who();
     let v = |k: &str| r.v(k);
-    match (message.template.as_str(), lang) {
+    match (message.template.as_ref(), lang) {
         ("care_team_member_added", _) => member_added(&r, &who),
         ("care_team_member_removed", Lang::Nl) => {
             format!("{who} verwijderde {} uit het zorgteam", v("member"))
@@ -604,7 +604,7 @@ fn problem_resolved(r: &Reader<'_>, who: &str) -> String {
 /// language: "≤ 1,8 mmol/L", "atorvastatine 40 mg 1x daags", "gestopt", "richtlijnwaarde".
 pub fn state(state: &Message, lang: Lang) -> String {
     let r = Reader { m: state, lang };
-    match state.template.as_str() {
+    match state.template.as_ref() {
         "target" => format!("{} {}", r.v("comparator"), r.quantity("value")),
         "guideline_default" => lang.pick("richtlijnwaarde", "guideline default").to_owned(),
         "medication" => format!("{} {}", r.v("drug"), r.dose("")),
@@ -623,23 +623,12 @@ pub fn state(state: &Message, lang: Lang) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn m(template: &str, values: &[(&str, &str)]) -> Message {
-        let mut values: BTreeMap<String, String> = values
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        values
-            .entry("role".to_owned())
-            .or_insert_with(|| "gp".to_owned());
-        values
-            .entry("name".to_owned())
-            .or_insert_with(|| "A. Jansen".to_owned());
-        Message {
-            template: template.to_owned(),
-            values,
-        }
+        let mut m = Message::of_strings(template, values.iter().copied());
+        m.values.entry("role".into()).or_insert("gp".into());
+        m.values.entry("name".into()).or_insert("A. Jansen".into());
+        m
     }
 
     fn both(message: &Message) -> (String, String) {
@@ -1015,13 +1004,10 @@ mod tests {
 
     #[test]
     fn an_old_change_message_shows_its_summary() {
-        let old = Message {
-            template: "change".to_owned(),
-            values: [("summary", "GP A. Jansen did something"), ("reason", "why")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        };
+        let old = Message::of_strings(
+            "change",
+            [("summary", "GP A. Jansen did something"), ("reason", "why")],
+        );
         assert_eq!(
             message(&old, Lang::Nl),
             "GP A. Jansen did something; reason: why"
@@ -1033,9 +1019,9 @@ mod tests {
         let target = crate::message::state(
             "target",
             &[
-                ("comparator", "≤".to_owned()),
-                ("value", "2.5".to_owned()),
-                ("measure", "ldl".to_owned()),
+                ("comparator", "≤".into()),
+                ("value", "2.5".into()),
+                ("measure", "ldl".into()),
             ],
         );
         assert_eq!(state(&target, Lang::Nl), "≤ 2,5 mmol/L");
@@ -1044,7 +1030,7 @@ mod tests {
         assert_eq!(state(&stopped, Lang::Nl), "gestopt");
         let default = crate::message::state("guideline_default", &[]);
         assert_eq!(state(&default, Lang::Nl), "richtlijnwaarde");
-        let closed = crate::message::state("goal_closed", &[("outcome", "abandoned".to_owned())]);
+        let closed = crate::message::state("goal_closed", &[("outcome", "abandoned".into())]);
         assert_eq!(state(&closed, Lang::Nl), "losgelaten");
     }
 }

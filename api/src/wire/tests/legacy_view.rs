@@ -329,9 +329,9 @@ pub fn audit_entry(e: &AuditEntry) -> Value {
     let p = &e.provenance;
     json!({
         "position": p.position, "hash": p.hash.to_hex(), "revision": e.revision,
-        "type": e.kind, "element": e.element, "summary": e.summary,
+        "type": e.kind, "element": e.element, "summary": e.summary(),
         "message": {"template": e.message.template, "values": e.message.values},
-        "from": e.from, "to": e.to,
+        "from": e.from(), "to": e.to(),
         "from_state": e.from_state.as_ref().map(|m| json!({"template": m.template, "values": m.values})),
         "to_state": e.to_state.as_ref().map(|m| json!({"template": m.template, "values": m.values})),
         "actor": {"id": p.actor.as_str(), "name": p.actor_name.as_str(), "role": p.role.as_str(), "line": p.line.as_str()},
@@ -346,7 +346,7 @@ pub fn audit_entry(e: &AuditEntry) -> Value {
 pub fn notification(n: &Notification, overdue: bool) -> Value {
     json!({
         "id": n.id, "patient": n.patient.as_str(), "recipient": n.recipient.as_str(), "position": n.position,
-        "type": n.kind, "summary": n.summary, "reason": n.reason, "created_at": n.created_at.to_string(),
+        "type": n.kind, "summary": n.summary(), "reason": n.reason, "created_at": n.created_at.to_string(),
         "message": {"template": n.message.template, "values": n.message.values},
         "status": notification_status(&n.status), "overdue": overdue,
     })
