@@ -10,6 +10,10 @@
 
 mod common;
 
+/// The `careledger` binary's allocator, so that the figures are those of the program shipped.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::Instant;
 
 use careledger_projections::{ProjectionConfig, Projections};

@@ -18,6 +18,14 @@ mod render;
 mod transport;
 mod witness;
 
+/// jemalloc, not glibc's malloc: a rebuild of a region's ledger folds and frees millions of
+/// small strings and vectors on four threads, and glibc spent a third of that time in its own
+/// bookkeeping (`malloc_consolidate`, `unlink_chunk`); with jemalloc the 10M-event rebuild took
+/// 54-57 s instead of 76-94 s, while appends, plan reads and memory measured the same
+/// (docs/performance.md, "The rebuild at 10M events, again").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }
