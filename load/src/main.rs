@@ -4,6 +4,11 @@
 
 use clap::Parser;
 
+/// The `careledger` binary's allocator: `measure` verifies and rebuilds in this process, as the
+/// server would, so it allocates as the server does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The load (no subcommand), or one of the tools for a region's ledger.
 #[derive(clap::Parser)]
 #[command(
