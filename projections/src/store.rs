@@ -49,8 +49,8 @@ const FORMAT_KEY: &[u8] = b"format";
 /// its from and to structured (`message`, `from_state`, `to_state`) and every notification a
 /// template of its own kind, so that each reads in Dutch and English; rebuilt from the ledger.
 /// Layout 9: the English renderings of those texts (an entry's summary, from and to, a
-/// notification's summary) are no longer stored but rendered when read; the message a
-/// notification shares with its event's audit entry is stored once per notification still.
+/// notification's summary) are no longer stored but rendered when read. An event's audit entry
+/// and its notifications share one message while folding; each stores its own copy.
 const FORMAT: &[u8] = b"9";
 const PATIENT_PREFIX: u8 = b'p';
 /// The care team of a patient: `'t'` ‖ patient → the members (actor and role).
@@ -507,7 +507,8 @@ struct Encoded {
 
 /// bincode's writer into a reused buffer. A view's encoding is thousands of writes of a byte or
 /// a few (varints, enum tags, short strings); through `std::io::Write` each was a call into
-/// `memmove`, a tenth of a rebuild's time. A single byte is pushed here instead.
+/// `memmove` (6 % of a profiled rebuild's samples, 2 % with this writer). A single byte is
+/// pushed here instead.
 struct BufferWriter<'a>(&'a mut Vec<u8>);
 
 impl bincode::enc::write::Writer for BufferWriter<'_> {
