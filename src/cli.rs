@@ -807,17 +807,22 @@ fn verify_remote(url: &str, server: &crate::remote::ServerArgs) -> anyhow::Resul
 
 fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     let ledger = open_ledger(data)?;
+    let checkpoint = latest_checkpoint(data)?;
     let started = std::time::Instant::now();
-    let report = ledger.verify(&mut |done, total| {
-        if total > 0 {
-            eprint!("\rverifying: {done}/{total} events");
-            let _ = std::io::stderr().flush();
-        }
-    })?;
+    let sizes: Vec<u64> = checkpoint.iter().map(|c| c.size()).collect();
+    let report = ledger.verify_with_roots(
+        &mut |done, total| {
+            if total > 0 {
+                eprint!("\rverifying: {done}/{total} events");
+                let _ = std::io::stderr().flush();
+            }
+        },
+        &sizes,
+    )?;
     eprintln!();
     match &report.problem {
         None => {
-            let tree = check_tree(data, &ledger)?;
+            let tree = check_tree(data, &ledger, &report, checkpoint.as_ref())?;
             if let Some(problem) = &tree.problem {
                 say!("FAILED: {problem}");
                 return Ok(ExitCode::FAILURE);
@@ -858,21 +863,29 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The Merkle tree recomputed from the chain against the stored tree and, when the log has
-/// signed one, its last checkpoint (checked against the log key first) and the heads map it signed.
+/// The log's latest signed checkpoint, checked against the log key, when the log has signed one.
+fn latest_checkpoint(
+    data: &Path,
+) -> anyhow::Result<Option<careledger_core::checkpoint::Checkpoint>> {
+    use careledger_core::checkpoint::{read_latest, LogKey};
+    let key_file = data_dir::log_key_path(data);
+    if !key_file.exists() {
+        return Ok(None);
+    }
+    let key = LogKey::open(&key_file)?;
+    Ok(read_latest(&data_dir::checkpoint_path(data), &key)?)
+}
+
+/// The Merkle tree as the verification `report` recomputed it from the chain, against the
+/// stored tree and, when the log has signed one, its last `checkpoint` and the heads map it
+/// signed.
 fn check_tree(
     data: &Path,
     ledger: &Ledger,
+    report: &careledger_core::verify::VerifyReport,
+    checkpoint: Option<&careledger_core::checkpoint::Checkpoint>,
 ) -> anyhow::Result<careledger_core::checkpoint::TreeCheck> {
-    use careledger_core::checkpoint::{read_latest, LogKey};
-    let key_file = data_dir::log_key_path(data);
-    let checkpoint = if key_file.exists() {
-        let key = LogKey::open(&key_file)?;
-        read_latest(&data_dir::checkpoint_path(data), &key)?
-    } else {
-        None
-    };
-    let mut check = careledger_core::checkpoint::check_tree(ledger, checkpoint.as_ref())?;
+    let mut check = careledger_core::checkpoint::check_tree_of(report, ledger, checkpoint)?;
     if check.problem.is_none() && checkpoint.is_some() {
         // The heads map the checkpoint signed, recomputed from the events.
         let note = std::fs::read_to_string(data_dir::checkpoint_path(data))?;

@@ -624,6 +624,9 @@ pub struct TreeCheck {
 /// subtrees, and checks the stored tree's root at the head, and `checkpoint`'s root at its size,
 /// against it. A stored subtree that was changed would make every proof over it wrong; a ledger
 /// that does not hold the tree of its last signed checkpoint was cut or rewritten below it.
+///
+/// This reads every event; after a verification, [`check_tree_of`] checks the same from the
+/// roots it recomputed.
 pub fn check_tree(
     ledger: &Ledger,
     checkpoint: Option<&Checkpoint>,
@@ -640,8 +643,43 @@ pub fn check_tree(
         }
         Ok(())
     })?;
-    let size = frontier.size();
-    let root = frontier.root();
+    judge_tree(
+        ledger,
+        frontier.size(),
+        frontier.root(),
+        at_checkpoint,
+        checkpoint,
+    )
+}
+
+/// [`check_tree`] from the roots a verification of the whole chain recomputed
+/// ([`Ledger::verify_with_roots`], asked for the checkpoint's size): the same checks without
+/// reading the events again. `report` must be intact.
+pub fn check_tree_of(
+    report: &crate::verify::VerifyReport,
+    ledger: &Ledger,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<TreeCheck, CheckpointError> {
+    let size = report.verified;
+    let root = report
+        .tree_root(size)
+        .ok_or_else(|| CheckpointError::Inconsistent {
+            size,
+            problem: "the verification did not recompute the Merkle root at its head".into(),
+        })?;
+    let at_checkpoint = checkpoint.and_then(|c| report.tree_root(c.size()));
+    judge_tree(ledger, size, root, at_checkpoint, checkpoint)
+}
+
+/// The stored tree's root at `size` against `root` recomputed from the chain, and the
+/// checkpoint's root against `at_checkpoint` (`None`: the chain does not reach its size).
+fn judge_tree(
+    ledger: &Ledger,
+    size: u64,
+    root: TreeHash,
+    at_checkpoint: Option<TreeHash>,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<TreeCheck, CheckpointError> {
     let stored = ledger.tree_head(size)?.root;
     let mut problem = None;
     if stored != root {

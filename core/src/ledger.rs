@@ -275,6 +275,7 @@ impl Ledger {
                     patients.push(patient);
                 }
             }
+            true
         })?;
         Ok(listed.then_some(patients))
     }
@@ -313,8 +314,19 @@ impl Ledger {
     /// cheap comparison on open cannot see) makes the ledger refuse writes from then on, as
     /// damage found on open does.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
+        self.verify_with_roots(progress, &[])
+    }
+
+    /// [`Ledger::verify`], which recomputes the Merkle tree's root from the verified hashes at
+    /// the end (always) and at each of `tree_sizes` it reaches, in the same pass: what a
+    /// signed checkpoint is checked against ([`crate::checkpoint::check_tree_of`]).
+    pub fn verify_with_roots(
+        &self,
+        progress: &mut dyn FnMut(u64, u64),
+        tree_sizes: &[u64],
+    ) -> Result<VerifyReport> {
         let never = std::sync::atomic::AtomicBool::new(false);
-        let report = self.log.verify(progress, &never)?;
+        let report = self.log.verify(progress, &never, tree_sizes)?;
         // Only `cancel` ends a scan without a report, and nothing sets this one.
         report.ok_or_else(|| Error::Poisoned("verification stopped without a cause".into()))
     }
@@ -327,7 +339,7 @@ impl Ledger {
         progress: &mut dyn FnMut(u64, u64),
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Option<VerifyReport>> {
-        self.log.verify(progress, cancel)
+        self.log.verify(progress, cancel, &[])
     }
 
     /// Bytes the ledger occupies on disk.

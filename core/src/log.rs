@@ -879,19 +879,22 @@ impl<C> EventLog<C> {
     }
 
     /// Verifies the whole chain, the per-patient index against the frames, and the log
-    /// against its anchor; damage found makes the log refuse writes from then on.
+    /// against its anchor, and recomputes the Merkle root at the end and at `tree_sizes`;
+    /// damage found makes the log refuse writes from then on.
     pub(crate) fn verify(
         &self,
         progress: &mut dyn FnMut(u64, u64),
         cancel: &std::sync::atomic::AtomicBool,
+        tree_sizes: &[u64],
     ) -> Result<Option<VerifyReport>> {
         let total = self.head().position.max(self.written.lock().position);
         // The anchor as it was before the scan: entries added while it runs are of events the
         // scan may not have reached.
         let anchored = self.anchor.as_ref().and_then(|a| a.lock().last());
         let report = crate::anchor::catch_damage("verifying the ledger", || {
+            let storage = self.storage.as_ref();
             let scanned =
-                crate::verify::verify_chain(self.storage.as_ref(), total, progress, cancel)?;
+                crate::verify::verify_chain(storage, total, progress, cancel, tree_sizes)?;
             let Some(mut report) = scanned else {
                 return Ok(None);
             };

@@ -470,6 +470,24 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// Adds a complete subtree of 2^`level` leaves whose root is `root`, as pushing its leaves
+    /// one by one would (without the completed nodes). The tree's size must be a multiple of
+    /// 2^`level`, as it is for the blocks of [`cover`] pushed in order.
+    pub fn push_subtree(&mut self, level: u8, root: TreeHash) {
+        debug_assert!(
+            self.size.is_multiple_of(1 << level),
+            "a subtree out of alignment"
+        );
+        let mut hash = root;
+        let mut at = level as usize;
+        while self.size >> at & 1 == 1 {
+            hash = node_hash(&self.pending[at], &hash);
+            at += 1;
+        }
+        self.pending[at] = hash;
+        self.size += 1 << level;
+    }
+
     /// The root of the tree as it stands.
     pub fn root(&self) -> TreeHash {
         let mut root: Option<TreeHash> = None;
@@ -592,6 +610,34 @@ impl NodeSource for StoredTree<'_> {
         let right = self.node(level - 1, 2 * index + 1)?;
         Ok(node_hash(&left, &right))
     }
+}
+
+/// The leaves from index `start` on (`leaves`) as the fewest aligned complete subtrees, none of
+/// which crosses a tree size in `cuts`, in order, each as `(level, root)`: what a thread that
+/// hashed a run of leaves hands on, so that [`Frontier::push_subtree`] adds the run in a few
+/// steps and the frontier passes through every size in `cuts`.
+pub fn cover(start: u64, leaves: &[TreeHash], cuts: &[u64]) -> Vec<(u8, TreeHash)> {
+    let end = start + leaves.len() as u64;
+    let mut blocks = Vec::new();
+    let mut at = start;
+    while at < end {
+        let until = cuts
+            .iter()
+            .copied()
+            .filter(|&cut| cut > at && cut < end)
+            .min()
+            .unwrap_or(end);
+        // The largest block aligned at `at` that ends by `until`.
+        let mut level = at.trailing_zeros().min(63);
+        while 1u64 << level > until - at {
+            level -= 1;
+        }
+        let from = (at - start) as usize;
+        let root = fold_leaves(&leaves[from..from + (1usize << level)]);
+        blocks.push((level as u8, root));
+        at += 1 << level;
+    }
+    blocks
 }
 
 /// The root of a complete subtree from its leaf hashes (a power of two of them).
@@ -842,6 +888,42 @@ mod tests {
                 frontier.push(leaves[size], &mut Vec::new());
             }
         }
+    }
+
+    /// Runs of leaves of every length from every start, pushed as [`cover`]'s blocks, give the
+    /// roots that pushing leaf by leaf gives, at the end of each run and at each cut inside it.
+    #[test]
+    fn covering_runs_with_subtrees_gives_the_roots_leaf_by_leaf() {
+        let leaves: Vec<TreeHash> = (0..=200u8).map(|i| leaf_hash(&[i])).collect();
+        let memory = Memory::new(&leaves);
+        for run in 1..=40usize {
+            let cuts = [7, 64, 65, 129, run as u64 * 3];
+            let mut frontier = Frontier::new();
+            let mut at = 0;
+            while at < leaves.len() {
+                let end = (at + run).min(leaves.len());
+                for (level, root) in cover(at as u64, &leaves[at..end], &cuts) {
+                    frontier.push_subtree(level, root);
+                    let size = frontier.size();
+                    if cuts.contains(&size) {
+                        assert_eq!(frontier.root(), root_of(&memory, size), "cut {size}");
+                    }
+                }
+                at = end;
+                assert_eq!(frontier.size(), at as u64);
+                assert_eq!(
+                    frontier.root(),
+                    root_of(&memory, at as u64),
+                    "run {run} to {at}"
+                );
+            }
+            let blocks = cover(0, &leaves[..128], &[]);
+            assert_eq!(blocks, vec![(7, root_of(&memory, 128))]);
+        }
+    }
+
+    fn root_of(memory: &Memory, size: u64) -> TreeHash {
+        root(memory, size).unwrap()
     }
 
     #[test]

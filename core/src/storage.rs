@@ -84,8 +84,9 @@ impl From<Vec<u8>> for StoredValue {
     }
 }
 
-/// Called with each per-patient index entry: patient id, first revision, positions.
-pub type IndexVisitor<'a> = dyn FnMut(&[u8], u64, &[u8]) + 'a;
+/// Called with each per-patient index entry: patient id, first revision, positions. Returns
+/// whether to go on: `false` stops the scan.
+pub type IndexVisitor<'a> = dyn FnMut(&[u8], u64, &[u8]) -> bool + 'a;
 
 /// Called with each requested position and its frame, if stored.
 pub type FrameVisitor<'a> = dyn FnMut(u64, Option<&[u8]>) -> Result<()> + 'a;
@@ -777,7 +778,9 @@ impl Storage for SledStorage {
                 .ok_or_else(|| {
                     StorageError::corrupt(format!("malformed stream index key {key:?}"))
                 })?;
-            visit(id, revision_of(&key)?, &run);
+            if !visit(id, revision_of(&key)?, &run) {
+                break;
+            }
         }
         Ok(true)
     }

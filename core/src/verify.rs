@@ -1,12 +1,15 @@
 //! Verification of the whole chain, and what it reports when something is wrong.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 
 use crate::chain::Frame;
 use crate::error::Result;
+use crate::merkle::{cover, event_leaf, Frontier, TreeHash};
 use crate::record::{decode_record, Hash, Record};
 use crate::storage::{frames_in, Storage, StoredValue};
 
@@ -115,12 +118,25 @@ pub struct VerifyReport {
     pub head_hash: Hash,
     /// The first problem, if any; checking stops there.
     pub problem: Option<Problem>,
+    /// Roots of the Merkle tree recomputed from the verified events' hashes alone (not from the
+    /// stored subtrees), by tree size, smallest first: at `verified`, and at each size asked for
+    /// ([`crate::Ledger::verify_with_roots`]) that verification reached.
+    pub tree_roots: Vec<(u64, TreeHash)>,
 }
 
 impl VerifyReport {
     /// True when every stored event verified.
     pub fn is_intact(&self) -> bool {
         self.problem.is_none()
+    }
+
+    /// The Merkle root recomputed at tree size `size`, if verification reached it and it was
+    /// asked for (the root at `verified` always is).
+    pub fn tree_root(&self, size: u64) -> Option<TreeHash> {
+        self.tree_roots
+            .iter()
+            .find(|(at, _)| *at == size)
+            .map(|(_, root)| *root)
     }
 }
 
@@ -209,6 +225,7 @@ impl Index {
                 positions[slot] = position;
                 index.entries += 1;
             }
+            true
         })?;
         Ok(listed.then_some(index))
     }
@@ -287,10 +304,35 @@ struct Chunk {
 /// What checking one chunk found.
 struct Checked {
     verified: u64,
-    /// Frames that matched their entry in the per-patient index.
+    /// Frames checked against the per-patient index: matched in it ([`Against::Index`]), or
+    /// added to the digest ([`Against::Digest`]).
     indexed: u64,
+    /// The sum of the keyed hashes of the frames' index entries ([`Against::Digest`]).
+    digest: u64,
     last_hash: Hash,
+    /// The Merkle tree's leaves of the verified frames, as complete subtrees ([`cover`]).
+    blocks: Vec<(u8, TreeHash)>,
     problem: Option<Problem>,
+}
+
+/// What each frame's record is checked against for the per-patient index.
+#[derive(Clone, Copy)]
+enum Against<'a> {
+    /// The storage keeps no index to list: nothing.
+    Nothing,
+    /// A digest of every frame's index entry (patient, revision, position), compared with the
+    /// same digest of the stored index once both are read: the index is read beside the
+    /// frames, in a thread of its own, without holding it in memory.
+    Digest(&'a RandomState),
+    /// The index as read beforehand: each frame is looked up in it, which names the first
+    /// wrong entry in position order.
+    Index(&'a Index),
+}
+
+/// The keyed hash of one index entry, summed into the digests: SipHash with a key drawn for
+/// each verification, so that no stored content can be made to cancel out in the sum.
+fn entry_hash(keys: &RandomState, patient: &[u8], revision: u64, position: u64) -> u64 {
+    keys.hash_one((patient, revision, position))
 }
 
 impl Chunk {
@@ -303,64 +345,103 @@ impl Chunk {
     }
 
     /// Checks every frame in order, each at the position after the one before and against its
-    /// hash, decodes it, and checks it against the per-patient index up to `limit`.
-    fn check(&self, index: Option<&Index>, limit: u64) -> Checked {
+    /// hash, decodes it, and checks it against the per-patient index up to `limit`; hashes the
+    /// verified frames into the Merkle tree's subtrees, cut at the tree sizes in `cuts`.
+    fn check(&self, against: Against<'_>, limit: u64, cuts: &[u64]) -> Checked {
         let mut prev = self.prev;
         let mut expected = self.first;
-        let mut verified = 0;
-        let mut indexed = 0;
-        let stop = |verified, indexed, prev, problem| Checked {
-            verified,
-            indexed,
+        let mut checked = Checked {
+            verified: 0,
+            indexed: 0,
+            digest: 0,
             last_hash: prev,
-            problem: Some(problem),
+            blocks: Vec::new(),
+            problem: None,
         };
-        for (first, value) in &self.values {
+        let mut leaves = Vec::with_capacity(1024);
+        'frames: for (first, value) in &self.values {
             for (position, frame) in frames_in(*first, value) {
                 if position != expected {
-                    let gap = Problem {
+                    checked.problem = Some(Problem {
                         position: expected,
                         kind: ProblemKind::Gap { found: position },
-                    };
-                    return stop(verified, indexed, prev, gap);
+                    });
+                    break 'frames;
                 }
                 let record = match check_frame_record(position, frame, &prev, true) {
                     Ok((hash, record)) => {
                         prev = hash;
                         record
                     }
-                    Err(problem) => return stop(verified, indexed, prev, problem),
-                };
-                if let (Some(index), Some(record)) = (index, &record) {
-                    if position <= limit {
-                        if let Err(problem) = index.check(position, record) {
-                            return stop(verified, indexed, prev, problem);
-                        }
-                        indexed += 1;
+                    Err(problem) => {
+                        checked.problem = Some(problem);
+                        break 'frames;
                     }
+                };
+                if let Some(record) = record.filter(|_| position <= limit) {
+                    match against {
+                        Against::Nothing => {}
+                        Against::Digest(keys) => {
+                            let patient = record.patient.as_str().as_bytes();
+                            let entry = entry_hash(keys, patient, record.revision, position);
+                            checked.digest = checked.digest.wrapping_add(entry);
+                        }
+                        Against::Index(index) => {
+                            if let Err(problem) = index.check(position, &record) {
+                                checked.problem = Some(problem);
+                                break 'frames;
+                            }
+                        }
+                    }
+                    checked.indexed += 1;
                 }
-                verified += 1;
+                leaves.push(event_leaf(&prev));
+                checked.verified += 1;
                 expected += 1;
             }
         }
-        Checked {
-            verified,
-            indexed,
-            last_hash: prev,
-            problem: None,
-        }
+        checked.last_hash = prev;
+        checked.blocks = cover(self.first - 1, &leaves, cuts);
+        checked
     }
 }
 
-/// Verifies the whole chain in `storage`, calling `progress(verified, total)` now and then.
+/// The per-patient index's entries up to `limit`, counted and digested as the checkers digest
+/// the frames' ([`Against::Digest`]); `None` when the storage keeps no index to list.
+fn index_digest(
+    storage: &dyn Storage,
+    limit: u64,
+    keys: &RandomState,
+    stop: &AtomicBool,
+) -> Result<Option<(u64, u64)>> {
+    let (mut entries, mut digest) = (0u64, 0u64);
+    let listed = storage.scan_index(&mut |id, first, run| {
+        if first == 0 {
+            return true;
+        }
+        for (offset, bytes) in run.chunks_exact(8).enumerate() {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(bytes);
+            let position = u64::from_be_bytes(be);
+            if position <= limit {
+                let entry = entry_hash(keys, id, first + offset as u64, position);
+                digest = digest.wrapping_add(entry);
+                entries += 1;
+            }
+        }
+        !stop.load(Ordering::Relaxed)
+    })?;
+    Ok(listed.then_some((entries, digest)))
+}
+
+/// Verifies the whole chain in `storage`, calling `progress(verified, total)` now and then, and
+/// recomputes the Merkle tree's root at the end and at each size in `tree_sizes` it reaches.
 ///
-/// The work is split across threads: one scans storage and deals out the stored values in
-/// chunks (shared, not copied), one checker per core recomputes hashes, checks links and
-/// decodes records (the scanner waits for them most of the time, so the cores stay busy), and
-/// this thread collects their findings in position order. The first problem in position order is reported, exactly as a
-/// sequential check would; the chunk boundaries only decide who checks what. A chunk's first
-/// frame is checked against the stored hash of the frame before it, which the chunk before has
-/// verified (or else reports the first problem itself).
+/// A first pass checks the frames against a digest of the per-patient index, read beside them.
+/// When it finds a problem, or the index's digest differs from the frames', a second pass reads
+/// the index first and looks every frame up in it, which names the first problem in position
+/// order, index or chain alike. Damage makes verification take about twice as long; an intact
+/// ledger is read once.
 ///
 /// `cancel` stops the scan between chunks when it turns true: the result is then `None`, since
 /// what was not read is neither intact nor damaged.
@@ -369,14 +450,82 @@ pub(crate) fn verify_chain(
     total: u64,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &AtomicBool,
+    tree_sizes: &[u64],
 ) -> Result<Option<VerifyReport>> {
+    let keys = RandomState::new();
+    let Some(first) = verify_pass(storage, total, progress, cancel, tree_sizes, Some(&keys))?
+    else {
+        return Ok(None);
+    };
+    let agrees = first
+        .index
+        .is_none_or(|(entries, digest)| entries == first.indexed && digest == first.digest);
+    if first.report.problem.is_none() && agrees {
+        progress(first.report.verified, total);
+        return Ok(Some(first.report));
+    }
+    // Something is wrong: the pass that holds the index names the first problem.
+    let Some(exact) = verify_pass(storage, total, &mut |_, _| {}, cancel, tree_sizes, None)? else {
+        return Ok(None);
+    };
+    let mut report = exact.report;
+    if report.problem.is_none() {
+        if let Some(index) = &exact.held {
+            let matched_all = index.unmatched(exact.indexed, report.verified.min(total));
+            report.problem = index.problem.clone().or(matched_all);
+        }
+    }
+    progress(report.verified, total);
+    Ok(Some(report))
+}
+
+/// What one pass over the chain found.
+struct Pass {
+    report: VerifyReport,
+    /// Frames checked against the index (up to the limit), and their digest.
+    indexed: u64,
+    digest: u64,
+    /// The index's entries and their digest, in a pass that digests it.
+    index: Option<(u64, u64)>,
+    /// The index as read, in a pass that holds it.
+    held: Option<Index>,
+}
+
+/// One pass over the chain: with `keys`, against a digest of the index read beside it (a
+/// thread of its own); without, against the index read beforehand.
+///
+/// The work is split across threads: one scans storage and deals out the stored values in
+/// chunks (shared, not copied), one checker per core recomputes hashes, checks links and
+/// decodes records (the scanner waits for them most of the time, so the cores stay busy), and
+/// this thread collects their findings in position order. The first problem in position order
+/// is reported, exactly as a sequential check would; the chunk boundaries only decide who
+/// checks what. A chunk's first frame is checked against the stored hash of the frame before
+/// it, which the chunk before has verified (or else reports the first problem itself).
+fn verify_pass(
+    storage: &dyn Storage,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64),
+    cancel: &AtomicBool,
+    tree_sizes: &[u64],
+    keys: Option<&RandomState>,
+) -> Result<Option<Pass>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
     let stop = AtomicBool::new(false);
-    let index = Index::read(storage, total)?;
-    let index = index.as_ref();
-    std::thread::scope(|scope| {
+    let held = match keys {
+        Some(_) => None,
+        None => Index::read(storage, total)?,
+    };
+    let pass = std::thread::scope(|scope| -> Result<Option<Pass>> {
+        let stop = &stop;
+        let digesting =
+            keys.map(|keys| scope.spawn(move || index_digest(storage, total, keys, stop)));
+        let against = match (keys, &held) {
+            (Some(keys), _) => Against::Digest(keys),
+            (None, Some(index)) => Against::Index(index),
+            (None, None) => Against::Nothing,
+        };
         let mut inputs = Vec::with_capacity(workers);
         let mut outputs = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -384,7 +533,10 @@ pub(crate) fn verify_chain(
             let (checked_tx, checked_rx) = mpsc::channel::<Checked>();
             scope.spawn(move || {
                 for chunk in chunk_rx {
-                    if checked_tx.send(chunk.check(index, total)).is_err() {
+                    if checked_tx
+                        .send(chunk.check(against, total, tree_sizes))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -392,15 +544,25 @@ pub(crate) fn verify_chain(
             inputs.push(chunk_tx);
             outputs.push(checked_rx);
         }
-        let stop = &stop;
         let scanner = scope.spawn(move || scan_chunks(storage, &inputs, stop, cancel));
 
-        let mut report = VerifyReport {
-            verified: 0,
-            head_hash: Hash::ZERO,
-            problem: None,
+        let mut pass = Pass {
+            report: VerifyReport {
+                verified: 0,
+                head_hash: Hash::ZERO,
+                problem: None,
+                tree_roots: Vec::new(),
+            },
+            indexed: 0,
+            digest: 0,
+            index: None,
+            held: None,
         };
-        let mut indexed = 0;
+        let mut frontier = Frontier::new();
+        let mut roots = Vec::new();
+        if tree_sizes.contains(&0) {
+            roots.push((0, frontier.root()));
+        }
         let mut next_progress = PROGRESS_EVERY;
         let mut cancelled = false;
         'collect: for turn in 0.. {
@@ -412,10 +574,18 @@ pub(crate) fn verify_chain(
             let Ok(checked) = outputs[turn % workers].recv() else {
                 break 'collect;
             };
+            let report = &mut pass.report;
             report.verified += checked.verified;
-            indexed += checked.indexed;
+            pass.indexed += checked.indexed;
+            pass.digest = pass.digest.wrapping_add(checked.digest);
             if checked.verified > 0 {
                 report.head_hash = checked.last_hash;
+            }
+            for (level, root) in checked.blocks {
+                frontier.push_subtree(level, root);
+                if tree_sizes.contains(&frontier.size()) {
+                    roots.push((frontier.size(), frontier.root()));
+                }
             }
             while report.verified >= next_progress {
                 progress(next_progress, total);
@@ -432,20 +602,29 @@ pub(crate) fn verify_chain(
         let scanned = scanner
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let digested = digesting.map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
         // The scanner also stops when `cancel` turns true after the last chunk was collected.
-        if cancelled || (report.problem.is_none() && cancel.load(Ordering::Relaxed)) {
+        if cancelled || (pass.report.problem.is_none() && cancel.load(Ordering::Relaxed)) {
             return Ok(None);
         }
-        if report.problem.is_none() {
+        if pass.report.problem.is_none() {
             scanned?;
-            if let Some(index) = index {
-                let matched_all = index.unmatched(indexed, report.verified.min(total));
-                report.problem = index.problem.clone().or(matched_all);
-            }
+            pass.index = digested.transpose()?.flatten();
         }
-        progress(report.verified, total);
-        Ok(Some(report))
-    })
+        if roots
+            .last()
+            .is_none_or(|(size, _)| *size != frontier.size())
+        {
+            roots.push((frontier.size(), frontier.root()));
+        }
+        pass.report.tree_roots = roots;
+        Ok(Some(pass))
+    })?;
+    Ok(pass.map(|pass| Pass { held, ..pass }))
 }
 
 /// How often (in verified events) verification reports progress.
@@ -689,5 +868,44 @@ mod tests {
             assert_eq!(problem.position, first);
             assert_eq!(problem.kind, ProblemKind::Gap { found: next });
         }
+    }
+
+    /// The Merkle roots verification recomputes, at the head and at sizes on both sides of
+    /// chunk boundaries, are those of the stored tree; the checkpoint check from them agrees
+    /// with the one that reads the events again.
+    #[test]
+    fn verification_recomputes_the_merkle_roots_it_is_asked_for() {
+        const EVENTS: u64 = 401;
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), EVENTS);
+        let storage = Box::new(SledStorage::open(dir.path()).unwrap());
+        let ledger = Ledger::with_storage(storage, LedgerConfig::default()).unwrap();
+        let sizes: Vec<u64> = vec![0, 1, 2, 17, 63, 64, 65, 128, 200, 255, 256, 400, 401, 500];
+        let report = ledger.verify_with_roots(&mut |_, _| {}, &sizes).unwrap();
+        assert!(report.is_intact(), "{:?}", report.problem);
+        for size in sizes.iter().copied().filter(|s| *s <= EVENTS) {
+            let stored = ledger.tree_head(size).unwrap().root;
+            assert_eq!(report.tree_root(size), Some(stored), "size {size}");
+        }
+        assert_eq!(
+            report.tree_root(500),
+            None,
+            "a size beyond the head is not reached"
+        );
+        assert_eq!(
+            report.tree_root(3),
+            None,
+            "a size not asked for is not kept"
+        );
+        let roots: Vec<u64> = report.tree_roots.iter().map(|(size, _)| *size).collect();
+        assert!(roots.windows(2).all(|w| w[0] < w[1]), "{roots:?}");
+
+        let plain = ledger.verify(&mut |_, _| {}).unwrap();
+        let head_root = ledger.tree_head(EVENTS).unwrap().root;
+        assert_eq!(plain.tree_roots, vec![(EVENTS, head_root)]);
+        let of_report = crate::checkpoint::check_tree_of(&report, &ledger, None).unwrap();
+        let reading = crate::checkpoint::check_tree(&ledger, None).unwrap();
+        assert_eq!(of_report, reading);
+        assert_eq!(of_report.problem, None);
     }
 }

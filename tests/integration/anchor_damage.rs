@@ -331,6 +331,35 @@ fn a_deleted_per_patient_index_entry_is_reported_at_its_event() {
     assert!(removed_position <= acknowledged.len() as u64);
 }
 
+/// Two of a patient's index entries swapped: as many entries as events, each position listed
+/// once, only the revisions they map to are wrong.
+#[test]
+fn swapped_per_patient_index_entries_are_reported_at_the_first_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 200);
+    let first = {
+        let db = open_raw(dir.path());
+        let mut prefix = vec![b's', "patient-3".len() as u8];
+        prefix.extend_from_slice(b"patient-3");
+        let (key, run) = db
+            .scan_prefix(&prefix)
+            .map(Result::unwrap)
+            .find(|(_, run)| run.len() >= 16)
+            .expect("a run of two positions or more");
+        let mut swapped = run.to_vec();
+        swapped[..16].rotate_left(8);
+        db.insert(key, swapped).unwrap();
+        db.flush().unwrap();
+        u64::from_be_bytes(run[..8].try_into().unwrap())
+    };
+    let ledger = Ledger::open(&ledger_dir(dir.path()), LedgerConfig::default()).unwrap();
+    let report = ledger.verify(&mut |_, _| {}).unwrap();
+    let problem = report.problem.expect("swapped index entries are found");
+    assert_eq!(problem.position, first, "{problem}");
+    assert!(matches!(problem.kind, ProblemKind::Index(_)), "{problem}");
+    assert_eq!(report.verified, first - 1);
+}
+
 #[test]
 fn an_intact_ledger_verifies_against_its_anchor_after_reopening() {
     let dir = tempfile::tempdir().unwrap();

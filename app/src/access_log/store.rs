@@ -293,6 +293,14 @@ pub struct AccessVerifyReport {
     pub problem: Option<AccessProblem>,
 }
 
+/// The entries as checked in order, with the count and keyed digest of their (patient,
+/// position) pairs ([`AccessStore::verify`]).
+struct Digested {
+    report: AccessVerifyReport,
+    indexed: u64,
+    digest: u64,
+}
+
 /// The first thing wrong in the access log.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -742,7 +750,124 @@ impl AccessStore {
     /// Verifies every stored entry: gapless positions from 1, each frame's hash over its stored
     /// bytes, each link to the entry before, each entry readable and its patient indexed; and no
     /// index position without its entry. Stops at the first problem.
+    ///
+    /// The entries and the patient index are each read once, in key order, and compared by a
+    /// keyed digest of their (patient, position) pairs. Only when something is wrong are they
+    /// read again, each entry looked up in the index and each index position in the entries,
+    /// to name the first problem.
     pub fn verify(&self) -> Result<AccessVerifyReport, AppError> {
+        let keys = std::collections::hash_map::RandomState::new();
+        let entries = self.digest_entries(&keys)?;
+        if entries.report.problem.is_none() {
+            if let Some(listed) = self.digest_index(&keys)? {
+                if listed == (entries.indexed, entries.digest) {
+                    return Ok(entries.report);
+                }
+            }
+        }
+        self.verify_exact()
+    }
+
+    /// The entries checked in order, with the count and keyed digest of their (patient,
+    /// position) pairs.
+    fn digest_entries(
+        &self,
+        keys: &std::collections::hash_map::RandomState,
+    ) -> Result<Digested, AppError> {
+        use std::hash::BuildHasher as _;
+        let mut digested = Digested {
+            report: AccessVerifyReport {
+                verified: 0,
+                head_hash: Hash::ZERO,
+                problem: None,
+            },
+            indexed: 0,
+            digest: 0,
+        };
+        let report = &mut digested.report;
+        for item in self.db.range(entry_key(0)..=entry_key(u64::MAX)) {
+            let (key, value) = item.map_err(store_error("verifying the access log"))?;
+            let first = position_of(&key).unwrap_or(0);
+            let group = match self.group(&value) {
+                Ok(group) => group,
+                Err(what) => {
+                    report.problem = Some(AccessProblem::Undecodable {
+                        position: first,
+                        what,
+                    });
+                    break;
+                }
+            };
+            let Some(frames) = frames_in(first, &group) else {
+                report.problem = Some(AccessProblem::Undecodable {
+                    position: first,
+                    what: "a group of frames that ends early".into(),
+                });
+                break;
+            };
+            for (position, frame) in frames {
+                let expected = report.verified + 1;
+                if position != expected {
+                    report.problem = Some(AccessProblem::Gap {
+                        position: expected,
+                        found: position,
+                    });
+                    return Ok(digested);
+                }
+                let stored = match check(position, &report.head_hash, frame) {
+                    Ok(stored) => stored,
+                    Err(problem) => {
+                        report.problem = Some(problem);
+                        return Ok(digested);
+                    }
+                };
+                if let Some(patient) = &stored.entry.patient {
+                    digested.indexed += 1;
+                    let pair = keys.hash_one((patient.as_bytes(), position));
+                    digested.digest = digested.digest.wrapping_add(pair);
+                }
+                report.verified = position;
+                report.head_hash = stored.hash;
+            }
+        }
+        Ok(digested)
+    }
+
+    /// The count and keyed digest of the (patient, position) pairs the patient index lists;
+    /// `None` when a key or run is malformed.
+    fn digest_index(
+        &self,
+        keys: &std::collections::hash_map::RandomState,
+    ) -> Result<Option<(u64, u64)>, AppError> {
+        use std::hash::BuildHasher as _;
+        let (mut listed, mut digest) = (0u64, 0u64);
+        let index = self
+            .db
+            .scan_prefix([BY_PATIENT_GROUP])
+            .chain(self.db.scan_prefix([BY_PATIENT]));
+        for item in index {
+            let (key, value) = item.map_err(store_error("verifying the access log"))?;
+            let Some((patient, at)) = index_key_parts(&key) else {
+                return Ok(None);
+            };
+            let positions = indexed_positions(at, &value);
+            let by_commit = key[0] == BY_PATIENT;
+            let ordered = positions.windows(2).all(|w| w[0] < w[1])
+                && (!by_commit || positions.last() == Some(&at));
+            if !ordered || value.len() % 8 != 0 {
+                return Ok(None);
+            }
+            for position in positions {
+                listed += 1;
+                digest = digest.wrapping_add(keys.hash_one((patient, position)));
+            }
+        }
+        Ok(Some((listed, digest)))
+    }
+
+    /// [`AccessStore::verify`] entry by entry: each entry's patient looked up in the index, and
+    /// each indexed position in the entries, which names the first problem.
+    fn verify_exact(&self) -> Result<AccessVerifyReport, AppError> {
         let mut report = AccessVerifyReport {
             verified: 0,
             head_hash: Hash::ZERO,
