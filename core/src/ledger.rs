@@ -314,7 +314,7 @@ impl Ledger {
     /// cheap comparison on open cannot see) makes the ledger refuse writes from then on, as
     /// damage found on open does.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
-        self.verify_with_roots(progress, &[])
+        self.verify_tree(progress, None)
     }
 
     /// [`Ledger::verify`], which recomputes the Merkle tree's root from the verified hashes at
@@ -324,6 +324,14 @@ impl Ledger {
         &self,
         progress: &mut dyn FnMut(u64, u64),
         tree_sizes: &[u64],
+    ) -> Result<VerifyReport> {
+        self.verify_tree(progress, Some(tree_sizes))
+    }
+
+    fn verify_tree(
+        &self,
+        progress: &mut dyn FnMut(u64, u64),
+        tree_sizes: Option<&[u64]>,
     ) -> Result<VerifyReport> {
         let never = std::sync::atomic::AtomicBool::new(false);
         let report = self.log.verify(progress, &never, tree_sizes)?;
@@ -339,7 +347,7 @@ impl Ledger {
         progress: &mut dyn FnMut(u64, u64),
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Option<VerifyReport>> {
-        self.log.verify(progress, cancel, &[])
+        self.log.verify(progress, cancel, None)
     }
 
     /// Bytes the ledger occupies on disk.

@@ -879,13 +879,13 @@ impl<C> EventLog<C> {
     }
 
     /// Verifies the whole chain, the per-patient index against the frames, and the log
-    /// against its anchor, and recomputes the Merkle root at the end and at `tree_sizes`;
-    /// damage found makes the log refuse writes from then on.
+    /// against its anchor, and with `tree_sizes` recomputes the Merkle root at the end and at
+    /// those sizes; damage found makes the log refuse writes from then on.
     pub(crate) fn verify(
         &self,
         progress: &mut dyn FnMut(u64, u64),
         cancel: &std::sync::atomic::AtomicBool,
-        tree_sizes: &[u64],
+        tree_sizes: Option<&[u64]>,
     ) -> Result<Option<VerifyReport>> {
         let total = self.head().position.max(self.written.lock().position);
         // The anchor as it was before the scan: entries added while it runs are of events the

@@ -119,8 +119,9 @@ pub struct VerifyReport {
     /// The first problem, if any; checking stops there.
     pub problem: Option<Problem>,
     /// Roots of the Merkle tree recomputed from the verified events' hashes alone (not from the
-    /// stored subtrees), by tree size, smallest first: at `verified`, and at each size asked for
-    /// ([`crate::Ledger::verify_with_roots`]) that verification reached.
+    /// stored subtrees), by tree size, smallest first, when asked for
+    /// ([`crate::Ledger::verify_with_roots`]): at `verified`, and at each size asked for that
+    /// verification reached. Empty from [`crate::Ledger::verify`].
     pub tree_roots: Vec<(u64, TreeHash)>,
 }
 
@@ -131,7 +132,7 @@ impl VerifyReport {
     }
 
     /// The Merkle root recomputed at tree size `size`, if verification reached it and it was
-    /// asked for (the root at `verified` always is).
+    /// asked for (the root at `verified` is, whenever roots are).
     pub fn tree_root(&self, size: u64) -> Option<TreeHash> {
         self.tree_roots
             .iter()
@@ -346,8 +347,9 @@ impl Chunk {
 
     /// Checks every frame in order, each at the position after the one before and against its
     /// hash, decodes it, and checks it against the per-patient index up to `limit`; hashes the
-    /// verified frames into the Merkle tree's subtrees, cut at the tree sizes in `cuts`.
-    fn check(&self, against: Against<'_>, limit: u64, cuts: &[u64]) -> Checked {
+    /// verified frames into the Merkle tree's subtrees, cut at the tree sizes in `cuts`, when
+    /// the tree is asked for.
+    fn check(&self, against: Against<'_>, limit: u64, cuts: Option<&[u64]>) -> Checked {
         let mut prev = self.prev;
         let mut expected = self.first;
         let mut checked = Checked {
@@ -395,13 +397,17 @@ impl Chunk {
                     }
                     checked.indexed += 1;
                 }
-                leaves.push(event_leaf(&prev));
+                if cuts.is_some() {
+                    leaves.push(event_leaf(&prev));
+                }
                 checked.verified += 1;
                 expected += 1;
             }
         }
         checked.last_hash = prev;
-        checked.blocks = cover(self.first - 1, &leaves, cuts);
+        if let Some(cuts) = cuts {
+            checked.blocks = cover(self.first - 1, &leaves, cuts);
+        }
         checked
     }
 }
@@ -435,7 +441,8 @@ fn index_digest(
 }
 
 /// Verifies the whole chain in `storage`, calling `progress(verified, total)` now and then, and
-/// recomputes the Merkle tree's root at the end and at each size in `tree_sizes` it reaches.
+/// with `tree_sizes`, recomputes the Merkle tree's root at the end and at each of those sizes
+/// it reaches.
 ///
 /// A first pass checks the frames against a digest of the per-patient index, read beside them.
 /// When it finds a problem, or the index's digest differs from the frames', a second pass reads
@@ -450,7 +457,7 @@ pub(crate) fn verify_chain(
     total: u64,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &AtomicBool,
-    tree_sizes: &[u64],
+    tree_sizes: Option<&[u64]>,
 ) -> Result<Option<VerifyReport>> {
     let keys = RandomState::new();
     let Some(first) = verify_pass(storage, total, progress, cancel, tree_sizes, Some(&keys))?
@@ -506,7 +513,7 @@ fn verify_pass(
     total: u64,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &AtomicBool,
-    tree_sizes: &[u64],
+    tree_sizes: Option<&[u64]>,
     keys: Option<&RandomState>,
 ) -> Result<Option<Pass>> {
     let workers = std::thread::available_parallelism()
@@ -560,7 +567,8 @@ fn verify_pass(
         };
         let mut frontier = Frontier::new();
         let mut roots = Vec::new();
-        if tree_sizes.contains(&0) {
+        let wanted = |size: u64| tree_sizes.is_some_and(|sizes| sizes.contains(&size));
+        if wanted(0) {
             roots.push((0, frontier.root()));
         }
         let mut next_progress = PROGRESS_EVERY;
@@ -583,7 +591,7 @@ fn verify_pass(
             }
             for (level, root) in checked.blocks {
                 frontier.push_subtree(level, root);
-                if tree_sizes.contains(&frontier.size()) {
+                if wanted(frontier.size()) {
                     roots.push((frontier.size(), frontier.root()));
                 }
             }
@@ -615,10 +623,8 @@ fn verify_pass(
             scanned?;
             pass.index = digested.transpose()?.flatten();
         }
-        if roots
-            .last()
-            .is_none_or(|(size, _)| *size != frontier.size())
-        {
+        let at_end = roots.last().map(|(size, _)| *size);
+        if tree_sizes.is_some() && at_end != Some(frontier.size()) {
             roots.push((frontier.size(), frontier.root()));
         }
         pass.report.tree_roots = roots;
@@ -901,8 +907,10 @@ mod tests {
         assert!(roots.windows(2).all(|w| w[0] < w[1]), "{roots:?}");
 
         let plain = ledger.verify(&mut |_, _| {}).unwrap();
+        assert_eq!(plain.tree_roots, vec![], "roots only when asked for");
+        let head_only = ledger.verify_with_roots(&mut |_, _| {}, &[]).unwrap();
         let head_root = ledger.tree_head(EVENTS).unwrap().root;
-        assert_eq!(plain.tree_roots, vec![(EVENTS, head_root)]);
+        assert_eq!(head_only.tree_roots, vec![(EVENTS, head_root)]);
         let of_report = crate::checkpoint::check_tree_of(&report, &ledger, None).unwrap();
         let reading = crate::checkpoint::check_tree(&ledger, None).unwrap();
         assert_eq!(of_report, reading);
