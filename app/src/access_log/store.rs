@@ -293,12 +293,17 @@ pub struct AccessVerifyReport {
     pub problem: Option<AccessProblem>,
 }
 
-/// The entries as checked in order, with the count and keyed digest of their (patient,
-/// position) pairs ([`AccessStore::verify`]).
-struct Digested {
-    report: AccessVerifyReport,
-    indexed: u64,
-    digest: u64,
+/// Says whether the index is right about a patient (by id) and a position
+/// ([`AccessStore::verify`]).
+type PairCheck<'a, Id> = dyn FnMut(&Id, u64) -> Result<bool, AppError> + 'a;
+
+/// What walking the access log's patient index found ([`AccessStore::verify`]).
+#[derive(Debug, PartialEq, Eq)]
+enum IndexWalk {
+    /// Every entry as it should be: how many positions it lists.
+    Listed(u64),
+    /// A wrong entry at this position, or a malformed key (`None`).
+    Wrong(Option<u64>),
 }
 
 /// The first thing wrong in the access log.
@@ -756,124 +761,70 @@ impl AccessStore {
     /// read again, each entry looked up in the index and each index position in the entries,
     /// to name the first problem.
     pub fn verify(&self) -> Result<AccessVerifyReport, AppError> {
+        use std::hash::BuildHasher as _;
         let keys = std::collections::hash_map::RandomState::new();
-        let entries = self.digest_entries(&keys)?;
-        if entries.report.problem.is_none() {
-            if let Some(listed) = self.digest_index(&keys)? {
-                if listed == (entries.indexed, entries.digest) {
-                    return Ok(entries.report);
-                }
+        let (mut indexed, mut digest) = (0u64, 0u64);
+        let report = self.walk_entries(&mut |patient, position| {
+            indexed += 1;
+            digest = digest.wrapping_add(keys.hash_one((patient.as_bytes(), position)));
+            Ok(true)
+        })?;
+        if report.problem.is_none() {
+            let mut listed_digest = 0u64;
+            let walked = self.walk_index(&mut |patient, position| {
+                listed_digest = listed_digest.wrapping_add(keys.hash_one((patient, position)));
+                Ok(true)
+            })?;
+            if walked == IndexWalk::Listed(indexed) && listed_digest == digest {
+                return Ok(report);
             }
         }
         self.verify_exact()
     }
 
-    /// The entries checked in order, with the count and keyed digest of their (patient,
-    /// position) pairs.
-    fn digest_entries(
-        &self,
-        keys: &std::collections::hash_map::RandomState,
-    ) -> Result<Digested, AppError> {
-        use std::hash::BuildHasher as _;
-        let mut digested = Digested {
-            report: AccessVerifyReport {
-                verified: 0,
-                head_hash: Hash::ZERO,
-                problem: None,
-            },
-            indexed: 0,
-            digest: 0,
-        };
-        let report = &mut digested.report;
-        for item in self.db.range(entry_key(0)..=entry_key(u64::MAX)) {
-            let (key, value) = item.map_err(store_error("verifying the access log"))?;
-            let first = position_of(&key).unwrap_or(0);
-            let group = match self.group(&value) {
-                Ok(group) => group,
-                Err(what) => {
-                    report.problem = Some(AccessProblem::Undecodable {
-                        position: first,
-                        what,
-                    });
-                    break;
-                }
-            };
-            let Some(frames) = frames_in(first, &group) else {
-                report.problem = Some(AccessProblem::Undecodable {
-                    position: first,
-                    what: "a group of frames that ends early".into(),
-                });
-                break;
-            };
-            for (position, frame) in frames {
-                let expected = report.verified + 1;
-                if position != expected {
-                    report.problem = Some(AccessProblem::Gap {
-                        position: expected,
-                        found: position,
-                    });
-                    return Ok(digested);
-                }
-                let stored = match check(position, &report.head_hash, frame) {
-                    Ok(stored) => stored,
-                    Err(problem) => {
-                        report.problem = Some(problem);
-                        return Ok(digested);
-                    }
-                };
-                if let Some(patient) = &stored.entry.patient {
-                    digested.indexed += 1;
-                    let pair = keys.hash_one((patient.as_bytes(), position));
-                    digested.digest = digested.digest.wrapping_add(pair);
-                }
-                report.verified = position;
-                report.head_hash = stored.hash;
-            }
-        }
-        Ok(digested)
-    }
-
-    /// The count and keyed digest of the (patient, position) pairs the patient index lists;
-    /// `None` when a key or run is malformed.
-    fn digest_index(
-        &self,
-        keys: &std::collections::hash_map::RandomState,
-    ) -> Result<Option<(u64, u64)>, AppError> {
-        use std::hash::BuildHasher as _;
-        let (mut listed, mut digest) = (0u64, 0u64);
-        let index = self
-            .db
-            .scan_prefix([BY_PATIENT_GROUP])
-            .chain(self.db.scan_prefix([BY_PATIENT]));
-        for item in index {
-            let (key, value) = item.map_err(store_error("verifying the access log"))?;
-            let Some((patient, at)) = index_key_parts(&key) else {
-                return Ok(None);
-            };
-            let positions = indexed_positions(at, &value);
-            let by_commit = key[0] == BY_PATIENT;
-            let ordered = positions.windows(2).all(|w| w[0] < w[1])
-                && (!by_commit || positions.last() == Some(&at));
-            if !ordered || value.len() % 8 != 0 {
-                return Ok(None);
-            }
-            for position in positions {
-                listed += 1;
-                digest = digest.wrapping_add(keys.hash_one((patient, position)));
-            }
-        }
-        Ok(Some((listed, digest)))
-    }
-
     /// [`AccessStore::verify`] entry by entry: each entry's patient looked up in the index, and
     /// each indexed position in the entries, which names the first problem.
     fn verify_exact(&self) -> Result<AccessVerifyReport, AppError> {
+        let mut indexed = 0u64;
+        let mut report = self.walk_entries(&mut |patient, position| {
+            indexed += 1;
+            self.indexed(patient, position)
+        })?;
+        if report.problem.is_some() {
+            return Ok(report);
+        }
+        let walked = self.walk_index(&mut |patient, position| {
+            Ok(self
+                .frame_at(position)?
+                .and_then(|f| decode(position, &f).ok())
+                .is_some_and(|s| s.entry.patient.is_some_and(|p| patient == p.as_bytes())))
+        })?;
+        match walked {
+            IndexWalk::Listed(listed) if listed == indexed => {}
+            IndexWalk::Listed(_) => {
+                report.problem = Some(AccessProblem::IndexWrong {
+                    position: report.verified,
+                });
+            }
+            IndexWalk::Wrong(position) => {
+                report.problem = Some(AccessProblem::IndexWrong {
+                    position: position.unwrap_or(report.verified),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks every stored entry in order (gapless positions from 1, each frame's hash and
+    /// link, each entry readable), calling `names(patient, position)` for each entry that names
+    /// a patient: whether the index is right about it (`false` is reported at that position).
+    /// Stops at the first problem.
+    fn walk_entries(&self, names: &mut PairCheck<'_, str>) -> Result<AccessVerifyReport, AppError> {
         let mut report = AccessVerifyReport {
             verified: 0,
             head_hash: Hash::ZERO,
             problem: None,
         };
-        let mut indexed = 0u64;
         for item in self.db.range(entry_key(0)..=entry_key(u64::MAX)) {
             let (key, value) = item.map_err(store_error("verifying the access log"))?;
             let first = position_of(&key).unwrap_or(0);
@@ -911,8 +862,7 @@ impl AccessStore {
                     }
                 };
                 if let Some(patient) = &stored.entry.patient {
-                    indexed += 1;
-                    if !self.indexed(patient, position)? {
+                    if !names(patient, position)? {
                         report.problem = Some(AccessProblem::IndexWrong { position });
                         return Ok(report);
                     }
@@ -921,7 +871,13 @@ impl AccessStore {
                 report.head_hash = stored.hash;
             }
         }
-        let mut listed = 0u64;
+        Ok(report)
+    }
+
+    /// Walks the patient index, calling `listed(patient, position)` for each position it
+    /// lists: whether that entry names the patient. Stops at the first wrong or malformed one.
+    fn walk_index(&self, listed: &mut PairCheck<'_, [u8]>) -> Result<IndexWalk, AppError> {
+        let mut count = 0u64;
         let keys = self
             .db
             .scan_prefix([BY_PATIENT_GROUP])
@@ -929,10 +885,7 @@ impl AccessStore {
         for item in keys {
             let (key, value) = item.map_err(store_error("verifying the access log"))?;
             let Some((patient, at)) = index_key_parts(&key) else {
-                report.problem = Some(AccessProblem::IndexWrong {
-                    position: report.verified,
-                });
-                return Ok(report);
+                return Ok(IndexWalk::Wrong(None));
             };
             let positions = indexed_positions(at, &value);
             // A commit's key names its last position, and its positions ascend.
@@ -940,29 +893,18 @@ impl AccessStore {
             let ordered = positions.windows(2).all(|w| w[0] < w[1])
                 && (!by_commit || positions.last() == Some(&at));
             if !ordered || value.len() % 8 != 0 {
-                report.problem = Some(AccessProblem::IndexWrong {
-                    position: positions.last().copied().unwrap_or(at),
-                });
-                return Ok(report);
+                return Ok(IndexWalk::Wrong(Some(
+                    positions.last().copied().unwrap_or(at),
+                )));
             }
             for position in positions {
-                listed += 1;
-                let names = self
-                    .frame_at(position)?
-                    .and_then(|f| decode(position, &f).ok())
-                    .is_some_and(|s| s.entry.patient.is_some_and(|p| patient == p.as_bytes()));
-                if !names {
-                    report.problem = Some(AccessProblem::IndexWrong { position });
-                    return Ok(report);
+                count += 1;
+                if !listed(patient, position)? {
+                    return Ok(IndexWalk::Wrong(Some(position)));
                 }
             }
         }
-        if listed != indexed && report.problem.is_none() {
-            report.problem = Some(AccessProblem::IndexWrong {
-                position: report.verified,
-            });
-        }
-        Ok(report)
+        Ok(IndexWalk::Listed(count))
     }
 
     /// Overwrites the stored frame at `position` (tamper tests only: nothing else ever writes
