@@ -319,7 +319,19 @@ fn a_checkpoint_is_issued_on_the_timer_when_the_tree_grew_by_fewer_than_n_events
 #[test]
 fn verify_recomputes_the_tree_from_the_chain_and_names_a_changed_stored_subtree_or_a_checkpoint_the_ledger_does_not_hold(
 ) {
-    use careledger_core::checkpoint::check_tree;
+    use careledger_core::checkpoint::TreeCheck;
+    // The check that reads the events again, and the one from the roots a verification
+    // recomputed (`careledger verify`), find the same.
+    let check_tree = |ledger: &Ledger, checkpoint: Option<&Checkpoint>| -> Result<TreeCheck, ()> {
+        let reading = careledger_core::checkpoint::check_tree(ledger, checkpoint).unwrap();
+        let sizes: Vec<u64> = checkpoint.iter().map(|c| c.size()).collect();
+        let report = ledger.verify_with_roots(&mut |_, _| {}, &sizes).unwrap();
+        assert!(report.is_intact(), "{:?}", report.problem);
+        let of_report =
+            careledger_core::checkpoint::check_tree_of(&report, ledger, checkpoint).unwrap();
+        assert_eq!(of_report, reading);
+        Ok(reading)
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger");
     let key = LogKey::from_seed(ORIGIN, &LOG_SEED).unwrap();
