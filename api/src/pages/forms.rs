@@ -25,7 +25,7 @@ use careledger_projections::labels::Lang;
 use super::session::{self, SESSION_COOKIE, SIGNIN_COOKIE};
 use super::{error_page, html, layout, refusal_page, PageLang, Reader};
 use crate::error::ApiError;
-use crate::routes::blocking;
+use crate::routes::blocking_write;
 use crate::state::AppState;
 use crate::wire;
 
@@ -253,7 +253,7 @@ async fn write_command(
     let app = state.app.clone();
     let caller = reader.caller;
     // The page it redirects to waits for the read models to show the write (`caught_up`).
-    blocking(move || Ok(app.append(&caller, write)?)).await?;
+    blocking_write(move || Ok(app.append(&caller, write)?)).await?;
     Ok(())
 }
 
@@ -295,7 +295,7 @@ pub async fn acknowledge(
         let patient = wire::patient_id(&patient)?;
         let app = state.app.clone();
         let caller = reader.caller;
-        blocking(move || {
+        blocking_write(move || {
             Ok(app.acknowledge(&caller, patient, &notification, ExpectedRevision::Any, None)?)
         })
         .await?;

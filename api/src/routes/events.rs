@@ -12,7 +12,7 @@ use careledger_core::{AppendOutcome, ExpectedRevision};
 
 use crate::error::ApiError;
 use crate::extract::{idempotency_key, if_match, json_bytes, Caller, Query, Readable};
-use crate::routes::blocking;
+use crate::routes::{blocking, blocking_write};
 use crate::signature;
 use crate::state::AppState;
 use crate::wire::{
@@ -119,7 +119,7 @@ pub async fn append(
         idempotency_key: idempotency_key(&headers)?,
     };
     let app = state.app.clone();
-    let outcome = blocking(move || match signed {
+    let outcome = blocking_write(move || match signed {
         Some(signed) => Ok(app.append_signed(&caller, write, &signed)?),
         None => Ok(app.append(&caller, write)?),
     })

@@ -12,7 +12,7 @@ use careledger_projections::notifications;
 
 use crate::error::ApiError;
 use crate::extract::{idempotency_key, if_match, Caller, Query, Readable};
-use crate::routes::{blocking, events::written};
+use crate::routes::{blocking_write, events::written};
 use crate::state::AppState;
 use crate::wire::{
     self, AppendOutcomeView, NotificationListView, NotificationQuery, NotificationView,
@@ -82,8 +82,9 @@ pub async fn acknowledge(
     let expected = if_match(&headers)?.unwrap_or(ExpectedRevision::Any);
     let key = idempotency_key(&headers)?;
     let app = state.app.clone();
-    let outcome =
-        blocking(move || Ok(app.acknowledge(&caller, patient, &notification, expected, key)?))
-            .await?;
+    let outcome = blocking_write(move || {
+        Ok(app.acknowledge(&caller, patient, &notification, expected, key)?)
+    })
+    .await?;
     written(&state, outcome).await
 }
