@@ -809,20 +809,21 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     let ledger = open_ledger(data)?;
     let checkpoint = latest_checkpoint(data)?;
     let started = std::time::Instant::now();
-    let sizes: Vec<u64> = checkpoint.iter().map(|c| c.size()).collect();
-    let report = ledger.verify_with_roots(
-        &mut |done, total| {
-            if total > 0 {
-                eprint!("\rverifying: {done}/{total} events");
-                let _ = std::io::stderr().flush();
-            }
-        },
-        &sizes,
-    )?;
+    let mut progress = |done, total| {
+        if total > 0 {
+            eprint!("\rverifying: {done}/{total} events");
+            let _ = std::io::stderr().flush();
+        }
+    };
+    // With a signed checkpoint, the heads map it signed is recomputed in the same pass.
+    let (report, heads) = match &checkpoint {
+        Some(checkpoint) => ledger.verify_for_checkpoint(&mut progress, checkpoint.size())?,
+        None => (ledger.verify_with_roots(&mut progress, &[])?, None),
+    };
     eprintln!();
     match &report.problem {
         None => {
-            let tree = check_tree(data, &ledger, &report, checkpoint.as_ref())?;
+            let tree = check_tree(data, &ledger, &report, checkpoint.as_ref(), heads)?;
             if let Some(problem) = &tree.problem {
                 say!("FAILED: {problem}");
                 return Ok(ExitCode::FAILURE);
@@ -878,19 +879,25 @@ fn latest_checkpoint(
 
 /// The Merkle tree as the verification `report` recomputed it from the chain, against the
 /// stored tree and, when the log has signed one, its last `checkpoint` and the heads map it
-/// signed.
+/// signed, against the one the verification recomputed (`heads`).
 fn check_tree(
     data: &Path,
     ledger: &Ledger,
     report: &careledger_core::verify::VerifyReport,
     checkpoint: Option<&careledger_core::checkpoint::Checkpoint>,
+    heads: Option<careledger_core::Result<careledger_core::heads::HeadsMap>>,
 ) -> anyhow::Result<careledger_core::checkpoint::TreeCheck> {
+    use careledger_core::heads;
     let mut check = careledger_core::checkpoint::check_tree_of(report, ledger, checkpoint)?;
     if check.problem.is_none() && checkpoint.is_some() {
-        // The heads map the checkpoint signed, recomputed from the events.
         let note = std::fs::read_to_string(data_dir::checkpoint_path(data))?;
         let note = careledger_core::note::Note::parse(&note)?;
-        check.problem = careledger_core::heads::check_signed(ledger, note.text())?;
+        check.problem = match heads {
+            Some(map) => heads::check_signed_of(map, note.text())?,
+            // Not recomputed (the ledger is shorter than the checkpoint, which the tree's
+            // check reports first): read from the events.
+            None => heads::check_signed(ledger, note.text())?,
+        };
     }
     Ok(check)
 }

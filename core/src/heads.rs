@@ -48,7 +48,7 @@ impl HeadKey {
     }
 
     /// The key of the patient id as a record stores it.
-    fn of_id(id: &str) -> Self {
+    pub(crate) fn of_id(id: &str) -> Self {
         let mut hasher = blake3::Hasher::new();
         hasher.update(KEY_TAG);
         hasher.update(id.as_bytes());
@@ -478,13 +478,12 @@ impl HeadsMap {
         }
         let before = self.heads.get(&key).map_or(0, |e| e.head.revision);
         if head.revision != before + 1 {
-            return Err(Error::Integrity(Problem {
+            return Err(Error::Integrity(does_not_follow(
                 position,
-                kind: ProblemKind::Index(format!(
-                    "patient {patient}'s revision {} follows revision {before}",
-                    head.revision
-                )),
-            }));
+                patient,
+                head.revision,
+                before,
+            )));
         }
         let entry = Entry { head, leaf: None };
         if self.heads.insert(key, entry).is_none() {
@@ -495,6 +494,52 @@ impl HeadsMap {
             self.changed.insert(key);
         }
         self.size = position;
+        Ok(())
+    }
+
+    /// Brings the map from its size to `end` with one stretch of events that a verification
+    /// checked ([`crate::Ledger::verify_for_checkpoint`]): each patient's `runs` in it, found
+    /// consecutive within the stretch, up to `within`, the first event there that did not
+    /// follow its patient's revision before it. Fails as [`HeadsMap::advance`] does, at the
+    /// first event in position order that does not follow its patient's last revision.
+    pub(crate) fn merge_runs(
+        &mut self,
+        end: u64,
+        runs: Vec<HeadsRun>,
+        within: Option<Problem>,
+    ) -> Result<()> {
+        let mut first_problem = within;
+        for run in &runs {
+            let before = self.heads.get(&run.key).map_or(0, |e| e.head.revision);
+            if run.first_revision != before + 1
+                && first_problem
+                    .as_ref()
+                    .is_none_or(|p| run.first_position < p.position)
+            {
+                first_problem = Some(does_not_follow(
+                    run.first_position,
+                    &run.patient,
+                    run.first_revision,
+                    before,
+                ));
+            }
+        }
+        if let Some(problem) = first_problem {
+            return Err(Error::Integrity(problem));
+        }
+        for run in runs {
+            let entry = Entry {
+                head: run.last,
+                leaf: None,
+            };
+            if self.heads.insert(run.key, entry).is_none() {
+                self.tree = None;
+                self.changed.clear();
+            } else if self.tree.is_some() {
+                self.changed.insert(run.key);
+            }
+        }
+        self.size = self.size.max(end);
         Ok(())
     }
 
@@ -578,6 +623,77 @@ impl HeadsMap {
     }
 }
 
+/// The event at `position`, `patient`'s revision `revision`, does not follow the revision
+/// `before` it.
+pub(crate) fn does_not_follow(position: u64, patient: &str, revision: u64, before: u64) -> Problem {
+    Problem {
+        position,
+        kind: ProblemKind::Index(format!(
+            "patient {patient}'s revision {revision} follows revision {before}"
+        )),
+    }
+}
+
+/// The heads of one stretch of consecutive events, gathered for [`HeadsMap::merge_runs`]
+/// (on another thread than the map's, in a verification's pass): each patient's run of
+/// events in it, up to the first event that does not follow its patient's revision before it
+/// within the stretch.
+#[derive(Default)]
+pub(crate) struct Stretch {
+    runs: std::collections::HashMap<String, HeadsRun>,
+    problem: Option<Problem>,
+}
+
+impl Stretch {
+    /// Adds the next event, `head` of `patient`; nothing once one did not follow.
+    pub(crate) fn add(&mut self, patient: &str, head: PatientHead) {
+        if self.problem.is_some() {
+            return;
+        }
+        match self.runs.get_mut(patient) {
+            Some(run) if head.revision == run.last.revision + 1 => run.last = head,
+            Some(run) => {
+                let before = run.last.revision;
+                self.problem = Some(does_not_follow(
+                    head.position,
+                    patient,
+                    head.revision,
+                    before,
+                ));
+            }
+            None => {
+                let run = HeadsRun {
+                    key: HeadKey::of_id(patient),
+                    patient: patient.to_owned(),
+                    first_revision: head.revision,
+                    first_position: head.position,
+                    last: head,
+                };
+                self.runs.insert(patient.to_owned(), run);
+            }
+        }
+    }
+
+    /// The runs, and the event that did not follow, if one did.
+    pub(crate) fn finish(self) -> (Vec<HeadsRun>, Option<Problem>) {
+        (self.runs.into_values().collect(), self.problem)
+    }
+}
+
+/// One patient's events in a stretch of the chain, consecutive revisions, for
+/// [`HeadsMap::merge_runs`].
+pub(crate) struct HeadsRun {
+    /// The patient's key.
+    pub(crate) key: HeadKey,
+    /// The patient id, for the message when the run does not follow.
+    pub(crate) patient: String,
+    /// The revision and position of its first event in the stretch.
+    pub(crate) first_revision: u64,
+    pub(crate) first_position: u64,
+    /// Its last event in the stretch.
+    pub(crate) last: PatientHead,
+}
+
 /// The patient id and the revision at the start of record bytes of any format (both formats
 /// start with them: `docs/hash-format.md`, "The record bytes"): a bincode string (varint
 /// length, UTF-8) and a varint.
@@ -609,6 +725,29 @@ fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
 /// carries none), otherwise what differs, in one sentence. What an auditor with the data
 /// directory checks of the heads maps, which no witness can.
 pub fn check_signed(ledger: &Ledger, text: &str) -> Result<Option<String>> {
+    check_signed_with(text, |size| HeadsMap::build(ledger, size))
+}
+
+/// [`check_signed`] with the heads map a verification recomputed in its pass
+/// ([`crate::Ledger::verify_for_checkpoint`]), which reads no event again; `map` is the map
+/// of the checkpoint's size, or why there is none. A map of another size is refused.
+pub fn check_signed_of(map: Result<HeadsMap>, text: &str) -> Result<Option<String>> {
+    check_signed_with(text, move |size| {
+        let map = map?;
+        if map.size() != size {
+            return Err(Error::Poisoned(format!(
+                "the heads map recomputed is of tree size {}, the checkpoint's is {size}",
+                map.size()
+            )));
+        }
+        Ok(map)
+    })
+}
+
+fn check_signed_with(
+    text: &str,
+    build: impl FnOnce(u64) -> Result<HeadsMap>,
+) -> Result<Option<String>> {
     let (checkpoint, extensions) = match crate::checkpoint::Checkpoint::parse_text(text) {
         Ok(parsed) => parsed,
         Err(e) => return Ok(Some(format!("the checkpoint is malformed: {e}"))),
@@ -618,7 +757,7 @@ pub fn check_signed(ledger: &Ledger, text: &str) -> Result<Option<String>> {
         Ok(None) => return Ok(None),
         Err(e) => return Ok(Some(e)),
     };
-    let computed = HeadsMap::build(ledger, checkpoint.size())?.line()?;
+    let computed = build(checkpoint.size())?.line()?;
     Ok((computed != signed).then(|| {
         format!(
             "the last signed checkpoint (size {}) carries the heads map {:?}; the ledger's events \
@@ -780,6 +919,71 @@ mod tests {
                     prop_assert!(refused);
                 }
             }
+        }
+    }
+
+    /// The outcome of bringing a map to the end of `events` (patient, revision): its line and
+    /// size, or the problem it stopped at.
+    fn outcome(map: Result<HeadsMap>) -> std::result::Result<(HeadsLine, u64), Problem> {
+        match map {
+            Ok(mut map) => Ok((map.line().unwrap(), map.size())),
+            Err(Error::Integrity(problem)) => Err(problem),
+            Err(other) => panic!("not an integrity problem: {other}"),
+        }
+    }
+
+    proptest! {
+        /// A verification gathers each stretch of the chain on its own and merges the
+        /// stretches in order: the same map as event by event, or the same first event that
+        /// does not follow its patient's revision before it, wherever the stretches are cut.
+        #[test]
+        fn stretches_merged_give_the_map_or_the_problem_of_event_by_event(
+            events in proptest::collection::vec((0u32..8, 0u32..50), 1..200),
+            cuts in proptest::collection::btree_set(1usize..200, 0..6),
+            faulty in proptest::bool::ANY,
+        ) {
+            // In a faulty ledger, one event in 25 skips a revision or repeats one.
+            let mut revisions: BTreeMap<u32, u64> = BTreeMap::new();
+            let events: Vec<(PatientId, PatientHead)> = events
+                .iter()
+                .enumerate()
+                .map(|(i, (n, chance))| {
+                    let last = revisions.get(n).copied().unwrap_or(0);
+                    let revision = match chance {
+                        0 if faulty => last + 2,
+                        1 if faulty => last,
+                        _ => last + 1,
+                    };
+                    revisions.insert(*n, revision);
+                    let position = i as u64 + 1;
+                    (patient(*n), PatientHead { revision, position, hash: hash_of(position) })
+                })
+                .collect();
+
+            let one_by_one = (|| {
+                let mut map = HeadsMap::new();
+                for (patient, head) in &events {
+                    map.record(patient, *head)?;
+                }
+                Ok(map)
+            })();
+
+            let mut bounds: Vec<usize> = cuts.into_iter().filter(|c| *c < events.len()).collect();
+            bounds.insert(0, 0);
+            bounds.push(events.len());
+            let merged = (|| {
+                let mut map = HeadsMap::new();
+                for pair in bounds.windows(2) {
+                    let mut stretch = Stretch::default();
+                    for (patient, head) in &events[pair[0]..pair[1]] {
+                        stretch.add(patient.as_str(), *head);
+                    }
+                    let (runs, problem) = stretch.finish();
+                    map.merge_runs(pair[1] as u64, runs, problem)?;
+                }
+                Ok(map)
+            })();
+            prop_assert_eq!(outcome(merged), outcome(one_by_one));
         }
     }
 

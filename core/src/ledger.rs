@@ -16,12 +16,13 @@ use crate::clock::{Clock, IdSource, RandomIds, SystemClock};
 use crate::decide::{PatientState, Policy};
 use crate::error::{Error, Result};
 use crate::handler::{CommandHandler, Log};
+use crate::heads::HeadsMap;
 use crate::ids::PatientId;
 use crate::journal::{journal_path, Journal};
 use crate::log::{decode_frame, decode_framed};
 use crate::record::{FramedEvent, RecordedEvent};
 use crate::storage::{SledStorage, Storage, WriteBatch};
-use crate::verify::VerifyReport;
+use crate::verify::{Recompute, Verified, VerifyReport};
 
 pub use crate::handler::{
     AppendOutcome, AppendRequest, Appended, ExpectedRevision, Submission, MAX_BATCH,
@@ -314,7 +315,8 @@ impl Ledger {
     /// cheap comparison on open cannot see) makes the ledger refuse writes from then on, as
     /// damage found on open does.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
-        self.verify_tree(progress, None)
+        self.verify_recomputing(progress, Recompute::default())
+            .map(|verified| verified.report)
     }
 
     /// [`Ledger::verify`], which recomputes the Merkle tree's root from the verified hashes at
@@ -325,18 +327,42 @@ impl Ledger {
         progress: &mut dyn FnMut(u64, u64),
         tree_sizes: &[u64],
     ) -> Result<VerifyReport> {
-        self.verify_tree(progress, Some(tree_sizes))
+        let recompute = Recompute {
+            tree_sizes: Some(tree_sizes),
+            heads_at: None,
+        };
+        self.verify_recomputing(progress, recompute)
+            .map(|verified| verified.report)
     }
 
-    fn verify_tree(
+    /// What an auditor checks of a signed checkpoint of tree size `size`, in one pass over the
+    /// ledger: [`Ledger::verify_with_roots`] at `size`, and the heads map of that tree
+    /// recomputed from the verified events, which [`crate::heads::check_signed_of`] compares
+    /// with the one the checkpoint signed. The map is `None` when the chain has a problem or
+    /// ends before `size`, and an error, as [`HeadsMap::build`] gives, when an event up to
+    /// `size` does not follow its patient's revision before it.
+    pub fn verify_for_checkpoint(
         &self,
         progress: &mut dyn FnMut(u64, u64),
-        tree_sizes: Option<&[u64]>,
-    ) -> Result<VerifyReport> {
+        size: u64,
+    ) -> Result<(VerifyReport, Option<Result<HeadsMap>>)> {
+        let recompute = Recompute {
+            tree_sizes: Some(&[size]),
+            heads_at: Some(size),
+        };
+        let verified = self.verify_recomputing(progress, recompute)?;
+        Ok((verified.report, verified.heads))
+    }
+
+    fn verify_recomputing(
+        &self,
+        progress: &mut dyn FnMut(u64, u64),
+        recompute: Recompute<'_>,
+    ) -> Result<Verified> {
         let never = std::sync::atomic::AtomicBool::new(false);
-        let report = self.log.verify(progress, &never, tree_sizes)?;
+        let verified = self.log.verify(progress, &never, recompute)?;
         // Only `cancel` ends a scan without a report, and nothing sets this one.
-        report.ok_or_else(|| Error::Poisoned("verification stopped without a cause".into()))
+        verified.ok_or_else(|| Error::Poisoned("verification stopped without a cause".into()))
     }
 
     /// [`Ledger::verify`], stopped between chunks of the scan once `cancel` turns true: `None`
@@ -347,7 +373,8 @@ impl Ledger {
         progress: &mut dyn FnMut(u64, u64),
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Option<VerifyReport>> {
-        self.log.verify(progress, cancel, None)
+        let verified = self.log.verify(progress, cancel, Recompute::default())?;
+        Ok(verified.map(|verified| verified.report))
     }
 
     /// Bytes the ledger occupies on disk.

@@ -47,7 +47,7 @@ use crate::merkle::{open_tree, Frontier};
 use crate::record::{decode_record, FramedEvent, Hash, RecordedEvent, RECORD_FORMAT_VERSION};
 use crate::storage::{Storage, WriteBatch};
 use crate::timing::{self, Phase};
-use crate::verify::{check_frame, Problem, VerifyReport};
+use crate::verify::{check_frame, Problem};
 
 /// Longest a sync waits for appenders that are about to commit, so that one sync covers them.
 const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(1_000);
@@ -885,17 +885,16 @@ impl<C> EventLog<C> {
         &self,
         progress: &mut dyn FnMut(u64, u64),
         cancel: &std::sync::atomic::AtomicBool,
-        tree_sizes: Option<&[u64]>,
-    ) -> Result<Option<VerifyReport>> {
+        recompute: crate::verify::Recompute<'_>,
+    ) -> Result<Option<crate::verify::Verified>> {
         let total = self.head().position.max(self.written.lock().position);
         // The anchor as it was before the scan: entries added while it runs are of events the
         // scan may not have reached.
         let anchored = self.anchor.as_ref().and_then(|a| a.lock().last());
         let report = crate::anchor::catch_damage("verifying the ledger", || {
             let storage = self.storage.as_ref();
-            let scanned =
-                crate::verify::verify_chain(storage, total, progress, cancel, tree_sizes)?;
-            let Some(mut report) = scanned else {
+            let scanned = crate::verify::verify_chain(storage, total, progress, cancel, recompute)?;
+            let Some(mut verified) = scanned else {
                 return Ok(None);
             };
             if let Some(anchor) = &self.anchor {
@@ -904,12 +903,15 @@ impl<C> EventLog<C> {
                     &anchor,
                     anchored,
                     self.storage.as_ref(),
-                    &mut report,
+                    &mut verified.report,
                 )?;
             }
-            Ok(Some(report))
+            if verified.report.problem.is_some() {
+                verified.heads = None;
+            }
+            Ok(Some(verified))
         })?;
-        if let Some(problem) = report.as_ref().and_then(|r| r.problem.as_ref()) {
+        if let Some(problem) = report.as_ref().and_then(|v| v.report.problem.as_ref()) {
             self.found_damage(problem, anchored.map_or(0, |a| a.position), total);
         }
         Ok(report)

@@ -9,6 +9,7 @@ use std::sync::mpsc::{self, SyncSender};
 
 use crate::chain::Frame;
 use crate::error::Result;
+use crate::heads::{HeadsMap, HeadsRun, PatientHead, Stretch};
 use crate::merkle::{cover, event_leaf, Frontier, TreeHash};
 use crate::record::{decode_record, Hash, Record};
 use crate::storage::{frames_in, Storage, StoredValue};
@@ -313,7 +314,30 @@ struct Checked {
     last_hash: Hash,
     /// The Merkle tree's leaves of the verified frames, as complete subtrees ([`cover`]).
     blocks: Vec<(u8, TreeHash)>,
+    /// Each patient's events among the verified frames up to the heads map's size, in the
+    /// order of their first event, when the heads map is asked for.
+    heads: Vec<HeadsRun>,
+    /// The first of those events that does not follow its patient's revision before it in
+    /// this chunk; no run takes events after it.
+    heads_problem: Option<Problem>,
     problem: Option<Problem>,
+}
+
+/// What a verification recomputes from the events it checks, besides checking them.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Recompute<'a> {
+    /// The Merkle tree's roots: at the end, and at each of these sizes reached.
+    pub(crate) tree_sizes: Option<&'a [u64]>,
+    /// The heads map of the tree of this size.
+    pub(crate) heads_at: Option<u64>,
+}
+
+/// What a verification found, and the heads map it recomputed when asked for: `None` when the
+/// chain has a problem or ends before the map's size, an error when an event does not follow
+/// its patient's revision before it.
+pub(crate) struct Verified {
+    pub(crate) report: VerifyReport,
+    pub(crate) heads: Option<Result<HeadsMap>>,
 }
 
 /// What each frame's record is checked against for the per-patient index.
@@ -349,7 +373,9 @@ impl Chunk {
     /// hash, decodes it, and checks it against the per-patient index up to `limit`; hashes the
     /// verified frames into the Merkle tree's subtrees, cut at the tree sizes in `cuts`, when
     /// the tree is asked for.
-    fn check(&self, against: Against<'_>, limit: u64, cuts: Option<&[u64]>) -> Checked {
+    fn check(&self, against: Against<'_>, limit: u64, recompute: Recompute<'_>) -> Checked {
+        let cuts = recompute.tree_sizes;
+        let heads_at = recompute.heads_at.unwrap_or(0);
         let mut prev = self.prev;
         let mut expected = self.first;
         let mut checked = Checked {
@@ -358,9 +384,12 @@ impl Chunk {
             digest: 0,
             last_hash: prev,
             blocks: Vec::new(),
+            heads: Vec::new(),
+            heads_problem: None,
             problem: None,
         };
         let mut leaves = Vec::with_capacity(1024);
+        let mut stretch = Stretch::default();
         'frames: for (first, value) in &self.values {
             for (position, frame) in frames_in(*first, value) {
                 if position != expected {
@@ -381,6 +410,14 @@ impl Chunk {
                     }
                 };
                 if let Some(record) = record.filter(|_| position <= limit) {
+                    if position <= heads_at {
+                        let head = PatientHead {
+                            revision: record.revision,
+                            position,
+                            hash: prev,
+                        };
+                        stretch.add(record.patient.as_str(), head);
+                    }
                     match against {
                         Against::Nothing => {}
                         Against::Digest(keys) => {
@@ -408,6 +445,7 @@ impl Chunk {
         if let Some(cuts) = cuts {
             checked.blocks = cover(self.first - 1, &leaves, cuts);
         }
+        (checked.heads, checked.heads_problem) = stretch.finish();
         checked
     }
 }
@@ -457,11 +495,10 @@ pub(crate) fn verify_chain(
     total: u64,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &AtomicBool,
-    tree_sizes: Option<&[u64]>,
-) -> Result<Option<VerifyReport>> {
+    recompute: Recompute<'_>,
+) -> Result<Option<Verified>> {
     let keys = RandomState::new();
-    let Some(first) = verify_pass(storage, total, progress, cancel, tree_sizes, Some(&keys))?
-    else {
+    let Some(first) = verify_pass(storage, total, progress, cancel, recompute, Some(&keys))? else {
         return Ok(None);
     };
     let agrees = first
@@ -469,10 +506,17 @@ pub(crate) fn verify_chain(
         .is_none_or(|(entries, digest)| entries == first.indexed && digest == first.digest);
     if first.report.problem.is_none() && agrees {
         progress(first.report.verified, total);
-        return Ok(Some(first.report));
+        return Ok(Some(Verified {
+            report: first.report,
+            heads: first.heads,
+        }));
     }
     // Something is wrong: the pass that holds the index names the first problem.
-    let Some(exact) = verify_pass(storage, total, &mut |_, _| {}, cancel, tree_sizes, None)? else {
+    let recompute = Recompute {
+        heads_at: None,
+        ..recompute
+    };
+    let Some(exact) = verify_pass(storage, total, &mut |_, _| {}, cancel, recompute, None)? else {
         return Ok(None);
     };
     let mut report = exact.report;
@@ -483,12 +527,17 @@ pub(crate) fn verify_chain(
         }
     }
     progress(report.verified, total);
-    Ok(Some(report))
+    Ok(Some(Verified {
+        report,
+        heads: None,
+    }))
 }
 
 /// What one pass over the chain found.
 struct Pass {
     report: VerifyReport,
+    /// The heads map, when asked for and the pass reached its size without a problem.
+    heads: Option<Result<HeadsMap>>,
     /// Frames checked against the index (up to the limit), and their digest.
     indexed: u64,
     digest: u64,
@@ -513,9 +562,10 @@ fn verify_pass(
     total: u64,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &AtomicBool,
-    tree_sizes: Option<&[u64]>,
+    recompute: Recompute<'_>,
     keys: Option<&RandomState>,
 ) -> Result<Option<Pass>> {
+    let tree_sizes = recompute.tree_sizes;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
@@ -541,7 +591,7 @@ fn verify_pass(
             scope.spawn(move || {
                 for chunk in chunk_rx {
                     if checked_tx
-                        .send(chunk.check(against, total, tree_sizes))
+                        .send(chunk.check(against, total, recompute))
                         .is_err()
                     {
                         break;
@@ -560,11 +610,13 @@ fn verify_pass(
                 problem: None,
                 tree_roots: Vec::new(),
             },
+            heads: None,
             indexed: 0,
             digest: 0,
             index: None,
             held: None,
         };
+        let mut heads = recompute.heads_at.map(|_| Ok(HeadsMap::new()));
         let mut frontier = Frontier::new();
         let mut roots = Vec::new();
         let wanted = |size: u64| tree_sizes.is_some_and(|sizes| sizes.contains(&size));
@@ -583,6 +635,13 @@ fn verify_pass(
                 break 'collect;
             };
             let report = &mut pass.report;
+            if let (Some(Ok(map)), Some(at)) = (&mut heads, recompute.heads_at) {
+                let end = (report.verified + checked.verified).min(at);
+                let runs = checked.heads;
+                if let Err(e) = map.merge_runs(end, runs, checked.heads_problem) {
+                    heads = Some(Err(e));
+                }
+            }
             report.verified += checked.verified;
             pass.indexed += checked.indexed;
             pass.digest = pass.digest.wrapping_add(checked.digest);
@@ -628,6 +687,13 @@ fn verify_pass(
             roots.push((frontier.size(), frontier.root()));
         }
         pass.report.tree_roots = roots;
+        // A map short of its size (the chain ended or broke before it) is no map of that tree.
+        pass.heads = heads.filter(|map| {
+            pass.report.problem.is_none()
+                && map
+                    .as_ref()
+                    .map_or(true, |m| Some(m.size()) == recompute.heads_at)
+        });
         Ok(Some(pass))
     })?;
     Ok(pass.map(|pass| Pass { held, ..pass }))
@@ -771,6 +837,12 @@ mod tests {
     /// A ledger of `events` events in `dir`, appended 40 at a time: stored values of one frame
     /// (the first event) and groups of 16 and 8, spread over many chunks of the test's size.
     fn build(dir: &std::path::Path, events: u64) {
+        build_for(dir, events, 1);
+    }
+
+    /// [`build`] for `patients` patients: each founded in turn, then appends of 1 to 40 notes
+    /// to one patient after another.
+    fn build_for(dir: &std::path::Path, events: u64, patients: u64) {
         let storage = Box::new(SledStorage::open(dir).unwrap());
         let ledger = Ledger::with_storage(storage, LedgerConfig::default()).unwrap();
         let actor = Actor {
@@ -779,8 +851,8 @@ mod tests {
             name: Text::new("GP").unwrap(),
             organisation: None,
         };
-        let request = |submissions| AppendRequest {
-            patient: PatientId::parse("patient-1").unwrap(),
+        let request = |n: u64, submissions| AppendRequest {
+            patient: PatientId::parse(&format!("patient-{n}")).unwrap(),
             expected: ExpectedRevision::Any,
             actor: actor.clone(),
             submissions,
@@ -796,18 +868,25 @@ mod tests {
             lead: Lead::Cvrm,
             practitioner: Practitioner::Main,
         });
-        ledger.append(request(vec![submission(found)])).unwrap();
+        for n in 1..=patients.min(events) {
+            ledger
+                .append(request(n, vec![submission(found.clone())]))
+                .unwrap();
+        }
         let note = Command::AddNote(Note {
             kind: NoteKind::Note,
             subject: Text::new("s").unwrap(),
             body: Text::new("b").unwrap(),
         });
-        let mut written = 1;
+        let mut written = patients.min(events);
+        let mut turn = 0;
         while written < events {
-            let n = (events - written).min(40);
+            let size = if patients == 1 { 40 } else { 1 + turn * 7 % 40 };
+            let n = (events - written).min(size);
             let subs = (0..n).map(|_| submission(note.clone())).collect();
-            ledger.append(request(subs)).unwrap();
+            ledger.append(request(1 + turn % patients, subs)).unwrap();
             written += n;
+            turn += 1;
         }
     }
 
@@ -915,5 +994,50 @@ mod tests {
         let reading = crate::checkpoint::check_tree(&ledger, None).unwrap();
         assert_eq!(of_report, reading);
         assert_eq!(of_report.problem, None);
+    }
+
+    /// The heads map of a checkpoint's tree, recomputed in the verification's pass from chunks
+    /// checked on several threads, is the map read from the events one by one, at every size
+    /// on both sides of chunk boundaries; none for a size the ledger has not reached.
+    #[test]
+    fn verification_recomputes_the_heads_map_of_a_checkpoint() {
+        const EVENTS: u64 = 401;
+        let dir = tempfile::tempdir().unwrap();
+        build_for(dir.path(), EVENTS, 7);
+        let storage = Box::new(SledStorage::open(dir.path()).unwrap());
+        let ledger = Ledger::with_storage(storage, LedgerConfig::default()).unwrap();
+        for size in [0, 1, 6, 7, 8, 9, 40, 63, 64, 65, 200, 333, 400, 401] {
+            let (report, heads) = ledger.verify_for_checkpoint(&mut |_, _| {}, size).unwrap();
+            assert!(report.is_intact(), "{:?}", report.problem);
+            assert_eq!(report.verified, EVENTS);
+            assert_eq!(
+                report.tree_root(size),
+                Some(ledger.tree_head(size).unwrap().root)
+            );
+            let mut recomputed = heads.expect("a map of a size reached").unwrap();
+            let mut read = HeadsMap::build(&ledger, size).unwrap();
+            assert_eq!(recomputed.size(), size);
+            assert_eq!(
+                recomputed.line().unwrap(),
+                read.line().unwrap(),
+                "size {size}"
+            );
+            for n in 1..=7 {
+                let key =
+                    crate::heads::HeadKey::of(&PatientId::parse(&format!("patient-{n}")).unwrap());
+                assert_eq!(
+                    recomputed.head(&key),
+                    read.head(&key),
+                    "size {size}, patient {n}"
+                );
+            }
+        }
+        let (_, beyond) = ledger
+            .verify_for_checkpoint(&mut |_, _| {}, EVENTS + 1)
+            .unwrap();
+        assert!(
+            beyond.is_none(),
+            "no map of a tree the ledger has not reached"
+        );
     }
 }
