@@ -33,10 +33,9 @@ static WRITES_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// thread and then this worker again (about 50 µs of a 400 µs append at one connection,
 /// docs/performance.md). While other writes are in progress it goes to the pool as
 /// [`blocking`] does, so that concurrent writes never take the async workers from the reads
-/// and share their group commits as before. Either way the write runs to its end once begun.
-/// A lone write's answer waits for it even past the request's time limit (30 s), so that it
-/// says whether the write was made; one in the pool may be answered 408 at the limit while it
-/// goes on, and a retry with the same `Idempotency-Key` then gives its outcome.
+/// and share their group commits as before. Either way the write runs to its end once begun,
+/// also when the request's time limit (30 s) passes meanwhile and it is answered 408: a retry
+/// with the same `Idempotency-Key` then gives the write's outcome.
 pub(crate) async fn blocking_write<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
