@@ -13,7 +13,7 @@ use crate::common::tamper;
 use careledger_core::chain::{encode_frame, event_hash, Frame};
 use careledger_core::event::{Command, Note, NoteKind};
 use careledger_core::ids::Text;
-use careledger_core::verify::ProblemKind;
+use careledger_core::verify::{Problem, ProblemKind, VerifyReport};
 use careledger_core::{Error, Hash, Ledger, LedgerConfig};
 use serde_json::{json, Value};
 
@@ -315,18 +315,16 @@ fn a_deleted_per_patient_index_entry_is_reported_at_its_event() {
     let removed_position = {
         let db = open_raw(dir.path());
         // The index entry of patient-3's second run (its first is the founding event).
-        let mut prefix = vec![b's', "patient-3".len() as u8];
-        prefix.extend_from_slice(b"patient-3");
-        let (key, run) = db.scan_prefix(&prefix).nth(1).unwrap().unwrap();
+        let (key, run) = db
+            .scan_prefix(index_prefix("patient-3"))
+            .nth(1)
+            .unwrap()
+            .unwrap();
         db.remove(key).unwrap();
         db.flush().unwrap();
         u64::from_be_bytes(run[..8].try_into().unwrap())
     };
-    let ledger = Ledger::open(&ledger_dir(dir.path()), LedgerConfig::default()).unwrap();
-    let report = ledger.verify(&mut |_, _| {}).unwrap();
-    let problem = report.problem.expect("a missing index entry is found");
-    assert_eq!(problem.position, removed_position, "{problem}");
-    assert!(matches!(problem.kind, ProblemKind::Index(_)), "{problem}");
+    let (_, problem) = index_problem(dir.path(), removed_position);
     assert!(problem.to_string().contains("patient-3"), "{problem}");
     assert!(removed_position <= acknowledged.len() as u64);
 }
@@ -339,10 +337,8 @@ fn swapped_per_patient_index_entries_are_reported_at_the_first_of_them() {
     build(dir.path(), 200);
     let first = {
         let db = open_raw(dir.path());
-        let mut prefix = vec![b's', "patient-3".len() as u8];
-        prefix.extend_from_slice(b"patient-3");
         let (key, run) = db
-            .scan_prefix(&prefix)
+            .scan_prefix(index_prefix("patient-3"))
             .map(Result::unwrap)
             .find(|(_, run)| run.len() >= 16)
             .expect("a run of two positions or more");
@@ -352,12 +348,28 @@ fn swapped_per_patient_index_entries_are_reported_at_the_first_of_them() {
         db.flush().unwrap();
         u64::from_be_bytes(run[..8].try_into().unwrap())
     };
-    let ledger = Ledger::open(&ledger_dir(dir.path()), LedgerConfig::default()).unwrap();
-    let report = ledger.verify(&mut |_, _| {}).unwrap();
-    let problem = report.problem.expect("swapped index entries are found");
-    assert_eq!(problem.position, first, "{problem}");
-    assert!(matches!(problem.kind, ProblemKind::Index(_)), "{problem}");
+    let (report, _) = index_problem(dir.path(), first);
     assert_eq!(report.verified, first - 1);
+}
+
+/// The key prefix of a patient's runs in sled's per-patient index.
+fn index_prefix(patient: &str) -> Vec<u8> {
+    let mut prefix = vec![b's', patient.len() as u8];
+    prefix.extend_from_slice(patient.as_bytes());
+    prefix
+}
+
+/// Verifies the ledger in `dir`, which must find the per-patient index wrong at `position`.
+fn index_problem(dir: &Path, position: u64) -> (VerifyReport, Problem) {
+    let ledger = Ledger::open(&ledger_dir(dir), LedgerConfig::default()).unwrap();
+    let report = ledger.verify(&mut |_, _| {}).unwrap();
+    let problem = report
+        .problem
+        .clone()
+        .expect("the index's problem is found");
+    assert_eq!(problem.position, position, "{problem}");
+    assert!(matches!(problem.kind, ProblemKind::Index(_)), "{problem}");
+    (report, problem)
 }
 
 #[test]
