@@ -169,7 +169,7 @@ impl App {
         let copied = self.ledger.copy_prefix(&ledger_dir, size)?;
         let actors = self.actors.copy_to(&actors_dir)?;
         let access_log_entries = access_log.map(|log| log.copy_into(to)).transpose()?;
-        let checkpoint_size = check_against_checkpoint(to)?;
+        let checkpoint_size = check_copy_against_checkpoint(to)?;
         let tree_root = copied.tree.root.to_hex();
         write_manifest(to, size, &copied.head_hash, &tree_root, checkpoint_size)?;
         Ok(BackupReport {
@@ -204,20 +204,62 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), AppError> {
     }
 }
 
-/// Opens the ledger in the data directory `dir` and checks it against its latest signed
-/// checkpoint (the copy holds that checkpoint's tree); the checkpoint's size.
-pub fn check_against_checkpoint(dir: &Path) -> Result<Option<u64>, AppError> {
+/// The latest checkpoint the data directory `dir` holds, checked against its log key.
+fn signed_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, AppError> {
     let key_file = log_key_path(dir);
     if !key_file.exists() {
         return Ok(None);
     }
     let key = LogKey::open(&key_file).map_err(checkpoint_error)?;
-    let Some(checkpoint) = read_latest(&checkpoint_path(dir), &key).map_err(checkpoint_error)?
-    else {
+    read_latest(&checkpoint_path(dir), &key).map_err(checkpoint_error)
+}
+
+/// Checks a copy that [`Ledger::copy_prefix`] verified against the latest signed checkpoint
+/// the data directory `dir` holds: the copy's tree, built from its verified frames when it was
+/// first opened, must reach the checkpoint's size with its root. The checkpoint's size.
+fn check_copy_against_checkpoint(dir: &Path) -> Result<Option<u64>, AppError> {
+    let Some(checkpoint) = signed_checkpoint(dir)? else {
         return Ok(None);
     };
     let ledger = Ledger::open(&paths(dir).0, LedgerConfig::default())?;
-    let check = careledger_core::checkpoint::check_tree(&ledger, Some(&checkpoint))
+    let size = checkpoint.size();
+    let head = ledger.head().position;
+    let problem = if size > head {
+        Some(format!(
+            "the last signed checkpoint covers {size} events, the copy holds {head}: \
+             acknowledged events are missing"
+        ))
+    } else {
+        let root = ledger.tree_head(size)?.root;
+        (root != checkpoint.root()).then(|| {
+            format!(
+                "the last signed checkpoint (size {size}) has root {}, the copy's chain gives {root}",
+                checkpoint.root()
+            )
+        })
+    };
+    match problem {
+        Some(problem) => Err(AppError::Conflict(format!(
+            "the copy in {} is not consistent with its signed checkpoint: {problem}",
+            dir.display()
+        ))),
+        None => Ok(Some(size)),
+    }
+}
+
+/// Verifies the restored ledger of the data directory `dir`, opened as `ledger`, and checks it
+/// against the latest signed checkpoint `dir` holds, in one pass over its events; the
+/// checkpoint's size.
+fn verify_restored(dir: &Path, ledger: &Ledger) -> Result<Option<u64>, AppError> {
+    let checkpoint = signed_checkpoint(dir)?;
+    let sizes: Vec<u64> = checkpoint.iter().map(Checkpoint::size).collect();
+    let report = ledger.verify_with_roots(&mut |_, _| {}, &sizes)?;
+    if let Some(problem) = report.problem {
+        return Err(AppError::Conflict(format!(
+            "the restored ledger does not verify: {problem}; restore another backup"
+        )));
+    }
+    let check = careledger_core::checkpoint::check_tree_of(&report, ledger, checkpoint.as_ref())
         .map_err(checkpoint_error)?;
     if let Some(problem) = check.problem {
         return Err(AppError::Conflict(format!(
@@ -225,7 +267,7 @@ pub fn check_against_checkpoint(dir: &Path) -> Result<Option<u64>, AppError> {
             dir.display()
         )));
     }
-    Ok(Some(checkpoint.size()))
+    Ok(checkpoint.map(|c| c.size()))
 }
 
 fn checkpoint_error(e: impl std::fmt::Display) -> AppError {
@@ -336,14 +378,8 @@ pub fn restore(from: &Path, data: &Path, newer: Option<&str>) -> Result<RestoreR
         .transpose()?;
     copy_tree(from, data)?;
     let _ = std::fs::remove_file(data.join(MANIFEST));
-    let backup_checkpoint = check_against_checkpoint(data)?;
     let ledger = Ledger::open(&paths(data).0, LedgerConfig::default())?;
-    let report = ledger.verify(&mut |_, _| {})?;
-    if let Some(problem) = report.problem {
-        return Err(AppError::Conflict(format!(
-            "the restored ledger does not verify: {problem}; restore another backup"
-        )));
-    }
+    let backup_checkpoint = verify_restored(data, &ledger)?;
     let head = ledger.head();
     let mut latest_signed = backup_checkpoint;
     let mut missing_events = None;

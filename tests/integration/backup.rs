@@ -572,3 +572,83 @@ async fn the_command_line_backs_up_a_running_server_and_a_restore_behind_a_witne
     let _ = stop_witness.send(());
     witness_task.await.unwrap().unwrap();
 }
+
+/// Signs, with the log key in `dir`, a checkpoint of `size` events whose root is not the
+/// ledger's, and writes it as the latest checkpoint in `dir`.
+fn write_wrong_checkpoint(dir: &std::path::Path, size: u64) {
+    use careledger_core::merkle::{TreeHash, TreeHead};
+    let key =
+        careledger_core::checkpoint::LogKey::open(&careledger_app::data_dir::log_key_path(dir))
+            .unwrap();
+    let head = TreeHead {
+        size,
+        root: TreeHash([7; 32]),
+    };
+    let note = key.sign(head).unwrap().to_string();
+    std::fs::write(careledger_app::data_dir::checkpoint_path(dir), note).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_or_a_restore_whose_signed_checkpoint_is_not_of_its_ledger_is_refused() {
+    let f = Fixture::empty();
+    let op = operator(&f);
+    for n in 0..3 {
+        let (status, body) = f.post("gp-1", &format!("e-{n}"), &founding(n), &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("backup");
+    let (status, answer) = backup_through(&f.state, &op, to.to_str().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let size = answer["ledger_size"].as_u64().unwrap();
+
+    // The good backup restores, checked against a checkpoint of its own history.
+    let key =
+        careledger_core::checkpoint::LogKey::open(&careledger_app::data_dir::log_key_path(&to))
+            .unwrap();
+    let own = key
+        .sign(f.data.ledger.tree_head(size - 1).unwrap())
+        .unwrap();
+    std::fs::write(
+        careledger_app::data_dir::checkpoint_path(&to),
+        own.to_string(),
+    )
+    .unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let report = careledger_app::backup::restore(&to, &fresh.path().join("data"), None).unwrap();
+    assert_eq!(report.ledger_size, size);
+    assert_eq!(report.latest_signed, Some(size - 1));
+
+    // A checkpoint the log signed with another root: the restore is refused, nothing served.
+    write_wrong_checkpoint(&to, size - 1);
+    let refused = fresh.path().join("refused");
+    let error = careledger_app::backup::restore(&to, &refused, None).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("not consistent with its signed checkpoint")
+            && message.contains(&format!("size {}", size - 1)),
+        "{message}"
+    );
+
+    // And a checkpoint beyond the ledger: acknowledged events are missing.
+    write_wrong_checkpoint(&to, size + 5);
+    let error = careledger_app::backup::restore(&to, &fresh.path().join("short"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("not consistent with its signed checkpoint")
+            && error.contains("acknowledged events are missing"),
+        "{error}"
+    );
+
+    // A backup of a data directory whose latest checkpoint is not of its ledger is refused.
+    write_wrong_checkpoint(f.dir.path(), size);
+    let again = target.path().join("again");
+    let (status, problem) = backup_through(&f.state, &op, again.to_str().unwrap()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("not consistent with its signed checkpoint"),
+        "{detail}"
+    );
+}
