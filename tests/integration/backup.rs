@@ -55,6 +55,33 @@ async fn backup_through(state: &AppState, token: &str, to: &str) -> (StatusCode,
     send(state, request).await
 }
 
+/// Founds `count` care teams as the GP, with idempotency keys `<label>-0` on.
+async fn found(f: &Fixture, label: &str, count: u64) {
+    for n in 0..count {
+        let (status, body) = f
+            .post("gp-1", &format!("{label}-{n}"), &founding(n), &[])
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+/// Founds three care teams (idempotency keys `<label>-0` to `-2`) and backs the data directory
+/// up through the API into `backup` in a new temporary directory: that directory, the backup's
+/// path and the size backed up.
+async fn three_founded_and_backed_up(
+    f: &Fixture,
+    op: &str,
+    label: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, u64) {
+    found(f, label, 3).await;
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("backup");
+    let (status, answer) = backup_through(&f.state, op, to.to_str().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let size = answer["ledger_size"].as_u64().unwrap();
+    (target, to, size)
+}
+
 async fn get(state: &AppState, token: Option<&str>, uri: &str) -> (StatusCode, Value) {
     let mut request = Request::get(uri);
     if let Some(token) = token {
@@ -259,24 +286,9 @@ async fn a_restore_older_than_a_signed_checkpoint_says_what_it_lacks_and_stays_r
 ) {
     let f = Fixture::empty();
     let op = operator(&f);
-    for n in 0..3 {
-        let (status, body) = f
-            .post("gp-1", &format!("early-{n}"), &founding(n), &[])
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    let target = tempfile::tempdir().unwrap();
-    let to = target.path().join("backup");
-    let (status, answer) = backup_through(&f.state, &op, to.to_str().unwrap()).await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
-    let backed_up = answer["ledger_size"].as_u64().unwrap();
+    let (_target, to, backed_up) = three_founded_and_backed_up(&f, &op, "early").await;
     assert_eq!(backed_up, f.data.ledger.head().position);
-    for n in 0..4 {
-        let (status, body) = f
-            .post("gp-1", &format!("late-{n}"), &founding(n), &[])
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
+    found(&f, "late", 4).await;
     // The checkpoint the witnesses cosigned after the backup: four appends (8 events) more.
     let key = careledger_core::checkpoint::LogKey::open(&careledger_app::data_dir::log_key_path(
         f.dir.path(),
@@ -419,12 +431,7 @@ async fn the_command_line_backs_up_a_running_server_and_a_restore_behind_a_witne
         },
     ));
 
-    for n in 0..2 {
-        let (status, body) = f
-            .post("gp-1", &format!("early-{n}"), &founding(n), &[])
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
+    found(&f, "early", 2).await;
     let target = tempfile::tempdir().unwrap();
     let to = target.path().join("backup");
     let base = served.base.clone();
@@ -457,12 +464,7 @@ async fn the_command_line_backs_up_a_running_server_and_a_restore_behind_a_witne
     let backed_up = f.data.ledger.head().position;
 
     // Two more appends, and the witness cosigns the checkpoint that covers them.
-    for n in 0..2 {
-        let (status, body) = f
-            .post("gp-1", &format!("late-{n}"), &founding(n), &[])
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
+    found(&f, "late", 2).await;
     let head = f.data.ledger.head().position;
     let note = key
         .sign(f.data.ledger.tree_head(head).unwrap())
@@ -592,15 +594,7 @@ fn write_wrong_checkpoint(dir: &std::path::Path, size: u64) {
 async fn a_backup_or_a_restore_whose_signed_checkpoint_is_not_of_its_ledger_is_refused() {
     let f = Fixture::empty();
     let op = operator(&f);
-    for n in 0..3 {
-        let (status, body) = f.post("gp-1", &format!("e-{n}"), &founding(n), &[]).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    let target = tempfile::tempdir().unwrap();
-    let to = target.path().join("backup");
-    let (status, answer) = backup_through(&f.state, &op, to.to_str().unwrap()).await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
-    let size = answer["ledger_size"].as_u64().unwrap();
+    let (target, to, size) = three_founded_and_backed_up(&f, &op, "e").await;
 
     // The good backup restores, checked against a checkpoint of its own history.
     let key =
