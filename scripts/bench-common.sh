@@ -6,6 +6,30 @@
 # The target event both sides store (about 250 bytes of JSON).
 TARGET='{"type": "set_target", "measure": "ldl", "comparator": "<=", "value": "1.8", "unit": "mmol/L", "basis": "esc_guideline", "rationale": "high risk after myocardial infarction", "reason": "return letter of the outpatient visit"}'
 
+# sync_floor_us DIR: the median time, in µs, of one 4 KiB write and `fdatasync` of a file in DIR
+# (overwriting blocks already written, so that the sync writes data only): the floor under one
+# durable append on that disk.
+sync_floor_us() {
+  python3 - "$1" <<'PY'
+import os, statistics, sys, time
+path = os.path.join(sys.argv[1], "floor")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+block = b"\0" * 4096
+for i in range(256):
+    os.pwrite(fd, block, i * 4096)
+os.fdatasync(fd)
+samples = []
+for i in range(1000):
+    os.pwrite(fd, block, (i % 256) * 4096)
+    start = time.perf_counter()
+    os.fdatasync(fd)
+    samples.append((time.perf_counter() - start) * 1e6)
+os.close(fd)
+os.remove(path)
+print(round(statistics.median(samples)))
+PY
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts `careledger serve` on $data (stderr to $work/careledger.log) and waits for /health.
