@@ -32,8 +32,8 @@ static WRITES_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// duration (about half a millisecond): the runtime's other workers serve everything else
 /// meanwhile, taking over the tasks queued on this one, and the write's path crosses no
 /// thread. Handing the worker's tasks to another thread first (`block_in_place`) or the write
-/// to the pool ([`blocking`]) costs thread wake-ups that, at one connection, made an append a
-/// quarter to a third slower (docs/performance.md). A runtime with one worker has no other to
+/// to the pool ([`blocking`]) costs thread wake-ups that, at one connection with patients
+/// warm, made an append a quarter to a third slower (docs/performance.md). A runtime with one worker has no other to
 /// serve meanwhile, so there the worker's tasks are handed over. While other writes are in
 /// progress a write goes to the pool, so that at most one worker is ever held by a write,
 /// concurrent writes never take the async workers from the reads, and they share their group
