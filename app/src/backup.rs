@@ -222,29 +222,10 @@ fn check_copy_against_checkpoint(dir: &Path) -> Result<Option<u64>, AppError> {
         return Ok(None);
     };
     let ledger = Ledger::open(&paths(dir).0, LedgerConfig::default())?;
-    let size = checkpoint.size();
-    let head = ledger.head().position;
-    let problem = if size > head {
-        Some(format!(
-            "the last signed checkpoint covers {size} events, the copy holds {head}: \
-             acknowledged events are missing"
-        ))
-    } else {
-        let root = ledger.tree_head(size)?.root;
-        (root != checkpoint.root()).then(|| {
-            format!(
-                "the last signed checkpoint (size {size}) has root {}, the copy's chain gives {root}",
-                checkpoint.root()
-            )
-        })
-    };
-    match problem {
-        Some(problem) => Err(AppError::Conflict(format!(
-            "the copy in {} is not consistent with its signed checkpoint: {problem}",
-            dir.display()
-        ))),
-        None => Ok(Some(size)),
-    }
+    let check = careledger_core::checkpoint::check_stored_tree(&ledger, Some(&checkpoint))
+        .map_err(checkpoint_error)?;
+    consistent(dir, check)?;
+    Ok(Some(checkpoint.size()))
 }
 
 /// Verifies the restored ledger of the data directory `dir`, opened as `ledger`, and checks it
@@ -261,13 +242,20 @@ fn verify_restored(dir: &Path, ledger: &Ledger) -> Result<Option<u64>, AppError>
     }
     let check = careledger_core::checkpoint::check_tree_of(&report, ledger, checkpoint.as_ref())
         .map_err(checkpoint_error)?;
-    if let Some(problem) = check.problem {
-        return Err(AppError::Conflict(format!(
+    consistent(dir, check)?;
+    Ok(checkpoint.map(|c| c.size()))
+}
+
+/// Refuses the copy in `dir` when the check of its tree against its signed checkpoint found a
+/// problem.
+fn consistent(dir: &Path, check: careledger_core::checkpoint::TreeCheck) -> Result<(), AppError> {
+    match check.problem {
+        Some(problem) => Err(AppError::Conflict(format!(
             "the copy in {} is not consistent with its signed checkpoint: {problem}",
             dir.display()
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(checkpoint.map(|c| c.size()))
 }
 
 fn checkpoint_error(e: impl std::fmt::Display) -> AppError {

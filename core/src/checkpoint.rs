@@ -671,6 +671,22 @@ pub fn check_tree_of(
     judge_tree(ledger, size, root, at_checkpoint, checkpoint)
 }
 
+/// [`check_tree`] for a ledger whose stored tree was built from frames a verification has just
+/// checked (a backup's copy, verified as it was written): the checkpoint against that tree,
+/// without reading the events again.
+pub fn check_stored_tree(
+    ledger: &Ledger,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<TreeCheck, CheckpointError> {
+    let size = ledger.head().position;
+    let root = ledger.tree_head(size)?.root;
+    let at_checkpoint = match checkpoint {
+        Some(c) if c.size() <= size => Some(ledger.tree_head(c.size())?.root),
+        _ => None,
+    };
+    judge_tree(ledger, size, root, at_checkpoint, checkpoint)
+}
+
 /// The stored tree's root at `size` against `root` recomputed from the chain, and the
 /// checkpoint's root against `at_checkpoint` (`None`: the chain does not reach its size).
 fn judge_tree(

@@ -342,7 +342,13 @@ fn verify_recomputes_the_tree_from_the_chain_and_names_a_changed_stored_subtree_
         // Intact: the stored tree and a checkpoint the log signed agree with the chain.
         let note = key.sign(ledger.tree_head(40).unwrap()).unwrap().to_string();
         let (signed, _) = Checkpoint::open(&note, &vkey).unwrap();
+        // A backup's copy, whose stored tree was built from frames it has just verified, is
+        // checked against that tree and finds the same.
+        let stored = |checkpoint: &Checkpoint| {
+            careledger_core::checkpoint::check_stored_tree(&ledger, Some(checkpoint)).unwrap()
+        };
         let check = check_tree(&ledger, Some(&signed)).unwrap();
+        assert_eq!(stored(&signed), check);
         assert_eq!(check.problem, None);
         assert_eq!(
             (check.size, check.root),
@@ -354,14 +360,18 @@ fn verify_recomputes_the_tree_from_the_chain_and_names_a_changed_stored_subtree_
             root: TreeHash([9; 32]),
         };
         let (forged, _) = Checkpoint::open(&key.sign(other).unwrap().to_string(), &vkey).unwrap();
-        let problem = check_tree(&ledger, Some(&forged)).unwrap().problem.unwrap();
+        let check = check_tree(&ledger, Some(&forged)).unwrap();
+        assert_eq!(stored(&forged), check);
+        let problem = check.problem.unwrap();
         assert!(problem.contains("rewritten below"), "{problem}");
         let beyond = TreeHead {
             size: 90,
             root: TreeHash([9; 32]),
         };
         let (ahead, _) = Checkpoint::open(&key.sign(beyond).unwrap().to_string(), &vkey).unwrap();
-        let problem = check_tree(&ledger, Some(&ahead)).unwrap().problem.unwrap();
+        let check = check_tree(&ledger, Some(&ahead)).unwrap();
+        assert_eq!(stored(&ahead), check);
+        let problem = check.problem.unwrap();
         assert!(problem.contains("missing"), "{problem}");
     }
     // A stored subtree changed behind the ledger's back (key prefix 'm', level 6, index 0).
