@@ -29,7 +29,7 @@ pub struct Told {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Who, in which role and line, when (both clocks), why, and the position and hash that prove it.
-    pub provenance: Arc<Provenance>,
+    pub provenance: Provenance,
     /// Revision in the patient's stream.
     pub revision: u64,
     /// Event kind (`target_set`).
@@ -180,7 +180,7 @@ fn change(view: &PatientView, event: &Event) -> (Option<Message>, Option<Message
 pub(crate) fn record(
     view: &mut PatientView,
     recorded: &RecordedEvent,
-    provenance: &Arc<Provenance>,
+    provenance: &Provenance,
     notified: &[Notification],
     message: Arc<Message>,
 ) {
@@ -200,14 +200,14 @@ pub(crate) fn record(
         for entry in view.audit.iter_mut() {
             if entry.position() == target {
                 entry.corrected_by = Some(recorded.position);
-                entry.correction = Some(Provenance::of(recorded));
+                entry.correction = Some(provenance.clone());
             } else if voided.contains(&entry.position()) {
                 entry.voided_with = Some(target);
             }
         }
     }
     view.audit.push(AuditEntry {
-        provenance: Arc::clone(provenance),
+        provenance: provenance.clone(),
         revision: r.revision,
         kind: Word::Borrowed(r.event.kind()),
         element: summary::element(&r.event),

@@ -79,8 +79,8 @@ impl CarePlan {
 
 /// Folds one event into the catalogue's parts of the plan. Runs before [`crate::plan::apply`],
 /// so that a stopped medication's name is still known.
-pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent) {
-    let p = || Provenance::of(recorded);
+pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, provenance: &Provenance) {
+    let p = || provenance.clone();
     match recorded.event() {
         Event::MedicationStarted(m) => match &m.indication {
             Some(indication) => {

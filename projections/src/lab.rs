@@ -43,13 +43,13 @@ pub struct OrderStatus<'p> {
 }
 
 /// Keeps the last annual order.
-pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent) {
+pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, provenance: &Provenance) {
     if let Event::LabOrdered(o) = recorded.event() {
         if o.annual_panel {
             plan.last_annual_order = Some(AnnualOrder {
                 order: o.order.clone(),
                 tests: o.tests.clone(),
-                ordered: Provenance::of(recorded),
+                ordered: provenance.clone(),
             });
         }
     }

@@ -23,6 +23,7 @@ pub mod labels;
 pub mod message;
 pub mod notifications;
 pub mod plan;
+mod shared;
 pub mod signals;
 pub mod store;
 mod summary;
@@ -79,9 +80,18 @@ impl Default for ProjectionConfig {
     }
 }
 
-/// Where an element of the plan comes from: the event that set it.
+/// Where an element of the plan comes from: the event that set it. One event's provenance is
+/// shared by everything the event made in a view (its audit entry, the element it set, a
+/// reading in a series, a correction's mark): cloning it copies a pointer.
+///
+/// Its serde form is its fields, except in a view encoded for the store, where a provenance
+/// the view gave before is a reference to its position (`shared.rs`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Provenance(std::sync::Arc<ProvenanceFields>);
+
+/// What a [`Provenance`] says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Provenance {
+pub struct ProvenanceFields {
     /// Global position of the event.
     pub position: u64,
     /// Its hash, which proves it.
@@ -106,7 +116,7 @@ impl Provenance {
     /// The provenance of a recorded event.
     pub fn of(recorded: &RecordedEvent) -> Self {
         let r = &recorded.record;
-        Self {
+        Provenance::new(ProvenanceFields {
             position: recorded.position,
             hash: recorded.hash,
             actor: r.actor.id.clone(),
@@ -116,7 +126,31 @@ impl Provenance {
             recorded_at: r.recorded_at,
             occurred_at: r.occurred_at,
             reason: r.reason.clone(),
-        }
+        })
+    }
+
+    /// A provenance of these fields.
+    pub fn new(fields: ProvenanceFields) -> Self {
+        Provenance(std::sync::Arc::new(fields))
+    }
+
+    /// True when both are the same provenance in memory, not merely equal.
+    pub fn shares(&self, other: &Provenance) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for Provenance {
+    type Target = ProvenanceFields;
+
+    fn deref(&self) -> &ProvenanceFields {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -147,11 +181,11 @@ impl PatientView {
         let context = notify_context(self, recorded);
         let text = std::sync::Arc::new(message::for_event(self, recorded));
         let notified = notifications::derive(self, recorded, context, &text);
-        // One provenance per event, shared by its audit entry and (for a value) its series entry.
-        let provenance = std::sync::Arc::new(Provenance::of(recorded));
+        // One provenance per event, shared by everything the event makes in the view.
+        let provenance = Provenance::of(recorded);
         audit::record(self, recorded, &provenance, &notified, text);
-        clinical::apply(&mut self.plan, recorded);
-        lab::apply(&mut self.plan, recorded);
+        clinical::apply(&mut self.plan, recorded, &provenance);
+        lab::apply(&mut self.plan, recorded, &provenance);
         plan::apply(&mut self.plan, recorded, &provenance);
         self.notifications.extend(notified);
         notifications::apply_acknowledgement(self, recorded);

@@ -11,7 +11,6 @@
 //!   is not the latest.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -247,7 +246,7 @@ pub struct ValueEntry {
     /// Who recorded it, when it was taken (`occurred_at`) and recorded, and why.
     /// Shared with the event's audit entry: a series of readings holds each reading's
     /// provenance once, not a copy beside the audit trail's.
-    pub recorded: Arc<Provenance>,
+    pub recorded: Provenance,
 }
 
 impl ValueEntry {
@@ -635,8 +634,8 @@ fn guideline_default(measure: Measure) -> Option<TargetEntry> {
 }
 
 /// Folds one event of the patient into the plan.
-pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, shared: &Arc<Provenance>) {
-    let p = Provenance::clone(shared);
+pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, shared: &Provenance) {
+    let p = shared.clone();
     plan.revision = recorded.record.revision;
     match recorded.event() {
         Event::CareTeamMemberAdded(m) => {
@@ -747,7 +746,7 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, shared: &Arc<
                 value: r.value,
                 source: None,
                 order: r.order.clone(),
-                recorded: Arc::clone(shared),
+                recorded: shared.clone(),
             };
             add_value(plan, entry);
             if let Some(order) = &r.order {
@@ -759,7 +758,7 @@ pub(crate) fn apply(plan: &mut CarePlan, recorded: &RecordedEvent, shared: &Arc<
                 value: m.value,
                 source: Some(m.source),
                 order: None,
-                recorded: Arc::clone(shared),
+                recorded: shared.clone(),
             };
             add_value(plan, entry);
         }
