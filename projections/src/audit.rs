@@ -38,6 +38,7 @@ pub struct AuditEntry {
     pub element: String,
     /// The sentence, structured: shown in the reader's language by [`crate::labels::message`],
     /// in English by [`AuditEntry::summary`].
+    #[serde(with = "crate::shared::message")]
     pub message: Arc<Message>,
     /// The element before the change, structured ([`crate::labels::state`] renders it; in
     /// English [`AuditEntry::from`]).

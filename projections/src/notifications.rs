@@ -53,6 +53,7 @@ pub struct Notification {
     /// The causing event's kind (`medication_stopped`).
     pub kind: Word,
     /// The text, structured (shared with the causing event's audit entry while folding).
+    #[serde(with = "crate::shared::message")]
     pub message: Arc<Message>,
     /// The reason given with the event.
     pub reason: String,

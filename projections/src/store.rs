@@ -1600,6 +1600,18 @@ mod tests {
         let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default())
             .unwrap_or_else(|e| panic!("{e}"));
         append(&ledger, "patient-1", true);
+        append_command(
+            &ledger,
+            "patient-1",
+            Command::AddCareTeamMember(Member {
+                actor: ActorId::parse("card-1").unwrap_or_else(|e| panic!("{e}")),
+                name: text("J. Bakker"),
+                agb: None,
+                role: Role::Cardiologist,
+                lead: Lead::OrganDisease,
+                practitioner: Practitioner::Main,
+            }),
+        );
         for i in 0..40 {
             append_command(
                 &ledger,
@@ -1650,6 +1662,20 @@ mod tests {
             assert!(audit.provenance.shares(&entry.recorded));
         }
 
+        // A notification's text is its event's sentence in the audit trail, shared too.
+        assert!(!read.notifications.is_empty());
+        for notification in &read.notifications {
+            let audit = read
+                .audit
+                .iter()
+                .find(|a| a.position() == notification.position)
+                .unwrap_or_else(|| panic!("the notification's audit entry"));
+            assert!(std::sync::Arc::ptr_eq(
+                &audit.message,
+                &notification.message
+            ));
+        }
+
         // Outside a stored view a provenance is its fields, as the JSON answers give it.
         let json =
             serde_json::to_value(&*read.audit[0].provenance).unwrap_or_else(|e| panic!("{e}"));
@@ -1682,6 +1708,6 @@ mod tests {
             bincode::serde::decode_from_slice(&reference, bincode::config::standard())
         });
         let error = read.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(error.contains("refers to position 1"), "{error}");
+        assert!(error.contains("a provenance refers to 1"), "{error}");
     }
 }
