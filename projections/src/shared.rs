@@ -99,53 +99,132 @@ enum Read<T> {
     Here(T),
 }
 
-fn unknown<E: serde::de::Error>(what: &str, reference: u64) -> E {
-    E::custom(format!(
-        "a {what} refers to {reference}, which the view has not given before"
-    ))
+/// What a view stores once, and how the tables find it again.
+trait Once: Sized {
+    /// Its plain serde form.
+    type Fields: Serialize;
+    /// What a reference that names nothing is a reference of, for the error.
+    const WHAT: &'static str;
+    fn fields(&self) -> &Self::Fields;
+    fn from_fields(fields: Self::Fields) -> Self;
+    /// While writing: the reference to this value when the view has written it before;
+    /// otherwise notes it as written (in full, by the caller) and gives `None`.
+    fn written_before(&self, writing: &mut Writing) -> Option<u64>;
+    /// While reading: keeps this value, just read in full, for the references after it.
+    fn keep(&self, reading: &mut Reading);
+    fn find(reading: &Reading, reference: u64) -> Option<Self>;
+}
+
+fn write_once<T: Once, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    let earlier =
+        WRITING.with_borrow_mut(|writing| writing.as_mut().map(|w| value.written_before(w)));
+    match earlier {
+        None => value.fields().serialize(s),
+        Some(Some(reference)) => Written::<T::Fields>::Earlier(reference).serialize(s),
+        Some(None) => Written::Here(value.fields()).serialize(s),
+    }
+}
+
+fn read_once<'de, T: Once, D: Deserializer<'de>>(d: D) -> Result<T, D::Error>
+where
+    T::Fields: Deserialize<'de>,
+{
+    if READING.with_borrow(Option::is_none) {
+        return T::Fields::deserialize(d).map(T::from_fields);
+    }
+    match Read::<T::Fields>::deserialize(d)? {
+        Read::Here(fields) => {
+            let value = T::from_fields(fields);
+            READING.with_borrow_mut(|reading| {
+                if let Some(reading) = reading.as_mut() {
+                    value.keep(reading);
+                }
+            });
+            Ok(value)
+        }
+        Read::Earlier(reference) => READING
+            .with_borrow(|reading| reading.as_ref().and_then(|r| T::find(r, reference)))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "a {} refers to {reference}, which the view has not given before",
+                    T::WHAT
+                ))
+            }),
+    }
+}
+
+/// A provenance is named by its event's position.
+impl Once for Provenance {
+    type Fields = ProvenanceFields;
+    const WHAT: &'static str = "provenance";
+
+    fn fields(&self) -> &ProvenanceFields {
+        self
+    }
+
+    fn from_fields(fields: ProvenanceFields) -> Self {
+        Provenance::new(fields)
+    }
+
+    fn written_before(&self, writing: &mut Writing) -> Option<u64> {
+        // The same position with another hash (never within one patient's view) is written in
+        // full again, and references name that one from then on.
+        let before = writing.provenances.insert(self.position, self.hash);
+        (before == Some(self.hash)).then_some(self.position)
+    }
+
+    fn keep(&self, reading: &mut Reading) {
+        reading.provenances.insert(self.position, self.clone());
+    }
+
+    fn find(reading: &Reading, position: u64) -> Option<Self> {
+        reading.provenances.get(&position).cloned()
+    }
 }
 
 impl Serialize for Provenance {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let earlier = WRITING.with_borrow_mut(|writing| {
-            writing.as_mut().map(|writing| {
-                // The same position with another hash (never within one patient's view) is
-                // written in full again, and references name that one from then on.
-                let before = writing.provenances.insert(self.position, self.hash);
-                before == Some(self.hash)
-            })
-        });
-        match earlier {
-            None => ProvenanceFields::serialize(self, s),
-            Some(true) => Written::<ProvenanceFields>::Earlier(self.position).serialize(s),
-            Some(false) => Written::Here(&**self).serialize(s),
-        }
+        write_once(self, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Provenance {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if READING.with_borrow(Option::is_none) {
-            return ProvenanceFields::deserialize(d).map(Provenance::new);
-        }
-        match Read::deserialize(d)? {
-            Read::Here(fields) => {
-                let p = Provenance::new(fields);
-                READING.with_borrow_mut(|reading| {
-                    if let Some(reading) = reading.as_mut() {
-                        reading.provenances.insert(p.position, p.clone());
-                    }
-                });
-                Ok(p)
-            }
-            Read::Earlier(position) => READING
-                .with_borrow(|reading| {
-                    reading
-                        .as_ref()
-                        .and_then(|reading| reading.provenances.get(&position).cloned())
-                })
-                .ok_or_else(|| unknown("provenance", position)),
-        }
+        read_once(d)
+    }
+}
+
+/// A message is named by its number among those written in full: the same value in memory
+/// (its address) is the same message.
+impl Once for Arc<Message> {
+    type Fields = Message;
+    const WHAT: &'static str = "message";
+
+    fn fields(&self) -> &Message {
+        self
+    }
+
+    fn from_fields(fields: Message) -> Self {
+        Arc::new(fields)
+    }
+
+    fn written_before(&self, writing: &mut Writing) -> Option<u64> {
+        let next = writing.messages.len() as u64;
+        let number = *writing
+            .messages
+            .entry(Arc::as_ptr(self) as usize)
+            .or_insert(next);
+        (number != next).then_some(number)
+    }
+
+    fn keep(&self, reading: &mut Reading) {
+        reading.messages.push(Arc::clone(self));
+    }
+
+    fn find(reading: &Reading, number: u64) -> Option<Self> {
+        usize::try_from(number)
+            .ok()
+            .and_then(|n| reading.messages.get(n).cloned())
     }
 }
 
@@ -155,49 +234,80 @@ pub(crate) mod message {
     use super::*;
 
     pub(crate) fn serialize<S: Serializer>(m: &Arc<Message>, s: S) -> Result<S::Ok, S::Error> {
-        let address = Arc::as_ptr(m) as usize;
-        let earlier = WRITING.with_borrow_mut(|writing| {
-            writing.as_mut().map(|writing| {
-                let next = writing.messages.len() as u64;
-                match writing.messages.entry(address) {
-                    std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(next);
-                        None
-                    }
-                }
-            })
-        });
-        match earlier {
-            None => Message::serialize(m, s),
-            Some(Some(number)) => Written::<Message>::Earlier(number).serialize(s),
-            Some(None) => Written::Here(&**m).serialize(s),
-        }
+        write_once(m, s)
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Message>, D::Error> {
-        if READING.with_borrow(Option::is_none) {
-            return Message::deserialize(d).map(Arc::new);
-        }
-        match Read::deserialize(d)? {
-            Read::Here(m) => {
-                let m = Arc::new(m);
-                READING.with_borrow_mut(|reading| {
-                    if let Some(reading) = reading.as_mut() {
-                        reading.messages.push(Arc::clone(&m));
-                    }
-                });
-                Ok(m)
-            }
-            Read::Earlier(number) => READING
-                .with_borrow(|reading| {
-                    reading.as_ref().and_then(|reading| {
-                        usize::try_from(number)
-                            .ok()
-                            .and_then(|n| reading.messages.get(n).cloned())
-                    })
-                })
-                .ok_or_else(|| unknown("message", number)),
-        }
+        read_once(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Told(
+        #[serde(with = "message")] Arc<Message>,
+        #[serde(with = "message")] Arc<Message>,
+    );
+
+    fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map(|(value, _)| value)
+            .map_err(|e| e.to_string())
+    }
+
+    fn sentence() -> Arc<Message> {
+        let mut m = Message::new("note_added");
+        m.values.insert("subject".into(), "CVRM follow-up".into());
+        Arc::new(m)
+    }
+
+    #[test]
+    fn one_message_in_two_places_is_stored_once_and_read_back_shared() {
+        let m = sentence();
+        let plain = encode(&Told(Arc::clone(&m), Arc::clone(&m)));
+        let stored = writing(|| encode(&Told(Arc::clone(&m), Arc::clone(&m))));
+        assert!(
+            stored.len() < plain.len() * 2 / 3,
+            "{} of {}",
+            stored.len(),
+            plain.len()
+        );
+        let read: Told = reading(|| decode(&stored)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*read.0, *m);
+        assert!(Arc::ptr_eq(&read.0, &read.1));
+        // Two equal messages that are not one in memory are two messages, each in full behind
+        // its one-byte variant.
+        let apart = writing(|| encode(&Told(sentence(), sentence())));
+        assert_eq!(apart.len(), plain.len() + 2);
+        // Outside a stored view a message is its fields.
+        let read: Told = decode(&plain).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!Arc::ptr_eq(&read.0, &read.1));
+    }
+
+    #[test]
+    fn a_message_referring_to_one_not_given_before_is_unreadable() {
+        let m = sentence();
+        // The first place holds message 0 in full; the second names message 3.
+        let told = [
+            encode(&Written::Here(&*m)),
+            encode(&Written::<Message>::Earlier(3)),
+        ]
+        .concat();
+        let error = reading(|| decode::<Told>(&told)).err().unwrap_or_default();
+        assert!(error.contains("a message refers to 3"), "{error}");
+        let fine = [
+            encode(&Written::Here(&*m)),
+            encode(&Written::<Message>::Earlier(0)),
+        ]
+        .concat();
+        assert!(reading(|| decode::<Told>(&fine)).is_ok());
     }
 }
