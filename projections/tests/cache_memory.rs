@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use careledger_core::event::*;
 use careledger_core::ids::{ActorId, PatientId, Text};
-use careledger_core::quantity::{Measure, Quantity};
+use careledger_core::quantity::{Comparator, Measure, Quantity};
 use careledger_core::role::{Lead, Practitioner, Role};
 use careledger_core::{Actor, AppendRequest, ExpectedRevision, Ledger, LedgerConfig, Submission};
 use careledger_projections::{ProjectionConfig, Projections};
@@ -51,12 +51,25 @@ fn gp() -> Actor {
     }
 }
 
+fn cardiologist() -> Actor {
+    Actor {
+        id: ActorId::parse("card-1").unwrap(),
+        role: Role::Cardiologist,
+        name: Text::new("J. de Vries").unwrap(),
+        organisation: None,
+    }
+}
+
 fn append(ledger: &Ledger, patient: &PatientId, command: Command) {
+    append_by(ledger, patient, gp(), command);
+}
+
+fn append_by(ledger: &Ledger, patient: &PatientId, actor: Actor, command: Command) {
     ledger
         .append(AppendRequest {
             patient: patient.clone(),
             expected: ExpectedRevision::Any,
-            actor: gp(),
+            actor,
             submissions: vec![Submission {
                 command,
                 occurred_at: None,
@@ -69,8 +82,45 @@ fn append(ledger: &Ledger, patient: &PatientId, command: Command) {
         .unwrap();
 }
 
+/// Which patients are in shared care, and which of their events are the cardiologist's.
+#[derive(Clone, Copy, Debug)]
+enum Mix {
+    /// The GP's notes and measurements only: no notifications.
+    GpOnly,
+    /// Half the patients in shared care, a third of their events the cardiologist's targets.
+    Half,
+    /// Every patient in shared care, every event a target that notifies the GP: the most
+    /// notifications, each sharing its audit entry's message.
+    Targets,
+}
+
+impl Mix {
+    fn shared(self, patient: usize) -> bool {
+        match self {
+            Mix::GpOnly => false,
+            Mix::Half => patient % 2 == 1,
+            Mix::Targets => true,
+        }
+    }
+
+    fn targets(self, event: usize) -> bool {
+        match self {
+            Mix::GpOnly => false,
+            Mix::Half => event % 3 == 2,
+            Mix::Targets => true,
+        }
+    }
+}
+
+/// One test, the populations in turn: the counting allocator counts every thread.
 #[test]
 fn the_estimate_of_cached_views_is_not_below_their_heap() {
+    for mix in [Mix::GpOnly, Mix::Half, Mix::Targets] {
+        estimate_holds(mix);
+    }
+}
+
+fn estimate_holds(mix: Mix) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).unwrap();
     let patients: Vec<PatientId> = (0..30)
@@ -89,8 +139,38 @@ fn the_estimate_of_cached_views_is_not_below_their_heap() {
                 practitioner: Practitioner::Main,
             }),
         );
-        // Views from a few events to a few hundred: notes and measurements.
+        // Views from a few events to a few hundred: notes and measurements, and in shared care
+        // the cardiologist's targets, each notifying the GP.
+        let shared = mix.shared(i);
+        if shared {
+            append(
+                &ledger,
+                patient,
+                Command::AddCareTeamMember(Member {
+                    actor: cardiologist().id,
+                    name: cardiologist().name,
+                    agb: None,
+                    role: Role::Cardiologist,
+                    lead: Lead::OrganDisease,
+                    practitioner: Practitioner::Main,
+                }),
+            );
+        }
         for j in 0..(i * i / 3 + 2) {
+            if shared && mix.targets(j) {
+                append_by(
+                    &ledger,
+                    patient,
+                    cardiologist(),
+                    Command::SetTarget(Target {
+                        comparator: Comparator::AtMost,
+                        value: Quantity::new(Measure::LdlCholesterol, 18 + j as i64 % 10).unwrap(),
+                        basis: TargetBasis::Individual,
+                        rationale: Text::new("high risk, ESC").unwrap(),
+                    }),
+                );
+                continue;
+            }
             let command = if j % 2 == 0 {
                 Command::AddNote(Note {
                     kind: NoteKind::Note,
@@ -126,10 +206,16 @@ fn the_estimate_of_cached_views_is_not_below_their_heap() {
         held.push(projections.view(patient).unwrap().unwrap());
     }
     let heap = IN_USE.load(Ordering::Relaxed) - before;
+    let notifications: usize = held.iter().map(|v| v.notifications.len()).sum();
+    assert_eq!(
+        notifications > 100,
+        !matches!(mix, Mix::GpOnly),
+        "{notifications} notifications in the views of {mix:?}"
+    );
     let stats = projections.cache_stats();
     assert_eq!(stats.views, patients.len() as u64);
     eprintln!(
-        "{} views: {heap} bytes on the heap, estimated {}",
+        "{mix:?}: {} views: {heap} bytes on the heap, estimated {}",
         stats.views, stats.bytes
     );
     assert!(
