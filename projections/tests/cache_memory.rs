@@ -60,6 +60,18 @@ fn cardiologist() -> Actor {
     }
 }
 
+/// `actor` joins the care team as the main practitioner of `lead`.
+fn main_member(actor: Actor, lead: Lead) -> Command {
+    Command::AddCareTeamMember(Member {
+        actor: actor.id,
+        name: actor.name,
+        agb: None,
+        role: actor.role,
+        lead,
+        practitioner: Practitioner::Main,
+    })
+}
+
 fn append(ledger: &Ledger, patient: &PatientId, command: Command) {
     append_by(ledger, patient, gp(), command);
 }
@@ -127,18 +139,7 @@ fn estimate_holds(mix: Mix) {
         .map(|i| PatientId::parse(&format!("patient-{i}")).unwrap())
         .collect();
     for (i, patient) in patients.iter().enumerate() {
-        append(
-            &ledger,
-            patient,
-            Command::AddCareTeamMember(Member {
-                actor: gp().id,
-                name: gp().name,
-                agb: None,
-                role: Role::Gp,
-                lead: Lead::Cvrm,
-                practitioner: Practitioner::Main,
-            }),
-        );
+        append(&ledger, patient, main_member(gp(), Lead::Cvrm));
         // Views from a few events to a few hundred: notes and measurements, and in shared care
         // the cardiologist's targets, each notifying the GP.
         let shared = mix.shared(i);
@@ -146,14 +147,7 @@ fn estimate_holds(mix: Mix) {
             append(
                 &ledger,
                 patient,
-                Command::AddCareTeamMember(Member {
-                    actor: cardiologist().id,
-                    name: cardiologist().name,
-                    agb: None,
-                    role: Role::Cardiologist,
-                    lead: Lead::OrganDisease,
-                    practitioner: Practitioner::Main,
-                }),
+                main_member(cardiologist(), Lead::OrganDisease),
             );
         }
         for j in 0..(i * i / 3 + 2) {
