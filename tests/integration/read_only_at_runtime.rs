@@ -422,10 +422,19 @@ async fn file_system_turning_read_only_refuses_writes_and_unloggable_reads_and_l
         "{health}"
     );
     // Reads are refused too: the access log on the same disk cannot record them, and nothing
-    // is served unlogged.
-    let (status, plan) = scene
-        .get(&server, &format!("/patients/{PATIENT}/plan"))
-        .await;
+    // is served unlogged. The access log learns that at its next commit of the refused
+    // writes' entries, within its durability bound of their answers; from then on every read
+    // is refused.
+    let deadline = Instant::now() + careledger_app::access_log::DURABLE_WITHIN * 4;
+    let (status, plan) = loop {
+        let (status, plan) = scene
+            .get(&server, &format!("/patients/{PATIENT}/plan"))
+            .await;
+        if status == 503 || Instant::now() >= deadline {
+            break (status, plan);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(status, 503, "a read that cannot be logged: {plan}");
     assert_eq!(plan["code"], "access_log_unavailable", "{plan}");
     let (status, page) = scene.get(&server, "/events?after=0&limit=10").await;
