@@ -48,9 +48,12 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
             "the health check failed: {e}"
         ))),
     };
-    // The ledger's own failure first (damage outranks a hold); then a hold on writes.
-    let view = match (&failure, state.app.holds.current()) {
-        (None, Some(hold)) => HealthView::held(&head, &hold),
+    // The ledger's own failure first (damage outranks a hold); then a hold on writes; then an
+    // access log that cannot be written, which refuses every request for patient data.
+    let unlogged = state.access_log.as_ref().and_then(|log| log.failure());
+    let view = match (&failure, state.app.holds.current(), unlogged) {
+        (None, Some(hold), _) => HealthView::held(&head, &hold),
+        (None, None, Some(unlogged)) => HealthView::access_log_failed(&head, &unlogged),
         _ => HealthView::new(&head, failure.as_ref()),
     };
     let status = if view.is_ok() {

@@ -130,6 +130,24 @@ impl HealthView {
         }
     }
 
+    /// Health while the access log cannot be written: every request for patient data is
+    /// refused, since nothing is served unlogged.
+    pub fn access_log_failed(head: &Head, failure: &str) -> Self {
+        HealthView {
+            status: HealthStatus::Unhealthy,
+            class: Some(UnhealthyClass::Storage),
+            reason: Some(format!(
+                "the access log cannot be written ({failure}); requests for patient data are \
+                 refused until it can"
+            )),
+            head_position: Some(head.position),
+            head_hash: None,
+            last_anchored_position: None,
+            missing_events: None,
+            recorded_loss: None,
+        }
+    }
+
     /// What anyone may know without a token: up or down, and the class of the reason.
     pub fn public(self) -> Self {
         HealthView {
