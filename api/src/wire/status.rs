@@ -100,16 +100,7 @@ pub struct RecordedLossView {
 impl HealthView {
     /// Health at `head`, given the health check's failure, if any.
     pub fn new(head: &Head, failure: Option<&Error>) -> Self {
-        let unhealthy = |class, reason: String| HealthView {
-            status: HealthStatus::Unhealthy,
-            class: Some(class),
-            reason: Some(reason),
-            head_position: Some(head.position),
-            head_hash: None,
-            last_anchored_position: None,
-            missing_events: None,
-            recorded_loss: None,
-        };
+        let unhealthy = |class, reason| HealthView::unhealthy(head, class, reason);
         match failure {
             None => HealthView {
                 status: HealthStatus::Ok,
@@ -133,13 +124,22 @@ impl HealthView {
     /// Health while the access log cannot be written: every request for patient data is
     /// refused, since nothing is served unlogged.
     pub fn access_log_failed(head: &Head, failure: &str) -> Self {
-        HealthView {
-            status: HealthStatus::Unhealthy,
-            class: Some(UnhealthyClass::Storage),
-            reason: Some(format!(
+        HealthView::unhealthy(
+            head,
+            UnhealthyClass::Storage,
+            format!(
                 "the access log cannot be written ({failure}); requests for patient data are \
                  refused until it can"
-            )),
+            ),
+        )
+    }
+
+    /// Unhealthy at `head` for `reason`, with nothing else said.
+    fn unhealthy(head: &Head, class: UnhealthyClass, reason: String) -> Self {
+        HealthView {
+            status: HealthStatus::Unhealthy,
+            class: Some(class),
+            reason: Some(reason),
             head_position: Some(head.position),
             head_hash: None,
             last_anchored_position: None,
