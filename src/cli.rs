@@ -596,7 +596,12 @@ fn serve(
         let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let tls = matches!(transport, careledger_api::Transport::Tls(_));
-        tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, "careledger serving");
+        let journal = match dir.ledger.journal_writes_directly() {
+            Some(true) => "direct",
+            Some(false) => "buffered",
+            None => "none",
+        };
+        tracing::info!(addr = %listener.local_addr()?, tls, data = %data.display(), head = dir.ledger.head().position, journal, "careledger serving");
         // Every access to patient data is recorded; none is served while it cannot be.
         access = tokio::task::block_in_place(|| {
             access_log.open(data, checkpoints.origin.as_deref(), config, memory.access_log_sled())

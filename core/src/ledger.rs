@@ -171,6 +171,12 @@ impl Ledger {
         self.log.journal_path()
     }
 
+    /// Whether the journal's appends bypass the page cache (`O_DIRECT | O_DSYNC`, where the file
+    /// system allows it) or are written and then `fdatasync`ed; `None` without a journal.
+    pub fn journal_writes_directly(&self) -> Option<bool> {
+        self.log.journal_writes_directly()
+    }
+
     /// The storage, for the modules that read it directly (the Merkle tree, a backup).
     pub(crate) fn storage(&self) -> &dyn Storage {
         self.log.storage()

@@ -720,6 +720,13 @@ impl<C> EventLog<C> {
         }
     }
 
+    /// Whether the journal writes directly; `None` without one.
+    pub(crate) fn journal_writes_directly(&self) -> Option<bool> {
+        self.journal
+            .as_ref()
+            .map(|j| j.lock().journal.writes_directly())
+    }
+
     /// Where the journal lives, when the log keeps one.
     pub(crate) fn journal_path(&self) -> Option<std::path::PathBuf> {
         self.journal
