@@ -1,10 +1,10 @@
-//! The journal: a write-ahead file of the ledger's group commits, so that one `fdatasync`
-//! makes an append durable.
+//! The journal: a write-ahead file of the ledger's group commits, so that one sync of it makes
+//! an append durable.
 //!
 //! sled's `flush` pays for its own log write and `sync_file_range`, and the durable append
 //! before this file also synced sled's file and then the anchor: two or three waits on the disk
 //! per group commit. With the journal, a group commit applies its batch to sled without a
-//! flush, appends the same batch to this file and `fdatasync`s it: one wait. Every so often a
+//! flush, appends the same batch to this file and syncs it: one wait. Every so often a
 //! *checkpoint* syncs sled, anchors everything written ([`crate::anchor`]) and empties the
 //! journal by starting a new generation. On open, and after a storage failure, the journal's
 //! batches are anchored first and then applied to sled again (each batch is keyed by positions

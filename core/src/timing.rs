@@ -82,7 +82,7 @@ impl Phase {
             Phase::Encode => "  encode",
             Phase::Durable => "durable",
             Phase::SledWrite => "  sled write",
-            Phase::JournalSync => "  journal fdatasync",
+            Phase::JournalSync => "  journal sync",
             Phase::SledSync => "  sled flush+fdatasync",
             Phase::AnchorSync => "  anchor fdatasync",
             Phase::Checkpoint => "  checkpoint",
@@ -223,7 +223,7 @@ mod tests {
         );
         assert_eq!(totals[Phase::Decide.index()].count, 1);
         let table = table();
-        assert!(table.contains("journal fdatasync"), "{table}");
+        assert!(table.contains("journal sync"), "{table}");
         // 120 µs once, over two requests: 60 per request.
         let line = table.lines().find(|l| l.contains("journal")).unwrap();
         assert!(line.trim_end().ends_with("60.0"), "{line}");
