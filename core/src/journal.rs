@@ -101,6 +101,9 @@ pub(crate) struct Journal {
     direct: Option<Direct>,
 }
 
+/// The largest write buffer kept between appends (group commits are far smaller).
+const BUFFER_KEPT: usize = 1 << 20;
+
 /// The journal opened with `O_DIRECT | O_DSYNC`, and the memory its writes are made from.
 struct Direct {
     file: File,
@@ -314,7 +317,12 @@ impl Journal {
         let (written, zeros) = rest.split_at_mut(entry.len());
         written.copy_from_slice(entry);
         zeros.fill(0);
-        match direct.file.write_all_at(buffer, start) {
+        let written = direct.file.write_all_at(buffer, start);
+        if direct.buffer.len() > BUFFER_KEPT {
+            // A rare large group commit (a bulk load's) does not keep its memory.
+            direct.buffer = Vec::new();
+        }
+        match written {
             Ok(()) => Ok(true),
             Err(e) if refused_direct(&e) => Ok(false),
             Err(e) => Err(e),
@@ -343,7 +351,9 @@ impl Journal {
         let path = self.path.clone();
         let fail = |e| journal_err(&path, "starting a new generation of", e);
         // Directly: the header's block, the header followed by zeros.
-        self.reserve(BLOCK.saturating_sub(self.len))?;
+        if self.allocated < BLOCK {
+            self.reserve(BLOCK - self.len)?;
+        }
         self.tail.clear();
         match self.write_direct(0, BLOCK, &header) {
             Ok(true) => {}
