@@ -51,8 +51,8 @@ const FORMAT_KEY: &[u8] = b"format";
 /// Layout 9: the English renderings of those texts (an entry's summary, from and to, a
 /// notification's summary) are no longer stored but rendered when read. An event's audit entry
 /// and its notifications share one message while folding; each stores its own copy. Layout 10:
-/// a provenance the view gave before is stored as a reference to its event's position
-/// (`shared.rs`), and read back shared.
+/// a provenance the view gave before is stored as a reference to its event's position, and a
+/// message it gave before as a reference to its number (`shared.rs`); both read back shared.
 const FORMAT: &[u8] = b"10";
 const PATIENT_PREFIX: u8 = b'p';
 /// The care team of a patient: `'t'` ‖ patient → the members (actor and role).

@@ -674,6 +674,81 @@ async fn verify_checks_the_ledger_and_the_access_log_on_a_full_disk() {
     );
 }
 
+/// With the disk full and the access log's reserve gone, a read cannot be recorded: every
+/// request for patient data is refused, so `/health` is down too (a load balancer must not
+/// route to the server), saying why; once space returns both come back without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
+async fn health_is_down_while_the_access_log_cannot_be_written_and_up_again_once_it_can() {
+    use axum::http::StatusCode;
+    use careledger_app::access_log::{AccessLog, AccessLogConfig};
+    use careledger_app::data_dir::OpenConfig;
+    use careledger_app::DataDir;
+
+    let fs = Tmpfs::mount("40m");
+    let path = fs.path.join("data");
+    let data = DataDir::open_configured(
+        &path,
+        OpenConfig {
+            reserve_bytes: 8 * 1024 * 1024,
+            ..OpenConfig::default()
+        },
+    )
+    .unwrap();
+    // No reserve of its own: the full disk reaches the access log at once.
+    let log = std::sync::Arc::new(
+        AccessLog::open(
+            &path,
+            AccessLogConfig {
+                reserve_bytes: 0,
+                ..AccessLogConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let (gp, auditor) = http::actors(&data);
+    let state = http::state(&data).with_access_log(log.clone());
+    http::found(&state, &gp, 0).await.unwrap();
+    let (status, health) = http::get(&state, None, "/health").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let filler = fill_disk(&fs.path);
+
+    // Reads go on until the access log fails to commit one; from then on each is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        let (status, body) = http::get(&state, Some(&gp), "/patients/patient-0/plan").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reads are refused once the access log cannot record them"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused["code"], "access_log_unavailable", "{refused}");
+    let health = http::wait_for_health(&state, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(health["class"], "storage", "{health}");
+    assert!(
+        health.get("reason").is_none(),
+        "no reason without a token: {health}"
+    );
+    let (status, health) = http::get(&state, Some(&auditor), "/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    let reason = health["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the access log cannot be written") && reason.contains("No space left"),
+        "{health}"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    // No request needs to succeed first: the access log's writer tries again by itself.
+    http::wait_for_health(&state, StatusCode::OK).await;
+    let (status, plan) = http::get(&state, Some(&gp), "/patients/patient-0/plan").await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+}
+
 /// A note of about 1.5 KiB that does not compress (hex of a hash chain), by the GP.
 fn incompressible_note(n: u64) -> AppendRequest {
     let mut body = String::new();
