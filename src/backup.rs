@@ -72,14 +72,17 @@ pub fn backup_cmd(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let remote = crate::remote::Remote::new(&args.url, args.token.clone(), args.ca_file.as_ref())?;
     let body = serde_json::json!({ "to": args.to.display().to_string() });
     let answer = remote.send("POST", "/admin/backup", Some(body))?;
+    let checked = match answer["checkpoint_size"].as_u64() {
+        Some(size) => format!("checked against the signed checkpoint of size {size}"),
+        None => "no checkpoint was signed yet, so it was checked against the head alone".into(),
+    };
     say!(
         "Backed up and verified into {} (on the server's host): {} events, head {}, Merkle root {}; \
-         checked against the signed checkpoint of size {}.",
+         {checked}.",
         answer["directory"].as_str().unwrap_or("?"),
         answer["ledger_size"],
         answer["head_hash"].as_str().unwrap_or("?"),
         answer["tree_root"].as_str().unwrap_or("?"),
-        answer["checkpoint_size"]
     );
     say!("\nSECRETS in the copy: store it encrypted, readable by operators only:");
     for secret in answer["secrets"].as_array().into_iter().flatten() {
@@ -97,7 +100,7 @@ pub fn backup_cmd(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     for file in answer["files"].as_array().into_iter().flatten() {
         say!(
             "  {:>12}  {}",
-            file["bytes"],
+            file["bytes"].as_u64().map_or("?".into(), |b| b.to_string()),
             file["path"].as_str().unwrap_or("?")
         );
     }

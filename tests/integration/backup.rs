@@ -461,6 +461,12 @@ async fn the_command_line_backs_up_a_running_server_and_a_restore_behind_a_witne
         stdout.contains("SECRETS") && stdout.contains("log-key") && stdout.contains("actors/"),
         "{stdout}"
     );
+    // What the copy was checked against, in words: no checkpoint is signed here yet.
+    assert!(
+        stdout.contains("no checkpoint was signed yet, so it was checked against the head alone"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("null"), "{stdout}");
     let backed_up = f.data.ledger.head().position;
 
     // Two more appends, and the witness cosigns the checkpoint that covers them.
