@@ -439,26 +439,50 @@ fn fill_disk(dir: &Path) -> PathBuf {
     path
 }
 
+/// The data directory at `path`, keeping a reserve of `bytes` (the default's 64 MiB would not fit
+/// the tests' small file systems).
+fn data_dir_with_reserve(
+    path: &Path,
+    bytes: u64,
+) -> Result<careledger_app::DataDir, careledger_app::error::AppError> {
+    careledger_app::DataDir::open_configured(
+        path,
+        careledger_app::data_dir::OpenConfig {
+            reserve_bytes: bytes,
+            ..careledger_app::data_dir::OpenConfig::default()
+        },
+    )
+}
+
+/// The access log of the data directory at `path`, as `serve` keeps it, with a reserve of
+/// `bytes` of its own.
+fn access_log_with_reserve(
+    path: &Path,
+    bytes: u64,
+) -> std::sync::Arc<careledger_app::access_log::AccessLog> {
+    use careledger_app::access_log::{AccessLog, AccessLogConfig};
+    std::sync::Arc::new(
+        AccessLog::open(
+            path,
+            AccessLogConfig {
+                reserve_bytes: bytes,
+                ..AccessLogConfig::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
 async fn a_server_started_on_a_full_disk_serves_reads_and_verification_refuses_writes_and_takes_them_again_once_space_returns(
 ) {
     use axum::http::StatusCode;
-    use careledger_app::data_dir::OpenConfig;
-    use careledger_app::DataDir;
 
     let fs = Tmpfs::mount("40m");
     let path = fs.path.join("data");
-    let open = || {
-        DataDir::open_configured(
-            &path,
-            OpenConfig {
-                // The read models' store opens 2 MiB segments: the reserve must hold a few.
-                reserve_bytes: 8 * 1024 * 1024,
-                ..OpenConfig::default()
-            },
-        )
-    };
+    // The read models' store opens 2 MiB segments: the reserve must hold a few.
+    let open = || data_dir_with_reserve(&path, 8 * 1024 * 1024);
     let data = open().unwrap();
     assert!(data.holds.current().is_none());
     let (gp, auditor) = http::actors(&data);
@@ -547,19 +571,9 @@ async fn health_recovers_by_itself_once_space_returns_after_the_disk_filled_whil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
 async fn verify_and_plan_answer_on_a_full_disk() {
-    use careledger_app::data_dir::OpenConfig;
-    use careledger_app::DataDir;
-
     let fs = Tmpfs::mount("40m");
     let path = fs.path.join("data");
-    let data = DataDir::open_configured(
-        &path,
-        OpenConfig {
-            reserve_bytes: 8 * 1024 * 1024,
-            ..OpenConfig::default()
-        },
-    )
-    .unwrap();
+    let data = data_dir_with_reserve(&path, 8 * 1024 * 1024).unwrap();
     let (gp, _) = http::actors(&data);
     let state = http::state(&data);
     for n in 0..5 {
@@ -604,34 +618,14 @@ async fn verify_and_plan_answer_on_a_full_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
 async fn verify_checks_the_ledger_and_the_access_log_on_a_full_disk() {
-    use careledger_app::access_log::{AccessLog, AccessLogConfig};
-    use careledger_app::data_dir::OpenConfig;
-    use careledger_app::DataDir;
-
     let fs = Tmpfs::mount("40m");
     let path = fs.path.join("data");
-    let data = DataDir::open_configured(
-        &path,
-        OpenConfig {
-            // sled's open writes up to a segment (512 KiB): the ledger's open in `verify` takes
-            // most of this reserve, and the access log's then finds no room in what is left,
-            // as when the ledger's open takes the data directory's reserve on a full disk.
-            reserve_bytes: 640 * 1024,
-            ..OpenConfig::default()
-        },
-    )
-    .unwrap();
+    // sled's open writes up to a segment (512 KiB): the ledger's open in `verify` takes most of
+    // this reserve, and the access log's then finds no room in what is left, as when the
+    // ledger's open takes the data directory's reserve on a full disk.
+    let data = data_dir_with_reserve(&path, 640 * 1024).unwrap();
     // As `serve` keeps it, with a reserve of its own.
-    let log = std::sync::Arc::new(
-        AccessLog::open(
-            &path,
-            AccessLogConfig {
-                reserve_bytes: 4 * 1024 * 1024,
-                ..AccessLogConfig::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = access_log_with_reserve(&path, 4 * 1024 * 1024);
     let (gp, _) = http::actors(&data);
     let state = http::state(&data).with_access_log(log.clone());
     for n in 0..5 {
@@ -681,31 +675,12 @@ async fn verify_checks_the_ledger_and_the_access_log_on_a_full_disk() {
 #[ignore = "needs root to mount a tmpfs; run by .ci/run with --ignored"]
 async fn health_is_down_while_the_access_log_cannot_be_written_and_up_again_once_it_can() {
     use axum::http::StatusCode;
-    use careledger_app::access_log::{AccessLog, AccessLogConfig};
-    use careledger_app::data_dir::OpenConfig;
-    use careledger_app::DataDir;
 
     let fs = Tmpfs::mount("40m");
     let path = fs.path.join("data");
-    let data = DataDir::open_configured(
-        &path,
-        OpenConfig {
-            reserve_bytes: 8 * 1024 * 1024,
-            ..OpenConfig::default()
-        },
-    )
-    .unwrap();
+    let data = data_dir_with_reserve(&path, 8 * 1024 * 1024).unwrap();
     // No reserve of its own: the full disk reaches the access log at once.
-    let log = std::sync::Arc::new(
-        AccessLog::open(
-            &path,
-            AccessLogConfig {
-                reserve_bytes: 0,
-                ..AccessLogConfig::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = access_log_with_reserve(&path, 0);
     let (gp, auditor) = http::actors(&data);
     let state = http::state(&data).with_access_log(log.clone());
     http::found(&state, &gp, 0).await.unwrap();
