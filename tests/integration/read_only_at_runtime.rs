@@ -423,9 +423,10 @@ async fn file_system_turning_read_only_refuses_writes_and_unloggable_reads_and_l
     );
     // Reads are refused too: the access log on the same disk cannot record them, and nothing
     // is served unlogged. The access log learns that at its next commit of the refused
-    // writes' entries, within its durability bound of their answers; from then on every read
-    // is refused.
-    let deadline = Instant::now() + careledger_app::access_log::DURABLE_WITHIN * 4;
+    // writes' entries, within its durability bound of their answers on a disk that keeps up
+    // (waited for up to 5 s here: the disk is shared with parallel tests); from then on every
+    // read is refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
     let (status, plan) = loop {
         let (status, plan) = scene
             .get(&server, &format!("/patients/{PATIENT}/plan"))
